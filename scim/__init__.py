@@ -1,0 +1,1 @@
+"""The SCIM protocol as pure functions over dicts: no I/O, no web framework."""

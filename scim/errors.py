@@ -1,0 +1,62 @@
+"""SCIM errors (RFC 7644 §3.12) as one exception type and its JSON body."""
+
+from __future__ import annotations
+
+ERROR_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:Error"
+
+# scimType values defined by RFC 7644 §3.12, Table 9.
+SCIM_TYPES = frozenset(
+    {
+        "invalidFilter",
+        "tooMany",
+        "uniqueness",
+        "mutability",
+        "invalidSyntax",
+        "invalidPath",
+        "noTarget",
+        "invalidValue",
+        "invalidVers",
+        "sensitive",
+    }
+)
+
+
+class ScimError(Exception):
+    """A failure a SCIM client should see: HTTP status, optional scimType, a detail to act on."""
+
+    def __init__(self, status: int, detail: str, scim_type: str | None = None) -> None:
+        super().__init__(detail)
+        if scim_type is not None and scim_type not in SCIM_TYPES:
+            raise ValueError(f"unknown scimType {scim_type!r}")
+        self.status = status
+        self.detail = detail
+        self.scim_type = scim_type
+
+    def to_dict(self) -> dict:
+        body: dict = {"schemas": [ERROR_SCHEMA], "status": str(self.status), "detail": self.detail}
+        if self.scim_type:
+            body["scimType"] = self.scim_type
+        return body
+
+    def __repr__(self) -> str:
+        return f"ScimError({self.status}, {self.detail!r}, {self.scim_type!r})"
+
+
+def invalid_value(detail: str) -> ScimError:
+    return ScimError(400, detail, "invalidValue")
+
+
+def invalid_filter(detail: str) -> ScimError:
+    return ScimError(400, detail, "invalidFilter")
+
+
+def invalid_path(detail: str) -> ScimError:
+    return ScimError(400, detail, "invalidPath")
+
+
+def invalid_syntax(detail: str) -> ScimError:
+    return ScimError(400, detail, "invalidSyntax")
+
+
+def not_found(detail: str) -> ScimError:
+    return ScimError(404, detail)

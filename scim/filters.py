@@ -1,0 +1,415 @@
+"""SCIM filters (RFC 7644 §3.4.2.2) -> a typed AST resolved against a resource type.
+
+Parsing uses scim2-filter-parser's grammar (its SLY parser) fed by our own tokenizer, because its
+lexer accepts neither escaped quotes in strings nor numbers of more than one digit. Its parser also
+gives "and" and "or" the same precedence, so we re-associate implicit chains ("and" binds tighter).
+Every attribute is resolved against the schema here; anything unknown is an invalidFilter error,
+never a silently ignored clause. The same AST is evaluated in Python by `matches` (PATCH value
+filters) and translated to SQL by storage/sql.py.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from functools import lru_cache
+from typing import Union
+
+from scim2_filter_parser import ast as sfp
+from scim2_filter_parser.parser import SCIMParser, SCIMParserError
+from sly.lex import Token
+
+from scim.errors import ScimError, invalid_filter
+from scim.paths import AttrRef, resolve, resolve_sub
+from scim.schemas import ResourceType
+
+Value = Union[str, int, float, bool, None]
+
+COMPARE_OPS = frozenset({"eq", "ne", "co", "sw", "ew", "gt", "ge", "lt", "le"})
+ORDER_OPS = frozenset({"gt", "ge", "lt", "le"})
+MAX_FILTER_LENGTH = 4096
+MAX_FILTER_DEPTH = 32
+
+
+@dataclass(frozen=True)
+class Compare:
+    ref: AttrRef
+    op: str
+    value: Value
+
+
+@dataclass(frozen=True)
+class Present:
+    ref: AttrRef
+
+
+@dataclass(frozen=True)
+class And:
+    left: Node
+    right: Node
+
+
+@dataclass(frozen=True)
+class Or:
+    left: Node
+    right: Node
+
+
+@dataclass(frozen=True)
+class Not:
+    expr: Node
+
+
+@dataclass(frozen=True)
+class ValuePath:
+    """attr[filter]: one element of a multi-valued attribute must satisfy the inner filter.
+
+    Inner Compare/Present nodes carry refs to sub-attributes of `ref.attr`.
+    """
+
+    ref: AttrRef
+    filter: Node
+
+
+Node = Union[Compare, Present, And, Or, Not, ValuePath]
+
+# --- tokenizer -------------------------------------------------------------------------------
+
+_KEYWORDS = {
+    "eq": "EQ", "ne": "NE", "co": "CO", "sw": "SW", "ew": "EW", "gt": "GT", "ge": "GE",
+    "lt": "LT", "le": "LE", "pr": "PR", "and": "AND", "or": "OR", "not": "NOT",
+    "true": "TRUE", "false": "FALSE", "null": "NULL",
+}
+_TOKEN_RE = re.compile(
+    r"""
+    (?P<ws>[ \t\r\n]+)
+  | (?P<string>"(?:[^"\\\x00-\x1f]|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})*")
+  | (?P<number>-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?(?![A-Za-z0-9_$]))
+  | (?P<urn>[a-zA-Z][a-zA-Z0-9-]*:[a-zA-Z0-9:._-]*:(?=[a-zA-Z$]))
+  | (?P<subattr>\.[a-zA-Z$][a-zA-Z0-9_$-]*)
+  | (?P<name>[a-zA-Z$][a-zA-Z0-9_$-]*)
+  | (?P<punct>[()\[\]])
+    """,
+    re.VERBOSE,
+)
+_PUNCT = {"(": "LPAREN", ")": "RPAREN", "[": "LBRACKET", "]": "RBRACKET"}
+_ESCAPES = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
+
+
+def _decode_string(raw: str) -> str:
+    def unescape(match: re.Match) -> str:
+        esc = match.group(1)
+        return chr(int(esc[1:], 16)) if esc[0] == "u" else _ESCAPES[esc]
+
+    return re.sub(r"\\(u[0-9a-fA-F]{4}|.)", unescape, raw[1:-1])
+
+
+def _token(kind: str, value: object, index: int, end: int) -> Token:
+    tok = Token()
+    tok.type, tok.value, tok.lineno, tok.index, tok.end = kind, value, 1, index, end
+    return tok
+
+
+def tokenize(text: str) -> list[Token]:
+    tokens: list[Token] = []
+    pos = 0
+    while pos < len(text):
+        match = _TOKEN_RE.match(text, pos)
+        if match is None:
+            raise invalid_filter(
+                f"Unexpected character {text[pos]!r} at position {pos + 1} of the filter; "
+                'strings must be in double quotes, e.g. userName eq "alice@contoso.com"'
+            )
+        kind = match.lastgroup
+        raw = match.group()
+        if kind == "string":
+            tokens.append(_token("COMP_VALUE", ("value", _decode_string(raw)), pos, match.end()))
+        elif kind == "number":
+            number: float | int = float(raw) if any(c in raw for c in ".eE") else int(raw)
+            tokens.append(_token("NUMBER", ("value", number), pos, match.end()))
+        elif kind == "urn":
+            tokens.append(_token("SCHEMA_URI", raw[:-1], pos, match.end()))
+        elif kind == "subattr":
+            tokens.append(_token("SUBATTR", raw[1:], pos, match.end()))
+        elif kind == "name":
+            keyword = _KEYWORDS.get(raw.lower())
+            if keyword in ("TRUE", "FALSE", "NULL"):
+                literal = {"TRUE": True, "FALSE": False, "NULL": None}[keyword]
+                tokens.append(_token(keyword, ("value", literal), pos, match.end()))
+            else:
+                tokens.append(_token(keyword or "ATTRNAME", raw, pos, match.end()))
+        elif kind == "punct":
+            tokens.append(_token(_PUNCT[raw], raw, pos, match.end()))
+        pos = match.end()
+    return tokens
+
+
+# --- parse and resolve --------------------------------------------------------------------------
+
+
+def parse_filter(text: str, rtype: ResourceType) -> Node:
+    """Parse and resolve a filter, or raise ScimError(400, invalidFilter)."""
+    return _parse_cached(text, rtype.name, rtype)
+
+
+@lru_cache(maxsize=1024)
+def _parse_cached(text: str, _type_name: str, rtype: ResourceType) -> Node:
+    if len(text) > MAX_FILTER_LENGTH:
+        raise invalid_filter(f"The filter is {len(text)} characters long; the limit is {MAX_FILTER_LENGTH}")
+    if not text.strip():
+        raise invalid_filter('The filter is empty; send e.g. userName eq "alice@contoso.com"')
+    tree = _parse_tree(text)
+    return _Resolver(rtype).filter(tree, depth=0)
+
+
+def _parse_tree(text: str) -> sfp.Filter:
+    tokens = tokenize(text)
+    depth = 0
+    for tok in tokens:
+        depth += tok.type in ("LPAREN", "LBRACKET")
+        depth -= tok.type in ("RPAREN", "RBRACKET")
+        if depth > MAX_FILTER_DEPTH:
+            raise invalid_filter(f"The filter nests deeper than {MAX_FILTER_DEPTH} levels")
+    try:
+        tree = SCIMParser().parse(iter(tokens))
+    except SCIMParserError as exc:
+        raise invalid_filter(f"The filter is not valid SCIM filter syntax ({_describe(exc, text)})") from None
+    except RecursionError:
+        raise invalid_filter("The filter is too deeply nested") from None
+    if tree is None:
+        raise invalid_filter("The filter is incomplete")
+    return tree
+
+
+def _describe(exc: SCIMParserError, text: str) -> str:
+    match = re.search(r"index=(\d+)", str(exc))
+    if match:
+        index = int(match.group(1))
+        return f"unexpected {text[index:index + 20]!r} at position {index + 1}"
+    return "it ends too early"
+
+
+def parse_path_filter(attr_text: str, filter_text: str, rtype: ResourceType) -> ValuePath:
+    """Resolve `attr[filter]` for a PATCH path; attr_text may carry a URN prefix."""
+    node = parse_filter(f"{attr_text}[{filter_text}]", rtype)
+    assert isinstance(node, ValuePath)
+    return node
+
+
+class _Resolver:
+    def __init__(self, rtype: ResourceType) -> None:
+        self.rtype = rtype
+
+    def filter(self, node: sfp.AST, depth: int, parent: AttrRef | None = None) -> Node:
+        if depth > MAX_FILTER_DEPTH * 4:
+            raise invalid_filter(f"The filter nests deeper than {MAX_FILTER_DEPTH} levels")
+        if isinstance(node, sfp.Filter):
+            if node.namespace is not None:
+                return self.value_path(node.namespace, node.expr, depth, parent)
+            if isinstance(node.expr, sfp.LogExpr) and not node.negated:
+                return self.chain(node.expr, depth, parent)
+            inner = self.filter(node.expr, depth + 1, parent)
+            return Not(inner) if node.negated else inner
+        if isinstance(node, sfp.LogExpr):
+            return self.chain(node, depth, parent)
+        if isinstance(node, sfp.AttrExpr):
+            return self.attr_expr(node, parent)
+        raise invalid_filter("The filter is not valid SCIM filter syntax")
+
+    def chain(self, node: sfp.LogExpr, depth: int, parent: AttrRef | None) -> Node:
+        """Rebuild an implicit left-associated chain of and/or with "and" binding tighter."""
+        operands: list[sfp.AST] = []
+        operators: list[str] = []
+
+        def flatten(item: sfp.AST) -> None:
+            if isinstance(item, sfp.Filter) and item.namespace is None and not item.negated \
+                    and isinstance(item.expr, sfp.LogExpr):
+                item = item.expr
+            if isinstance(item, sfp.LogExpr):
+                flatten(item.expr1)
+                operators.append(item.op.lower())
+                flatten(item.expr2)
+            else:
+                operands.append(item)
+
+        flatten(node)
+        resolved = [self.filter(item, depth + 1, parent) for item in operands]
+        terms: list[Node] = [resolved[0]]
+        for op, operand in zip(operators, resolved[1:]):
+            if op == "and":
+                terms[-1] = And(terms[-1], operand)
+            else:
+                terms.append(operand)
+        result = terms[0]
+        for term in terms[1:]:
+            result = Or(result, term)
+        return result
+
+    def value_path(self, path: sfp.AttrPath, expr: sfp.AST, depth: int, parent: AttrRef | None) -> Node:
+        if parent is not None:
+            raise invalid_filter("A value filter [...] cannot be nested inside another value filter")
+        if not isinstance(path, sfp.AttrPath) or not isinstance(path.attr_name, str) or path.sub_attr:
+            raise invalid_filter("A value filter must follow a plain attribute name, e.g. emails[type eq \"work\"]")
+        ref = self.ref(path, None)
+        if not ref.attr.is_complex or not ref.attr.multi_valued:
+            raise invalid_filter(f"{ref.name} is not a multi-valued complex attribute; it cannot take [...]")
+        return ValuePath(ref, self.filter(expr, depth + 1, ref))
+
+    def attr_expr(self, node: sfp.AttrExpr, parent: AttrRef | None) -> Node:
+        path = node.attr_path
+        if isinstance(path.attr_name, sfp.Filter):
+            # emails[type eq "work"].value eq "x": the comparison applies inside the value filter
+            inner_path = path.attr_name.namespace
+            sub = inner_path.sub_attr
+            inner_path.sub_attr = None
+            outer = self.value_path(inner_path, path.attr_name.expr, 0, parent)
+            assert isinstance(outer, ValuePath)
+            leaf_path = sfp.AttrPath(sub.value if sub else "value", None, None)
+            leaf = self.attr_expr(sfp.AttrExpr(node.value, leaf_path, node.comp_value), outer.ref)
+            return ValuePath(outer.ref, And(outer.filter, leaf))
+        ref = self.ref(path, parent)
+        op = node.value.lower()
+        if op == "pr":
+            return Present(ref)
+        value = node.comp_value.value[1] if node.comp_value is not None else None
+        return Compare(ref, op, _check_value(ref, op, value))
+
+    def ref(self, path: sfp.AttrPath, parent: AttrRef | None) -> AttrRef:
+        sub = path.sub_attr.value if path.sub_attr is not None else None
+        if parent is not None:
+            if path.uri or sub:
+                raise invalid_filter(f"Inside {parent.name}[...] use sub-attribute names such as value or type")
+            return resolve_sub(parent, path.attr_name, error=invalid_filter)
+        ref = resolve(self.rtype, path.uri, path.attr_name, sub, error=invalid_filter)
+        if ref.attr.is_complex and ref.sub is None:
+            # "emails eq x", "members eq id", "manager eq id" compare the value sub-attribute
+            value_sub = ref.attr.sub("value")
+            if value_sub is None:
+                raise invalid_filter(f"{ref.name} is a complex attribute; filter on one of its sub-attributes, "
+                                     f"e.g. {ref.name}.{ref.attr.sub_attributes[0].name}")
+            return AttrRef(ref.urn, ref.attr, value_sub)
+        return ref
+
+
+def _check_value(ref: AttrRef, op: str, value: Value) -> Value:
+    leaf = ref.leaf
+    if value is None:
+        if op not in ("eq", "ne"):
+            raise invalid_filter(f"null can only be compared with eq or ne (in {ref.name} {op} null)")
+        return None
+    if leaf.type == "boolean":
+        if op not in ("eq", "ne"):
+            raise invalid_filter(f"{ref.name} is a boolean; only eq and ne apply to it, not {op}")
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        if not isinstance(value, bool):
+            raise invalid_filter(f"{ref.name} is a boolean; compare it with true or false")
+        return value
+    if isinstance(value, bool):
+        raise invalid_filter(f"{ref.name} is a {leaf.type}, not a boolean; compare it with a quoted string")
+    if leaf.type in ("integer", "decimal"):
+        if isinstance(value, str) or op in ("co", "sw", "ew"):
+            raise invalid_filter(f"{ref.name} is a number; compare it with an unquoted number")
+        return value
+    if not isinstance(value, str):
+        raise invalid_filter(f'{ref.name} is a {leaf.type}; put the value in double quotes, e.g. {ref.name} eq "{value}"')
+    if leaf.type == "dateTime":
+        if op in ("co", "sw", "ew"):
+            raise invalid_filter(f"{ref.name} is a dateTime; use eq, ne, gt, ge, lt or le")
+        return normalize_datetime(value, ref.name)
+    if leaf.type == "binary" and op in ORDER_OPS:
+        raise invalid_filter(f"{ref.name} is binary; it cannot be ordered with {op}")
+    return value
+
+
+def format_datetime(moment: datetime) -> str:
+    """The one dateTime form we store and return: UTC, milliseconds, Z suffix."""
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def normalize_datetime(text: str, name: str) -> str:
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise invalid_filter(f'{name} is a dateTime; use the form "2026-01-31T12:00:00Z", not {text!r}') from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return format_datetime(moment)
+
+
+# --- evaluation in Python ---------------------------------------------------------------------
+
+_ASCII_FOLD = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def fold(text: str) -> str:
+    """Case folding as SQLite does it (ASCII letters only), so Python and SQL always agree."""
+    return text.translate(_ASCII_FOLD)
+
+
+def matches(node: Node, resource: dict) -> bool:
+    """Evaluate a resolved filter against a canonical resource dict (or a multi-valued element)."""
+    if isinstance(node, And):
+        return matches(node.left, resource) and matches(node.right, resource)
+    if isinstance(node, Or):
+        return matches(node.left, resource) or matches(node.right, resource)
+    if isinstance(node, Not):
+        return not matches(node.expr, resource)
+    if isinstance(node, ValuePath):
+        elements = node.ref.values_of_attr(resource)
+        return any(isinstance(el, dict) and matches(node.filter, el) for el in elements)
+    values = node.ref.leaf_values(resource)
+    if isinstance(node, Present):
+        return any(_is_present(v) for v in values)
+    if node.op == "ne":
+        return not any(_compare(node.ref, "eq", v, node.value) for v in values) and not (
+            node.value is None and not any(_is_present(v) for v in values)
+        )
+    if node.value is None:  # eq null: absent
+        return not any(_is_present(v) for v in values)
+    return any(_compare(node.ref, node.op, v, node.value) for v in values)
+
+
+def _is_present(value: object) -> bool:
+    return value is not None and value != "" and value != [] and value != {}
+
+
+def _compare(ref: AttrRef, op: str, actual: object, expected: Value) -> bool:
+    if actual is None or expected is None:
+        return False
+    leaf = ref.leaf
+    if leaf.type == "boolean":
+        return isinstance(actual, bool) and (actual == expected) == (op == "eq")
+    if isinstance(expected, (int, float)):
+        if not isinstance(actual, (int, float)) or isinstance(actual, bool):
+            return False
+        left, right = actual, expected
+    else:
+        if not isinstance(actual, str):
+            return False
+        left, right = actual, expected
+        if leaf.type == "dateTime":
+            try:
+                left = normalize_datetime(actual, ref.name)
+            except ScimError:
+                return False
+        if not leaf.case_exact:
+            left, right = fold(left), fold(right)
+    if op == "eq":
+        return left == right
+    if op == "co":
+        return right in left
+    if op == "sw":
+        return left.startswith(right)
+    if op == "ew":
+        return left.endswith(right)
+    if op == "gt":
+        return left > right
+    if op == "ge":
+        return left >= right
+    if op == "lt":
+        return left < right
+    if op == "le":
+        return left <= right
+    return False

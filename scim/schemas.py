@@ -1,0 +1,291 @@
+"""RFC 7643 schemas, resource types and the ServiceProviderConfig, as hand-written definitions.
+
+The same definitions drive validation, filters, PATCH, projection and the discovery endpoints
+(/Schemas, /ResourceTypes), so what we advertise is what we enforce.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+USER = "urn:ietf:params:scim:schemas:core:2.0:User"
+ENTERPRISE_USER = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+GROUP = "urn:ietf:params:scim:schemas:core:2.0:Group"
+LIST_RESPONSE = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
+PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+SEARCH_REQUEST = "urn:ietf:params:scim:api:messages:2.0:SearchRequest"
+SCHEMA_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:Schema"
+RESOURCE_TYPE_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:ResourceType"
+SERVICE_PROVIDER_CONFIG = "urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"
+
+
+@dataclass(frozen=True)
+class Attribute:
+    """One attribute definition (RFC 7643 §7), with lower-cased lookup of sub-attributes."""
+
+    name: str
+    type: str = "string"
+    multi_valued: bool = False
+    description: str = ""
+    required: bool = False
+    case_exact: bool = False
+    mutability: str = "readWrite"
+    returned: str = "default"
+    uniqueness: str = "none"
+    sub_attributes: tuple[Attribute, ...] = ()
+    canonical_values: tuple[str, ...] = ()
+    reference_types: tuple[str, ...] = ()
+    by_lower: dict[str, Attribute] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.by_lower.update({sub.name.lower(): sub for sub in self.sub_attributes})
+
+    def sub(self, name: str) -> Attribute | None:
+        return self.by_lower.get(name.lower())
+
+    @property
+    def is_complex(self) -> bool:
+        return self.type == "complex"
+
+    def to_dict(self) -> dict:
+        out: dict = {
+            "name": self.name,
+            "type": self.type,
+            "multiValued": self.multi_valued,
+            "description": self.description or self.name,
+            "required": self.required,
+            "caseExact": self.case_exact,
+            "mutability": self.mutability,
+            "returned": self.returned,
+            "uniqueness": self.uniqueness,
+        }
+        if self.sub_attributes:
+            out["subAttributes"] = [sub.to_dict() for sub in self.sub_attributes]
+        if self.canonical_values:
+            out["canonicalValues"] = list(self.canonical_values)
+        if self.reference_types:
+            out["referenceTypes"] = list(self.reference_types)
+        return out
+
+
+A = Attribute
+
+
+def _multi(name: str, description: str, *, value_type: str = "string", types: tuple[str, ...] = (),
+           extra: tuple[Attribute, ...] = (), ref_types: tuple[str, ...] = ()) -> Attribute:
+    """The usual shape of a multi-valued complex attribute: value, display, type, primary."""
+    value = A("value", value_type, description=f"The value of {name}", reference_types=ref_types)
+    return A(
+        name, "complex", multi_valued=True, description=description,
+        sub_attributes=(
+            value,
+            A("display", description="A human-readable name, primarily used for display purposes"),
+            A("type", description="A label indicating the attribute's function", canonical_values=types),
+            A("primary", "boolean", description="Indicates the primary value; at most one is true"),
+            *extra,
+        ),
+    )
+
+
+META = A(
+    "meta", "complex", mutability="readOnly", description="Resource metadata",
+    sub_attributes=(
+        A("resourceType", case_exact=True, mutability="readOnly"),
+        A("created", "dateTime", mutability="readOnly"),
+        A("lastModified", "dateTime", mutability="readOnly"),
+        A("location", "reference", case_exact=True, mutability="readOnly", reference_types=("uri",)),
+        A("version", case_exact=True, mutability="readOnly"),
+    ),
+)
+
+# Attributes every resource has (RFC 7643 §3.1); they belong to no schema in /Schemas.
+COMMON_ATTRIBUTES: tuple[Attribute, ...] = (
+    A("id", case_exact=True, mutability="readOnly", returned="always", uniqueness="server",
+      description="Unique identifier assigned by the service provider"),
+    A("externalId", case_exact=True, description="Identifier assigned by the provisioning client"),
+    META,
+)
+
+USER_ATTRIBUTES: tuple[Attribute, ...] = (
+    A("userName", required=True, uniqueness="server", returned="always",
+      description="Unique identifier for the user, used to sign in; unique regardless of case"),
+    A("name", "complex", required=True, description="The components of the user's real name",
+      sub_attributes=(
+          A("formatted", description="The full name, formatted for display"),
+          A("familyName", required=True, description="The family name (last name)"),
+          A("givenName", required=True, description="The given name (first name)"),
+          A("middleName", description="The middle name(s)"),
+          A("honorificPrefix", description="Honorific prefix, e.g. Ms."),
+          A("honorificSuffix", description="Honorific suffix, e.g. III"),
+      )),
+    A("displayName", description="The name of the user, suitable for display"),
+    A("nickName", description="The casual way to address the user"),
+    A("profileUrl", "reference", reference_types=("external",), description="URL of the user's profile"),
+    A("title", description="The user's title, such as Vice President"),
+    A("userType", description="The relationship between the organization and the user"),
+    A("preferredLanguage", description="Preferred written or spoken language, e.g. en-US"),
+    A("locale", description="Default location for localisation, e.g. en-US"),
+    A("timezone", description="Time zone in IANA format, e.g. America/Los_Angeles"),
+    A("active", "boolean", description="The user's administrative status"),
+    A("password", mutability="writeOnly", returned="never",
+      description="Cleartext password; accepted on write, never stored or returned"),
+    _multi("emails", "Email addresses for the user", types=("work", "home", "other")),
+    _multi("phoneNumbers", "Phone numbers; a work number must be in E.164 form, e.g. +16175551212",
+           types=("work", "home", "mobile", "fax", "pager", "other")),
+    _multi("ims", "Instant messaging addresses",
+           types=("aim", "gtalk", "icq", "xmpp", "msn", "skype", "qq", "yahoo")),
+    _multi("photos", "URLs of photos of the user", value_type="reference", types=("photo", "thumbnail"),
+           ref_types=("external",)),
+    A("addresses", "complex", multi_valued=True, description="Physical mailing addresses",
+      sub_attributes=(
+          A("formatted", description="The full mailing address"),
+          A("streetAddress", description="The full street address"),
+          A("locality", description="The city or locality"),
+          A("region", description="The state or region"),
+          A("postalCode", description="The zip code or postal code"),
+          A("country", description="The country name, ISO 3166-1 alpha-2"),
+          A("type", canonical_values=("work", "home", "other"), description="The kind of address"),
+          A("primary", "boolean", description="Indicates the primary address"),
+      )),
+    A("groups", "complex", multi_valued=True, mutability="readOnly",
+      description="Groups the user belongs to, directly or through nested groups",
+      sub_attributes=(
+          A("value", mutability="readOnly", description="The id of the group"),
+          A("$ref", "reference", mutability="readOnly", reference_types=("Group",),
+            description="The URI of the group"),
+          A("display", mutability="readOnly", description="The group's displayName"),
+          A("type", mutability="readOnly", canonical_values=("direct", "indirect"),
+            description="direct, or indirect through a nested group"),
+      )),
+    _multi("entitlements", "Entitlements of the user"),
+    _multi("roles", "Roles of the user"),
+    _multi("x509Certificates", "X.509 certificates of the user", value_type="binary"),
+)
+
+ENTERPRISE_ATTRIBUTES: tuple[Attribute, ...] = (
+    A("employeeNumber", description="Identifier assigned by the organization"),
+    A("costCenter", description="Name of a cost center"),
+    A("organization", description="Name of an organization"),
+    A("division", description="Name of a division"),
+    A("department", description="Name of a department"),
+    A("manager", "complex", description="The user's manager",
+      sub_attributes=(
+          A("value", description="The id of the manager's User resource"),
+          A("$ref", "reference", reference_types=("User",), description="The URI of the manager"),
+          A("displayName", mutability="readOnly", description="The manager's displayName"),
+      )),
+)
+
+GROUP_ATTRIBUTES: tuple[Attribute, ...] = (
+    A("displayName", required=True, uniqueness="server", returned="always",
+      description="A human-readable name for the group; unique regardless of case"),
+    A("members", "complex", multi_valued=True, description="Members of the group (users or groups)",
+      sub_attributes=(
+          A("value", mutability="immutable", description="The id of the member"),
+          A("$ref", "reference", mutability="immutable", reference_types=("User", "Group"),
+            description="The URI of the member"),
+          A("display", mutability="readOnly", description="The member's userName or displayName"),
+          A("type", mutability="immutable", canonical_values=("User", "Group"),
+            description="User or Group"),
+      )),
+)
+
+
+@dataclass(frozen=True)
+class Schema:
+    id: str
+    name: str
+    description: str
+    attributes: tuple[Attribute, ...]
+    by_lower: dict[str, Attribute] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.by_lower.update({attr.name.lower(): attr for attr in self.attributes})
+
+    def to_dict(self, base_url: str) -> dict:
+        return {
+            "schemas": [SCHEMA_SCHEMA],
+            "id": self.id,
+            "name": self.name,
+            "description": self.description,
+            "attributes": [attr.to_dict() for attr in self.attributes],
+            "meta": {"resourceType": "Schema", "location": f"{base_url}/Schemas/{self.id}"},
+        }
+
+
+SCHEMAS: dict[str, Schema] = {
+    USER: Schema(USER, "User", "User Account", USER_ATTRIBUTES),
+    ENTERPRISE_USER: Schema(ENTERPRISE_USER, "EnterpriseUser", "Enterprise User", ENTERPRISE_ATTRIBUTES),
+    GROUP: Schema(GROUP, "Group", "Group", GROUP_ATTRIBUTES),
+}
+
+
+@dataclass(frozen=True)
+class ResourceType:
+    """A resource type with case-insensitive lookup of its attributes and schema URNs."""
+
+    name: str
+    endpoint: str
+    schema: str
+    extensions: tuple[str, ...]
+    description: str
+    core: dict[str, Attribute] = field(default_factory=dict, compare=False, repr=False)
+    urns: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        for attr in (*COMMON_ATTRIBUTES, *SCHEMAS[self.schema].attributes):
+            self.core[attr.name.lower()] = attr
+        for urn in (self.schema, *self.extensions):
+            self.urns[urn.lower()] = urn
+
+    def canonical_urn(self, urn: str) -> str | None:
+        """The schema URN as we spell it, for any letter case; None when it is not ours."""
+        return self.urns.get(urn.lower())
+
+    def attribute(self, urn: str | None, name: str) -> Attribute | None:
+        """Look up a top-level attribute, in the core schema when urn is None or the core URN."""
+        if urn is None or urn == self.schema:
+            return self.core.get(name.lower())
+        if urn in self.extensions:
+            return SCHEMAS[urn].by_lower.get(name.lower())
+        return None
+
+    def to_dict(self, base_url: str) -> dict:
+        return {
+            "schemas": [RESOURCE_TYPE_SCHEMA],
+            "id": self.name,
+            "name": self.name,
+            "endpoint": self.endpoint,
+            "description": self.description,
+            "schema": self.schema,
+            "schemaExtensions": [{"schema": urn, "required": False} for urn in self.extensions],
+            "meta": {"resourceType": "ResourceType", "location": f"{base_url}/ResourceTypes/{self.name}"},
+        }
+
+
+USER_TYPE = ResourceType("User", "/Users", USER, (ENTERPRISE_USER,), "User Account")
+GROUP_TYPE = ResourceType("Group", "/Groups", GROUP, (), "Group")
+RESOURCE_TYPES: dict[str, ResourceType] = {"User": USER_TYPE, "Group": GROUP_TYPE}
+
+
+def service_provider_config(base_url: str, max_results: int, max_operations: int,
+                            max_payload_size: int) -> dict:
+    """What we support, honestly: PATCH, filter, sort, ETags; no bulk, no password change."""
+    return {
+        "schemas": [SERVICE_PROVIDER_CONFIG],
+        "patch": {"supported": True},
+        "bulk": {"supported": False, "maxOperations": max_operations, "maxPayloadSize": max_payload_size},
+        "filter": {"supported": True, "maxResults": max_results},
+        "changePassword": {"supported": False},
+        "sort": {"supported": True},
+        "etag": {"supported": True},
+        "authenticationSchemes": [
+            {
+                "type": "oauthbearertoken",
+                "name": "OAuth Bearer Token",
+                "description": "The API key's secret, sent as Authorization: Bearer <secret>",
+                "primary": True,
+            }
+        ],
+        "meta": {"resourceType": "ServiceProviderConfig", "location": f"{base_url}/ServiceProviderConfig"},
+    }

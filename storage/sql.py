@@ -1,0 +1,217 @@
+"""The typed filter AST (scim.filters) -> a parameterised SQLite WHERE clause, and ORDER BY.
+
+Hot attributes map to indexed columns; everything else reads the JSON document with json_extract,
+multi-valued attributes through json_each inside EXISTS, and group membership through the
+group_members rows. Every value is a bound parameter. Case rules follow the schema's caseExact,
+folding ASCII letters only, exactly as scim.filters.matches does in Python.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from scim.errors import ScimError, invalid_filter, invalid_value
+from scim.filters import And, Compare, Node, Not, Or, Present, ValuePath
+from scim.paths import AttrRef
+
+
+@dataclass(frozen=True)
+class TableMap:
+    """How one resource type is stored: its table and the attributes kept in columns."""
+
+    table: str
+    resource_type: str
+    columns: dict[str, str]
+    not_filterable: frozenset[str] = field(default_factory=frozenset)
+
+
+USERS = TableMap(
+    "users", "User",
+    {"id": "t.id", "externalid": "t.external_id", "username": "t.user_name", "active": "t.active",
+     "meta.created": "t.created", "meta.lastmodified": "t.modified"},
+    frozenset({"meta.location", "meta.version", "password"}),
+)
+GROUPS = TableMap(
+    "groups", "Group",
+    {"id": "t.id", "externalid": "t.external_id", "displayname": "t.display_name",
+     "meta.created": "t.created", "meta.lastmodified": "t.modified"},
+    frozenset({"meta.location", "meta.version"}),
+)
+
+# Member rows answer filters on Group.members and User.groups; these are the sub-attributes they keep.
+_MEMBER_COLUMNS = {"value": "m.member_id", "type": "m.type"}
+
+
+def _json_path(ref: AttrRef, *, with_sub: bool) -> str:
+    parts = ["$"]
+    if ref.urn:
+        parts.append(f'"{ref.urn}"')
+    parts.append(_json_key(ref.attr.name))
+    if with_sub and ref.sub is not None:
+        parts.append(_json_key(ref.sub.name))
+    return ".".join(parts)
+
+
+def _json_key(name: str) -> str:
+    return f'"{name}"' if name.startswith("$") else name
+
+
+def _escape_like(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+class _Builder:
+    def __init__(self, tmap: TableMap) -> None:
+        self.tmap = tmap
+        self.params: list = []
+        self.aliases = 0
+        # Columns and member rows hold text already; JSON values may be of any JSON type.
+        self.typed_exprs = {*tmap.columns.values(), *_MEMBER_COLUMNS.values(), "a.gid"}
+
+    def alias(self) -> str:
+        self.aliases += 1
+        return f"e{self.aliases}"
+
+    def node(self, node: Node) -> str:
+        if isinstance(node, And):
+            return f"({self.node(node.left)} AND {self.node(node.right)})"
+        if isinstance(node, Or):
+            return f"({self.node(node.left)} OR {self.node(node.right)})"
+        if isinstance(node, Not):
+            return f"(NOT coalesce({self.node(node.expr)}, 0))"
+        if isinstance(node, ValuePath):
+            return self.exists(node.ref, lambda expr_of: self.node_in(node.filter, expr_of))
+        ref = node.ref
+        if ref.name.lower() in self.tmap.not_filterable:
+            raise invalid_filter(f"{ref.name} cannot be used in a filter")
+        if ref.attr.multi_valued:
+            if isinstance(node, Compare) and node.op == "ne":
+                inner = Compare(ref, "eq", node.value) if node.value is not None else Present(ref)
+                return f"(NOT {self.exists(ref, lambda expr_of: self.leaf(inner, expr_of(ref)))})"
+            if isinstance(node, Compare) and node.value is None:
+                return f"(NOT {self.exists(ref, lambda expr_of: self.leaf(Present(ref), expr_of(ref)))})"
+            return self.exists(ref, lambda expr_of: self.leaf(node, expr_of(ref)))
+        return self.leaf(node, self.scalar(ref))
+
+    def node_in(self, node: Node, expr_of) -> str:
+        """A filter inside [...], over one element whose sub-attributes expr_of maps to SQL."""
+        if isinstance(node, And):
+            return f"({self.node_in(node.left, expr_of)} AND {self.node_in(node.right, expr_of)})"
+        if isinstance(node, Or):
+            return f"({self.node_in(node.left, expr_of)} OR {self.node_in(node.right, expr_of)})"
+        if isinstance(node, Not):
+            return f"(NOT coalesce({self.node_in(node.expr, expr_of)}, 0))"
+        if isinstance(node, ValuePath):
+            raise invalid_filter("A value filter cannot be nested inside another value filter")
+        return self.leaf(node, expr_of(node.ref))
+
+    def scalar(self, ref: AttrRef) -> str:
+        column = self.tmap.columns.get(ref.name.lower())
+        if column is not None:
+            return column
+        if ref.name.lower() == "meta.resourcetype":
+            return f"'{self.tmap.resource_type}'"
+        if ref.attr.name == "meta":
+            raise invalid_filter(f"{ref.name} cannot be used in a filter")
+        return f"json_extract(t.doc, '{_json_path(ref, with_sub=True)}')"
+
+    def exists(self, ref: AttrRef, inner) -> str:
+        """EXISTS over the elements of a multi-valued attribute; inner(expr_of) builds the test."""
+        name = ref.attr.name
+        if self.tmap.table == "groups" and name == "members":
+            def member_expr(sub_ref: AttrRef) -> str:
+                sub = sub_ref.leaf.name if sub_ref.sub else "value"
+                if sub not in _MEMBER_COLUMNS:
+                    raise invalid_filter(f"members.{sub} cannot be used in a filter; use members.value or members.type")
+                return _MEMBER_COLUMNS[sub]
+            return f"EXISTS (SELECT 1 FROM group_members AS m WHERE m.group_id = t.id AND {inner(member_expr)})"
+        if self.tmap.table == "users" and name == "groups":
+            def group_expr(sub_ref: AttrRef) -> str:
+                if sub_ref.sub is not None and sub_ref.sub.name != "value":
+                    raise invalid_filter(f"groups.{sub_ref.sub.name} cannot be used in a filter; use groups.value")
+                return "a.gid"
+            # Direct and indirect (nested) groups; UNION stops at cycles.
+            return (
+                "EXISTS (WITH RECURSIVE a(gid) AS (SELECT group_id FROM group_members WHERE member_id = t.id "
+                "UNION SELECT gm.group_id FROM group_members AS gm JOIN a ON gm.member_id = a.gid) "
+                f"SELECT 1 FROM a WHERE {inner(group_expr)})"
+            )
+        alias = self.alias()
+
+        def element_expr(sub_ref: AttrRef) -> str:
+            if sub_ref.sub is None:
+                return f"{alias}.value"
+            return f"json_extract({alias}.value, '$.{_json_key(sub_ref.sub.name)}')"
+
+        return (f"EXISTS (SELECT 1 FROM json_each(t.doc, '{_json_path(ref, with_sub=False)}') AS {alias} "
+                f"WHERE {inner(element_expr)})")
+
+    def leaf(self, node: Compare | Present, expr: str) -> str:
+        leaf = node.ref.leaf
+        if isinstance(node, Present):
+            if leaf.type == "complex":
+                return f"({expr} IS NOT NULL AND {expr} NOT IN ('', '{{}}', '[]'))"
+            return f"({expr} IS NOT NULL AND {expr} != '')"
+        op, value = node.op, node.value
+        if value is None:
+            present = self.leaf(Present(node.ref), expr)
+            return f"(NOT {present})" if op == "eq" else present
+        if op == "ne":
+            return f"(NOT coalesce({self.leaf(Compare(node.ref, 'eq', value), expr)}, 0))"
+        if leaf.type == "boolean":
+            self.params.append(1 if value else 0)
+            return f"({expr} = ?)"
+        if isinstance(value, (int, float)):
+            self.params.append(value)
+            return f"({expr} {_SQL_OPS[op]} ?)"
+        nocase = not leaf.case_exact
+        # A JSON number or boolean is never equal to a string in Python; keep SQL in step.
+        text_expr = expr if expr in self.typed_exprs else f"(CASE WHEN typeof({expr}) = 'text' THEN {expr} END)"
+        if op in ("co", "sw", "ew"):
+            if nocase:
+                pattern = _escape_like(value)
+                pattern = {"co": f"%{pattern}%", "sw": f"{pattern}%", "ew": f"%{pattern}"}[op]
+                self.params.append(pattern)
+                return f"({text_expr} LIKE ? ESCAPE '\\')"
+            if op == "co":
+                self.params.append(value)
+                return f"(instr({text_expr}, ?) > 0)"
+            if op == "sw":
+                self.params.extend([value, value])
+                return f"(substr({text_expr}, 1, length(?)) = ?)"
+            self.params.extend([value, value, value])
+            return f"({text_expr} IS NOT NULL AND (? = '' OR substr({text_expr}, -length(?)) = ?))"
+        self.params.append(value)
+        collate = " COLLATE NOCASE" if nocase else ""
+        return f"({text_expr}{collate} {_SQL_OPS[op]} ?)"
+
+
+_SQL_OPS = {"eq": "=", "gt": ">", "ge": ">=", "lt": "<", "le": "<="}
+
+
+def where_clause(node: Node, tmap: TableMap) -> tuple[str, list]:
+    """SQL text (over table alias t) and its parameters for a resolved filter."""
+    builder = _Builder(tmap)
+    return builder.node(node), builder.params
+
+
+def order_clause(ref: AttrRef, descending: bool, tmap: TableMap) -> str:
+    """ORDER BY for sortBy: absent values last, ties broken by creation order."""
+    builder = _Builder(tmap)
+    if ref.attr.multi_valued:
+        if ref.name.lower() in ("members", "groups", "members.value", "groups.value"):
+            raise invalid_value(f"sortBy {ref.name} is not supported; sort on a singular attribute")
+        sub = ref.sub.name if ref.sub else "value"
+        expr = (f"(SELECT json_extract(s.value, '$.{_json_key(sub)}') FROM json_each(t.doc, "
+                f"'{_json_path(ref, with_sub=False)}') AS s "
+                "ORDER BY coalesce(json_extract(s.value, '$.primary'), 0) DESC LIMIT 1)")
+    elif ref.attr.is_complex and ref.sub is None:
+        raise invalid_value(f"sortBy {ref.name} names a complex attribute; sort on a sub-attribute")
+    else:
+        try:
+            expr = builder.scalar(ref)
+        except ScimError:
+            raise invalid_value(f"sortBy {ref.name} is not supported") from None
+    collate = "" if ref.leaf.case_exact else " COLLATE NOCASE"
+    direction = "DESC" if descending else "ASC"
+    return f"{expr} IS NULL, {expr}{collate} {direction}, t.rowid"
