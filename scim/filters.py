@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Union
 
 from scim2_filter_parser import ast as sfp
 from scim2_filter_parser.parser import SCIMParser, SCIMParserError
@@ -24,7 +23,7 @@ from scim.errors import ScimError, invalid_filter
 from scim.paths import AttrRef, resolve, resolve_sub
 from scim.schemas import ResourceType
 
-Value = Union[str, int, float, bool, None]
+Value = str | int | float | bool | None
 
 COMPARE_OPS = frozenset({"eq", "ne", "co", "sw", "ew", "gt", "ge", "lt", "le"})
 ORDER_OPS = frozenset({"gt", "ge", "lt", "le"})
@@ -72,7 +71,7 @@ class ValuePath:
     filter: Node
 
 
-Node = Union[Compare, Present, And, Or, Not, ValuePath]
+Node = Compare | Present | And | Or | Not | ValuePath
 
 # --- tokenizer -------------------------------------------------------------------------------
 
@@ -102,7 +101,16 @@ def _decode_string(raw: str) -> str:
         esc = match.group(1)
         return chr(int(esc[1:], 16)) if esc[0] == "u" else _ESCAPES[esc]
 
-    return re.sub(r"\\(u[0-9a-fA-F]{4}|.)", unescape, raw[1:-1])
+    text = re.sub(r"\\(u[0-9a-fA-F]{4}|.)", unescape, raw[1:-1])
+    try:
+        # JSON spells characters beyond U+FFFF as surrogate pairs ("\\ud83d\\ude00"): join them.
+        text = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le")
+    except UnicodeDecodeError:
+        raise invalid_filter(f"The string {raw[:40]} contains an unpaired \\u surrogate escape") from None
+    if "\x00" in text:
+        # SQLite's NOCASE, LIKE, instr and length stop at NUL, so such a value could not match exactly.
+        raise invalid_filter(f"The string {raw[:40]} contains a NUL character (\\u0000), which is not allowed")
+    return text
 
 
 def _token(kind: str, value: object, index: int, end: int) -> Token:
@@ -117,6 +125,11 @@ def tokenize(text: str) -> list[Token]:
     while pos < len(text):
         match = _TOKEN_RE.match(text, pos)
         if match is None:
+            if text[pos] == '"':
+                raise invalid_filter(
+                    f"The string starting at position {pos + 1} of the filter is not closed, or holds a raw control "
+                    'character or an invalid escape; escape " and \\ as \\" and \\\\'
+                )
             raise invalid_filter(
                 f"Unexpected character {text[pos]!r} at position {pos + 1} of the filter; "
                 'strings must be in double quotes, e.g. userName eq "alice@contoso.com"'
@@ -187,7 +200,9 @@ def _describe(exc: SCIMParserError, text: str) -> str:
     if match:
         index = int(match.group(1))
         return f"unexpected {text[index:index + 20]!r} at position {index + 1}"
-    return "it ends too early"
+    if str(exc).endswith("at: None"):
+        return "it ends too early"
+    return "a value filter [...] must follow a plain attribute name, e.g. emails[type eq \"work\"].value"
 
 
 def parse_path_filter(attr_text: str, filter_text: str, rtype: ResourceType) -> ValuePath:
@@ -236,7 +251,7 @@ class _Resolver:
         flatten(node)
         resolved = [self.filter(item, depth + 1, parent) for item in operands]
         terms: list[Node] = [resolved[0]]
-        for op, operand in zip(operators, resolved[1:]):
+        for op, operand in zip(operators, resolved[1:], strict=False):
             if op == "and":
                 terms[-1] = And(terms[-1], operand)
             else:
@@ -313,7 +328,8 @@ def _check_value(ref: AttrRef, op: str, value: Value) -> Value:
             raise invalid_filter(f"{ref.name} is a number; compare it with an unquoted number")
         return value
     if not isinstance(value, str):
-        raise invalid_filter(f'{ref.name} is a {leaf.type}; put the value in double quotes, e.g. {ref.name} eq "{value}"')
+        raise invalid_filter(
+            f'{ref.name} is a {leaf.type}; put the value in double quotes, e.g. {ref.name} eq "{value}"')
     if leaf.type == "dateTime":
         if op in ("co", "sw", "ew"):
             raise invalid_filter(f"{ref.name} is a dateTime; use eq, ne, gt, ge, lt or le")
@@ -325,17 +341,18 @@ def _check_value(ref: AttrRef, op: str, value: Value) -> Value:
 
 def format_datetime(moment: datetime) -> str:
     """The one dateTime form we store and return: UTC, milliseconds, Z suffix."""
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    # isoformat, unlike strftime("%Y"), pads years before 1000 to four digits, keeping text order = time order.
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def normalize_datetime(text: str, name: str) -> str:
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return format_datetime(moment)
+    except (ValueError, OverflowError):  # OverflowError: e.g. 0001-01-01T00:00:00+01:00 is before year 1 in UTC
         raise invalid_filter(f'{name} is a dateTime; use the form "2026-01-31T12:00:00Z", not {text!r}') from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return format_datetime(moment)
 
 
 # --- evaluation in Python ---------------------------------------------------------------------

@@ -1,15 +1,33 @@
-"""PATCH (RFC 7644 §3.5.2 and Entra's two dialects) -> a new document and membership deltas."""
+"""PATCH (RFC 7644 §3.5.2 and Entra's two dialects) -> a new document and membership deltas.
+
+Each operation is applied to a copy of the canonical document and the result re-validated at once,
+so an error names the operation that caused it and nothing is applied unless every operation is
+valid. Group members are not part of the document: operations on them become MemberOp deltas that
+the storage layer applies as row inserts and deletes.
+"""
 
 from __future__ import annotations
 
+import copy
+import re
 from dataclasses import dataclass
 from typing import Literal
 
+from scim.errors import ScimError, invalid_path, invalid_syntax, invalid_value
+from scim.filters import And, Compare, Node, Or, matches, parse_path_filter
+from scim.paths import resolve, split_urn
+from scim.schemas import ENTERPRISE_USER, PATCH_OP, SCHEMAS, Attribute, ResourceType
+from scim.validate import STORED_APART, Member, clean_value, find_key, parse_members, validate_resource
 
-@dataclass(frozen=True)
-class Member:
-    value: str
-    type: str | None = None  # "User" or "Group"; None when the client did not say
+__all__ = ["MAX_OPERATIONS", "Member", "MemberOp", "apply_patch"]
+
+MAX_OPERATIONS = 1000
+
+_MANAGER = SCHEMAS[ENTERPRISE_USER].by_lower["manager"]
+_NAME = r"[A-Za-z$][\w$-]*"
+_PLAIN_PATH = re.compile(rf"(?P<attr>{_NAME})(?:\.(?P<sub>{_NAME}))?")
+# Greedy up to the last "]" so that a "]" inside a quoted filter value does not end the filter.
+_FILTERED_PATH = re.compile(rf"(?P<attr>{_NAME})\[(?P<filter>.+)\](?:\.(?P<sub>{_NAME}))?", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -18,3 +36,279 @@ class MemberOp:
 
     op: Literal["add", "remove", "replace", "clear"]
     members: tuple[Member, ...] = ()
+
+
+@dataclass(frozen=True)
+class _Target:
+    """A resolved PATCH path: attr, attr.sub, attr[filter] or attr[filter].sub."""
+
+    urn: str | None  # extension URN; None for core and common attributes
+    attr: Attribute
+    sub: Attribute | None = None
+    filter: Node | None = None
+
+
+def apply_patch(rtype: ResourceType, doc: dict, body: dict) -> tuple[dict, list[MemberOp]]:
+    """Apply a PatchOp request to a canonical document; returns the new document and member deltas.
+
+    `doc` is never modified. Raises ScimError(400) naming the first invalid operation.
+    """
+    operations = _operations(body)
+    work = copy.deepcopy(doc)
+    member_ops: list[MemberOp] = []
+    for index, operation in enumerate(operations, 1):
+        label = _label(operation)
+        try:
+            member_ops.extend(_apply(rtype, work, operation))
+            work = validate_resource(rtype, work)
+        except ScimError as exc:
+            raise ScimError(exc.status, f"Operation {index} ({label}): {exc.detail}", exc.scim_type) from None
+    return work, member_ops
+
+
+def _operations(body: object) -> list[dict]:
+    if not isinstance(body, dict):
+        raise invalid_syntax("A PATCH body must be a JSON object with schemas and Operations")
+    schemas = find_key(body, "schemas")
+    if not isinstance(schemas, list) or PATCH_OP.lower() not in (s.lower() for s in schemas if isinstance(s, str)):
+        raise invalid_syntax(f'A PATCH body must have "schemas": ["{PATCH_OP}"]')
+    operations = find_key(body, "Operations")
+    if not isinstance(operations, list) or not operations:
+        raise invalid_syntax('A PATCH body needs "Operations": a non-empty array of {"op", "path", "value"} objects')
+    if len(operations) > MAX_OPERATIONS:
+        raise invalid_value(
+            f"A PATCH may carry at most {MAX_OPERATIONS} operations; this one has {len(operations)}. "
+            "Split it into several requests."
+        )
+    for index, operation in enumerate(operations, 1):
+        if not isinstance(operation, dict):
+            raise invalid_syntax(f"Operation {index} must be an object with op, path and value")
+    return operations
+
+
+def _label(operation: dict) -> str:
+    op, path = find_key(operation, "op"), find_key(operation, "path")
+    text = op.lower() if isinstance(op, str) else repr(op)
+    return f"{text} {path}" if isinstance(path, str) and path else text
+
+
+def _apply(rtype: ResourceType, work: dict, operation: dict) -> list[MemberOp]:
+    op, path, value = (find_key(operation, key) for key in ("op", "path", "value"))
+    op = op.lower() if isinstance(op, str) else op
+    if op not in ("add", "replace", "remove"):
+        raise invalid_syntax(f'op must be "add", "replace" or "remove", not {op!r}')
+    if path is not None and not isinstance(path, str):
+        raise invalid_path(f"path must be a string, not {path!r}")
+    path = (path or "").strip() or None
+    urn = rtype.canonical_urn(path) if path else None
+    if urn is not None:
+        if op == "remove":
+            work.pop(urn, None)
+            return []
+        # A bare schema URN path: its value holds attributes of that schema.
+        path, value = None, {urn: value}
+    if path is None:
+        if op == "remove":
+            raise ScimError(400, "remove needs a path naming the attribute to remove", "noTarget")
+        if not isinstance(value, dict):
+            raise invalid_value("add and replace without a path need an object of attributes as their value")
+        return _apply_pathless(rtype, work, op, value)
+    return _apply_path(rtype, work, op, path, value)
+
+
+def _apply_pathless(rtype: ResourceType, work: dict, op: str, value: dict) -> list[MemberOp]:
+    """Each key is a path in itself: "nickName", "name.givenName", "urn:...:User:employeeNumber"."""
+    member_ops = []
+    for key, item in value.items():
+        urn = rtype.canonical_urn(key)
+        if urn is None:
+            member_ops.extend(_apply_path(rtype, work, op, key, item))
+        elif isinstance(item, dict):
+            for name, sub_item in item.items():
+                member_ops.extend(_apply_path(rtype, work, op, f"{urn}:{name}", sub_item))
+        elif item is None or item == "":
+            work.pop(urn, None)
+        else:
+            raise invalid_value(f"{urn} must be an object holding that schema's attributes")
+    return member_ops
+
+
+def _apply_path(rtype: ResourceType, work: dict, op: str, path: str, value: object) -> list[MemberOp]:
+    target = _target(rtype, path)
+    if target is None:
+        return []
+    if target.attr.name in STORED_APART:
+        return [_member_op(op, target, value)]
+    if op == "remove":
+        _remove(work, target, value)
+    elif value is None or value == "":
+        # Entra clears an attribute by setting it to "" (null means the same, RFC 7643 §2.5).
+        _remove(work, target, None)
+    else:
+        _set(work, op, target, value)
+    return []
+
+
+def _target(rtype: ResourceType, path: str) -> _Target | None:
+    """Resolve a path; None when it names something we do not keep, so the op is ignored."""
+    urn, rest = split_urn(path)
+    if urn is not None and rtype.canonical_urn(urn) is None:
+        return None
+    match = _FILTERED_PATH.fullmatch(rest) if "[" in rest or "]" in rest else _PLAIN_PATH.fullmatch(rest)
+    if match is None:
+        raise invalid_path(
+            f"{path!r} is not a valid path; use attr, attr.subAttr, attr[filter] or attr[filter].subAttr"
+        )
+    try:
+        ref = resolve(rtype, urn, match["attr"], None)
+    except ScimError:
+        return None  # an attribute we do not keep: ignoring it never blocks e.g. a disable
+    sub = ref.attr.sub(match["sub"]) if match["sub"] else None
+    if match["sub"] and sub is None:
+        return None
+    # Read-only attributes (id, meta, groups, manager.displayName) are ignored, not rejected:
+    # Entra echoes some of them back, and the stored values are the server's to set.
+    if ref.attr.mutability == "readOnly" or (sub is not None and sub.mutability == "readOnly"):
+        return None
+    value_filter = None
+    if match.re is _FILTERED_PATH:
+        attr_text = f"{urn}:{match['attr']}" if urn else match["attr"]
+        try:
+            value_filter = parse_path_filter(attr_text, match["filter"], rtype).filter
+        except ScimError as exc:
+            raise invalid_path(f"{path!r}: {exc.detail}") from None
+    return _Target(ref.urn, ref.attr, sub, value_filter)
+
+
+def _name(target: _Target) -> str:
+    base = f"{target.urn}:{target.attr.name}" if target.urn else target.attr.name
+    return f"{base}.{target.sub.name}" if target.sub else base
+
+
+def _member_op(op: str, target: _Target, value: object) -> MemberOp:
+    if target.sub is not None:
+        raise invalid_path('Members are added and removed whole; use the path members or members[value eq "<id>"]')
+    if target.filter is not None:
+        if op != "remove":
+            raise invalid_path(f'{op} cannot take a filter on members; use {op} with the path members')
+        return MemberOp("remove", tuple(Member(member_id) for member_id in _filtered_ids(target.filter)))
+    if op == "remove":
+        # With a value array (Entra's legacy dialect) only the listed members go, never all of them.
+        return MemberOp("clear") if value is None else MemberOp("remove", tuple(parse_members(value)))
+    return MemberOp("add" if op == "add" else "replace", tuple(parse_members(value)))
+
+
+def _filtered_ids(node: Node) -> list[str]:
+    """The ids in members[value eq "a" or value eq "b"]; other filters would need the member rows."""
+    if isinstance(node, Or):
+        return _filtered_ids(node.left) + _filtered_ids(node.right)
+    if isinstance(node, Compare) and node.op == "eq" and node.ref.leaf.name == "value" and isinstance(node.value, str):
+        return [node.value]
+    raise invalid_path('Members can be selected only by id: members[value eq "<id>"], optionally joined with or')
+
+
+def _holder(work: dict, urn: str | None) -> dict:
+    return work if urn is None else work.setdefault(urn, {})
+
+
+def _put(obj: dict, key: str, value: object) -> None:
+    if value is None:
+        obj.pop(key, None)
+    else:
+        obj[key] = value
+
+
+def _merge(element: dict, attr: Attribute, value: dict, name: str) -> None:
+    """Set the given sub-attributes of a complex value; the others stay (RFC 7644 §3.5.2.3)."""
+    for key, item in value.items():
+        sub = attr.sub(key)
+        if sub is not None and sub.mutability != "readOnly":
+            _put(element, sub.name, clean_value(sub, item, f"{name}.{sub.name}"))
+
+
+def _set(work: dict, op: str, target: _Target, value: object) -> None:
+    holder, attr, name = _holder(work, target.urn), target.attr, _name(target)
+    if target.sub is None and target.filter is None:
+        if attr.multi_valued:
+            items = clean_value(attr, value, name) or []
+            if op == "replace":
+                holder[attr.name] = items
+                return
+            elements = holder.setdefault(attr.name, [])
+            for item in items:
+                if item not in elements:  # adding a value that is already there changes nothing
+                    elements.append(item)
+            _demote_primaries(elements, [element for element in elements if element in items])
+        elif attr.is_complex and isinstance(value, dict) and attr is not _MANAGER:
+            _merge(holder.setdefault(attr.name, {}), attr, value, name)
+        else:
+            # The manager is replaced whole: a new id with the old $ref would point elsewhere.
+            _put(holder, attr.name, clean_value(attr, value, name))
+        return
+    if not attr.multi_valued:
+        _put(holder.setdefault(attr.name, {}), target.sub.name, clean_value(target.sub, value, name))
+        return
+    elements = holder.setdefault(attr.name, [])
+    chosen = [element for element in elements if target.filter is None or matches(target.filter, element)]
+    if not chosen:
+        # Entra's upsert: replace phoneNumbers[type eq "work"].value creates the work phone.
+        chosen = [_seed(target)]
+        elements.extend(chosen)
+    for element in chosen:
+        if target.sub is not None:
+            _put(element, target.sub.name, clean_value(target.sub, value, name))
+        elif isinstance(value, dict):
+            _merge(element, attr, value, name)
+        else:
+            raise invalid_value(f"{name}[...] without a sub-attribute takes an object of sub-attributes as its value")
+    _demote_primaries(elements, chosen)
+
+
+def _seed(target: _Target) -> dict:
+    """A new element that satisfies the path's filter: possible when it is eq terms joined by and."""
+    seed: dict = {}
+    pending = [target.filter] if target.filter is not None else []
+    while pending:
+        node = pending.pop()
+        if isinstance(node, And):
+            pending.extend((node.right, node.left))
+        elif isinstance(node, Compare) and node.op == "eq" and node.value is not None:
+            seed[node.ref.leaf.name] = node.value
+        else:
+            raise ScimError(400, f"No {target.attr.name} value matches the filter, and it does not say how to "
+                                 'create one; use eq terms such as [type eq "work"]', "noTarget")
+    return seed
+
+
+def _demote_primaries(elements: list, chosen: list) -> None:
+    """A value newly set primary takes the flag from the others (RFC 7644 §3.5.2)."""
+    if any(element.get("primary") is True for element in chosen):
+        for element in elements:
+            if element.get("primary") is True and not any(element is keep for keep in chosen):
+                element["primary"] = False
+
+
+def _remove(work: dict, target: _Target, value: object) -> None:
+    holder = work if target.urn is None else work.get(target.urn)
+    current = holder.get(target.attr.name) if isinstance(holder, dict) else None
+    if current is None:
+        return  # removing what is not there succeeds (idempotent)
+    attr = target.attr
+    if target.sub is None and target.filter is None:
+        if attr.multi_valued and value is not None:
+            # remove with a value array removes the listed values only, as Entra means it for members.
+            gone = clean_value(attr, value, _name(target)) or []
+            holder[attr.name] = [element for element in current
+                                 if not any(part.items() <= element.items() for part in gone)]
+        else:
+            del holder[attr.name]
+        return
+    if not attr.multi_valued:
+        current.pop(target.sub.name, None)
+        return
+    chosen = [element for element in current if target.filter is None or matches(target.filter, element)]
+    if target.sub is None:
+        holder[attr.name] = [element for element in current if not any(element is c for c in chosen)]
+    else:
+        for element in chosen:
+            element.pop(target.sub.name, None)

@@ -73,34 +73,34 @@ class _Builder:
         return f"e{self.aliases}"
 
     def node(self, node: Node) -> str:
-        if isinstance(node, And):
-            return f"({self.node(node.left)} AND {self.node(node.right)})"
-        if isinstance(node, Or):
-            return f"({self.node(node.left)} OR {self.node(node.right)})"
+        if isinstance(node, (And, Or)):
+            joiner = " AND " if isinstance(node, And) else " OR "
+            return f"({joiner.join(self.node(item) for item in _chain(node))})"
         if isinstance(node, Not):
-            return f"(NOT coalesce({self.node(node.expr)}, 0))"
+            return f"({self.node(node.expr)} IS NOT 1)"
         if isinstance(node, ValuePath):
             return self.exists(node.ref, lambda expr_of: self.node_in(node.filter, expr_of))
         ref = node.ref
         if ref.name.lower() in self.tmap.not_filterable:
             raise invalid_filter(f"{ref.name} cannot be used in a filter")
         if ref.attr.multi_valued:
-            if isinstance(node, Compare) and node.op == "ne":
-                inner = Compare(ref, "eq", node.value) if node.value is not None else Present(ref)
-                return f"(NOT {self.exists(ref, lambda expr_of: self.leaf(inner, expr_of(ref)))})"
             if isinstance(node, Compare) and node.value is None:
-                return f"(NOT {self.exists(ref, lambda expr_of: self.leaf(Present(ref), expr_of(ref)))})"
+                # "ne null" means some element has the value; "eq null" that none has.
+                present = self.exists(ref, lambda expr_of: self.leaf(Present(ref), expr_of(ref)))
+                return present if node.op == "ne" else f"(NOT {present})"
+            if isinstance(node, Compare) and node.op == "ne":
+                inner = Compare(ref, "eq", node.value)
+                return f"(NOT {self.exists(ref, lambda expr_of: self.leaf(inner, expr_of(ref)))})"
             return self.exists(ref, lambda expr_of: self.leaf(node, expr_of(ref)))
         return self.leaf(node, self.scalar(ref))
 
     def node_in(self, node: Node, expr_of) -> str:
         """A filter inside [...], over one element whose sub-attributes expr_of maps to SQL."""
-        if isinstance(node, And):
-            return f"({self.node_in(node.left, expr_of)} AND {self.node_in(node.right, expr_of)})"
-        if isinstance(node, Or):
-            return f"({self.node_in(node.left, expr_of)} OR {self.node_in(node.right, expr_of)})"
+        if isinstance(node, (And, Or)):
+            joiner = " AND " if isinstance(node, And) else " OR "
+            return f"({joiner.join(self.node_in(item, expr_of) for item in _chain(node))})"
         if isinstance(node, Not):
-            return f"(NOT coalesce({self.node_in(node.expr, expr_of)}, 0))"
+            return f"({self.node_in(node.expr, expr_of)} IS NOT 1)"
         if isinstance(node, ValuePath):
             raise invalid_filter("A value filter cannot be nested inside another value filter")
         return self.leaf(node, expr_of(node.ref))
@@ -187,6 +187,27 @@ class _Builder:
 
 
 _SQL_OPS = {"eq": "=", "gt": ">", "ge": ">=", "lt": "<", "le": "<="}
+
+
+def _chain(node: And | Or) -> list[Node]:
+    """The operands of a run of the same operator, left to right: a or b or c -> [a, b, c].
+
+    One flat "(a OR b OR c)" instead of "((a OR b) OR c)": a long chain (a 4 KB filter holds
+    hundreds of clauses) would otherwise nest parentheses past SQLite's parser stack (100 deep
+    before SQLite 3.46). AND and OR are commutative, so the order is free.
+    """
+    kind = type(node)
+    operands: list[Node] = []
+    stack: list[Node] = [node]
+    while stack:
+        item = stack.pop()
+        if type(item) is kind:
+            stack.extend((item.right, item.left))
+        else:
+            operands.append(item)
+    # Nested groups first: "((x OR y) AND a)" keeps fewer open parentheses than "(a AND (x OR y))".
+    operands.sort(key=lambda item: isinstance(item, (Compare, Present)))
+    return operands
 
 
 def where_clause(node: Node, tmap: TableMap) -> tuple[str, list]:

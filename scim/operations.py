@@ -1,0 +1,117 @@
+"""Name a SCIM request in words, as Entra's provisioning logs do: "Create User", "Disable User"...
+
+Also redaction of request bodies: passwords and anything token-like never reach a log.
+"""
+
+from __future__ import annotations
+
+from scim.filters import fold
+
+SENSITIVE_KEYS = frozenset({"password", "secret", "token", "authorization", "access_token", "client_secret"})
+REDACTED = "[redacted]"
+
+
+def classify(method: str, segments: list[str], query: dict[str, str], body: object) -> tuple[str, str | None]:
+    """(operation, resource type) for a request under /v1/scim/{idp}/; segments follow the IdP ID."""
+    if not segments or segments[0] not in ("Users", "Groups"):
+        name = segments[0] if segments else ""
+        return (f"Read {name}" if name else "Unknown request"), None
+    rtype = "User" if segments[0] == "Users" else "Group"
+    one = len(segments) > 1 and segments[1] != ".search"
+    if method == "POST" and not one:
+        if len(segments) > 1:
+            return f"Search {rtype}s", rtype
+        return f"Create {rtype}", rtype
+    if method == "GET" and not one:
+        text = query.get("filter", "")
+        if _looks_like_probe(text):
+            return "Test connection", rtype
+        return (f"Find {rtype}" if text else f"List {rtype}s"), rtype
+    if method == "GET":
+        return f"Get {rtype}", rtype
+    if method == "DELETE":
+        return f"Delete {rtype}", rtype
+    if method == "PUT":
+        return f"Replace {rtype}", rtype
+    if method == "PATCH":
+        return _patch_operation(rtype, body), rtype
+    return f"{method} {rtype}", rtype
+
+
+def _looks_like_probe(text: str) -> bool:
+    """Entra's Test Connection asks for a random GUID as userName or displayName."""
+    parts = text.split('"')
+    if len(parts) != 3:
+        return False
+    value = parts[1]
+    pieces = value.split("-")
+    return [len(p) for p in pieces] == [8, 4, 4, 4, 12] and all(
+        c in "0123456789abcdef" for c in fold(value).replace("-", ""))
+
+
+def _patch_operation(rtype: str, body: object) -> str:
+    operations = body.get("Operations") if isinstance(body, dict) else None
+    if not isinstance(operations, list):
+        return f"Update {rtype}"
+    member_kinds = set()
+    other = False
+    for op in operations:
+        if not isinstance(op, dict):
+            continue
+        path = op.get("path")
+        kind = str(op.get("op", "")).lower()
+        if isinstance(path, str) and fold(path).startswith("members"):
+            member_kinds.add(kind)
+            continue
+        value = op.get("value")
+        if rtype == "User" and _sets_active(path, value) is not None:
+            return "Disable User" if _sets_active(path, value) is False else "Enable User"
+        if isinstance(value, dict) and any(fold(k) == "members" for k in value):
+            member_kinds.add(kind)
+        else:
+            other = True
+    if member_kinds and not other:
+        if member_kinds == {"add"}:
+            return "Add members"
+        if member_kinds == {"remove"}:
+            return "Remove members"
+        return "Update members"
+    return f"Update {rtype}"
+
+
+def _sets_active(path: object, value: object) -> bool | None:
+    if isinstance(path, str) and fold(path) == "active":
+        return _truthy(value)
+    if path is None and isinstance(value, dict):
+        for key, item in value.items():
+            if fold(key) == "active":
+                return _truthy(item)
+    return None
+
+
+def _truthy(value: object) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and fold(value) in ("true", "false"):
+        return fold(value) == "true"
+    return None
+
+
+def target_of(rtype: str | None, body: object, resource_id: str | None) -> str | None:
+    """What the operation is about, in the words an admin searches for: userName, displayName or id."""
+    if isinstance(body, dict):
+        for key in ("userName", "displayName"):
+            value = body.get(key)
+            if isinstance(value, str):
+                return value
+    return resource_id
+
+
+def redact(value: object) -> object:
+    """A copy with every sensitive key's value replaced, at any depth."""
+    if isinstance(value, dict):
+        return {k: REDACTED if isinstance(k, str) and fold(k) in SENSITIVE_KEYS else redact(v)
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(item) for item in value]
+    return value

@@ -1,0 +1,254 @@
+"""Incoming resource (POST, PUT, or the result of a PATCH) -> the canonical document we store.
+
+The canonical document spells every attribute as the schema does, keeps enterprise extension
+attributes under their schema URN, and holds nothing that is absent: null, "" (Entra's way of
+clearing an attribute), empty lists and empty objects are all dropped. Read-only attributes (id,
+meta, groups), the write-only password and group members are never part of it. Anything the schema
+does not know is ignored rather than rejected, because Entra sends extra URNs and attributes.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+import phonenumbers
+
+from scim.errors import invalid_syntax, invalid_value
+from scim.schemas import ENTERPRISE_USER, SCHEMAS, Attribute, ResourceType
+
+# Group members live in their own table and are changed by deltas (see scim.patch.MemberOp);
+# the HTTP layer reads them from the request with parse_members.
+STORED_APART = frozenset({"members"})
+
+_MANAGER = SCHEMAS[ENTERPRISE_USER].by_lower["manager"]
+_E164 = re.compile(r"\+[1-9]\d{1,14}")
+_MEMBER_TYPES = {"user": "User", "group": "Group"}
+
+
+# Defined here rather than in scim.patch (which re-exports it) because scim.patch imports this
+# module; the reverse import would be circular.
+@dataclass(frozen=True)
+class Member:
+    value: str
+    type: str | None = None  # "User" or "Group"; None when the client did not say
+
+
+def find_key(obj: dict, name: str) -> object:
+    """obj[name], matching the key case-insensitively (clients vary: "Operations", "operations")."""
+    if name in obj:
+        return obj[name]
+    lower = name.lower()
+    return next((value for key, value in obj.items() if key.lower() == lower), None)
+
+
+def validate_resource(rtype: ResourceType, body: dict) -> dict:
+    """The canonical document for a resource body, or ScimError(400) naming what is wrong."""
+    if not isinstance(body, dict):
+        raise invalid_syntax(f"A {rtype.name} must be a JSON object")
+    given = _collect(rtype, body)
+    doc: dict = {}
+    for urn in rtype.urns.values():
+        holder: dict = {}
+        attributes = rtype.core.values() if urn == rtype.schema else SCHEMAS[urn].attributes
+        for attr in attributes:
+            key = (urn, attr.name.lower())
+            if key not in given or attr.mutability == "readOnly" or attr.name in STORED_APART:
+                continue
+            name = attr.name if urn == rtype.schema else f"{urn}:{attr.name}"
+            value = clean_value(attr, given[key], name)
+            # writeOnly (password) is type-checked above but never stored.
+            if value is not None and attr.mutability != "writeOnly":
+                holder[attr.name] = value
+        if urn == rtype.schema:
+            doc.update(holder)
+        elif holder:
+            doc[urn] = holder
+    _check_required(rtype, doc)
+    _check_work_phones(doc)
+    return doc
+
+
+def _collect(rtype: ResourceType, body: dict) -> dict[tuple[str, str], object]:
+    """Body values keyed by (schema URN, lower-case name); our schema URN keys are containers."""
+    given: dict[tuple[str, str], object] = {}
+    for key, value in body.items():
+        urn = rtype.canonical_urn(key)
+        if urn is None:
+            given[(rtype.schema, key.lower())] = value
+        elif isinstance(value, dict):
+            given.update(((urn, name.lower()), item) for name, item in value.items())
+        elif value is not None:
+            raise invalid_value(f"{urn} must be an object holding that schema's attributes")
+    return given
+
+
+def clean_value(attr: Attribute, value: object, name: str) -> object | None:
+    """A value of `attr` in canonical form, None when it amounts to nothing; `name` is for errors."""
+    if attr is _MANAGER:
+        value = _manager_form(value, name)
+    if value is None:
+        return None
+    if not attr.multi_valued:
+        return _clean_one(attr, value, name)
+    if isinstance(value, dict) and attr.is_complex:
+        value = [value]  # a lone object where a list is expected: Entra tolerance
+    if not isinstance(value, list):
+        example = '[{"value": "..."}]' if attr.is_complex else '["..."]'
+        raise invalid_value(f"{name} is multi-valued; send an array such as {example}, not {_json_type(value)}")
+    items = [item for item in (_clean_one(attr, element, name) for element in value) if item is not None]
+    primaries = sum(1 for item in items if isinstance(item, dict) and item.get("primary") is True)
+    if primaries > 1:
+        raise invalid_value(f"{name} has {primaries} values with primary true; at most one may be primary")
+    return items or None
+
+
+def _clean_one(attr: Attribute, value: object, name: str) -> object | None:
+    if not attr.is_complex:
+        return _clean_simple(attr, value, name)
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        subs = ", ".join(sub.name for sub in attr.sub_attributes[:3])
+        raise invalid_value(f"{name} must be an object with sub-attributes such as {subs}, not {_json_type(value)}")
+    given = {key.lower(): item for key, item in value.items()}
+    out = {}
+    for sub in attr.sub_attributes:
+        if sub.mutability == "readOnly" or sub.name.lower() not in given:
+            continue
+        item = _clean_simple(sub, given[sub.name.lower()], f"{name}.{sub.name}")
+        if item is not None:
+            out[sub.name] = item
+    # An email, phone or manager without its value is nothing: this is how "" clears one.
+    if attr.sub("value") is not None and "value" not in out:
+        return None
+    return out or None
+
+
+def _clean_simple(attr: Attribute, value: object, name: str) -> object | None:
+    if value is None or value == "":
+        return None
+    if attr.type == "boolean":
+        return coerce_bool(value, name)
+    # Every other simple type in our schemas (string, reference, binary, dateTime) is a JSON string.
+    if not isinstance(value, str):
+        raise invalid_value(f"{name} must be a {attr.type} (a JSON string), not {_json_type(value)} {value!r}")
+    if attr.type == "dateTime":
+        try:
+            datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise invalid_value(f'{name} must be a dateTime such as "2026-01-31T12:00:00Z", not {value!r}') from None
+    return value
+
+
+def coerce_bool(value: object, name: str) -> bool:
+    """true/false, or the strings "true"/"false" in any case (Entra sends "True" and "False")."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise invalid_value(f"{name} must be true or false, not {_json_type(value)} {value!r}")
+
+
+def _manager_form(value: object, name: str) -> object:
+    """Entra sends the manager as "id", {"value": id} or [{"value": id}]; bring it to the object form."""
+    if isinstance(value, str):
+        return {"value": value}
+    if isinstance(value, list):
+        if len(value) > 1:
+            raise invalid_value(f"{name} takes one manager, not a list of {len(value)}")
+        return value[0] if value else None
+    return value
+
+
+def _json_type(value: object) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
+
+
+def _check_required(rtype: ResourceType, doc: dict) -> None:
+    # Only core attributes: RFC 7643 extension schemas are optional, and ours has no required ones.
+    required = _required_paths(rtype)
+    for path in required:
+        name, _, sub = path.partition(".")
+        value = doc.get(name)
+        if sub and isinstance(value, dict):
+            value = value.get(sub)
+        if value is None:
+            raise invalid_value(
+                f"{path} is required but missing or empty; every {rtype.name} needs {', '.join(required)}"
+            )
+
+
+def _required_paths(rtype: ResourceType) -> list[str]:
+    """Required attributes as paths; a required complex attribute contributes its required subs."""
+    paths = []
+    for attr in SCHEMAS[rtype.schema].attributes:
+        if not attr.required:
+            continue
+        subs = [f"{attr.name}.{sub.name}" for sub in attr.sub_attributes if sub.required]
+        paths.extend(subs or [attr.name])
+    return paths
+
+
+def _check_work_phones(doc: dict) -> None:
+    for phone in doc.get("phoneNumbers", ()):
+        kind = phone.get("type")
+        if isinstance(kind, str) and kind.lower() == "work" and not is_e164(phone["value"]):
+            raise invalid_value(
+                f'phoneNumbers[type eq "work"].value {phone["value"]!r} is not an E.164 phone number; '
+                "send + and the country code followed by the number, without spaces or punctuation, "
+                "e.g. +16175551212"
+            )
+
+
+def is_e164(text: str) -> bool:
+    """E.164 form: +, a country code and at most 15 digits, of a length possible for that country.
+
+    We deliberately stop at is_possible_number: is_valid_number also checks the number against the
+    ranges allocated in this phonenumbers release, so fictional test numbers and ranges allocated
+    after the release would be rejected, and Entra would keep retrying a user that can never succeed.
+    The regex keeps the stored value strict (no spaces, dashes or national prefixes), which
+    phonenumbers.parse alone would tolerate.
+    """
+    if not _E164.fullmatch(text):
+        return False
+    try:
+        number = phonenumbers.parse(text, None)
+    except phonenumbers.NumberParseException:
+        return False
+    return phonenumbers.is_possible_number(number)
+
+
+def parse_members(value: object) -> list[Member]:
+    """Group members as sent: [{"value": id, "type"?: "User"|"Group", "$ref"?, "display"?}, ...]."""
+    if value is None:
+        return []
+    if isinstance(value, dict):
+        value = [value]  # one member object without the list: Entra tolerance
+    if not isinstance(value, list):
+        raise invalid_value(f'members must be an array such as [{{"value": "<id>"}}], not {_json_type(value)}')
+    members = []
+    for item in value:
+        if not isinstance(item, dict):
+            raise invalid_value(f'Each member must be an object such as {{"value": "<id>"}}, not {_json_type(item)}')
+        member_id = find_key(item, "value")
+        if not isinstance(member_id, str) or not member_id:
+            raise invalid_value(f'Each member needs "value": the id of the user or group, got {member_id!r}')
+        kind = find_key(item, "type")
+        if kind is None or kind == "":
+            members.append(Member(member_id))
+            continue
+        canonical = _MEMBER_TYPES.get(kind.lower()) if isinstance(kind, str) else None
+        if canonical is None:
+            raise invalid_value(f'Member {member_id!r} has type {kind!r}; use "User" or "Group"')
+        members.append(Member(member_id, canonical))
+    return members

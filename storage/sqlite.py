@@ -1,0 +1,624 @@
+"""The SQLite store: WAL, one writer connection with group commit, a few readers.
+
+Each aiosqlite call is a hand-off to the connection's thread, so every request costs one hop: a
+whole unit of work (read, run the pure SCIM change, write) runs as one function on that thread.
+Concurrent writes queue up while a batch runs and then share one transaction (group commit); each
+runs inside its own SAVEPOINT, so one failing write never affects another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import secrets
+import sqlite3
+import uuid
+from collections import deque
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import orjson
+
+from scim.errors import ScimError, invalid_value, not_found
+from scim.filters import format_datetime
+from scim.patch import Member, MemberOp
+from storage import ApiKey, Change, ChangeFn, CheckFn, Idp, Principal, Query, Row
+from storage.sql import GROUPS, USERS, TableMap, order_clause, where_clause
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+TABLES: dict[str, TableMap] = {"User": USERS, "Group": GROUPS}
+MAX_BATCH = 256
+LOG_COLUMNS = ("time", "idp_id", "api_key_id", "method", "path", "operation", "resource_type", "resource_id",
+               "target", "status", "scim_type", "detail", "duration_ms", "client", "request_body", "response_body")
+
+
+class AdminError(Exception):
+    """An administration request that cannot be done (unknown key, duplicate name...)."""
+
+
+def now() -> str:
+    return format_datetime(datetime.now(UTC))
+
+
+def hash_secret(secret: str) -> str:
+    # Secrets are 256-bit random tokens, so a fast hash is enough: there is nothing to brute-force.
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _dumps(doc: dict) -> str:
+    # SQLite's JSON functions read TEXT; a BLOB would be taken for JSONB by newer SQLite.
+    return orjson.dumps(doc).decode()
+
+
+def _connect_sync(path: str, synchronous: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    _configure(conn, synchronous)
+    return conn
+
+
+def _configure(conn: sqlite3.Connection, synchronous: str) -> None:
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA synchronous={synchronous}")
+    conn.execute("PRAGMA busy_timeout=10000")
+    conn.execute("PRAGMA foreign_keys=OFF")
+    conn.execute("PRAGMA cache_size=-32000")
+
+
+def migrate(path: str) -> list[str]:
+    """Apply pending migrations (numbered .sql files); return the names applied."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, name TEXT, applied TEXT)")
+        done = {row[0] for row in conn.execute("SELECT version FROM schema_version")}
+        applied = []
+        for file in sorted(MIGRATIONS.glob("*.sql")):
+            version = int(file.name.split("_", 1)[0])
+            if version in done:
+                continue
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in _statements(file.read_text()):
+                    conn.execute(statement)
+                conn.execute("INSERT INTO schema_version VALUES (?, ?, ?)", (version, file.name, now()))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            applied.append(file.name)
+        return applied
+    finally:
+        conn.close()
+
+
+def pending_migrations(conn: sqlite3.Connection) -> list[str]:
+    try:
+        done = {row[0] for row in conn.execute("SELECT version FROM schema_version")}
+    except sqlite3.OperationalError:
+        done = set()
+    return [f.name for f in sorted(MIGRATIONS.glob("*.sql")) if int(f.name.split("_", 1)[0]) not in done]
+
+
+def _statements(script: str) -> list[str]:
+    statements, current = [], []
+    for line in script.splitlines():
+        if line.strip().startswith("--"):
+            continue
+        current.append(line)
+        if sqlite3.complete_statement("\n".join(current)):
+            statements.append("\n".join(current))
+            current = []
+    return [s for s in statements if s.strip()]
+
+
+class SqliteStore:
+    """The Store protocol on SQLite (see storage/__init__.py)."""
+
+    def __init__(self, path: str, *, synchronous: str = "NORMAL", readers: int = 2,
+                 max_write_queue: int = 0) -> None:
+        self.path = path
+        self.synchronous = synchronous
+        self.reader_count = readers
+        self.max_write_queue = max_write_queue
+        self.writer: aiosqlite.Connection | None = None
+        self.readers: list[aiosqlite.Connection] = []
+        self.auth_conn: sqlite3.Connection | None = None
+        self._next_reader = 0
+        self._queue: deque[tuple[Callable, asyncio.Future]] = deque()
+        self._wakeup: asyncio.Event | None = None
+        self._writer_task: asyncio.Task | None = None
+        self._last_used: dict[str, str] = {}
+        self.batches = 0
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        self.writer = await self._aconnect()
+        self.readers = [await self._aconnect() for _ in range(self.reader_count)]
+        # Auth is one indexed lookup: done in place on the event loop, which is cheaper than a thread
+        # hop and reads the committed state every time, so a revoked key fails on its next request.
+        self.auth_conn = _connect_sync(self.path, self.synchronous)
+        self._wakeup = asyncio.Event()
+        self._writer_task = asyncio.create_task(self._write_loop())
+
+    async def _aconnect(self) -> aiosqlite.Connection:
+        conn = await aiosqlite.connect(self.path, isolation_level=None)
+        await _run(conn, _configure, self.synchronous)
+        return conn
+
+    async def close(self) -> None:
+        if self._writer_task is not None:
+            await self.flush_last_used()
+            self._writer_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer_task
+            self._writer_task = None
+        for conn in [self.writer, *self.readers]:
+            if conn is not None:
+                await conn.close()
+        self.writer, self.readers = None, []
+        if self.auth_conn is not None:
+            self.auth_conn.close()
+            self.auth_conn = None
+
+    @property
+    def write_queue_depth(self) -> int:
+        return len(self._queue)
+
+    # --- the two kinds of unit of work ---------------------------------------------------------
+
+    async def read(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run fn(sqlite3_connection, *args) on a reader thread."""
+        conn = self.readers[self._next_reader]
+        self._next_reader = (self._next_reader + 1) % len(self.readers)
+        return await _run(conn, fn, *args)
+
+    async def write(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run fn(sqlite3_connection, *args) in the next write transaction (group commit)."""
+        if self.max_write_queue and len(self._queue) >= self.max_write_queue:
+            raise ScimError(429, "The server is busy with other writes; retry after the Retry-After delay")
+        future = asyncio.get_running_loop().create_future()
+        self._queue.append((lambda conn: fn(conn, *args), future))
+        self._wakeup.set()
+        return await future
+
+    async def _write_loop(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._queue:
+                batch = [self._queue.popleft() for _ in range(min(MAX_BATCH, len(self._queue)))]
+                try:
+                    outcomes = await _run(self.writer, _run_batch, [fn for fn, _ in batch])
+                except Exception as exc:  # the transaction as a whole failed (disk full, I/O error)
+                    outcomes = [(False, ScimError(503, f"The database could not commit the write: {exc}"))] * len(batch)
+                self.batches += 1
+                for (_, future), (ok, value) in zip(batch, outcomes, strict=False):
+                    if future.done():
+                        continue
+                    if ok:
+                        future.set_result(value)
+                    else:
+                        future.set_exception(value)
+
+    # --- administration ---------------------------------------------------------------------
+
+    async def create_api_key(self, name: str, description: str, users_write: bool,
+                             groups_write: bool) -> tuple[ApiKey, str]:
+        name = name.strip()
+        if not name:
+            raise AdminError("An API key needs a name")
+        secret = secrets.token_urlsafe(32)
+        key = ApiKey(str(uuid.uuid4()), name, description, users_write, groups_write, now(), None, None)
+
+        def insert(conn: sqlite3.Connection) -> None:
+            try:
+                conn.execute(
+                    "INSERT INTO api_keys (id, name, description, secret_hash, users_write, groups_write, created)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (key.id, key.name, description, hash_secret(secret), int(users_write), int(groups_write),
+                     key.created),
+                )
+            except sqlite3.IntegrityError:
+                raise AdminError(f"An API key named {name!r} already exists") from None
+
+        await self.write(insert)
+        return key, secret
+
+    async def list_api_keys(self) -> list[ApiKey]:
+        rows = await self.read(_fetch, "SELECT id, name, description, users_write, groups_write, created, "
+                                      "last_used, revoked FROM api_keys ORDER BY created", ())
+        return [ApiKey(r[0], r[1], r[2], bool(r[3]), bool(r[4]), r[5], self._last_used.get(r[0], r[6]), r[7])
+                for r in rows]
+
+    async def find_api_key(self, id_or_name: str) -> ApiKey:
+        for key in await self.list_api_keys():
+            if key.id == id_or_name or key.name.lower() == id_or_name.lower():
+                return key
+        raise AdminError(f"No API key with id or name {id_or_name!r}")
+
+    async def revoke_api_key(self, id_or_name: str) -> ApiKey:
+        key = await self.find_api_key(id_or_name)
+        if key.revoked:
+            return key
+        stamp = now()
+        await self.write(lambda conn: conn.execute("UPDATE api_keys SET revoked = ? WHERE id = ?", (stamp, key.id)))
+        return await self.find_api_key(key.id)
+
+    async def create_idp(self, name: str, icon: str, api_key: str | None) -> Idp:
+        name = name.strip()
+        if not name:
+            raise AdminError("An IdP needs a name")
+        key_id = None
+        if api_key:
+            key = await self.find_api_key(api_key)
+            if key.revoked:
+                raise AdminError(f"API key {key.name!r} is revoked")
+            key_id = key.id
+        idp = Idp(_idp_id(), name, icon, key_id, now())
+
+        def insert(conn: sqlite3.Connection) -> None:
+            try:
+                conn.execute("INSERT INTO idps (id, name, icon, api_key_id, created) VALUES (?, ?, ?, ?, ?)",
+                             (idp.id, idp.name, idp.icon, idp.api_key_id, idp.created))
+            except sqlite3.IntegrityError:
+                raise AdminError(f"An IdP named {name!r} already exists") from None
+
+        await self.write(insert)
+        return idp
+
+    async def list_idps(self) -> list[Idp]:
+        rows = await self.read(_fetch, "SELECT id, name, icon, api_key_id, created FROM idps ORDER BY created", ())
+        return [Idp(*r) for r in rows]
+
+    async def get_idp(self, idp_id: str) -> Idp:
+        for idp in await self.list_idps():
+            if idp.id == idp_id:
+                return idp
+        raise AdminError(f"No IdP with id {idp_id!r}")
+
+    async def set_idp_api_key(self, idp_id: str, api_key: str) -> Idp:
+        idp = await self.get_idp(idp_id)
+        key = await self.find_api_key(api_key)
+        if key.revoked:
+            raise AdminError(f"API key {key.name!r} is revoked")
+        await self.write(lambda conn: conn.execute("UPDATE idps SET api_key_id = ? WHERE id = ?", (key.id, idp.id)))
+        return await self.get_idp(idp.id)
+
+    async def delete_idp(self, idp_id: str) -> None:
+        idp = await self.get_idp(idp_id)
+
+        def delete(conn: sqlite3.Connection) -> None:
+            for table in ("group_members", "users", "groups"):
+                conn.execute(f"DELETE FROM {table} WHERE idp_id = ?", (idp.id,))
+            conn.execute("DELETE FROM idps WHERE id = ?", (idp.id,))
+
+        await self.write(delete)
+
+    def authenticate(self, idp_id: str, secret: str) -> Principal | None:
+        digest = hash_secret(secret)
+        row = self.auth_conn.execute(
+            "SELECT k.id, k.secret_hash, k.users_write, k.groups_write FROM idps AS i "
+            "JOIN api_keys AS k ON k.id = i.api_key_id WHERE i.id = ? AND k.revoked IS NULL",
+            (idp_id,),
+        ).fetchone()
+        # Compare in constant time; an unknown IdP still costs one comparison, so timing tells nothing.
+        expected = row[1] if row else "0" * 64
+        if not hmac.compare_digest(expected, digest) or row is None:
+            return None
+        self._last_used[row[0]] = now()
+        return Principal(idp_id, row[0], bool(row[2]), bool(row[3]))
+
+    async def flush_last_used(self) -> None:
+        """Persist last-used times, batched: auth itself never writes."""
+        if not self._last_used:
+            return
+        pending, self._last_used = self._last_used, {}
+        await self.write(lambda conn: conn.executemany(
+            "UPDATE api_keys SET last_used = ? WHERE id = ?", [(t, k) for k, t in pending.items()]))
+
+    # --- SCIM resources ------------------------------------------------------------------------
+
+    async def create(self, rtype: str, idp_id: str, doc: dict, members: list[Member] | None = None) -> Row:
+        tmap = TABLES[rtype]
+        row = Row(str(uuid.uuid4()), doc, 1, now(), "")
+        row.modified = row.created
+
+        def insert(conn: sqlite3.Connection) -> Row:
+            try:
+                _insert(conn, tmap, idp_id, row)
+            except sqlite3.IntegrityError:
+                raise _uniqueness(tmap, doc) from None
+            if tmap is GROUPS:
+                if members:
+                    _apply_member_ops(conn, idp_id, row.id, [MemberOp("add", tuple(members))])
+                row.members = _load_members(conn, row.id)
+            else:
+                row.groups = []
+            return row
+
+        return await self.write(insert)
+
+    async def get(self, rtype: str, idp_id: str, resource_id: str, *, members: bool = True) -> Row | None:
+        tmap = TABLES[rtype]
+
+        def load(conn: sqlite3.Connection) -> Row | None:
+            return _load(conn, tmap, idp_id, resource_id, members)
+
+        return await self.read(load)
+
+    async def search(self, rtype: str, idp_id: str, query: Query) -> tuple[int, list[Row]]:
+        tmap = TABLES[rtype]
+        where, params = ("1", []) if query.where is None else where_clause(query.where, tmap)
+        order = order_clause(query.sort_by, query.descending, tmap) if query.sort_by else "t.rowid"
+        base = f"FROM {tmap.table} AS t WHERE t.idp_id = ? AND {where}"
+
+        def run(conn: sqlite3.Connection) -> tuple[int, list[Row]]:
+            total = conn.execute(f"SELECT count(*) {base}", (idp_id, *params)).fetchone()[0]
+            if query.count <= 0 or query.start_index > total:
+                return total, []
+            found = conn.execute(
+                f"SELECT t.id, t.doc, t.version, t.created, t.modified {base} ORDER BY {order} LIMIT ? OFFSET ?",
+                (idp_id, *params, query.count, query.start_index - 1),
+            ).fetchall()
+            rows = [Row(r[0], orjson.loads(r[1]), r[2], r[3], r[4]) for r in found]
+            if query.members:
+                for row in rows:
+                    _attach_members(conn, tmap, row)
+            return total, rows
+
+        try:
+            return await self.read(run)
+        except sqlite3.OperationalError as exc:
+            raise ScimError(400, f"The filter could not be evaluated: {exc}", "invalidFilter") from None
+
+    async def update(self, rtype: str, idp_id: str, resource_id: str, change: ChangeFn, *,
+                     members: bool = True) -> Row:
+        tmap = TABLES[rtype]
+
+        def run(conn: sqlite3.Connection) -> Row:
+            current = _load(conn, tmap, idp_id, resource_id, members=False)
+            if current is None:
+                raise not_found(f"{rtype} {resource_id} not found")
+            result: Change = change(current)
+            changed = False
+            if result.doc is not None and result.doc != current.doc:
+                current.doc = result.doc
+                changed = True
+            if result.member_ops:
+                changed = _apply_member_ops(conn, idp_id, current.id, result.member_ops) or changed
+            if changed:
+                current.version += 1
+                current.modified = now()
+                try:
+                    _store_doc(conn, tmap, current)
+                except sqlite3.IntegrityError:
+                    raise _uniqueness(tmap, current.doc) from None
+            if members:
+                _attach_members(conn, tmap, current)
+            return current
+
+        return await self.write(run)
+
+    async def delete(self, rtype: str, idp_id: str, resource_id: str, check: CheckFn | None = None) -> None:
+        tmap = TABLES[rtype]
+
+        def run(conn: sqlite3.Connection) -> None:
+            current = _load(conn, tmap, idp_id, resource_id, members=False)
+            if current is None:
+                raise not_found(f"{rtype} {resource_id} not found")
+            if check is not None:
+                check(current)
+            stamp = now()
+            # Groups that lose a member (this resource) change: bump their version.
+            conn.execute(
+                "UPDATE groups SET version = version + 1, modified = ? WHERE id IN "
+                "(SELECT group_id FROM group_members WHERE member_id = ?)", (stamp, resource_id))
+            conn.execute("DELETE FROM group_members WHERE member_id = ?", (resource_id,))
+            if tmap is GROUPS:
+                conn.execute("DELETE FROM group_members WHERE group_id = ?", (resource_id,))
+            conn.execute(f"DELETE FROM {tmap.table} WHERE id = ?", (resource_id,))
+
+        await self.write(run)
+
+    async def append_logs(self, records: list[dict]) -> None:
+        """Write provisioning log records in one statement (called with buffered batches)."""
+        rows = [tuple(record.get(column) for column in LOG_COLUMNS) for record in records]
+        marks = ", ".join("?" * len(LOG_COLUMNS))
+        await self.write(lambda conn: conn.executemany(
+            f"INSERT INTO provisioning_log ({', '.join(LOG_COLUMNS)}) VALUES ({marks})", rows))
+
+    async def prune_logs(self, max_age_days: int, max_rows: int) -> int:
+        """Delete log records older than max_age_days or beyond the newest max_rows (0 = no limit)."""
+        def run(conn: sqlite3.Connection) -> int:
+            before = conn.total_changes
+            if max_age_days:
+                cutoff = format_datetime(datetime.now(UTC) - timedelta(days=max_age_days))
+                conn.execute("DELETE FROM provisioning_log WHERE time < ?", (cutoff,))
+            if max_rows:
+                conn.execute("DELETE FROM provisioning_log WHERE id <= "
+                             "(SELECT id FROM provisioning_log ORDER BY id DESC LIMIT 1 OFFSET ?)", (max_rows,))
+            return conn.total_changes - before
+
+        return await self.write(run)
+
+    async def counts(self, idp_id: str) -> dict[str, int]:
+        def run(conn: sqlite3.Connection) -> dict[str, int]:
+            users = conn.execute("SELECT count(*) FROM users WHERE idp_id = ?", (idp_id,)).fetchone()[0]
+            groups = conn.execute("SELECT count(*) FROM groups WHERE idp_id = ?", (idp_id,)).fetchone()[0]
+            return {"users": users, "groups": groups}
+
+        return await self.read(run)
+
+
+# --- functions that run on a connection's thread --------------------------------------------------
+
+
+async def _run(conn: aiosqlite.Connection, fn: Callable[..., Any], *args: Any) -> Any:
+    # aiosqlite has no public call to run a function on its thread; _execute is that call (the
+    # version is pinned). One hop per unit of work is what keeps requests cheap.
+    return await conn._execute(fn, conn._conn, *args)
+
+
+def _run_batch(conn: sqlite3.Connection, fns: list[Callable]) -> list[tuple[bool, Any]]:
+    outcomes: list[tuple[bool, Any]] = []
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for fn in fns:
+            conn.execute("SAVEPOINT op")
+            try:
+                outcomes.append((True, fn(conn)))
+                conn.execute("RELEASE op")
+            except Exception as exc:
+                conn.execute("ROLLBACK TO op")
+                conn.execute("RELEASE op")
+                outcomes.append((False, exc))
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return outcomes
+
+
+def _fetch(conn: sqlite3.Connection, sql: str, params: tuple) -> list[tuple]:
+    return conn.execute(sql, params).fetchall()
+
+
+def _idp_id() -> str:
+    return uuid.uuid4().hex
+
+
+def _uniqueness(tmap: TableMap, doc: dict) -> ScimError:
+    if tmap is USERS:
+        return ScimError(409, f"userName {doc.get('userName')!r} is already taken in this IdP (user names are "
+                              "unique regardless of letter case); look the user up with a userName filter",
+                         "uniqueness")
+    return ScimError(409, f"displayName {doc.get('displayName')!r} is already taken in this IdP (group names are "
+                          "unique regardless of letter case)", "uniqueness")
+
+
+def _hot_columns(tmap: TableMap, doc: dict) -> tuple:
+    if tmap is USERS:
+        active = doc.get("active")
+        return doc["userName"], doc.get("externalId"), None if active is None else int(active)
+    return doc["displayName"], doc.get("externalId")
+
+
+def _insert(conn: sqlite3.Connection, tmap: TableMap, idp_id: str, row: Row) -> None:
+    if tmap is USERS:
+        conn.execute(
+            "INSERT INTO users (id, idp_id, user_name, external_id, active, doc, version, created, modified)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (row.id, idp_id, *_hot_columns(tmap, row.doc), _dumps(row.doc), row.version, row.created, row.modified))
+    else:
+        conn.execute(
+            "INSERT INTO groups (id, idp_id, display_name, external_id, doc, version, created, modified)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (row.id, idp_id, *_hot_columns(tmap, row.doc), _dumps(row.doc), row.version, row.created, row.modified))
+
+
+def _store_doc(conn: sqlite3.Connection, tmap: TableMap, row: Row) -> None:
+    if tmap is USERS:
+        conn.execute(
+            "UPDATE users SET user_name = ?, external_id = ?, active = ?, doc = ?, version = ?, modified = ?"
+            " WHERE id = ?", (*_hot_columns(tmap, row.doc), _dumps(row.doc), row.version, row.modified, row.id))
+    else:
+        conn.execute(
+            "UPDATE groups SET display_name = ?, external_id = ?, doc = ?, version = ?, modified = ? WHERE id = ?",
+            (*_hot_columns(tmap, row.doc), _dumps(row.doc), row.version, row.modified, row.id))
+
+
+def _load(conn: sqlite3.Connection, tmap: TableMap, idp_id: str, resource_id: str, members: bool) -> Row | None:
+    found = conn.execute(
+        f"SELECT id, doc, version, created, modified FROM {tmap.table} WHERE id = ? AND idp_id = ?",
+        (resource_id, idp_id)).fetchone()
+    if found is None:
+        return None
+    row = Row(found[0], orjson.loads(found[1]), found[2], found[3], found[4])
+    if members:
+        _attach_members(conn, tmap, row)
+    return row
+
+
+def _attach_members(conn: sqlite3.Connection, tmap: TableMap, row: Row) -> None:
+    if tmap is GROUPS:
+        row.members = _load_members(conn, row.id)
+    else:
+        row.groups = _load_groups(conn, row.id)
+
+
+def _load_members(conn: sqlite3.Connection, group_id: str) -> list[dict]:
+    rows = conn.execute(
+        "SELECT m.member_id, m.type, CASE m.type WHEN 'User' THEN "
+        "(SELECT user_name FROM users WHERE id = m.member_id) "
+        "ELSE (SELECT display_name FROM groups WHERE id = m.member_id) END "
+        "FROM group_members AS m WHERE m.group_id = ?", (group_id,)).fetchall()
+    return [{"value": r[0], "type": r[1], "display": r[2]} for r in rows]
+
+
+def _load_groups(conn: sqlite3.Connection, user_id: str) -> list[dict]:
+    # Direct groups, then groups reached through nesting; UNION stops at cycles.
+    rows = conn.execute(
+        "WITH RECURSIVE reach(gid, depth) AS ("
+        " SELECT group_id, 0 FROM group_members WHERE member_id = ?"
+        " UNION SELECT gm.group_id, reach.depth + 1 FROM group_members AS gm JOIN reach ON gm.member_id = reach.gid"
+        " WHERE reach.depth < 64)"
+        " SELECT reach.gid, min(reach.depth), g.display_name FROM reach JOIN groups AS g ON g.id = reach.gid"
+        " GROUP BY reach.gid ORDER BY min(reach.depth), g.display_name", (user_id,)).fetchall()
+    return [{"value": r[0], "display": r[2], "type": "direct" if r[1] == 0 else "indirect"} for r in rows]
+
+
+def _apply_member_ops(conn: sqlite3.Connection, idp_id: str, group_id: str, ops: list[MemberOp]) -> bool:
+    """Apply membership deltas in order; True when any row changed. Unknown ids abort the change."""
+    before = conn.total_changes
+    for op in ops:
+        if op.op == "clear":
+            conn.execute("DELETE FROM group_members WHERE group_id = ?", (group_id,))
+            continue
+        if op.op == "remove":
+            conn.executemany("DELETE FROM group_members WHERE group_id = ? AND member_id = ?",
+                             [(group_id, m.value) for m in op.members])
+            continue
+        typed = _member_types(conn, idp_id, group_id, op.members)
+        if op.op == "replace":
+            conn.execute("CREATE TEMP TABLE IF NOT EXISTS keep_members (id TEXT PRIMARY KEY)")
+            conn.execute("DELETE FROM temp.keep_members")
+            conn.executemany("INSERT OR IGNORE INTO temp.keep_members VALUES (?)", [(m,) for m, _ in typed])
+            conn.execute("DELETE FROM group_members WHERE group_id = ? AND member_id NOT IN "
+                         "(SELECT id FROM temp.keep_members)", (group_id,))
+        conn.executemany("INSERT OR IGNORE INTO group_members (idp_id, group_id, member_id, type) VALUES (?, ?, ?, ?)",
+                         [(idp_id, group_id, member_id, kind) for member_id, kind in typed])
+    return conn.total_changes != before
+
+
+def _member_types(conn: sqlite3.Connection, idp_id: str, group_id: str,
+                  members: tuple[Member, ...]) -> list[tuple[str, str]]:
+    """Resolve each member to (id, "User"|"Group") within the IdP, or fail naming the unknown ids."""
+    ids = list(dict.fromkeys(m.value for m in members))
+    found: dict[str, str] = {}
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        marks = ",".join("?" * len(chunk))
+        for member_id, kind in conn.execute(
+                f"SELECT id, 'User' FROM users WHERE idp_id = ? AND id IN ({marks}) "
+                f"UNION ALL SELECT id, 'Group' FROM groups WHERE idp_id = ? AND id IN ({marks})",
+                (idp_id, *chunk, idp_id, *chunk)):
+            found[member_id] = kind
+    missing = [i for i in ids if i not in found]
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise invalid_value(f"members: no user or group with id {shown} in this IdP; nothing was changed")
+    if group_id in found:
+        raise invalid_value("members: a group cannot be a member of itself")
+    declared = {m.value: m.type for m in members if m.type}
+    for member_id, kind in found.items():
+        if declared.get(member_id) and declared[member_id] != kind:
+            raise invalid_value(f"members: {member_id} is a {kind}, not a {declared[member_id]}")
+    return [(i, found[i]) for i in ids]

@@ -1,0 +1,150 @@
+"""Storage contract tests on a real temporary SQLite file."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from scim.errors import ScimError
+from scim.filters import parse_filter
+from scim.patch import Member, MemberOp
+from scim.paths import resolve_text
+from scim.schemas import GROUP_TYPE, USER_TYPE
+from storage import Change, Query
+from storage.sqlite import AdminError, SqliteStore, migrate, pending_migrations
+
+
+def user_doc(name: str, **extra: object) -> dict:
+    return {"userName": name, "name": {"givenName": "G", "familyName": "F"}, **extra}
+
+
+@pytest.fixture
+async def store(tmp_path: Path):
+    path = str(tmp_path / "store.db")
+    migrate(path)
+    store = SqliteStore(path)
+    await store.open()
+    yield store
+    await store.close()
+
+
+async def test_migrations_are_recorded_and_idempotent(tmp_path: Path) -> None:
+    path = str(tmp_path / "m.db")
+    assert migrate(path) == ["001_initial.sql"]
+    assert migrate(path) == []
+    with sqlite3.connect(path) as conn:
+        assert pending_migrations(conn) == []
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+async def test_api_key_secret_is_stored_only_as_hash(store: SqliteStore) -> None:
+    key, secret = await store.create_api_key("k", "desc", True, False)
+    assert len(secret) >= 43  # 32 random bytes, base64url
+    with sqlite3.connect(store.path) as conn:
+        dump = "\n".join(conn.iterdump())
+    assert secret not in dump
+    idp = await store.create_idp("idp", "key", "k")
+    principal = store.authenticate(idp.id, secret)
+    assert principal is not None and principal.users_write and not principal.groups_write
+    assert store.authenticate(idp.id, secret + "x") is None
+    assert store.authenticate("other", secret) is None
+    with pytest.raises(AdminError):
+        await store.create_api_key("K", "", True, True)
+    with pytest.raises(AdminError):
+        await store.create_idp("x", "key", "no-such-key")
+
+
+async def test_create_get_and_case_insensitive_uniqueness(store: SqliteStore) -> None:
+    row = await store.create("User", "idp1", user_doc("Alice"))
+    assert row.version == 1 and row.groups == []
+    got = await store.get("User", "idp1", row.id)
+    assert got.doc == user_doc("Alice")
+    assert await store.get("User", "idp2", row.id) is None  # tenants never see each other
+    with pytest.raises(ScimError) as err:
+        await store.create("User", "idp1", user_doc("ALICE"))
+    assert err.value.status == 409 and err.value.scim_type == "uniqueness"
+    other_tenant = await store.create("User", "idp2", user_doc("alice"))
+    assert other_tenant.id != row.id
+
+
+async def test_concurrent_duplicate_creates_give_exactly_one(store: SqliteStore) -> None:
+    names = ["Zed", "zed", "ZED", "zEd"] * 10
+    results = await asyncio.gather(*[store.create("User", "idp", user_doc(n)) for n in names],
+                                   return_exceptions=True)
+    created = [r for r in results if not isinstance(r, Exception)]
+    assert len(created) == 1
+    assert all(isinstance(r, ScimError) and r.status == 409 for r in results if isinstance(r, Exception))
+
+
+async def test_failing_write_in_a_batch_does_not_affect_others(store: SqliteStore) -> None:
+    await store.create("User", "idp", user_doc("taken"))
+    results = await asyncio.gather(store.create("User", "idp", user_doc("a")),
+                                   store.create("User", "idp", user_doc("taken")),
+                                   store.create("User", "idp", user_doc("b")), return_exceptions=True)
+    assert [type(r).__name__ for r in results] == ["Row", "ScimError", "Row"]
+    total, _ = await store.search("User", "idp", Query())
+    assert total == 3
+
+
+async def test_update_bumps_version_only_on_change(store: SqliteStore) -> None:
+    row = await store.create("User", "idp", user_doc("u"))
+    same = await store.update("User", "idp", row.id, lambda current: Change(doc=dict(current.doc)))
+    assert same.version == 1
+    changed = await store.update("User", "idp", row.id, lambda current: Change(doc={**current.doc, "title": "T"}))
+    assert changed.version == 2 and changed.doc["title"] == "T"
+    with pytest.raises(ScimError) as err:
+        await store.update("User", "idp", "missing", lambda current: Change())
+    assert err.value.status == 404
+
+
+async def test_failed_change_leaves_the_row_untouched(store: SqliteStore) -> None:
+    user = await store.create("User", "idp", user_doc("u"))
+    group = await store.create("Group", "idp", {"displayName": "g"})
+
+    def change(current):
+        return Change(doc={"displayName": "renamed"},
+                      member_ops=[MemberOp("add", (Member(user.id), Member("unknown")))])
+
+    with pytest.raises(ScimError) as err:
+        await store.update("Group", "idp", group.id, change)
+    assert "unknown" in err.value.detail
+    after = await store.get("Group", "idp", group.id)
+    assert after.doc == {"displayName": "g"} and after.members == [] and after.version == 1
+
+
+async def test_member_deltas_and_search(store: SqliteStore) -> None:
+    users = [await store.create("User", "idp", user_doc(f"u{i}")) for i in range(5)]
+    group = await store.create("Group", "idp", {"displayName": "g"}, [Member(u.id) for u in users[:3]])
+    assert {m["value"] for m in group.members} == {u.id for u in users[:3]}
+    ops = [MemberOp("remove", (Member(users[0].id),)), MemberOp("add", (Member(users[4].id, "User"),))]
+    updated = await store.update("Group", "idp", group.id, lambda current: Change(member_ops=ops))
+    assert {m["value"] for m in updated.members} == {users[1].id, users[2].id, users[4].id}
+    where = parse_filter(f'members eq "{users[4].id}"', GROUP_TYPE)
+    total, rows = await store.search("Group", "idp", Query(where=where, members=False))
+    assert total == 1 and rows[0].members is None
+    wrong_type = [MemberOp("add", (Member(users[3].id, "Group"),))]
+    with pytest.raises(ScimError):
+        await store.update("Group", "idp", group.id, lambda current: Change(member_ops=wrong_type))
+
+
+async def test_search_paging_and_sorting(store: SqliteStore) -> None:
+    for name in ["c", "a", "b", "e", "d"]:
+        await store.create("User", "idp", user_doc(name))
+    sort = parse_filter("userName pr", USER_TYPE)
+    total, rows = await store.search("User", "idp", Query(where=sort, start_index=2, count=2,
+                                                           sort_by=resolve_text(USER_TYPE, "userName")))
+    assert total == 5 and [r.doc["userName"] for r in rows] == ["b", "c"]
+    total, rows = await store.search("User", "idp", Query(start_index=9))
+    assert total == 5 and rows == []
+
+
+async def test_delete_idp_removes_its_data(store: SqliteStore) -> None:
+    key, _ = await store.create_api_key("k", "", True, True)
+    idp = await store.create_idp("i", "key", key.id)
+    await store.create("User", idp.id, user_doc("x"))
+    await store.delete_idp(idp.id)
+    total, _ = await store.search("User", idp.id, Query())
+    assert total == 0 and await store.list_idps() == []

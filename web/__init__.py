@@ -1,0 +1,1 @@
+"""The HTTP layer: Starlette routes for SCIM, auth, content types, ETags."""

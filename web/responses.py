@@ -1,0 +1,54 @@
+"""SCIM responses (application/scim+json, orjson) and request-body parsing."""
+
+from __future__ import annotations
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from scim.errors import ScimError, invalid_syntax
+
+SCIM_JSON = "application/scim+json"
+
+
+class ScimResponse(Response):
+    media_type = SCIM_JSON
+
+    def render(self, content: object) -> bytes:
+        return orjson.dumps(content)
+
+
+def error_response(error: ScimError, headers: dict[str, str] | None = None) -> ScimResponse:
+    return ScimResponse(error.to_dict(), status_code=error.status, headers=headers)
+
+
+async def read_json(request: Request, max_bytes: int) -> object:
+    """The request body as JSON: 413 past the limit, 415 for non-JSON types, 400 invalidSyntax when malformed."""
+    content_type = request.headers.get("content-type", "")
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media and not (media.endswith("/json") or media.endswith("+json")):
+        raise ScimError(415, f"Send the body as application/scim+json or application/json, not {media}")
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > max_bytes:
+        raise ScimError(413, f"The request body is larger than the limit of {max_bytes} bytes")
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise ScimError(413, f"The request body is larger than the limit of {max_bytes} bytes")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw.strip():
+        raise invalid_syntax("The request has no body; send a JSON object")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise invalid_syntax(f"The body is not valid JSON: {exc}") from None
+
+
+async def read_object(request: Request, max_bytes: int) -> dict:
+    body = await read_json(request, max_bytes)
+    if not isinstance(body, dict):
+        raise invalid_syntax(f"The body must be a JSON object, not {type(body).__name__}")
+    return body

@@ -1,0 +1,321 @@
+"""The SCIM endpoints under /v1/scim/{idp}: thin handlers (parse -> scim/ -> storage -> respond)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from scim import schemas
+from scim.errors import ScimError, invalid_value, not_found
+from scim.filters import parse_filter
+from scim.patch import MemberOp, apply_patch
+from scim.paths import resolve_text
+from scim.project import Projection, parse_projection, project
+from scim.resources import etag, etag_matches, parse_etags, to_resource
+from scim.schemas import GROUP_TYPE, USER_TYPE, ResourceType
+from scim.validate import parse_members, validate_resource
+from settings import Settings
+from storage import Change, Principal, Query, Row
+from storage.sqlite import SqliteStore
+from web.responses import ScimResponse, read_object
+
+Handler = Callable[[Request], Awaitable[Response]]
+WWW_AUTHENTICATE = {"WWW-Authenticate": 'Bearer realm="scimlet"'}
+
+
+class Unauthorized(ScimError):
+    def __init__(self) -> None:
+        super().__init__(401, "The bearer token is missing, unknown, revoked or not the key of this IdP; "
+                              "use the secret of the API key selected for this IdP")
+
+
+class ScimApi:
+    def __init__(self, store: SqliteStore, settings: Settings) -> None:
+        self.store = store
+        self.settings = settings
+        self.max_body = settings["server"]["max_body_bytes"]
+        self.default_count = settings["scim"]["default_page_size"]
+        self.max_count = settings["scim"]["max_page_size"]
+        self.max_members = settings["scim"]["max_members_per_patch"]
+        self.max_operations = settings["scim"]["max_operations"]
+
+    def routes(self) -> list[Route]:
+        routes = [
+            Route("/ServiceProviderConfig", self.service_provider_config, methods=["GET"]),
+            Route("/ResourceTypes", self.resource_types, methods=["GET"]),
+            Route("/ResourceTypes/{name}", self.resource_type, methods=["GET"]),
+            Route("/Schemas", self.schema_list, methods=["GET"]),
+            Route("/Schemas/{urn}", self.schema, methods=["GET"]),
+        ]
+        for rtype in (USER_TYPE, GROUP_TYPE):
+            routes += [
+                Route(rtype.endpoint, self._bind(self.list_or_create, rtype), methods=["GET", "POST"]),
+                Route(f"{rtype.endpoint}/.search", self._bind(self.search, rtype), methods=["POST"]),
+                Route(f"{rtype.endpoint}/{{id}}", self._bind(self.one, rtype),
+                      methods=["GET", "PUT", "PATCH", "DELETE"]),
+            ]
+        return routes
+
+    @staticmethod
+    def _bind(handler: Callable[[Request, ResourceType], Awaitable[Response]], rtype: ResourceType) -> Handler:
+        async def endpoint(request: Request) -> Response:
+            return await handler(request, rtype)
+
+        endpoint.__name__ = f"{handler.__name__}_{rtype.name.lower()}"
+        return endpoint
+
+    # --- auth and helpers ----------------------------------------------------------------------
+
+    def authenticate(self, request: Request, write: ResourceType | None = None) -> Principal:
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise Unauthorized()
+        principal = self.store.authenticate(request.path_params["idp"], token)
+        if principal is None:
+            raise Unauthorized()
+        request.state.principal = principal
+        if write is USER_TYPE and not principal.users_write:
+            raise ScimError(403, "This API key does not have the Users write privilege; grant it to the key")
+        if write is GROUP_TYPE and not principal.groups_write:
+            raise ScimError(403, "This API key does not have the Groups write privilege; grant it to the key")
+        return principal
+
+    def base_url(self, request: Request) -> str:
+        return f"{self.settings.base_url}/v1/scim/{request.path_params['idp']}"
+
+    def render(self, request: Request, rtype: ResourceType, row: Row, projection: Projection) -> dict:
+        resource = to_resource(rtype, row.id, row.doc, version=row.version, created=row.created,
+                               modified=row.modified, base_url=self.base_url(request),
+                               members=row.members, groups=row.groups)
+        return project(rtype, resource, projection)
+
+    def single(self, request: Request, rtype: ResourceType, row: Row, projection: Projection,
+               status: int = 200) -> ScimResponse:
+        headers = {"ETag": etag(row.version)}
+        if status == 201:
+            headers["Location"] = f"{self.base_url(request)}{rtype.endpoint}/{row.id}"
+        return ScimResponse(self.render(request, rtype, row, projection), status_code=status, headers=headers)
+
+    @staticmethod
+    def loads_references(rtype: ResourceType, projection: Projection) -> bool:
+        """Whether member rows (groups) or memberships (users) must be read for this answer."""
+        return projection.wants("members" if rtype is GROUP_TYPE else "groups")
+
+    @staticmethod
+    def precondition(request: Request) -> Callable[[Row], None]:
+        tags = parse_etags(request.headers["if-match"]) if "if-match" in request.headers else False
+
+        def check(row: Row) -> None:
+            if tags is not False and not etag_matches(tags, row.version):
+                raise ScimError(412, f"The resource has changed (it is now version {etag(row.version)}); "
+                                     "read it again and retry with the new ETag")
+
+        return check
+
+    # --- discovery -------------------------------------------------------------------------------
+
+    async def service_provider_config(self, request: Request) -> Response:
+        self.authenticate(request)
+        return ScimResponse(schemas.service_provider_config(
+            self.base_url(request), self.max_count, self.max_operations, self.max_body))
+
+    async def resource_types(self, request: Request) -> Response:
+        self.authenticate(request)
+        items = [rtype.to_dict(self.base_url(request)) for rtype in schemas.RESOURCE_TYPES.values()]
+        return ScimResponse(_list_response(items, len(items), 1))
+
+    async def resource_type(self, request: Request) -> Response:
+        self.authenticate(request)
+        name = request.path_params["name"]
+        for rtype in schemas.RESOURCE_TYPES.values():
+            if rtype.name.lower() == name.lower():
+                return ScimResponse(rtype.to_dict(self.base_url(request)))
+        raise not_found(f"No resource type {name!r}; known: User, Group")
+
+    async def schema_list(self, request: Request) -> Response:
+        self.authenticate(request)
+        items = [schema.to_dict(self.base_url(request)) for schema in schemas.SCHEMAS.values()]
+        return ScimResponse(_list_response(items, len(items), 1))
+
+    async def schema(self, request: Request) -> Response:
+        self.authenticate(request)
+        urn = request.path_params["urn"]
+        for schema in schemas.SCHEMAS.values():
+            if schema.id.lower() == urn.lower():
+                return ScimResponse(schema.to_dict(self.base_url(request)))
+        raise not_found(f"No schema {urn!r}")
+
+    # --- resources -------------------------------------------------------------------------------
+
+    async def list_or_create(self, request: Request, rtype: ResourceType) -> Response:
+        if request.method == "POST":
+            return await self.create(request, rtype)
+        self.authenticate(request)
+        params = request.query_params
+        return await self.query(request, rtype, {
+            "filter": params.get("filter"), "sortBy": params.get("sortBy"), "sortOrder": params.get("sortOrder"),
+            "startIndex": params.get("startIndex"), "count": params.get("count"),
+            "attributes": params.get("attributes"), "excludedAttributes": params.get("excludedAttributes"),
+        })
+
+    async def search(self, request: Request, rtype: ResourceType) -> Response:
+        self.authenticate(request)
+        body = await read_object(request, self.max_body)
+        urns = [u.lower() for u in body.get("schemas") or [] if isinstance(u, str)]
+        if urns and schemas.SEARCH_REQUEST.lower() not in urns:
+            raise ScimError(400, f"A search request's schemas must be [\"{schemas.SEARCH_REQUEST}\"]",
+                            "invalidSyntax")
+        return await self.query(request, rtype, body)
+
+    async def query(self, request: Request, rtype: ResourceType, params: dict) -> Response:
+        projection = parse_projection(rtype, params.get("attributes"), params.get("excludedAttributes"))
+        text = params.get("filter")
+        if text is not None and not isinstance(text, str):
+            raise ScimError(400, "filter must be a string", "invalidFilter")
+        where = parse_filter(text, rtype) if text is not None else None
+        sort_by = params.get("sortBy")
+        sort_ref = None
+        if sort_by is not None:
+            if not isinstance(sort_by, str):
+                raise invalid_value("sortBy must be an attribute name")
+            sort_ref = resolve_text(rtype, sort_by, error=invalid_value)
+        order = params.get("sortOrder") or "ascending"
+        if not isinstance(order, str) or order.lower() not in ("ascending", "descending"):
+            raise invalid_value(f"sortOrder must be ascending or descending, not {order!r}")
+        start = _integer(params.get("startIndex"), "startIndex", 1)
+        count = _integer(params.get("count"), "count", self.default_count)
+        start = max(start, 1)  # RFC 7644 §3.4.2.4: values below 1 are read as 1
+        count = min(max(count, 0), self.max_count)
+        query = Query(where=where, sort_by=sort_ref, descending=order.lower() == "descending",
+                      start_index=start, count=count, members=self.loads_references(rtype, projection))
+        total, rows = await self.store.search(rtype.name, request.path_params["idp"], query)
+        resources = [self.render(request, rtype, row, projection) for row in rows]
+        return ScimResponse(_list_response(resources, total, start))
+
+    async def create(self, request: Request, rtype: ResourceType) -> Response:
+        principal = self.authenticate(request, write=rtype)
+        body = await read_object(request, self.max_body)
+        doc = validate_resource(rtype, body)
+        members = None
+        if rtype is GROUP_TYPE:
+            members = parse_members(body.get("members"))
+            self.check_member_count(len(members))
+        row = await self.store.create(rtype.name, principal.idp_id, doc, members)
+        projection = parse_projection(rtype, request.query_params.get("attributes"),
+                                      request.query_params.get("excludedAttributes"))
+        return self.single(request, rtype, row, projection, status=201)
+
+    async def one(self, request: Request, rtype: ResourceType) -> Response:
+        method = request.method
+        if method == "GET":
+            return await self.get(request, rtype)
+        if method == "DELETE":
+            return await self.delete(request, rtype)
+        if method == "PUT":
+            return await self.replace(request, rtype)
+        return await self.patch(request, rtype)
+
+    async def get(self, request: Request, rtype: ResourceType) -> Response:
+        principal = self.authenticate(request)
+        projection = self.projection(request, rtype)
+        resource_id = request.path_params["id"]
+        row = await self.store.get(rtype.name, principal.idp_id, resource_id,
+                                   members=self.loads_references(rtype, projection))
+        if row is None:
+            raise not_found(f"{rtype.name} {resource_id} not found")
+        if "if-none-match" in request.headers and etag_matches(parse_etags(request.headers["if-none-match"]),
+                                                                row.version):
+            return Response(status_code=304, headers={"ETag": etag(row.version)})
+        return self.single(request, rtype, row, projection)
+
+    async def replace(self, request: Request, rtype: ResourceType) -> Response:
+        principal = self.authenticate(request, write=rtype)
+        body = await read_object(request, self.max_body)
+        resource_id = request.path_params["id"]
+        if isinstance(body.get("id"), str) and body["id"] != resource_id:
+            raise ScimError(400, f"id is immutable: the body says {body['id']!r} but the URL says {resource_id!r}",
+                            "mutability")
+        doc = validate_resource(rtype, body)
+        member_ops = []
+        if rtype is GROUP_TYPE:
+            members = parse_members(body.get("members"))
+            self.check_member_count(len(members))
+            member_ops = [MemberOp("replace", tuple(members))]
+        check = self.precondition(request)
+
+        def change(row: Row) -> Change:
+            check(row)
+            return Change(doc=doc, member_ops=member_ops)
+
+        projection = self.projection(request, rtype)
+        row = await self.store.update(rtype.name, principal.idp_id, resource_id, change,
+                                      members=self.loads_references(rtype, projection))
+        return self.single(request, rtype, row, projection)
+
+    async def patch(self, request: Request, rtype: ResourceType) -> Response:
+        principal = self.authenticate(request, write=rtype)
+        body = await read_object(request, self.max_body)
+        operations = body.get("Operations")
+        if isinstance(operations, list) and len(operations) > self.max_operations:
+            raise invalid_value(f"A PATCH may carry at most {self.max_operations} operations; "
+                                f"this one has {len(operations)}: split it")
+        check = self.precondition(request)
+
+        def change(row: Row) -> Change:
+            check(row)
+            doc, member_ops = apply_patch(rtype, row.doc, body)
+            self.check_member_count(sum(len(op.members) for op in member_ops))
+            return Change(doc=doc, member_ops=member_ops)
+
+        asked = "attributes" in request.query_params or "excludedAttributes" in request.query_params
+        projection = self.projection(request, rtype)
+        wants_body = rtype is USER_TYPE or asked
+        row = await self.store.update(rtype.name, principal.idp_id, request.path_params["id"], change,
+                                      members=wants_body and self.loads_references(rtype, projection))
+        if not wants_body:
+            return Response(status_code=204, headers={"ETag": etag(row.version)})
+        return self.single(request, rtype, row, projection)
+
+    async def delete(self, request: Request, rtype: ResourceType) -> Response:
+        principal = self.authenticate(request, write=rtype)
+        await self.store.delete(rtype.name, principal.idp_id, request.path_params["id"], self.precondition(request))
+        return Response(status_code=204)
+
+    def projection(self, request: Request, rtype: ResourceType) -> Projection:
+        return parse_projection(rtype, request.query_params.get("attributes"),
+                                request.query_params.get("excludedAttributes"))
+
+    def check_member_count(self, count: int) -> None:
+        if count > self.max_members:
+            raise invalid_value(f"At most {self.max_members} members may change in one request; "
+                                f"this one has {count}: send them in batches")
+
+
+def _integer(value: object, name: str, default: int) -> int:
+    if value is None or value == "":
+        return default
+    if isinstance(value, bool):
+        raise invalid_value(f"{name} must be a whole number")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            pass
+    raise invalid_value(f"{name} must be a whole number, not {value!r}")
+
+
+def _list_response(resources: list, total: int, start: int) -> dict:
+    return {
+        "schemas": [schemas.LIST_RESPONSE],
+        "totalResults": total,
+        "Resources": resources,
+        "startIndex": start,
+        "itemsPerPage": len(resources),
+    }
