@@ -6,8 +6,10 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import sqlite3
 import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import orjson
 from starlette.applications import Starlette
@@ -15,14 +17,21 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Mount
+from starlette.routing import Mount, Route
 
 from scim.errors import ScimError
 from settings import ConfigError, Settings, load_settings
-from storage.sqlite import AdminError, SqliteStore, migrate
+from storage.sqlite import AdminError, SqliteStore, backup, migrate, pending_migrations
+from web.admin import admin_mounts, security
+from web.admin.service import AdminService
+from web.health import Health
+from web.metrics import Metrics
 from web.observe import ObserveMiddleware, ProvisioningLog
+from web.openapi import openapi_document
+from web.request_log import RequestMiddleware, configure_logging
 from web.responses import error_response
 from web.scim_api import WWW_AUTHENTICATE, ScimApi
+from web.throttle import AuthThrottled
 
 log = logging.getLogger("scimlet")
 HOUSEKEEPING_SECONDS = 5.0
@@ -40,12 +49,15 @@ def create_app(settings: Settings, store: SqliteStore | None = None) -> Starlett
     store = store or create_store(settings)
     api = ScimApi(store, settings)
     provisioning_log = ProvisioningLog(store)
+    metrics = Metrics(store, settings["metrics"]["token"], provisioning_log)
+    health = Health(store)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         migrate(settings["database"]["path"])
         await store.open()
         await provisioning_log.start()
+        await metrics.load_idps()
         housekeeping = asyncio.create_task(_housekeeping(store, settings))
         try:
             yield
@@ -54,15 +66,26 @@ def create_app(settings: Settings, store: SqliteStore | None = None) -> Starlett
             await provisioning_log.stop()
             await store.close()
 
+    openapi = orjson.dumps(openapi_document(settings.base_url))
+
+    async def openapi_json(request: Request) -> Response:
+        return Response(openapi, media_type="application/json")
+
     app = Starlette(
-        routes=[Mount("/v1/scim/{idp}", routes=api.routes())],
-        middleware=[Middleware(ObserveMiddleware, listeners=[provisioning_log.add])],
+        routes=[Route("/openapi.json", openapi_json, methods=["GET"]), *health.routes(),
+                Route("/metrics", metrics.endpoint, methods=["GET"]), Mount("/v1/scim", app=api),
+                *admin_mounts(AdminService(store, settings))],
+        # RequestMiddleware is outermost so that it times and counts every request, SCIM or not.
+        middleware=[Middleware(RequestMiddleware, metrics=metrics),
+                    Middleware(ObserveMiddleware, listeners=[provisioning_log.add, metrics.record_operation])],
         exception_handlers={ScimError: _scim_error, HTTPException: _http_error, Exception: _server_error},
         lifespan=lifespan,
     )
     app.state.store = store
     app.state.settings = settings
     app.state.provisioning_log = provisioning_log
+    app.state.metrics = metrics
+    app.state.health = health
     return app
 
 
@@ -85,7 +108,7 @@ async def _scim_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ScimError)
     headers = dict(WWW_AUTHENTICATE) if exc.status == 401 else {}
     if exc.status in (429, 503):
-        headers["Retry-After"] = "1"
+        headers["Retry-After"] = str(exc.retry_after) if isinstance(exc, AuthThrottled) else "1"
     return error_response(exc, headers)
 
 
@@ -114,6 +137,10 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("serve", help="apply migrations and serve (creates a Default IdP on first start)")
     commands.add_parser("migrate", help="apply pending database migrations")
+    commands.add_parser("check-config", help="validate the config file and print the effective settings "
+                                             "(secrets masked)")
+    copy = commands.add_parser("backup", help="copy the database consistently, also while the server runs")
+    copy.add_argument("path", metavar="PATH", help="the backup file to write (must not exist)")
 
     apikey = commands.add_parser("apikey", help="manage API keys").add_subparsers(dest="action", required=True)
     create = apikey.add_parser("create", help="create a key; prints its secret once")
@@ -137,6 +164,19 @@ def _parser() -> argparse.ArgumentParser:
     delete = idp.add_parser("delete", help="delete an IdP with all its users and groups")
     delete.add_argument("id", metavar="ID")
     delete.add_argument("--yes", action="store_true", help="confirm the deletion")
+
+    admin = commands.add_parser("admin", help="the admin console's sign-in").add_subparsers(dest="action",
+                                                                                           required=True)
+    admin.add_parser("password", help="generate a new admin password, print it once and sign every session out")
+
+    sim = commands.add_parser("entra-sim", help="replay a Microsoft Entra ID provisioning cycle against any SCIM "
+                                                "server and report like Entra's provisioning logs")
+    sim.add_argument("--url", required=True, metavar="TENANT_URL", help="e.g. http://127.0.0.1:8000/v1/scim/<IdP ID>")
+    sim.add_argument("--token", required=True, metavar="SECRET", help="the secret token Entra would send")
+    sim.add_argument("--users", type=int, default=5, metavar="N", help="users to provision (default 5)")
+    sim.add_argument("--groups", type=int, default=2, metavar="G", help="groups to provision (default 2)")
+    sim.add_argument("--dialect", choices=("legacy", "aadOptscim062020", "both"), default="both",
+                     help="Entra's PATCH dialect(s) to replay (default both, one cycle each)")
     return parser
 
 
@@ -156,63 +196,79 @@ async def _admin(settings: Settings, args: argparse.Namespace) -> int:
     migrate(settings["database"]["path"])
     store = create_store(settings)
     await store.open()
+    service = AdminService(store, settings)
     try:
         if args.command == "apikey":
-            return await _apikey(store, args)
-        return await _idp(store, settings, args)
+            return await _apikey(service, args)
+        if args.command == "admin":
+            return await _admin_password(service)
+        return await _idp(service, args)
     finally:
         await store.close()
 
 
-async def _apikey(store: SqliteStore, args: argparse.Namespace) -> int:
+async def _apikey(service: AdminService, args: argparse.Namespace) -> int:
     if args.action == "create":
         users, groups = _privileges(args.write)
-        key, secret = await store.create_api_key(args.name, args.description, users, groups)
+        key, secret = await service.create_api_key(args.name, args.description, users, groups)
         _print({"id": key.id, "name": key.name, "secret": secret, "privileges": key.privileges}, args.json,
                f"API key {key.name} ({key.id}), write: {', '.join(key.privileges) or 'none'}\n"
                f"Secret (shown only now, store it safely): {secret}")
     elif args.action == "list":
-        keys = await store.list_api_keys()
-        rows = [{"id": k.id, "name": k.name, "description": k.description, "privileges": k.privileges,
-                 "created": k.created, "last_used": k.last_used, "revoked": k.revoked} for k in keys]
-        _print(rows, args.json, "\n".join(
+        keys = await service.api_keys()
+        _print([service.key_json(k) for k in keys], args.json, "\n".join(
             f"{k.id}  {k.name}  write: {','.join(k.privileges) or '-'}  created {k.created}"
             f"{'  REVOKED ' + k.revoked if k.revoked else ''}" for k in keys) or "no API keys")
     else:
-        key = await store.revoke_api_key(args.key)
+        key = await service.revoke_api_key(args.key)
         print(f"API key {key.name} ({key.id}) revoked")
     return 0
 
 
-async def _idp(store: SqliteStore, settings: Settings, args: argparse.Namespace) -> int:
+async def _idp(service: AdminService, args: argparse.Namespace) -> int:
     if args.action == "create":
-        idp = await store.create_idp(args.name, args.icon, args.apikey)
-        url = settings.tenant_url(idp.id)
+        idp = await service.create_idp(args.name, args.icon, args.apikey)
+        url = service.settings.tenant_url(idp.id)
         _print({"id": idp.id, "name": idp.name, "tenant_url": url}, args.json,
                f"IdP {idp.name}: IdP ID {idp.id}\nTenant URL: {url}")
     elif args.action == "list":
-        idps = await store.list_idps()
-        rows = [{"id": i.id, "name": i.name, "icon": i.icon, "api_key_id": i.api_key_id, "created": i.created,
-                 "tenant_url": settings.tenant_url(i.id)} for i in idps]
-        _print(rows, args.json, "\n".join(f"{i.id}  {i.name}  {settings.tenant_url(i.id)}" for i in idps)
-               or "no IdPs")
+        idps = await service.idps()
+        _print([service.idp_json(i) for i in idps], args.json, "\n".join(
+            f"{i.id}  {i.name}  {service.settings.tenant_url(i.id)}" for i in idps) or "no IdPs")
     else:
         if not args.yes:
             raise AdminError("deleting an IdP deletes all its users and groups; add --yes to confirm")
-        idp = await store.get_idp(args.id)
-        await store.delete_idp(idp.id)
+        idp = await service.delete_idp(args.id)
         print(f"IdP {idp.name} ({idp.id}) deleted with its users and groups")
     return 0
 
 
+async def _admin_password(service: AdminService) -> int:
+    password = security.new_password()
+    await service.set_admin_password(password)
+    print(f"New admin password (shown only now): {password}\nEvery console session was signed out.")
+    if service.password_source == "config":
+        print("warning: [admin] password (or SCIMLET_ADMIN_PASSWORD) is set and wins over this one; "
+              "clear it to use the new password", file=sys.stderr)
+    return 0
+
+
 async def _bootstrap(settings: Settings) -> None:
-    """On first start (no IdP yet), create a Default IdP and key, and print the secret once."""
+    """On first start, create a Default IdP and key and an admin password, and print the secrets once."""
     store = create_store(settings)
     await store.open()
     try:
+        password = await AdminService(store, settings).ensure_admin_password()
+        console = f"{settings.base_url}/admin"
+        if password:
+            print(f"\nAdmin console: {console}\n  Admin password: {password}\n"
+                  "The password is shown only this once; it is stored only as a hash "
+                  "(`python app.py admin password` makes a new one).", flush=True)
+        else:
+            log.info("admin console: %s", console)
         if await store.list_idps():
             for idp in await store.list_idps():
-                print(f"IdP {idp.name}: tenant URL {settings.tenant_url(idp.id)}", flush=True)
+                log.info("IdP %s: tenant URL %s", idp.name, settings.tenant_url(idp.id))
             return
         key, secret = await store.create_api_key("Default", "Created on first start", True, True)
         idp = await store.create_idp("Default", "key", key.id)
@@ -227,28 +283,67 @@ async def _bootstrap(settings: Settings) -> None:
         await store.close()
 
 
+def _check_config(settings: Settings) -> int:
+    source = Path(settings.source)
+    origin = f"{source} is valid" if source.exists() else f"{source} does not exist: built-in defaults"
+    print(f"# {origin}. Effective settings (file, then SCIMLET_* variables), secrets masked:\n")
+    print(settings.to_toml())
+    print(f"\n# database {settings['database']['path']}: {_database_state(settings['database']['path'])}")
+    for warning in settings.warnings():
+        print(f"warning: {warning}", file=sys.stderr)
+    return 0
+
+
+def _database_state(path: str) -> str:
+    if not Path(path).exists():
+        return "does not exist yet; `serve` or `migrate` creates it"
+    try:
+        conn = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            pending = pending_migrations(conn)
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        return f"cannot be read ({exc})"
+    return f"{len(pending)} pending migrations ({', '.join(pending)}); `migrate` or `serve` applies them" if pending \
+        else "exists, schema up to date"
+
+
 def _serve(settings: Settings) -> int:
     import uvicorn
 
     migrate(settings["database"]["path"])
     asyncio.run(_bootstrap(settings))
     server = settings["server"]
+    # log_config=None: uvicorn's own lines go through configure_logging's handler and format too;
+    # its access log stays off, RequestMiddleware logs each request instead.
     uvicorn.run(create_app(settings), host=server["host"], port=server["port"], loop="uvloop", http="httptools",
-                log_level=settings["logging"]["level"], access_log=False, server_header=False,
+                log_config=None, log_level=settings["logging"]["level"], access_log=False, server_header=False,
                 timeout_graceful_shutdown=10)
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "entra-sim":  # a client of any SCIM server: needs no config, no database
+        from entra_sim import simulate  # imported here so that the server never loads the HTTP client
+
+        return simulate(args.url, args.token, users=args.users, groups=args.groups, dialect=args.dialect)
     try:
         settings = load_settings(args.config)
-        logging.basicConfig(level=settings["logging"]["level"].upper(), format="%(levelname)s %(name)s: %(message)s")
+        if args.command == "check-config":  # prints, never logs: leaves logging as it found it
+            return _check_config(settings)
+        configure_logging(settings["logging"]["level"], settings["logging"]["format"])
         if args.command == "serve":
             return _serve(settings)
         if args.command == "migrate":
             applied = migrate(settings["database"]["path"])
             print(f"applied {', '.join(applied)}" if applied else "database is up to date")
+            return 0
+        if args.command == "backup":
+            counts = backup(settings["database"]["path"], args.path)
+            print(f"backed up {settings['database']['path']} to {args.path}: "
+                  f"{counts['users']} users, {counts['groups']} groups, integrity ok")
             return 0
         return asyncio.run(_admin(settings, args))
     except ConfigError as exc:

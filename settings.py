@@ -2,25 +2,35 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 DEFAULT_CONFIG = Path(__file__).parent / "config.toml"
 
 # Every setting, its default and its check. config.toml documents the same keys.
 DEFAULTS: dict[str, dict[str, Any]] = {
-    "server": {"host": "127.0.0.1", "port": 8000, "base_url": "", "max_body_bytes": 1_048_576},
+    "server": {"host": "127.0.0.1", "port": 8000, "base_url": "", "max_body_bytes": 1_048_576,
+               "body_timeout": 30},
     "database": {"path": "./data/scimlet.db", "synchronous": "NORMAL", "readers": 2},
     "scim": {"default_page_size": 100, "max_page_size": 1000, "max_operations": 1000,
-             "max_members_per_patch": 10_000, "max_write_queue": 2000},
-    "logging": {"level": "info"},
+             "max_members_per_patch": 10_000, "max_write_queue": 2000,
+             "max_filter_length": 4096, "max_filter_depth": 32},
+    "security": {"auth_failure_limit": 20, "auth_failure_window": 60},
+    "logging": {"level": "info", "format": "text"},
+    "metrics": {"token": ""},
+    "admin": {"password": "", "token": "", "session_hours": 12},
     "provisioning_log": {"retention_days": 30, "retention_rows": 1_000_000},
 }
 SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
+# check-config masks every setting whose name contains one of these words.
+SECRET_WORDS = ("token", "password", "secret")
 
 
 class ConfigError(Exception):
@@ -47,6 +57,37 @@ class Settings:
 
     def tenant_url(self, idp_id: str) -> str:
         return f"{self.base_url}/v1/scim/{idp_id}"
+
+    def to_toml(self) -> str:
+        """The effective settings as TOML, every token, password or secret masked (check-config)."""
+        lines = []
+        for section, keys in self.values.items():
+            lines.append(f"\n[{section}]")
+            for key, value in keys.items():
+                if any(word in key.lower() for word in SECRET_WORDS) and value:
+                    lines.append(f'{key} = "********"')
+                elif isinstance(value, bool):
+                    lines.append(f"{key} = {'true' if value else 'false'}")
+                elif isinstance(value, str):
+                    # A JSON string literal is a valid TOML basic string.
+                    lines.append(f"{key} = {json.dumps(value, ensure_ascii=False)}")
+                else:
+                    lines.append(f"{key} = {value}")
+        return "\n".join(lines).lstrip("\n")
+
+    def warnings(self) -> list[str]:
+        """Settings that are valid but probably not what a deployment for Entra wants."""
+        found = []
+        base_url, host = self.values["server"]["base_url"], self.values["server"]["host"]
+        if not base_url:
+            found.append("server.base_url is empty: tenant URLs and meta.location will use "
+                         f"{self.base_url}; set it to the public https URL Entra calls")
+        elif base_url.startswith("http://"):
+            found.append("server.base_url is http: Entra only calls https tenant URLs")
+        if host not in ("127.0.0.1", "::1", "localhost"):
+            found.append(f"server.host is {host}: scimlet serves plain HTTP, keep it on 127.0.0.1 behind a TLS "
+                         "proxy unless a proxy on another machine (or a container network) must reach it")
+        return found
 
 
 def load_settings(path: str | os.PathLike | None = None, environ: dict[str, str] | None = None) -> Settings:
@@ -105,8 +146,23 @@ def _check(section: str, key: str, value: Any, where: str) -> Any:
         value = value.lower()
         if value not in LEVELS:
             raise ConfigError(f"{where}: logging.level must be one of {', '.join(LEVELS)}")
+    if (section, key) == ("logging", "format"):
+        value = value.lower()
+        if value not in LOG_FORMATS:
+            raise ConfigError(f"{where}: logging.format must be one of {', '.join(LOG_FORMATS)}")
+    if (section, key) == ("server", "base_url") and value:
+        url = urlsplit(value)
+        if url.scheme not in ("http", "https") or not url.netloc or url.query or url.fragment:
+            raise ConfigError(f"{where}: server.base_url must be the public http(s) URL of this server, such as "
+                              f"\"https://scim.example.com\", not {value!r}")
+    if (section, key) == ("admin", "session_hours") and value < 1:
+        raise ConfigError(f"{where}: admin.session_hours must be at least 1")
     if (section, key) == ("database", "readers") and value < 1:
         raise ConfigError(f"{where}: database.readers must be at least 1")
-    if (section, key) in (("scim", "max_page_size"), ("scim", "default_page_size")) and value < 1:
-        raise ConfigError(f"{where}: scim.{key} must be at least 1")
+    if (section, key) in (("scim", "max_page_size"), ("scim", "default_page_size"), ("scim", "max_filter_length"),
+                          ("server", "body_timeout")) and value < 1:
+        raise ConfigError(f"{where}: {section}.{key} must be at least 1")
+    # The filter resolver recurses a few frames per level: past 100 Python's recursion limit is near.
+    if (section, key) == ("scim", "max_filter_depth") and not 1 <= value <= 100:
+        raise ConfigError(f"{where}: scim.max_filter_depth must be between 1 and 100, not {value}")
     return value

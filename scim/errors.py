@@ -42,6 +42,18 @@ class ScimError(Exception):
         return f"ScimError({self.status}, {self.detail!r}, {self.scim_type!r})"
 
 
+def shown(value: object) -> str:
+    """A client's value as an error detail may quote it: short, and never a walk through a nested
+    structure (repr of a deeply nested one exhausts the recursion limit, of a huge one floods logs)."""
+    if isinstance(value, str):
+        return repr(value if len(value) <= 60 else value[:60] + "…")
+    if isinstance(value, bool) or value is None:
+        return {True: "true", False: "false", None: "null"}[value]
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return "[…]" if isinstance(value, list) else "{…}"
+
+
 def invalid_value(detail: str) -> ScimError:
     return ScimError(400, detail, "invalidValue")
 

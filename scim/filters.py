@@ -13,7 +13,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import lru_cache
 
 from scim2_filter_parser import ast as sfp
 from scim2_filter_parser.parser import SCIMParser, SCIMParserError
@@ -161,29 +160,78 @@ def tokenize(text: str) -> list[Token]:
 # --- parse and resolve --------------------------------------------------------------------------
 
 
-def parse_filter(text: str, rtype: ResourceType) -> Node:
-    """Parse and resolve a filter, or raise ScimError(400, invalidFilter)."""
-    return _parse_cached(text, rtype.name, rtype)
+def parse_filter(text: str, rtype: ResourceType, *, max_length: int = MAX_FILTER_LENGTH,
+                 max_depth: int = MAX_FILTER_DEPTH) -> Node:
+    """Parse and resolve a filter, or raise ScimError(400, invalidFilter).
 
+    The limits come from the caller (the server's configuration), so scim/ stays free of settings.
 
-@lru_cache(maxsize=1024)
-def _parse_cached(text: str, _type_name: str, rtype: ResourceType) -> Node:
-    if len(text) > MAX_FILTER_LENGTH:
-        raise invalid_filter(f"The filter is {len(text)} characters long; the limit is {MAX_FILTER_LENGTH}")
+    Parsed filters are cached by shape: the tokens with their literal values taken out. Entra sends
+    the same `userName eq "..."` with a new value every time, so the parser runs once per shape and
+    each request only tokenizes, checks and slots in its values.
+    """
+    if len(text) > max_length:
+        raise invalid_filter(f"The filter is {len(text)} characters long; the limit is {max_length}")
     if not text.strip():
         raise invalid_filter('The filter is empty; send e.g. userName eq "alice@contoso.com"')
-    tree = _parse_tree(text)
-    return _Resolver(rtype).filter(tree, depth=0)
-
-
-def _parse_tree(text: str) -> sfp.Filter:
     tokens = tokenize(text)
+    # Checked on every call, not only when a shape is first parsed: the limit may differ per caller.
+    _check_depth(tokens, max_depth)
+    literals = [tok.value[1] for tok in tokens if tok.type in _LITERAL_TYPES]
+    shape = (rtype.name, *(tok.type if tok.type in _LITERAL_TYPES else (tok.type, tok.value) for tok in tokens))
+    template = _TEMPLATES.get(shape)
+    if template is None:
+        slot = 0
+        for tok in tokens:
+            if tok.type in _LITERAL_TYPES:
+                tok.value = ("slot", _Slot(slot))
+                slot += 1
+        template = _Resolver(rtype, max_depth).filter(_parse_tree(text, tokens), depth=0)
+        if len(_TEMPLATES) >= MAX_CACHED_SHAPES:
+            _TEMPLATES.clear()
+        _TEMPLATES[shape] = template
+    return _fill(template, literals)
+
+
+@dataclass(frozen=True)
+class _Slot:
+    """Where a literal goes in a cached filter shape."""
+
+    index: int
+
+
+_LITERAL_TYPES = frozenset({"COMP_VALUE", "NUMBER", "TRUE", "FALSE", "NULL"})
+_TEMPLATES: dict[tuple, Node] = {}
+MAX_CACHED_SHAPES = 1024
+
+
+def _fill(node: Node, literals: list) -> Node:
+    """The cached shape with this request's values, each checked against its attribute's type."""
+    if isinstance(node, Compare):
+        if isinstance(node.value, _Slot):
+            return Compare(node.ref, node.op, _check_value(node.ref, node.op, literals[node.value.index]))
+        return node
+    if isinstance(node, And):
+        return And(_fill(node.left, literals), _fill(node.right, literals))
+    if isinstance(node, Or):
+        return Or(_fill(node.left, literals), _fill(node.right, literals))
+    if isinstance(node, Not):
+        return Not(_fill(node.expr, literals))
+    if isinstance(node, ValuePath):
+        return ValuePath(node.ref, _fill(node.filter, literals))
+    return node
+
+
+def _check_depth(tokens: list[Token], max_depth: int) -> None:
     depth = 0
     for tok in tokens:
         depth += tok.type in ("LPAREN", "LBRACKET")
         depth -= tok.type in ("RPAREN", "RBRACKET")
-        if depth > MAX_FILTER_DEPTH:
-            raise invalid_filter(f"The filter nests deeper than {MAX_FILTER_DEPTH} levels")
+        if depth > max_depth:
+            raise invalid_filter(f"The filter nests deeper than {max_depth} levels")
+
+
+def _parse_tree(text: str, tokens: list[Token]) -> sfp.Filter:
     try:
         tree = SCIMParser().parse(iter(tokens))
     except SCIMParserError as exc:
@@ -213,12 +261,13 @@ def parse_path_filter(attr_text: str, filter_text: str, rtype: ResourceType) -> 
 
 
 class _Resolver:
-    def __init__(self, rtype: ResourceType) -> None:
+    def __init__(self, rtype: ResourceType, max_depth: int = MAX_FILTER_DEPTH) -> None:
         self.rtype = rtype
+        self.max_depth = max_depth
 
     def filter(self, node: sfp.AST, depth: int, parent: AttrRef | None = None) -> Node:
-        if depth > MAX_FILTER_DEPTH * 4:
-            raise invalid_filter(f"The filter nests deeper than {MAX_FILTER_DEPTH} levels")
+        if depth > self.max_depth * 4:
+            raise invalid_filter(f"The filter nests deeper than {self.max_depth} levels")
         if isinstance(node, sfp.Filter):
             if node.namespace is not None:
                 return self.value_path(node.namespace, node.expr, depth, parent)
@@ -288,6 +337,8 @@ class _Resolver:
         if op == "pr":
             return Present(ref)
         value = node.comp_value.value[1] if node.comp_value is not None else None
+        if isinstance(value, _Slot):  # checked when the cached shape is filled in
+            return Compare(ref, op, value)
         return Compare(ref, op, _check_value(ref, op, value))
 
     def ref(self, path: sfp.AttrPath, parent: AttrRef | None) -> AttrRef:

@@ -5,10 +5,14 @@ Also redaction of request bodies: passwords and anything token-like never reach 
 
 from __future__ import annotations
 
+import re
+
 from scim.filters import fold
 
 SENSITIVE_KEYS = frozenset({"password", "secret", "token", "authorization", "access_token", "client_secret"})
 REDACTED = "[redacted]"
+TOO_DEEP = "[nested too deep to log]"
+MAX_REDACT_DEPTH = 64
 
 
 def classify(method: str, segments: list[str], query: dict[str, str], body: object) -> tuple[str, str | None]:
@@ -107,11 +111,30 @@ def target_of(rtype: str | None, body: object, resource_id: str | None) -> str |
     return resource_id
 
 
-def redact(value: object) -> object:
-    """A copy with every sensitive key's value replaced, at any depth."""
+def may_hold_secrets(raw: bytes) -> bool:
+    """Cheap pre-check on a raw body: only bodies naming a sensitive key need a redaction pass."""
+    lowered = raw.lower()
+    return any(key.encode() in lowered for key in SENSITIVE_KEYS)
+
+
+def redact(value: object, depth: int = 0) -> object:
+    """A copy with every sensitive value replaced: under a sensitive key (also URN-qualified, as in
+    a path-less PATCH value), and the value of a PATCH operation whose path names a sensitive
+    attribute ({"path": "password", "value": ...}). Past MAX_REDACT_DEPTH nothing more is kept: a
+    body nested that deep is hostile, and walking it further would exhaust the recursion limit."""
+    if depth > MAX_REDACT_DEPTH:
+        return TOO_DEEP
     if isinstance(value, dict):
-        return {k: REDACTED if isinstance(k, str) and fold(k) in SENSITIVE_KEYS else redact(v)
-                for k, v in value.items()}
+        secret_value = any(isinstance(k, str) and fold(k) == "path" and isinstance(v, str) and _names_secret(v)
+                           for k, v in value.items())
+        return {k: REDACTED if isinstance(k, str) and (_names_secret(k) or (secret_value and fold(k) == "value"))
+                else redact(v, depth + 1) for k, v in value.items()}
     if isinstance(value, list):
-        return [redact(item) for item in value]
+        return [redact(item, depth + 1) for item in value]
     return value
+
+
+def _names_secret(name: str) -> bool:
+    """password, PASSWORD, urn:...:User:password, password.x: any attribute name part is sensitive."""
+    attribute = fold(name).rsplit(":", 1)[-1]
+    return any(part.strip() in SENSITIVE_KEYS for part in re.split(r"[.\[\]]", attribute))

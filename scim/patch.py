@@ -1,19 +1,21 @@
 """PATCH (RFC 7644 §3.5.2 and Entra's two dialects) -> a new document and membership deltas.
 
-Each operation is applied to a copy of the canonical document and the result re-validated at once,
-so an error names the operation that caused it and nothing is applied unless every operation is
-valid. Group members are not part of the document: operations on them become MemberOp deltas that
-the storage layer applies as row inserts and deletes.
+Operations are applied to a copy of the canonical document and the result is validated as a whole,
+so nothing is applied unless every operation is valid; an error names the operation that caused it.
+Group members are not part of the document: operations on them become MemberOp deltas, which the
+storage layer applies as row inserts and deletes.
 """
 
 from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
 
-from scim.errors import ScimError, invalid_path, invalid_syntax, invalid_value
+from scim.errors import ScimError, invalid_path, invalid_syntax, invalid_value, shown
 from scim.filters import And, Compare, Node, Or, matches, parse_path_filter
 from scim.paths import resolve, split_urn
 from scim.schemas import ENTERPRISE_USER, PATCH_OP, SCHEMAS, Attribute, ResourceType
@@ -57,13 +59,35 @@ def apply_patch(rtype: ResourceType, doc: dict, body: dict) -> tuple[dict, list[
     work = copy.deepcopy(doc)
     member_ops: list[MemberOp] = []
     for index, operation in enumerate(operations, 1):
-        label = _label(operation)
-        try:
+        with _blame(index, operation):
             member_ops.extend(_apply(rtype, work, operation))
-            work = validate_resource(rtype, work)
-        except ScimError as exc:
-            raise ScimError(exc.status, f"Operation {index} ({label}): {exc.detail}", exc.scim_type) from None
-    return work, member_ops
+    try:
+        return validate_resource(rtype, work), member_ops
+    except ScimError:
+        _find_culprit(rtype, doc, operations)
+        raise
+
+
+def _find_culprit(rtype: ResourceType, doc: dict, operations: list[dict]) -> None:
+    """Replay the operations, validating after each, to raise the error under the op that caused it.
+
+    Validating once at the end keeps the common, valid PATCH fast; only a failing one pays for this.
+    The replay ends with the same document that just failed, so some operation always raises.
+    """
+    work = copy.deepcopy(doc)
+    for index, operation in enumerate(operations, 1):
+        with _blame(index, operation):
+            _apply(rtype, work, operation)
+            validate_resource(rtype, work)
+
+
+@contextmanager
+def _blame(index: int, operation: dict) -> Iterator[None]:
+    """Prefix an error's detail with the operation it comes from: "Operation 3 (replace title): ..."."""
+    try:
+        yield
+    except ScimError as exc:
+        raise ScimError(exc.status, f"Operation {index} ({_label(operation)}): {exc.detail}", exc.scim_type) from None
 
 
 def _operations(body: object) -> list[dict]:
@@ -96,9 +120,9 @@ def _apply(rtype: ResourceType, work: dict, operation: dict) -> list[MemberOp]:
     op, path, value = (find_key(operation, key) for key in ("op", "path", "value"))
     op = op.lower() if isinstance(op, str) else op
     if op not in ("add", "replace", "remove"):
-        raise invalid_syntax(f'op must be "add", "replace" or "remove", not {op!r}')
+        raise invalid_syntax(f'op must be "add", "replace" or "remove", not {shown(op)}')
     if path is not None and not isinstance(path, str):
-        raise invalid_path(f"path must be a string, not {path!r}")
+        raise invalid_path(f"path must be a string, not {shown(path)}")
     path = (path or "").strip() or None
     urn = rtype.canonical_urn(path) if path else None
     if urn is not None:
@@ -157,7 +181,7 @@ def _target(rtype: ResourceType, path: str) -> _Target | None:
     match = _FILTERED_PATH.fullmatch(rest) if "[" in rest or "]" in rest else _PLAIN_PATH.fullmatch(rest)
     if match is None:
         raise invalid_path(
-            f"{path!r} is not a valid path; use attr, attr.subAttr, attr[filter] or attr[filter].subAttr"
+            f"{shown(path)} is not a valid path; use attr, attr.subAttr, attr[filter] or attr[filter].subAttr"
         )
     try:
         ref = resolve(rtype, urn, match["attr"], None)
@@ -176,7 +200,7 @@ def _target(rtype: ResourceType, path: str) -> _Target | None:
         try:
             value_filter = parse_path_filter(attr_text, match["filter"], rtype).filter
         except ScimError as exc:
-            raise invalid_path(f"{path!r}: {exc.detail}") from None
+            raise invalid_path(f"{shown(path)}: {exc.detail}") from None
     return _Target(ref.urn, ref.attr, sub, value_filter)
 
 
@@ -295,7 +319,7 @@ def _remove(work: dict, target: _Target, value: object) -> None:
         return  # removing what is not there succeeds (idempotent)
     attr = target.attr
     if target.sub is None and target.filter is None:
-        if attr.multi_valued and value is not None:
+        if attr.multi_valued and value is not None and value != "":
             # remove with a value array removes the listed values only, as Entra means it for members.
             gone = clean_value(attr, value, _name(target)) or []
             holder[attr.name] = [element for element in current

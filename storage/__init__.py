@@ -81,6 +81,88 @@ class Principal:
     groups_write: bool
 
 
+@dataclass(frozen=True)
+class AdminSession:
+    """A signed-in admin console session (the id itself is never stored, only its hash)."""
+
+    id_hash: str
+    csrf_token: str
+    created: str
+    expires: str
+
+
+@dataclass
+class DirectoryPage:
+    """One page of users or groups in name order (userName / displayName), keyset-paged.
+
+    `first` and `last` are the names at the page's edges: the cursors for the pages before and after.
+    """
+
+    total: int
+    rows: list[Row]
+    has_previous: bool
+    has_next: bool
+    member_counts: dict[str, int] = field(default_factory=dict)  # groups: id -> number of direct members
+
+    @property
+    def first(self) -> str | None:
+        return _name_of(self.rows[0]) if self.rows else None
+
+    @property
+    def last(self) -> str | None:
+        return _name_of(self.rows[-1]) if self.rows else None
+
+
+def _name_of(row: Row) -> str:
+    return row.doc.get("userName") or row.doc.get("displayName") or ""
+
+
+@dataclass(frozen=True)
+class LogQuery:
+    """A provisioning log query; every field narrows it. Records come newest first."""
+
+    idp_id: str | None = None
+    failures: bool | None = None  # True: status >= 400 only; False: successes only
+    operation: str | None = None
+    text: str | None = None  # in target, detail, path or resource id
+    since: str | None = None  # inclusive, a stored timestamp (UTC, ...Z)
+    until: str | None = None  # exclusive
+    before_id: int | None = None  # keyset cursor: records older than this one
+    limit: int = 50
+
+
+@dataclass(frozen=True)
+class LogRecord:
+    id: int
+    time: str
+    idp_id: str | None
+    api_key_id: str | None
+    method: str
+    path: str
+    operation: str
+    resource_type: str | None
+    resource_id: str | None
+    target: str | None
+    status: int
+    scim_type: str | None
+    detail: str | None
+    duration_ms: float
+    client: str | None
+    request_body: str | None
+    response_body: str | None
+
+    @property
+    def failed(self) -> bool:
+        return self.status >= 400
+
+
+@dataclass(frozen=True)
+class LogCounters:
+    operations: int  # in the window asked for
+    failures: int  # in the window asked for
+    last_activity: str | None  # the newest record ever
+
+
 class Store(Protocol):
     async def open(self) -> None: ...
     async def close(self) -> None: ...
@@ -103,3 +185,19 @@ class Store(Protocol):
     async def update(self, rtype: str, idp_id: str, resource_id: str, change: ChangeFn, *,
                      members: bool = True) -> Row: ...
     async def delete(self, rtype: str, idp_id: str, resource_id: str, check: CheckFn | None = None) -> None: ...
+
+    # admin console and admin API
+    async def find_api_key(self, id_or_name: str) -> ApiKey: ...
+    async def get_idp(self, idp_id: str) -> Idp: ...
+    async def get_setting(self, key: str) -> str | None: ...
+    async def set_setting(self, key: str, value: str) -> None: ...
+    async def setting_or_create(self, key: str, value: str) -> str: ...
+    async def create_admin_session(self, session: AdminSession, client: str | None) -> None: ...
+    async def get_admin_session(self, id_hash: str) -> AdminSession | None: ...
+    async def delete_admin_sessions(self, id_hash: str | None = None) -> None: ...
+    async def directory_page(self, rtype: str, idp_id: str, where: Node | None, *, after: str | None = None,
+                             before: str | None = None, limit: int = 50) -> DirectoryPage: ...
+    async def group_members(self, idp_id: str, group_id: str, limit: int) -> tuple[int, list[dict]]: ...
+    async def query_logs(self, query: LogQuery) -> tuple[list[LogRecord], bool]: ...
+    async def get_log(self, log_id: int) -> LogRecord | None: ...
+    async def log_counters(self, idp_ids: list[str], since: str) -> dict[str, LogCounters]: ...

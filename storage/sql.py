@@ -77,6 +77,7 @@ class _Builder:
             joiner = " AND " if isinstance(node, And) else " OR "
             return f"({joiner.join(self.node(item) for item in _chain(node))})"
         if isinstance(node, Not):
+            # Each test yields 1, 0 or NULL (no value to compare): "not" holds unless it is 1.
             return f"({self.node(node.expr)} IS NOT 1)"
         if isinstance(node, ValuePath):
             return self.exists(node.ref, lambda expr_of: self.node_in(node.filter, expr_of))
@@ -190,12 +191,17 @@ _SQL_OPS = {"eq": "=", "gt": ">", "ge": ">=", "lt": "<", "le": "<="}
 
 
 def _chain(node: And | Or) -> list[Node]:
-    """The operands of a run of the same operator, left to right: a or b or c -> [a, b, c].
+    """The operands of a run of the same operator: a or b or c -> [a, b, c], most nested first.
 
-    One flat "(a OR b OR c)" instead of "((a OR b) OR c)": a long chain (a 4 KB filter holds
-    hundreds of clauses) would otherwise nest parentheses past SQLite's parser stack (100 deep
-    before SQLite 3.46). AND and OR are commutative, so the order is free.
+    One flat "(a OR b OR c)" instead of "((a OR b) OR c)", and nested groups before plain clauses
+    ("((x OR y) AND a)", not "(a AND (x OR y))"): either would otherwise pile up open parentheses
+    past SQLite's parser stack (a fixed 100 entries in many builds) on filters within our limits.
+    AND and OR are commutative, so the order is free.
     """
+    return sorted(_operands(node), key=_nesting, reverse=True)
+
+
+def _operands(node: And | Or) -> list[Node]:
     kind = type(node)
     operands: list[Node] = []
     stack: list[Node] = [node]
@@ -205,9 +211,18 @@ def _chain(node: And | Or) -> list[Node]:
             stack.extend((item.right, item.left))
         else:
             operands.append(item)
-    # Nested groups first: "((x OR y) AND a)" keeps fewer open parentheses than "(a AND (x OR y))".
-    operands.sort(key=lambda item: isinstance(item, (Compare, Present)))
     return operands
+
+
+def _nesting(node: Node) -> int:
+    """How many levels of nested SQL a node turns into (roughly)."""
+    if isinstance(node, (And, Or)):
+        return 1 + max(_nesting(item) for item in _operands(node))
+    if isinstance(node, Not):
+        return 1 + _nesting(node.expr)
+    if isinstance(node, ValuePath):
+        return 2 + _nesting(node.filter)
+    return 0
 
 
 def where_clause(node: Node, tmap: TableMap) -> tuple[str, list]:

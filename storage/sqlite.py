@@ -12,11 +12,13 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
+import os
 import secrets
 import sqlite3
 import uuid
 from collections import deque
 from collections.abc import Callable
+from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,9 +27,23 @@ import aiosqlite
 import orjson
 
 from scim.errors import ScimError, invalid_value, not_found
-from scim.filters import format_datetime
+from scim.filters import Node, format_datetime
 from scim.patch import Member, MemberOp
-from storage import ApiKey, Change, ChangeFn, CheckFn, Idp, Principal, Query, Row
+from storage import (
+    AdminSession,
+    ApiKey,
+    Change,
+    ChangeFn,
+    CheckFn,
+    DirectoryPage,
+    Idp,
+    LogCounters,
+    LogQuery,
+    LogRecord,
+    Principal,
+    Query,
+    Row,
+)
 from storage.sql import GROUPS, USERS, TableMap, order_clause, where_clause
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -38,7 +54,14 @@ LOG_COLUMNS = ("time", "idp_id", "api_key_id", "method", "path", "operation", "r
 
 
 class AdminError(Exception):
-    """An administration request that cannot be done (unknown key, duplicate name...)."""
+    """An administration request that cannot be done (unknown key, duplicate name...).
+
+    `status` is the HTTP status the admin API answers with: 400, 404 (no such key or IdP) or 409 (name taken).
+    """
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def now() -> str:
@@ -95,6 +118,44 @@ def migrate(path: str) -> list[str]:
         return applied
     finally:
         conn.close()
+
+
+def backup(path: str, destination: str) -> dict[str, int]:
+    """Copy the database to a new file with SQLite's online backup API; returns its row counts.
+
+    The copy is made in one backup step, which reads a single snapshot under one read transaction:
+    in WAL mode the running server keeps committing meanwhile, and the copy holds exactly the writes
+    committed before it began. It is written beside the destination, converted to a standalone file
+    (rollback journal, no -wal to carry along), checked with PRAGMA integrity_check, synced, and only
+    then renamed into place, so a failed or interrupted backup never leaves a plausible-looking file.
+    """
+    if not Path(path).is_file():
+        raise AdminError(f"There is no database at {path}")
+    target = Path(destination)
+    if target.exists():
+        raise AdminError(f"{destination} already exists; back up to a new file")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".partial")
+    partial.unlink(missing_ok=True)
+    source = sqlite3.connect(path, isolation_level=None)
+    copy = sqlite3.connect(partial, isolation_level=None)
+    try:
+        source.execute("PRAGMA busy_timeout=10000")
+        source.backup(copy)
+        copy.execute("PRAGMA journal_mode=DELETE")
+        problems = [row[0] for row in copy.execute("PRAGMA integrity_check")]
+        if problems != ["ok"]:
+            raise AdminError(f"The copy failed its integrity check: {'; '.join(problems[:5])}")
+        counts = {table: copy.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in ("users", "groups")}
+    except sqlite3.Error as exc:
+        raise AdminError(f"The backup failed: {exc}") from None
+    finally:
+        copy.close()
+        source.close()
+    with open(partial, "rb+") as file:
+        os.fsync(file.fileno())
+    os.replace(partial, target)
+    return counts
 
 
 def pending_migrations(conn: sqlite3.Connection) -> list[str]:
@@ -226,7 +287,7 @@ class SqliteStore:
                      key.created),
                 )
             except sqlite3.IntegrityError:
-                raise AdminError(f"An API key named {name!r} already exists") from None
+                raise AdminError(f"An API key named {name!r} already exists", 409) from None
 
         await self.write(insert)
         return key, secret
@@ -241,7 +302,7 @@ class SqliteStore:
         for key in await self.list_api_keys():
             if key.id == id_or_name or key.name.lower() == id_or_name.lower():
                 return key
-        raise AdminError(f"No API key with id or name {id_or_name!r}")
+        raise AdminError(f"No API key with id or name {id_or_name!r}", 404)
 
     async def revoke_api_key(self, id_or_name: str) -> ApiKey:
         key = await self.find_api_key(id_or_name)
@@ -268,7 +329,7 @@ class SqliteStore:
                 conn.execute("INSERT INTO idps (id, name, icon, api_key_id, created) VALUES (?, ?, ?, ?, ?)",
                              (idp.id, idp.name, idp.icon, idp.api_key_id, idp.created))
             except sqlite3.IntegrityError:
-                raise AdminError(f"An IdP named {name!r} already exists") from None
+                raise AdminError(f"An IdP named {name!r} already exists", 409) from None
 
         await self.write(insert)
         return idp
@@ -281,7 +342,7 @@ class SqliteStore:
         for idp in await self.list_idps():
             if idp.id == idp_id:
                 return idp
-        raise AdminError(f"No IdP with id {idp_id!r}")
+        raise AdminError(f"No IdP with id {idp_id!r}", 404)
 
     async def set_idp_api_key(self, idp_id: str, api_key: str) -> Idp:
         idp = await self.get_idp(idp_id)
@@ -456,6 +517,148 @@ class SqliteStore:
 
         return await self.read(run)
 
+    # --- admin console and admin API: settings, sessions, directory pages, log queries ----------
+
+    async def get_setting(self, key: str) -> str | None:
+        rows = await self.read(_fetch, "SELECT value FROM settings WHERE key = ?", (key,))
+        return rows[0][0] if rows else None
+
+    async def set_setting(self, key: str, value: str) -> None:
+        stamp = now()
+        await self.write(lambda conn: conn.execute(
+            "INSERT INTO settings (key, value, updated) VALUES (?, ?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated = excluded.updated", (key, value, stamp)))
+
+    async def setting_or_create(self, key: str, value: str) -> str:
+        """The stored value of key, storing `value` first when there is none (racing callers agree)."""
+        stamp = now()
+
+        def run(conn: sqlite3.Connection) -> str:
+            conn.execute("INSERT OR IGNORE INTO settings (key, value, updated) VALUES (?, ?, ?)", (key, value, stamp))
+            return conn.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()[0]
+
+        return await self.write(run)
+
+    async def create_admin_session(self, session: AdminSession, client: str | None) -> None:
+        stamp = now()
+
+        def run(conn: sqlite3.Connection) -> None:
+            # Expired sessions are swept at each sign-in, which keeps the table small without a timer.
+            conn.execute("DELETE FROM admin_sessions WHERE expires <= ?", (stamp,))
+            conn.execute("INSERT INTO admin_sessions (id_hash, csrf_token, created, expires, client) "
+                         "VALUES (?, ?, ?, ?, ?)",
+                         (session.id_hash, session.csrf_token, session.created, session.expires, client))
+
+        await self.write(run)
+
+    async def get_admin_session(self, id_hash: str) -> AdminSession | None:
+        rows = await self.read(_fetch, "SELECT id_hash, csrf_token, created, expires FROM admin_sessions "
+                                       "WHERE id_hash = ? AND expires > ?", (id_hash, now()))
+        return AdminSession(*rows[0]) if rows else None
+
+    async def delete_admin_sessions(self, id_hash: str | None = None) -> None:
+        """Delete one session (sign-out), or every session (the admin password changed)."""
+        if id_hash is None:
+            await self.write(lambda conn: conn.execute("DELETE FROM admin_sessions"))
+        else:
+            await self.write(lambda conn: conn.execute("DELETE FROM admin_sessions WHERE id_hash = ?", (id_hash,)))
+
+    async def directory_page(self, rtype: str, idp_id: str, where: Node | None, *, after: str | None = None,
+                             before: str | None = None, limit: int = 50) -> DirectoryPage:
+        """A page in name order after (or before) a name: a walk along the UNIQUE (idp_id, name) index.
+
+        Keyset paging costs the same on the last page of 100,000 users as on the first, where OFFSET
+        would step over every earlier row. Names are unique regardless of case and the column
+        collates NOCASE, so the name alone is a total order and a complete cursor.
+        """
+        tmap = TABLES[rtype]
+        name = "t.user_name" if tmap is USERS else "t.display_name"
+        clause, params = ("1", []) if where is None else where_clause(where, tmap)
+        base = f"SELECT t.id, t.doc, t.version, t.created, t.modified FROM {tmap.table} AS t " \
+               f"WHERE t.idp_id = ? AND {clause}"
+
+        def forward(conn: sqlite3.Connection, start: str | None) -> list[tuple]:
+            keyset, extra = (f" AND {name} > ?", [start]) if start is not None else ("", [])
+            return conn.execute(f"{base}{keyset} ORDER BY {name} LIMIT ?",
+                                (idp_id, *params, *extra, limit + 1)).fetchall()
+
+        def run(conn: sqlite3.Connection) -> DirectoryPage:
+            total = conn.execute(f"SELECT count(*) FROM {tmap.table} AS t WHERE t.idp_id = ? AND {clause}",
+                                 (idp_id, *params)).fetchone()[0]
+            found: list[tuple] | None = None
+            if before is not None:
+                backwards = conn.execute(f"{base} AND {name} < ? ORDER BY {name} DESC LIMIT ?",
+                                         (idp_id, *params, before, limit + 1)).fetchall()
+                if len(backwards) > limit:
+                    found, has_previous, has_next = backwards[:limit][::-1], True, True
+            if found is None:
+                # Fewer than a page before the cursor: that is the first page, shown full.
+                start = None if before is not None else after
+                found = forward(conn, start)
+                has_previous, has_next = start is not None, len(found) > limit
+                found = found[:limit]
+            rows = [Row(r[0], orjson.loads(r[1]), r[2], r[3], r[4]) for r in found]
+            counts: dict[str, int] = {}
+            if tmap is USERS:
+                for row in rows:
+                    row.groups = _load_groups(conn, row.id)
+            elif rows:
+                marks = ",".join("?" * len(rows))
+                counts = {row.id: 0 for row in rows}
+                counts.update(conn.execute(f"SELECT group_id, count(*) FROM group_members WHERE group_id IN ({marks})"
+                                           " GROUP BY group_id", [row.id for row in rows]).fetchall())
+            return DirectoryPage(total, rows, has_previous, has_next, counts)
+
+        try:
+            return await self.read(run)
+        except sqlite3.OperationalError as exc:
+            raise ScimError(400, f"The filter could not be evaluated: {exc}", "invalidFilter") from None
+
+    async def group_members(self, idp_id: str, group_id: str, limit: int) -> tuple[int, list[dict]]:
+        """How many direct members a group has, and the first `limit` of them (without loading the rest)."""
+        def run(conn: sqlite3.Connection) -> tuple[int, list[dict]]:
+            total = conn.execute("SELECT count(*) FROM group_members WHERE group_id = ? AND idp_id = ?",
+                                 (group_id, idp_id)).fetchone()[0]
+            rows = conn.execute(
+                "SELECT m.member_id, m.type, CASE m.type WHEN 'User' THEN "
+                "(SELECT user_name FROM users WHERE id = m.member_id) "
+                "ELSE (SELECT display_name FROM groups WHERE id = m.member_id) END "
+                "FROM group_members AS m WHERE m.group_id = ? AND m.idp_id = ? LIMIT ?",
+                (group_id, idp_id, limit)).fetchall()
+            return total, [{"value": r[0], "type": r[1], "display": r[2]} for r in rows]
+
+        return await self.read(run)
+
+    async def query_logs(self, query: LogQuery) -> tuple[list[LogRecord], bool]:
+        """Records newest first, at most query.limit, and whether older ones match too."""
+        conditions, params = _log_conditions(query)
+        if query.before_id is not None:
+            # Keyset on (time, id), the order of the (time) and (idp_id, time) indexes.
+            conditions.append("(time, id) < (SELECT time, id FROM provisioning_log WHERE id = ?)")
+            params.append(query.before_id)
+        sql = (f"SELECT {LOG_RECORD_COLUMNS} FROM provisioning_log WHERE {' AND '.join(conditions) or '1'} "
+               "ORDER BY time DESC, id DESC LIMIT ?")
+        rows = await self.read(_fetch, sql, (*params, query.limit + 1))
+        return [LogRecord(*row) for row in rows[:query.limit]], len(rows) > query.limit
+
+    async def get_log(self, log_id: int) -> LogRecord | None:
+        rows = await self.read(_fetch, f"SELECT {LOG_RECORD_COLUMNS} FROM provisioning_log WHERE id = ?", (log_id,))
+        return LogRecord(*rows[0]) if rows else None
+
+    async def log_counters(self, idp_ids: list[str], since: str) -> dict[str, LogCounters]:
+        """Per IdP: operations and failures since `since`, and the time of its newest record."""
+        def run(conn: sqlite3.Connection) -> dict[str, LogCounters]:
+            result = {}
+            for idp_id in idp_ids:
+                operations, failures = conn.execute(
+                    "SELECT count(*), total(status >= 400) FROM provisioning_log WHERE idp_id = ? AND time >= ?",
+                    (idp_id, since)).fetchone()
+                last = conn.execute("SELECT max(time) FROM provisioning_log WHERE idp_id = ?", (idp_id,)).fetchone()[0]
+                result[idp_id] = LogCounters(operations, int(failures), last)
+            return result
+
+        return await self.read(run)
+
 
 # --- functions that run on a connection's thread --------------------------------------------------
 
@@ -622,3 +825,30 @@ def _member_types(conn: sqlite3.Connection, idp_id: str, group_id: str,
         if declared.get(member_id) and declared[member_id] != kind:
             raise invalid_value(f"members: {member_id} is a {kind}, not a {declared[member_id]}")
     return [(i, found[i]) for i in ids]
+
+
+LOG_RECORD_COLUMNS = ", ".join(f.name for f in fields(LogRecord))
+
+
+def _log_conditions(query: LogQuery) -> tuple[list[str], list]:
+    conditions: list[str] = []
+    params: list = []
+    if query.idp_id:
+        conditions.append("idp_id = ?")
+        params.append(query.idp_id)
+    if query.failures is not None:
+        conditions.append("status >= 400" if query.failures else "status < 400")
+    if query.operation:
+        conditions.append("operation = ?")
+        params.append(query.operation)
+    if query.text:
+        pattern = "%" + query.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        conditions.append("(target LIKE ? ESCAPE '\\' OR detail LIKE ? ESCAPE '\\' OR path LIKE ? ESCAPE '\\')")
+        params += [pattern] * 3
+    if query.since:
+        conditions.append("time >= ?")
+        params.append(query.since)
+    if query.until:
+        conditions.append("time < ?")
+        params.append(query.until)
+    return conditions, params

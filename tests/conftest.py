@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -119,13 +120,15 @@ def start_server(env: dict, port: int) -> subprocess.Popen:
     raise RuntimeError("server did not start in 30 s")
 
 
-@pytest.fixture
-def live_server(tmp_path: Path) -> Iterator[LiveServer]:
-    """`python app.py serve` as a subprocess on a free port, with a key and IdP made by the CLI."""
+@contextlib.contextmanager
+def serve_live(db_path: Path, **extra_env: str) -> Iterator[LiveServer]:
+    """`python app.py serve` as a subprocess on a free port, with a key and IdP made by the CLI.
+
+    extra_env adds SCIMLET_* settings (e.g. SCIMLET_SCIM_MAX_WRITE_QUEUE="1").
+    """
     port = free_port()
-    db_path = tmp_path / "live.db"
     env = {**os.environ, "SCIMLET_DATABASE_PATH": str(db_path), "SCIMLET_SERVER_PORT": str(port),
-           "SCIMLET_SERVER_HOST": "127.0.0.1", "SCIMLET_LOGGING_LEVEL": "warning"}
+           "SCIMLET_SERVER_HOST": "127.0.0.1", "SCIMLET_LOGGING_LEVEL": "warning", **extra_env}
     key = json.loads(run_cli(env, "apikey", "create", "--name", "entra", "--write", "users,groups", "--json").stdout)
     idp = json.loads(run_cli(env, "idp", "create", "--name", "Entra", "--apikey", "entra", "--json").stdout)
     process = start_server(env, port)
@@ -137,3 +140,10 @@ def live_server(tmp_path: Path) -> Iterator[LiveServer]:
             process.wait(timeout=15)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+@pytest.fixture
+def live_server(tmp_path: Path) -> Iterator[LiveServer]:
+    """A live server on a fresh database for one test (see serve_live)."""
+    with serve_live(tmp_path / "live.db") as server:
+        yield server

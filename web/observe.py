@@ -18,7 +18,7 @@ import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from scim.filters import format_datetime
-from scim.operations import classify, redact, target_of
+from scim.operations import classify, may_hold_secrets, redact, target_of
 from storage.sqlite import SqliteStore
 
 log = logging.getLogger("scimlet.provisioning")
@@ -126,11 +126,19 @@ def _json(raw: bytes) -> object:
         return None
 
 
-def _clip(value: object, raw: bytes) -> str | None:
-    if value is None:
-        return raw[:MAX_LOGGED_BODY].decode("utf-8", "replace") if raw else None
-    text = orjson.dumps(value).decode()
+def _clip(text: str) -> str:
     return text if len(text) <= MAX_LOGGED_BODY else text[:MAX_LOGGED_BODY] + "…"
+
+
+def _logged_request_body(raw: bytes, parsed: object) -> str | None:
+    if not raw:
+        return None
+    if parsed is None:
+        # A body that is not JSON cannot be redacted field by field, so it is not kept at all.
+        return f"[{len(raw)} bytes, not JSON]"
+    if may_hold_secrets(raw):
+        return _clip(orjson.dumps(redact(parsed)).decode())
+    return _clip(raw.decode("utf-8", "replace"))
 
 
 def build_record(scope: Scope, status: int, request_raw: bytes, response_raw: bytes, duration_ms: float) -> dict:
@@ -150,7 +158,6 @@ def build_record(scope: Scope, status: int, request_raw: bytes, response_raw: by
     error = response_json if status >= 400 and isinstance(response_json, dict) else {}
     principal = scope.get("state", {}).get("principal")
     client = scope.get("client")
-    redacted_request = redact(request_json) if request_json is not None else None
     return {
         "time": format_datetime(datetime.now(UTC)),
         "idp_id": idp_id,
@@ -166,8 +173,6 @@ def build_record(scope: Scope, status: int, request_raw: bytes, response_raw: by
         "detail": error.get("detail"),
         "duration_ms": round(duration_ms, 3),
         "client": client[0] if client else None,
-        # A body that is not JSON cannot be redacted field by field, so it is not kept at all.
-        "request_body": _clip(redacted_request, b"") if redacted_request is not None else (
-            f"[{len(request_raw)} bytes, not JSON]" if request_raw else None),
-        "response_body": _clip(response_json, response_raw),
+        "request_body": _logged_request_body(request_raw, request_json),
+        "response_body": _clip(response_raw.decode("utf-8", "replace")) if response_raw else None,
     }

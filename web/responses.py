@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
@@ -22,8 +24,12 @@ def error_response(error: ScimError, headers: dict[str, str] | None = None) -> S
     return ScimResponse(error.to_dict(), status_code=error.status, headers=headers)
 
 
-async def read_json(request: Request, max_bytes: int) -> object:
-    """The request body as JSON: 413 past the limit, 415 for non-JSON types, 400 invalidSyntax when malformed."""
+async def read_json(request: Request, max_bytes: int, timeout: float | None = None) -> object:
+    """The request body as JSON: 413 past the limit, 415 for non-JSON types, 400 invalidSyntax when malformed.
+
+    A body that takes longer than `timeout` seconds to arrive gets 408: a client trickling bytes
+    must not hold a request (and its memory) open for ever.
+    """
     content_type = request.headers.get("content-type", "")
     media = content_type.split(";", 1)[0].strip().lower()
     if media and not (media.endswith("/json") or media.endswith("+json")):
@@ -31,14 +37,11 @@ async def read_json(request: Request, max_bytes: int) -> object:
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > max_bytes:
         raise ScimError(413, f"The request body is larger than the limit of {max_bytes} bytes")
-    chunks = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            raise ScimError(413, f"The request body is larger than the limit of {max_bytes} bytes")
-        chunks.append(chunk)
-    raw = b"".join(chunks)
+    try:
+        async with asyncio.timeout(timeout):
+            raw = await _read_body(request, max_bytes)
+    except TimeoutError:
+        raise ScimError(408, f"The request body did not arrive within {timeout:g} seconds") from None
     if not raw.strip():
         raise invalid_syntax("The request has no body; send a JSON object")
     try:
@@ -47,8 +50,19 @@ async def read_json(request: Request, max_bytes: int) -> object:
         raise invalid_syntax(f"The body is not valid JSON: {exc}") from None
 
 
-async def read_object(request: Request, max_bytes: int) -> dict:
-    body = await read_json(request, max_bytes)
+async def _read_body(request: Request, max_bytes: int) -> bytes:
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise ScimError(413, f"The request body is larger than the limit of {max_bytes} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_object(request: Request, max_bytes: int, timeout: float | None = None) -> dict:
+    body = await read_json(request, max_bytes, timeout)
     if not isinstance(body, dict):
         raise invalid_syntax(f"The body must be a JSON object, not {type(body).__name__}")
     return body

@@ -14,7 +14,7 @@ from scim.patch import Member, MemberOp
 from scim.paths import resolve_text
 from scim.schemas import GROUP_TYPE, USER_TYPE
 from storage import Change, Query
-from storage.sqlite import AdminError, SqliteStore, migrate, pending_migrations
+from storage.sqlite import MIGRATIONS, AdminError, SqliteStore, migrate, pending_migrations
 
 
 def user_doc(name: str, **extra: object) -> dict:
@@ -33,7 +33,9 @@ async def store(tmp_path: Path):
 
 async def test_migrations_are_recorded_and_idempotent(tmp_path: Path) -> None:
     path = str(tmp_path / "m.db")
-    assert migrate(path) == ["001_initial.sql"]
+    all_files = sorted(f.name for f in MIGRATIONS.glob("*.sql"))
+    assert all_files[0] == "001_initial.sql"
+    assert migrate(path) == all_files
     assert migrate(path) == []
     with sqlite3.connect(path) as conn:
         assert pending_migrations(conn) == []

@@ -1,0 +1,826 @@
+"""`make bench`: scimlet against scim2-server under the same Entra-shaped load, on this machine only.
+
+    .venv/bin/python bench/run.py            # full run: N=20,000, 100,000 users/members (< 10 min)
+    .venv/bin/python bench/run.py --quick    # smoke run: N=500, 2,000 members (< 1 min)
+
+The servers run pinned to CPU 0 (`taskset -c 0`) and this process, the load generator, pins itself
+to CPU 1, where taskset exists and both CPUs are ours. scimlet serves a fresh database in a
+temporary directory; scim2-server (PyPI, pinned in bench/requirements-baseline.txt) runs from its
+own venv, bench/.venv-baseline, made on first use. Only 127.0.0.1 is ever targeted. Every phase
+has a count and a time limit. The report goes to stdout and to bench/results/<date>-<time>.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime
+import hashlib
+import json
+import os
+import platform
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from urllib.parse import urlsplit
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+sys.path.insert(0, str(BENCH))
+
+import loadgen as lg  # noqa: E402
+
+BASELINE_VENV = BENCH / ".venv-baseline"
+BASELINE_REQS = BENCH / "requirements-baseline.txt"
+RESULTS = BENCH / "results"
+WALL_BUDGET_S = 570.0  # whole run, full mode: stay under 10 minutes
+
+
+@dataclass
+class Plan:
+    n: int  # users created / looked up / patched
+    users: int  # users loaded in total before the group phase (scimlet RSS is read there)
+    members: int  # members put in the group
+    concurrency: int = 32
+    probe_rounds: int = 100  # sequential adds of 100 new members to the full group (then removed again)
+    excl_gets: int = 2000
+    full_gets: int = 3
+    sync_n: int = 20000  # creates per `synchronous` mode
+    calibrate_n: int = 30000
+    # time limits (seconds), scimlet / scim2-server
+    limits: dict = field(default_factory=lambda: {
+        "create": 30, "lookup": 20, "patch": 30, "paging": 20, "fill": 60, "members": 60,
+        "probe": 15, "excl": 10, "full": 30, "sync": 20, "calibrate": 10, "ready": 30,
+    })
+    baseline_limits: dict = field(default_factory=lambda: {
+        "create": 30, "lookup": 20, "patch": 30, "paging": 20, "fill": 15, "members": 45,
+        "probe": 10, "excl": 10, "full": 15,
+    })
+
+
+FULL = Plan(n=20000, users=100000, members=100000)
+QUICK = Plan(n=500, users=2000, members=2000, probe_rounds=5, excl_gets=200, full_gets=2, sync_n=500,
+             calibrate_n=3000,
+             limits={"create": 6, "lookup": 4, "patch": 6, "paging": 3, "fill": 6, "members": 5,
+                     "probe": 3, "excl": 3, "full": 3, "sync": 4, "calibrate": 2, "ready": 20},
+             baseline_limits={"create": 3, "lookup": 2, "patch": 3, "paging": 2, "fill": 2, "members": 3,
+                              "probe": 1.5, "excl": 2, "full": 2})
+
+TARGETS = {"create": 3000, "lookup": 4000, "patch": 3000}
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def pin_prefix() -> list[str]:
+    return ["taskset", "-c", "0"] if PINNED else []
+
+
+def pin_self() -> bool:
+    """Pin this process (the load generator) to CPU 1 when the server can have CPU 0 to itself."""
+    if not shutil.which("taskset") or not hasattr(os, "sched_setaffinity"):
+        return False
+    if not {0, 1} <= os.sched_getaffinity(0):
+        return False
+    os.sched_setaffinity(0, {1})
+    return True
+
+
+PINNED = False
+
+
+@dataclass
+class Server:
+    name: str
+    proc: subprocess.Popen
+    base_url: str
+    token: str
+    log_path: Path
+    started_at: float
+
+    def rss_kb(self) -> dict:
+        return rss_of(self.proc.pid)
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+def rss_of(pid: int) -> dict:
+    """VmRSS (kB) of a process and of its whole tree, from /proc."""
+
+    def one(p: int) -> int:
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        except OSError:
+            pass
+        return 0
+
+    def children(p: int) -> list[int]:
+        out = []
+        for task in Path(f"/proc/{p}/task").glob("*"):
+            with contextlib.suppress(OSError):
+                out += [int(c) for c in (task / "children").read_text().split()]
+        return out
+
+    tree, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        tree += one(p)
+        todo += children(p)
+    return {"pid_kb": one(pid), "tree_kb": tree}
+
+
+async def wait_ready(base_url: str, token: str, timeout: float, proc: subprocess.Popen | None = None) -> float:
+    """Poll GET {tenant}/ServiceProviderConfig with the token until 200; return seconds waited."""
+    u = urlsplit(base_url)
+    conn = lg.Conn(u.hostname, u.port, token)
+    start = time.perf_counter()
+    last = "no answer"
+    while time.perf_counter() - start < timeout:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before answering ({last})")
+        try:
+            status, body = await conn.request("GET", u.path + "/ServiceProviderConfig")
+            if status == 200:
+                conn.close()
+                return time.perf_counter() - start
+            last = f"{status} {body[:200]!r}"
+        except (OSError, asyncio.IncompleteReadError, lg.HttpError) as e:
+            last = repr(e)
+            conn.close()
+        await asyncio.sleep(0.005)
+    raise RuntimeError(f"not ready after {timeout:.0f}s: {last}")
+
+
+def run_cli(args: list[str], env: dict) -> dict:
+    cmd = [sys.executable, "app.py", *args]
+    p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    if p.returncode != 0:
+        raise RuntimeError(f"`{' '.join(cmd[1:])}` exited {p.returncode}: {p.stderr.strip()[-800:]}")
+    out = p.stdout.strip()
+    try:
+        return json.loads(out)
+    except json.JSONDecodeError:
+        for line in reversed(out.splitlines()):  # tolerate chatter before the JSON line
+            with contextlib.suppress(json.JSONDecodeError):
+                return json.loads(line)
+        raise RuntimeError(f"`{' '.join(cmd[1:])}` printed no JSON: {out[-500:]!r}") from None
+
+
+def scimlet_env(db: Path, port: int, extra: dict | None = None) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCIMLET_")}
+    env.update(SCIMLET_DATABASE_PATH=str(db), SCIMLET_SERVER_HOST="127.0.0.1", SCIMLET_SERVER_PORT=str(port))
+    env.update(extra or {})
+    return env
+
+
+def provision_scimlet(db: Path, port: int, extra: dict | None = None) -> tuple[str, str]:
+    """Create the API key and the IdP with the CLI; return (tenant path, secret)."""
+    env = scimlet_env(db, port, extra)
+    try:
+        key = run_cli(["apikey", "create", "--name", "bench", "--write", "users,groups", "--json"], env)
+    except RuntimeError:
+        run_cli(["migrate"], env)  # only if the CLI wants an explicit migration first
+        key = run_cli(["apikey", "create", "--name", "bench", "--write", "users,groups", "--json"], env)
+    idp = run_cli(["idp", "create", "--name", "bench", "--apikey", "bench", "--json"], env)
+    path = urlsplit(idp.get("tenant_url", "")).path.rstrip("/") or f"/v1/scim/{idp['id']}"
+    return path, key["secret"]
+
+
+async def start_scimlet(workdir: Path, db: Path, port: int, tenant: str, token: str, timeout: float,
+                        extra: dict | None = None, label: str = "scimlet") -> tuple[Server, float]:
+    log_path = workdir / f"{label}-{port}.log"
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([*pin_prefix(), sys.executable, "app.py", "serve"], cwd=ROOT,
+                            env=scimlet_env(db, port, extra), stdout=log_path.open("wb"),
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}{tenant}"
+    srv = Server(label, proc, base, token, log_path, t0)
+    try:
+        await wait_ready(base, token, timeout, proc)
+    except RuntimeError as e:
+        srv.stop()
+        raise RuntimeError(f"{label} did not start: {e}\n--- server log tail ---\n{srv.log_tail()}") from None
+    return srv, time.perf_counter() - t0
+
+
+def ensure_baseline_venv() -> Path:
+    """bench/.venv-baseline with the pinned scim2-server stack (its deps stay out of the project venv)."""
+    py = BASELINE_VENV / "bin" / "python"
+    want = hashlib.sha256(BASELINE_REQS.read_bytes()).hexdigest()
+    stamp = BASELINE_VENV / ".requirements.sha256"
+    if py.exists() and stamp.exists() and stamp.read_text().strip() == want:
+        return py
+    log("creating bench/.venv-baseline for scim2-server (one time)")
+    if not py.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(BASELINE_VENV)], check=True)
+    subprocess.run([str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check", "-r",
+                    str(BASELINE_REQS)], check=True)
+    stamp.write_text(want)
+    return py
+
+
+async def start_baseline(workdir: Path, port: int, timeout: float) -> tuple[Server, float]:
+    py = ensure_baseline_venv()
+    idp = secrets.token_hex(8)
+    token = secrets.token_urlsafe(32)
+    log_path = workdir / f"scim2-server-{port}.log"
+    env = {**os.environ, "BENCH_IDP": idp, "BENCH_TOKEN": token}
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        [*pin_prefix(), str(py), "-m", "uvicorn", "baseline_app:app", "--app-dir", str(BENCH),
+         "--host", "127.0.0.1", "--port", str(port), "--loop", "uvloop", "--http", "httptools",
+         "--no-access-log", "--log-level", "warning"],
+        cwd=BENCH, env=env, stdout=log_path.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}/v1/scim/{idp}"
+    srv = Server("scim2-server", proc, base, token, log_path, t0)
+    try:
+        await wait_ready(base, token, timeout, proc)
+    except RuntimeError as e:
+        srv.stop()
+        raise RuntimeError(f"scim2-server did not start: {e}\n--- server log tail ---\n{srv.log_tail()}") from None
+    return srv, time.perf_counter() - t0
+
+
+# --------------------------------------------------------------------------- the run
+
+
+class Clock:
+    def __init__(self, budget: float):
+        self.start = time.perf_counter()
+        self.budget = budget
+
+    def limit(self, wanted: float, reserve: float = 0.0) -> float:
+        """A phase's time limit: what it wants, within what is left of the run after `reserve`."""
+        left = self.budget - (time.perf_counter() - self.start) - reserve
+        return max(1.0, min(wanted, left))
+
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+
+async def suite(srv: Server, plan: Plan, limits: dict, profile: lg.Profile, clock: Clock, reserve: float,
+                on_users_loaded=None) -> tuple[list[lg.PhaseResult], lg.State, dict]:
+    """The phases, in order, against one server. Returns results, state and side measurements."""
+    st = lg.State(srv.base_url, srv.token, plan.concurrency, profile)
+    out: list[lg.PhaseResult] = []
+    side: dict = {}
+    args = (srv.base_url, srv.token)
+
+    async def step(coro_fn, n, key, **kw):
+        try:
+            r = await coro_fn(*args, n, clock.limit(limits[key], reserve), state=st, **kw)
+        except Exception as e:  # noqa: BLE001 - one broken phase must not hide the others
+            r = lg.PhaseResult(kw.get("name") or coro_fn.__name__.removeprefix("phase_"))
+            r.fail(f"phase crashed: {type(e).__name__}: {e}")
+            r.check = "crashed"
+        log(f"{srv.name}: {r.summary()}")
+        for e in r.errors[:3]:
+            log(f"  ! {e}")
+        out.append(r)
+        return r
+
+    try:
+        await step(lg.phase_create, plan.n, "create")
+        await step(lg.phase_lookup, plan.n, "lookup")
+        await step(lg.phase_patch, plan.n, "patch")
+        await step(lg.phase_paging, (plan.n + 99) // 100, "paging")
+        more = max(0, plan.users - len(st.ids))
+        if more:
+            await step(lg.phase_create, more, "fill", name="user fill")
+        side["users_loaded"] = len(st.created())
+        if on_users_loaded is not None:
+            side.update(await on_users_loaded(st))
+        await step(lg.phase_group_fill, plan.members, "members")
+        # users kept out of the group, then added 100 per PATCH to the full group
+        before = len(st.ids)
+        await step(lg.phase_create, lg.MEMBER_BATCH * plan.probe_rounds, "probe", name="probe users")
+        st.probe_users = [i for i in range(before, len(st.ids)) if st.ids[i] is not None]
+        await step(lg.phase_group_add_probe, plan.probe_rounds, "probe")
+        await step(lg.phase_group_get_excluded, plan.excl_gets, "excl")
+        await step(lg.phase_group_get_full, plan.full_gets, "full")
+        side["rss_end"] = srv.rss_kb()
+    finally:
+        st.client.close()
+    return out, st, side
+
+
+async def sync_compare(workdir: Path, plan: Plan, clock: Clock, reserve: float) -> dict:
+    """scimlet's create phase on a fresh database under synchronous=FULL, then NORMAL."""
+    res = {}
+    for mode in ("FULL", "NORMAL"):
+        db = workdir / f"sync-{mode.lower()}.db"
+        port = free_port()
+        extra = {"SCIMLET_DATABASE_SYNCHRONOUS": mode}
+        srv = None
+        try:
+            tenant, token = provision_scimlet(db, port, extra)
+            srv, _ = await start_scimlet(workdir, db, port, tenant, token, plan.limits["ready"], extra,
+                                         label=f"scimlet-sync-{mode.lower()}")
+            st = lg.State(srv.base_url, srv.token, plan.concurrency)
+            r = await lg.phase_create(srv.base_url, srv.token, plan.sync_n,
+                                      clock.limit(plan.limits["sync"], reserve), state=st,
+                                      name=f"create sync={mode}")
+            st.client.close()
+            log(f"scimlet: {r.summary()}")
+            res[mode] = r
+        except Exception as e:  # noqa: BLE001
+            log(f"sync={mode}: {e}")
+            res[mode] = str(e)
+        finally:
+            if srv is not None:
+                srv.stop()
+    return res
+
+
+async def bench_scimlet(workdir: Path, plan: Plan, clock: Clock, reserve: float) -> dict:
+    db = workdir / "scimlet.db"
+    port = free_port()
+    tenant, token = provision_scimlet(db, port)
+    srv, first_start = await start_scimlet(workdir, db, port, tenant, token, plan.limits["ready"])
+    log(f"scimlet up at {srv.base_url} (pid {srv.proc.pid}) in {first_start:.2f}s")
+    side: dict = {"first_start_s": first_start}
+
+    async def users_loaded(st: lg.State) -> dict:
+        await asyncio.sleep(0.5)  # let the server settle (no requests in flight)
+        return {"rss_users": srv.rss_kb()}
+
+    try:
+        results, st, more = await suite(srv, plan, plan.limits, lg.Profile(), clock, reserve, users_loaded)
+        side.update(more)
+    finally:
+        srv.stop()
+        side["server_log_tail"] = srv.log_tail(15)
+    # start-up on the existing database (users + the full group)
+    srv, t = await start_scimlet(workdir, db, port, tenant, token, plan.limits["ready"], label="scimlet-restart")
+    try:
+        side["restart_s"] = t
+        side["restart_rss"] = srv.rss_kb()
+        st2 = lg.State(srv.base_url, srv.token, 1)
+        await st2.client.reset()
+        status, body, ns = await st2.client.one("GET", "/Users?startIndex=1&count=0")
+        side["restart_total_users"] = lg.loads(body).get("totalResults") if status == 200 else f"{status}"
+        if st.created():
+            i = st.created()[-1]
+            status, body, ns = await st2.client.one("GET", "/Users?" + lg.filter_query("userName", st.user_names[i]))
+            side["restart_lookup"] = (status, lg.loads(body).get("totalResults") if status == 200 else body[:200])
+            side["restart_first_lookup_ms"] = ns / 1e6
+        st2.client.close()
+    finally:
+        srv.stop()
+    log(f"scimlet restart on existing DB: first 200 after {t:.3f}s; {side.get('restart_total_users')} users")
+    side["db_bytes"] = sum(p.stat().st_size for p in workdir.glob("scimlet.db*"))
+    side["sync"] = await sync_compare(workdir, plan, clock, reserve)
+    return {"results": results, "state": st, "side": side}
+
+
+async def bench_baseline(workdir: Path, plan: Plan, clock: Clock) -> dict:
+    port = free_port()
+    srv, t = await start_baseline(workdir, port, plan.limits["ready"])
+    log(f"scim2-server up at {srv.base_url} (pid {srv.proc.pid}) in {t:.2f}s")
+    profile = lg.Profile(name="scim2-server", group_schemas=(lg.GROUP_SCHEMA,), user_patch_ok=(200, 204),
+                         member_remove=None)
+    side: dict = {"first_start_s": t}
+
+    async def users_loaded(st: lg.State) -> dict:
+        await asyncio.sleep(0.5)
+        return {"rss_users": srv.rss_kb()}
+
+    try:
+        results, st, more = await suite(srv, plan, plan.baseline_limits, profile, clock, 0.0, users_loaded)
+        side.update(more)
+    finally:
+        srv.stop()
+        side["server_log_tail"] = srv.log_tail(15)
+    return {"results": results, "state": st, "side": side}
+
+
+async def calibrate(plan: Plan, clock: Clock) -> lg.PhaseResult | None:
+    """The client's own ceiling: the same phase machinery against a canned-answer server on CPU 0."""
+    port = free_port()
+    proc = subprocess.Popen([*pin_prefix(), sys.executable, str(BENCH / "loadgen.py"), "nullserver", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        base = f"http://127.0.0.1:{port}/v1/scim/null"
+        await wait_ready(base, "x", 10, proc)
+        st = lg.State(base, "x", plan.concurrency)
+        r = await lg.phase_calibrate(base, "x", plan.calibrate_n, clock.limit(plan.limits["calibrate"]), state=st)
+        st.client.close()
+        log(r.summary())
+        return r
+    except Exception as e:  # noqa: BLE001
+        log(f"calibration failed: {e}")
+        return None
+    finally:
+        proc.terminate()
+        proc.wait(5)
+
+
+# --------------------------------------------------------------------------- report
+
+
+def f_num(v, digits=0) -> str:
+    if v is None:
+        return "-"
+    return f"{v:,.{digits}f}"
+
+
+def f_ms(v) -> str:
+    return "-" if v is None else (f"{v:.2f}" if v < 100 else f"{v:,.0f}")
+
+
+def by_name(results: list[lg.PhaseResult]) -> dict[str, lg.PhaseResult]:
+    return {r.name: r for r in results}
+
+
+def mb(kb) -> str:
+    return "-" if not kb else f"{kb / 1024:.1f} MB"
+
+
+def verdict(ok: bool | None, size: int | None = None, target_size: int | None = None) -> str:
+    """PASS/MISS; measured below the size the target names, it says so."""
+    if ok is None:
+        return ""
+    v = "PASS" if ok else "**MISS**"
+    if size is not None and target_size is not None and size < target_size:
+        v += f" (at {size:,}, not {target_size:,})"
+    return v
+
+
+def report(plan: Plan, quick: bool, sc: dict | None, bl: dict | None, cal, meta: dict) -> str:
+    L: list[str] = []
+    w = L.append
+    w(f"# scimlet benchmark — {meta['when']}{' (quick smoke run)' if quick else ''}")
+    w("")
+    w(f"- machine: {meta['cpu']}, {meta['cores']} cores, {meta['mem']}; {meta['kernel']}; Python {meta['python']}")
+    w(f"- pinning: {meta['pinning']}")
+    w(f"- background: {meta['background']}; {meta.get('background_after', '')}")
+    w(f"- load: N={plan.n:,} users (create, lookup, PATCH), {plan.users:,} users loaded in all, group of "
+      f"{plan.members:,} members added 100 per PATCH; {plan.concurrency} keep-alive connections "
+      f"(raw asyncio streams, HTTP/1.1, uvloop)")
+    w(f"- scimlet: {meta['scimlet_rev']}, `app.py serve`, SQLite at {meta['tmpfs']}")
+    w(f"- scim2-server: {meta['baseline_version']} — native ASGI app (`ASGIApplication` + `AsyncInMemoryStorage`, "
+      "in memory, nothing persisted) on uvicorn (uvloop, httptools, no access log), mounted under "
+      "/v1/scim/<idp> behind a bearer-token middleware (bench/baseline_app.py)")
+    if cal is not None:
+        w(f"- client ceiling (same client against a canned-answer server on CPU 0): **{cal.ops_per_s:,.0f} req/s** "
+          f"(p50 {f_ms(cal.pct_ms(50))} ms, p99 {f_ms(cal.pct_ms(99))} ms)")
+    w(f"- wall time: {meta['wall']:.0f} s")
+    w("")
+
+    S = by_name(sc["results"]) if sc else {}
+    B = by_name(bl["results"]) if bl else {}
+    w("## scimlet vs scim2-server")
+    w("")
+    w("| phase | scimlet ops/s | p50 ms | p99 ms | scim2-server ops/s | p99 ms | ratio |")
+    w("|---|---:|---:|---:|---:|---:|---:|")
+    rows = [("create", "create: POST /Users", False), ("lookup", "lookup: userName eq", False),
+            ("patch", "PATCH user (legacy dialect)", False), ("paging", "paging, count=100 (pages/s)", False),
+            ("user fill", "user fill: POST /Users", False),
+            ("group member adds", "member adds, 100 per PATCH (**members/s**)", True),
+            ("add 100 @ full group", "add 100 to the full group, 1 conn (PATCH/s)", False),
+            ("group GET excl. members", "GET group ?excludedAttributes=members", False),
+            ("group GET full", "GET group with all members", False)]
+    for key, label, items in rows:
+        s, b = S.get(key), B.get(key)
+        if s is None and b is None:
+            continue
+        rate = (lambda r: r.items_per_s) if items else (lambda r: r.ops_per_s)  # noqa: E731
+        ratio = (rate(s) / rate(b)) if s and b and rate(b) else None
+        mark = lambda r: "" if r is None else ("" if r.ok else " ✗") + (" ⏱" if r.capped else "")  # noqa: E731
+        w(f"| {label} | {f_num(rate(s)) if s else '-'}{mark(s)} | {f_ms(s.pct_ms(50)) if s else '-'} "
+          f"| {f_ms(s.pct_ms(99)) if s else '-'} | {f_num(rate(b)) if b else '-'}{mark(b)} "
+          f"| {f_ms(b.pct_ms(99)) if b else '-'} | {f_num(ratio, 1) + '×' if ratio else '-'} |")
+    w("")
+    w("✗ = correctness check failed (see details); ⏱ = stopped by the phase's time limit before its count.")
+    if S.get("group member adds") and B.get("group member adds"):
+        w(f"Group size reached: scimlet {S['group member adds'].extra.get('members_after', 0):,}, "
+          f"scim2-server {B['group member adds'].extra.get('members_after', 0):,} members — the per-PATCH cost "
+          "of the group phases grows with the group, so those rows compare different sizes.")
+    w("")
+
+    if sc:
+        side = sc["side"]
+        w("## scimlet against the targets")
+        w("")
+        w("| measure | value | target | |")
+        w("|---|---:|---:|---|")
+        for key, tgt in TARGETS.items():
+            s, b = S.get(key), B.get(key)
+            if s is None:
+                continue
+            ratio = s.ops_per_s / b.ops_per_s if b and b.ops_per_s else None
+            ok = s.ops_per_s >= tgt and s.ok
+            w(f"| {key} ops/s (N={s.ops:,}) | {f_num(s.ops_per_s)} | ≥ {tgt:,} | {verdict(ok)} |")
+            if ratio is not None:
+                w(f"| {key}: × scim2-server | {ratio:.1f}× | ≥ 5× | {verdict(ratio >= 5)} |")
+        g = S.get("group member adds")
+        if g:
+            w(f"| member adds/s (to {g.extra.get('members_after', 0):,} members) | {f_num(g.items_per_s)} | ≥ 50,000 "
+              f"| {verdict(g.items_per_s >= 50000 and g.ok, g.extra.get('members_after', 0), 100000)} |")
+            w(f"| p99 of a 100-member add, last 10% of the concurrent fill ({g.extra.get('tail_from', 0):,}+ members, "
+              f"32 in flight) | {f_ms(g.extra.get('tail_p99_ms'))} ms | | |")
+        p = S.get("add 100 @ full group")
+        if p and p.ops:
+            w(f"| p99 of adding 100 members to the {p.extra.get('group_members', 0):,}-member group "
+              f"(sequential, {p.ops} adds; p50 {f_ms(p.pct_ms(50))}, max {f_ms(p.max_ms())}) | {f_ms(p.pct_ms(99))} ms "
+              f"| < 20 ms | {verdict(p.pct_ms(99) < 20 and p.ok, p.extra.get('group_members', 0), 100000)} |")
+            w(f"| p99 of removing those 100 (legacy remove with a value array) | "
+              f"{f_ms(p.extra.get('remove_p99_ms'))} ms | | |")
+        e = S.get("group GET excl. members")
+        if e and e.ops:
+            w(f"| GET group ?excludedAttributes=members p50 / p99 ({e.ops:,} GETs, 32 in flight) "
+              f"| {f_ms(e.pct_ms(50))} / {f_ms(e.pct_ms(99))} ms | | |")
+        f = S.get("group GET full")
+        if f and f.ops:
+            w(f"| GET of the full group ({f.extra.get('member_count')} members, "
+              f"{(f.extra.get('body_bytes') or 0) / 1e6:.1f} MB) p50 / max "
+              f"| {f_ms(f.pct_ms(50))} / {f_ms(f.max_ms())} ms | | |")
+        r = side.get("rss_users")
+        if r:
+            w(f"| server RSS after loading {side.get('users_loaded', 0):,} users | {mb(r['tree_kb'])} | < 150 MB "
+              f"| {verdict(r['tree_kb'] < 150 * 1024, side.get('users_loaded', 0), 100000)} |")
+        r = side.get("rss_end")
+        if r:
+            w(f"| server RSS at the end (after the group phases and full GETs) | {mb(r['tree_kb'])} | | |")
+        if "restart_s" in side:
+            restart_users = side.get("restart_total_users")
+            restart_users = restart_users if isinstance(restart_users, int) else 0
+            w(f"| start-up to first 200 on the existing {side.get('restart_total_users')}-user database "
+              f"({(side.get('db_bytes') or 0) / 1e6:.0f} MB) | {side['restart_s']:.3f} s | < 1 s "
+              f"| {verdict(side['restart_s'] < 1, restart_users, 100000)} |")
+            w(f"| RSS right after that start-up / first lookup after it | {mb(side['restart_rss']['tree_kb'])} / "
+              f"{f_ms(side.get('restart_first_lookup_ms'))} ms | | |")
+        sync = side.get("sync", {})
+        fu, no = sync.get("FULL"), sync.get("NORMAL")
+        if isinstance(fu, lg.PhaseResult) and isinstance(no, lg.PhaseResult):
+            w(f"| creates/s, synchronous=FULL (fresh DB, N={fu.ops:,}; p99 {f_ms(fu.pct_ms(99))} ms) "
+              f"| {f_num(fu.ops_per_s)} | | |")
+            w(f"| creates/s, synchronous=NORMAL (fresh DB, N={no.ops:,}; p99 {f_ms(no.pct_ms(99))} ms) "
+              f"| {f_num(no.ops_per_s)} | | |")
+            if fu.ops_per_s:
+                w(f"| NORMAL / FULL | {no.ops_per_s / fu.ops_per_s:.2f}× | | |")
+        else:
+            for mode, v in sync.items():
+                if not isinstance(v, lg.PhaseResult):
+                    w(f"| synchronous={mode} | failed: {str(v)[:200]} | | |")
+        w("")
+        if quick:
+            w("Quick run: the targets are stated for N=20,000 and 100,000 users; these numbers only show "
+              "the harness works.")
+            w("")
+
+    for label, data in (("scimlet", sc), ("scim2-server", bl)):
+        if not data:
+            continue
+        w(f"## {label}: every phase")
+        w("")
+        w("| phase | requests | s | ops/s | p50 | p90 | p99 | max ms | status codes | check |")
+        w("|---|---:|---:|---:|---:|---:|---:|---:|---|---|")
+        rs = list(data["results"])
+        if label == "scimlet":
+            rs += [v for v in data["side"].get("sync", {}).values() if isinstance(v, lg.PhaseResult)]
+        for r in rs:
+            chk = ("" if r.ok else "**FAIL** ") + r.check + (" (time limit)" if r.capped and "time limit" not in
+                                                             r.check else "")
+            chk += "".join(f"; {note}" for note in r.notes)
+            w(f"| {r.name} | {r.ops:,} | {r.elapsed_s:.2f} | {f_num(r.ops_per_s)} | {f_ms(r.pct_ms(50))} "
+              f"| {f_ms(r.pct_ms(90))} | {f_ms(r.pct_ms(99))} | {f_ms(r.max_ms())} | {r.status_str()} | {chk} |")
+        w("")
+        errs = [(r.name, e) for r in rs for e in r.errors]
+        if errs:
+            w(f"Errors ({label}, first of each phase):")
+            w("")
+            seen = set()
+            for name, e in errs:
+                if name in seen:
+                    continue
+                seen.add(name)
+                w(f"- {name}: `{e[:500]}`")
+            w("")
+
+    w("## Method and adjustments")
+    w("")
+    w("- Request bodies are Entra's (bench/loadgen.py: `user_body`, `patch_body`, `members_body`): the create "
+      "body with both user schema URNs, `meta`, `emails`, `roles`; the legacy PATCH (`Replace` name.givenName, "
+      "name.familyName, active `\"False\"`); member adds `{\"op\":\"Add\",\"path\":\"members\",\"value\":"
+      "[{\"value\":id}×100]}`; filters form-encoded (`filter=userName+eq+%22...%22`).")
+    w("- scim2-server adjustments: its group is created without Microsoft's second schema URN "
+      "(`http://schemas.microsoft.com/2006/11/ResourceManagement/ADSCIM/2.0/Group`), which it refuses with 400 "
+      "`Unknown extension schemas`; its user PATCH answers 204 with no body (Entra wants 200 with the user), "
+      "counted as success; it refuses Entra's legacy member remove with a value array (400 \"a remove "
+      "operation carries no value\"), so removes are measured on scimlet only. It does not check that "
+      "members exist. Everything else is byte-identical.")
+    w("- Latency: perf_counter_ns from writing the request to reading the whole response, on a connection opened "
+      "before the phase; ops/s = requests answered / phase wall time. Paging fetches pages by startIndex, 32 in "
+      "flight. 'add 100 @ full group': users created after the fill are added 100 per PATCH to the full "
+      "group, one request at a time on one connection, as Entra sends one group's changes (scimlet: then "
+      "removed again with the legacy remove, timed apart).")
+    w("- RSS: VmRSS of the server process and its children from /proc, read after the user fill with no request "
+      "in flight.")
+    w("- Start-up: from spawning `app.py serve` on the existing database to the first 200 of "
+      "GET {tenant}/ServiceProviderConfig with the bearer token (polled every 5 ms).")
+    w("- synchronous FULL vs NORMAL: scimlet's create phase, each on a fresh database, with "
+      "SCIMLET_DATABASE_SYNCHRONOUS set; the main run uses scimlet's default.")
+    w("")
+    return "\n".join(L)
+
+
+def machine_meta() -> dict:
+    cpu = "unknown CPU"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem = "?"
+    with contextlib.suppress(OSError, ValueError):
+        kb = int(Path("/proc/meminfo").read_text().split("\n")[0].split()[1])
+        mem = f"{kb / 1024 / 1024:.0f} GiB RAM"
+    rev = "unknown revision"
+    with contextlib.suppress(OSError):  # read .git without running git
+        head = (ROOT / ".git" / "HEAD").read_text().strip()
+        if head.startswith("ref: "):
+            ref = head[5:]
+            p = ROOT / ".git" / ref
+            rev = f"{ref.rsplit('/', 1)[-1]}@{p.read_text().strip()[:10]}" if p.exists() else ref
+        else:
+            rev = head[:10]
+    bv = "scim2-server (version unknown)"
+    with contextlib.suppress(StopIteration):
+        d = next(BASELINE_VENV.glob("lib/python*/site-packages/scim2_server-*.dist-info"))
+        bv = "scim2-server " + d.name.removesuffix(".dist-info").split("-")[1]
+    return {"cpu": cpu, "cores": os.cpu_count(), "mem": mem, "kernel": f"{platform.system()} {platform.release()}",
+            "python": platform.python_version(), "scimlet_rev": rev, "baseline_version": bv}
+
+
+def cpu_busy(seconds: float = 1.0) -> float:
+    """Share of all CPUs busy over `seconds` (others' work: nothing of ours runs while it samples)."""
+
+    def sample():
+        f = [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+        idle = f[3] + (f[4] if len(f) > 4 else 0)
+        return sum(f), idle
+
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        t0, i0 = sample()
+        time.sleep(seconds)
+        t1, i1 = sample()
+        return 1.0 - (i1 - i0) / max(1, t1 - t0)
+    return float("nan")
+
+
+def background_note(when: str = "just before the run") -> str:
+    busy = cpu_busy()
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    note = f"{busy:.0%} of the CPUs busy with other work {when} (load average {load:.2f})"
+    if busy > 0.10:
+        note += " — **the machine was not quiet: treat the numbers as noisy**"
+    return note
+
+
+def fs_type(path: Path) -> str:
+    with contextlib.suppress(Exception):
+        out = subprocess.run(["stat", "-f", "-c", "%T", str(path)], capture_output=True, text=True).stdout.strip()
+        return f"{path} ({out})"
+    return str(path)
+
+
+def summary_json(plan, sc, bl, cal, meta) -> dict:
+    def rj(r: lg.PhaseResult) -> dict:
+        return {"name": r.name, "ops": r.ops, "elapsed_s": r.elapsed_s, "ops_per_s": r.ops_per_s,
+                "items": r.items, "items_per_s": r.items_per_s, "p50_ms": r.pct_ms(50), "p90_ms": r.pct_ms(90),
+                "p99_ms": r.pct_ms(99), "max_ms": r.max_ms(), "statuses": {str(k): v for k, v in r.statuses.items()},
+                "ok": r.ok, "capped": r.capped, "check": r.check, "errors": r.errors[:5],
+                "extra": {k: v for k, v in r.extra.items()}}
+
+    def side(d):
+        s = dict(d["side"])
+        s.pop("server_log_tail", None)
+        if "sync" in s:
+            s["sync"] = {k: (rj(v) if isinstance(v, lg.PhaseResult) else v) for k, v in s["sync"].items()}
+        return s
+
+    return {"meta": meta, "plan": plan.__dict__,
+            "client_ceiling": rj(cal) if cal else None,
+            "scimlet": {"phases": [rj(r) for r in sc["results"]], "side": side(sc)} if sc else None,
+            "scim2_server": {"phases": [rj(r) for r in bl["results"]], "side": side(bl)} if bl else None}
+
+
+async def main_async(args) -> int:
+    global PINNED
+    plan = QUICK if args.quick else FULL
+    if args.n:
+        plan = replace(plan, n=args.n, sync_n=args.n)
+    if args.users:
+        plan = replace(plan, users=args.users)
+    if args.members:
+        plan = replace(plan, members=args.members)
+    plan.users = max(plan.users, plan.n, plan.members)
+    meta_bg = background_note()
+    PINNED = pin_self()
+    clock = Clock(WALL_BUDGET_S if not args.quick else 55.0)
+    meta = machine_meta()
+    meta["background"] = meta_bg
+    meta["when"] = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+    meta["pinning"] = ("servers `taskset -c 0`, load generator on CPU 1 (sched_setaffinity)" if PINNED
+                       else "none (taskset missing or fewer than 2 CPUs available): numbers are not comparable")
+    workdir = Path(tempfile.mkdtemp(prefix="scimlet-bench-"))
+    meta["tmpfs"] = fs_type(workdir)
+    failures: list[str] = []
+    sc = bl = cal = None
+    try:
+        if args.baseline and not args.skip_baseline:
+            await asyncio.to_thread(ensure_baseline_venv)
+            meta.update(baseline_version=machine_meta()["baseline_version"])
+        cal = await calibrate(plan, clock)
+        if args.scimlet:
+            try:
+                # keep time for the baseline: about a third of the budget
+                sc = await bench_scimlet(workdir, plan, clock, reserve=0.0 if not args.baseline else
+                                         (200.0 if not args.quick else 15.0))
+            except Exception as e:  # noqa: BLE001
+                failures.append(f"scimlet: {e}")
+                log(f"scimlet run failed: {e}")
+        if args.baseline:
+            try:
+                bl = await bench_baseline(workdir, plan, clock)
+            except Exception as e:  # noqa: BLE001
+                failures.append(f"scim2-server: {e}")
+                log(f"scim2-server run failed: {e}")
+    finally:
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+        else:
+            log(f"kept {workdir}")
+    meta["wall"] = clock.elapsed
+    meta["background_after"] = background_note("just after the run")
+    text = report(plan, args.quick, sc, bl, cal, meta)
+    if failures:
+        text += "\n## Runs that failed\n\n" + "\n".join(f"```\n{f}\n```" for f in failures) + "\n"
+    outdir = Path(args.results_dir) if args.results_dir else RESULTS
+    outdir.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.datetime.now().strftime("%Y-%m-%d-%H%M") + ("-quick" if args.quick else "")
+    md = outdir / f"{stamp}.md"
+    md.write_text(text)
+    (outdir / f"{stamp}.json").write_text(json.dumps(summary_json(plan, sc, bl, cal, meta), indent=1, default=str))
+    print(text)
+    log(f"wrote {md}")
+    bad = [r for d in (sc, bl) if d for r in d["results"] if not r.ok]
+    if failures or bad:
+        log("FAILED: " + "; ".join(failures + [f"{r.name}: {r.errors[:1]}" for r in bad]))
+        return 1
+    return 0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="smoke run: N=500, 2,000 members, < 1 minute")
+    ap.add_argument("-n", type=int, help="users to create / look up / patch (default 20,000)")
+    ap.add_argument("--users", type=int, help="users loaded in all before the group phase (default 100,000)")
+    ap.add_argument("--members", type=int, help="members to put in the group (default 100,000)")
+    ap.add_argument("--skip-baseline", dest="baseline", action="store_false", help="scimlet only")
+    ap.add_argument("--baseline-only", dest="scimlet", action="store_false", help="scim2-server only")
+    ap.add_argument("--results-dir", help="where to write the report (default bench/results/)")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary directory (databases, server logs)")
+    args = ap.parse_args()
+    args.skip_baseline = not args.baseline
+    lg.new_event_loop_policy()
+    return asyncio.run(main_async(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""Request logs: a real `app.py serve` with logging.format=json, and the text format in process."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import entra_user, free_port, patch_body, run_cli, start_server
+from tests.ops.conftest import Ops
+
+PASSWORD = "Pa55-" + uuid.uuid4().hex  # distinct enough that any trace of it in the output is a leak
+WRONG_TOKEN = "not-the-secret-" + uuid.uuid4().hex
+ADMIN_PASSWORD = "admin-" + uuid.uuid4().hex
+
+
+def test_json_request_lines_and_no_secret_anywhere(tmp_path: Path) -> None:
+    port = free_port()
+    env = {**os.environ, "SCIMLET_DATABASE_PATH": str(tmp_path / "live.db"), "SCIMLET_SERVER_PORT": str(port),
+           "SCIMLET_SERVER_HOST": "127.0.0.1", "SCIMLET_LOGGING_LEVEL": "info", "SCIMLET_LOGGING_FORMAT": "json",
+           # A configured admin password: serve has none to generate and print (as in docs/deploy.md).
+           "SCIMLET_ADMIN_PASSWORD": ADMIN_PASSWORD}
+    key = json.loads(run_cli(env, "apikey", "create", "--name", "entra", "--write", "users,groups", "--json").stdout)
+    idp = json.loads(run_cli(env, "idp", "create", "--name", "Entra", "--apikey", "entra", "--json").stdout)
+    secret = key["secret"]
+    process = start_server(env, port)
+    try:
+        with httpx.Client(base_url=idp["tenant_url"], headers={"Authorization": f"Bearer {secret}"},
+                          timeout=10) as http:
+            created = http.post("/Users", json=entra_user("alice@contoso.com", password=PASSWORD))
+            assert created.status_code == 201
+            user_id = created.json()["id"]
+            changed = http.patch(f"/Users/{user_id}", json=patch_body(
+                {"op": "replace", "path": "password", "value": PASSWORD}))
+            assert changed.status_code == 200
+            assert http.get(f"/Users?filter=userName+eq+%22{secret}%22").status_code == 200
+            assert http.get("/Users", headers={"Authorization": f"Bearer {WRONG_TOKEN}"}).status_code == 401
+            assert http.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
+            sign_in = http.post(f"http://127.0.0.1:{port}/admin/login", headers={"Authorization": ""},
+                                data={"password": ADMIN_PASSWORD, "csrf_token": "stale"})
+            assert sign_in.status_code == 403  # without the form's token; the password still went in a body
+    finally:
+        process.terminate()
+        output, _ = process.communicate(timeout=15)
+
+    assert secret not in output  # not from the header, nor from the query string (never logged)
+    assert PASSWORD not in output
+    assert WRONG_TOKEN not in output
+    assert ADMIN_PASSWORD not in output
+    lines = [json.loads(line) for line in output.splitlines() if line.strip()]  # every line is JSON
+    assert {"time", "level", "logger", "message"} <= set(lines[0])
+    assert any(line["logger"].startswith("uvicorn") for line in lines)  # uvicorn's own lines too
+    requests = [line for line in lines if line["logger"] == "scimlet.access"]
+    assert [(r["method"], r["route"], r["status"]) for r in requests] == [
+        ("POST", "/v1/scim/{idp}/Users", 201),
+        ("PATCH", "/v1/scim/{idp}/Users/{id}", 200),
+        ("GET", "/v1/scim/{idp}/Users", 200),
+        ("GET", "/v1/scim/{idp}/Users", 401),
+        ("POST", "/admin/login", 403),
+    ]  # the health check is logged at debug level only
+    create = requests[0]
+    assert create["path"] == f"/v1/scim/{idp['id']}/Users"
+    assert create["idp"] == idp["id"]
+    assert create["client"] == "127.0.0.1"
+    assert create["level"] == "info"
+    assert isinstance(create["duration_ms"], float) and 0 < create["duration_ms"] < 10_000
+    assert create["message"].startswith(f"POST /v1/scim/{idp['id']}/Users 201 ")
+    assert requests[1]["path"] == f"/v1/scim/{idp['id']}/Users/{user_id}"
+
+
+async def test_text_lines_keep_the_path_percent_encoded(ops: Ops, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="scimlet.access")
+    response = await ops.scim.get("/Users/x%0AINFO%20forged%20line")
+    assert response.status_code == 404
+    [line] = [r.getMessage() for r in caplog.records if r.name == "scimlet.access"]
+    assert line.startswith(f"GET /v1/scim/{ops.idp_id}/Users/x%0AINFO%20forged%20line 404 ")
+    assert line.endswith("ms") and "\n" not in line
+
+
+async def test_probes_log_at_debug_level(ops: Ops, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="scimlet.access")
+    for path in ("/healthz", "/readyz", "/metrics"):
+        assert (await ops.root.get(path)).status_code == 200
+    assert [(r.levelno, r.request["route"]) for r in caplog.records if r.name == "scimlet.access"] == [
+        (logging.DEBUG, "/healthz"), (logging.DEBUG, "/readyz"), (logging.DEBUG, "/metrics")]

@@ -1,0 +1,20 @@
+"""The admin side: the console (/admin), the admin JSON API (/v1/admin) and the service both share
+with the command line.
+"""
+
+from __future__ import annotations
+
+from starlette.routing import Mount
+
+from web.admin.api import AdminApi
+from web.admin.auth import AdminAuth
+from web.admin.console import Console
+from web.admin.service import AdminService
+
+
+def admin_mounts(service: AdminService) -> list[Mount]:
+    """The console and the admin API, sharing one sign-in state (sessions, throttle)."""
+    auth = AdminAuth(service)
+    console = Console(service, auth).app()
+    console.state.auth = auth  # reachable for operators' tooling and tests (e.g. the sign-in throttle)
+    return [Mount("/admin", app=console), Mount("/v1/admin", app=AdminApi(service, auth).app())]

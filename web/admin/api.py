@@ -1,0 +1,284 @@
+"""The admin JSON API under /v1/admin: the console's operations for scripts.
+
+Authenticated by `Authorization: Bearer <[admin] token>` or by a console session cookie; with the
+cookie, every request that changes something must repeat the session's CSRF token in X-CSRF-Token
+(a token-authenticated call carries no ambient credential, so it needs none).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import orjson
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from scim.errors import ScimError
+from scim.schemas import GROUP_TYPE, USER_TYPE, ResourceType
+from storage.sqlite import AdminError
+from web.admin.auth import AdminAuth, Throttled, client_address, csrf_ok
+from web.admin.service import AdminService, log_query
+
+MAX_BODY_BYTES = 64 * 1024
+UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+WWW_AUTHENTICATE = {"WWW-Authenticate": 'Bearer realm="scimlet-admin"'}
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class JsonResponse(Response):
+    media_type = "application/json"
+
+    def render(self, content: object) -> bytes:
+        return orjson.dumps(content)
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, detail: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.headers = headers or {}
+
+
+class AdminApi:
+    def __init__(self, service: AdminService, auth: AdminAuth) -> None:
+        self.service = service
+        self.auth = auth
+
+    def app(self) -> Starlette:
+        route = self._route
+        routes = [
+            route("/session", self.session_info, ["GET"]),
+            route("/apikeys", self.list_keys, ["GET"]),
+            route("/apikeys", self.create_key, ["POST"]),
+            route("/apikeys/{key}", self.get_key, ["GET"]),
+            route("/apikeys/{key}/revoke", self.revoke_key, ["POST"]),
+            route("/idps", self.list_idps, ["GET"]),
+            route("/idps", self.create_idp, ["POST"]),
+            route("/idps/{idp}", self.get_idp, ["GET"]),
+            route("/idps/{idp}", self.delete_idp, ["DELETE"]),
+            route("/idps/{idp}/apikey", self.configure_scim, ["PUT"]),
+            route("/idps/{idp}/users", self._bind(self.directory, USER_TYPE), ["GET"]),
+            route("/idps/{idp}/users/{id}", self.user, ["GET"]),
+            route("/idps/{idp}/groups", self._bind(self.directory, GROUP_TYPE), ["GET"]),
+            route("/idps/{idp}/groups/{id}", self.group, ["GET"]),
+            route("/logs", self.logs, ["GET"]),
+            route("/logs/counters", self.counters, ["GET"]),
+            route("/logs/{id:int}", self.log, ["GET"]),
+        ]
+        return Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
+
+    def _route(self, path: str, handler: Handler, methods: list[str]) -> Route:
+        async def endpoint(request: Request) -> Response:
+            try:
+                await self._authenticate(request)
+                return await handler(request)
+            except ApiError as exc:
+                return _error(exc.status, exc.detail, exc.headers)
+            except AdminError as exc:
+                return _error(exc.status, str(exc))
+            except ScimError as exc:
+                return _error(exc.status, exc.detail)
+
+        endpoint.__name__ = handler.__name__
+        return Route(path, endpoint, methods=methods)
+
+    @staticmethod
+    def _bind(handler: Callable[[Request, ResourceType], Awaitable[Response]], rtype: ResourceType) -> Handler:
+        async def endpoint(request: Request) -> Response:
+            return await handler(request, rtype)
+
+        endpoint.__name__ = f"{handler.__name__}_{rtype.name.lower()}"
+        return endpoint
+
+    async def _authenticate(self, request: Request) -> None:
+        client = client_address(request)
+        token = self.auth.bearer_token_ok(request)
+        if token is not None:
+            # A wrong admin token counts against the same per-address budget as a wrong password.
+            wait = self.auth.throttle.retry_after(client)
+            if wait:
+                raise ApiError(429, str(Throttled(wait)), {"Retry-After": str(wait)})
+            if not token:
+                self.auth.throttle.failed(client)
+                detail = ("The bearer token is not the admin token" if self.auth.token else
+                          "Admin token authentication is off: set [admin] token (SCIMLET_ADMIN_TOKEN) or use a "
+                          "console session")
+                raise ApiError(401, detail, WWW_AUTHENTICATE)
+            request.state.auth = "token"
+            return
+        session = await self.auth.session(request)
+        if session is None:
+            raise ApiError(401, "Sign in to the console (session cookie) or send Authorization: Bearer <admin token>",
+                           WWW_AUTHENTICATE)
+        if request.method in UNSAFE and not csrf_ok(session, request.headers.get("x-csrf-token")):
+            raise ApiError(403, "With a session cookie, send the session's CSRF token in the X-CSRF-Token header "
+                                "(GET /v1/admin/session returns it)")
+        request.state.auth = "session"
+        request.state.session = session
+
+    async def session_info(self, request: Request) -> Response:
+        session = getattr(request.state, "session", None)
+        body = {"auth": request.state.auth}
+        if session is not None:
+            body.update(csrf_token=session.csrf_token, expires=session.expires)
+        return JsonResponse(body)
+
+    # --- API keys ----------------------------------------------------------------------------------
+
+    async def list_keys(self, request: Request) -> Response:
+        return JsonResponse({"Resources": [self.service.key_json(k) for k in await self.service.api_keys()]})
+
+    async def get_key(self, request: Request) -> Response:
+        return JsonResponse(self.service.key_json(await self.service.api_key(request.path_params["key"])))
+
+    async def create_key(self, request: Request) -> Response:
+        body = await _body(request)
+        key, secret = await self.service.create_api_key(
+            _text(body, "name", required=True), _text(body, "description"), _flag(body, "users_write"),
+            _flag(body, "groups_write"))
+        return JsonResponse({**self.service.key_json(key), "secret": secret}, status_code=201,
+                            headers={"Cache-Control": "no-store"})
+
+    async def revoke_key(self, request: Request) -> Response:
+        return JsonResponse(self.service.key_json(await self.service.revoke_api_key(request.path_params["key"])))
+
+    # --- IdPs --------------------------------------------------------------------------------------
+
+    async def list_idps(self, request: Request) -> Response:
+        return JsonResponse({"Resources": [self.service.idp_json(i) for i in await self.service.idps()]})
+
+    async def get_idp(self, request: Request) -> Response:
+        return JsonResponse(self.service.idp_json(await self.service.idp(request.path_params["idp"])))
+
+    async def create_idp(self, request: Request) -> Response:
+        body = await _body(request)
+        idp = await self.service.create_idp(_text(body, "name", required=True), _text(body, "icon") or "key",
+                                            _text(body, "api_key") or None)
+        return JsonResponse(self.service.idp_json(idp), status_code=201)
+
+    async def configure_scim(self, request: Request) -> Response:
+        body = await _body(request)
+        idp = await self.service.configure_scim(request.path_params["idp"], _text(body, "api_key", required=True))
+        return JsonResponse(self.service.idp_json(idp))
+
+    async def delete_idp(self, request: Request) -> Response:
+        await self.service.delete_idp(request.path_params["idp"])
+        return Response(status_code=204)
+
+    # --- directory ---------------------------------------------------------------------------------
+
+    async def directory(self, request: Request, rtype: ResourceType) -> Response:
+        params = request.query_params
+        if "q" in params and "filter" in params:
+            raise ApiError(400, "Send either q (plain text or a filter) or filter, not both")
+        text = params.get("filter") if "filter" in params else params.get("q")
+        if "filter" in params and not (text or "").strip():
+            raise ApiError(400, "filter is empty")
+        count = _whole(params.get("count"), "count", 50)
+        idp_id = request.path_params["idp"]
+        page = await self.service.directory(rtype, idp_id, text, after=params.get("after"),
+                                            before=params.get("before"), count=count)
+        resources = []
+        for row in page.rows:
+            resource = self.service.resource(rtype, idp_id, row.id, row.doc, row.version, row.created, row.modified,
+                                             groups=row.groups)
+            if rtype is GROUP_TYPE:
+                resource["memberCount"] = page.member_counts.get(row.id, 0)
+            resources.append(resource)
+        return JsonResponse({"totalResults": page.total, "Resources": resources,
+                             "previous": page.first if page.has_previous else None,
+                             "next": page.last if page.has_next else None})
+
+    async def user(self, request: Request) -> Response:
+        return JsonResponse(await self.service.user(request.path_params["idp"], request.path_params["id"]))
+
+    async def group(self, request: Request) -> Response:
+        detail = await self.service.group(request.path_params["idp"], request.path_params["id"])
+        return JsonResponse({**detail.resource, "memberCount": detail.member_total})
+
+    # --- provisioning logs -------------------------------------------------------------------------
+
+    async def logs(self, request: Request) -> Response:
+        params = request.query_params
+        query = log_query(idp=params.get("idp"), outcome=params.get("outcome"), operation=params.get("operation"),
+                          text=params.get("q"), since=params.get("since"), until=params.get("until"),
+                          before=params.get("before"), count=params.get("count"))
+        records, more = await self.service.logs(query)
+        return JsonResponse({"Resources": [self.service.log_json(r) for r in records],
+                             "next": records[-1].id if more and records else None})
+
+    async def log(self, request: Request) -> Response:
+        record = await self.service.log(request.path_params["id"])
+        return JsonResponse(self.service.log_json(record, bodies=True))
+
+    async def counters(self, request: Request) -> Response:
+        hours = _whole(request.query_params.get("hours"), "hours", 24)
+        if not 1 <= hours <= 24 * 90:
+            raise ApiError(400, "hours must be between 1 and 2160")
+        counters = await self.service.counters(hours)
+        return JsonResponse({"hours": hours, "Resources": [
+            {"idp_id": idp_id, "operations": c.operations, "failures": c.failures, "last_activity": c.last_activity}
+            for idp_id, c in counters.items()]})
+
+
+def _error(status: int, detail: str, headers: dict[str, str] | None = None) -> Response:
+    return JsonResponse({"status": status, "detail": detail}, status_code=status, headers=headers)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        return _error(404, f"No admin API endpoint at {request.url.path}")
+    if exc.status_code == 405:
+        return _error(405, f"{request.method} is not allowed on {request.url.path}", dict(exc.headers or {}))
+    return _error(exc.status_code, str(exc.detail))
+
+
+async def _body(request: Request) -> dict:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise ApiError(413, f"The body is larger than {MAX_BODY_BYTES} bytes")
+    raw = await request.body()
+    if len(raw) > MAX_BODY_BYTES:
+        raise ApiError(413, f"The body is larger than {MAX_BODY_BYTES} bytes")
+    try:
+        body = orjson.loads(raw) if raw.strip() else None
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(400, f"The body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "Send a JSON object as the body")
+    return body
+
+
+def _text(body: dict, name: str, *, required: bool = False) -> str:
+    value = body.get(name)
+    if value is None:
+        if required:
+            raise ApiError(400, f"{name} is required")
+        return ""
+    if not isinstance(value, str):
+        raise ApiError(400, f"{name} must be a string")
+    if required and not value.strip():
+        raise ApiError(400, f"{name} must not be empty")
+    return value
+
+
+def _flag(body: dict, name: str) -> bool:
+    value = body.get(name, False)
+    if not isinstance(value, bool):
+        raise ApiError(400, f"{name} must be true or false")
+    return value
+
+
+def _whole(value: str | None, name: str, default: int) -> int:
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ApiError(400, f"{name} must be a whole number, not {value!r}") from None

@@ -1,0 +1,412 @@
+"""The admin console at /admin: server-rendered pages (Starlette + Jinja2), plain HTML forms, each
+carrying the session's CSRF token. The only script is the copy buttons' (static/admin.js).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from pathlib import Path
+from urllib.parse import quote, urlencode
+
+import jinja2
+import orjson
+from markupsafe import Markup
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+
+from scim.errors import ScimError
+from scim.schemas import GROUP_TYPE, USER_TYPE, ResourceType
+from storage import AdminSession
+from storage.sqlite import AdminError
+from web.admin.auth import AdminAuth, Throttled, client_address, csrf_ok
+from web.admin.service import ENTRA_MAPPINGS, ICONS, OPERATIONS, AdminService, log_query
+
+HERE = Path(__file__).parent
+MAX_FORM_BYTES = 64 * 1024
+SECURITY_HEADERS = {
+    # Nothing inline runs or styles: scripts and CSS come only from /admin/static.
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+                               "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+NOTICES = {
+    "idp-created": "IdP created. Paste its tenant URL and the API key's secret into Entra.",
+    "scim-configured": "SCIM configuration saved: Entra must now use the selected API key's secret.",
+    "idp-deleted": "IdP deleted with its users and groups.",
+    "key-revoked": "API key revoked: requests with its secret now get 401.",
+    "signed-out": "You are signed out.",
+}
+PAGE_SIZE = 50
+
+Page = Callable[[Request, AdminSession], Awaitable[Response]]
+
+
+class Console:
+    def __init__(self, service: AdminService, auth: AdminAuth) -> None:
+        self.service = service
+        self.auth = auth
+        env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
+                                 undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+        env.filters.update(when=_when, icon=_icon, json=_pretty_json, phone=_work_phone)
+        env.globals.update(icons=ICONS, operations=OPERATIONS)
+        self.templates = Jinja2Templates(env=env)
+
+    def app(self) -> Starlette:
+        routes = [
+            Route("/", self._page(self.overview)),
+            Route("/login", self.login, methods=["GET", "POST"]),
+            Route("/logout", self._page(self.logout), methods=["POST"]),
+            Route("/keys", self._page(self.keys), methods=["GET", "POST"]),
+            Route("/keys/{key}/revoke", self._page(self.revoke_key), methods=["GET", "POST"]),
+            Route("/idps", self._page(self.idps), methods=["GET", "POST"]),
+            Route("/idps/new", self._page(self.new_idp)),
+            Route("/idps/{idp}", self._page(self.idp)),
+            Route("/idps/{idp}/scim", self._page(self.configure_scim), methods=["POST"]),
+            Route("/idps/{idp}/delete", self._page(self.delete_idp), methods=["GET", "POST"]),
+            Route("/directory", self._page(self.directory)),
+            Route("/idps/{idp}/users", self._page(self.users)),
+            Route("/idps/{idp}/users/{id}", self._page(self.user)),
+            Route("/idps/{idp}/groups", self._page(self.groups)),
+            Route("/idps/{idp}/groups/{id}", self._page(self.group)),
+            Route("/logs", self._page(self.logs)),
+            Route("/logs/{id:int}", self._page(self.log)),
+            Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
+        ]
+        return Starlette(routes=routes, exception_handlers={
+            HTTPException: self._http_error, AdminError: self._admin_error, ScimError: self._scim_error})
+
+    # --- plumbing ----------------------------------------------------------------------------------
+
+    def _page(self, handler: Page) -> Callable[[Request], Awaitable[Response]]:
+        """Signed-in pages only; every POST must carry the session's CSRF token."""
+        async def endpoint(request: Request) -> Response:
+            session = await self.auth.session(request)
+            if session is None:
+                target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+                return _secure(RedirectResponse(f"{_base(request)}/login?next={quote(target)}", status_code=303))
+            request.state.session = session
+            if request.method == "POST":
+                form = await _read_form(request)
+                if not csrf_ok(session, form.get("csrf_token")):
+                    return self.render(request, "error.html", {
+                        "title": "Form expired", "message": "The form's security token is missing or does not "
+                        "match your session (a form from another tab or an old page?). Go back, reload the page "
+                        "and submit again."}, 403)
+                request.state.form = form
+            return await handler(request, session)
+
+        endpoint.__name__ = handler.__name__
+        return endpoint
+
+    def render(self, request: Request, template: str, context: dict, status: int = 200,
+               headers: dict[str, str] | None = None) -> Response:
+        session = getattr(request.state, "session", None)
+        notice = NOTICES.get(request.query_params.get("notice", ""))
+        base = {"base": _base(request), "csrf_token": session.csrf_token if session else "", "notice": notice,
+                "signed_in": session is not None, "section": ""}
+        response = self.templates.TemplateResponse(request, template, {**base, **context}, status_code=status,
+                                                   headers=headers)
+        return _secure(response)
+
+    async def _http_error(self, request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        title = "Page not found" if exc.status_code == 404 else f"Error {exc.status_code}"
+        message = f"There is no console page at {request.url.path}." if exc.status_code == 404 else str(exc.detail)
+        return self.render(request, "error.html", {"title": title, "message": message}, exc.status_code)
+
+    async def _admin_error(self, request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, AdminError)
+        title = "Not found" if exc.status == 404 else "That did not work"
+        return self.render(request, "error.html", {"title": title, "message": str(exc)}, exc.status)
+
+    async def _scim_error(self, request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ScimError)
+        return self.render(request, "error.html", {"title": "That did not work", "message": exc.detail}, exc.status)
+
+    # --- sign-in -----------------------------------------------------------------------------------
+
+    async def login(self, request: Request) -> Response:
+        next_url = _local_next(request, request.query_params.get("next"))
+        if request.method == "GET":
+            if await self.auth.session(request) is not None:
+                return _secure(RedirectResponse(next_url, status_code=303))
+            return await self._login_form(request, next_url, None, 200)
+        form = await _read_form(request)
+        next_url = _local_next(request, form.get("next"))
+        if not await self.auth.login_form_token_ok(request, form.get("csrf_token", "")):
+            return await self._login_form(request, next_url, "The sign-in form expired. Enter the password again.",
+                                          403)
+        client = client_address(request)
+        try:
+            signed_in = await self.auth.sign_in(form.get("password", ""), client)
+        except Throttled as exc:
+            return await self._login_form(request, next_url, f"Too many failed sign-ins from your address. Try "
+                                          f"again in {exc.retry_after} seconds.", 429,
+                                          {"Retry-After": str(exc.retry_after)})
+        if signed_in is None:
+            return await self._login_form(request, next_url, "Wrong password.", 401)
+        cookie, _ = signed_in
+        previous = await self.auth.session(request)
+        if previous is not None:
+            await self.auth.sign_out(previous)
+        response = _secure(RedirectResponse(next_url, status_code=303))
+        self.auth.set_session_cookie(response, request, cookie)
+        self.auth.clear_login_cookie(response, request)
+        return response
+
+    async def _login_form(self, request: Request, next_url: str, error: str | None, status: int,
+                          headers: dict[str, str] | None = None) -> Response:
+        token, cookie = await self.auth.login_form_token()
+        response = self.render(request, "login.html", {"error": error, "next": next_url, "csrf_token": token},
+                               status, headers)
+        self.auth.set_login_cookie(response, request, cookie)
+        return response
+
+    async def logout(self, request: Request, session: AdminSession) -> Response:
+        await self.auth.sign_out(session)
+        response = _secure(RedirectResponse(f"{_base(request)}/login?notice=signed-out", status_code=303))
+        self.auth.clear_session_cookie(response, request)
+        return response
+
+    # --- overview ----------------------------------------------------------------------------------
+
+    async def overview(self, request: Request, session: AdminSession) -> Response:
+        idps = await self.service.idps()
+        counters = await self.service.counters()
+        counts = {idp.id: await self.service.store.counts(idp.id) for idp in idps}
+        failures, _ = await self.service.logs(log_query(outcome="failure", count=5))
+        return self.render(request, "overview.html", {
+            "section": "overview", "idps": idps, "counters": counters, "counts": counts, "failures": failures,
+            "names": {idp.id: idp.name for idp in idps}, "keys": {k.id: k for k in await self.service.api_keys()}})
+
+    # --- API keys ----------------------------------------------------------------------------------
+
+    async def keys(self, request: Request, session: AdminSession) -> Response:
+        error, values = None, {}
+        if request.method == "POST":
+            form = request.state.form
+            values = {"name": form.get("name", ""), "description": form.get("description", ""),
+                      "users_write": form.get("users_write") == "on", "groups_write": form.get("groups_write") == "on"}
+            try:
+                key, secret = await self.service.create_api_key(values["name"], values["description"],
+                                                                values["users_write"], values["groups_write"])
+            except AdminError as exc:
+                error = str(exc)
+            else:
+                return self.render(request, "key_created.html", {"section": "keys", "key": key, "secret": secret})
+        keys = await self.service.api_keys()
+        return self.render(request, "keys.html", {"section": "keys", "keys": keys, "error": error,
+                                                  "values": values}, 400 if error else 200)
+
+    async def revoke_key(self, request: Request, session: AdminSession) -> Response:
+        key = await self.service.api_key(request.path_params["key"])
+        if request.method == "POST":
+            await self.service.revoke_api_key(key.id)
+            return _secure(RedirectResponse(f"{_base(request)}/keys?notice=key-revoked", status_code=303))
+        used_by = [idp for idp in await self.service.idps() if idp.api_key_id == key.id]
+        return self.render(request, "key_revoke.html", {"section": "keys", "key": key, "used_by": used_by})
+
+    # --- IdPs --------------------------------------------------------------------------------------
+
+    async def idps(self, request: Request, session: AdminSession) -> Response:
+        if request.method == "POST":
+            form = request.state.form
+            values = {"name": form.get("name", ""), "icon": form.get("icon", ""), "api_key": form.get("api_key", "")}
+            try:
+                idp = await self.service.create_idp(values["name"], values["icon"], values["api_key"])
+            except AdminError as exc:
+                return await self._idp_form(request, values, str(exc), 400)
+            return _secure(RedirectResponse(f"{_base(request)}/idps/{idp.id}?notice=idp-created", status_code=303))
+        idps = await self.service.idps()
+        return self.render(request, "idps.html", {
+            "section": "idps", "idps": idps, "counters": await self.service.counters(),
+            "keys": {k.id: k for k in await self.service.api_keys()}, "tenant_url": self.service.settings.tenant_url})
+
+    async def new_idp(self, request: Request, session: AdminSession) -> Response:
+        return await self._idp_form(request, {"name": "", "icon": "key", "api_key": ""}, None, 200)
+
+    async def _idp_form(self, request: Request, values: dict, error: str | None, status: int) -> Response:
+        keys = [k for k in await self.service.api_keys() if not k.revoked]
+        return self.render(request, "idp_new.html", {"section": "idps", "values": values, "error": error,
+                                                     "keys": keys}, status)
+
+    async def idp(self, request: Request, session: AdminSession) -> Response:
+        idp = await self.service.idp(request.path_params["idp"])
+        keys = await self.service.api_keys()
+        key = next((k for k in keys if k.id == idp.api_key_id), None)
+        counters = (await self.service.counters()).get(idp.id)
+        return self.render(request, "idp.html", {
+            "section": "idps", "idp": idp, "key": key, "keys": [k for k in keys if not k.revoked],
+            "tenant_url": self.service.settings.tenant_url(idp.id), "mappings": ENTRA_MAPPINGS,
+            "counters": counters, "counts": await self.service.store.counts(idp.id)})
+
+    async def configure_scim(self, request: Request, session: AdminSession) -> Response:
+        idp = await self.service.configure_scim(request.path_params["idp"], request.state.form.get("api_key", ""))
+        return _secure(RedirectResponse(f"{_base(request)}/idps/{idp.id}?notice=scim-configured", status_code=303))
+
+    async def delete_idp(self, request: Request, session: AdminSession) -> Response:
+        idp = await self.service.idp(request.path_params["idp"])
+        if request.method == "POST":
+            await self.service.delete_idp(idp.id)
+            return _secure(RedirectResponse(f"{_base(request)}/idps?notice=idp-deleted", status_code=303))
+        return self.render(request, "idp_delete.html", {"section": "idps", "idp": idp,
+                                                        "counts": await self.service.store.counts(idp.id)})
+
+    # --- directory ---------------------------------------------------------------------------------
+
+    async def directory(self, request: Request, session: AdminSession) -> Response:
+        idps = await self.service.idps()
+        if idps:
+            return _secure(RedirectResponse(f"{_base(request)}/idps/{idps[0].id}/users", status_code=303))
+        return self.render(request, "error.html", {
+            "section": "directory", "title": "No directory yet",
+            "message": "Create an IdP first: its users and groups appear here once Entra provisions them."})
+
+    async def users(self, request: Request, session: AdminSession) -> Response:
+        return await self._listing(request, USER_TYPE)
+
+    async def groups(self, request: Request, session: AdminSession) -> Response:
+        return await self._listing(request, GROUP_TYPE)
+
+    async def _listing(self, request: Request, rtype: ResourceType) -> Response:
+        idp = await self.service.idp(request.path_params["idp"])
+        params = request.query_params
+        text = params.get("q", "")
+        error, page = None, None
+        try:
+            page = await self.service.directory(rtype, idp.id, text, after=params.get("after"),
+                                                before=params.get("before"), count=PAGE_SIZE)
+        except ScimError as exc:
+            error = f"The search is not a valid SCIM filter: {exc.detail}"
+        except AdminError as exc:
+            if exc.status == 404:
+                raise
+            error = str(exc)
+        here = f"{_base(request)}/idps/{idp.id}/{'users' if rtype is USER_TYPE else 'groups'}"
+        links = {}
+        if page is not None:
+            query = {"q": text} if text else {}
+            if page.has_previous:
+                links["previous"] = f"{here}?{urlencode({**query, 'before': page.first})}"
+            if page.has_next:
+                links["next"] = f"{here}?{urlencode({**query, 'after': page.last})}"
+        return self.render(request, "directory.html", {
+            "section": "directory", "idp": idp, "idps": await self.service.idps(), "kind": rtype.name,
+            "page": page, "q": text, "error": error, "links": links, "here": here}, 400 if error else 200)
+
+    async def user(self, request: Request, session: AdminSession) -> Response:
+        idp = await self.service.idp(request.path_params["idp"])
+        resource = await self.service.user(idp.id, request.path_params["id"])
+        return self.render(request, "user.html", {"section": "directory", "idp": idp, "user": resource})
+
+    async def group(self, request: Request, session: AdminSession) -> Response:
+        idp = await self.service.idp(request.path_params["idp"])
+        detail = await self.service.group(idp.id, request.path_params["id"])
+        return self.render(request, "group.html", {"section": "directory", "idp": idp, "group": detail.resource,
+                                                   "member_total": detail.member_total})
+
+    # --- provisioning logs -------------------------------------------------------------------------
+
+    async def logs(self, request: Request, session: AdminSession) -> Response:
+        params = request.query_params
+        fields = {name: params.get(name, "") for name in ("idp", "outcome", "operation", "q", "since", "until")}
+        idps = await self.service.idps()
+        error, records, more = None, [], False
+        try:
+            query = log_query(idp=fields["idp"], outcome=fields["outcome"], operation=fields["operation"],
+                              text=fields["q"], since=fields["since"], until=fields["until"],
+                              before=params.get("before"), count=PAGE_SIZE)
+            records, more = await self.service.logs(query)
+        except AdminError as exc:
+            error = str(exc)
+        chosen = {k: v for k, v in fields.items() if v}
+        links = {}
+        if more and records:
+            links["older"] = f"{_base(request)}/logs?{urlencode({**chosen, 'before': records[-1].id})}"
+        if params.get("before"):
+            links["newest"] = f"{_base(request)}/logs?{urlencode(chosen)}"
+        return self.render(request, "logs.html", {
+            "section": "logs", "idps": idps, "names": {idp.id: idp.name for idp in idps},
+            "keys": {k.id: k.name for k in await self.service.api_keys()}, "counters": await self.service.counters(),
+            "fields": fields, "records": records, "links": links, "error": error}, 400 if error else 200)
+
+    async def log(self, request: Request, session: AdminSession) -> Response:
+        record = await self.service.log(request.path_params["id"])
+        idps = {idp.id: idp.name for idp in await self.service.idps()}
+        keys = {k.id: k.name for k in await self.service.api_keys()}
+        return self.render(request, "log.html", {"section": "logs", "record": record, "names": idps, "keys": keys})
+
+
+# --- helpers ---------------------------------------------------------------------------------------
+
+
+def _base(request: Request) -> str:
+    return request.scope.get("root_path", "")
+
+
+def _secure(response: Response) -> Response:
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    return response
+
+
+def _local_next(request: Request, value: str | None) -> str:
+    """Where to go after sign-in: only a console path, never another site (no open redirect)."""
+    base = _base(request)
+    if value and value.startswith(f"{base}/") and not value.startswith("//") and "\\" not in value:
+        return value
+    return f"{base}/"
+
+
+async def _read_form(request: Request) -> dict[str, str]:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_FORM_BYTES:
+        raise HTTPException(413, f"The form is larger than {MAX_FORM_BYTES} bytes")
+    form = await request.form(max_files=0, max_fields=50)
+    return {key: value for key, value in form.items() if isinstance(value, str)}
+
+
+def _when(stamp: str | None) -> str:
+    """A stored UTC timestamp, shortened for a table: 2025-01-31 14:05:12."""
+    if not stamp:
+        return "—"
+    try:
+        return datetime.fromisoformat(stamp.replace("Z", "+00:00")).strftime("%Y-%m-%d %H:%M:%S")
+    except ValueError:
+        return stamp
+
+
+def _icon(name: str, size: int = 20) -> Markup:
+    # The SVG markup comes from the fixed ICONS table, never from user input.
+    body = ICONS.get(name, ICONS["key"])[1]
+    return Markup(f'<svg class="icon" width="{size}" height="{size}" viewBox="0 0 24 24" fill="none" '
+                  f'stroke="currentColor" stroke-width="1.8" stroke-linecap="round" stroke-linejoin="round" '
+                  f'aria-hidden="true">{body}</svg>')
+
+
+def _pretty_json(value: object) -> str:
+    """JSON indented for reading; text that is not JSON is shown as it is."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        try:
+            value = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            return value
+    return orjson.dumps(value, option=orjson.OPT_INDENT_2).decode()
+
+
+def _work_phone(doc: dict) -> str:
+    for phone in doc.get("phoneNumbers") or []:
+        if isinstance(phone, dict) and str(phone.get("type", "")).lower() == "work":
+            return str(phone.get("value", ""))
+    return ""

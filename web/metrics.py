@@ -1,0 +1,183 @@
+"""GET /metrics in the Prometheus text format, from a registry of the app's own.
+
+Per request, only counters and a histogram move (children cached by label values, so the hot path
+is a dict lookup and two increments). Users and groups per IdP, database size and the writer's
+queue are read when Prometheus scrapes, never per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import prometheus_client
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from starlette.requests import Request
+from starlette.responses import Response
+
+from storage.sqlite import SqliteStore
+from web.observe import ProvisioningLog
+
+log = logging.getLogger("scimlet.metrics")
+
+# SCIM requests take a millisecond or two: finer buckets at the bottom than Prometheus' defaults.
+BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+METHODS = {m: m for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")}
+# The operation names scim/operations.py gives; anything else (a request to an endpoint that does
+# not exist, an odd method) is counted as "Other", so a client cannot mint label values.
+OPERATIONS = frozenset(
+    [f"{verb} {rtype}" for verb in ("Create", "Get", "Replace", "Update", "Delete", "Find")
+     for rtype in ("User", "Group")]
+    + [f"{verb} {rtypes}" for verb in ("List", "Search") for rtypes in ("Users", "Groups")]
+    + ["Disable User", "Enable User", "Add members", "Remove members", "Update members", "Test connection",
+       "Read Schemas", "Read ResourceTypes", "Read ServiceProviderConfig"])
+UNKNOWN_IDP = "unknown"
+
+# The _created series double the output and nothing here reads them (a process-wide switch).
+prometheus_client.disable_created_metrics()
+
+
+@dataclass
+class Snapshot:
+    """What the last scrape read from the store."""
+
+    idps: list[tuple[str, str, int, int]] = field(default_factory=list)  # (id, name, users, groups)
+    database_up: bool = True
+    database_bytes: int = 0
+    wal_bytes: int = 0
+    write_queue_depth: int = 0
+    write_batches: int = 0
+    log_buffered: int = 0
+    log_written: int = 0
+
+
+class Metrics:
+    """The app's metrics: request counters fed by middleware, SCIM operations fed by ObserveMiddleware."""
+
+    def __init__(self, store: SqliteStore, token: str, provisioning_log: ProvisioningLog | None = None) -> None:
+        self.store = store
+        self.token = token
+        self.provisioning_log = provisioning_log
+        self.registry = CollectorRegistry()
+        self.requests = Counter("scimlet_http_requests", "HTTP requests answered, by route template, method "
+                                "and status", ["route", "method", "status"], registry=self.registry)
+        self.durations = Histogram("scimlet_http_request_duration_seconds", "Time to answer an HTTP request, "
+                                   "by route template and method", ["route", "method"], buckets=BUCKETS,
+                                   registry=self.registry)
+        self.operations = Counter("scimlet_scim_operations", "SCIM operations by IdP, operation (as in the "
+                                  "provisioning log) and outcome (success: status below 400)",
+                                  ["idp", "operation", "outcome"], registry=self.registry)
+        self.snapshot = Snapshot()
+        self.registry.register(_StoreCollector(self))
+        prometheus_client.ProcessCollector(registry=self.registry)
+        self.known_idps: set[str] = set()
+        self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+        self._operation_children: dict[tuple[str, str, bool], Counter] = {}
+
+    async def load_idps(self) -> None:
+        """Learn the IdP IDs, so that failed requests to a real IdP are counted under its ID."""
+        self.known_idps = {idp.id for idp in await self.store.list_idps()}
+
+    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        key = (route, METHODS.get(method, "other"), status)
+        children = self._request_children.get(key)
+        if children is None:
+            children = self._request_children[key] = (
+                self.requests.labels(route, key[1], str(status)), self.durations.labels(route, key[1]))
+        counter, histogram = children
+        counter.inc()
+        histogram.observe(seconds)
+
+    def record_operation(self, record: dict) -> None:
+        """A listener for ObserveMiddleware: one provisioning log record per SCIM request."""
+        idp = record["idp_id"]
+        if record["api_key_id"] is not None:
+            self.known_idps.add(idp)
+        elif idp not in self.known_idps:
+            # The IdP ID in the URL is whatever the client sent: only real ones become labels.
+            idp = UNKNOWN_IDP
+        operation = record["operation"] if record["operation"] in OPERATIONS else "Other"
+        success = record["status"] < 400
+        key = (idp, operation, success)
+        child = self._operation_children.get(key)
+        if child is None:
+            child = self._operation_children[key] = self.operations.labels(
+                idp, operation, "success" if success else "failure")
+        child.inc()
+
+    async def endpoint(self, request: Request) -> Response:
+        if self.token and not self._authorized(request):
+            return Response("A metrics bearer token is required (metrics.token)\n", status_code=401,
+                            headers={"WWW-Authenticate": 'Bearer realm="scimlet metrics"'}, media_type="text/plain")
+        self.snapshot = await self._read_store()
+        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST,
+                        headers={"Cache-Control": "no-store"})
+
+    def _authorized(self, request: Request) -> bool:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), self.token.encode())
+
+    async def _read_store(self) -> Snapshot:
+        snapshot = Snapshot(write_queue_depth=self.store.write_queue_depth, write_batches=self.store.batches)
+        if self.provisioning_log is not None:
+            snapshot.log_buffered = len(self.provisioning_log.pending)
+            snapshot.log_written = self.provisioning_log.written
+        for suffix in ("", "-wal"):
+            try:
+                size = os.stat(self.store.path + suffix).st_size
+            except OSError:
+                size = 0
+            if suffix:
+                snapshot.wal_bytes = size
+            else:
+                snapshot.database_bytes = size
+        try:
+            idps = await self.store.list_idps()
+            counts = await asyncio.gather(*(self.store.counts(idp.id) for idp in idps))
+        except Exception:
+            log.exception("metrics: could not count users and groups")
+            snapshot.database_up = False
+            return snapshot
+        self.known_idps = {idp.id for idp in idps}
+        snapshot.idps = [(idp.id, idp.name, c["users"], c["groups"]) for idp, c in zip(idps, counts, strict=True)]
+        return snapshot
+
+
+class _StoreCollector(Collector):
+    """The scrape-time gauges, from the snapshot the endpoint has just read."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterable[Metric]:
+        snap = self.metrics.snapshot
+        info = GaugeMetricFamily("scimlet_idp_info", "IdP configurations (value 1), with their names",
+                                 labels=["idp", "name"])
+        users = GaugeMetricFamily("scimlet_users", "Users stored, per IdP", labels=["idp"])
+        groups = GaugeMetricFamily("scimlet_groups", "Groups stored, per IdP", labels=["idp"])
+        for idp_id, name, user_count, group_count in snap.idps:
+            info.add_metric([idp_id, name], 1)
+            users.add_metric([idp_id], user_count)
+            groups.add_metric([idp_id], group_count)
+        yield from (info, users, groups)
+        yield GaugeMetricFamily("scimlet_database_up", "1 when the database answered the scrape's count queries",
+                                value=int(snap.database_up))
+        size = GaugeMetricFamily("scimlet_database_size_bytes", "Size of the SQLite database file and its WAL",
+                                 labels=["file"])
+        size.add_metric(["database"], snap.database_bytes)
+        size.add_metric(["wal"], snap.wal_bytes)
+        yield size
+        yield GaugeMetricFamily("scimlet_write_queue_depth", "Writes waiting for the database writer",
+                                value=snap.write_queue_depth)
+        yield CounterMetricFamily("scimlet_write_batches", "Write transactions committed (group commits)",
+                                  value=snap.write_batches)
+        yield GaugeMetricFamily("scimlet_provisioning_log_buffered_records",
+                                "Provisioning log records waiting to be written", value=snap.log_buffered)
+        yield CounterMetricFamily("scimlet_provisioning_log_written_records", "Provisioning log records written",
+                                  value=snap.log_written)

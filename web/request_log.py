@@ -1,0 +1,163 @@
+"""One log line and one metrics observation per HTTP request, for every route (pure ASGI).
+
+Also the process's logging set-up: plain text for a terminal or the journal, or one JSON object
+per line for log shippers. Request lines carry method, path, route, status, duration, IdP and
+client address; never a header or a body, so no token or password can reach the log.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+import orjson
+from starlette.routing import BaseRoute, Mount
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from web.metrics import Metrics
+from web.observe import SCIM_PREFIX
+
+log = logging.getLogger("scimlet.access")
+UNMATCHED = "unmatched"  # the route label of requests no route matched (404s), whatever their path
+# Probes come every few seconds from a supervisor or Prometheus: logged only at debug level so
+# that they do not bury the provisioning traffic.
+PROBE_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+# SCIM route labels come from the path itself, whichever way the SCIM layer dispatches:
+# endpoint -> (template of the collection, template of one item under it, or None).
+SCIM_ENDPOINTS = {
+    name: (f"{SCIM_PREFIX}{{idp}}/{name}", f"{SCIM_PREFIX}{{idp}}/{name}/{item}" if item else None)
+    for name, item in (("Users", "{id}"), ("Groups", "{id}"), ("Schemas", "{urn}"),
+                       ("ResourceTypes", "{name}"), ("ServiceProviderConfig", None))
+}
+SEARCH = {name: f"{SCIM_PREFIX}{{idp}}/{name}/.search" for name in ("Users", "Groups")}
+TEXT_FORMAT = "%(levelname)s %(name)s: %(message)s"
+
+
+class RequestMiddleware:
+    """Times each request, counts it by route template, method and status, and logs it."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.templates: dict[int, str] | None = None  # id(route) -> its full path template
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if self.templates is None:
+            # Built on the first request, when every route is in place, and before the call: a mounted
+            # Starlette app replaces scope["app"] with itself on the way in.
+            self.templates = dict(_templates(scope["app"].routes, ""))
+        started = time.perf_counter()
+        status = 500  # what the client gets when the app raises before answering
+
+        async def send_and_watch(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_watch)
+        finally:
+            seconds = time.perf_counter() - started
+            route = self.route_of(scope)
+            self.metrics.observe_request(route, scope["method"], status, seconds)
+            level = logging.DEBUG if route in PROBE_PATHS else logging.INFO
+            if log.isEnabledFor(level):
+                _log_request(level, scope, route, status, seconds)
+
+    def route_of(self, scope: Scope) -> str:
+        """The template of the route that answered ("/v1/scim/{idp}/Users/{id}"): a bounded label."""
+        if scope["path"].startswith(SCIM_PREFIX):
+            return scim_route(scope["path"])
+        route = scope.get("route")
+        if route is None:
+            return UNMATCHED
+        template = self.templates.get(id(route))
+        if template is None:
+            template = self.templates[id(route)] = getattr(route, "path", UNMATCHED)
+        return template
+
+
+def scim_route(path: str) -> str:
+    segments = path[len(SCIM_PREFIX):].rstrip("/").split("/")
+    if not 2 <= len(segments) <= 3 or not segments[0] or segments[1] not in SCIM_ENDPOINTS:
+        return UNMATCHED
+    collection, item = SCIM_ENDPOINTS[segments[1]]
+    if len(segments) == 2:
+        return collection
+    if segments[2] == ".search" and segments[1] in SEARCH:
+        return SEARCH[segments[1]]
+    return item or UNMATCHED
+
+
+def _templates(routes: Iterable[BaseRoute], prefix: str) -> Iterable[tuple[int, str]]:
+    """(id(route), full path template) for every route, mounted ones under their mount's path.
+
+    Starlette leaves the innermost matched route in scope["route"], whose own path lacks the mount
+    prefix. A mount whose inner routes all miss stays in scope["route"] itself: "{prefix}/{path}".
+    """
+    for route in routes:
+        path = prefix + getattr(route, "path", "")
+        if isinstance(route, Mount):
+            yield id(route), f"{path}/{{path}}"
+            yield from _templates(route.routes, path)
+        else:
+            yield id(route), path
+
+
+def _log_request(level: int, scope: Scope, route: str, status: int, seconds: float) -> None:
+    # raw_path is the request target as sent (percent-encoded): it cannot smuggle a line break
+    # into a text log, which the decoded path could.
+    raw = scope.get("raw_path")
+    path = raw.decode("latin-1") if raw else scope["path"]
+    client = scope.get("client")
+    fields = {
+        "method": scope["method"],
+        "path": path,
+        "route": route,
+        "status": status,
+        "duration_ms": round(seconds * 1000, 3),
+        "idp": scope.get("path_params", {}).get("idp"),
+        "client": client[0] if client else None,
+    }
+    # makeRecord + handle rather than log.log: the same record minus findCaller's stack walk, which
+    # costs about as much as formatting the line, and the caller is always this function anyway.
+    log.handle(log.makeRecord(log.name, level, __file__, 0, "%s %s %d %.1fms",
+                              (fields["method"], path, status, seconds * 1000), None, extra={"request": fields}))
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, the request fields, any traceback."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        request = getattr(record, "request", None)
+        if isinstance(request, dict):
+            entry.update(request)
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            entry["exception"] = record.exc_text
+        return orjson.dumps(entry, default=str).decode()
+
+
+def configure_logging(level: str, fmt: str) -> None:
+    """Send every logger (uvicorn's too) to stderr in the configured format and level."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    root = logging.getLogger()
+    for old in root.handlers[:]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
