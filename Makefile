@@ -6,8 +6,11 @@ STAMP := $(VENV)/.installed
 # The third-party conformance checkers get their own environment: their dependencies never shape ours.
 CONFORMANCE_VENV := .venv-conformance
 CONFORMANCE_STAMP := $(CONFORMANCE_VENV)/.installed
+# schemathesis too: it brings its own hypothesis and a pytest plugin.
+FUZZ_VENV := .venv-fuzz
+FUZZ_STAMP := $(FUZZ_VENV)/.installed
 
-.PHONY: install run test lint bench conformance clean
+.PHONY: install run test lint bench conformance schemathesis screenshots clean
 
 install: $(STAMP)
 
@@ -32,8 +35,22 @@ $(CONFORMANCE_STAMP): conformance/requirements.txt
 conformance: install $(CONFORMANCE_STAMP)
 	$(CONFORMANCE_VENV)/bin/python conformance/run.py --server-python $(PY)
 
+$(FUZZ_STAMP): hardening/requirements.txt
+	$(PYTHON) -m venv $(FUZZ_VENV)
+	$(FUZZ_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(FUZZ_VENV)/bin/python -m pip install --quiet -r hardening/requirements.txt
+	touch $(FUZZ_STAMP)
+
+# Fuzz a fresh server from its /openapi.json; fails on any 5xx. SCHEMATHESIS_EXAMPLES=N for more.
+schemathesis: install $(FUZZ_STAMP)
+	$(PY) hardening/schemathesis_run.py --server-python $(PY)
+
 lint: install
 	$(VENV)/bin/ruff check .
 
+# The admin console's README pictures: the browser test, with a fuller directory, saving PNGs.
+screenshots: install
+	SCIMLET_SCREENSHOTS=1 $(PY) -m pytest -q tests/admin/test_admin_browser.py
+
 clean:
-	rm -rf $(VENV) $(CONFORMANCE_VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(CONFORMANCE_VENV) $(FUZZ_VENV) .pytest_cache .ruff_cache

@@ -188,10 +188,11 @@ class Simulator:
                          response.status_code, ms, problem or ""))
         return None if problem else response
 
-    def patch(self, action: str, identity: str, path: str, *operations: dict, expect: tuple[int, ...] = (200, 204),
+    def patch(self, action: str, identity: str, path: str, *operations: dict,
               check: Check | None = None) -> httpx.Response | None:
+        """A PATCH; Entra counts 200 (users, with the resource) and 204 (groups) alike as success."""
         return self.call(action, identity, "PATCH", path, {"schemas": [PATCH_OP], "Operations": list(operations)},
-                         expect=expect, check=check)
+                         expect=(200, 204), check=check)
 
     def op(self, name: str, path: str | None, value: object) -> dict:
         """An operation as the dialect spells it: capitalised in legacy, lower case with the flag."""
@@ -469,7 +470,7 @@ def simulate(url: str, token: str, *, users: int = 5, groups: int = 2, dialect: 
     print(f"\nSummary: {len(report.steps)} operations: {report.count('Success')} succeeded, {len(failures)} failed, "
           f"{report.count('Skipped')} skipped", file=out)
     for step in failures:
-        print(f"  failed #{step.number} {step.action} {step.identity}: {step.detail}", file=out)
+        print(f"  failed #{step.number} ({step.phase}) {step.action} {step.identity}: {step.detail}", file=out)
     print("Result: " + ("FAILED: Entra would log these operations as failures and retry them."
                         if failures else "PASSED: Entra would provision this server without a failure."), file=out)
     return 1 if report.failed else 0

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
 import socket
 import sys
@@ -21,6 +22,7 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 try:  # the project venv has orjson; fall back to json elsewhere
@@ -289,6 +291,7 @@ class State:
     group_unknown: int = 0  # members sent in PATCHes whose answer never came (cancelled)
     next_member: int = 0  # index into `ids` of the next user to add to the group
     probe_users: list[int] = field(default_factory=list)  # indexes of users kept out of the group
+    server_pid: int | None = None  # to report the server's CPU use per phase
 
     def __post_init__(self):
         if self.client is None:
@@ -306,6 +309,37 @@ class State:
     def created(self, limit: int | None = None) -> list[int]:
         top = len(self.ids) if limit is None else min(limit, len(self.ids))
         return [i for i in range(top) if self.ids[i] is not None]
+
+
+def cpu_seconds(pid: int | None) -> float | None:
+    """User+system CPU time of a process (and its reaped children), from /proc."""
+    if pid is None:
+        return None
+    try:
+        f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return sum(int(x) for x in f[11:15]) / _CLK_TCK
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+try:
+    _CLK_TCK = os.sysconf("SC_CLK_TCK")
+except (ValueError, OSError):  # pragma: no cover
+    _CLK_TCK = 100
+
+
+def _cpu_mark(state: State) -> tuple[float, float | None]:
+    return time.process_time(), cpu_seconds(state.server_pid)
+
+
+def _cpu_record(state: State, result: PhaseResult, mark: tuple[float, float | None]) -> None:
+    """Share of one core the client and the server used over the phase's wall time."""
+    if not result.elapsed_s:
+        return
+    result.extra["client_cpu"] = (time.process_time() - mark[0]) / result.elapsed_s
+    now = cpu_seconds(state.server_pid)
+    if mark[1] is not None and now is not None:
+        result.extra["server_cpu"] = (now - mark[1]) / result.elapsed_s
 
 
 def _state(base_url: str, token: str, state: State | None) -> State:
@@ -326,6 +360,7 @@ async def _drive(state: State, result: PhaseResult, n: int, time_limit: float, m
     lat = result.latencies_ns
     statuses = result.statuses
     result.planned = n
+    mark = _cpu_mark(state)
     start = time.perf_counter()
     deadline = start + time_limit
     perf_ns = time.perf_counter_ns
@@ -408,6 +443,7 @@ async def _drive(state: State, result: PhaseResult, n: int, time_limit: float, m
     result.elapsed_s = time.perf_counter() - start
     result.ops = len(lat)
     result.capped = result.ops < n
+    _cpu_record(state, result, mark)
 
 
 def _describe(status: int, body: bytes, limit: int = 300) -> str:
@@ -722,6 +758,7 @@ async def phase_group_add_probe(base_url: str, token: str, n: int, time_limit: f
             return False
         return True
 
+    mark = _cpu_mark(state)
     start = time.perf_counter()
     deadline = start + time_limit
     added: list[list[str]] = []
@@ -734,6 +771,7 @@ async def phase_group_add_probe(base_url: str, token: str, n: int, time_limit: f
             res.items += len(batch)
     res.elapsed_s = time.perf_counter() - start
     res.ops = len(res.latencies_ns)
+    _cpu_record(state, res, mark)
     state.group_members = size0 + res.items
     res.extra["group_members"] = size0
     rm_lat: list[int] = []
@@ -798,6 +836,7 @@ async def phase_group_get_full(base_url: str, token: str, n: int, time_limit: fl
         res.ok = False
         return res
     await state.client.reset()
+    mark = _cpu_mark(state)
     start = time.perf_counter()
     count = None
     size = 0
@@ -821,6 +860,7 @@ async def phase_group_get_full(base_url: str, token: str, n: int, time_limit: fl
                         if state.group_unknown else ""))
     res.elapsed_s = time.perf_counter() - start
     res.ops = len(res.latencies_ns)
+    _cpu_record(state, res, mark)
     res.extra.update(member_count=count, body_bytes=size)
     res.check = f"members {count} (expected {state.group_members}), body {size / 1e6:.1f} MB"
     return res

@@ -295,7 +295,7 @@ class Clock:
 async def suite(srv: Server, plan: Plan, limits: dict, profile: lg.Profile, clock: Clock, reserve: float,
                 on_users_loaded=None) -> tuple[list[lg.PhaseResult], lg.State, dict]:
     """The phases, in order, against one server. Returns results, state and side measurements."""
-    st = lg.State(srv.base_url, srv.token, plan.concurrency, profile)
+    st = lg.State(srv.base_url, srv.token, plan.concurrency, profile, server_pid=srv.proc.pid)
     out: list[lg.PhaseResult] = []
     side: dict = {}
     args = (srv.base_url, srv.token)
@@ -350,7 +350,7 @@ async def sync_compare(workdir: Path, plan: Plan, clock: Clock, reserve: float) 
             tenant, token = provision_scimlet(db, port, extra)
             srv, _ = await start_scimlet(workdir, db, port, tenant, token, plan.limits["ready"], extra,
                                          label=f"scimlet-sync-{mode.lower()}")
-            st = lg.State(srv.base_url, srv.token, plan.concurrency)
+            st = lg.State(srv.base_url, srv.token, plan.concurrency, server_pid=srv.proc.pid)
             r = await lg.phase_create(srv.base_url, srv.token, plan.sync_n,
                                       clock.limit(plan.limits["sync"], reserve), state=st,
                                       name=f"create sync={mode}")
@@ -470,6 +470,13 @@ def mb(kb) -> str:
     return "-" if not kb else f"{kb / 1024:.1f} MB"
 
 
+def cpu_pair(r: lg.PhaseResult) -> str:
+    def pct(v):
+        return "-" if v is None else f"{v:.0%}"
+
+    return f"{pct(r.extra.get('server_cpu'))} / {pct(r.extra.get('client_cpu'))}"
+
+
 def verdict(ok: bool | None, size: int | None = None, target_size: int | None = None) -> str:
     """PASS/MISS; measured below the size the target names, it says so."""
     if ok is None:
@@ -491,10 +498,12 @@ def report(plan: Plan, quick: bool, sc: dict | None, bl: dict | None, cal, meta:
     w(f"- load: N={plan.n:,} users (create, lookup, PATCH), {plan.users:,} users loaded in all, group of "
       f"{plan.members:,} members added 100 per PATCH; {plan.concurrency} keep-alive connections "
       f"(raw asyncio streams, HTTP/1.1, uvloop)")
-    w(f"- scimlet: {meta['scimlet_rev']}, `app.py serve`, SQLite at {meta['tmpfs']}")
+    w(f"- scimlet: {meta['scimlet_rev']}, `app.py serve` with its default config (including its one line per request "
+      f"access log at INFO, to a file) on a fresh SQLite database at {meta['tmpfs']}")
     w(f"- scim2-server: {meta['baseline_version']} — native ASGI app (`ASGIApplication` + `AsyncInMemoryStorage`, "
       "in memory, nothing persisted) on uvicorn (uvloop, httptools, no access log), mounted under "
-      "/v1/scim/<idp> behind a bearer-token middleware (bench/baseline_app.py)")
+      "/v1/scim/<idp> behind a bearer-token middleware (bench/baseline_app.py); no access log, so any "
+      "difference in logging favours scim2-server")
     if cal is not None:
         w(f"- client ceiling (same client against a canned-answer server on CPU 0): **{cal.ops_per_s:,.0f} req/s** "
           f"(p50 {f_ms(cal.pct_ms(50))} ms, p99 {f_ms(cal.pct_ms(99))} ms)")
@@ -608,8 +617,8 @@ def report(plan: Plan, quick: bool, sc: dict | None, bl: dict | None, cal, meta:
             continue
         w(f"## {label}: every phase")
         w("")
-        w("| phase | requests | s | ops/s | p50 | p90 | p99 | max ms | status codes | check |")
-        w("|---|---:|---:|---:|---:|---:|---:|---:|---|---|")
+        w("| phase | requests | s | ops/s | p50 | p90 | p99 | max ms | CPU server / client | status codes | check |")
+        w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|")
         rs = list(data["results"])
         if label == "scimlet":
             rs += [v for v in data["side"].get("sync", {}).values() if isinstance(v, lg.PhaseResult)]
@@ -618,7 +627,8 @@ def report(plan: Plan, quick: bool, sc: dict | None, bl: dict | None, cal, meta:
                                                              r.check else "")
             chk += "".join(f"; {note}" for note in r.notes)
             w(f"| {r.name} | {r.ops:,} | {r.elapsed_s:.2f} | {f_num(r.ops_per_s)} | {f_ms(r.pct_ms(50))} "
-              f"| {f_ms(r.pct_ms(90))} | {f_ms(r.pct_ms(99))} | {f_ms(r.max_ms())} | {r.status_str()} | {chk} |")
+              f"| {f_ms(r.pct_ms(90))} | {f_ms(r.pct_ms(99))} | {f_ms(r.max_ms())} | {cpu_pair(r)} "
+              f"| {r.status_str()} | {chk} |")
         w("")
         errs = [(r.name, e) for r in rs for e in r.errors]
         if errs:
@@ -649,6 +659,10 @@ def report(plan: Plan, quick: bool, sc: dict | None, bl: dict | None, cal, meta:
       "flight. 'add 100 @ full group': users created after the fill are added 100 per PATCH to the full "
       "group, one request at a time on one connection, as Entra sends one group's changes (scimlet: then "
       "removed again with the legacy remove, timed apart).")
+    w("- CPU server / client: CPU time the server process and the load generator used during the phase, over "
+      "its wall time (100% = one core). A server well under 100% while the client is too was not the "
+      "bottleneck of its own phase (waiting on fsync, or starved by other work on the machine); a client "
+      "near 100% would mean the numbers are the client's.")
     w("- RSS: VmRSS of the server process and its children from /proc, read after the user fill with no request "
       "in flight.")
     w("- Start-up: from spawning `app.py serve` on the existing database to the first 200 of "

@@ -236,13 +236,12 @@ def main(argv: list[str] | None = None) -> int:
     from importlib.metadata import version
 
     versions = {tool: version(tool) for tool in ("scim2-tester", "scim-sanity")}
-    with tempfile.TemporaryDirectory(prefix="scimlet-conformance-") as tmp, \
-            scimlet(args.server_python, Path(tmp)) as (url, secret, db):
-        print(f"scimlet under test: {url}; checkers: "
-              + ", ".join(f"{tool} {v}" for tool, v in versions.items()), flush=True)
-        outcomes = run_scim2_tester(url, secret) + run_scim_sanity(url, secret)
-        # The provisioning log is written in batches every half second: let the last one land.
-        time.sleep(1.0)
+    with tempfile.TemporaryDirectory(prefix="scimlet-conformance-") as tmp:
+        with scimlet(args.server_python, Path(tmp)) as (url, secret, db):
+            print(f"scimlet under test: {url}; checkers: "
+                  + ", ".join(f"{tool} {v}" for tool, v in versions.items()), flush=True)
+            outcomes = run_scim2_tester(url, secret) + run_scim_sanity(url, secret)
+        # Read once the server has stopped: its shutdown writes the last buffered log records.
         outcomes += server_errors(db)
     outcomes, matched = apply_exclusions(outcomes)
     return report(outcomes, matched, versions)

@@ -124,7 +124,7 @@ class LogQuery:
     idp_id: str | None = None
     failures: bool | None = None  # True: status >= 400 only; False: successes only
     operation: str | None = None
-    text: str | None = None  # in target, detail, path or resource id
+    text: str | None = None  # in target, detail or path; or the resource's id or its current name
     since: str | None = None  # inclusive, a stored timestamp (UTC, ...Z)
     until: str | None = None  # exclusive
     before_id: int | None = None  # keyset cursor: records older than this one
@@ -150,10 +150,18 @@ class LogRecord:
     client: str | None
     request_body: str | None
     response_body: str | None
+    resource_name: str | None = None  # the resource's userName / displayName now, when it still exists
 
     @property
     def failed(self) -> bool:
         return self.status >= 400
+
+    @property
+    def label(self) -> str | None:
+        """What the record is about in words: a PATCH or DELETE is recorded with an id; show the name."""
+        if self.resource_name and self.target in (None, self.resource_id):
+            return self.resource_name
+        return self.target
 
 
 @dataclass(frozen=True)
@@ -195,8 +203,9 @@ class Store(Protocol):
     async def create_admin_session(self, session: AdminSession, client: str | None) -> None: ...
     async def get_admin_session(self, id_hash: str) -> AdminSession | None: ...
     async def delete_admin_sessions(self, id_hash: str | None = None) -> None: ...
-    async def directory_page(self, rtype: str, idp_id: str, where: Node | None, *, after: str | None = None,
-                             before: str | None = None, limit: int = 50) -> DirectoryPage: ...
+    async def directory_page(self, rtype: str, idp_id: str, where: Node | None, *, text: str | None = None,
+                             after: str | None = None, before: str | None = None,
+                             limit: int = 50) -> DirectoryPage: ...
     async def group_members(self, idp_id: str, group_id: str, limit: int) -> tuple[int, list[dict]]: ...
     async def query_logs(self, query: LogQuery) -> tuple[list[LogRecord], bool]: ...
     async def get_log(self, log_id: int) -> LogRecord | None: ...

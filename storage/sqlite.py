@@ -563,17 +563,23 @@ class SqliteStore:
         else:
             await self.write(lambda conn: conn.execute("DELETE FROM admin_sessions WHERE id_hash = ?", (id_hash,)))
 
-    async def directory_page(self, rtype: str, idp_id: str, where: Node | None, *, after: str | None = None,
-                             before: str | None = None, limit: int = 50) -> DirectoryPage:
+    async def directory_page(self, rtype: str, idp_id: str, where: Node | None, *, text: str | None = None,
+                             after: str | None = None, before: str | None = None, limit: int = 50) -> DirectoryPage:
         """A page in name order after (or before) a name: a walk along the UNIQUE (idp_id, name) index.
 
         Keyset paging costs the same on the last page of 100,000 users as on the first, where OFFSET
         would step over every earlier row. Names are unique regardless of case and the column
         collates NOCASE, so the name alone is a total order and a complete cursor.
+
+        `text` is the console's plain search: the name contains it (users: userName, given or family
+        name), or it is the externalId or id.
         """
         tmap = TABLES[rtype]
         name = "t.user_name" if tmap is USERS else "t.display_name"
         clause, params = ("1", []) if where is None else where_clause(where, tmap)
+        if text:
+            text_clause, text_params = _text_search(tmap, text)
+            clause, params = f"{clause} AND {text_clause}", [*params, *text_params]
         base = f"SELECT t.id, t.doc, t.version, t.created, t.modified FROM {tmap.table} AS t " \
                f"WHERE t.idp_id = ? AND {clause}"
 
@@ -827,7 +833,29 @@ def _member_types(conn: sqlite3.Connection, idp_id: str, group_id: str,
     return [(i, found[i]) for i in ids]
 
 
-LOG_RECORD_COLUMNS = ", ".join(f.name for f in fields(LogRecord))
+# The stored columns, then the resource's current name (two lookups by the unique id index).
+LOG_RECORD_COLUMNS = ", ".join([*(f.name for f in fields(LogRecord) if f.name != "resource_name"),
+                                "coalesce((SELECT user_name FROM users WHERE id = resource_id), "
+                                "(SELECT display_name FROM groups WHERE id = resource_id))"])
+
+
+def _like_pattern(text: str) -> str:
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def _text_search(tmap: TableMap, text: str) -> tuple[str, list]:
+    pattern = _like_pattern(text)
+    if tmap is GROUPS:
+        return "(t.display_name LIKE ? ESCAPE '\\' OR t.external_id = ? OR t.id = ?)", [pattern, text, text]
+    names = ("json_extract(t.doc, '$.name.givenName') LIKE ? ESCAPE '\\' OR "
+             "json_extract(t.doc, '$.name.familyName') LIKE ? ESCAPE '\\'")
+    if '"' in text or "\\" in text:  # escaped inside the JSON text, so the text pre-check below would miss them
+        return f"(t.user_name LIKE ? ESCAPE '\\' OR {names} OR t.external_id = ? OR t.id = ?)", \
+            [pattern] * 3 + [text, text]
+    # The document is searched as text first, so only the few rows that contain the words at all pay
+    # for parsing their JSON: a search through 100,000 users stays a single quick scan.
+    return (f"(t.user_name LIKE ? ESCAPE '\\' OR (t.doc LIKE ? ESCAPE '\\' AND ({names})) "
+            "OR t.external_id = ? OR t.id = ?)", [pattern] * 4 + [text, text])
 
 
 def _log_conditions(query: LogQuery) -> tuple[list[str], list]:
@@ -842,9 +870,12 @@ def _log_conditions(query: LogQuery) -> tuple[list[str], list]:
         conditions.append("operation = ?")
         params.append(query.operation)
     if query.text:
-        pattern = "%" + query.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        conditions.append("(target LIKE ? ESCAPE '\\' OR detail LIKE ? ESCAPE '\\' OR path LIKE ? ESCAPE '\\')")
-        params += [pattern] * 3
+        pattern = _like_pattern(query.text)
+        # PATCH and DELETE records name their resource by id only: match its current name as well.
+        conditions.append("(target LIKE ? ESCAPE '\\' OR detail LIKE ? ESCAPE '\\' OR path LIKE ? ESCAPE '\\' "
+                          "OR resource_id = ? OR resource_id IN (SELECT id FROM users WHERE user_name LIKE ? "
+                          "ESCAPE '\\' UNION ALL SELECT id FROM groups WHERE display_name LIKE ? ESCAPE '\\'))")
+        params += [pattern, pattern, pattern, query.text, pattern, pattern]
     if query.since:
         conditions.append("time >= ?")
         params.append(query.since)

@@ -36,10 +36,13 @@ _ERRORS = {
 }
 
 
-def _attribute(attr: Attribute) -> dict:
+def _attribute(attr: Attribute, request: bool = False) -> dict:
     if attr.is_complex:
-        one: dict = {"type": "object",
-                     "properties": {sub.name: _attribute(sub) for sub in attr.sub_attributes}}
+        subs = [sub for sub in attr.sub_attributes if not (request and sub.mutability == "readOnly")]
+        one: dict = {"type": "object", "properties": {sub.name: _attribute(sub, request) for sub in subs}}
+        required = [sub.name for sub in subs if sub.required]
+        if request and required:
+            one["required"] = required
     else:
         one = dict(_SIMPLE_TYPES[attr.type])
         if attr.canonical_values and not attr.multi_valued:
@@ -55,18 +58,25 @@ def _attribute(attr: Attribute) -> dict:
     return out
 
 
-def _resource(rtype: ResourceType) -> dict:
-    attributes = {attr.name: _attribute(attr) for attr in schemas.COMMON_ATTRIBUTES}
-    attributes.update({attr.name: _attribute(attr) for attr in schemas.SCHEMAS[rtype.schema].attributes})
+def _resource(rtype: ResourceType, request: bool = False) -> dict:
+    """A resource as returned, or (request=True) as sent: no read-only attributes, required ones required."""
+    def described(attrs: tuple[Attribute, ...]) -> dict:
+        return {attr.name: _attribute(attr, request) for attr in attrs
+                if not (request and attr.mutability == "readOnly")}
+
+    attributes = described(schemas.COMMON_ATTRIBUTES)
+    attributes.update(described(schemas.SCHEMAS[rtype.schema].attributes))
     for urn in rtype.extensions:
         extension = schemas.SCHEMAS[urn]
         attributes[urn] = {"type": "object", "nullable": True, "description": f"The {extension.name} extension",
-                           "properties": {attr.name: _attribute(attr) for attr in extension.attributes}}
+                           "properties": described(extension.attributes)}
     attributes["schemas"] = {"type": "array", "items": {"type": "string"},
                              "description": f"Schema URNs; {rtype.schema} first"}
+    required = [attr.name for attr in schemas.SCHEMAS[rtype.schema].attributes if attr.required] if request \
+        else ["schemas", "id"]
     return {"type": "object", "description": f"A SCIM {rtype.name} (RFC 7643). Attribute names are "
                                              "case-insensitive on input; unknown attributes are ignored.",
-            "required": ["schemas", "id"], "properties": attributes}
+            "required": required, "properties": attributes}
 
 
 def _list_response(name: str) -> dict:
@@ -131,7 +141,7 @@ def _resource_paths(rtype: ResourceType) -> dict:
                                              f"{name}ListResponse"), **_errors()}},
             "post": {"operationId": f"create{name}", "summary": f"Create a {name.lower()}", "tags": [plural],
                      "parameters": _PROJECTION,
-                     "requestBody": {"required": True, "content": _json(name)},
+                     "requestBody": {"required": True, "content": _json(f"{name}Input")},
                      "responses": {"201": {**_ok(f"The created {name}", name, {
                          **_ETAG, "Location": {"description": "The new resource's URL", "schema": {"type": "string"}}}),
                          "links": _links(name)}, **_errors("403", "408", "409", "413", "415")}},
@@ -150,7 +160,7 @@ def _resource_paths(rtype: ResourceType) -> dict:
                                   **_errors("404")}},
             "put": {"operationId": f"replace{name}", "summary": f"Replace a {name.lower()}", "tags": [plural],
                     "parameters": [*one, *_PROJECTION, _param("If-Match")],
-                    "requestBody": {"required": True, "content": _json(name)},
+                    "requestBody": {"required": True, "content": _json(f"{name}Input")},
                     "responses": {"200": _ok(f"The replaced {name}", name, _ETAG),
                                   **_errors("403", "404", "408", "409", "412", "413", "415")}},
             "patch": {"operationId": f"patch{name}", "summary": f"Update a {name.lower()} (RFC 7644 PatchOp and "
@@ -275,7 +285,9 @@ def openapi_document(base_url: str) -> dict:
                                            "description": "The API key's secret, as Authorization: Bearer <secret>"}},
             "schemas": {
                 "User": _resource(schemas.USER_TYPE),
+                "UserInput": _resource(schemas.USER_TYPE, request=True),
                 "Group": _resource(schemas.GROUP_TYPE),
+                "GroupInput": _resource(schemas.GROUP_TYPE, request=True),
                 "UserListResponse": _list_response("User"),
                 "GroupListResponse": _list_response("Group"),
                 **_message_schemas(),

@@ -11,7 +11,6 @@ import logging
 import sys
 import time
 from collections.abc import Iterable
-from datetime import UTC, datetime
 
 import orjson
 from starlette.routing import BaseRoute, Mount
@@ -51,7 +50,7 @@ class RequestMiddleware:
         if self.templates is None:
             # Built on the first request, when every route is in place, and before the call: a mounted
             # Starlette app replaces scope["app"] with itself on the way in.
-            self.templates = dict(_templates(scope["app"].routes, ""))
+            self.templates = dict(_templates(getattr(scope.get("app"), "routes", ()), ""))
         started = time.perf_counter()
         status = 500  # what the client gets when the app raises before answering
 
@@ -135,9 +134,23 @@ def _log_request(level: int, scope: Scope, route: str, status: int, seconds: flo
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, the request fields, any traceback."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._second: tuple[int, str] = (-1, "")  # one tuple, replaced whole: safe across threads
+
+    def timestamp(self, created: float) -> str:
+        """RFC 3339 UTC with milliseconds; the seconds part is formatted once per second, which
+        halves the cost of a line compared with datetime.isoformat."""
+        second = int(created)
+        cached, prefix = self._second
+        if cached != second:
+            prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = (second, prefix)
+        return f"{prefix}.{int((created - second) * 1000):03d}Z"
+
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, object] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "time": self.timestamp(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Awaitable, Callable
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.exceptions import HTTPException
 from starlette.types import Receive, Scope, Send
 
 from scim import schemas
@@ -344,10 +345,8 @@ def _integer(value: object, name: str, default: int) -> int:
         raise invalid_value(f"{name} must be a whole number")
     number = value if isinstance(value, int) else None
     if isinstance(value, str):
-        try:
+        with contextlib.suppress(ValueError):
             number = int(value)
-        except ValueError:
-            pass
     if number is None:
         raise invalid_value(f"{name} must be a whole number, not {shown(value)}")
     # Beyond any real page, and kept within what JSON clients (and SQLite) read exactly: it is echoed.

@@ -21,10 +21,11 @@ class Load:
         self.titles: dict[str, int] = {}  # id -> highest title acknowledged
         self.members: set[str] = set()  # ids acknowledged as added to the group
         self.errors = 0
+        self.deadline = 0.0  # writers stop here; may be moved while the load runs
 
-    async def writer(self, http: httpx.AsyncClient, number: int, deadline: float) -> None:
+    async def writer(self, http: httpx.AsyncClient, number: int) -> None:
         for i in itertools.count():
-            if time.monotonic() > deadline:
+            if time.monotonic() > self.deadline:
                 return
             name = f"w{number}-{i}@load"
             try:
@@ -51,8 +52,8 @@ class Load:
     async def run(self, writers: int, seconds: float) -> None:
         async with httpx.AsyncClient(base_url=self.server.tenant_url, headers=self.server.auth, timeout=10,
                                      limits=httpx.Limits(max_connections=writers)) as http:
-            deadline = time.monotonic() + seconds
-            await asyncio.gather(*(self.writer(http, n, deadline) for n in range(writers)))
+            self.deadline = time.monotonic() + seconds
+            await asyncio.gather(*(self.writer(http, n) for n in range(writers)))
 
 
 async def verify(server, load: Load) -> None:

@@ -84,7 +84,7 @@ async def test_sigterm_drains_in_flight_requests_and_flushes_the_provisioning_lo
     _, statuses = await asyncio.gather(load.run(writers=8, seconds=10), terminate_then_finish_bodies())
     assert statuses == [201] * 5
     assert server.process.wait(timeout=20) in (0, -signal.SIGTERM)
-    assert len(load.created) > 10
+    assert len(load.created) >= 5
     assert integrity(server) == [("ok",)]
     names = {row[0] for row in server.query("SELECT user_name FROM users")}
     assert {f"inflight{i}@x" for i in range(5)} | set(load.created) <= names

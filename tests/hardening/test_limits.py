@@ -107,6 +107,11 @@ async def test_openapi_describes_every_route_and_attribute(tmp_path: Path) -> No
     assert set(user[ENTERPRISE_USER]["properties"]) == {a.name for a in SCHEMAS[ENTERPRISE_USER].attributes}
     assert user["password"]["writeOnly"] is True and user["groups"]["readOnly"] is True
     assert "members" in doc["components"]["schemas"]["Group"]["properties"]
+    user_input = doc["components"]["schemas"]["UserInput"]
+    assert user_input["required"] == ["userName", "name"]
+    assert user_input["properties"]["name"]["required"] == ["familyName", "givenName"]
+    assert "id" not in user_input["properties"] and "groups" not in user_input["properties"]
+    assert doc["components"]["schemas"]["GroupInput"]["required"] == ["displayName"]
     assert GROUP_TYPE.endpoint in doc["paths"]
     for path, operations in doc["paths"].items():
         for method, operation in operations.items():

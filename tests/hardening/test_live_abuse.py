@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import statistics
 import threading
 import time
 
@@ -47,8 +46,9 @@ def test_slow_senders_starve_no_one_and_a_trickled_body_times_out(server_factory
                 response = http.post("/Users", json=entra_user(f"fast{i}@x")) if i % 2 else http.get("/Users")
                 latencies.append(time.monotonic() - started)
                 assert response.status_code in (200, 201)
-        # The two slow connections hold only themselves: other requests are served at full speed.
-        assert statistics.median(latencies) < 0.25, latencies
+        # The two slow connections hold only themselves: had they blocked the server, requests would
+        # have waited for the slow body's 2 s timeout. (A bound on the timeout, not a speed target.)
+        assert max(latencies) < 2, latencies
         slow_body.settimeout(10)
         answer = slow_body.recv(65536)
         assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]

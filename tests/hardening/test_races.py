@@ -7,8 +7,19 @@ import asyncio
 import random
 
 import httpx
+import pytest
 
 from tests.conftest import PATCH_SCHEMA, entra_user
+from tests.hardening.conftest import Server, make_server
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Server:
+    """One live server for the module: each test works on resources of its own names."""
+    server = make_server(tmp_path_factory.mktemp("races"), "races")
+    server.start()
+    yield server
+    server.stop()
 
 
 def client(server, connections: int = 64) -> httpx.AsyncClient:
@@ -20,8 +31,7 @@ def patch(*operations: dict) -> dict:
     return {"schemas": [PATCH_SCHEMA], "Operations": list(operations)}
 
 
-async def test_fifty_concurrent_creates_of_one_user_name_in_mixed_case(server_factory) -> None:
-    server = server_factory()
+async def test_fifty_concurrent_creates_of_one_user_name_in_mixed_case(server: Server) -> None:
     spellings = [
         "".join(c.upper() if (i >> (k % 8)) & 1 else c for k, c in enumerate("race.winner@contoso.com"))
         for i in range(50)
@@ -37,12 +47,11 @@ async def test_fifty_concurrent_creates_of_one_user_name_in_mixed_case(server_fa
         winner = next(r.json() for r in responses if r.status_code == 201)
         found = await http.get("/Users", params={"filter": 'userName eq "RACE.WINNER@contoso.com"'})
         assert [u["id"] for u in found.json()["Resources"]] == [winner["id"]]
-    assert server.query("SELECT count(*) FROM users") == [(1,)]
+    assert server.query("SELECT count(*) FROM users WHERE user_name = 'race.winner@contoso.com'") == [(1,)]
 
 
-async def test_concurrent_if_match_patches_lose_no_update(server_factory) -> None:
+async def test_concurrent_if_match_patches_lose_no_update(server: Server) -> None:
     """Ten writers each increment a counter 10 times with read-modify-write under If-Match."""
-    server = server_factory()
     writers, increments = 10, 10
     async with client(server) as http:
         user = (await http.post("/Users", json=entra_user("counter@x", title="0"))).json()
@@ -72,8 +81,7 @@ async def test_concurrent_if_match_patches_lose_no_update(server_factory) -> Non
     assert stale > 0  # the race really happened: some writers held a stale ETag
 
 
-async def test_concurrent_member_adds_and_removes_lose_nothing(server_factory) -> None:
-    server = server_factory()
+async def test_concurrent_member_adds_and_removes_lose_nothing(server: Server) -> None:
     async with client(server) as http:
         created = await asyncio.gather(*(http.post("/Users", json=entra_user(f"m{i}@x")) for i in range(120)))
         ids = [r.json()["id"] for r in created]
@@ -89,4 +97,4 @@ async def test_concurrent_member_adds_and_removes_lose_nothing(server_factory) -
         assert {r.status_code for r in responses} == {204}
         members = (await http.get(url)).json()["members"]
     assert sorted(m["value"] for m in members) == sorted(ids[30:])
-    assert server.query("SELECT count(*) FROM group_members") == [(90,)]
+    assert server.query("SELECT count(*) FROM group_members WHERE group_id = ?", (group.json()["id"],)) == [(90,)]

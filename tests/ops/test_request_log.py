@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import uuid
 from pathlib import Path
 
@@ -54,6 +55,7 @@ def test_json_request_lines_and_no_secret_anywhere(tmp_path: Path) -> None:
     assert ADMIN_PASSWORD not in output
     lines = [json.loads(line) for line in output.splitlines() if line.strip()]  # every line is JSON
     assert {"time", "level", "logger", "message"} <= set(lines[0])
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", line["time"]) for line in lines)
     assert any(line["logger"].startswith("uvicorn") for line in lines)  # uvicorn's own lines too
     requests = [line for line in lines if line["logger"] == "scimlet.access"]
     assert [(r["method"], r["route"], r["status"]) for r in requests] == [

@@ -22,8 +22,9 @@ EXAMPLES = int(os.environ.get("SCIMLET_PROPERTY_EXAMPLES", "250"))
 PROPERTY = settings(max_examples=EXAMPLES, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                            HealthCheck.data_too_large])
-# Stand-ins replaced per test by real ids: an existing user, another group, the patched resource.
-USER_ID, GROUP_ID, SELF_ID = "@user", "@group", "@self"
+# Stand-ins replaced per test by real ids: two users, another group, the patched resource, and an id
+# that exists nowhere (so that failing member operations mix with ones that would succeed).
+USER_ID, USER2_ID, GROUP_ID, SELF_ID, UNKNOWN_ID = "@user", "@user2", "@group", "@self", "@unknown"
 
 
 def schema_paths(rtype: ResourceType) -> list[str]:
@@ -98,13 +99,14 @@ def valid_operations(rtype: ResourceType) -> st.SearchStrategy:
             verbs = st.sampled_from(["add", "replace", "Add", "Replace"])
             removal = st.fixed_dictionaries({"op": st.sampled_from(["remove", "Remove"]), "path": st.just(path)})
             if attr.name == "members":
-                members = st.lists(st.fixed_dictionaries({"value": st.sampled_from([USER_ID, GROUP_ID])},
+                ids = st.sampled_from([USER_ID, USER2_ID, GROUP_ID, USER_ID, USER2_ID, GROUP_ID, UNKNOWN_ID, SELF_ID])
+                members = st.lists(st.fixed_dictionaries({"value": ids},
                                                          optional={"type": st.sampled_from(["User", "Group"])}),
                                    min_size=1, max_size=2)
                 choices += [st.fixed_dictionaries({"op": verbs | st.sampled_from(["remove", "Remove"]),
                                                    "path": st.just("members"), "value": members}), removal,
-                            st.fixed_dictionaries({"op": st.just("remove"), "path": st.sampled_from(
-                                [f'members[value eq "{USER_ID}"]', f'members[value eq "{GROUP_ID}"]'])})]
+                            st.fixed_dictionaries({"op": st.just("remove"), "path": ids.map(
+                                lambda member: f'members[value eq "{member}"]')})]
                 continue
             if not attr.is_complex:
                 value = typed_values(attr, path)
@@ -205,7 +207,8 @@ async def make_ids(tenant: Tenant) -> dict[str, str]:
     other = await tenant.client.post("/Users", json=entra_user("other@x"))
     group = await tenant.client.post("/Groups", json={"displayName": "Other group"})
     assert (user.status_code, other.status_code, group.status_code) == (201, 201, 201)
-    return {USER_ID: user.json()["id"], GROUP_ID: group.json()["id"]}
+    return {USER_ID: user.json()["id"], USER2_ID: other.json()["id"], GROUP_ID: group.json()["id"],
+            UNKNOWN_ID: "2819c223-7f76-453a-919d-413861904646"}
 
 
 @PROPERTY

@@ -264,12 +264,12 @@ class Console:
     # --- directory ---------------------------------------------------------------------------------
 
     async def directory(self, request: Request, session: AdminSession) -> Response:
+        """Each IdP is its own directory: go straight to the only one, or let the admin choose."""
         idps = await self.service.idps()
-        if idps:
+        if len(idps) == 1:
             return _secure(RedirectResponse(f"{_base(request)}/idps/{idps[0].id}/users", status_code=303))
-        return self.render(request, "error.html", {
-            "section": "directory", "title": "No directory yet",
-            "message": "Create an IdP first: its users and groups appear here once Entra provisions them."})
+        counts = {idp.id: await self.service.store.counts(idp.id) for idp in idps}
+        return self.render(request, "directories.html", {"section": "directory", "idps": idps, "counts": counts})
 
     async def users(self, request: Request, session: AdminSession) -> Response:
         return await self._listing(request, USER_TYPE)

@@ -5,12 +5,10 @@ admin API (/v1/admin). No HTTP here: callers turn AdminError into an exit status
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from scim.errors import ScimError
 from scim.filters import Node, format_datetime, parse_filter
 from scim.resources import to_resource
 from scim.schemas import GROUP_TYPE, USER_TYPE, ResourceType
@@ -128,27 +126,24 @@ class AdminService:
 
     # --- directory ------------------------------------------------------------------------------
 
-    def search_filter(self, rtype: ResourceType, text: str | None) -> Node | None:
-        """The admin's search box: a SCIM filter as is, plain text as a "contains" on the names."""
+    def parse_search(self, rtype: ResourceType, text: str | None) -> tuple[Node | None, str | None]:
+        """The admin's search box: (a SCIM filter, None) or (None, plain text to look for in the names)."""
         text = (text or "").strip()
         if not text:
-            return None
-        limits = self.settings["scim"]
+            return None, None
         if _FILTER_START.match(text):
+            limits = self.settings["scim"]
             return parse_filter(text, rtype, max_length=limits["max_filter_length"],
-                                max_depth=limits["max_filter_depth"])
+                                max_depth=limits["max_filter_depth"]), None
         _check_length("search text", text, MAX_NAME)
-        value = json.dumps(text, ensure_ascii=False)
-        names = ("userName", "name.givenName", "name.familyName") if rtype is USER_TYPE else ("displayName",)
-        expression = " or ".join([*(f"{n} co {value}" for n in names), f"externalId eq {value}", f"id eq {value}"])
-        return parse_filter(expression, rtype, max_length=len(expression), max_depth=limits["max_filter_depth"])
+        return None, text
 
     async def directory(self, rtype: ResourceType, idp_id: str, text: str | None = None, *,
                         after: str | None = None, before: str | None = None, count: int = 50) -> DirectoryPage:
         """A page of users or groups of one IdP in name order; raises ScimError for a bad filter."""
         await self.store.get_idp(idp_id)
-        where = self.search_filter(rtype, text)
-        return await self.store.directory_page(rtype.name, idp_id, where, after=after or None,
+        where, plain = self.parse_search(rtype, text)
+        return await self.store.directory_page(rtype.name, idp_id, where, text=plain, after=after or None,
                                                before=before or None, limit=min(max(count, 1), MAX_PAGE))
 
     def resource(self, rtype: ResourceType, idp_id: str, row_id: str, doc: dict, version: int, created: str,
@@ -196,6 +191,7 @@ class AdminService:
         data = {"id": record.id, "time": record.time, "idp_id": record.idp_id, "api_key_id": record.api_key_id,
                 "method": record.method, "path": record.path, "operation": record.operation,
                 "resource_type": record.resource_type, "resource_id": record.resource_id, "target": record.target,
+                "resource_name": record.resource_name,
                 "status": record.status, "outcome": "failure" if record.failed else "success",
                 "scim_type": record.scim_type, "detail": record.detail, "duration_ms": record.duration_ms,
                 "client": record.client}
@@ -274,8 +270,3 @@ def _whole(value: str | int | None, what: str) -> int:
         return int(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         raise AdminError(f"{what} must be a whole number, not {value!r}") from None
-
-
-def filter_error(exc: ScimError) -> str:
-    """A bad search filter, in words for the admin."""
-    return f"The search is not a valid SCIM filter: {exc.detail}"

@@ -1,0 +1,119 @@
+"""Fuzz a fresh scimlet server with schemathesis, driven by the server's own /openapi.json.
+
+`make schemathesis` runs this with the project's interpreter. It starts `app.py serve` on a
+temporary database and a free port, creates an API key and an IdP through the CLI, and runs
+schemathesis (installed in .venv-fuzz) against the tenant URL with a bounded number of examples
+per operation. It fails on any 5xx, on any failed check, and on any unhandled error in the server's
+output. The tally counts what the server itself recorded: every SCIM request lands in the
+provisioning log, so the status counts do not depend on schemathesis' report.
+
+Checks: all of schemathesis' checks except two whose premise does not hold for SCIM:
+  * positive_data_acceptance: a schema-valid request is not always acceptable; a filter must follow
+    the RFC 7644 grammar, a work phone must be E.164, userName must be unique, members must exist.
+  * negative_data_rejection: SCIM asks servers to be liberal (Entra relies on it): `count=` and
+    `sortOrder=` empty mean "absent", unknown attributes are ignored, and a stale If-Match answers
+    412 before the body is read (RFC 9110 §13.2.1 lets preconditions come first).
+The auth-failure throttle is off for the run: schemathesis' ignored_auth check sends bad tokens on
+purpose, and 401 (not 429) is what it must see.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SCHEMATHESIS = ROOT / ".venv-fuzz" / "bin" / "schemathesis"
+EXCLUDED_CHECKS = ("positive_data_acceptance", "negative_data_rejection")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def cli(python: str, env: dict, *args: str) -> dict:
+    result = subprocess.run([python, "app.py", *args, "--json"], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=60, check=True)
+    return json.loads(result.stdout)
+
+
+def wait_for(process: subprocess.Popen, port: int, output: Path) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"the server exited on start:\n{output.read_text()}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit("the server did not start within 30 s")
+
+
+def tally(db: Path) -> dict[int, int]:
+    conn = sqlite3.connect(db)
+    try:
+        return dict(conn.execute("SELECT status, count(*) FROM provisioning_log GROUP BY status ORDER BY status"))
+    finally:
+        conn.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--server-python", default=sys.executable, help="interpreter that runs app.py")
+    parser.add_argument("--examples", type=int, default=int(os.environ.get("SCHEMATHESIS_EXAMPLES", "30")),
+                        help="most test cases per operation and phase (default 30, or $SCHEMATHESIS_EXAMPLES)")
+    parser.add_argument("--seed", default=os.environ.get("SCHEMATHESIS_SEED", "1"),
+                        help="random seed, for a reproducible run (default 1, or $SCHEMATHESIS_SEED)")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="scimlet-fuzz-"))
+    port = free_port()
+    db = work / "fuzz.db"
+    env = {**os.environ, "SCIMLET_DATABASE_PATH": str(db), "SCIMLET_SERVER_HOST": "127.0.0.1",
+           "SCIMLET_SERVER_PORT": str(port), "SCIMLET_LOGGING_LEVEL": "warning",
+           "SCIMLET_SECURITY_AUTH_FAILURE_LIMIT": "0"}
+    key = cli(args.server_python, env, "apikey", "create", "--name", "fuzz", "--write", "users,groups")
+    idp = cli(args.server_python, env, "idp", "create", "--name", "Fuzz", "--apikey", "fuzz")
+    output = work / "server.out"
+    with open(output, "w") as out:
+        server = subprocess.Popen([args.server_python, "app.py", "serve"], cwd=ROOT, env=env, stdout=out,
+                                  stderr=subprocess.STDOUT)
+    try:
+        wait_for(server, port, output)
+        command = [str(SCHEMATHESIS), "run", f"http://127.0.0.1:{port}/openapi.json", "--url", idp["tenant_url"],
+                   "--header", f"Authorization: Bearer {key['secret']}", "--checks", "all",
+                   "--exclude-checks", ",".join(EXCLUDED_CHECKS), "--max-examples", str(args.examples),
+                   "--seed", str(args.seed), "--workers", "2", "--request-timeout", "30", "--no-color"]
+        started = time.monotonic()
+        fuzz = subprocess.run(command, cwd=work)
+        seconds = time.monotonic() - started
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    statuses = tally(db)
+    server_errors = sum(count for status, count in statuses.items() if status >= 500)
+    unhandled = output.read_text().count("unhandled error")
+    print(f"\nschemathesis: {args.examples} examples per operation, seed {args.seed}, {seconds:.0f} s, "
+          f"exit status {fuzz.returncode}")
+    print("responses recorded by the server: " + ", ".join(f"{s}: {n}" for s, n in statuses.items())
+          + f" (total {sum(statuses.values())})")
+    print(f"5xx responses: {server_errors}; unhandled errors in the server output: {unhandled}")
+    if fuzz.returncode or server_errors or unhandled:
+        print(f"FAILED: see the report above and {output}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,281 @@
+"""End to end in a real browser: headless Chromium (Debian's, driven by its chromedriver) against a
+live `python app.py serve`, the way an admin wires scimlet up for Entra.
+
+With SCIMLET_SCREENSHOTS=1 (`make screenshots`) it provisions a fuller directory and saves one PNG
+of each main page under docs/screenshots/.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support.ui import Select
+
+from tests.conftest import ROOT, entra_user, free_port, patch_body
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+INSTALL_HINT = ("the browser test needs Debian's Chromium and its driver: run `apt-get update && apt-get install -y "
+                "chromium chromium-driver` as root (.ci/run does this in CI)")
+
+
+class Server:
+    def __init__(self, tmp_path: Path) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.output = tmp_path / "server.out"
+        env = {**os.environ, "SCIMLET_DATABASE_PATH": str(tmp_path / "e2e.db"), "SCIMLET_SERVER_PORT": str(self.port),
+               "SCIMLET_SERVER_HOST": "127.0.0.1", "SCIMLET_LOGGING_LEVEL": "warning"}
+        for name in ("SCIMLET_ADMIN_PASSWORD", "SCIMLET_ADMIN_TOKEN", "SCIMLET_SERVER_BASE_URL", "SCIMLET_CONFIG"):
+            env.pop(name, None)
+        with open(self.output, "w") as out:
+            self.process = subprocess.Popen([sys.executable, "app.py", "serve"], cwd=ROOT, env=env, stdout=out,
+                                            stderr=subprocess.STDOUT)
+        self.password = self._wait_for(r"Admin password: (\S+)")
+
+    def _wait_for(self, pattern: str) -> str:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            text = self.output.read_text()
+            match = re.search(pattern, text)
+            if match and self._listening():
+                return match.group(1)
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited: {text}")
+            time.sleep(0.05)
+        raise RuntimeError(f"server did not start: {self.output.read_text()}")
+
+    def _listening(self) -> bool:
+        try:
+            return httpx.get(f"{self.base}/admin/login", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    running = Server(tmp_path)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[WebDriver]:
+    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
+        pytest.fail(INSTALL_HINT)
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                     "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'chromium-profile'}",
+                     "--window-size=1440,900"):
+        options.add_argument(argument)
+    try:
+        driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    except WebDriverException as exc:
+        pytest.fail(f"{INSTALL_HINT}; starting it failed: {exc.msg}")
+    driver.implicitly_wait(5)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(tmp_path / "chromium-profile", ignore_errors=True)
+
+
+def wait_until(check: Callable[[], bool], what: str, seconds: float = 10) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def navigate(driver: WebDriver, element: WebElement) -> None:
+    """Click something that loads a new page, and wait until that page has replaced the old one."""
+    driver.execute_script("window.scimletOldPage = true")
+    element.click()
+
+    def loaded() -> bool:
+        try:  # a navigation replaces the window object, and with it the marker
+            return driver.execute_script("return !window.scimletOldPage && document.readyState === 'complete'")
+        except WebDriverException:  # asked in the middle of the navigation
+            return False
+
+    wait_until(loaded, "the next page")
+
+
+def shoot(driver: WebDriver, name: str) -> None:
+    """One PNG per page for the README, the page's full height (at most 1500 px)."""
+    if os.environ.get("SCIMLET_SCREENSHOTS") != "1":
+        return
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    height = driver.execute_script("return document.documentElement.scrollHeight")
+    driver.set_window_size(1440, min(max(900, height), 1500))
+    driver.save_screenshot(str(SCREENSHOTS / f"{name}.png"))
+    driver.set_window_size(1440, 900)
+
+
+def fuller_directory(scim: httpx.Client, user_ids: list[str]) -> None:
+    """A directory that looks like a small company, for the screenshots only."""
+    rng = random.Random(7)
+    given = ["Adele", "Bruno", "Chen", "Dana", "Emeka", "Fatima", "Giulia", "Hiro", "Ines", "Jonas", "Kaja", "Liam"]
+    family = ["Andersen", "Baker", "Costa", "Dubois", "Eriksen", "Fischer", "Garcia", "Haddad", "Ito", "Jensen"]
+    for i in range(30):
+        first, last = rng.choice(given), rng.choice(family)
+        body = entra_user(f"{first}.{last}{i}@contoso.com".lower(), name={"givenName": first, "familyName": last},
+                          active=i % 9 != 4, phoneNumbers=[{"type": "work", "value": f"+1617555{1200 + i}"}])
+        user_ids.append(scim.post("/Users", json=body).json()["id"])
+    for name in ("Engineering", "Finance", "Support", "Marketing"):
+        group = scim.post("/Groups", json={"displayName": name}).json()
+        members = [{"value": v} for v in rng.sample(user_ids, 8)]
+        scim.patch(f"/Groups/{group['id']}", json=patch_body({"op": "Add", "path": "members", "value": members}))
+    scim.post("/Users", json=entra_user("bad.phone@contoso.com", phoneNumbers=[{"type": "work", "value": "555-0100"}]))
+
+
+def test_admin_wires_up_entra_and_watches_it_provision(server: Server, browser: WebDriver) -> None:
+    driver, base = browser, server.base
+    find = driver.find_element
+
+    # Sign in with the password the first start printed.
+    driver.get(f"{base}/admin/")
+    assert driver.current_url.startswith(f"{base}/admin/login")
+    shoot(driver, "sign-in")
+    find(By.ID, "password").send_keys("not the password")
+    navigate(driver, find(By.ID, "sign-in"))
+    assert "Wrong password" in find(By.CSS_SELECTOR, ".error").text
+    find(By.ID, "password").send_keys(server.password)
+    navigate(driver, find(By.ID, "sign-in"))
+    assert find(By.TAG_NAME, "h1").text == "Overview"
+
+    # Administration -> API Keys: add a key with both Write privileges and read its secret once.
+    navigate(driver, find(By.LINK_TEXT, "API keys"))
+    find(By.ID, "key-name").send_keys("Entra production")
+    find(By.ID, "key-description").send_keys("Contoso tenant, Meta Networks Connector app")
+    for toggle in ("users-write", "groups-write"):
+        assert find(By.ID, toggle).is_selected()  # both on by default: Entra needs both
+    navigate(driver, find(By.ID, "add-key-button"))
+    assert "will not be shown again" in find(By.CSS_SELECTOR, ".warning").text
+    secret = find(By.ID, "secret").text
+    assert len(secret) >= 40
+    shoot(driver, "api-key-created")
+
+    # Settings -> IdP: create one with an icon and that key.
+    driver.get(f"{base}/admin/idps/new")
+    find(By.ID, "idp-name").send_keys("Contoso Entra ID")
+    find(By.CSS_SELECTOR, "label[title='Four squares']").click()
+    Select(find(By.ID, "idp-key")).select_by_visible_text("Entra production")
+    shoot(driver, "idp-new")
+    navigate(driver, find(By.ID, "create-idp"))
+    assert "IdP created" in find(By.CSS_SELECTOR, ".notice").text
+    assert 'viewBox="0 0 24 24"' in find(By.CSS_SELECTOR, "h1 .idp-icon").get_attribute("innerHTML")
+
+    # Copy the tenant URL with its button, as an admin pastes it into Entra.
+    driver.execute_cdp_cmd("Browser.grantPermissions", {
+        "origin": base, "permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"]})
+    find(By.CSS_SELECTOR, "button[data-copy='tenant-url']").click()
+    wait_until(lambda: find(By.CSS_SELECTOR, "button[data-copy='tenant-url']").text == "Copied", "the copy")
+    tenant_url = driver.execute_async_script(
+        "navigator.clipboard.readText().then(arguments[0], e => arguments[0]('clipboard: ' + e))")
+    idp_id = find(By.ID, "idp-id").text
+    assert tenant_url == f"{base}/v1/scim/{idp_id}"
+    shoot(driver, "idp")
+
+    # Entra provisions through the tenant URL with the secret.
+    with httpx.Client(base_url=tenant_url, headers={"Authorization": f"Bearer {secret}"}, timeout=10) as scim:
+        probe = scim.get("/Users", params={"filter": 'userName eq "7d420df3-9995-4831-a406-ecf8166f5f6a"'})
+        assert probe.json()["totalResults"] == 0
+        user = scim.post("/Users", json=entra_user("ada.lovelace@contoso.com",
+                                                   name={"givenName": "Ada", "familyName": "Lovelace"}))
+        assert user.status_code == 201
+        group = scim.post("/Groups", json={"displayName": "Analytical Engines"})
+        assert group.status_code == 201
+        added = scim.patch(f"/Groups/{group.json()['id']}", json=patch_body(
+            {"op": "Add", "path": "members", "value": [{"value": user.json()["id"]}]}))
+        assert added.status_code == 204
+        if os.environ.get("SCIMLET_SCREENSHOTS") == "1":
+            fuller_directory(scim, [user.json()["id"]])
+        wrong = httpx.get(f"{tenant_url}/Users", headers={"Authorization": "Bearer not-the-secret"})
+        assert wrong.status_code == 401
+
+    # Directory: find the user and the group.
+    navigate(driver, find(By.LINK_TEXT, "Users and groups"))
+    navigate(driver, find(By.XPATH, "//table[@id='directories']//a[normalize-space()='Contoso Entra ID']"))
+    find(By.ID, "search").send_keys("lovelace")
+    navigate(driver, find(By.CSS_SELECTOR, "form.search button"))
+    rows = driver.find_elements(By.CSS_SELECTOR, "#users tbody tr")
+    assert len(rows) == 1 and "ada.lovelace@contoso.com" in rows[0].text and "Analytical Engines" in rows[0].text
+    navigate(driver, find(By.LINK_TEXT, "ada.lovelace@contoso.com"))
+    assert '"userName": "ada.lovelace@contoso.com"' in find(By.ID, "scim-json").text
+    shoot(driver, "user")
+    driver.get(f"{base}/admin/idps/{idp_id}/users")
+    shoot(driver, "users")
+    navigate(driver, find(By.LINK_TEXT, "Groups"))
+    group_row = find(By.XPATH, "//table[@id='groups']//tr[td/a[text()='Analytical Engines']]")
+    assert group_row.find_element(By.CSS_SELECTOR, "td.num").text == "1"
+    shoot(driver, "groups")
+
+    # Provisioning logs: the operations in words, and the wrong token as a failure.
+    driver.get(f"{base}/admin/logs")
+
+    def logged() -> bool:
+        driver.refresh()
+        return "Add members" in find(By.ID, "logs").text
+
+    wait_until(logged, "the provisioning log records")  # the log is written in batches every 0.5 s
+    operations = [cell.text for cell in driver.find_elements(By.CSS_SELECTOR, "#logs tbody tr td:nth-child(4)")]
+    for operation in ("Test connection", "Create User", "Create Group", "Add members", "List Users"):
+        assert operation in operations
+    shoot(driver, "logs")
+    Select(find(By.ID, "filter-outcome")).select_by_visible_text("Failure")
+    Select(find(By.ID, "filter-idp")).select_by_visible_text("Contoso Entra ID")
+    navigate(driver, find(By.ID, "apply-filters"))
+    failures = driver.find_elements(By.CSS_SELECTOR, "#logs tbody tr")
+    unauthorized = [row for row in failures if "List Users" in row.text]
+    assert len(unauthorized) == 1 and "401" in unauthorized[0].text
+    assert all(re.search(r"\b[45]\d\d\b", row.text) for row in failures)
+    navigate(driver, unauthorized[0].find_element(By.CSS_SELECTOR, "td a"))
+    assert "bearer token is missing" in find(By.ID, "log-detail").text
+    if os.environ.get("SCIMLET_SCREENSHOTS") == "1":  # the README shows a record with a request body
+        driver.back()
+        navigate(driver, find(By.XPATH, "//table[@id='logs']//tr[td[normalize-space()='Create User']]/td/a"))
+    shoot(driver, "log-detail")
+
+    navigate(driver, find(By.LINK_TEXT, "Overview"))
+    assert "Contoso Entra ID" in find(By.CSS_SELECTOR, ".cards").text
+    shoot(driver, "overview")
+    driver.get(f"{base}/admin/keys")
+    shoot(driver, "api-keys")
+    driver.get(f"{base}/admin/idps")
+    shoot(driver, "idps")
+
+    navigate(driver, find(By.ID, "sign-out"))
+    assert "You are signed out" in find(By.CSS_SELECTOR, ".notice").text
+    driver.get(f"{base}/admin/keys")
+    assert driver.current_url.startswith(f"{base}/admin/login")
