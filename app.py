@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import logging
 import sqlite3
 import sys
@@ -17,7 +18,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Mount, Route
+from starlette.routing import Route
 
 from scim.errors import ScimError
 from settings import ConfigError, Settings, load_settings
@@ -29,13 +30,13 @@ from web.metrics import Metrics
 from web.observe import ObserveMiddleware, ProvisioningLog
 from web.openapi import openapi_document
 from web.request_log import RequestMiddleware, configure_logging
-from web.responses import error_response
-from web.scim_api import WWW_AUTHENTICATE, ScimApi
-from web.throttle import AuthThrottled
+from web.responses import error_response, http_error_response, server_error_response
+from web.scim_api import ScimApi, ScimShortcut
 
 log = logging.getLogger("scimlet")
 HOUSEKEEPING_SECONDS = 5.0
 PRUNE_EVERY_TICKS = 720  # hourly
+GC_THRESHOLDS = (50_000, 20, 20)
 
 
 def create_store(settings: Settings) -> SqliteStore:
@@ -73,11 +74,12 @@ def create_app(settings: Settings, store: SqliteStore | None = None) -> Starlett
 
     app = Starlette(
         routes=[Route("/openapi.json", openapi_json, methods=["GET"]), *health.routes(),
-                Route("/metrics", metrics.endpoint, methods=["GET"]), Mount("/v1/scim", app=api),
+                Route("/metrics", metrics.endpoint, methods=["GET"]),
                 *admin_mounts(AdminService(store, settings))],
         # RequestMiddleware is outermost so that it times and counts every request, SCIM or not.
         middleware=[Middleware(RequestMiddleware, metrics=metrics),
-                    Middleware(ObserveMiddleware, listeners=[provisioning_log.add, metrics.record_operation])],
+                    Middleware(ObserveMiddleware, listeners=[provisioning_log.add, metrics.record_operation]),
+                    Middleware(ScimShortcut, scim=api)],
         exception_handlers={ScimError: _scim_error, HTTPException: _http_error, Exception: _server_error},
         lifespan=lifespan,
     )
@@ -106,26 +108,16 @@ async def _housekeeping(store: SqliteStore, settings: Settings) -> None:
 
 async def _scim_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ScimError)
-    headers = dict(WWW_AUTHENTICATE) if exc.status == 401 else {}
-    if exc.status in (429, 503):
-        headers["Retry-After"] = str(exc.retry_after) if isinstance(exc, AuthThrottled) else "1"
-    return error_response(exc, headers)
+    return error_response(exc)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    if exc.status_code == 404:
-        detail = f"No such endpoint: {request.url.path}; SCIM resources are under /v1/scim/<IdP ID>/Users and /Groups"
-    elif exc.status_code == 405:
-        detail = f"{request.method} is not allowed on {request.url.path}"
-    else:
-        detail = str(exc.detail)
-    return error_response(ScimError(exc.status_code, detail), dict(exc.headers or {}))
+    return http_error_response(request.method, request.url.path, exc)
 
 
 async def _server_error(request: Request, exc: Exception) -> Response:
-    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return error_response(ScimError(500, "Internal server error; this is a bug in scimlet, please report it"))
+    return server_error_response(request.method, request.url.path, exc)
 
 
 # --- command line ------------------------------------------------------------------------------
@@ -315,6 +307,11 @@ def _serve(settings: Settings) -> int:
     migrate(settings["database"]["path"])
     asyncio.run(_bootstrap(settings))
     server = settings["server"]
+    # Requests allocate many short-lived dicts and almost no reference cycles: collecting the young
+    # generation every 700 allocations cost ~4% of request CPU. Freeze what start-up built and
+    # collect less often.
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
     # log_config=None: uvicorn's own lines go through configure_logging's handler and format too;
     # its access log stays off, RequestMiddleware logs each request instead.
     uvicorn.run(create_app(settings), host=server["host"], port=server["port"], loop="uvloop", http="httptools",

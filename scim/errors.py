@@ -24,13 +24,14 @@ SCIM_TYPES = frozenset(
 class ScimError(Exception):
     """A failure a SCIM client should see: HTTP status, optional scimType, a detail to act on."""
 
-    def __init__(self, status: int, detail: str, scim_type: str | None = None) -> None:
+    def __init__(self, status: int, detail: str, scim_type: str | None = None, *, retry_after: int = 1) -> None:
         super().__init__(detail)
         if scim_type is not None and scim_type not in SCIM_TYPES:
             raise ValueError(f"unknown scimType {scim_type!r}")
         self.status = status
         self.detail = detail
         self.scim_type = scim_type
+        self.retry_after = retry_after  # seconds, sent as Retry-After with 429 and 503
 
     def to_dict(self) -> dict:
         body: dict = {"schemas": [ERROR_SCHEMA], "status": str(self.status), "detail": self.detail}

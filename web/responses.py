@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import orjson
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
 from scim.errors import ScimError, invalid_syntax
 
 SCIM_JSON = "application/scim+json"
+WWW_AUTHENTICATE = 'Bearer realm="scimlet"'
+log = logging.getLogger("scimlet")
 
 
 class ScimResponse(Response):
@@ -21,7 +25,29 @@ class ScimResponse(Response):
 
 
 def error_response(error: ScimError, headers: dict[str, str] | None = None) -> ScimResponse:
+    """The SCIM error body, with the headers its status calls for (RFC 6750 §3, RFC 9110 §10.2.3)."""
+    headers = dict(headers or {})
+    if error.status == 401:
+        headers.setdefault("WWW-Authenticate", WWW_AUTHENTICATE)
+    if error.status in (429, 503):
+        headers.setdefault("Retry-After", str(error.retry_after))
     return ScimResponse(error.to_dict(), status_code=error.status, headers=headers)
+
+
+def http_error_response(method: str, path: str, exc: HTTPException) -> ScimResponse:
+    """Routing errors (unknown path, wrong method) as SCIM error bodies."""
+    if exc.status_code == 404:
+        detail = f"No such endpoint: {path}; SCIM resources are under /v1/scim/<IdP ID>/Users and /Groups"
+    elif exc.status_code == 405:
+        detail = f"{method} is not allowed on {path}"
+    else:
+        detail = str(exc.detail)
+    return error_response(ScimError(exc.status_code, detail), dict(exc.headers or {}))
+
+
+def server_error_response(method: str, path: str, exc: BaseException) -> ScimResponse:
+    log.error("unhandled error on %s %s", method, path, exc_info=exc)
+    return error_response(ScimError(500, "Internal server error; this is a bug in scimlet, please report it"))
 
 
 async def read_json(request: Request, max_bytes: int, timeout: float | None = None) -> object:

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from scim import schemas
 from scim.errors import ScimError, invalid_value, not_found, shown
@@ -23,14 +23,19 @@ from scim.validate import find_key, parse_members, validate_resource
 from settings import Settings
 from storage import Change, Principal, Query, Row
 from storage.sqlite import SqliteStore
-from web.responses import ScimResponse, read_object
+from web.responses import (
+    ScimResponse,
+    error_response,
+    http_error_response,
+    read_object,
+    server_error_response,
+)
 from web.throttle import AuthThrottle
 
 Handler = Callable[[Request], Awaitable[Response]]
 SCIM_PREFIX = "/v1/scim/"
 RESOURCE_ENDPOINTS = {"Users": USER_TYPE, "Groups": GROUP_TYPE}
 MAX_SAFE_INTEGER = 2**53 - 1
-WWW_AUTHENTICATE = {"WWW-Authenticate": 'Bearer realm="scimlet"'}
 
 
 class Unauthorized(ScimError):
@@ -55,12 +60,18 @@ class ScimApi:
         self.throttle = AuthThrottle(security["auth_failure_limit"], security["auth_failure_window"])
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Route /v1/scim/{idp}/... by its path segments: one dict lookup instead of trying a dozen
-        route patterns, on the hottest path of the server. Errors propagate to the app's handlers."""
-        segments = scope["path"][len(SCIM_PREFIX):].rstrip("/").split("/")
-        handler, params = self.route(scope["method"], segments)
-        scope["path_params"] = params
-        response = await handler(Request(scope, receive))
+        """Route /v1/scim/{idp}/... by its path segments (one dict lookup instead of trying a dozen
+        route patterns, on the hottest path of the server) and answer every error as SCIM."""
+        try:
+            handler, params = self.route(scope["method"], scope["path"][len(SCIM_PREFIX):].rstrip("/").split("/"))
+            scope["path_params"] = params
+            response = await handler(Request(scope, receive))
+        except ScimError as exc:
+            response = error_response(exc)
+        except HTTPException as exc:
+            response = http_error_response(scope["method"], scope["path"], exc)
+        except Exception as exc:
+            response = server_error_response(scope["method"], scope["path"], exc)
         await response(scope, receive, send)
 
     def route(self, method: str, segments: list[str]) -> tuple[Handler, dict[str, str]]:
@@ -361,3 +372,18 @@ def _list_response(resources: list, total: int, start: int) -> dict:
         "startIndex": start,
         "itemsPerPage": len(resources),
     }
+
+
+class ScimShortcut:
+    """Middleware that hands SCIM requests straight to the SCIM dispatcher, past Starlette's router
+    and exception middleware (the dispatcher answers its own errors); the rest goes on as usual."""
+
+    def __init__(self, app: ASGIApp, scim: ScimApi) -> None:
+        self.app = app
+        self.scim = scim
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(SCIM_PREFIX):
+            await self.scim(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)

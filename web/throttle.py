@@ -23,8 +23,7 @@ class AuthThrottled(ScimError):
 
     def __init__(self, retry_after: int) -> None:
         super().__init__(429, f"Too many failed authentications from this address; retry after {retry_after} "
-                              "seconds with the secret of the API key selected for this IdP")
-        self.retry_after = retry_after
+                              "seconds with the secret of the API key selected for this IdP", retry_after=retry_after)
 
 
 class AuthThrottle:
