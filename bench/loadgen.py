@@ -491,7 +491,7 @@ def filter_query(attr: str, value: str) -> str:
 
 
 async def phase_create(base_url: str, token: str, n: int, time_limit: float, *, state: State | None = None,
-                       name: str = "create") -> PhaseResult:
+                       name: str = "create", concurrency: int | None = None) -> PhaseResult:
     """POST Entra's create body for `n` new users (continuing after the users already made)."""
     state = _state(base_url, token, state)
     first = len(state.ids)
@@ -512,7 +512,7 @@ async def phase_create(base_url: str, token: str, n: int, time_limit: float, *, 
         except Exception as e:  # noqa: BLE001
             res.fail(f"POST /Users #{i}: unreadable 201 body ({e!r}): {_describe(status, body)}")
 
-    await _drive(state, res, n, time_limit, make, handle)
+    await _drive(state, res, n, time_limit, make, handle, concurrency)
     made = sum(1 for i in range(first, first + n) if state.ids[i] is not None)
     res.extra["created"] = made
     # spot GETs

@@ -15,6 +15,7 @@ import hmac
 import os
 import secrets
 import sqlite3
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable
@@ -66,6 +67,16 @@ class AdminError(Exception):
 
 def now() -> str:
     return format_datetime(datetime.now(UTC))
+
+
+def new_resource_id() -> str:
+    """A UUIDv7 (RFC 9562 §5.7): time first, then random bits. New users and groups sort after the
+    ones before them, so their id index entries (and their member rows, which Entra adds in batches
+    of recently created users) land on a few pages at the end of each B-tree instead of on one
+    random page per row: a batch of 100 member rows was 200 pages written, it is now a handful."""
+    millis = time.time_ns() // 1_000_000
+    rand_a, rand_b = secrets.randbits(12), secrets.randbits(62)
+    return str(uuid.UUID(int=(millis << 80) | (0x7 << 76) | (rand_a << 64) | (0b10 << 62) | rand_b))
 
 
 def hash_secret(secret: str) -> str:
@@ -388,7 +399,7 @@ class SqliteStore:
 
     async def create(self, rtype: str, idp_id: str, doc: dict, members: list[Member] | None = None) -> Row:
         tmap = TABLES[rtype]
-        row = Row(str(uuid.uuid4()), doc, 1, now(), "")
+        row = Row(new_resource_id(), doc, 1, now(), "")
         row.modified = row.created
 
         def insert(conn: sqlite3.Connection) -> Row:

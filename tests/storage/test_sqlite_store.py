@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import uuid
 from pathlib import Path
 
 import pytest
@@ -150,3 +151,22 @@ async def test_delete_idp_removes_its_data(store: SqliteStore) -> None:
     await store.delete_idp(idp.id)
     total, _ = await store.search("User", idp.id, Query())
     assert total == 0 and await store.list_idps() == []
+
+
+async def test_ids_are_time_ordered_uuids(store: SqliteStore) -> None:
+    first = await store.create("User", "idp", user_doc("first"))
+    await asyncio.sleep(0.002)
+    second = await store.create("User", "idp", user_doc("second"))
+    assert uuid.UUID(first.id).version == 7 and uuid.UUID(second.id).version == 7
+    assert first.id < second.id  # new rows go to the end of the id indexes
+
+
+async def test_planner_never_walks_an_idp_to_find_ids(store: SqliteStore) -> None:
+    with sqlite3.connect(store.path) as conn:
+        member_check = conn.execute(
+            "EXPLAIN QUERY PLAN SELECT id FROM users WHERE idp_id = ? AND id IN (?, ?)", ("i", "a", "b")).fetchall()
+        page = conn.execute(
+            "EXPLAIN QUERY PLAN SELECT t.id FROM users AS t WHERE t.idp_id = ? ORDER BY t.rowid LIMIT 10",
+            ("i",)).fetchall()
+    assert "sqlite_autoindex_users_1 (id=?)" in str(member_check)
+    assert "users_idp (idp_id=?)" in str(page) and "TEMP B-TREE" not in str(page)
