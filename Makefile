@@ -10,7 +10,7 @@ CONFORMANCE_STAMP := $(CONFORMANCE_VENV)/.installed
 FUZZ_VENV := .venv-fuzz
 FUZZ_STAMP := $(FUZZ_VENV)/.installed
 
-.PHONY: install run test lint bench conformance schemathesis screenshots clean
+.PHONY: install run test lint bench bench-quick conformance schemathesis screenshots clean
 
 install: $(STAMP)
 
@@ -47,6 +47,14 @@ schemathesis: install $(FUZZ_STAMP)
 
 lint: install
 	$(VENV)/bin/ruff check .
+
+# scimlet beside scim2-server (installed into bench/.venv-baseline), both pinned to CPU 0; about 7 minutes.
+# Writes bench/results/<date>.md. bench-quick: a 30-second smoke run of the same phases.
+bench: install
+	$(PY) bench/run.py
+
+bench-quick: install
+	$(PY) bench/run.py --quick
 
 # The admin console's README pictures: the browser test, with a fuller directory, saving PNGs.
 screenshots: install

@@ -58,7 +58,7 @@ class Plan:
     calibrate_n: int = 30000
     # time limits (seconds), scimlet / scim2-server
     limits: dict = field(default_factory=lambda: {
-        "create": 30, "lookup": 20, "patch": 30, "paging": 20, "fill": 60, "members": 60,
+        "create": 30, "lookup": 20, "patch": 30, "paging": 20, "fill": 90, "members": 60,
         "probe": 15, "excl": 10, "full": 30, "sync": 20, "sync_seq": 8, "calibrate": 10, "ready": 30,
     })
     baseline_limits: dict = field(default_factory=lambda: {
@@ -535,12 +535,15 @@ def report(plan: Plan, quick: bool, sc: dict | None, bl: dict | None, cal, meta:
             continue
         rate = (lambda r: r.items_per_s) if items else (lambda r: r.ops_per_s)  # noqa: E731
         ratio = (rate(s) / rate(b)) if s and b and rate(b) else None
-        mark = lambda r: "" if r is None else ("" if r.ok else " ✗") + (" ⏱" if r.capped else "")  # noqa: E731
+        mark = lambda r: "" if r is None else ("" if r.ok else " ✗") + (" ⏱" if r.capped else "") + (  # noqa: E731
+            " ⚠" if r.ops >= 50 and (r.extra.get("server_cpu") or 1.0) < 0.8 else "")
         w(f"| {label} | {f_num(rate(s)) if s else '-'}{mark(s)} | {f_ms(s.pct_ms(50)) if s else '-'} "
           f"| {f_ms(s.pct_ms(99)) if s else '-'} | {f_num(rate(b)) if b else '-'}{mark(b)} "
           f"| {f_ms(b.pct_ms(99)) if b else '-'} | {f_num(ratio, 1) + '×' if ratio else '-'} |")
     w("")
-    w("✗ = correctness check failed (see details); ⏱ = stopped by the phase's time limit before its count.")
+    w("✗ = correctness check failed (see details); ⏱ = stopped by the phase's time limit before its count; "
+      "⚠ = the server used under 80% of its core in that phase (starved by other work on the machine, or "
+      "waiting on I/O): compare with care.")
     if S.get("group member adds") and B.get("group member adds"):
         w(f"Group size reached: scimlet {S['group member adds'].extra.get('members_after', 0):,}, "
           f"scim2-server {B['group member adds'].extra.get('members_after', 0):,} members — the per-PATCH cost "

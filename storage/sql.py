@@ -23,6 +23,7 @@ class TableMap:
     resource_type: str
     columns: dict[str, str]
     not_filterable: frozenset[str] = field(default_factory=frozenset)
+    point_columns: frozenset[str] = frozenset()  # indexed and (nearly) unique: eq finds a few rows
 
 
 USERS = TableMap(
@@ -30,12 +31,14 @@ USERS = TableMap(
     {"id": "t.id", "externalid": "t.external_id", "username": "t.user_name", "active": "t.active",
      "meta.created": "t.created", "meta.lastmodified": "t.modified"},
     frozenset({"meta.location", "meta.version", "password"}),
+    frozenset({"id", "externalid", "username"}),
 )
 GROUPS = TableMap(
     "groups", "Group",
     {"id": "t.id", "externalid": "t.external_id", "displayname": "t.display_name",
      "meta.created": "t.created", "meta.lastmodified": "t.modified"},
     frozenset({"meta.location", "meta.version"}),
+    frozenset({"id", "externalid", "displayname"}),
 )
 
 # Member rows answer filters on Group.members and User.groups; these are the sub-attributes they keep.
@@ -223,6 +226,16 @@ def _nesting(node: Node) -> int:
     if isinstance(node, ValuePath):
         return 2 + _nesting(node.filter)
     return 0
+
+
+def is_point_lookup(node: Node | None, tmap: TableMap) -> bool:
+    """Whether a filter pins a few rows down through an indexed column (id, userName, displayName,
+    externalId eq ...), anded with anything: cheap enough to answer without leaving the event loop."""
+    if isinstance(node, Compare):
+        return node.op == "eq" and node.value is not None and node.ref.name.lower() in tmap.point_columns
+    if isinstance(node, And):
+        return is_point_lookup(node.left, tmap) or is_point_lookup(node.right, tmap)
+    return False
 
 
 def where_clause(node: Node, tmap: TableMap) -> tuple[str, list]:

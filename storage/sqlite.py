@@ -45,7 +45,7 @@ from storage import (
     Query,
     Row,
 )
-from storage.sql import GROUPS, USERS, TableMap, order_clause, where_clause
+from storage.sql import GROUPS, USERS, TableMap, is_point_lookup, order_clause, where_clause
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 TABLES: dict[str, TableMap] = {"User": USERS, "Group": GROUPS}
@@ -200,7 +200,7 @@ class SqliteStore:
         self.max_write_queue = max_write_queue
         self.writer: aiosqlite.Connection | None = None
         self.readers: list[aiosqlite.Connection] = []
-        self.auth_conn: sqlite3.Connection | None = None
+        self.local_conn: sqlite3.Connection | None = None
         self._next_reader = 0
         self._queue: deque[tuple[Callable, asyncio.Future]] = deque()
         self._wakeup: asyncio.Event | None = None
@@ -213,9 +213,12 @@ class SqliteStore:
     async def open(self) -> None:
         self.writer = await self._aconnect()
         self.readers = [await self._aconnect() for _ in range(self.reader_count)]
-        # Auth is one indexed lookup: done in place on the event loop, which is cheaper than a thread
-        # hop and reads the committed state every time, so a revoked key fails on its next request.
-        self.auth_conn = _connect_sync(self.path, self.synchronous)
+        # Auth and point reads (a row by its id, Entra's userName/displayName lookups) are a few
+        # index lookups: done in place on the event loop, they cost less than the hand-off to a
+        # reader thread and back. Auth reads the committed state every time, so a revoked key fails
+        # on its next request. Anything that may scan (other filters, a group's members) goes to
+        # the reader threads.
+        self.local_conn = _connect_sync(self.path, self.synchronous)
         self._wakeup = asyncio.Event()
         self._writer_task = asyncio.create_task(self._write_loop())
 
@@ -235,9 +238,9 @@ class SqliteStore:
             if conn is not None:
                 await conn.close()
         self.writer, self.readers = None, []
-        if self.auth_conn is not None:
-            self.auth_conn.close()
-            self.auth_conn = None
+        if self.local_conn is not None:
+            self.local_conn.close()
+            self.local_conn = None
 
     @property
     def write_queue_depth(self) -> int:
@@ -375,7 +378,7 @@ class SqliteStore:
 
     def authenticate(self, idp_id: str, secret: str) -> Principal | None:
         digest = hash_secret(secret)
-        row = self.auth_conn.execute(
+        row = self.local_conn.execute(
             "SELECT k.id, k.secret_hash, k.users_write, k.groups_write FROM idps AS i "
             "JOIN api_keys AS k ON k.id = i.api_key_id WHERE i.id = ? AND k.revoked IS NULL",
             (idp_id,),
@@ -423,6 +426,8 @@ class SqliteStore:
         def load(conn: sqlite3.Connection) -> Row | None:
             return _load(conn, tmap, idp_id, resource_id, members)
 
+        if tmap is USERS or not members:  # one row by its id: a point read
+            return load(self.local_conn)
         return await self.read(load)
 
     async def search(self, rtype: str, idp_id: str, query: Query) -> tuple[int, list[Row]]:
@@ -446,6 +451,8 @@ class SqliteStore:
             return total, rows
 
         try:
+            if is_point_lookup(query.where, tmap) and (tmap is USERS or not query.members):
+                return run(self.local_conn)
             return await self.read(run)
         except sqlite3.OperationalError as exc:
             raise ScimError(400, f"The filter could not be evaluated: {exc}", "invalidFilter") from None
