@@ -1,0 +1,21 @@
+"""The benchmark harness itself: a quick run against scimlet completes and reports every phase."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import ROOT
+
+
+def test_quick_bench_runs_every_phase_with_correct_answers(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "bench/run.py", "--quick", "--skip-baseline", "--results-dir",
+                           str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    reports = list(tmp_path.glob("*.md"))
+    assert len(reports) == 1
+    report = reports[0].read_text()
+    for phase in ("create", "lookup", "patch", "group member adds", "group GET excl. members"):
+        assert f"| {phase} |" in report, phase
+    assert "✗" not in report.split("## scimlet: every phase")[1].split("##")[0]
