@@ -246,7 +246,10 @@ class PhaseResult:
 
     def summary(self) -> str:
         p = self.pct_ms
-        fmt = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
+
+        def fmt(v: float | None) -> str:
+            return "-" if v is None else f"{v:.2f}"
+
         s = (f"{self.name:<24} {self.ops:>7} ops {self.elapsed_s:7.2f}s {self.ops_per_s:9.0f}/s"
              f"  p50 {fmt(p(50))} p90 {fmt(p(90))} p99 {fmt(p(99))} max {fmt(self.max_ms())} ms"
              f"  [{self.status_str()}]")

@@ -533,10 +533,16 @@ def report(plan: Plan, quick: bool, sc: dict | None, bl: dict | None, cal, meta:
         s, b = S.get(key), B.get(key)
         if s is None and b is None:
             continue
-        rate = (lambda r: r.items_per_s) if items else (lambda r: r.ops_per_s)  # noqa: E731
+        def rate(r: lg.PhaseResult, items: bool = items) -> float:
+            return r.items_per_s if items else r.ops_per_s
+
+        def mark(r: lg.PhaseResult | None) -> str:
+            if r is None:
+                return ""
+            starved = r.ops >= 50 and (r.extra.get("server_cpu") or 1.0) < 0.8
+            return ("" if r.ok else " ✗") + (" ⏱" if r.capped else "") + (" ⚠" if starved else "")
+
         ratio = (rate(s) / rate(b)) if s and b and rate(b) else None
-        mark = lambda r: "" if r is None else ("" if r.ok else " ✗") + (" ⏱" if r.capped else "") + (  # noqa: E731
-            " ⚠" if r.ops >= 50 and (r.extra.get("server_cpu") or 1.0) < 0.8 else "")
         w(f"| {label} | {f_num(rate(s)) if s else '-'}{mark(s)} | {f_ms(s.pct_ms(50)) if s else '-'} "
           f"| {f_ms(s.pct_ms(99)) if s else '-'} | {f_num(rate(b)) if b else '-'}{mark(b)} "
           f"| {f_ms(b.pct_ms(99)) if b else '-'} | {f_num(ratio, 1) + '×' if ratio else '-'} |")

@@ -267,6 +267,8 @@ def log_query(*, idp: str | None = None, outcome: str | None = None, operation: 
 
 def _whole(value: str | int | None, what: str) -> int:
     try:
-        return int(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+        if value is None:
+            raise ValueError
+        return int(value)
+    except ValueError:
         raise AdminError(f"{what} must be a whole number, not {value!r}") from None
