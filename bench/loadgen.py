@@ -512,7 +512,7 @@ async def phase_create(base_url: str, token: str, n: int, time_limit: float, *, 
         try:
             doc = loads(body)
             state.ids[i] = doc["id"]
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             res.fail(f"POST /Users #{i}: unreadable 201 body ({e!r}): {_describe(status, body)}")
 
     await _drive(state, res, n, time_limit, make, handle, concurrency)

@@ -304,7 +304,7 @@ async def suite(srv: Server, plan: Plan, limits: dict, profile: lg.Profile, cloc
     async def step(coro_fn, n, key, **kw):
         try:
             r = await coro_fn(*args, n, clock.limit(limits[key], reserve), state=st, **kw)
-        except Exception as e:  # noqa: BLE001 - one broken phase must not hide the others
+        except Exception as e:  # one broken phase must not hide the others
             r = lg.PhaseResult(kw.get("name") or coro_fn.__name__.removeprefix("phase_"))
             r.fail(f"phase crashed: {type(e).__name__}: {e}")
             r.check = "crashed"
@@ -363,7 +363,7 @@ async def sync_compare(workdir: Path, plan: Plan, clock: Clock, reserve: float) 
             st.client.close()
             log(f"scimlet: {r1.summary()}")
             res[f"{mode} 1 conn"] = r1
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             log(f"sync={mode}: {e}")
             res[mode] = str(e)
         finally:
@@ -447,7 +447,7 @@ async def calibrate(plan: Plan, clock: Clock) -> lg.PhaseResult | None:
         st.client.close()
         log(r.summary())
         return r
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         log(f"calibration failed: {e}")
         return None
     finally:
@@ -803,13 +803,13 @@ async def main_async(args) -> int:
                 # keep time for the baseline: about a third of the budget
                 sc = await bench_scimlet(workdir, plan, clock, reserve=0.0 if not args.baseline else
                                          (200.0 if not args.quick else 15.0))
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:
                 failures.append(f"scimlet: {e}")
                 log(f"scimlet run failed: {e}")
         if args.baseline:
             try:
                 bl = await bench_baseline(workdir, plan, clock)
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:
                 failures.append(f"scim2-server: {e}")
                 log(f"scim2-server run failed: {e}")
     finally:

@@ -145,10 +145,16 @@ def build_record(scope: Scope, status: int, request_raw: bytes, response_raw: by
     path = scope["path"]
     segments = path[len(SCIM_PREFIX):].split("/")
     idp_id, rest = segments[0], [s for s in segments[1:] if s]
-    query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
+    method = scope["method"]
+    collection = len(rest) == 1
+    # Parse only what the record uses: the query names a list's operation ("Test connection", "Find
+    # User"); the answer holds a new resource's id or an error's scimType and detail. A lookup's
+    # ListResponse or a GET's resource is stored as sent, never parsed.
+    query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)) \
+        if method == "GET" and collection else {}
     request_json = _json(request_raw)
-    response_json = _json(response_raw) if response_raw else None
-    operation, rtype = classify(scope["method"], rest, query, request_json)
+    response_json = _json(response_raw) if status >= 400 or (method == "POST" and collection) else None
+    operation, rtype = classify(method, rest, query, request_json)
     resource_id = rest[1] if len(rest) > 1 and rest[1] != ".search" else None
     if isinstance(response_json, dict) and resource_id is None and isinstance(response_json.get("id"), str):
         resource_id = response_json["id"]
@@ -162,7 +168,7 @@ def build_record(scope: Scope, status: int, request_raw: bytes, response_raw: by
         "time": format_datetime(datetime.now(UTC)),
         "idp_id": idp_id,
         "api_key_id": principal.api_key_id if principal is not None else None,
-        "method": scope["method"],
+        "method": method,
         "path": path,
         "operation": operation,
         "resource_type": rtype,

@@ -8,7 +8,7 @@ from urllib.parse import quote_plus
 
 import httpx
 
-from tests.conftest import ENTERPRISE, GROUP_SCHEMA, PATCH_SCHEMA, USER_SCHEMA
+from tests.conftest import GROUP_SCHEMA, PATCH_SCHEMA, entra_user
 
 SCIM_JSON = "application/scim+json"
 ENTRA_JSON = "application/scim+json; charset=utf-8"
@@ -41,18 +41,9 @@ def send(http: httpx.Client, method: str, url: str, body: object | None = None,
 
 
 def user_body(user_name: str, **extra: object) -> dict:
-    """The create body of ENTRA.md ("Create (shape from Microsoft's docs)")."""
-    body = {
-        "schemas": [USER_SCHEMA, ENTERPRISE],
-        "externalId": str(uuid.uuid4()),
-        "userName": user_name,
-        "active": True,
-        "emails": [{"primary": True, "type": "work", "value": user_name}],
-        "meta": {"resourceType": "User"},
-        "name": {"formatted": "givenName familyName", "familyName": "familyName", "givenName": "givenName"},
-        "phoneNumbers": [{"type": "work", "value": "+16175551212"}],
-        "roles": [],
-    }
+    """The create body of ENTRA.md ("Create (shape from Microsoft's docs)"), with a GUID externalId."""
+    body = entra_user(user_name, externalId=str(uuid.uuid4()),
+                      emails=[{"primary": True, "type": "work", "value": user_name}])
     body.update(extra)
     return body
 

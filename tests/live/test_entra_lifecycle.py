@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import os
 import uuid
+from pathlib import Path
 
 import httpx
 
-from tests.conftest import ENTERPRISE, GROUP_SCHEMA, LiveServer, entra_user, patch_body
+from tests.conftest import (
+    ENTERPRISE,
+    GROUP_SCHEMA,
+    LiveServer,
+    entra_user,
+    free_port,
+    patch_body,
+    run_cli,
+    start_server,
+)
 
 FORM = {"Content-Type": "application/scim+json; charset=utf-8"}
 
@@ -101,21 +112,13 @@ def test_group_lifecycle(live_server: LiveServer) -> None:
         assert http.get(f"/Groups/{group_id}").status_code == 404
 
 
-def test_first_start_prints_tenant_url_and_secret_once(tmp_path, live_server: LiveServer) -> None:
-    # live_server was set up through the CLI; a fresh database instead bootstraps a Default IdP.
-    import os
-    import subprocess
-    import sys
-
-    from tests.conftest import ROOT, free_port, start_server
-
+def test_first_start_prints_tenant_url_and_secret_once(tmp_path: Path) -> None:
+    # A fresh database with no IdP bootstraps a Default IdP and key on the first start.
     port = free_port()
     env = {**os.environ, "SCIMLET_DATABASE_PATH": str(tmp_path / "fresh.db"), "SCIMLET_SERVER_PORT": str(port)}
     process = start_server(env, port)
     try:
-        listing = subprocess.run([sys.executable, "app.py", "idp", "list", "--json"], cwd=ROOT, env=env,
-                                 capture_output=True, text=True, check=True)
-        assert "Default" in listing.stdout
+        assert "Default" in run_cli(env, "idp", "list", "--json").stdout
     finally:
         process.terminate()
         output = process.communicate(timeout=15)[0]
