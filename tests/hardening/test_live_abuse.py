@@ -22,6 +22,25 @@ def trickle(sock: socket.socket, data: bytes, every: float, stop: threading.Even
         time.sleep(every)
 
 
+def read_response(sock: socket.socket) -> bytes:
+    """Read one whole HTTP response: headers and body may arrive in separate segments."""
+    data = b""
+    while b"\r\n\r\n" not in data or len(data.partition(b"\r\n\r\n")[2]) < content_length(data):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def content_length(data: bytes) -> int:
+    for line in data.partition(b"\r\n\r\n")[0].split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return int(value)
+    return 0
+
+
 def test_slow_senders_starve_no_one_and_a_trickled_body_times_out(server_factory) -> None:
     server = server_factory("slow", server_body_timeout=2)
     path = server.tenant_url.removeprefix(server.base)
@@ -50,7 +69,7 @@ def test_slow_senders_starve_no_one_and_a_trickled_body_times_out(server_factory
         # have waited for the slow body's 2 s timeout. (A bound on the timeout, not a speed target.)
         assert max(latencies) < 2, latencies
         slow_body.settimeout(10)
-        answer = slow_body.recv(65536)
+        answer = read_response(slow_body)
         assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
         assert b"did not arrive within 2 seconds" in answer and b"application/scim+json" in answer
     finally:
