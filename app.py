@@ -11,6 +11,7 @@ import sqlite3
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 from starlette.applications import Starlette
@@ -19,6 +20,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from scim.errors import ScimError
 from settings import ConfigError, Settings, load_settings
@@ -27,11 +29,11 @@ from web.admin import admin_mounts, security
 from web.admin.service import AdminService
 from web.health import Health
 from web.metrics import Metrics
-from web.observe import ObserveMiddleware, ProvisioningLog
+from web.observe import ProvisioningLog
 from web.openapi import openapi_document
 from web.request_log import RequestMiddleware, configure_logging
-from web.responses import error_response, http_error_response, server_error_response
-from web.scim_api import ScimApi, ScimShortcut
+from web.responses import SCIM_PREFIX, error_response, http_error_response, server_error_response
+from web.scim_api import ScimApi
 
 log = logging.getLogger("scimlet")
 HOUSEKEEPING_SECONDS = 5.0
@@ -48,9 +50,9 @@ def create_store(settings: Settings) -> SqliteStore:
 def create_app(settings: Settings, store: SqliteStore | None = None) -> Starlette:
     """The ASGI app. The store is opened and closed by the app's lifespan."""
     store = store or create_store(settings)
-    api = ScimApi(store, settings)
     provisioning_log = ProvisioningLog(store)
     metrics = Metrics(store, settings["metrics"]["token"], provisioning_log)
+    scim = ScimApi(store, settings, metrics, listeners=[provisioning_log.add, metrics.record_operation])
     health = Health(store)
 
     @contextlib.asynccontextmanager
@@ -72,14 +74,12 @@ def create_app(settings: Settings, store: SqliteStore | None = None) -> Starlett
     async def openapi_json(request: Request) -> Response:
         return Response(openapi, media_type="application/json")
 
-    app = Starlette(
+    app = ScimletApp(
+        scim,
         routes=[Route("/openapi.json", openapi_json, methods=["GET"]), *health.routes(),
                 Route("/metrics", metrics.endpoint, methods=["GET"]),
                 *admin_mounts(AdminService(store, settings))],
-        # RequestMiddleware is outermost so that it times and counts every request, SCIM or not.
-        middleware=[Middleware(RequestMiddleware, metrics=metrics),
-                    Middleware(ObserveMiddleware, listeners=[provisioning_log.add, metrics.record_operation]),
-                    Middleware(ScimShortcut, scim=api)],
+        middleware=[Middleware(RequestMiddleware, metrics=metrics)],
         exception_handlers={ScimError: _scim_error, HTTPException: _http_error, Exception: _server_error},
         lifespan=lifespan,
     )
@@ -89,6 +89,21 @@ def create_app(settings: Settings, store: SqliteStore | None = None) -> Starlett
     app.state.metrics = metrics
     app.state.health = health
     return app
+
+
+class ScimletApp(Starlette):
+    """Starlette for the admin console, health, metrics and the rest; SCIM requests, the hot path,
+    go straight to the SCIM API, which answers, times, logs and records each one itself."""
+
+    def __init__(self, scim: ScimApi, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.scim = scim
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(SCIM_PREFIX):
+            await self.scim(scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
 
 
 async def _housekeeping(store: SqliteStore, settings: Settings) -> None:
@@ -313,7 +328,7 @@ def _serve(settings: Settings) -> int:
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
     # log_config=None: uvicorn's own lines go through configure_logging's handler and format too;
-    # its access log stays off, RequestMiddleware logs each request instead.
+    # its access log stays off: web/request_log.py logs each request instead.
     uvicorn.run(create_app(settings), host=server["host"], port=server["port"], loop="uvloop", http="httptools",
                 log_config=None, log_level=settings["logging"]["level"], access_log=False, server_header=False,
                 timeout_graceful_shutdown=10)

@@ -17,7 +17,7 @@ from starlette.routing import BaseRoute, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from web.metrics import Metrics
-from web.observe import SCIM_PREFIX
+from web.responses import SCIM_PREFIX
 
 log = logging.getLogger("scimlet.access")
 UNMATCHED = "unmatched"  # the route label of requests no route matched (404s), whatever their path
@@ -36,7 +36,7 @@ TEXT_FORMAT = "%(levelname)s %(name)s: %(message)s"
 
 
 class RequestMiddleware:
-    """Times each request, counts it by route template, method and status, and logs it."""
+    """Times each request outside SCIM, counts it by route template, method and status, and logs it."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
@@ -63,17 +63,11 @@ class RequestMiddleware:
         try:
             await self.app(scope, receive, send_and_watch)
         finally:
-            seconds = time.perf_counter() - started
-            route = self.route_of(scope)
-            self.metrics.observe_request(route, scope["method"], status, seconds)
-            level = logging.DEBUG if route in PROBE_PATHS else logging.INFO
-            if log.isEnabledFor(level):
-                _log_request(level, scope, route, status, seconds)
+            finish_request(self.metrics, scope, self.route_of(scope), status, time.perf_counter() - started,
+                           scope.get("path_params", {}).get("idp"))
 
     def route_of(self, scope: Scope) -> str:
-        """The template of the route that answered ("/v1/scim/{idp}/Users/{id}"): a bounded label."""
-        if scope["path"].startswith(SCIM_PREFIX):
-            return scim_route(scope["path"])
+        """The template of the route that answered: a bounded label."""
         route = scope.get("route")
         if route is None:
             return UNMATCHED
@@ -83,7 +77,17 @@ class RequestMiddleware:
         return template
 
 
+def finish_request(metrics: Metrics, scope: Scope, route: str, status: int, seconds: float,
+                   idp: str | None) -> None:
+    """Count, time and log one answered request (SCIM requests come here from the SCIM entry)."""
+    metrics.observe_request(route, scope["method"], status, seconds)
+    level = logging.DEBUG if route in PROBE_PATHS else logging.INFO
+    if log.isEnabledFor(level):
+        _log_request(level, scope, route, status, seconds, idp)
+
+
 def scim_route(path: str) -> str:
+    """The template of a SCIM path ("/v1/scim/{idp}/Users/{id}"), or "unmatched"."""
     segments = path[len(SCIM_PREFIX):].rstrip("/").split("/")
     if not 2 <= len(segments) <= 3 or not segments[0] or segments[1] not in SCIM_ENDPOINTS:
         return UNMATCHED
@@ -110,7 +114,7 @@ def _templates(routes: Iterable[BaseRoute], prefix: str) -> Iterable[tuple[int, 
             yield id(route), path
 
 
-def _log_request(level: int, scope: Scope, route: str, status: int, seconds: float) -> None:
+def _log_request(level: int, scope: Scope, route: str, status: int, seconds: float, idp: str | None) -> None:
     # raw_path is the request target as sent (percent-encoded): it cannot smuggle a line break
     # into a text log, which the decoded path could.
     raw = scope.get("raw_path")
@@ -122,7 +126,7 @@ def _log_request(level: int, scope: Scope, route: str, status: int, seconds: flo
         "route": route,
         "status": status,
         "duration_ms": round(seconds * 1000, 3),
-        "idp": scope.get("path_params", {}).get("idp"),
+        "idp": idp,
         "client": client[0] if client else None,
     }
     # makeRecord + handle rather than log.log: the same record minus findCaller's stack walk, which

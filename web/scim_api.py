@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
+import time
 from collections.abc import Awaitable, Callable
 
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from scim import schemas
 from scim.errors import ScimError, invalid_value, not_found, shown
@@ -23,17 +24,22 @@ from scim.validate import find_key, parse_members, validate_resource
 from settings import Settings
 from storage import Change, Principal, Query, Row
 from storage.sqlite import SqliteStore
+from web.metrics import Metrics
+from web.observe import Listener, build_record
+from web.request_log import finish_request, scim_route
 from web.responses import (
+    SCIM_PREFIX,
+    ScimRequest,
     ScimResponse,
     error_response,
-    http_error_response,
+    internal_error,
     read_object,
-    server_error_response,
+    routing_error,
 )
 from web.throttle import AuthThrottle
 
-Handler = Callable[[Request], Awaitable[Response]]
-SCIM_PREFIX = "/v1/scim/"
+Handler = Callable[[ScimRequest], Awaitable[Response]]
+log = logging.getLogger("scimlet")
 RESOURCE_ENDPOINTS = {"Users": USER_TYPE, "Groups": GROUP_TYPE}
 MAX_SAFE_INTEGER = 2**53 - 1
 
@@ -45,9 +51,11 @@ class Unauthorized(ScimError):
 
 
 class ScimApi:
-    def __init__(self, store: SqliteStore, settings: Settings) -> None:
+    def __init__(self, store: SqliteStore, settings: Settings, metrics: Metrics, listeners: list[Listener]) -> None:
         self.store = store
         self.settings = settings
+        self.metrics = metrics
+        self.listeners = listeners  # each gets every provisioning log record
         self.max_body = settings["server"]["max_body_bytes"]
         self.default_count = settings["scim"]["default_page_size"]
         self.max_count = settings["scim"]["max_page_size"]
@@ -60,21 +68,44 @@ class ScimApi:
         self.throttle = AuthThrottle(security["auth_failure_limit"], security["auth_failure_window"])
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Route /v1/scim/{idp}/... by its path segments (one dict lookup instead of trying a dozen
-        route patterns, on the hottest path of the server) and answer every error as SCIM."""
+        """Answer one request under /v1/scim/, then count, log and record it.
+
+        The hottest path of the server, so it is one plain ASGI call: routing by path segments (one
+        dict lookup instead of trying a dozen route patterns), every error answered as SCIM, and the
+        request's metrics, log line and provisioning record taken here rather than by middleware
+        wrapping send and receive."""
+        started = time.perf_counter()
+        request = ScimRequest(scope, receive)
+        method, path = request.method, scope["path"]
+        headers: dict[str, str] | None = None
         try:
-            handler, params = self.route(scope["method"], scope["path"][len(SCIM_PREFIX):].rstrip("/").split("/"))
-            scope["path_params"] = params
-            response = await handler(Request(scope, receive))
+            handler, request.path_params = self.route(method, path[len(SCIM_PREFIX):].rstrip("/").split("/"))
+            response = await handler(request)
         except ScimError as exc:
-            response = error_response(exc)
+            request.error = exc
         except HTTPException as exc:
-            response = http_error_response(scope["method"], scope["path"], exc)
+            request.error, headers = routing_error(method, path, exc), exc.headers
         except Exception as exc:
-            response = server_error_response(scope["method"], scope["path"], exc)
-        await response(scope, receive, send)
+            request.error = internal_error(method, path, exc)
+        if request.error is not None:
+            response = error_response(request.error, headers)
+        try:
+            await send({"type": "http.response.start", "status": response.status_code,
+                        "headers": response.raw_headers})
+            await send({"type": "http.response.body", "body": response.body})
+        finally:
+            seconds = time.perf_counter() - started
+            finish_request(self.metrics, scope, scim_route(path), response.status_code, seconds,
+                           request.path_params.get("idp"))
+            record = build_record(request, response.status_code, response.body, seconds * 1000)
+            for listener in self.listeners:
+                try:
+                    listener(record)
+                except Exception:
+                    log.exception("a provisioning log listener failed")
 
     def route(self, method: str, segments: list[str]) -> tuple[Handler, dict[str, str]]:
+        """The handler of /v1/scim/{idp}/<segments...> and its path parameters."""
         idp, rest = segments[0], segments[1:]
         if not idp or len(rest) not in (1, 2):
             raise HTTPException(404)
@@ -111,7 +142,7 @@ class ScimApi:
 
     # --- auth and helpers ----------------------------------------------------------------------
 
-    def authenticate(self, request: Request, write: ResourceType | None = None) -> Principal:
+    def authenticate(self, request: ScimRequest, write: ResourceType | None = None) -> Principal:
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         token = token.strip()
@@ -119,29 +150,30 @@ class ScimApi:
             if scheme.lower() == "bearer" and token else None
         if principal is None:
             # A missing token, a wrong one and an unknown IdP take this same path: one answer for all.
-            self.throttle.failed(request.client.host if request.client else "")
+            self.throttle.failed(request.client_host)
             raise Unauthorized()
-        request.state.principal = principal
+        request.principal = principal
         if write is USER_TYPE and not principal.users_write:
             raise ScimError(403, "This API key does not have the Users write privilege; grant it to the key")
         if write is GROUP_TYPE and not principal.groups_write:
             raise ScimError(403, "This API key does not have the Groups write privilege; grant it to the key")
         return principal
 
-    def base_url(self, request: Request) -> str:
+    def base_url(self, request: ScimRequest) -> str:
         return f"{self.settings.base_url}/v1/scim/{request.path_params['idp']}"
 
-    def render(self, request: Request, rtype: ResourceType, row: Row, projection: Projection) -> dict:
+    def render(self, request: ScimRequest, rtype: ResourceType, row: Row, projection: Projection) -> dict:
         resource = to_resource(rtype, row.id, row.doc, version=row.version, created=row.created,
                                modified=row.modified, base_url=self.base_url(request),
                                members=row.members, groups=row.groups)
         return project(rtype, resource, projection)
 
-    def single(self, request: Request, rtype: ResourceType, row: Row, projection: Projection,
+    def single(self, request: ScimRequest, rtype: ResourceType, row: Row, projection: Projection,
                status: int = 200) -> ScimResponse:
         headers = {"ETag": etag(row.version)}
         if status == 201:
             headers["Location"] = f"{self.base_url(request)}{rtype.endpoint}/{row.id}"
+            request.resource_id = row.id
         return ScimResponse(self.render(request, rtype, row, projection), status_code=status, headers=headers)
 
     @staticmethod
@@ -150,7 +182,7 @@ class ScimApi:
         return projection.wants("members" if rtype is GROUP_TYPE else "groups")
 
     @staticmethod
-    def precondition(request: Request) -> Callable[[Row], None]:
+    def precondition(request: ScimRequest) -> Callable[[Row], None]:
         tags = parse_etags(request.headers["if-match"]) if "if-match" in request.headers else False
 
         def check(row: Row) -> None:
@@ -162,17 +194,17 @@ class ScimApi:
 
     # --- discovery -------------------------------------------------------------------------------
 
-    async def service_provider_config(self, request: Request) -> Response:
+    async def service_provider_config(self, request: ScimRequest) -> Response:
         self.authenticate(request)
         return ScimResponse(schemas.service_provider_config(
             self.base_url(request), self.max_count, self.max_operations, self.max_body))
 
-    async def resource_types(self, request: Request) -> Response:
+    async def resource_types(self, request: ScimRequest) -> Response:
         self.authenticate(request)
         items = [rtype.to_dict(self.base_url(request)) for rtype in schemas.RESOURCE_TYPES.values()]
         return ScimResponse(_list_response(items, len(items), 1))
 
-    async def resource_type(self, request: Request) -> Response:
+    async def resource_type(self, request: ScimRequest) -> Response:
         self.authenticate(request)
         name = request.path_params["name"]
         for rtype in schemas.RESOURCE_TYPES.values():
@@ -180,12 +212,12 @@ class ScimApi:
                 return ScimResponse(rtype.to_dict(self.base_url(request)))
         raise not_found(f"No resource type {name!r}; known: User, Group")
 
-    async def schema_list(self, request: Request) -> Response:
+    async def schema_list(self, request: ScimRequest) -> Response:
         self.authenticate(request)
         items = [schema.to_dict(self.base_url(request)) for schema in schemas.SCHEMAS.values()]
         return ScimResponse(_list_response(items, len(items), 1))
 
-    async def schema(self, request: Request) -> Response:
+    async def schema(self, request: ScimRequest) -> Response:
         self.authenticate(request)
         urn = request.path_params["urn"]
         for schema in schemas.SCHEMAS.values():
@@ -195,7 +227,7 @@ class ScimApi:
 
     # --- resources -------------------------------------------------------------------------------
 
-    async def list_or_create(self, request: Request, rtype: ResourceType) -> Response:
+    async def list_or_create(self, request: ScimRequest, rtype: ResourceType) -> Response:
         if request.method == "POST":
             return await self.create(request, rtype)
         self.authenticate(request)
@@ -206,7 +238,7 @@ class ScimApi:
             "attributes": params.get("attributes"), "excludedAttributes": params.get("excludedAttributes"),
         })
 
-    async def search(self, request: Request, rtype: ResourceType) -> Response:
+    async def search(self, request: ScimRequest, rtype: ResourceType) -> Response:
         self.authenticate(request)
         body = await read_object(request, self.max_body, self.body_timeout)
         urns = [u.lower() for u in body.get("schemas") or [] if isinstance(u, str)]
@@ -215,7 +247,7 @@ class ScimApi:
                             "invalidSyntax")
         return await self.query(request, rtype, body)
 
-    async def search_all(self, request: Request) -> Response:
+    async def search_all(self, request: ScimRequest) -> Response:
         """POST /.search at the tenant root would search users and groups at once (RFC 7644 §3.4.3).
 
         We do not; RFC 7644 §3.12 names 501 for an operation the service provider does not support,
@@ -225,7 +257,7 @@ class ScimApi:
         raise ScimError(501, "Searching several resource types at once is not supported; "
                              "POST /Users/.search or /Groups/.search instead")
 
-    async def query(self, request: Request, rtype: ResourceType, params: dict) -> Response:
+    async def query(self, request: ScimRequest, rtype: ResourceType, params: dict) -> Response:
         projection = parse_projection(rtype, params.get("attributes"), params.get("excludedAttributes"))
         text = params.get("filter")
         if text is not None and not isinstance(text, str):
@@ -250,7 +282,7 @@ class ScimApi:
         resources = [self.render(request, rtype, row, projection) for row in rows]
         return ScimResponse(_list_response(resources, total, start))
 
-    async def create(self, request: Request, rtype: ResourceType) -> Response:
+    async def create(self, request: ScimRequest, rtype: ResourceType) -> Response:
         principal = self.authenticate(request, write=rtype)
         body = await read_object(request, self.max_body, self.body_timeout)
         doc = validate_resource(rtype, body)
@@ -263,7 +295,7 @@ class ScimApi:
                                       request.query_params.get("excludedAttributes"))
         return self.single(request, rtype, row, projection, status=201)
 
-    async def one(self, request: Request, rtype: ResourceType) -> Response:
+    async def one(self, request: ScimRequest, rtype: ResourceType) -> Response:
         method = request.method
         if method == "GET":
             return await self.get(request, rtype)
@@ -273,7 +305,7 @@ class ScimApi:
             return await self.replace(request, rtype)
         return await self.patch(request, rtype)
 
-    async def get(self, request: Request, rtype: ResourceType) -> Response:
+    async def get(self, request: ScimRequest, rtype: ResourceType) -> Response:
         principal = self.authenticate(request)
         projection = self.projection(request, rtype)
         resource_id = request.path_params["id"]
@@ -286,7 +318,7 @@ class ScimApi:
             return Response(status_code=304, headers={"ETag": etag(row.version)})
         return self.single(request, rtype, row, projection)
 
-    async def replace(self, request: Request, rtype: ResourceType) -> Response:
+    async def replace(self, request: ScimRequest, rtype: ResourceType) -> Response:
         principal = self.authenticate(request, write=rtype)
         body = await read_object(request, self.max_body, self.body_timeout)
         resource_id = request.path_params["id"]
@@ -310,7 +342,7 @@ class ScimApi:
                                       members=self.loads_references(rtype, projection))
         return self.single(request, rtype, row, projection)
 
-    async def patch(self, request: Request, rtype: ResourceType) -> Response:
+    async def patch(self, request: ScimRequest, rtype: ResourceType) -> Response:
         principal = self.authenticate(request, write=rtype)
         body = await read_object(request, self.max_body, self.body_timeout)
         operations = body.get("Operations")
@@ -334,12 +366,12 @@ class ScimApi:
             return Response(status_code=204, headers={"ETag": etag(row.version)})
         return self.single(request, rtype, row, projection)
 
-    async def delete(self, request: Request, rtype: ResourceType) -> Response:
+    async def delete(self, request: ScimRequest, rtype: ResourceType) -> Response:
         principal = self.authenticate(request, write=rtype)
         await self.store.delete(rtype.name, principal.idp_id, request.path_params["id"], self.precondition(request))
         return Response(status_code=204)
 
-    def projection(self, request: Request, rtype: ResourceType) -> Projection:
+    def projection(self, request: ScimRequest, rtype: ResourceType) -> Projection:
         return parse_projection(rtype, request.query_params.get("attributes"),
                                 request.query_params.get("excludedAttributes"))
 
@@ -372,18 +404,3 @@ def _list_response(resources: list, total: int, start: int) -> dict:
         "startIndex": start,
         "itemsPerPage": len(resources),
     }
-
-
-class ScimShortcut:
-    """Middleware that hands SCIM requests straight to the SCIM dispatcher, past Starlette's router
-    and exception middleware (the dispatcher answers its own errors); the rest goes on as usual."""
-
-    def __init__(self, app: ASGIApp, scim: ScimApi) -> None:
-        self.app = app
-        self.scim = scim
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"].startswith(SCIM_PREFIX):
-            await self.scim(scope, receive, send)
-        else:
-            await self.app(scope, receive, send)
