@@ -58,7 +58,7 @@ class Snapshot:
 
 
 class Metrics:
-    """The app's metrics: request counters fed by middleware, SCIM operations fed by ObserveMiddleware."""
+    """The app's metrics: request counters fed per request, SCIM operations fed by provisioning records."""
 
     def __init__(self, store: SqliteStore, token: str, provisioning_log: ProvisioningLog | None = None) -> None:
         self.store = store
@@ -95,7 +95,7 @@ class Metrics:
         histogram.observe(seconds)
 
     def record_operation(self, record: dict) -> None:
-        """A listener for ObserveMiddleware: one provisioning log record per SCIM request."""
+        """A provisioning log listener: one record per SCIM request."""
         idp = record["idp_id"]
         if record["api_key_id"] is not None:
             self.known_idps.add(idp)
