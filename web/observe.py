@@ -10,13 +10,11 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
 
 import orjson
 
-from scim.filters import format_datetime
 from scim.operations import classify, may_hold_secrets, redact, target_of
-from storage.sqlite import SqliteStore
+from storage.sqlite import SqliteStore, now
 from web.responses import SCIM_PREFIX, ScimRequest
 
 log = logging.getLogger("scimlet.provisioning")
@@ -104,7 +102,7 @@ def build_record(request: ScimRequest, status: int, response_raw: bytes, duratio
     principal = request.principal
     client = scope.get("client")
     return {
-        "time": format_datetime(datetime.now(UTC)),
+        "time": now(),
         "idp_id": idp_id,
         "api_key_id": principal.api_key_id if principal is not None else None,
         "method": method,

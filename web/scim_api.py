@@ -29,6 +29,7 @@ from web.observe import Listener, build_record
 from web.request_log import finish_request, scim_route
 from web.responses import (
     SCIM_PREFIX,
+    BodyDeadlines,
     ScimRequest,
     ScimResponse,
     error_response,
@@ -61,7 +62,7 @@ class ScimApi:
         self.max_count = settings["scim"]["max_page_size"]
         self.max_members = settings["scim"]["max_members_per_patch"]
         self.max_operations = settings["scim"]["max_operations"]
-        self.body_timeout = settings["server"]["body_timeout"]
+        self.body_deadlines = BodyDeadlines(settings["server"]["body_timeout"])
         self.filter_limits = {"max_length": settings["scim"]["max_filter_length"],
                               "max_depth": settings["scim"]["max_filter_depth"]}
         security = settings["security"]
@@ -240,7 +241,7 @@ class ScimApi:
 
     async def search(self, request: ScimRequest, rtype: ResourceType) -> Response:
         self.authenticate(request)
-        body = await read_object(request, self.max_body, self.body_timeout)
+        body = await read_object(request, self.max_body, self.body_deadlines)
         urns = [u.lower() for u in body.get("schemas") or [] if isinstance(u, str)]
         if urns and schemas.SEARCH_REQUEST.lower() not in urns:
             raise ScimError(400, f"A search request's schemas must be [\"{schemas.SEARCH_REQUEST}\"]",
@@ -284,7 +285,7 @@ class ScimApi:
 
     async def create(self, request: ScimRequest, rtype: ResourceType) -> Response:
         principal = self.authenticate(request, write=rtype)
-        body = await read_object(request, self.max_body, self.body_timeout)
+        body = await read_object(request, self.max_body, self.body_deadlines)
         doc = validate_resource(rtype, body)
         members = None
         if rtype is GROUP_TYPE:
@@ -320,7 +321,7 @@ class ScimApi:
 
     async def replace(self, request: ScimRequest, rtype: ResourceType) -> Response:
         principal = self.authenticate(request, write=rtype)
-        body = await read_object(request, self.max_body, self.body_timeout)
+        body = await read_object(request, self.max_body, self.body_deadlines)
         resource_id = request.path_params["id"]
         if isinstance(body.get("id"), str) and body["id"] != resource_id:
             raise ScimError(400, f"id is immutable: the body says {body['id']!r} but the URL says {resource_id!r}",
@@ -344,7 +345,7 @@ class ScimApi:
 
     async def patch(self, request: ScimRequest, rtype: ResourceType) -> Response:
         principal = self.authenticate(request, write=rtype)
-        body = await read_object(request, self.max_body, self.body_timeout)
+        body = await read_object(request, self.max_body, self.body_deadlines)
         operations = body.get("Operations")
         if isinstance(operations, list) and len(operations) > self.max_operations:
             raise invalid_value(f"A PATCH may carry at most {self.max_operations} operations; "

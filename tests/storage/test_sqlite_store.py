@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import uuid
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from scim.errors import ScimError
-from scim.filters import parse_filter
+from scim.filters import format_datetime, parse_filter
 from scim.patch import Member, MemberOp
 from scim.paths import resolve_text
 from scim.schemas import GROUP_TYPE, USER_TYPE
@@ -170,3 +171,17 @@ async def test_planner_never_walks_an_idp_to_find_ids(store: SqliteStore) -> Non
             ("i",)).fetchall()
     assert "sqlite_autoindex_users_1 (id=?)" in str(member_check)
     assert "users_idp (idp_id=?)" in str(page) and "TEMP B-TREE" not in str(page)
+
+
+async def test_new_ids_are_uuid7_in_creation_order_and_stamps_read_as_filters_write_them(store: SqliteStore) -> None:
+    rows = []
+    for i in range(3):
+        rows.append(await store.create("User", "idp", user_doc(f"order{i}@x")))
+        await asyncio.sleep(0.002)  # ids order by millisecond
+    parsed = [uuid.UUID(row.id) for row in rows]
+    assert all(u.version == 7 and u.variant == uuid.RFC_4122 for u in parsed)
+    assert [row.id for row in rows] == sorted(row.id for row in rows)
+    assert len({row.id for row in rows}) == 3
+    created = rows[0].created
+    assert created == format_datetime(datetime.fromisoformat(created))
+    assert created.endswith("Z") and len(created) == len("2026-01-01T00:00:00.000Z")
