@@ -174,6 +174,15 @@ def parse_filter(text: str, rtype: ResourceType, *, max_length: int = MAX_FILTER
         raise invalid_filter(f"The filter is {len(text)} characters long; the limit is {max_length}")
     if not text.strip():
         raise invalid_filter('The filter is empty; send e.g. userName eq "alice@contoso.com"')
+    simple = _SIMPLE_RE.fullmatch(text)
+    if simple is not None:
+        # The commonest filter by far, `attribute op "value"` (Entra's every lookup), skips the
+        # tokenizer once its shape is known. A string without backslashes needs no decoding, and
+        # the pattern admits no control character.
+        simple_shape = (rtype.name, simple["attr"], simple["op"].lower())
+        template = _TEMPLATES.get(simple_shape)
+        if template is not None:
+            return _fill(template, [simple["value"]])
     tokens = tokenize(text)
     # Checked on every call, not only when a shape is first parsed: the limit may differ per caller.
     _check_depth(tokens, max_depth)
@@ -190,6 +199,8 @@ def parse_filter(text: str, rtype: ResourceType, *, max_length: int = MAX_FILTER
         if len(_TEMPLATES) >= MAX_CACHED_SHAPES:
             _TEMPLATES.clear()
         _TEMPLATES[shape] = template
+        if simple is not None:
+            _TEMPLATES[simple_shape] = template
     return _fill(template, literals)
 
 
@@ -201,6 +212,8 @@ class _Slot:
 
 
 _LITERAL_TYPES = frozenset({"COMP_VALUE", "NUMBER", "TRUE", "FALSE", "NULL"})
+_SIMPLE_RE = re.compile(r'[ \t\r\n]*(?P<attr>[a-zA-Z$][a-zA-Z0-9_$-]*(?:\.[a-zA-Z$][a-zA-Z0-9_$-]*)?)[ \t\r\n]+'
+                        r'(?P<op>[eEnNcCsSgGlL][qQeEoOwWtT])[ \t\r\n]+"(?P<value>[^"\\\x00-\x1f]*)"[ \t\r\n]*')
 _TEMPLATES: dict[tuple, Node] = {}
 MAX_CACHED_SHAPES = 1024
 

@@ -308,6 +308,23 @@ def test_cached_filter_shapes_take_each_requests_values() -> None:
     assert parse_filter('displayName eq "x"', GROUP_TYPE).ref.attr is not parse('displayName eq "x"').ref.attr
 
 
+@pytest.mark.parametrize(("text", "other"), [
+    ('userName eq "a@x"', 'userName eq "b@x"'), (' name.givenName  SW "Al" ', 'name.givenName SW "Bo"'),
+    ('active eq "true"', 'active eq "false"'), ('meta.created gt "2026-01-01"', 'meta.created gt "2027-01-01"'),
+    ('title co ""', 'title co "x"'), ('emails.value ew "@x.com"', 'emails.value ew "@y.com"'),
+])
+def test_a_simple_comparison_reads_the_same_before_and_after_its_shape_is_cached(text: str, other: str) -> None:
+    first = parse(text)
+    assert parse(text) == first
+    assert parse(other) != first  # another value is not the cached one
+
+
+@pytest.mark.parametrize("text", ['userName eo "a"', 'and eq "a"', 'userName eq "a" "b"', 'userName eq "\u0000"'])
+def test_a_simple_looking_filter_that_is_not_valid_stays_invalid(text: str) -> None:
+    for _ in range(2):
+        assert error_of(text).scim_type == "invalidFilter"
+
+
 # --- errors ----------------------------------------------------------------------------------
 
 
