@@ -28,6 +28,7 @@ from storage.sqlite import AdminError, SqliteStore, backup, migrate, pending_mig
 from web.admin import admin_mounts, security
 from web.admin.service import AdminService
 from web.health import Health
+from web.http_protocol import CoalescingHttpProtocol
 from web.metrics import Metrics
 from web.observe import ProvisioningLog
 from web.openapi import openapi_document
@@ -328,8 +329,10 @@ def _serve(settings: Settings) -> int:
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
     # log_config=None: uvicorn's own lines go through configure_logging's handler and format too;
-    # its access log stays off: web/request_log.py logs each request instead.
-    uvicorn.run(create_app(settings), host=server["host"], port=server["port"], loop="uvloop", http="httptools",
+    # its access log stays off: web/request_log.py logs each request instead. The HTTP protocol is
+    # uvicorn's httptools one, sending each response in one write (web/http_protocol.py).
+    uvicorn.run(create_app(settings), host=server["host"], port=server["port"], loop="uvloop",
+                http=CoalescingHttpProtocol,
                 log_config=None, log_level=settings["logging"]["level"], access_log=False, server_header=False,
                 timeout_graceful_shutdown=10)
     return 0
