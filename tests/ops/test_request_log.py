@@ -90,3 +90,27 @@ async def test_probes_log_at_debug_level(ops: Ops, caplog: pytest.LogCaptureFixt
         assert (await ops.root.get(path)).status_code == 200
     assert [(r.levelno, r.request["route"]) for r in caplog.records if r.name == "scimlet.access"] == [
         (logging.DEBUG, "/healthz"), (logging.DEBUG, "/readyz"), (logging.DEBUG, "/metrics")]
+
+
+def test_text_request_lines_from_a_live_server(tmp_path: Path) -> None:
+    """The default format, as `make run` prints it: one line per request, level and logger first."""
+    port = free_port()
+    env = {**os.environ, "SCIMLET_DATABASE_PATH": str(tmp_path / "text.db"), "SCIMLET_SERVER_PORT": str(port),
+           "SCIMLET_SERVER_HOST": "127.0.0.1", "SCIMLET_LOGGING_LEVEL": "info", "SCIMLET_LOGGING_FORMAT": "text"}
+    key = json.loads(run_cli(env, "apikey", "create", "--name", "entra", "--write", "users,groups", "--json").stdout)
+    idp = json.loads(run_cli(env, "idp", "create", "--name", "Entra", "--apikey", "entra", "--json").stdout)
+    process = start_server(env, port)
+    try:
+        with httpx.Client(base_url=idp["tenant_url"], headers={"Authorization": f"Bearer {key['secret']}"},
+                          timeout=10) as http:
+            assert http.post("/Users", json=entra_user("text@contoso.com")).status_code == 201
+            assert http.get("/Users/nope%0Aforged").status_code == 404
+    finally:
+        process.terminate()
+        output, _ = process.communicate(timeout=15)
+    lines = [line for line in output.splitlines() if line.startswith("INFO scimlet.access: ")]
+    assert len(lines) == 2, output
+    assert re.fullmatch(rf"INFO scimlet\.access: POST /v1/scim/{idp['id']}/Users 201 \d+\.\dms", lines[0])
+    assert re.fullmatch(rf"INFO scimlet\.access: GET /v1/scim/{idp['id']}/Users/nope%0Aforged 404 \d+\.\dms",
+                        lines[1])
+    assert key["secret"] not in output
