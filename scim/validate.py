@@ -10,9 +10,9 @@ does not know is ignored rather than rejected, because Entra sends extra URNs an
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
+from typing import NamedTuple
 
 import phonenumbers
 
@@ -29,9 +29,9 @@ _MEMBER_TYPES = {"user": "User", "group": "Group"}
 
 
 # Defined here rather than in scim.patch (which re-exports it) because scim.patch imports this
-# module; the reverse import would be circular.
-@dataclass(frozen=True)
-class Member:
+# module; the reverse import would be circular. A NamedTuple rather than a frozen dataclass: a
+# member add builds a hundred of them, and a tuple is three times cheaper to make.
+class Member(NamedTuple):
     value: str
     type: str | None = None  # "User" or "Group"; None when the client did not say
 
@@ -41,7 +41,10 @@ def find_key(obj: dict, name: str) -> object:
     if name in obj:
         return obj[name]
     lower = name.lower()
-    return next((value for key, value in obj.items() if key.lower() == lower), None)
+    for key, value in obj.items():
+        if key.lower() == lower:
+            return value
+    return None
 
 
 def validate_resource(rtype: ResourceType, body: dict) -> dict:
