@@ -473,7 +473,9 @@ class SqliteStore:
                 raise not_found(f"{rtype} {resource_id} not found")
             result: Change = change(current)
             changed = False
+            columns_changed = False
             if result.doc is not None and result.doc != current.doc:
+                columns_changed = _hot_columns(tmap, result.doc) != _hot_columns(tmap, current.doc)
                 current.doc = result.doc
                 changed = True
             if result.member_ops:
@@ -482,7 +484,7 @@ class SqliteStore:
                 current.version += 1
                 current.modified = now()
                 try:
-                    _store_doc(conn, tmap, current)
+                    _store_doc(conn, tmap, current, columns_changed)
                 except sqlite3.IntegrityError:
                     raise _uniqueness(tmap, current.doc) from None
             if members:
@@ -757,8 +759,13 @@ def _insert(conn: sqlite3.Connection, tmap: TableMap, idp_id: str, row: Row) -> 
             (row.id, idp_id, *_hot_columns(tmap, row.doc), _dumps(row.doc), row.version, row.created, row.modified))
 
 
-def _store_doc(conn: sqlite3.Connection, tmap: TableMap, row: Row) -> None:
-    if tmap is USERS:
+def _store_doc(conn: sqlite3.Connection, tmap: TableMap, row: Row, columns_changed: bool) -> None:
+    if not columns_changed:
+        # Setting an indexed column, even to its own value, rewrites its index entries: an update
+        # that leaves userName/displayName, externalId and active alone costs half as much this way.
+        conn.execute(f"UPDATE {tmap.table} SET doc = ?, version = ?, modified = ? WHERE id = ?",
+                     (_dumps(row.doc), row.version, row.modified, row.id))
+    elif tmap is USERS:
         conn.execute(
             "UPDATE users SET user_name = ?, external_id = ?, active = ?, doc = ?, version = ?, modified = ?"
             " WHERE id = ?", (*_hot_columns(tmap, row.doc), _dumps(row.doc), row.version, row.modified, row.id))

@@ -104,6 +104,28 @@ async def test_update_bumps_version_only_on_change(store: SqliteStore) -> None:
     assert err.value.status == 404
 
 
+async def test_filtered_columns_follow_every_kind_of_update(store: SqliteStore) -> None:
+    row = await store.create("User", "idp", user_doc("Col@x", externalId="e1", active=True))
+
+    async def found(text: str) -> list[str]:
+        _, rows = await store.search("User", "idp", Query(where=parse_filter(text, USER_TYPE)))
+        return [r.id for r in rows]
+
+    async def change(**fields: object) -> None:
+        await store.update("User", "idp", row.id, lambda current: Change(doc={**current.doc, **fields}))
+
+    await change(title="only the document")
+    assert await found('externalId eq "e1" and active eq true and userName eq "col@x"') == [row.id]
+    await change(active=False)
+    assert await found("active eq true") == [] and await found("active eq false") == [row.id]
+    await change(userName="Renamed@x", externalId="e2")
+    assert await found('userName eq "col@x"') == [] and await found('userName eq "renamed@x"') == [row.id]
+    assert await found('externalId eq "e1"') == [] and await found('externalId eq "e2"') == [row.id]
+    with pytest.raises(ScimError) as taken:
+        await store.create("User", "idp", user_doc("RENAMED@X"))
+    assert taken.value.status == 409
+
+
 async def test_failed_change_leaves_the_row_untouched(store: SqliteStore) -> None:
     user = await store.create("User", "idp", user_doc("u"))
     group = await store.create("Group", "idp", {"displayName": "g"})
