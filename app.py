@@ -24,7 +24,7 @@ from starlette.types import Receive, Scope, Send
 
 from scim.errors import ScimError
 from settings import ConfigError, Settings, load_settings
-from storage.sqlite import AdminError, SqliteStore, backup, migrate, pending_migrations
+from storage.sqlite import AUTH_RECHECK_SECONDS, AdminError, SqliteStore, backup, migrate, pending_migrations
 from web.admin import admin_mounts, security
 from web.admin.service import AdminService
 from web.health import Health
@@ -229,6 +229,7 @@ async def _apikey(service: AdminService, args: argparse.Namespace) -> int:
             f"{'  REVOKED ' + k.revoked if k.revoked else ''}" for k in keys) or "no API keys")
     else:
         key = await service.revoke_api_key(args.key)
+        await _until_servers_notice()
         print(f"API key {key.name} ({key.id}) revoked")
     return 0
 
@@ -247,8 +248,15 @@ async def _idp(service: AdminService, args: argparse.Namespace) -> int:
         if not args.yes:
             raise AdminError("deleting an IdP deletes all its users and groups; add --yes to confirm")
         idp = await service.delete_idp(args.id)
+        await _until_servers_notice()
         print(f"IdP {idp.name} ({idp.id}) deleted with its users and groups")
     return 0
+
+
+async def _until_servers_notice() -> None:
+    """A running server sees a change to keys or IdPs made by another process within
+    AUTH_RECHECK_SECONDS: waiting that out makes "revoked" mean that the next request fails."""
+    await asyncio.sleep(AUTH_RECHECK_SECONDS * 1.5)
 
 
 async def _admin_password(service: AdminService) -> int:

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
+import math
 import os
 import secrets
 import sqlite3
@@ -48,6 +49,8 @@ from storage import (
 from storage.sql import GROUPS, USERS, TableMap, is_point_lookup, order_clause, where_clause
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# How long a change to keys or IdPs made by another process may take to reach a running server.
+AUTH_RECHECK_SECONDS = 0.1
 TABLES: dict[str, TableMap] = {"User": USERS, "Group": GROUPS}
 MAX_BATCH = 256
 LOG_COLUMNS = ("time", "idp_id", "api_key_id", "method", "path", "operation", "resource_type", "resource_id",
@@ -209,6 +212,9 @@ class SqliteStore:
         self._wakeup: asyncio.Event | None = None
         self._writer_task: asyncio.Task | None = None
         self._last_used: dict[str, str] = {}
+        self._principals: dict[tuple[str, str], Principal] = {}  # (IdP ID, secret hash) -> principal
+        self._auth_epoch = -1
+        self._auth_checked = -math.inf
         self.batches = 0
 
     # --- lifecycle -------------------------------------------------------------------------------
@@ -327,6 +333,7 @@ class SqliteStore:
             return key
         stamp = now()
         await self.write(lambda conn: conn.execute("UPDATE api_keys SET revoked = ? WHERE id = ?", (stamp, key.id)))
+        self._auth_changed()
         return await self.find_api_key(key.id)
 
     async def create_idp(self, name: str, icon: str, api_key: str | None) -> Idp:
@@ -367,6 +374,7 @@ class SqliteStore:
         if key.revoked:
             raise AdminError(f"API key {key.name!r} is revoked")
         await self.write(lambda conn: conn.execute("UPDATE idps SET api_key_id = ? WHERE id = ?", (key.id, idp.id)))
+        self._auth_changed()
         return await self.get_idp(idp.id)
 
     async def delete_idp(self, idp_id: str) -> None:
@@ -378,9 +386,29 @@ class SqliteStore:
             conn.execute("DELETE FROM idps WHERE id = ?", (idp.id,))
 
         await self.write(delete)
+        self._auth_changed()
 
     def authenticate(self, idp_id: str, secret: str) -> Principal | None:
+        """The principal for this IdP and bearer secret, or None.
+
+        Verified principals are kept in memory: a database read on the event loop cost about an
+        eighth of a SCIM request's CPU (it hands the GIL to the writer thread and back). Changes
+        that can end a sign-in move auth_epoch (migration 004): made in this process they clear
+        the cache at once; made by another (the CLI) they are seen within AUTH_RECHECK_SECONDS,
+        which the CLI waits out before it reports the change done. Failures are never cached.
+        """
         digest = hash_secret(secret)
+        self._check_auth_epoch()
+        principal = self._principals.get((idp_id, digest))
+        if principal is None:
+            principal = self._verify(idp_id, digest)
+            if principal is None:
+                return None
+            self._principals[(idp_id, digest)] = principal
+        self._last_used[principal.api_key_id] = now()
+        return principal
+
+    def _verify(self, idp_id: str, digest: str) -> Principal | None:
         row = self.local_conn.execute(
             "SELECT k.id, k.secret_hash, k.users_write, k.groups_write FROM idps AS i "
             "JOIN api_keys AS k ON k.id = i.api_key_id WHERE i.id = ? AND k.revoked IS NULL",
@@ -390,8 +418,22 @@ class SqliteStore:
         expected = row[1] if row else "0" * 64
         if not hmac.compare_digest(expected, digest) or row is None:
             return None
-        self._last_used[row[0]] = now()
         return Principal(idp_id, row[0], bool(row[2]), bool(row[3]))
+
+    def _check_auth_epoch(self) -> None:
+        moment = time.monotonic()
+        if moment - self._auth_checked < AUTH_RECHECK_SECONDS:
+            return
+        epoch = self.local_conn.execute("SELECT n FROM auth_epoch").fetchone()[0]
+        self._auth_checked = moment
+        if epoch != self._auth_epoch:
+            self._principals.clear()
+            self._auth_epoch = epoch
+
+    def _auth_changed(self) -> None:
+        """After a change to keys or IdPs made here: the next sign-in reads the database again."""
+        self._principals.clear()
+        self._auth_checked = -math.inf
 
     async def flush_last_used(self) -> None:
         """Persist last-used times, batched: auth itself never writes."""

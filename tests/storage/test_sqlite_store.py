@@ -16,7 +16,7 @@ from scim.patch import Member, MemberOp
 from scim.paths import resolve_text
 from scim.schemas import GROUP_TYPE, USER_TYPE
 from storage import Change, Query
-from storage.sqlite import MIGRATIONS, AdminError, SqliteStore, migrate, pending_migrations
+from storage.sqlite import AUTH_RECHECK_SECONDS, MIGRATIONS, AdminError, SqliteStore, migrate, pending_migrations
 
 
 def user_doc(name: str, **extra: object) -> dict:
@@ -59,6 +59,40 @@ async def test_api_key_secret_is_stored_only_as_hash(store: SqliteStore) -> None
         await store.create_api_key("K", "", True, True)
     with pytest.raises(AdminError):
         await store.create_idp("x", "key", "no-such-key")
+
+
+async def test_changes_made_here_end_a_sign_in_at_once(store: SqliteStore) -> None:
+    first, first_secret = await store.create_api_key("first", "", True, True)
+    _, second_secret = await store.create_api_key("second", "", True, True)
+    idp = await store.create_idp("idp", "key", "first")
+    assert store.authenticate(idp.id, first_secret) is not None  # now remembered
+    await store.set_idp_api_key(idp.id, "second")
+    assert store.authenticate(idp.id, first_secret) is None
+    assert store.authenticate(idp.id, second_secret) is not None
+    await store.revoke_api_key("second")
+    assert store.authenticate(idp.id, second_secret) is None
+    other = await store.create_idp("other", "key", first.id)
+    assert store.authenticate(other.id, first_secret) is not None
+    await store.delete_idp(other.id)
+    assert store.authenticate(other.id, first_secret) is None
+
+
+@pytest.mark.parametrize("change", [
+    "UPDATE api_keys SET revoked = '2026-01-01T00:00:00.000Z'",
+    "UPDATE api_keys SET users_write = 0",
+    "DELETE FROM api_keys",
+    "UPDATE idps SET api_key_id = NULL",
+    "DELETE FROM idps",
+])
+async def test_changes_made_by_another_process_reach_a_remembered_sign_in(store: SqliteStore, change: str) -> None:
+    _, secret = await store.create_api_key("k", "", True, True)
+    idp = await store.create_idp("idp", "key", "k")
+    assert store.authenticate(idp.id, secret).users_write
+    with sqlite3.connect(store.path) as other:  # as the CLI would, from its own connection
+        other.execute(change)
+    await asyncio.sleep(AUTH_RECHECK_SECONDS * 1.5)
+    principal = store.authenticate(idp.id, secret)
+    assert principal is None or not principal.users_write
 
 
 async def test_create_get_and_case_insensitive_uniqueness(store: SqliteStore) -> None:
