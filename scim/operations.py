@@ -113,8 +113,11 @@ def target_of(rtype: str | None, body: object, resource_id: str | None) -> str |
 
 def may_hold_secrets(raw: bytes) -> bool:
     """Cheap pre-check on a raw body: only bodies naming a sensitive key need a redaction pass."""
-    lowered = raw.lower()
-    return any(key.encode() in lowered for key in SENSITIVE_KEYS)
+    return _SENSITIVE_RE.search(raw) is not None
+
+
+# One case-insensitive pass over the raw bytes (run on every request body the log keeps).
+_SENSITIVE_RE = re.compile(b"|".join(re.escape(key.encode()) for key in sorted(SENSITIVE_KEYS)), re.IGNORECASE)
 
 
 def redact(value: object, depth: int = 0) -> object:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from scim.filters import Node
 from scim.patch import MemberOp
@@ -131,8 +131,32 @@ class LogQuery:
     limit: int = 50
 
 
+class NewLogRecord(NamedTuple):
+    """A provisioning log record to write: the columns of provisioning_log, in order. A tuple,
+    because one is made for every SCIM request and goes to the database as it is."""
+
+    time: str
+    idp_id: str | None
+    api_key_id: str | None
+    method: str
+    path: str
+    operation: str
+    resource_type: str | None
+    resource_id: str | None
+    target: str | None
+    status: int
+    scim_type: str | None
+    detail: str | None
+    duration_ms: float
+    client: str | None
+    request_body: str | None
+    response_body: str | None
+
+
 @dataclass(frozen=True)
 class LogRecord:
+    """A provisioning log record as read back: its id, what was written, the resource's name now."""
+
     id: int
     time: str
     idp_id: str | None

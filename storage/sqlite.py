@@ -42,6 +42,7 @@ from storage import (
     LogCounters,
     LogQuery,
     LogRecord,
+    NewLogRecord,
     Principal,
     Query,
     Row,
@@ -53,8 +54,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 AUTH_RECHECK_SECONDS = 0.1
 TABLES: dict[str, TableMap] = {"User": USERS, "Group": GROUPS}
 MAX_BATCH = 256
-LOG_COLUMNS = ("time", "idp_id", "api_key_id", "method", "path", "operation", "resource_type", "resource_id",
-               "target", "status", "scim_type", "detail", "duration_ms", "client", "request_body", "response_body")
+LOG_COLUMNS = NewLogRecord._fields
 
 
 class AdminError(Exception):
@@ -556,12 +556,11 @@ class SqliteStore:
 
         await self.write(run)
 
-    async def append_logs(self, records: list[dict]) -> None:
+    async def append_logs(self, records: list[NewLogRecord]) -> None:
         """Write provisioning log records in one statement (called with buffered batches)."""
-        rows = [tuple(record.get(column) for column in LOG_COLUMNS) for record in records]
         marks = ", ".join("?" * len(LOG_COLUMNS))
         await self.write(lambda conn: conn.executemany(
-            f"INSERT INTO provisioning_log ({', '.join(LOG_COLUMNS)}) VALUES ({marks})", rows))
+            f"INSERT INTO provisioning_log ({', '.join(LOG_COLUMNS)}) VALUES ({marks})", records))
 
     async def prune_logs(self, max_age_days: int, max_rows: int) -> int:
         """Delete log records older than max_age_days or beyond the newest max_rows (0 = no limit)."""

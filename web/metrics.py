@@ -21,6 +21,7 @@ from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
 
+from storage import NewLogRecord
 from storage.sqlite import SqliteStore
 from web.observe import ProvisioningLog
 
@@ -94,16 +95,16 @@ class Metrics:
         counter.inc()
         histogram.observe(seconds)
 
-    def record_operation(self, record: dict) -> None:
+    def record_operation(self, record: NewLogRecord) -> None:
         """A provisioning log listener: one record per SCIM request."""
-        idp = record["idp_id"]
-        if record["api_key_id"] is not None:
+        idp = record.idp_id
+        if record.api_key_id is not None:
             self.known_idps.add(idp)
         elif idp not in self.known_idps:
             # The IdP ID in the URL is whatever the client sent: only real ones become labels.
             idp = UNKNOWN_IDP
-        operation = record["operation"] if record["operation"] in OPERATIONS else "Other"
-        success = record["status"] < 400
+        operation = record.operation if record.operation in OPERATIONS else "Other"
+        success = record.status < 400
         key = (idp, operation, success)
         child = self._operation_children.get(key)
         if child is None:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 import orjson
 
 from scim.operations import classify, may_hold_secrets, redact, target_of
+from storage import NewLogRecord
 from storage.sqlite import SqliteStore, now
 from web.responses import SCIM_PREFIX, ScimRequest
 
@@ -22,7 +23,7 @@ MAX_LOGGED_BODY = 16_384
 FLUSH_SECONDS = 0.5
 FLUSH_RECORDS = 500
 
-Listener = Callable[[dict], None]
+Listener = Callable[[NewLogRecord], None]
 
 
 class ProvisioningLog:
@@ -30,11 +31,11 @@ class ProvisioningLog:
 
     def __init__(self, store: SqliteStore) -> None:
         self.store = store
-        self.pending: list[dict] = []
+        self.pending: list[NewLogRecord] = []
         self.task: asyncio.Task | None = None
         self.written = 0
 
-    def add(self, record: dict) -> None:
+    def add(self, record: NewLogRecord) -> None:
         self.pending.append(record)
         if len(self.pending) >= FLUSH_RECORDS and self.task is not None:
             asyncio.get_running_loop().create_task(self.flush())
@@ -85,7 +86,7 @@ def _logged_request_body(raw: bytes, parsed: object) -> str | None:
     return _clip(raw.decode("utf-8", "replace"))
 
 
-def build_record(request: ScimRequest, status: int, response_raw: bytes, duration_ms: float) -> dict:
+def build_record(request: ScimRequest, status: int, response_raw: bytes, duration_ms: float) -> NewLogRecord:
     """The provisioning log record of one answered SCIM request, from what answering it kept:
     nothing here parses a body again."""
     scope = request.scope
@@ -101,21 +102,21 @@ def build_record(request: ScimRequest, status: int, response_raw: bytes, duratio
     error = request.error
     principal = request.principal
     client = scope.get("client")
-    return {
-        "time": now(),
-        "idp_id": idp_id,
-        "api_key_id": principal.api_key_id if principal is not None else None,
-        "method": method,
-        "path": path,
-        "operation": operation,
-        "resource_type": rtype,
-        "resource_id": resource_id,
-        "target": target,
-        "status": status,
-        "scim_type": error.scim_type if error is not None else None,
-        "detail": error.detail if error is not None else None,
-        "duration_ms": round(duration_ms, 3),
-        "client": client[0] if client else None,
-        "request_body": _logged_request_body(request.raw_body, request.body),
-        "response_body": _clip(response_raw.decode("utf-8", "replace")) if response_raw else None,
-    }
+    return NewLogRecord(
+        time=now(),
+        idp_id=idp_id,
+        api_key_id=principal.api_key_id if principal is not None else None,
+        method=method,
+        path=path,
+        operation=operation,
+        resource_type=rtype,
+        resource_id=resource_id,
+        target=target,
+        status=status,
+        scim_type=error.scim_type if error is not None else None,
+        detail=error.detail if error is not None else None,
+        duration_ms=round(duration_ms, 3),
+        client=client[0] if client else None,
+        request_body=_logged_request_body(request.raw_body, request.body),
+        response_body=_clip(response_raw.decode("utf-8", "replace")) if response_raw else None,
+    )
