@@ -214,3 +214,19 @@ def test_every_operation_a_valid_request_gets_is_a_label_of_its_own() -> None:
     names = {classify(*request)[0] for request in requests}
     assert names == OPERATIONS  # each label is reachable, and nothing reachable is missing
     assert classify("GET", ["Bogus"], {}, None)[0] not in OPERATIONS  # made-up endpoints become "Other"
+
+
+def test_durations_fall_in_the_first_bucket_whose_bound_is_not_below_them() -> None:
+    metrics = Metrics(None, "")  # the store is read only by a scrape through the endpoint
+    for seconds in (0.0005, 0.0006, 10.0, 11.0):
+        metrics.observe_request("/r", "POST", 200, seconds)
+    metrics.observe_request("/r", "BREW", 418, 0.001)
+    samples = parse_metrics(generate_latest(metrics.registry).decode())
+    name = "scimlet_http_request_duration_seconds"
+    assert value(samples, f"{name}_bucket", route="/r", method="POST", le="0.0005") == 1  # le: bound included
+    assert value(samples, f"{name}_bucket", route="/r", method="POST", le="0.001") == 2
+    assert value(samples, f"{name}_bucket", route="/r", method="POST", le="10.0") == 3
+    assert value(samples, f"{name}_bucket", route="/r", method="POST", le="+Inf") == 4
+    assert value(samples, f"{name}_count", route="/r", method="POST") == 4
+    assert abs(value(samples, f"{name}_sum", route="/r", method="POST") - 21.0011) < 1e-9
+    assert value(samples, "scimlet_http_requests_total", route="/r", method="other", status="418") == 1
