@@ -131,9 +131,10 @@ class LogQuery:
     limit: int = 50
 
 
-class NewLogRecord(NamedTuple):
-    """A provisioning log record to write: the columns of provisioning_log, in order. A tuple,
-    because one is made for every SCIM request and goes to the database as it is."""
+class LogRecord(NamedTuple):
+    """A provisioning log record. The columns written come first, in provisioning_log's order: a
+    tuple, because one is made for every SCIM request and goes to the database as it is. Read
+    back, a record also has its id and the resource's name now."""
 
     time: str
     idp_id: str | None
@@ -151,29 +152,7 @@ class NewLogRecord(NamedTuple):
     client: str | None
     request_body: str | None
     response_body: str | None
-
-
-@dataclass(frozen=True)
-class LogRecord:
-    """A provisioning log record as read back: its id, what was written, the resource's name now."""
-
-    id: int
-    time: str
-    idp_id: str | None
-    api_key_id: str | None
-    method: str
-    path: str
-    operation: str
-    resource_type: str | None
-    resource_id: str | None
-    target: str | None
-    status: int
-    scim_type: str | None
-    detail: str | None
-    duration_ms: float
-    client: str | None
-    request_body: str | None
-    response_body: str | None
+    id: int | None = None  # given by the database
     resource_name: str | None = None  # the resource's userName / displayName now, when it still exists
 
     @property

@@ -20,7 +20,6 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable
-from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -42,7 +41,6 @@ from storage import (
     LogCounters,
     LogQuery,
     LogRecord,
-    NewLogRecord,
     Principal,
     Query,
     Row,
@@ -54,7 +52,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 AUTH_RECHECK_SECONDS = 0.1
 TABLES: dict[str, TableMap] = {"User": USERS, "Group": GROUPS}
 MAX_BATCH = 256
-LOG_COLUMNS = NewLogRecord._fields
+LOG_COLUMNS = LogRecord._fields[:-2]  # the columns written; id and resource_name are read back
 
 
 class AdminError(Exception):
@@ -556,11 +554,12 @@ class SqliteStore:
 
         await self.write(run)
 
-    async def append_logs(self, records: list[NewLogRecord]) -> None:
-        """Write provisioning log records in one statement (called with buffered batches)."""
+    async def append_logs(self, records: list[LogRecord]) -> None:
+        """Write provisioning log records (without id) in one statement (called with buffered batches)."""
         marks = ", ".join("?" * len(LOG_COLUMNS))
+        rows = [record[:len(LOG_COLUMNS)] for record in records]
         await self.write(lambda conn: conn.executemany(
-            f"INSERT INTO provisioning_log ({', '.join(LOG_COLUMNS)}) VALUES ({marks})", records))
+            f"INSERT INTO provisioning_log ({', '.join(LOG_COLUMNS)}) VALUES ({marks})", rows))
 
     async def prune_logs(self, max_age_days: int, max_rows: int) -> int:
         """Delete log records older than max_age_days or beyond the newest max_rows (0 = no limit)."""
@@ -906,7 +905,7 @@ def _member_types(conn: sqlite3.Connection, idp_id: str, group_id: str,
 
 
 # The stored columns, then the resource's current name (two lookups by the unique id index).
-LOG_RECORD_COLUMNS = ", ".join([*(f.name for f in fields(LogRecord) if f.name != "resource_name"),
+LOG_RECORD_COLUMNS = ", ".join([*LOG_COLUMNS, "id",
                                 "coalesce((SELECT user_name FROM users WHERE id = resource_id), "
                                 "(SELECT display_name FROM groups WHERE id = resource_id))"])
 

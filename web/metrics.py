@@ -24,7 +24,7 @@ from prometheus_client.utils import floatToGoString
 from starlette.requests import Request
 from starlette.responses import Response
 
-from storage import NewLogRecord
+from storage import LogRecord
 from storage.sqlite import SqliteStore
 from web.observe import ProvisioningLog
 
@@ -96,7 +96,7 @@ class Metrics:
         histogram[bisect.bisect_left(BUCKETS, seconds)] += 1  # the first bucket whose bound is >= seconds
         histogram[-1] += seconds
 
-    def record_operation(self, record: NewLogRecord) -> None:
+    def record_operation(self, record: LogRecord) -> None:
         """A provisioning log listener: one record per SCIM request."""
         idp = record.idp_id
         if record.api_key_id is not None:

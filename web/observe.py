@@ -14,7 +14,7 @@ from collections.abc import Callable
 import orjson
 
 from scim.operations import classify, may_hold_secrets, redact, target_of
-from storage import NewLogRecord
+from storage import LogRecord
 from storage.sqlite import SqliteStore, now
 from web.responses import SCIM_PREFIX, ScimRequest
 
@@ -23,7 +23,7 @@ MAX_LOGGED_BODY = 16_384
 FLUSH_SECONDS = 0.5
 FLUSH_RECORDS = 500
 
-Listener = Callable[[NewLogRecord], None]
+Listener = Callable[[LogRecord], None]
 
 
 class ProvisioningLog:
@@ -31,11 +31,11 @@ class ProvisioningLog:
 
     def __init__(self, store: SqliteStore) -> None:
         self.store = store
-        self.pending: list[NewLogRecord] = []
+        self.pending: list[LogRecord] = []
         self.task: asyncio.Task | None = None
         self.written = 0
 
-    def add(self, record: NewLogRecord) -> None:
+    def add(self, record: LogRecord) -> None:
         self.pending.append(record)
         if len(self.pending) >= FLUSH_RECORDS and self.task is not None:
             asyncio.get_running_loop().create_task(self.flush())
@@ -86,7 +86,7 @@ def _logged_request_body(raw: bytes, parsed: object) -> str | None:
     return _clip(raw.decode("utf-8", "replace"))
 
 
-def build_record(request: ScimRequest, status: int, response_raw: bytes, duration_ms: float) -> NewLogRecord:
+def build_record(request: ScimRequest, status: int, response_raw: bytes, duration_ms: float) -> LogRecord:
     """The provisioning log record of one answered SCIM request, from what answering it kept:
     nothing here parses a body again."""
     scope = request.scope
@@ -102,7 +102,7 @@ def build_record(request: ScimRequest, status: int, response_raw: bytes, duratio
     error = request.error
     principal = request.principal
     client = scope.get("client")
-    return NewLogRecord(
+    return LogRecord(
         time=now(),
         idp_id=idp_id,
         api_key_id=principal.api_key_id if principal is not None else None,
