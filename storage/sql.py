@@ -59,7 +59,8 @@ def _json_key(name: str) -> str:
     return f'"{name}"' if name.startswith("$") else name
 
 
-def _escape_like(value: str) -> str:
+def escape_like(value: str) -> str:
+    """A value for LIKE ... ESCAPE '\\': its own %, _ and \\ match only themselves."""
     return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
@@ -173,7 +174,7 @@ class _Builder:
         text_expr = expr if expr in self.typed_exprs else f"(CASE WHEN typeof({expr}) = 'text' THEN {expr} END)"
         if op in ("co", "sw", "ew"):
             if nocase:
-                pattern = _escape_like(value)
+                pattern = escape_like(value)
                 pattern = {"co": f"%{pattern}%", "sw": f"{pattern}%", "ew": f"%{pattern}"}[op]
                 self.params.append(pattern)
                 return f"({text_expr} LIKE ? ESCAPE '\\')"

@@ -45,7 +45,7 @@ from storage import (
     Query,
     Row,
 )
-from storage.sql import GROUPS, USERS, TableMap, is_point_lookup, order_clause, where_clause
+from storage.sql import GROUPS, USERS, TableMap, escape_like, is_point_lookup, order_clause, where_clause
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # How long a change to keys or IdPs made by another process may take to reach a running server.
@@ -220,11 +220,10 @@ class SqliteStore:
     async def open(self) -> None:
         self.writer = await self._aconnect()
         self.readers = [await self._aconnect() for _ in range(self.reader_count)]
-        # Auth and point reads (a row by its id, Entra's userName/displayName lookups) are a few
-        # index lookups: done in place on the event loop, they cost less than the hand-off to a
-        # reader thread and back. Auth reads the committed state every time, so a revoked key fails
-        # on its next request. Anything that may scan (other filters, a group's members) goes to
-        # the reader threads.
+        # Auth (when a sign-in is not remembered, see authenticate) and point reads (a row by its
+        # id, Entra's userName/displayName lookups) are a few index lookups: done in place on the
+        # event loop, they cost less than the hand-off to a reader thread and back. Anything that
+        # may scan (other filters, a group's members) goes to the reader threads.
         self.local_conn = _connect_sync(self.path, self.synchronous)
         self._wakeup = asyncio.Event()
         self._writer_task = asyncio.create_task(self._write_loop())
@@ -484,7 +483,7 @@ class SqliteStore:
                 f"SELECT t.id, t.doc, t.version, t.created, t.modified {base} ORDER BY {order} LIMIT ? OFFSET ?",
                 (idp_id, *params, query.count, query.start_index - 1),
             ).fetchall() if query.count > 0 else []
-            if 0 < len(found) < query.count or (query.start_index == 1 and len(found) < query.count):
+            if len(found) < query.count and (found or query.start_index == 1):
                 # A short page is the last one: it tells the total, and a lookup by userName (one
                 # row or none, Entra's commonest request) needs no count query.
                 total = query.start_index - 1 + len(found)
@@ -911,7 +910,7 @@ LOG_RECORD_COLUMNS = ", ".join([*LOG_COLUMNS, "id",
 
 
 def _like_pattern(text: str) -> str:
-    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    return f"%{escape_like(text)}%"
 
 
 def _text_search(tmap: TableMap, text: str) -> tuple[str, list]:

@@ -16,7 +16,7 @@ import orjson
 from scim.operations import classify, may_hold_secrets, redact, target_of
 from storage import LogRecord
 from storage.sqlite import SqliteStore, now
-from web.responses import SCIM_PREFIX, ScimRequest
+from web.responses import ScimRequest
 
 log = logging.getLogger("scimlet.provisioning")
 MAX_LOGGED_BODY = 16_384
@@ -89,10 +89,7 @@ def _logged_request_body(raw: bytes, parsed: object) -> str | None:
 def build_record(request: ScimRequest, status: int, response_raw: bytes, duration_ms: float) -> LogRecord:
     """The provisioning log record of one answered SCIM request, from what answering it kept:
     nothing here parses a body again."""
-    scope = request.scope
-    path = scope["path"]
-    segments = path[len(SCIM_PREFIX):].split("/")
-    idp_id, rest = segments[0], [s for s in segments[1:] if s]
+    idp_id, rest = request.segments[0], [s for s in request.segments[1:] if s]
     method = request.method
     operation, rtype = classify(method, rest, request.query_params, request.body)
     resource_id = rest[1] if len(rest) > 1 and rest[1] != ".search" else request.resource_id
@@ -101,13 +98,12 @@ def build_record(request: ScimRequest, status: int, response_raw: bytes, duratio
         target = request.query_params.get("filter")
     error = request.error
     principal = request.principal
-    client = scope.get("client")
     return LogRecord(
         time=now(),
         idp_id=idp_id,
         api_key_id=principal.api_key_id if principal is not None else None,
         method=method,
-        path=path,
+        path=request.scope["path"],
         operation=operation,
         resource_type=rtype,
         resource_id=resource_id,
@@ -116,7 +112,7 @@ def build_record(request: ScimRequest, status: int, response_raw: bytes, duratio
         scim_type=error.scim_type if error is not None else None,
         detail=error.detail if error is not None else None,
         duration_ms=round(duration_ms, 3),
-        client=client[0] if client else None,
+        client=request.client_host or None,
         request_body=_logged_request_body(request.raw_body, request.body),
         response_body=_clip(response_raw.decode("utf-8", "replace")) if response_raw else None,
     )

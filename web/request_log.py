@@ -86,9 +86,9 @@ def finish_request(metrics: Metrics, scope: Scope, route: str, status: int, seco
         _log_request(level, scope, route, status, seconds, idp)
 
 
-def scim_route(path: str) -> str:
-    """The template of a SCIM path ("/v1/scim/{idp}/Users/{id}"), or "unmatched"."""
-    segments = path[len(SCIM_PREFIX):].rstrip("/").split("/")
+def scim_route(segments: list[str]) -> str:
+    """The template of a SCIM path ("/v1/scim/{idp}/Users/{id}") from its segments after /v1/scim/,
+    or "unmatched"."""
     if not 2 <= len(segments) <= 3 or not segments[0] or segments[1] not in SCIM_ENDPOINTS:
         return UNMATCHED
     collection, item = SCIM_ENDPOINTS[segments[1]]

@@ -80,13 +80,15 @@ class ScimRequest:
     the resource created, the error answered) is kept here for it instead of being parsed again.
     """
 
-    __slots__ = ("scope", "receive", "method", "path_params", "headers", "query_params", "principal",
-                 "raw_body", "body", "resource_id", "error")
+    __slots__ = ("scope", "receive", "method", "segments", "path_params", "headers", "query_params",
+                 "principal", "raw_body", "body", "resource_id", "error")
 
     def __init__(self, scope: Scope, receive: Receive) -> None:
         self.scope = scope
         self.receive = receive
         self.method: str = scope["method"]
+        # The path after /v1/scim/, split once for routing, the metrics label and the record.
+        self.segments: list[str] = scope["path"][len(SCIM_PREFIX):].rstrip("/").split("/")
         self.path_params: dict[str, str] = {}
         headers: dict[str, str] = {}
         for name, value in scope["headers"]:

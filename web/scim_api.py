@@ -28,7 +28,6 @@ from web.metrics import Metrics
 from web.observe import Listener, build_record
 from web.request_log import finish_request, scim_route
 from web.responses import (
-    SCIM_PREFIX,
     BodyDeadlines,
     ScimRequest,
     ScimResponse,
@@ -80,7 +79,7 @@ class ScimApi:
         method, path = request.method, scope["path"]
         headers: dict[str, str] | None = None
         try:
-            handler, request.path_params = self.route(method, path[len(SCIM_PREFIX):].rstrip("/").split("/"))
+            handler, request.path_params = self.route(method, request.segments)
             response = await handler(request)
         except ScimError as exc:
             request.error = exc
@@ -96,7 +95,7 @@ class ScimApi:
             await send({"type": "http.response.body", "body": response.body})
         finally:
             seconds = time.perf_counter() - started
-            finish_request(self.metrics, scope, scim_route(path), response.status_code, seconds,
+            finish_request(self.metrics, scope, scim_route(request.segments), response.status_code, seconds,
                            request.path_params.get("idp"))
             record = build_record(request, response.status_code, response.body, seconds * 1000)
             for listener in self.listeners:
