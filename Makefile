@@ -14,11 +14,17 @@ FUZZ_STAMP := $(FUZZ_VENV)/.installed
 
 install: $(STAMP)
 
+# A venv with pinned requirements: $(call make_venv,VENV,REQUIREMENTS,STAMP).
+define make_venv
+	$(PYTHON) -m venv $(1)
+	$(1)/bin/python -m pip install --quiet --upgrade pip
+	$(1)/bin/python -m pip install --quiet -r $(2)
+	touch $(3)
+endef
+
+# requirements-dev.txt includes requirements.txt.
 $(STAMP): requirements.txt requirements-dev.txt
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements-dev.txt
-	touch $(STAMP)
+	$(call make_venv,$(VENV),requirements-dev.txt,$@)
 
 run: install
 	$(PY) app.py serve
@@ -27,19 +33,13 @@ test: install
 	$(PY) -m pytest -q
 
 $(CONFORMANCE_STAMP): conformance/requirements.txt
-	$(PYTHON) -m venv $(CONFORMANCE_VENV)
-	$(CONFORMANCE_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(CONFORMANCE_VENV)/bin/python -m pip install --quiet -r conformance/requirements.txt
-	touch $(CONFORMANCE_STAMP)
+	$(call make_venv,$(CONFORMANCE_VENV),$<,$@)
 
 conformance: install $(CONFORMANCE_STAMP)
 	$(CONFORMANCE_VENV)/bin/python conformance/run.py --server-python $(PY)
 
 $(FUZZ_STAMP): hardening/requirements.txt
-	$(PYTHON) -m venv $(FUZZ_VENV)
-	$(FUZZ_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(FUZZ_VENV)/bin/python -m pip install --quiet -r hardening/requirements.txt
-	touch $(FUZZ_STAMP)
+	$(call make_venv,$(FUZZ_VENV),$<,$@)
 
 # Fuzz a fresh server from its /openapi.json; fails on any 5xx. SCHEMATHESIS_EXAMPLES=N for more.
 schemathesis: install $(FUZZ_STAMP)
