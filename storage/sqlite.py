@@ -105,6 +105,9 @@ def _configure(conn: sqlite3.Connection, synchronous: str) -> None:
     conn.execute("PRAGMA busy_timeout=10000")
     conn.execute("PRAGMA foreign_keys=OFF")
     conn.execute("PRAGMA cache_size=-32000")
+    # Sorts and DISTINCTs (a user's groups, GROUP BY, UNION) build temporary B-trees; on disk each
+    # one opens and unlinks a file, 100 µs against 10 µs in memory.
+    conn.execute("PRAGMA temp_store=MEMORY")
 
 
 def migrate(path: str) -> list[str]:
@@ -843,6 +846,9 @@ def _load_members(conn: sqlite3.Connection, group_id: str) -> list[dict]:
 
 
 def _load_groups(conn: sqlite3.Connection, user_id: str) -> list[dict]:
+    if conn.execute("SELECT 1 FROM group_members WHERE member_id = ? LIMIT 1", (user_id,)).fetchone() is None:
+        # In no group (every user during an initial sync): one index probe instead of the walk below.
+        return []
     # Direct groups, then groups reached through nesting; UNION stops at cycles.
     rows = conn.execute(
         "WITH RECURSIVE reach(gid, depth) AS ("
