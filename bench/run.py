@@ -238,15 +238,15 @@ async def start_scimlet(workdir: Path, db: Path, port: int, tenant: str, token: 
 
 
 def ensure_baseline_venv() -> Path:
-    """bench/.venv-baseline with the pinned scim2-server stack (its deps stay out of the project venv)."""
+    """bench/.venv-baseline with the pinned scim2-server stack (its deps stay out of the project venv),
+    on this process's interpreter: both servers must run on the same Python build."""
     py = BASELINE_VENV / "bin" / "python"
-    want = hashlib.sha256(BASELINE_REQS.read_bytes()).hexdigest()
+    want = hashlib.sha256(BASELINE_REQS.read_bytes() + os.path.realpath(sys.executable).encode()).hexdigest()
     stamp = BASELINE_VENV / ".requirements.sha256"
     if py.exists() and stamp.exists() and stamp.read_text().strip() == want:
         return py
     log("creating bench/.venv-baseline for scim2-server (one time)")
-    if not py.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(BASELINE_VENV)], check=True)
+    subprocess.run([sys.executable, "-m", "venv", "--clear", str(BASELINE_VENV)], check=True)
     subprocess.run([str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check", "-r",
                     str(BASELINE_REQS)], check=True)
     stamp.write_text(want)
@@ -293,8 +293,54 @@ class Clock:
         return time.perf_counter() - self.start
 
 
+class Turns:
+    """The two servers' phases taken in turn: scimlet's create, scim2-server's create, scimlet's lookup...
+
+    Both servers are up at once (pinned to the same core), but only one is under load at a time. Each
+    ratio then compares two runs seconds apart instead of minutes apart: run back to back, this
+    machine's background load moved one server's rate by ±15% between runs. The first turn waits
+    until every party is ready for it, so neither server's start-up overlaps the other's phase.
+    """
+
+    def __init__(self, parties: list[str]) -> None:
+        self.parties = parties
+        self.index = 0
+        self.arrived: set[str] = set()
+        self.gone: set[str] = set()
+        self.changed = asyncio.Condition()
+
+    def _ready(self, party: str) -> bool:
+        return self.arrived | self.gone >= set(self.parties) and self.parties[self.index] == party
+
+    def _advance(self) -> None:
+        for _ in self.parties:
+            self.index = (self.index + 1) % len(self.parties)
+            if self.parties[self.index] not in self.gone:
+                return
+
+    @contextlib.asynccontextmanager
+    async def turn(self, party: str):
+        async with self.changed:
+            self.arrived.add(party)
+            self.changed.notify_all()
+            await self.changed.wait_for(lambda: self._ready(party))
+        try:
+            yield
+        finally:
+            async with self.changed:
+                self._advance()
+                self.changed.notify_all()
+
+    async def leave(self, party: str) -> None:
+        async with self.changed:
+            self.gone.add(party)
+            if self.parties[self.index] == party:
+                self._advance()
+            self.changed.notify_all()
+
+
 async def suite(srv: Server, plan: Plan, limits: dict, profile: lg.Profile, clock: Clock, reserve: float,
-                on_users_loaded=None) -> tuple[list[lg.PhaseResult], lg.State, dict]:
+                on_users_loaded=None, turns: Turns | None = None) -> tuple[list[lg.PhaseResult], lg.State, dict]:
     """The phases, in order, against one server. Returns results, state and side measurements."""
     st = lg.State(srv.base_url, srv.token, plan.concurrency, profile, server_pid=srv.proc.pid)
     out: list[lg.PhaseResult] = []
@@ -303,7 +349,8 @@ async def suite(srv: Server, plan: Plan, limits: dict, profile: lg.Profile, cloc
 
     async def step(coro_fn, n, key, **kw):
         try:
-            r = await coro_fn(*args, n, clock.limit(limits[key], reserve), state=st, **kw)
+            async with turns.turn(srv.name) if turns else contextlib.nullcontext():
+                r = await coro_fn(*args, n, clock.limit(limits[key], reserve), state=st, **kw)
         except Exception as e:  # one broken phase must not hide the others
             r = lg.PhaseResult(kw.get("name") or coro_fn.__name__.removeprefix("phase_"))
             r.fail(f"phase crashed: {type(e).__name__}: {e}")
@@ -372,7 +419,15 @@ async def sync_compare(workdir: Path, plan: Plan, clock: Clock, reserve: float) 
     return res
 
 
-async def bench_scimlet(workdir: Path, plan: Plan, clock: Clock, reserve: float) -> dict:
+async def bench_scimlet(workdir: Path, plan: Plan, clock: Clock, reserve: float, turns: Turns | None = None) -> dict:
+    try:
+        return await _bench_scimlet(workdir, plan, clock, reserve, turns)
+    finally:
+        if turns:
+            await turns.leave("scimlet")
+
+
+async def _bench_scimlet(workdir: Path, plan: Plan, clock: Clock, reserve: float, turns: Turns | None) -> dict:
     db = workdir / "scimlet.db"
     port = free_port()
     tenant, token = provision_scimlet(db, port)
@@ -385,11 +440,18 @@ async def bench_scimlet(workdir: Path, plan: Plan, clock: Clock, reserve: float)
         return {"rss_users": srv.rss_kb()}
 
     try:
-        results, st, more = await suite(srv, plan, plan.limits, lg.Profile(), clock, reserve, users_loaded)
+        results, st, more = await suite(srv, plan, plan.limits, lg.Profile(), clock, reserve, users_loaded, turns)
         side.update(more)
     finally:
         srv.stop()
         side["server_log_tail"] = srv.log_tail(15)
+    async with turns.turn("scimlet") if turns else contextlib.nullcontext():
+        await _restart_and_sync(workdir, plan, clock, reserve, db, port, tenant, token, st, side)
+    return {"results": results, "state": st, "side": side}
+
+
+async def _restart_and_sync(workdir: Path, plan: Plan, clock: Clock, reserve: float, db: Path, port: int,
+                            tenant: str, token: str, st: lg.State, side: dict) -> None:
     # start-up on the existing database (users + the full group)
     srv, t = await start_scimlet(workdir, db, port, tenant, token, plan.limits["ready"], label="scimlet-restart")
     try:
@@ -410,10 +472,17 @@ async def bench_scimlet(workdir: Path, plan: Plan, clock: Clock, reserve: float)
     log(f"scimlet restart on existing DB: first 200 after {t:.3f}s; {side.get('restart_total_users')} users")
     side["db_bytes"] = sum(p.stat().st_size for p in workdir.glob("scimlet.db*"))
     side["sync"] = await sync_compare(workdir, plan, clock, reserve)
-    return {"results": results, "state": st, "side": side}
 
 
-async def bench_baseline(workdir: Path, plan: Plan, clock: Clock) -> dict:
+async def bench_baseline(workdir: Path, plan: Plan, clock: Clock, turns: Turns | None = None) -> dict:
+    try:
+        return await _bench_baseline(workdir, plan, clock, turns)
+    finally:
+        if turns:
+            await turns.leave("scim2-server")
+
+
+async def _bench_baseline(workdir: Path, plan: Plan, clock: Clock, turns: Turns | None) -> dict:
     port = free_port()
     srv, t = await start_baseline(workdir, port, plan.limits["ready"])
     log(f"scim2-server up at {srv.base_url} (pid {srv.proc.pid}) in {t:.2f}s")
@@ -426,7 +495,7 @@ async def bench_baseline(workdir: Path, plan: Plan, clock: Clock) -> dict:
         return {"rss_users": srv.rss_kb()}
 
     try:
-        results, st, more = await suite(srv, plan, plan.baseline_limits, profile, clock, 0.0, users_loaded)
+        results, st, more = await suite(srv, plan, plan.baseline_limits, profile, clock, 0.0, users_loaded, turns)
         side.update(more)
     finally:
         srv.stop()
@@ -501,6 +570,9 @@ def report(plan: Plan, quick: bool, sc: dict | None, bl: dict | None, cal, meta:
     w(f"- machine: {meta['cpu']}, {meta['cores']} cores, {meta['mem']}; {meta['kernel']}; Python {meta['python']}")
     w(f"- pinning: {meta['pinning']}")
     w(f"- background: {meta['background']}; {meta.get('background_after', '')}")
+    if sc and bl:
+        w("- order: the two servers are up at once and take their phases in turn (scimlet's create, then "
+          "scim2-server's, then scimlet's lookup...), so each ratio compares runs seconds apart")
     w(f"- load: N={plan.n:,} users (create, lookup, PATCH), {plan.users:,} users loaded in all, group of "
       f"{plan.members:,} members added 100 per PATCH; {plan.concurrency} keep-alive connections "
       f"(raw asyncio streams, HTTP/1.1, uvloop)")
@@ -714,7 +786,8 @@ def machine_meta() -> dict:
         d = next(BASELINE_VENV.glob("lib/python*/site-packages/scim2_server-*.dist-info"))
         bv = "scim2-server " + d.name.removesuffix(".dist-info").split("-")[1]
     return {"cpu": cpu, "cores": os.cpu_count(), "mem": mem, "kernel": f"{platform.system()} {platform.release()}",
-            "python": platform.python_version(), "scimlet_rev": rev, "baseline_version": bv}
+            "python": f"{platform.python_version()} ({os.path.realpath(sys.executable)})", "scimlet_rev": rev,
+            "baseline_version": bv}
 
 
 def cpu_busy(seconds: float = 1.0) -> float:
@@ -798,20 +871,19 @@ async def main_async(args) -> int:
             await asyncio.to_thread(ensure_baseline_venv)
             meta.update(baseline_version=machine_meta()["baseline_version"])
         cal = await calibrate(plan, clock)
+        runs = {}
+        turns = Turns(["scimlet", "scim2-server"]) if args.scimlet and args.baseline else None
         if args.scimlet:
-            try:
-                # keep time for the baseline: about a third of the budget
-                sc = await bench_scimlet(workdir, plan, clock, reserve=0.0 if not args.baseline else
-                                         (200.0 if not args.quick else 15.0))
-            except Exception as e:
-                failures.append(f"scimlet: {e}")
-                log(f"scimlet run failed: {e}")
+            runs["scimlet"] = bench_scimlet(workdir, plan, clock, reserve=0.0, turns=turns)
         if args.baseline:
-            try:
-                bl = await bench_baseline(workdir, plan, clock)
-            except Exception as e:
-                failures.append(f"scim2-server: {e}")
-                log(f"scim2-server run failed: {e}")
+            runs["scim2-server"] = bench_baseline(workdir, plan, clock, turns)
+        outcomes = dict(zip(runs, await asyncio.gather(*runs.values(), return_exceptions=True), strict=True))
+        for name, outcome in outcomes.items():
+            if isinstance(outcome, BaseException):
+                failures.append(f"{name}: {outcome}")
+                log(f"{name} run failed: {outcome}")
+        sc, bl = (None if isinstance(o, BaseException) else o for o in
+                  (outcomes.get("scimlet"), outcomes.get("scim2-server")))
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
