@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal
 
 import orjson
@@ -179,8 +180,13 @@ def _apply_path(rtype: ResourceType, work: dict, op: str, path: str, value: obje
     return []
 
 
+@lru_cache(maxsize=1024)
 def _target(rtype: ResourceType, path: str) -> _Target | None:
-    """Resolve a path; None when it names something we do not keep, so the op is ignored."""
+    """Resolve a path; None when it names something we do not keep, so the op is ignored.
+
+    Cached: a client sends the same few paths over and over (Entra's name.givenName, active,
+    phoneNumbers[type eq "work"].value...), and resolving one is a regex, a schema walk and, for a
+    filtered path, a filter parse. What is cached is immutable, and errors are never cached."""
     urn, rest = split_urn(path)
     if urn is not None and rtype.canonical_urn(urn) is None:
         return None
