@@ -515,9 +515,9 @@ class SqliteStore:
                 raise not_found(f"{rtype} {resource_id} not found")
             result: Change = change(current)
             changed = False
-            columns_changed = False
+            columns: dict[str, object] = {}
             if result.doc is not None and result.doc != current.doc:
-                columns_changed = _hot_columns(tmap, result.doc) != _hot_columns(tmap, current.doc)
+                columns = _changed_columns(tmap, current.doc, result.doc)
                 current.doc = result.doc
                 changed = True
             if result.member_ops:
@@ -526,7 +526,7 @@ class SqliteStore:
                 current.version += 1
                 current.modified = now()
                 try:
-                    _store_doc(conn, tmap, current, columns_changed)
+                    _store_doc(conn, tmap, current, columns)
                 except sqlite3.IntegrityError:
                     raise _uniqueness(tmap, current.doc) from None
             if members:
@@ -781,40 +781,34 @@ def _uniqueness(tmap: TableMap, doc: dict) -> ScimError:
                           "unique regardless of letter case)", "uniqueness")
 
 
-def _hot_columns(tmap: TableMap, doc: dict) -> tuple:
+def _hot_columns(tmap: TableMap, doc: dict) -> dict[str, object]:
+    """The attributes kept in their own (indexed) columns, by column name, in table order."""
     if tmap is USERS:
         active = doc.get("active")
-        return doc["userName"], doc.get("externalId"), None if active is None else int(active)
-    return doc["displayName"], doc.get("externalId")
+        return {"user_name": doc["userName"], "external_id": doc.get("externalId"),
+                "active": None if active is None else int(active)}
+    return {"display_name": doc["displayName"], "external_id": doc.get("externalId")}
 
 
 def _insert(conn: sqlite3.Connection, tmap: TableMap, idp_id: str, row: Row) -> None:
-    if tmap is USERS:
-        conn.execute(
-            "INSERT INTO users (id, idp_id, user_name, external_id, active, doc, version, created, modified)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (row.id, idp_id, *_hot_columns(tmap, row.doc), _dumps(row.doc), row.version, row.created, row.modified))
-    else:
-        conn.execute(
-            "INSERT INTO groups (id, idp_id, display_name, external_id, doc, version, created, modified)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (row.id, idp_id, *_hot_columns(tmap, row.doc), _dumps(row.doc), row.version, row.created, row.modified))
+    columns = _hot_columns(tmap, row.doc)
+    conn.execute(f"INSERT INTO {tmap.table} (id, idp_id, {', '.join(columns)}, doc, version, created, modified)"
+                 f" VALUES (?, ?{', ?' * len(columns)}, ?, ?, ?, ?)",
+                 (row.id, idp_id, *columns.values(), _dumps(row.doc), row.version, row.created, row.modified))
 
 
-def _store_doc(conn: sqlite3.Connection, tmap: TableMap, row: Row, columns_changed: bool) -> None:
-    if not columns_changed:
-        # Setting an indexed column, even to its own value, rewrites its index entries: an update
-        # that leaves userName/displayName, externalId and active alone costs half as much this way.
-        conn.execute(f"UPDATE {tmap.table} SET doc = ?, version = ?, modified = ? WHERE id = ?",
-                     (_dumps(row.doc), row.version, row.modified, row.id))
-    elif tmap is USERS:
-        conn.execute(
-            "UPDATE users SET user_name = ?, external_id = ?, active = ?, doc = ?, version = ?, modified = ?"
-            " WHERE id = ?", (*_hot_columns(tmap, row.doc), _dumps(row.doc), row.version, row.modified, row.id))
-    else:
-        conn.execute(
-            "UPDATE groups SET display_name = ?, external_id = ?, doc = ?, version = ?, modified = ? WHERE id = ?",
-            (*_hot_columns(tmap, row.doc), _dumps(row.doc), row.version, row.modified, row.id))
+def _changed_columns(tmap: TableMap, old: dict, new: dict) -> dict[str, object]:
+    """The hot columns (userName/displayName, externalId, active) whose value differs, by name."""
+    before = _hot_columns(tmap, old)
+    return {name: value for name, value in _hot_columns(tmap, new).items() if value != before[name]}
+
+
+def _store_doc(conn: sqlite3.Connection, tmap: TableMap, row: Row, columns: dict[str, object]) -> None:
+    # Setting an indexed column, even to its own value, rewrites its index entries: only the hot
+    # columns that changed are set. Entra's disable (active only) costs half as much this way.
+    sets = "".join(f"{name} = ?, " for name in columns)
+    conn.execute(f"UPDATE {tmap.table} SET {sets}doc = ?, version = ?, modified = ? WHERE id = ?",
+                 (*columns.values(), _dumps(row.doc), row.version, row.modified, row.id))
 
 
 def _load(conn: sqlite3.Connection, tmap: TableMap, idp_id: str, resource_id: str, members: bool) -> Row | None:
