@@ -9,8 +9,6 @@ storage layer applies as row inserts and deletes.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
@@ -61,10 +59,12 @@ def apply_patch(rtype: ResourceType, doc: dict, body: dict) -> tuple[dict, list[
     work = _copy(doc)
     member_ops: list[MemberOp] = []
     for index, operation in enumerate(operations, 1):
-        with _blame(index, operation):
+        try:
             member_ops.extend(_apply(rtype, work, operation))
+        except ScimError as exc:
+            raise _blamed(exc, index, operation) from None
     try:
-        return validate_resource(rtype, work), member_ops
+        return validate_resource(rtype, work, canonical=doc), member_ops
     except ScimError:
         _find_culprit(rtype, doc, operations)
         raise
@@ -78,9 +78,11 @@ def _find_culprit(rtype: ResourceType, doc: dict, operations: list[dict]) -> Non
     """
     work = _copy(doc)
     for index, operation in enumerate(operations, 1):
-        with _blame(index, operation):
+        try:
             _apply(rtype, work, operation)
             validate_resource(rtype, work)
+        except ScimError as exc:
+            raise _blamed(exc, index, operation) from None
 
 
 def _copy(doc: dict) -> dict:
@@ -88,13 +90,9 @@ def _copy(doc: dict) -> dict:
     return orjson.loads(orjson.dumps(doc))
 
 
-@contextmanager
-def _blame(index: int, operation: dict) -> Iterator[None]:
-    """Prefix an error's detail with the operation it comes from: "Operation 3 (replace title): ..."."""
-    try:
-        yield
-    except ScimError as exc:
-        raise ScimError(exc.status, f"Operation {index} ({_label(operation)}): {exc.detail}", exc.scim_type) from None
+def _blamed(exc: ScimError, index: int, operation: dict) -> ScimError:
+    """The error with its detail prefixed by the operation it comes from: "Operation 3 (replace title): ..."."""
+    return ScimError(exc.status, f"Operation {index} ({_label(operation)}): {exc.detail}", exc.scim_type)
 
 
 def _operations(body: object) -> list[dict]:

@@ -36,9 +36,14 @@ class Attribute:
     canonical_values: tuple[str, ...] = ()
     reference_types: tuple[str, ...] = ()
     by_lower: dict[str, Attribute] = field(default_factory=dict, compare=False, repr=False)
+    # (lower-case name, sub-attribute) of the sub-attributes a client may set, in schema order:
+    # what validation walks for every complex value it cleans.
+    settable_subs: tuple[tuple[str, Attribute], ...] = field(default=(), init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         self.by_lower.update({sub.name.lower(): sub for sub in self.sub_attributes})
+        object.__setattr__(self, "settable_subs", tuple(
+            (sub.name.lower(), sub) for sub in self.sub_attributes if sub.mutability != "readOnly"))
 
     def sub(self, name: str) -> Attribute | None:
         return self.by_lower.get(name.lower())

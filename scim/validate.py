@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import NamedTuple
 
 import phonenumbers
@@ -47,8 +47,12 @@ def find_key(obj: dict, name: str) -> object:
     return None
 
 
-def validate_resource(rtype: ResourceType, body: dict) -> dict:
-    """The canonical document for a resource body, or ScimError(400) naming what is wrong."""
+def validate_resource(rtype: ResourceType, body: dict, canonical: dict | None = None) -> dict:
+    """The canonical document for a resource body, or ScimError(400) naming what is wrong.
+
+    `canonical` is a document this function returned before (a PATCH passes the stored one): a value
+    equal to its value there is kept as it is, not cleaned again. A PATCH changes a few attributes
+    and this check of the whole result then costs a fraction of a full one."""
     if not isinstance(body, dict):
         raise invalid_syntax(f"A {rtype.name} must be a JSON object")
     doc: dict = {}
@@ -59,7 +63,13 @@ def validate_resource(rtype: ResourceType, body: dict) -> dict:
         attr = rtype.core.get(lower) if core else SCHEMAS[urn].by_lower.get(lower)
         if attr is None or attr.mutability == "readOnly" or attr.name in STORED_APART:
             continue
-        value = clean_value(attr, given, attr.name if core else f"{urn}:{attr.name}")
+        known = None
+        if canonical is not None:
+            known = canonical.get(attr.name) if core else canonical.get(urn, {}).get(attr.name)
+        if known is not None and known == given:
+            value = known
+        else:
+            value = clean_value(attr, given, attr.name if core else f"{urn}:{attr.name}")
         # writeOnly (password) is type-checked above but never stored.
         if value is not None and attr.mutability != "writeOnly":
             (doc if core else extensions.setdefault(urn, {}))[attr.name] = value
@@ -113,14 +123,13 @@ def _clean_one(attr: Attribute, value: object, name: str) -> object | None:
         raise invalid_value(f"{name} must be an object with sub-attributes such as {subs}, not {_json_type(value)}")
     given = {key.lower(): item for key, item in value.items()}
     out = {}
-    for sub in attr.sub_attributes:
-        if sub.mutability == "readOnly" or sub.name.lower() not in given:
-            continue
-        item = _clean_simple(sub, given[sub.name.lower()], f"{name}.{sub.name}")
-        if item is not None:
-            out[sub.name] = item
+    for lower, sub in attr.settable_subs:
+        if lower in given:
+            item = _clean_simple(sub, given[lower], f"{name}.{sub.name}")
+            if item is not None:
+                out[sub.name] = item
     # An email, phone or manager without its value is nothing: this is how "" clears one.
-    if attr.sub("value") is not None and "value" not in out:
+    if "value" in attr.by_lower and "value" not in out:
         return None
     return out or None
 
@@ -190,7 +199,8 @@ def _check_required(rtype: ResourceType, doc: dict) -> None:
             )
 
 
-def _required_paths(rtype: ResourceType) -> list[str]:
+@cache  # one entry per resource type
+def _required_paths(rtype: ResourceType) -> tuple[str, ...]:
     """Required attributes as paths; a required complex attribute contributes its required subs."""
     paths = []
     for attr in SCHEMAS[rtype.schema].attributes:
@@ -198,7 +208,7 @@ def _required_paths(rtype: ResourceType) -> list[str]:
             continue
         subs = [f"{attr.name}.{sub.name}" for sub in attr.sub_attributes if sub.required]
         paths.extend(subs or [attr.name])
-    return paths
+    return tuple(paths)
 
 
 def _check_work_phones(doc: dict) -> None:
