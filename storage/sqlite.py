@@ -67,9 +67,14 @@ class AdminError(Exception):
 
 
 def now() -> str:
-    """The current time as format_datetime writes it (UTC, milliseconds, Z), minus its time-zone
-    conversion: called a few times per write."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+    """The current time as format_datetime writes it (UTC, milliseconds, Z)."""
+    return stamp(time.time())
+
+
+def stamp(seconds: float) -> str:
+    """A time.time() value as format_datetime writes it, minus its time-zone conversion: called a
+    few times per write."""
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 def new_resource_id() -> str:
@@ -212,7 +217,8 @@ class SqliteStore:
         self._queue: deque[tuple[Callable, asyncio.Future]] = deque()
         self._wakeup: asyncio.Event | None = None
         self._writer_task: asyncio.Task | None = None
-        self._last_used: dict[str, str] = {}
+        # API key id -> time.time() of its last sign-in; formatted only when read or written out.
+        self._last_used: dict[str, float] = {}
         self._principals: dict[tuple[str, str], Principal] = {}  # (IdP ID, secret hash) -> principal
         self._auth_epoch = -1
         self._auth_checked = -math.inf
@@ -318,7 +324,8 @@ class SqliteStore:
     async def list_api_keys(self) -> list[ApiKey]:
         rows = await self.read(_fetch, "SELECT id, name, description, users_write, groups_write, created, "
                                       "last_used, revoked FROM api_keys ORDER BY created", ())
-        return [ApiKey(r[0], r[1], r[2], bool(r[3]), bool(r[4]), r[5], self._last_used.get(r[0], r[6]), r[7])
+        return [ApiKey(r[0], r[1], r[2], bool(r[3]), bool(r[4]), r[5],
+                       stamp(self._last_used[r[0]]) if r[0] in self._last_used else r[6], r[7])
                 for r in rows]
 
     async def find_api_key(self, id_or_name: str) -> ApiKey:
@@ -405,7 +412,7 @@ class SqliteStore:
             if principal is None:
                 return None
             self._principals[(idp_id, digest)] = principal
-        self._last_used[principal.api_key_id] = now()
+        self._last_used[principal.api_key_id] = time.time()
         return principal
 
     def _verify(self, idp_id: str, digest: str) -> Principal | None:
@@ -441,7 +448,7 @@ class SqliteStore:
             return
         pending, self._last_used = self._last_used, {}
         await self.write(lambda conn: conn.executemany(
-            "UPDATE api_keys SET last_used = ? WHERE id = ?", [(t, k) for k, t in pending.items()]))
+            "UPDATE api_keys SET last_used = ? WHERE id = ?", [(stamp(t), k) for k, t in pending.items()]))
 
     # --- SCIM resources ------------------------------------------------------------------------
 
