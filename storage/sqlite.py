@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
+import logging
 import math
 import os
 import secrets
@@ -47,9 +48,11 @@ from storage import (
 )
 from storage.sql import GROUPS, USERS, TableMap, escape_like, is_point_lookup, order_clause, where_clause
 
+log = logging.getLogger("scimlet.storage")
 MIGRATIONS = Path(__file__).parent / "migrations"
 # How long a change to keys or IdPs made by another process may take to reach a running server.
 AUTH_RECHECK_SECONDS = 0.1
+CHECKPOINT_SECONDS = 2.0
 TABLES: dict[str, TableMap] = {"User": USERS, "Group": GROUPS}
 MAX_BATCH = 256
 LOG_COLUMNS = LogRecord._fields[:-2]  # the columns written; id and resource_name are read back
@@ -217,6 +220,8 @@ class SqliteStore:
         self._queue: deque[tuple[Callable, asyncio.Future]] = deque()
         self._wakeup: asyncio.Event | None = None
         self._writer_task: asyncio.Task | None = None
+        self._checkpointer: aiosqlite.Connection | None = None
+        self._checkpoint_task: asyncio.Task | None = None
         # API key id -> time.time() of its last sign-in; formatted only when read or written out.
         self._last_used: dict[str, float] = {}
         self._principals: dict[tuple[str, str], Principal] = {}  # (IdP ID, secret hash) -> principal
@@ -236,6 +241,14 @@ class SqliteStore:
         self.local_conn = _connect_sync(self.path, self.synchronous)
         self._wakeup = asyncio.Event()
         self._writer_task = asyncio.create_task(self._write_loop())
+        # Checkpoints (copying committed pages from the WAL into the database file, then two
+        # fsyncs) run on a connection of their own. SQLite runs them in the connection whose
+        # commit crosses wal_autocheckpoint, the writer, and every write queued behind it waited
+        # 8-25 ms: the slowest of 100 member adds to a 30,000-member group took 12-17 ms (five
+        # rounds); with this, 2.4-11 ms.
+        await _run(self.writer, _execute, "PRAGMA wal_autocheckpoint=0")
+        self._checkpointer = await self._aconnect()
+        self._checkpoint_task = asyncio.create_task(self._checkpoint_loop())
 
     async def _aconnect(self) -> aiosqlite.Connection:
         conn = await aiosqlite.connect(self.path, isolation_level=None)
@@ -249,10 +262,15 @@ class SqliteStore:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._writer_task
             self._writer_task = None
-        for conn in [self.writer, *self.readers]:
+        if self._checkpoint_task is not None:
+            self._checkpoint_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._checkpoint_task
+            self._checkpoint_task = None
+        for conn in [self.writer, *self.readers, self._checkpointer]:
             if conn is not None:
                 await conn.close()
-        self.writer, self.readers = None, []
+        self.writer, self.readers, self._checkpointer = None, [], None
         if self.local_conn is not None:
             self.local_conn.close()
             self.local_conn = None
@@ -296,6 +314,20 @@ class SqliteStore:
                         future.set_result(value)
                     else:
                         future.set_exception(value)
+
+    async def _checkpoint_loop(self) -> None:
+        """A PASSIVE checkpoint every CHECKPOINT_SECONDS after any commit: it copies what no reader
+        still needs and never blocks the writer, which keeps appending to the WAL meanwhile."""
+        checkpointed = self.batches
+        while True:
+            await asyncio.sleep(CHECKPOINT_SECONDS)
+            if self.batches == checkpointed:
+                continue
+            checkpointed = self.batches
+            try:
+                await _run(self._checkpointer, _execute, "PRAGMA wal_checkpoint(PASSIVE)")
+            except sqlite3.Error as exc:
+                log.warning("WAL checkpoint failed, will retry: %s", exc)
 
     # --- administration ---------------------------------------------------------------------
 
@@ -769,6 +801,10 @@ def _run_batch(conn: sqlite3.Connection, fns: list[Callable]) -> list[tuple[bool
             conn.execute("ROLLBACK")
         raise
     return outcomes
+
+
+def _execute(conn: sqlite3.Connection, sql: str) -> None:
+    conn.execute(sql).fetchall()
 
 
 def _fetch(conn: sqlite3.Connection, sql: str, params: tuple) -> list[tuple]:
