@@ -75,9 +75,19 @@ def now() -> str:
 
 
 def stamp(seconds: float) -> str:
-    """A time.time() value as format_datetime writes it, minus its time-zone conversion: called a
-    few times per write."""
-    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+    """A time.time() value as format_datetime writes it (a current time: a four-digit year). The
+    part up to the second is formatted once per second: a few times per request, this costs a
+    quarter of datetime's isoformat."""
+    global _second
+    whole = int(seconds)
+    cached, prefix = _second
+    if cached != whole:
+        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+        _second = (whole, prefix)  # one tuple, replaced whole: safe across threads
+    return f"{prefix}.{int((seconds - whole) * 1000):03d}Z"
+
+
+_second: tuple[int, str] = (-1, "")
 
 
 def new_resource_id() -> str:
@@ -88,7 +98,9 @@ def new_resource_id() -> str:
     millis = time.time_ns() // 1_000_000
     random = int.from_bytes(os.urandom(10))  # one system call for both random fields
     rand_a, rand_b = random >> 68, random & (2**62 - 1)
-    return str(uuid.UUID(int=(millis << 80) | (0x7 << 76) | (rand_a << 64) | (0b10 << 62) | rand_b))
+    digits = f"{(millis << 80) | (0x7 << 76) | (rand_a << 64) | (0b10 << 62) | rand_b:032x}"
+    # str(uuid.UUID(int=...)) gives the same text for three times the cost.
+    return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
 
 
 def hash_secret(secret: str) -> str:
