@@ -54,7 +54,8 @@ schemathesis: install $(FUZZ_STAMP)
 lint: install
 	$(VENV)/bin/ruff check .
 
-# scimlet beside scim2-server (installed into bench/.venv-baseline), both pinned to CPU 0; about 7 minutes.
+# scimlet beside scim2-server (installed into bench/.venv-baseline), both pinned to CPU 0, taking their
+# phases in turn; about 5 minutes.
 # Writes bench/results/<date>.md. bench-quick: a 30-second smoke run of the same phases.
 bench: install
 	$(PY) bench/run.py
