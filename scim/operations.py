@@ -114,8 +114,7 @@ def target_of(rtype: str | None, body: object, resource_id: str | None) -> str |
 def may_hold_secrets(raw: bytes) -> bool:
     """Cheap pre-check on a raw body: only bodies naming a sensitive key need a redaction pass.
     (Substring searches of a lower-cased copy: a case-insensitive regex took six times longer.)"""
-    lowered = raw.lower()
-    return any(key in lowered for key in _SENSITIVE_BYTES)
+    return any(map(raw.lower().__contains__, _SENSITIVE_BYTES))
 
 
 _SENSITIVE_BYTES = tuple(key.encode() for key in SENSITIVE_KEYS)

@@ -106,8 +106,14 @@ def clean_value(attr: Attribute, value: object, name: str) -> object | None:
     if not isinstance(value, list):
         example = '[{"value": "..."}]' if attr.is_complex else '["..."]'
         raise invalid_value(f"{name} is multi-valued; send an array such as {example}, not {_json_type(value)}")
-    items = [item for item in (_clean_one(attr, element, name) for element in value) if item is not None]
-    primaries = sum(1 for item in items if isinstance(item, dict) and item.get("primary") is True)
+    items = []
+    primaries = 0
+    for element in value:
+        item = _clean_one(attr, element, name)
+        if item is not None:
+            items.append(item)
+            if isinstance(item, dict) and item.get("primary") is True:
+                primaries += 1
     if primaries > 1:
         raise invalid_value(f"{name} has {primaries} values with primary true; at most one may be primary")
     return items or None
