@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+import storage.sqlite
 from scim.errors import ScimError
 from scim.filters import format_datetime, parse_filter
 from scim.patch import Member, MemberOp
@@ -125,6 +126,29 @@ async def test_failing_write_in_a_batch_does_not_affect_others(store: SqliteStor
     assert [type(r).__name__ for r in results] == ["Row", "ScimError", "Row"]
     total, _ = await store.search("User", "idp", Query())
     assert total == 3
+
+
+async def test_commits_reach_the_database_file_without_waiting_for_a_full_wal(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The writer's own checkpoint (at 1,000 WAL pages) is off; a separate connection checkpoints
+    # every CHECKPOINT_SECONDS after a commit, so even a small burst of writes reaches the file.
+    monkeypatch.setattr(storage.sqlite, "CHECKPOINT_SECONDS", 0.1)
+    path = tmp_path / "checkpoint.db"
+    migrate(str(path))
+    store = SqliteStore(str(path))
+    await store.open()
+    try:
+        before = path.stat().st_size
+        await asyncio.gather(*[store.create("User", "idp", user_doc(f"u{i}", title="t" * 1000)) for i in range(300)])
+        for _ in range(50):
+            if path.stat().st_size > before + 300 * 1000:
+                break
+            await asyncio.sleep(0.1)
+        assert path.stat().st_size > before + 300 * 1000
+        total, _ = await store.search("User", "idp", Query(count=0))
+        assert total == 300
+    finally:
+        await store.close()
 
 
 async def test_update_bumps_version_only_on_change(store: SqliteStore) -> None:
