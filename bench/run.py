@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -283,9 +284,9 @@ class Clock:
         self.start = time.perf_counter()
         self.budget = budget
 
-    def limit(self, wanted: float, reserve: float = 0.0) -> float:
-        """A phase's time limit: what it wants, within what is left of the run after `reserve`."""
-        left = self.budget - (time.perf_counter() - self.start) - reserve
+    def limit(self, wanted: float) -> float:
+        """A phase's time limit: what it wants, within what is left of the run."""
+        left = self.budget - (time.perf_counter() - self.start)
         return max(1.0, min(wanted, left))
 
     @property
@@ -339,8 +340,8 @@ class Turns:
             self.changed.notify_all()
 
 
-async def suite(srv: Server, plan: Plan, limits: dict, profile: lg.Profile, clock: Clock, reserve: float,
-                on_users_loaded=None, turns: Turns | None = None) -> tuple[list[lg.PhaseResult], lg.State, dict]:
+async def suite(srv: Server, plan: Plan, limits: dict, profile: lg.Profile, clock: Clock, on_users_loaded=None,
+                turns: Turns | None = None) -> tuple[list[lg.PhaseResult], lg.State, dict]:
     """The phases, in order, against one server. Returns results, state and side measurements."""
     st = lg.State(srv.base_url, srv.token, plan.concurrency, profile, server_pid=srv.proc.pid)
     out: list[lg.PhaseResult] = []
@@ -350,7 +351,7 @@ async def suite(srv: Server, plan: Plan, limits: dict, profile: lg.Profile, cloc
     async def step(coro_fn, n, key, **kw):
         try:
             async with turns.turn(srv.name) if turns else contextlib.nullcontext():
-                r = await coro_fn(*args, n, clock.limit(limits[key], reserve), state=st, **kw)
+                r = await coro_fn(*args, n, clock.limit(limits[key]), state=st, **kw)
         except Exception as e:  # one broken phase must not hide the others
             r = lg.PhaseResult(kw.get("name") or coro_fn.__name__.removeprefix("phase_"))
             r.fail(f"phase crashed: {type(e).__name__}: {e}")
@@ -386,7 +387,7 @@ async def suite(srv: Server, plan: Plan, limits: dict, profile: lg.Profile, cloc
     return out, st, side
 
 
-async def sync_compare(workdir: Path, plan: Plan, clock: Clock, reserve: float) -> dict:
+async def sync_compare(workdir: Path, plan: Plan, clock: Clock) -> dict:
     """scimlet's create phase on a fresh database under synchronous=FULL, then NORMAL."""
     res = {}
     for mode in ("FULL", "NORMAL"):
@@ -400,12 +401,12 @@ async def sync_compare(workdir: Path, plan: Plan, clock: Clock, reserve: float) 
                                          label=f"scimlet-sync-{mode.lower()}")
             st = lg.State(srv.base_url, srv.token, plan.concurrency, server_pid=srv.proc.pid)
             r = await lg.phase_create(srv.base_url, srv.token, plan.sync_n,
-                                      clock.limit(plan.limits["sync"], reserve), state=st,
+                                      clock.limit(plan.limits["sync"]), state=st,
                                       name=f"create sync={mode}")
             log(f"scimlet: {r.summary()}")
             res[mode] = r
             r1 = await lg.phase_create(srv.base_url, srv.token, plan.sync_seq_n,
-                                       clock.limit(plan.limits["sync_seq"], reserve), state=st,
+                                       clock.limit(plan.limits["sync_seq"]), state=st,
                                        name=f"create sync={mode}, 1 conn", concurrency=1)
             st.client.close()
             log(f"scimlet: {r1.summary()}")
@@ -419,15 +420,7 @@ async def sync_compare(workdir: Path, plan: Plan, clock: Clock, reserve: float) 
     return res
 
 
-async def bench_scimlet(workdir: Path, plan: Plan, clock: Clock, reserve: float, turns: Turns | None = None) -> dict:
-    try:
-        return await _bench_scimlet(workdir, plan, clock, reserve, turns)
-    finally:
-        if turns:
-            await turns.leave("scimlet")
-
-
-async def _bench_scimlet(workdir: Path, plan: Plan, clock: Clock, reserve: float, turns: Turns | None) -> dict:
+async def bench_scimlet(workdir: Path, plan: Plan, clock: Clock, turns: Turns | None = None) -> dict:
     db = workdir / "scimlet.db"
     port = free_port()
     tenant, token = provision_scimlet(db, port)
@@ -440,49 +433,38 @@ async def _bench_scimlet(workdir: Path, plan: Plan, clock: Clock, reserve: float
         return {"rss_users": srv.rss_kb()}
 
     try:
-        results, st, more = await suite(srv, plan, plan.limits, lg.Profile(), clock, reserve, users_loaded, turns)
+        results, st, more = await suite(srv, plan, plan.limits, lg.Profile(), clock, users_loaded, turns)
         side.update(more)
     finally:
         srv.stop()
         side["server_log_tail"] = srv.log_tail(15)
+    # Start-up on the existing database (users + the full group), then synchronous FULL vs NORMAL:
+    # one more turn, so that none of it overlaps a scim2-server phase.
     async with turns.turn("scimlet") if turns else contextlib.nullcontext():
-        await _restart_and_sync(workdir, plan, clock, reserve, db, port, tenant, token, st, side)
+        srv, t = await start_scimlet(workdir, db, port, tenant, token, plan.limits["ready"], label="scimlet-restart")
+        try:
+            side["restart_s"] = t
+            side["restart_rss"] = srv.rss_kb()
+            st2 = lg.State(srv.base_url, srv.token, 1)
+            await st2.client.reset()
+            status, body, ns = await st2.client.one("GET", "/Users?startIndex=1&count=0")
+            side["restart_total_users"] = lg.loads(body).get("totalResults") if status == 200 else f"{status}"
+            if st.created():
+                i = st.created()[-1]
+                status, body, ns = await st2.client.one("GET", "/Users?" + lg.filter_query("userName",
+                                                                                           st.user_names[i]))
+                side["restart_lookup"] = (status, lg.loads(body).get("totalResults") if status == 200 else body[:200])
+                side["restart_first_lookup_ms"] = ns / 1e6
+            st2.client.close()
+        finally:
+            srv.stop()
+        log(f"scimlet restart on existing DB: first 200 after {t:.3f}s; {side.get('restart_total_users')} users")
+        side["db_bytes"] = sum(p.stat().st_size for p in workdir.glob("scimlet.db*"))
+        side["sync"] = await sync_compare(workdir, plan, clock)
     return {"results": results, "state": st, "side": side}
 
 
-async def _restart_and_sync(workdir: Path, plan: Plan, clock: Clock, reserve: float, db: Path, port: int,
-                            tenant: str, token: str, st: lg.State, side: dict) -> None:
-    # start-up on the existing database (users + the full group)
-    srv, t = await start_scimlet(workdir, db, port, tenant, token, plan.limits["ready"], label="scimlet-restart")
-    try:
-        side["restart_s"] = t
-        side["restart_rss"] = srv.rss_kb()
-        st2 = lg.State(srv.base_url, srv.token, 1)
-        await st2.client.reset()
-        status, body, ns = await st2.client.one("GET", "/Users?startIndex=1&count=0")
-        side["restart_total_users"] = lg.loads(body).get("totalResults") if status == 200 else f"{status}"
-        if st.created():
-            i = st.created()[-1]
-            status, body, ns = await st2.client.one("GET", "/Users?" + lg.filter_query("userName", st.user_names[i]))
-            side["restart_lookup"] = (status, lg.loads(body).get("totalResults") if status == 200 else body[:200])
-            side["restart_first_lookup_ms"] = ns / 1e6
-        st2.client.close()
-    finally:
-        srv.stop()
-    log(f"scimlet restart on existing DB: first 200 after {t:.3f}s; {side.get('restart_total_users')} users")
-    side["db_bytes"] = sum(p.stat().st_size for p in workdir.glob("scimlet.db*"))
-    side["sync"] = await sync_compare(workdir, plan, clock, reserve)
-
-
 async def bench_baseline(workdir: Path, plan: Plan, clock: Clock, turns: Turns | None = None) -> dict:
-    try:
-        return await _bench_baseline(workdir, plan, clock, turns)
-    finally:
-        if turns:
-            await turns.leave("scim2-server")
-
-
-async def _bench_baseline(workdir: Path, plan: Plan, clock: Clock, turns: Turns | None) -> dict:
     port = free_port()
     srv, t = await start_baseline(workdir, port, plan.limits["ready"])
     log(f"scim2-server up at {srv.base_url} (pid {srv.proc.pid}) in {t:.2f}s")
@@ -495,7 +477,7 @@ async def _bench_baseline(workdir: Path, plan: Plan, clock: Clock, turns: Turns 
         return {"rss_users": srv.rss_kb()}
 
     try:
-        results, st, more = await suite(srv, plan, plan.baseline_limits, profile, clock, 0.0, users_loaded, turns)
+        results, st, more = await suite(srv, plan, plan.baseline_limits, profile, clock, users_loaded, turns)
         side.update(more)
     finally:
         srv.stop()
@@ -871,12 +853,20 @@ async def main_async(args) -> int:
             await asyncio.to_thread(ensure_baseline_venv)
             meta.update(baseline_version=machine_meta()["baseline_version"])
         cal = await calibrate(plan, clock)
-        runs = {}
         turns = Turns(["scimlet", "scim2-server"]) if args.scimlet and args.baseline else None
+
+        async def run(name: str, bench: Awaitable[dict]) -> dict:
+            try:
+                return await bench
+            finally:  # however it ended, the other server's turns no longer wait for this one
+                if turns:
+                    await turns.leave(name)
+
+        runs = {}
         if args.scimlet:
-            runs["scimlet"] = bench_scimlet(workdir, plan, clock, reserve=0.0, turns=turns)
+            runs["scimlet"] = run("scimlet", bench_scimlet(workdir, plan, clock, turns))
         if args.baseline:
-            runs["scim2-server"] = bench_baseline(workdir, plan, clock, turns)
+            runs["scim2-server"] = run("scim2-server", bench_baseline(workdir, plan, clock, turns))
         outcomes = dict(zip(runs, await asyncio.gather(*runs.values(), return_exceptions=True), strict=True))
         for name, outcome in outcomes.items():
             if isinstance(outcome, BaseException):
