@@ -17,7 +17,7 @@ import orjson
 from starlette.routing import BaseRoute, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from storage.sqlite import stamp
+from storage.sqlite import format_timestamp
 from web.metrics import Metrics
 from web.responses import SCIM_PREFIX
 
@@ -216,7 +216,7 @@ class JsonFormatter(logging.Formatter):
 
     def line(self, created: float, level: str, logger: str, message: str, request: dict | None,
              exception: str | None) -> str:
-        entry: dict[str, object] = {"time": stamp(created), "level": level.lower(), "logger": logger,
+        entry: dict[str, object] = {"time": format_timestamp(created), "level": level.lower(), "logger": logger,
                                     "message": message}
         if request is not None:
             entry.update(request)
