@@ -3,9 +3,10 @@
 # or newer and can make venvs, else python3 on PATH; `make PYTHON=...` picks another. Debian builds
 # its python3 with profile-guided optimisation and LTO; the pyenv python3 on PATH here is built
 # without them and runs scimlet 13-16% slower (server CPU per request, paired, both servers on one core at once).
-SYSTEM_PYTHON := $(shell /usr/bin/python3 -c 'import sys, ensurepip, venv; sys.exit(sys.version_info < (3, 11))' \
-                   >/dev/null 2>&1 && echo /usr/bin/python3)
-PYTHON ?= $(or $(SYSTEM_PYTHON),python3)
+ifndef PYTHON
+PYTHON := $(shell /usr/bin/python3 -c 'import sys, ensurepip, venv; sys.exit(sys.version_info < (3, 11))' \
+            >/dev/null 2>&1 && echo /usr/bin/python3 || echo python3)
+endif
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
