@@ -54,6 +54,7 @@ schemathesis: install $(FUZZ_STAMP)
 
 lint: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 # scimlet beside scim2-server (installed into bench/.venv-baseline), both pinned to CPU 0, taking their
 # phases in turn; about 5 minutes.

@@ -44,8 +44,12 @@ GC_THRESHOLDS = (50_000, 20, 20)
 
 def create_store(settings: Settings) -> SqliteStore:
     db = settings["database"]
-    return SqliteStore(db["path"], synchronous=db["synchronous"], readers=db["readers"],
-                       max_write_queue=settings["scim"]["max_write_queue"])
+    return SqliteStore(
+        db["path"],
+        synchronous=db["synchronous"],
+        readers=db["readers"],
+        max_write_queue=settings["scim"]["max_write_queue"],
+    )
 
 
 def create_app(settings: Settings, store: SqliteStore | None = None) -> Starlette:
@@ -77,9 +81,12 @@ def create_app(settings: Settings, store: SqliteStore | None = None) -> Starlett
 
     app = ScimletApp(
         scim,
-        routes=[Route("/openapi.json", openapi_json, methods=["GET"]), *health.routes(),
-                Route("/metrics", metrics.endpoint, methods=["GET"]),
-                *admin_mounts(AdminService(store, settings))],
+        routes=[
+            Route("/openapi.json", openapi_json, methods=["GET"]),
+            *health.routes(),
+            Route("/metrics", metrics.endpoint, methods=["GET"]),
+            *admin_mounts(AdminService(store, settings)),
+        ],
         middleware=[Middleware(RequestMiddleware, metrics=metrics)],
         exception_handlers={ScimError: _scim_error, HTTPException: _http_error, Exception: _server_error},
         lifespan=lifespan,
@@ -145,8 +152,9 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("serve", help="apply migrations and serve (creates a Default IdP on first start)")
     commands.add_parser("migrate", help="apply pending database migrations")
-    commands.add_parser("check-config", help="validate the config file and print the effective settings "
-                                             "(secrets masked)")
+    commands.add_parser(
+        "check-config", help="validate the config file and print the effective settings (secrets masked)"
+    )
     copy = commands.add_parser("backup", help="copy the database consistently, also while the server runs")
     copy.add_argument("path", metavar="PATH", help="the backup file to write (must not exist)")
 
@@ -173,18 +181,26 @@ def _parser() -> argparse.ArgumentParser:
     delete.add_argument("id", metavar="ID")
     delete.add_argument("--yes", action="store_true", help="confirm the deletion")
 
-    admin = commands.add_parser("admin", help="the admin console's sign-in").add_subparsers(dest="action",
-                                                                                           required=True)
+    admin = commands.add_parser("admin", help="the admin console's sign-in").add_subparsers(
+        dest="action", required=True
+    )
     admin.add_parser("password", help="generate a new admin password, print it once and sign every session out")
 
-    sim = commands.add_parser("entra-sim", help="replay a Microsoft Entra ID provisioning cycle against any SCIM "
-                                                "server and report like Entra's provisioning logs")
+    sim = commands.add_parser(
+        "entra-sim",
+        help="replay a Microsoft Entra ID provisioning cycle against any SCIM "
+        "server and report like Entra's provisioning logs",
+    )
     sim.add_argument("--url", required=True, metavar="TENANT_URL", help="e.g. http://127.0.0.1:8000/v1/scim/<IdP ID>")
     sim.add_argument("--token", required=True, metavar="SECRET", help="the secret token Entra would send")
     sim.add_argument("--users", type=int, default=5, metavar="N", help="users to provision (default 5)")
     sim.add_argument("--groups", type=int, default=2, metavar="G", help="groups to provision (default 2)")
-    sim.add_argument("--dialect", choices=("legacy", "aadOptscim062020", "both"), default="both",
-                     help="Entra's PATCH dialect(s) to replay (default both, one cycle each)")
+    sim.add_argument(
+        "--dialect",
+        choices=("legacy", "aadOptscim062020", "both"),
+        default="both",
+        help="Entra's PATCH dialect(s) to replay (default both, one cycle each)",
+    )
     return parser
 
 
@@ -219,14 +235,24 @@ async def _apikey(service: AdminService, args: argparse.Namespace) -> int:
     if args.action == "create":
         users, groups = _privileges(args.write)
         key, secret = await service.create_api_key(args.name, args.description, users, groups)
-        _print({"id": key.id, "name": key.name, "secret": secret, "privileges": key.privileges}, args.json,
-               f"API key {key.name} ({key.id}), write: {', '.join(key.privileges) or 'none'}\n"
-               f"Secret (shown only now, store it safely): {secret}")
+        _print(
+            {"id": key.id, "name": key.name, "secret": secret, "privileges": key.privileges},
+            args.json,
+            f"API key {key.name} ({key.id}), write: {', '.join(key.privileges) or 'none'}\n"
+            f"Secret (shown only now, store it safely): {secret}",
+        )
     elif args.action == "list":
         keys = await service.api_keys()
-        _print([service.key_json(k) for k in keys], args.json, "\n".join(
-            f"{k.id}  {k.name}  write: {','.join(k.privileges) or '-'}  created {k.created}"
-            f"{'  REVOKED ' + k.revoked if k.revoked else ''}" for k in keys) or "no API keys")
+        _print(
+            [service.key_json(k) for k in keys],
+            args.json,
+            "\n".join(
+                f"{k.id}  {k.name}  write: {','.join(k.privileges) or '-'}  created {k.created}"
+                f"{'  REVOKED ' + k.revoked if k.revoked else ''}"
+                for k in keys
+            )
+            or "no API keys",
+        )
     else:
         key = await service.revoke_api_key(args.key)
         await _until_servers_notice()
@@ -238,12 +264,18 @@ async def _idp(service: AdminService, args: argparse.Namespace) -> int:
     if args.action == "create":
         idp = await service.create_idp(args.name, args.icon, args.apikey)
         url = service.settings.tenant_url(idp.id)
-        _print({"id": idp.id, "name": idp.name, "tenant_url": url}, args.json,
-               f"IdP {idp.name}: IdP ID {idp.id}\nTenant URL: {url}")
+        _print(
+            {"id": idp.id, "name": idp.name, "tenant_url": url},
+            args.json,
+            f"IdP {idp.name}: IdP ID {idp.id}\nTenant URL: {url}",
+        )
     elif args.action == "list":
         idps = await service.idps()
-        _print([service.idp_json(i) for i in idps], args.json, "\n".join(
-            f"{i.id}  {i.name}  {service.settings.tenant_url(i.id)}" for i in idps) or "no IdPs")
+        _print(
+            [service.idp_json(i) for i in idps],
+            args.json,
+            "\n".join(f"{i.id}  {i.name}  {service.settings.tenant_url(i.id)}" for i in idps) or "no IdPs",
+        )
     else:
         if not args.yes:
             raise AdminError("deleting an IdP deletes all its users and groups; add --yes to confirm")
@@ -264,8 +296,11 @@ async def _admin_password(service: AdminService) -> int:
     await service.set_admin_password(password)
     print(f"New admin password (shown only now): {password}\nEvery console session was signed out.")
     if service.password_source == "config":
-        print("warning: [admin] password (or SCIMLET_ADMIN_PASSWORD) is set and wins over this one; "
-              "clear it to use the new password", file=sys.stderr)
+        print(
+            "warning: [admin] password (or SCIMLET_ADMIN_PASSWORD) is set and wins over this one; "
+            "clear it to use the new password",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -277,9 +312,12 @@ async def _bootstrap(settings: Settings) -> None:
         password = await AdminService(store, settings).ensure_admin_password()
         console = f"{settings.base_url}/admin"
         if password:
-            print(f"\nAdmin console: {console}\n  Admin password: {password}\n"
-                  "The password is shown only this once; it is stored only as a hash "
-                  "(`python app.py admin password` makes a new one).", flush=True)
+            print(
+                f"\nAdmin console: {console}\n  Admin password: {password}\n"
+                "The password is shown only this once; it is stored only as a hash "
+                "(`python app.py admin password` makes a new one).",
+                flush=True,
+            )
         else:
             log.info("admin console: %s", console)
         if await store.list_idps():
@@ -321,8 +359,11 @@ def _database_state(path: str) -> str:
             conn.close()
     except sqlite3.Error as exc:
         return f"cannot be read ({exc})"
-    return f"{len(pending)} pending migrations ({', '.join(pending)}); `migrate` or `serve` applies them" if pending \
+    return (
+        f"{len(pending)} pending migrations ({', '.join(pending)}); `migrate` or `serve` applies them"
+        if pending
         else "exists, schema up to date"
+    )
 
 
 def _serve(settings: Settings) -> int:
@@ -339,10 +380,18 @@ def _serve(settings: Settings) -> int:
     # log_config=None: uvicorn's own lines go through configure_logging's handler and format too;
     # its access log stays off: web/request_log.py logs each request instead. The HTTP protocol is
     # uvicorn's httptools one, sending each response in one write (web/http_protocol.py).
-    uvicorn.run(create_app(settings), host=server["host"], port=server["port"], loop="uvloop",
-                http=CoalescingHttpProtocol,
-                log_config=None, log_level=settings["logging"]["level"], access_log=False, server_header=False,
-                timeout_graceful_shutdown=10)
+    uvicorn.run(
+        create_app(settings),
+        host=server["host"],
+        port=server["port"],
+        loop="uvloop",
+        http=CoalescingHttpProtocol,
+        log_config=None,
+        log_level=settings["logging"]["level"],
+        access_log=False,
+        server_header=False,
+        timeout_graceful_shutdown=10,
+    )
     return 0
 
 
@@ -365,8 +414,10 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "backup":
             counts = backup(settings["database"]["path"], args.path)
-            print(f"backed up {settings['database']['path']} to {args.path}: "
-                  f"{counts['users']} users, {counts['groups']} groups, integrity ok")
+            print(
+                f"backed up {settings['database']['path']} to {args.path}: "
+                f"{counts['users']} users, {counts['groups']} groups, integrity ok"
+            )
             return 0
         return asyncio.run(_admin(settings, args))
     except ConfigError as exc:

@@ -38,8 +38,15 @@ MANAGER = f"{ENTERPRISE}:manager"
 # Attributes of the Meta Networks Connector's mappings (and the re-addable ones the cycle uses):
 # Entra checks them against /Schemas when an admin saves the provisioning configuration.
 MAPPED = {
-    USER: {"userName": (), "active": (), "name": ("givenName", "familyName"), "phoneNumbers": ("value", "type"),
-           "emails": ("value", "type"), "displayName": (), "nickName": ()},
+    USER: {
+        "userName": (),
+        "active": (),
+        "name": ("givenName", "familyName"),
+        "phoneNumbers": ("value", "type"),
+        "emails": ("value", "type"),
+        "displayName": (),
+        "nickName": (),
+    },
     ENTERPRISE: {"manager": (), "employeeNumber": ()},
     GROUP: {"displayName": (), "members": ("value",)},
 }
@@ -121,8 +128,10 @@ def list_check(expect_ids: set[str] | None = None, user_name: str | None = None)
         if expect_ids is not None:
             found = {r.get("id") for r in resources}
             if found != expect_ids or body["totalResults"] != len(expect_ids):
-                return f"expected {len(expect_ids)} result(s) {sorted(expect_ids)}, got {body['totalResults']}: " \
-                       f"{sorted(map(str, found))}"
+                return (
+                    f"expected {len(expect_ids)} result(s) {sorted(expect_ids)}, got {body['totalResults']}: "
+                    f"{sorted(map(str, found))}"
+                )
         return None
 
     return check
@@ -151,16 +160,29 @@ class Simulator:
         status = "" if step.status is None else str(step.status)
         ms = "" if step.ms is None else f"{step.ms:.1f}"
         identity = step.identity if len(step.identity) <= 46 else step.identity[:45] + "…"
-        print(f"{step.number:4}  {step.action:<24} {identity:<46} {step.result:<8} {status:>4} {ms:>7}",
-              file=self.out, flush=True)
+        print(
+            f"{step.number:4}  {step.action:<24} {identity:<46} {step.result:<8} {status:>4} {ms:>7}",
+            file=self.out,
+            flush=True,
+        )
         if step.detail and step.result != "Success":
             print(f"{'':6}{step.detail}", file=self.out, flush=True)
 
     def skip(self, action: str, identity: str, reason: str) -> None:
         self.record(Step(len(self.report.steps) + 1, self.phase, action, identity, "Skipped", detail=reason))
 
-    def call(self, action: str, identity: str, method: str, path: str, body: dict | None = None, *,
-             expect: tuple[int, ...], check: Check | None = None, token: str | None = None) -> httpx.Response | None:
+    def call(
+        self,
+        action: str,
+        identity: str,
+        method: str,
+        path: str,
+        body: dict | None = None,
+        *,
+        expect: tuple[int, ...],
+        check: Check | None = None,
+        token: str | None = None,
+    ) -> httpx.Response | None:
         """Send one request; record Success, or Failure with the server's detail. None on failure."""
         if self.dialect == MODERN:
             path += ("&" if "?" in path else "?") + MODERN
@@ -170,29 +192,51 @@ class Simulator:
         number = len(self.report.steps) + 1
         started = time.perf_counter()
         try:
-            response = self.http.request(method, path, headers=headers,
-                                         content=None if body is None else json.dumps(body).encode())
+            response = self.http.request(
+                method, path, headers=headers, content=None if body is None else json.dumps(body).encode()
+            )
         except httpx.HTTPError as exc:
-            self.record(Step(number, self.phase, action, identity, "Failure",
-                             detail=f"{method} {path}: no answer: {exc}"))
+            self.record(
+                Step(number, self.phase, action, identity, "Failure", detail=f"{method} {path}: no answer: {exc}")
+            )
             return None
         ms = (time.perf_counter() - started) * 1000
         problem = None
         if response.status_code not in expect:
-            problem = f"{method} {path} answered {response.status_code}, expected " \
-                      f"{' or '.join(map(str, expect))}: {server_detail(response)}"
+            problem = (
+                f"{method} {path} answered {response.status_code}, expected "
+                f"{' or '.join(map(str, expect))}: {server_detail(response)}"
+            )
         elif check is not None:
             problem = check(response)
             problem = problem and f"{method} {path}: {problem}"
-        self.record(Step(number, self.phase, action, identity, "Failure" if problem else "Success",
-                         response.status_code, ms, problem or ""))
+        self.record(
+            Step(
+                number,
+                self.phase,
+                action,
+                identity,
+                "Failure" if problem else "Success",
+                response.status_code,
+                ms,
+                problem or "",
+            )
+        )
         return None if problem else response
 
-    def patch(self, action: str, identity: str, path: str, *operations: dict,
-              check: Check | None = None) -> httpx.Response | None:
+    def patch(
+        self, action: str, identity: str, path: str, *operations: dict, check: Check | None = None
+    ) -> httpx.Response | None:
         """A PATCH; Entra counts 200 (users, with the resource) and 204 (groups) alike as success."""
-        return self.call(action, identity, "PATCH", path, {"schemas": [PATCH_OP], "Operations": list(operations)},
-                         expect=(200, 204), check=check)
+        return self.call(
+            action,
+            identity,
+            "PATCH",
+            path,
+            {"schemas": [PATCH_OP], "Operations": list(operations)},
+            expect=(200, 204),
+            check=check,
+        )
 
     def op(self, name: str, path: str | None, value: object) -> dict:
         """An operation as the dialect spells it: capitalised in legacy, lower case with the flag."""
@@ -210,15 +254,36 @@ class Simulator:
     def test_connection(self) -> bool:
         self.begin("Test connection")
         probe = str(uuid.uuid4())
-        ok = self.call("Test connection", "Users, by a random userName", "GET",
-                       f"/Users?{eq('userName', probe)}", expect=(200,),
-                       check=list_check(set()))
-        ok = self.call("Test connection", "Groups, by a random displayName", "GET",
-                       f"/Groups?excludedAttributes=members&{eq('displayName', probe)}",
-                       expect=(200,), check=list_check(set())) and ok
-        ok = self.call("Test connection", "with a wrong secret token", "GET",
-                       f"/Users?{eq('userName', probe)}", expect=(401,),
-                       token=f"wrong-{uuid.uuid4().hex}") and ok
+        ok = self.call(
+            "Test connection",
+            "Users, by a random userName",
+            "GET",
+            f"/Users?{eq('userName', probe)}",
+            expect=(200,),
+            check=list_check(set()),
+        )
+        ok = (
+            self.call(
+                "Test connection",
+                "Groups, by a random displayName",
+                "GET",
+                f"/Groups?excludedAttributes=members&{eq('displayName', probe)}",
+                expect=(200,),
+                check=list_check(set()),
+            )
+            and ok
+        )
+        ok = (
+            self.call(
+                "Test connection",
+                "with a wrong secret token",
+                "GET",
+                f"/Users?{eq('userName', probe)}",
+                expect=(401,),
+                token=f"wrong-{uuid.uuid4().hex}",
+            )
+            and ok
+        )
         return bool(ok)
 
     def discover(self) -> None:
@@ -245,14 +310,25 @@ class Simulator:
             return f"mapped attributes missing from /Schemas: {', '.join(missing)}" if missing else None
 
         self.call("Read schemas", "/Schemas", "GET", "/Schemas", expect=(200,), check=mapped_present)
-        self.call("Read configuration", "/ServiceProviderConfig", "GET", "/ServiceProviderConfig", expect=(200,),
-                  check=lambda r: None if (json_of(r) or {}).get("patch", {}).get("supported") is True
-                  else "patch.supported is not true: Entra updates with PATCH")
+        self.call(
+            "Read configuration",
+            "/ServiceProviderConfig",
+            "GET",
+            "/ServiceProviderConfig",
+            expect=(200,),
+            check=lambda r: (
+                None
+                if (json_of(r) or {}).get("patch", {}).get("supported") is True
+                else "patch.supported is not true: Entra updates with PATCH"
+            ),
+        )
         self.call("Read resource types", "/ResourceTypes", "GET", "/ResourceTypes", expect=(200,))
 
     def user_body(self, index: int, user_name: str) -> dict:
         return {
-            "schemas": [USER, ENTERPRISE], "externalId": str(uuid.uuid4()), "userName": user_name,
+            "schemas": [USER, ENTERPRISE],
+            "externalId": str(uuid.uuid4()),
+            "userName": user_name,
             "active": True if self.dialect == MODERN else "True",
             "emails": [{"primary": True, "type": "work", "value": user_name}],
             "meta": {"resourceType": "User"},
@@ -268,22 +344,44 @@ class Simulator:
         ids: dict[str, str] = {}
         for index in range(count):
             name = f"entra-sim-{self.run}-{self.tag}{index}@contoso.com"
-            if not self.call("Find User", name, "GET", f"/Users?{eq('userName', name)}",
-                             expect=(200,), check=list_check(set(), user_name=name)):
+            if not self.call(
+                "Find User",
+                name,
+                "GET",
+                f"/Users?{eq('userName', name)}",
+                expect=(200,),
+                check=list_check(set(), user_name=name),
+            ):
                 self.skip("Create User", name, "Entra creates a user only after a lookup that finds nothing")
                 continue
-            created = self.call("Create User", name, "POST", "/Users", self.user_body(index, name), expect=(201,),
-                                check=lambda r: None if isinstance((json_of(r) or {}).get("id"), str)
-                                and (json_of(r) or {}).get("id") else "the created user has no id")
+            created = self.call(
+                "Create User",
+                name,
+                "POST",
+                "/Users",
+                self.user_body(index, name),
+                expect=(201,),
+                check=lambda r: (
+                    None
+                    if isinstance((json_of(r) or {}).get("id"), str) and (json_of(r) or {}).get("id")
+                    else "the created user has no id"
+                ),
+            )
             if created is not None:
                 ids[name] = created.json()["id"]
         names = list(ids)
         for name in names[1:]:
             manager = ids[names[0]] if self.dialect == LEGACY else {"value": ids[names[0]]}
-            self.patch("Update User (manager)", name, f"/Users/{ids[name]}",
-                       self.op("add", MANAGER, manager),
-                       check=self.user_check(lambda user: ((user.get(ENTERPRISE) or {}).get("manager") or {})
-                                             .get("value") == ids[names[0]], "the manager was not set"))
+            self.patch(
+                "Update User (manager)",
+                name,
+                f"/Users/{ids[name]}",
+                self.op("add", MANAGER, manager),
+                check=self.user_check(
+                    lambda user: ((user.get(ENTERPRISE) or {}).get("manager") or {}).get("value") == ids[names[0]],
+                    "the manager was not set",
+                ),
+            )
         return ids
 
     @staticmethod
@@ -306,19 +404,33 @@ class Simulator:
             if not self.call("Find Group", name, "GET", lookup, expect=(200,), check=list_check(set())):
                 self.skip("Create Group", name, "Entra creates a group only after a lookup that finds nothing")
                 continue
-            created = self.call("Create Group", name, "POST", "/Groups",
-                                {"schemas": [GROUP, MS_GROUP], "externalId": str(uuid.uuid4()), "displayName": name,
-                                 "meta": {"resourceType": "Group"}}, expect=(201,),
-                                check=lambda r: None if (json_of(r) or {}).get("id") else "the created group has no id")
+            created = self.call(
+                "Create Group",
+                name,
+                "POST",
+                "/Groups",
+                {
+                    "schemas": [GROUP, MS_GROUP],
+                    "externalId": str(uuid.uuid4()),
+                    "displayName": name,
+                    "meta": {"resourceType": "Group"},
+                },
+                expect=(201,),
+                check=lambda r: None if (json_of(r) or {}).get("id") else "the created group has no id",
+            )
             if created is None:
                 continue
             ids[name] = created.json()["id"]
             if not members:
                 continue
-            value = [{"$ref": None, "value": member} for member in members] if self.dialect == LEGACY else \
-                [{"value": member} for member in members]
-            if self.patch("Add members", f"{name} (+{len(members)})", f"/Groups/{ids[name]}",
-                          self.op("add", "members", value)):
+            value = (
+                [{"$ref": None, "value": member} for member in members]
+                if self.dialect == LEGACY
+                else [{"value": member} for member in members]
+            )
+            if self.patch(
+                "Add members", f"{name} (+{len(members)})", f"/Groups/{ids[name]}", self.op("add", "members", value)
+            ):
                 self.verify_members(name, ids[name], set(members))
         return ids
 
@@ -327,8 +439,10 @@ class Simulator:
             found = {m.get("value") for m in (json_of(response) or {}).get("members") or []}
             if found == expected:
                 return None
-            return f"members are {len(found)} ({len(found - expected)} unexpected, {len(expected - found)} " \
-                   f"missing); expected {len(expected)}"
+            return (
+                f"members are {len(found)} ({len(found - expected)} unexpected, {len(expected - found)} "
+                f"missing); expected {len(expected)}"
+            )
 
         self.call("Verify members", name, "GET", f"/Groups/{group_id}", expect=(200,), check=check)
 
@@ -337,24 +451,44 @@ class Simulator:
         names = list(users)
         for index, name in enumerate(names):
             user_id = users[name]
-            if not self.call("Get User", name, "GET", f"/Users/{user_id}", expect=(200,),
-                             check=lambda r, n=name: None if str((json_of(r) or {}).get("userName", "")).lower()
-                             == n.lower() else "a different user came back"):
+            if not self.call(
+                "Get User",
+                name,
+                "GET",
+                f"/Users/{user_id}",
+                expect=(200,),
+                check=lambda r, n=name: (
+                    None
+                    if str((json_of(r) or {}).get("userName", "")).lower() == n.lower()
+                    else "a different user came back"
+                ),
+            ):
                 continue
             email = f"updated-{index}@contoso.com"
             family = f"Updated{index}"
             # The last user's phone is emptied in Entra: it sends "" and the number must go.
             phone = "" if index == len(names) - 1 else f"+1617555{(index + 5000) % 10000:04d}"
             if self.dialect == LEGACY:
-                operations = [self.op("replace", 'emails[type eq "work"].value', email),
-                              self.op("replace", "name.familyName", family),
-                              self.op("replace", 'phoneNumbers[type eq "work"].value', phone),
-                              self.op("add", "nickName", f"Nick{index}")]
+                operations = [
+                    self.op("replace", 'emails[type eq "work"].value', email),
+                    self.op("replace", "name.familyName", family),
+                    self.op("replace", 'phoneNumbers[type eq "work"].value', phone),
+                    self.op("add", "nickName", f"Nick{index}"),
+                ]
             else:
-                operations = [self.op("replace", 'emails[type eq "work"].value', email),
-                              self.op("replace", 'phoneNumbers[type eq "work"].value', phone),
-                              self.op("replace", None, {"name.familyName": family, "displayName": f"Sim {family}",
-                                                        f"{ENTERPRISE}:employeeNumber": f"E{index}"})]
+                operations = [
+                    self.op("replace", 'emails[type eq "work"].value', email),
+                    self.op("replace", 'phoneNumbers[type eq "work"].value', phone),
+                    self.op(
+                        "replace",
+                        None,
+                        {
+                            "name.familyName": family,
+                            "displayName": f"Sim {family}",
+                            f"{ENTERPRISE}:employeeNumber": f"E{index}",
+                        },
+                    ),
+                ]
             if self.patch("Update User", name, f"/Users/{user_id}", *operations):
                 self.verify_user(name, user_id, email, family, phone)
 
@@ -379,9 +513,15 @@ class Simulator:
 
     def disable_and_restore(self, name: str, user_id: str) -> None:
         for active, action in ((False, "Disable User"), (True, "Enable User")):
-            if not self.patch(action, name, f"/Users/{user_id}", self.op("replace", "active", self.boolean(active)),
-                              check=self.user_check(lambda user, a=active: user.get("active") is a,
-                                                    f"active did not become {str(active).lower()}")):
+            if not self.patch(
+                action,
+                name,
+                f"/Users/{user_id}",
+                self.op("replace", "active", self.boolean(active)),
+                check=self.user_check(
+                    lambda user, a=active: user.get("active") is a, f"active did not become {str(active).lower()}"
+                ),
+            ):
                 return
 
             def found(response: httpx.Response, a: bool = active) -> str | None:
@@ -391,8 +531,7 @@ class Simulator:
                 return None
 
             # Disabled users must still be found, or Entra would try to create them again.
-            self.call("Find User", name, "GET", f"/Users?{eq('userName', name.upper())}",
-                      expect=(200,), check=found)
+            self.call("Find User", name, "GET", f"/Users?{eq('userName', name.upper())}", expect=(200,), check=found)
 
     def remove_member(self, name: str, group_id: str, members: list[str]) -> None:
         gone = members[0]
@@ -410,9 +549,18 @@ class Simulator:
         else:
             operation = self.op("replace", None, {"displayName": new})
         if self.patch("Update Group", f"{name} -> renamed", f"/Groups/{group_id}", operation):
-            self.call("Verify group", new, "GET", f"/Groups/{group_id}?excludedAttributes=members", expect=(200,),
-                      check=lambda r: None if (json_of(r) or {}).get("displayName") == new
-                      and "members" not in (json_of(r) or {}) else "not renamed, or members were not excluded")
+            self.call(
+                "Verify group",
+                new,
+                "GET",
+                f"/Groups/{group_id}?excludedAttributes=members",
+                expect=(200,),
+                check=lambda r: (
+                    None
+                    if (json_of(r) or {}).get("displayName") == new and "members" not in (json_of(r) or {})
+                    else "not renamed, or members were not excluded"
+                ),
+            )
 
     def delete_all(self, users: dict[str, str], groups: dict[str, str]) -> None:
         self.begin("Deprovision")
@@ -423,13 +571,17 @@ class Simulator:
         if users:
             name, user_id = next(iter(users.items()))
             self.call("Verify deleted", name, "GET", f"/Users/{user_id}", expect=(404,))
-            self.call("Find User", name, "GET", f"/Users?{eq('userName', name)}",
-                      expect=(200,), check=list_check(set()))
+            self.call(
+                "Find User", name, "GET", f"/Users?{eq('userName', name)}", expect=(200,), check=list_check(set())
+            )
 
     def cycle(self, users: int, groups: int) -> None:
         if not self.test_connection():
-            print(f"{'':6}Test Connection failed: Entra would not save these credentials, and would not "
-                  "provision at all.", file=self.out)
+            print(
+                f"{'':6}Test Connection failed: Entra would not save these credentials, and would not "
+                "provision at all.",
+                file=self.out,
+            )
             return
         self.discover()
         user_ids = self.provision_users(users)
@@ -447,8 +599,16 @@ class Simulator:
         self.delete_all(user_ids, group_ids)
 
 
-def simulate(url: str, token: str, *, users: int = 5, groups: int = 2, dialect: str = "both",
-             out: TextIO = sys.stdout, timeout: float = 60.0) -> int:
+def simulate(
+    url: str,
+    token: str,
+    *,
+    users: int = 5,
+    groups: int = 2,
+    dialect: str = "both",
+    out: TextIO = sys.stdout,
+    timeout: float = 60.0,
+) -> int:
     """Run the cycle in one dialect or both; print the report; 0 when Entra would count no failure."""
     if users < 1 or groups < 0:
         print("entra-sim: --users must be at least 1 and --groups at least 0", file=sys.stderr)
@@ -457,20 +617,35 @@ def simulate(url: str, token: str, *, users: int = 5, groups: int = 2, dialect: 
     run = uuid.uuid4().hex[:6]
     dialects = DIALECTS if dialect == "both" else (dialect,)
     report = Report()
-    print(f"entra-sim: replaying Microsoft Entra ID provisioning against {base}\n"
-          f"run {run}: {users} users, {groups} groups, dialect {', '.join(dialects)}", file=out)
+    print(
+        f"entra-sim: replaying Microsoft Entra ID provisioning against {base}\n"
+        f"run {run}: {users} users, {groups} groups, dialect {', '.join(dialects)}",
+        file=out,
+    )
     # Entra answers within 60 s or counts a failure (ENTRA.md, "Transport").
-    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"},
-                      timeout=timeout) as client:
+    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=timeout) as client:
         for name in dialects:
-            print(f"\n[{name}{' (the default, and on-demand provisioning)' if name == LEGACY else ''}]\n"
-                  f"{'#':>4}  {'Action':<24} {'Identity':<46} {'Result':<8} {'HTTP':>4} {'ms':>7}", file=out)
+            print(
+                f"\n[{name}{' (the default, and on-demand provisioning)' if name == LEGACY else ''}]\n"
+                f"{'#':>4}  {'Action':<24} {'Identity':<46} {'Result':<8} {'HTTP':>4} {'ms':>7}",
+                file=out,
+            )
             Simulator(client, name, report, out, run).cycle(users, groups)
     failures = [step for step in report.steps if step.result == "Failure"]
-    print(f"\nSummary: {len(report.steps)} operations: {report.count('Success')} succeeded, {len(failures)} failed, "
-          f"{report.count('Skipped')} skipped", file=out)
+    print(
+        f"\nSummary: {len(report.steps)} operations: {report.count('Success')} succeeded, {len(failures)} failed, "
+        f"{report.count('Skipped')} skipped",
+        file=out,
+    )
     for step in failures:
         print(f"  failed #{step.number} ({step.phase}) {step.action} {step.identity}: {step.detail}", file=out)
-    print("Result: " + ("FAILED: Entra would log these operations as failures and retry them."
-                        if failures else "PASSED: Entra would provision this server without a failure."), file=out)
+    print(
+        "Result: "
+        + (
+            "FAILED: Entra would log these operations as failures and retry them."
+            if failures
+            else "PASSED: Entra would provision this server without a failure."
+        ),
+        file=out,
+    )
     return 1 if report.failed else 0

@@ -14,12 +14,17 @@ DEFAULT_CONFIG = Path(__file__).parent / "config.toml"
 
 # Every setting, its default and its check. config.toml documents the same keys.
 DEFAULTS: dict[str, dict[str, Any]] = {
-    "server": {"host": "127.0.0.1", "port": 8000, "base_url": "", "max_body_bytes": 1_048_576,
-               "body_timeout": 30},
+    "server": {"host": "127.0.0.1", "port": 8000, "base_url": "", "max_body_bytes": 1_048_576, "body_timeout": 30},
     "database": {"path": "./data/scimlet.db", "synchronous": "NORMAL", "readers": 2},
-    "scim": {"default_page_size": 100, "max_page_size": 1000, "max_operations": 1000,
-             "max_members_per_patch": 10_000, "max_write_queue": 2000,
-             "max_filter_length": 4096, "max_filter_depth": 32},
+    "scim": {
+        "default_page_size": 100,
+        "max_page_size": 1000,
+        "max_operations": 1000,
+        "max_members_per_patch": 10_000,
+        "max_write_queue": 2000,
+        "max_filter_length": 4096,
+        "max_filter_depth": 32,
+    },
     "security": {"auth_failure_limit": 20, "auth_failure_window": 60},
     "logging": {"level": "info", "format": "text"},
     "metrics": {"token": ""},
@@ -80,13 +85,17 @@ class Settings:
         found = []
         base_url, host = self.values["server"]["base_url"], self.values["server"]["host"]
         if not base_url:
-            found.append("server.base_url is empty: tenant URLs and meta.location will use "
-                         f"{self.base_url}; set it to the public https URL Entra calls")
+            found.append(
+                "server.base_url is empty: tenant URLs and meta.location will use "
+                f"{self.base_url}; set it to the public https URL Entra calls"
+            )
         elif base_url.startswith("http://"):
             found.append("server.base_url is http: Entra only calls https tenant URLs")
         if host not in ("127.0.0.1", "::1", "localhost"):
-            found.append(f"server.host is {host}: scimlet serves plain HTTP, keep it on 127.0.0.1 behind a TLS "
-                         "proxy unless a proxy on another machine (or a container network) must reach it")
+            found.append(
+                f"server.host is {host}: scimlet serves plain HTTP, keep it on 127.0.0.1 behind a TLS "
+                "proxy unless a proxy on another machine (or a container network) must reach it"
+            )
         return found
 
 
@@ -153,14 +162,20 @@ def _check(section: str, key: str, value: Any, where: str) -> Any:
     if (section, key) == ("server", "base_url") and value:
         url = urlsplit(value)
         if url.scheme not in ("http", "https") or not url.netloc or url.query or url.fragment:
-            raise ConfigError(f"{where}: server.base_url must be the public http(s) URL of this server, such as "
-                              f"\"https://scim.example.com\", not {value!r}")
+            raise ConfigError(
+                f"{where}: server.base_url must be the public http(s) URL of this server, such as "
+                f'"https://scim.example.com", not {value!r}'
+            )
     if (section, key) == ("admin", "session_hours") and value < 1:
         raise ConfigError(f"{where}: admin.session_hours must be at least 1")
     if (section, key) == ("database", "readers") and value < 1:
         raise ConfigError(f"{where}: database.readers must be at least 1")
-    if (section, key) in (("scim", "max_page_size"), ("scim", "default_page_size"), ("scim", "max_filter_length"),
-                          ("server", "body_timeout")) and value < 1:
+    if (section, key) in (
+        ("scim", "max_page_size"),
+        ("scim", "default_page_size"),
+        ("scim", "max_filter_length"),
+        ("server", "body_timeout"),
+    ) and value < 1:
         raise ConfigError(f"{where}: {section}.{key} must be at least 1")
     # The filter resolver recurses a few frames per level: past 100 Python's recursion limit is near.
     if (section, key) == ("scim", "max_filter_depth") and not 1 <= value <= 100:

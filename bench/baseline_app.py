@@ -43,12 +43,17 @@ class MountWithBearer:
 
     async def _reply(self, send, status: int, detail: str, extra=()):
         body = _error(status, detail)
-        await send({
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(b"content-type", b"application/scim+json"),
-                        (b"content-length", str(len(body)).encode()), *extra],
-        })
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/scim+json"),
+                    (b"content-length", str(len(body)).encode()),
+                    *extra,
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
     async def __call__(self, scope, receive, send):
@@ -63,12 +68,10 @@ class MountWithBearer:
             if name == b"authorization":
                 if value == self.expected:
                     break
-                await self._reply(send, 401, "Invalid bearer token",
-                                  [(b"www-authenticate", b'Bearer realm="scim"')])
+                await self._reply(send, 401, "Invalid bearer token", [(b"www-authenticate", b'Bearer realm="scim"')])
                 return
         else:
-            await self._reply(send, 401, "Missing bearer token",
-                              [(b"www-authenticate", b'Bearer realm="scim"')])
+            await self._reply(send, 401, "Missing bearer token", [(b"www-authenticate", b'Bearer realm="scim"')])
             return
         # ASGI: `path` keeps the full path and `root_path` names the mount point;
         # scim2-server's ASGIApplication strips root_path itself.

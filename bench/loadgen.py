@@ -250,9 +250,11 @@ class PhaseResult:
         def fmt(v: float | None) -> str:
             return "-" if v is None else f"{v:.2f}"
 
-        s = (f"{self.name:<24} {self.ops:>7} ops {self.elapsed_s:7.2f}s {self.ops_per_s:9.0f}/s"
-             f"  p50 {fmt(p(50))} p90 {fmt(p(90))} p99 {fmt(p(99))} max {fmt(self.max_ms())} ms"
-             f"  [{self.status_str()}]")
+        s = (
+            f"{self.name:<24} {self.ops:>7} ops {self.elapsed_s:7.2f}s {self.ops_per_s:9.0f}/s"
+            f"  p50 {fmt(p(50))} p90 {fmt(p(90))} p99 {fmt(p(99))} max {fmt(self.max_ms())} ms"
+            f"  [{self.status_str()}]"
+        )
         if self.item_name:
             s += f"  {self.items} {self.item_name} ({self.items_per_s:.0f}/s)"
         s += f"  {'capped ' if self.capped else ''}{'OK' if self.ok else 'FAIL'} {self.check}"
@@ -349,8 +351,9 @@ def _state(base_url: str, token: str, state: State | None) -> State:
     return state if state is not None else State(base_url, token)
 
 
-async def _drive(state: State, result: PhaseResult, n: int, time_limit: float, make, handle,
-                 concurrency: int | None = None) -> None:
+async def _drive(
+    state: State, result: PhaseResult, n: int, time_limit: float, make, handle, concurrency: int | None = None
+) -> None:
     """Run `n` requests over the workers until done or `time_limit` passes.
 
     make(i) -> (method, path, body); handle(i, status, body) checks one answer (result.fail on error).
@@ -431,8 +434,10 @@ async def _drive(state: State, result: PhaseResult, n: int, time_limit: float, m
     result.extra["cancelled"] = len(pending)
     if pending:  # a timeout, not a wrong answer: counted apart, the phase is marked capped
         await asyncio.gather(*pending, return_exceptions=True)
-        result.notes.append(f"{len(pending)} requests still in flight {HARD_GRACE_S:.0f}s after the time limit: "
-                            "cancelled (status 'timeout')")
+        result.notes.append(
+            f"{len(pending)} requests still in flight {HARD_GRACE_S:.0f}s after the time limit: "
+            "cancelled (status 'timeout')"
+        )
         statuses["timeout"] += len(pending)
         # The server may still be working through them: wait until it answers a trivial request, so that
         # the next phase does not pay for this one.
@@ -458,31 +463,43 @@ def _describe(status: int, body: bytes, limit: int = 300) -> str:
 
 def user_body(state: State, i: int) -> bytes:
     name = state.user_names[i]
-    return dumps({
-        "schemas": [USER_SCHEMA, ENTERPRISE_SCHEMA],
-        "externalId": state.external_ids[i],
-        "userName": name,
-        "active": True,
-        "emails": [{"primary": True, "type": "work", "value": f"{name}@testuser.com"}],
-        "meta": {"resourceType": "User"},
-        "name": {"formatted": f"Given{i} Family{i}", "familyName": f"Family{i}", "givenName": f"Given{i}"},
-        "phoneNumbers": [{"type": "work", "value": "+16175551212"}],
-        "roles": [],
-    })
+    return dumps(
+        {
+            "schemas": [USER_SCHEMA, ENTERPRISE_SCHEMA],
+            "externalId": state.external_ids[i],
+            "userName": name,
+            "active": True,
+            "emails": [{"primary": True, "type": "work", "value": f"{name}@testuser.com"}],
+            "meta": {"resourceType": "User"},
+            "name": {"formatted": f"Given{i} Family{i}", "familyName": f"Family{i}", "givenName": f"Given{i}"},
+            "phoneNumbers": [{"type": "work", "value": "+16175551212"}],
+            "roles": [],
+        }
+    )
 
 
 def patch_body(i: int) -> bytes:
-    return dumps({"schemas": [PATCH_SCHEMA], "Operations": [
-        {"op": "Replace", "path": "name.givenName", "value": f"PatchedGiven{i}"},
-        {"op": "Replace", "path": "name.familyName", "value": f"PatchedFamily{i}"},
-        {"op": "Replace", "path": "active", "value": "False"},
-    ]})
+    return dumps(
+        {
+            "schemas": [PATCH_SCHEMA],
+            "Operations": [
+                {"op": "Replace", "path": "name.givenName", "value": f"PatchedGiven{i}"},
+                {"op": "Replace", "path": "name.familyName", "value": f"PatchedFamily{i}"},
+                {"op": "Replace", "path": "active", "value": "False"},
+            ],
+        }
+    )
 
 
 def members_body(op: str, ids: list[str]) -> bytes:
-    return dumps({"schemas": [PATCH_SCHEMA], "Operations": [
-        {"op": op, "path": "members", "value": [{"value": v} for v in ids]},
-    ]})
+    return dumps(
+        {
+            "schemas": [PATCH_SCHEMA],
+            "Operations": [
+                {"op": op, "path": "members", "value": [{"value": v} for v in ids]},
+            ],
+        }
+    )
 
 
 def filter_query(attr: str, value: str) -> str:
@@ -493,8 +510,16 @@ def filter_query(attr: str, value: str) -> str:
 # --------------------------------------------------------------------------- phases
 
 
-async def phase_create(base_url: str, token: str, n: int, time_limit: float, *, state: State | None = None,
-                       name: str = "create", concurrency: int | None = None) -> PhaseResult:
+async def phase_create(
+    base_url: str,
+    token: str,
+    n: int,
+    time_limit: float,
+    *,
+    state: State | None = None,
+    name: str = "create",
+    concurrency: int | None = None,
+) -> PhaseResult:
     """POST Entra's create body for `n` new users (continuing after the users already made)."""
     state = _state(base_url, token, state)
     first = len(state.ids)
@@ -524,8 +549,11 @@ async def phase_create(base_url: str, token: str, n: int, time_limit: float, *, 
     for i in state.rng.sample(picks, min(5, len(picks))):
         status, body, _ = await state.client.one("GET", f"/Users/{state.ids[i]}")
         doc = loads(body) if status == 200 else {}
-        if status != 200 or doc.get("userName", "").lower() != state.user_names[i].lower() \
-                or doc.get("name", {}).get("givenName") != f"Given{i}":
+        if (
+            status != 200
+            or doc.get("userName", "").lower() != state.user_names[i].lower()
+            or doc.get("name", {}).get("givenName") != f"Given{i}"
+        ):
             bad += 1
             res.fail(f"spot GET /Users/{state.ids[i]}: {_describe(status, body)}")
     res.check = f"{made}/{res.ops} created; spot GET {min(5, len(picks)) - bad}/{min(5, len(picks))} ok"
@@ -534,8 +562,9 @@ async def phase_create(base_url: str, token: str, n: int, time_limit: float, *, 
     return res
 
 
-async def phase_lookup(base_url: str, token: str, n: int, time_limit: float, *,
-                       state: State | None = None) -> PhaseResult:
+async def phase_lookup(
+    base_url: str, token: str, n: int, time_limit: float, *, state: State | None = None
+) -> PhaseResult:
     """GET /Users?filter=userName eq "..." for `n` created users (cycling if fewer exist)."""
     state = _state(base_url, token, state)
     pool = state.created()
@@ -568,8 +597,9 @@ async def phase_lookup(base_url: str, token: str, n: int, time_limit: float, *,
     return res
 
 
-async def phase_patch(base_url: str, token: str, n: int, time_limit: float, *,
-                      state: State | None = None) -> PhaseResult:
+async def phase_patch(
+    base_url: str, token: str, n: int, time_limit: float, *, state: State | None = None
+) -> PhaseResult:
     """Entra legacy PATCH: Replace name.givenName, name.familyName and active "False"."""
     state = _state(base_url, token, state)
     pool = state.created()
@@ -599,8 +629,12 @@ async def phase_patch(base_url: str, token: str, n: int, time_limit: float, *,
         status, body, _ = await state.client.one("GET", f"/Users/{state.ids[i]}")
         doc = loads(body) if status == 200 else {}
         name = doc.get("name") or {}
-        if status != 200 or doc.get("active") is not False or name.get("givenName") != f"PatchedGiven{i}" \
-                or name.get("familyName") != f"PatchedFamily{i}":
+        if (
+            status != 200
+            or doc.get("active") is not False
+            or name.get("givenName") != f"PatchedGiven{i}"
+            or name.get("familyName") != f"PatchedFamily{i}"
+        ):
             bad += 1
             res.fail(f"spot GET after PATCH /Users/{state.ids[i]}: {_describe(status, body, 600)}")
     if checked:
@@ -610,13 +644,17 @@ async def phase_patch(base_url: str, token: str, n: int, time_limit: float, *,
         if status != 200 or loads(body).get("totalResults") != 1:
             bad += 1
             res.fail(f"disabled user not found by filter: {_describe(status, body)}")
-    res.check = f"{len(state.patched)}/{res.ops} 2xx; spot GET {checked - bad}/{checked} + filter on disabled ok" \
-        if not bad else f"{len(state.patched)}/{res.ops} 2xx; {bad} spot checks failed"
+    res.check = (
+        f"{len(state.patched)}/{res.ops} 2xx; spot GET {checked - bad}/{checked} + filter on disabled ok"
+        if not bad
+        else f"{len(state.patched)}/{res.ops} 2xx; {bad} spot checks failed"
+    )
     return res
 
 
-async def phase_paging(base_url: str, token: str, n: int, time_limit: float, *,
-                       state: State | None = None) -> PhaseResult:
+async def phase_paging(
+    base_url: str, token: str, n: int, time_limit: float, *, state: State | None = None
+) -> PhaseResult:
     """Page through all users with count=100 (at most `n` pages), 32 pages in flight."""
     state = _state(base_url, token, state)
     res = PhaseResult("paging", item_name="rows")
@@ -641,8 +679,11 @@ async def phase_paging(base_url: str, token: str, n: int, time_limit: float, *,
             return
         doc = loads(body)
         rs = doc.get("Resources") or []
-        if doc.get("startIndex") != 1 + 100 * k or doc.get("itemsPerPage") != len(rs) \
-                or doc.get("totalResults") != total:
+        if (
+            doc.get("startIndex") != 1 + 100 * k
+            or doc.get("itemsPerPage") != len(rs)
+            or doc.get("totalResults") != total
+        ):
             env = {a: doc.get(a) for a in ("startIndex", "itemsPerPage", "totalResults")}
             res.fail(f"page startIndex={1 + 100 * k}: bad envelope {env} (Resources: {len(rs)})")
         expect = min(100, total - 100 * k)
@@ -658,8 +699,10 @@ async def phase_paging(base_url: str, token: str, n: int, time_limit: float, *,
     if res.capped:
         res.check = f"capped after {res.ops}/{pages} pages; {len(seen)} distinct ids"
     elif len(seen) != total or total != expected_users or short:
-        res.fail(f"paging saw {len(seen)} distinct ids, totalResults {total}, users created {expected_users}, "
-                 f"{short} short pages")
+        res.fail(
+            f"paging saw {len(seen)} distinct ids, totalResults {total}, users created {expected_users}, "
+            f"{short} short pages"
+        )
         res.check = f"{len(seen)} distinct / totalResults {total} / created {expected_users}: MISMATCH"
     else:
         res.check = f"{pages} pages, {len(seen)} distinct ids = totalResults = users created"
@@ -668,9 +711,14 @@ async def phase_paging(base_url: str, token: str, n: int, time_limit: float, *,
 
 async def create_group(state: State) -> tuple[int, bytes]:
     state.group_name = f"Bench Group {state.tag}"
-    body = dumps({"schemas": list(state.profile.group_schemas),
-                  "externalId": str(uuid.UUID(int=state.rng.getrandbits(128), version=4)),
-                  "displayName": state.group_name, "meta": {"resourceType": "Group"}})
+    body = dumps(
+        {
+            "schemas": list(state.profile.group_schemas),
+            "externalId": str(uuid.UUID(int=state.rng.getrandbits(128), version=4)),
+            "displayName": state.group_name,
+            "meta": {"resourceType": "Group"},
+        }
+    )
     await state.client.reset()
     status, data, _ = await state.client.one("POST", "/Groups", body)
     if status == 201:
@@ -678,8 +726,9 @@ async def create_group(state: State) -> tuple[int, bytes]:
     return status, data
 
 
-async def phase_group_fill(base_url: str, token: str, n: int, time_limit: float, *,
-                           state: State | None = None) -> PhaseResult:
+async def phase_group_fill(
+    base_url: str, token: str, n: int, time_limit: float, *, state: State | None = None
+) -> PhaseResult:
     """Create one group, then PATCH-add `n` members (created users) in batches of 100, 32 in flight."""
     state = _state(base_url, token, state)
     res = PhaseResult("group member adds", item_name="members")
@@ -690,11 +739,11 @@ async def phase_group_fill(base_url: str, token: str, n: int, time_limit: float,
             res.check = "group create failed"
             return res
     probe = set(state.probe_users)
-    pool = [i for i in state.created() if i not in probe][state.next_member:]
+    pool = [i for i in state.created() if i not in probe][state.next_member :]
     if n > len(pool):
         res.notes.append(f"asked for {n} members, only {len(pool)} users exist to add")
         n = len(pool)
-    batches = [pool[b:b + MEMBER_BATCH] for b in range(0, n, MEMBER_BATCH)]
+    batches = [pool[b : b + MEMBER_BATCH] for b in range(0, n, MEMBER_BATCH)]
     ok_codes = state.profile.group_patch_ok
     gid = state.group_id
     base_members = state.group_members
@@ -717,7 +766,7 @@ async def phase_group_fill(base_url: str, token: str, n: int, time_limit: float,
     state.next_member += res.items  # approximate under failure: the count check below tells
     # the adds to the fullest group: the last tenth of the batches answered
     done.sort()
-    tail = done[len(done) - max(1, len(done) // 10):] if done else []
+    tail = done[len(done) - max(1, len(done) // 10) :] if done else []
     res.extra["tail_p99_ms"] = res.pct_ms(99, [ns for _, ns in tail])
     res.extra["tail_n"] = len(tail)
     res.extra["tail_from"] = base_members + (tail[0][0] * MEMBER_BATCH if tail else 0)
@@ -728,8 +777,9 @@ async def phase_group_fill(base_url: str, token: str, n: int, time_limit: float,
     return res
 
 
-async def phase_group_add_probe(base_url: str, token: str, n: int, time_limit: float, *,
-                                state: State | None = None) -> PhaseResult:
+async def phase_group_add_probe(
+    base_url: str, token: str, n: int, time_limit: float, *, state: State | None = None
+) -> PhaseResult:
     """Sequential, one connection (as Entra sends one group's changes): `n` PATCHes each adding 100
     users that are not yet members (`state.probe_users`, made beforehand) to the full group, timed.
     Then, where the profile's remove form is Entra's legacy one, the same batches are removed again
@@ -737,7 +787,7 @@ async def phase_group_add_probe(base_url: str, token: str, n: int, time_limit: f
     state = _state(base_url, token, state)
     res = PhaseResult("add 100 @ full group", item_name="members")
     probe = [state.ids[i] for i in state.probe_users if state.ids[i] is not None]
-    batches = [probe[b:b + MEMBER_BATCH] for b in range(0, len(probe) - MEMBER_BATCH + 1, MEMBER_BATCH)][:n]
+    batches = [probe[b : b + MEMBER_BATCH] for b in range(0, len(probe) - MEMBER_BATCH + 1, MEMBER_BATCH)][:n]
     if state.group_id is None or not batches:
         res.check = "skipped: no group or no probe users"
         res.ok = False
@@ -788,14 +838,15 @@ async def phase_group_add_probe(base_url: str, token: str, n: int, time_limit: f
         res.extra["remove_p50_ms"] = res.pct_ms(50, rm_lat)
         res.extra["remove_p99_ms"] = res.pct_ms(99, rm_lat)
         res.extra["removes"] = len(rm_lat)
-    res.check = (f"{res.ops} adds of 100 to a group of {size0:,}..{size0 + res.items:,} members"
-                 + (f"; then {len(rm_lat)} legacy removes of 100 back to {state.group_members:,}"
-                    if rm_lat else ""))
+    res.check = f"{res.ops} adds of 100 to a group of {size0:,}..{size0 + res.items:,} members" + (
+        f"; then {len(rm_lat)} legacy removes of 100 back to {state.group_members:,}" if rm_lat else ""
+    )
     return res
 
 
-async def phase_group_get_excluded(base_url: str, token: str, n: int, time_limit: float, *,
-                                   state: State | None = None) -> PhaseResult:
+async def phase_group_get_excluded(
+    base_url: str, token: str, n: int, time_limit: float, *, state: State | None = None
+) -> PhaseResult:
     """GET /Groups/{id}?excludedAttributes=members, as Entra reads groups."""
     state = _state(base_url, token, state)
     res = PhaseResult("group GET excl. members")
@@ -819,18 +870,21 @@ async def phase_group_get_excluded(base_url: str, token: str, n: int, time_limit
     await _drive(state, res, n, time_limit, make, handle)
     # the Entra filter form too, once
     status, body, _ = await state.client.one(
-        "GET", "/Groups?excludedAttributes=members&" + filter_query("displayName", state.group_name))
+        "GET", "/Groups?excludedAttributes=members&" + filter_query("displayName", state.group_name)
+    )
     doc = loads(body) if status == 200 else {}
     found = doc.get("Resources") or []
     if status != 200 or len(found) != 1 or found[0].get("id") != state.group_id or "members" in found[0]:
         res.fail(f"GET /Groups?excludedAttributes=members&filter=displayName eq ...: {_describe(status, body)}")
-    res.check = (f"on a {state.group_members}-member group: no members key, right id; "
-                 f"filter form {'ok' if res.ok else 'FAILED'}")
+    res.check = (
+        f"on a {state.group_members}-member group: no members key, right id; filter form {'ok' if res.ok else 'FAILED'}"
+    )
     return res
 
 
-async def phase_group_get_full(base_url: str, token: str, n: int, time_limit: float, *,
-                               state: State | None = None) -> PhaseResult:
+async def phase_group_get_full(
+    base_url: str, token: str, n: int, time_limit: float, *, state: State | None = None
+) -> PhaseResult:
     """GET the whole group (`n` times, sequentially) and check its member count."""
     state = _state(base_url, token, state)
     res = PhaseResult("group GET full")
@@ -858,9 +912,10 @@ async def phase_group_get_full(base_url: str, token: str, n: int, time_limit: fl
         count = len(members)
         distinct = len({m.get("value") for m in members})
         if not (state.group_members <= count <= state.group_members + state.group_unknown) or distinct != count:
-            res.fail(f"member count: GET returned {count} ({distinct} distinct), expected {state.group_members}"
-                     + (f" to {state.group_members + state.group_unknown} (unanswered adds)"
-                        if state.group_unknown else ""))
+            res.fail(
+                f"member count: GET returned {count} ({distinct} distinct), expected {state.group_members}"
+                + (f" to {state.group_members + state.group_unknown} (unanswered adds)" if state.group_unknown else "")
+            )
     res.elapsed_s = time.perf_counter() - start
     res.ops = len(res.latencies_ns)
     _cpu_record(state, res, mark)
@@ -869,8 +924,9 @@ async def phase_group_get_full(base_url: str, token: str, n: int, time_limit: fl
     return res
 
 
-async def phase_calibrate(base_url: str, token: str, n: int, time_limit: float, *,
-                          state: State | None = None) -> PhaseResult:
+async def phase_calibrate(
+    base_url: str, token: str, n: int, time_limit: float, *, state: State | None = None
+) -> PhaseResult:
     """GET a fixed path n times: against the null server it measures the client's ceiling."""
     state = _state(base_url, token, state)
     res = PhaseResult("client ceiling")
@@ -892,8 +948,12 @@ async def phase_calibrate(base_url: str, token: str, n: int, time_limit: float, 
 
 class _NullProtocol(asyncio.Protocol):
     RESPONSE_BODY = b'{"schemas":["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"]}'
-    RESPONSE = (b"HTTP/1.1 200 OK\r\nContent-Type: application/scim+json\r\nContent-Length: "
-                + str(len(RESPONSE_BODY)).encode() + b"\r\n\r\n" + RESPONSE_BODY)
+    RESPONSE = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/scim+json\r\nContent-Length: "
+        + str(len(RESPONSE_BODY)).encode()
+        + b"\r\n\r\n"
+        + RESPONSE_BODY
+    )
 
     def connection_made(self, transport):
         self.transport = transport
@@ -909,10 +969,10 @@ class _NullProtocol(asyncio.Protocol):
             length = 0
             pos = head.find(b"content-length:")
             if pos >= 0:
-                length = int(head[pos + 15:].split(b"\r\n", 1)[0])
+                length = int(head[pos + 15 :].split(b"\r\n", 1)[0])
             if len(self.buf) < end + 4 + length:
                 return
-            self.buf = self.buf[end + 4 + length:]
+            self.buf = self.buf[end + 4 + length :]
             self.transport.write(self.RESPONSE)
 
 

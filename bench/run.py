@@ -58,23 +58,76 @@ class Plan:
     sync_seq_n: int = 2000  # and then one connection at a time (no group commit to share an fsync)
     calibrate_n: int = 30000
     # time limits (seconds), scimlet / scim2-server
-    limits: dict = field(default_factory=lambda: {
-        "create": 30, "lookup": 20, "patch": 30, "paging": 20, "fill": 90, "members": 60,
-        "probe": 15, "excl": 10, "full": 30, "sync": 20, "sync_seq": 8, "calibrate": 10, "ready": 30,
-    })
-    baseline_limits: dict = field(default_factory=lambda: {
-        "create": 30, "lookup": 20, "patch": 30, "paging": 20, "fill": 15, "members": 45,
-        "probe": 10, "excl": 10, "full": 15,
-    })
+    limits: dict = field(
+        default_factory=lambda: {
+            "create": 30,
+            "lookup": 20,
+            "patch": 30,
+            "paging": 20,
+            "fill": 90,
+            "members": 60,
+            "probe": 15,
+            "excl": 10,
+            "full": 30,
+            "sync": 20,
+            "sync_seq": 8,
+            "calibrate": 10,
+            "ready": 30,
+        }
+    )
+    baseline_limits: dict = field(
+        default_factory=lambda: {
+            "create": 30,
+            "lookup": 20,
+            "patch": 30,
+            "paging": 20,
+            "fill": 15,
+            "members": 45,
+            "probe": 10,
+            "excl": 10,
+            "full": 15,
+        }
+    )
 
 
 FULL = Plan(n=20000, users=100000, members=100000)
-QUICK = Plan(n=500, users=2000, members=2000, probe_rounds=5, excl_gets=200, full_gets=2, sync_n=500, sync_seq_n=100,
-             calibrate_n=3000,
-             limits={"create": 6, "lookup": 4, "patch": 6, "paging": 3, "fill": 6, "members": 5,
-                     "probe": 3, "excl": 3, "full": 3, "sync": 4, "sync_seq": 1, "calibrate": 2, "ready": 20},
-             baseline_limits={"create": 3, "lookup": 2, "patch": 3, "paging": 2, "fill": 2, "members": 3,
-                              "probe": 1.5, "excl": 2, "full": 2})
+QUICK = Plan(
+    n=500,
+    users=2000,
+    members=2000,
+    probe_rounds=5,
+    excl_gets=200,
+    full_gets=2,
+    sync_n=500,
+    sync_seq_n=100,
+    calibrate_n=3000,
+    limits={
+        "create": 6,
+        "lookup": 4,
+        "patch": 6,
+        "paging": 3,
+        "fill": 6,
+        "members": 5,
+        "probe": 3,
+        "excl": 3,
+        "full": 3,
+        "sync": 4,
+        "sync_seq": 1,
+        "calibrate": 2,
+        "ready": 20,
+    },
+    baseline_limits={
+        "create": 3,
+        "lookup": 2,
+        "patch": 3,
+        "paging": 2,
+        "fill": 2,
+        "members": 3,
+        "probe": 1.5,
+        "excl": 2,
+        "full": 2,
+    },
+)
 
 TARGETS = {"create": 3000, "lookup": 4000, "patch": 3000}
 
@@ -221,13 +274,26 @@ def provision_scimlet(db: Path, port: int, extra: dict | None = None) -> tuple[s
     return path, key["secret"]
 
 
-async def start_scimlet(workdir: Path, db: Path, port: int, tenant: str, token: str, timeout: float,
-                        extra: dict | None = None, label: str = "scimlet") -> tuple[Server, float]:
+async def start_scimlet(
+    workdir: Path,
+    db: Path,
+    port: int,
+    tenant: str,
+    token: str,
+    timeout: float,
+    extra: dict | None = None,
+    label: str = "scimlet",
+) -> tuple[Server, float]:
     log_path = workdir / f"{label}-{port}.log"
     t0 = time.perf_counter()
-    proc = subprocess.Popen([*pin_prefix(), sys.executable, "app.py", "serve"], cwd=ROOT,
-                            env=scimlet_env(db, port, extra), stdout=log_path.open("wb"),
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [*pin_prefix(), sys.executable, "app.py", "serve"],
+        cwd=ROOT,
+        env=scimlet_env(db, port, extra),
+        stdout=log_path.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     base = f"http://127.0.0.1:{port}{tenant}"
     srv = Server(label, proc, base, token, log_path, t0)
     try:
@@ -248,8 +314,9 @@ def ensure_baseline_venv() -> Path:
         return py
     log("creating bench/.venv-baseline for scim2-server (one time)")
     subprocess.run([sys.executable, "-m", "venv", "--clear", str(BASELINE_VENV)], check=True)
-    subprocess.run([str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check", "-r",
-                    str(BASELINE_REQS)], check=True)
+    subprocess.run(
+        [str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check", "-r", str(BASELINE_REQS)], check=True
+    )
     stamp.write_text(want)
     return py
 
@@ -262,10 +329,32 @@ async def start_baseline(workdir: Path, port: int, timeout: float) -> tuple[Serv
     env = {**os.environ, "BENCH_IDP": idp, "BENCH_TOKEN": token}
     t0 = time.perf_counter()
     proc = subprocess.Popen(
-        [*pin_prefix(), str(py), "-m", "uvicorn", "baseline_app:app", "--app-dir", str(BENCH),
-         "--host", "127.0.0.1", "--port", str(port), "--loop", "uvloop", "--http", "httptools",
-         "--no-access-log", "--log-level", "warning"],
-        cwd=BENCH, env=env, stdout=log_path.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
+        [
+            *pin_prefix(),
+            str(py),
+            "-m",
+            "uvicorn",
+            "baseline_app:app",
+            "--app-dir",
+            str(BENCH),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ],
+        cwd=BENCH,
+        env=env,
+        stdout=log_path.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     base = f"http://127.0.0.1:{port}/v1/scim/{idp}"
     srv = Server("scim2-server", proc, base, token, log_path, t0)
     try:
@@ -340,8 +429,15 @@ class Turns:
             self.changed.notify_all()
 
 
-async def suite(srv: Server, plan: Plan, limits: dict, profile: lg.Profile, clock: Clock, on_users_loaded=None,
-                turns: Turns | None = None) -> tuple[list[lg.PhaseResult], lg.State, dict]:
+async def suite(
+    srv: Server,
+    plan: Plan,
+    limits: dict,
+    profile: lg.Profile,
+    clock: Clock,
+    on_users_loaded=None,
+    turns: Turns | None = None,
+) -> tuple[list[lg.PhaseResult], lg.State, dict]:
     """The phases, in order, against one server. Returns results, state and side measurements."""
     st = lg.State(srv.base_url, srv.token, plan.concurrency, profile, server_pid=srv.proc.pid)
     out: list[lg.PhaseResult] = []
@@ -397,17 +493,29 @@ async def sync_compare(workdir: Path, plan: Plan, clock: Clock) -> dict:
         srv = None
         try:
             tenant, token = provision_scimlet(db, port, extra)
-            srv, _ = await start_scimlet(workdir, db, port, tenant, token, plan.limits["ready"], extra,
-                                         label=f"scimlet-sync-{mode.lower()}")
+            srv, _ = await start_scimlet(
+                workdir, db, port, tenant, token, plan.limits["ready"], extra, label=f"scimlet-sync-{mode.lower()}"
+            )
             st = lg.State(srv.base_url, srv.token, plan.concurrency, server_pid=srv.proc.pid)
-            r = await lg.phase_create(srv.base_url, srv.token, plan.sync_n,
-                                      clock.limit(plan.limits["sync"]), state=st,
-                                      name=f"create sync={mode}")
+            r = await lg.phase_create(
+                srv.base_url,
+                srv.token,
+                plan.sync_n,
+                clock.limit(plan.limits["sync"]),
+                state=st,
+                name=f"create sync={mode}",
+            )
             log(f"scimlet: {r.summary()}")
             res[mode] = r
-            r1 = await lg.phase_create(srv.base_url, srv.token, plan.sync_seq_n,
-                                       clock.limit(plan.limits["sync_seq"]), state=st,
-                                       name=f"create sync={mode}, 1 conn", concurrency=1)
+            r1 = await lg.phase_create(
+                srv.base_url,
+                srv.token,
+                plan.sync_seq_n,
+                clock.limit(plan.limits["sync_seq"]),
+                state=st,
+                name=f"create sync={mode}, 1 conn",
+                concurrency=1,
+            )
             st.client.close()
             log(f"scimlet: {r1.summary()}")
             res[f"{mode} 1 conn"] = r1
@@ -451,8 +559,9 @@ async def bench_scimlet(workdir: Path, plan: Plan, clock: Clock, turns: Turns | 
             side["restart_total_users"] = lg.loads(body).get("totalResults") if status == 200 else f"{status}"
             if st.created():
                 i = st.created()[-1]
-                status, body, ns = await st2.client.one("GET", "/Users?" + lg.filter_query("userName",
-                                                                                           st.user_names[i]))
+                status, body, ns = await st2.client.one(
+                    "GET", "/Users?" + lg.filter_query("userName", st.user_names[i])
+                )
                 side["restart_lookup"] = (status, lg.loads(body).get("totalResults") if status == 200 else body[:200])
                 side["restart_first_lookup_ms"] = ns / 1e6
             st2.client.close()
@@ -468,8 +577,9 @@ async def bench_baseline(workdir: Path, plan: Plan, clock: Clock, turns: Turns |
     port = free_port()
     srv, t = await start_baseline(workdir, port, plan.limits["ready"])
     log(f"scim2-server up at {srv.base_url} (pid {srv.proc.pid}) in {t:.2f}s")
-    profile = lg.Profile(name="scim2-server", group_schemas=(lg.GROUP_SCHEMA,), user_patch_ok=(200, 204),
-                         member_remove=None)
+    profile = lg.Profile(
+        name="scim2-server", group_schemas=(lg.GROUP_SCHEMA,), user_patch_ok=(200, 204), member_remove=None
+    )
     side: dict = {"first_start_s": t}
 
     async def users_loaded(st: lg.State) -> dict:
@@ -488,8 +598,12 @@ async def bench_baseline(workdir: Path, plan: Plan, clock: Clock, turns: Turns |
 async def calibrate(plan: Plan, clock: Clock) -> lg.PhaseResult | None:
     """The client's own ceiling: the same phase machinery against a canned-answer server on CPU 0."""
     port = free_port()
-    proc = subprocess.Popen([*pin_prefix(), sys.executable, str(BENCH / "loadgen.py"), "nullserver", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [*pin_prefix(), sys.executable, str(BENCH / "loadgen.py"), "nullserver", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         base = f"http://127.0.0.1:{port}/v1/scim/null"
         await wait_ready(base, "x", 10, proc)
@@ -553,20 +667,30 @@ def report(plan: Plan, quick: bool, sc: dict | None, bl: dict | None, cal, meta:
     w(f"- pinning: {meta['pinning']}")
     w(f"- background: {meta['background']}; {meta.get('background_after', '')}")
     if sc and bl:
-        w("- order: the two servers are up at once and take their phases in turn (scimlet's create, then "
-          "scim2-server's, then scimlet's lookup...), so each ratio compares runs seconds apart")
-    w(f"- load: N={plan.n:,} users (create, lookup, PATCH), {plan.users:,} users loaded in all, group of "
-      f"{plan.members:,} members added 100 per PATCH; {plan.concurrency} keep-alive connections "
-      f"(raw asyncio streams, HTTP/1.1, uvloop)")
-    w(f"- scimlet: {meta['scimlet_rev']}, `app.py serve` with its default config (including its one line per request "
-      f"access log at INFO, to a file) on a fresh SQLite database at {meta['tmpfs']}")
-    w(f"- scim2-server: {meta['baseline_version']} — native ASGI app (`ASGIApplication` + `AsyncInMemoryStorage`, "
-      "in memory, nothing persisted) on uvicorn (uvloop, httptools, no access log), mounted under "
-      "/v1/scim/<idp> behind a bearer-token middleware (bench/baseline_app.py); no access log, so any "
-      "difference in logging favours scim2-server")
+        w(
+            "- order: the two servers are up at once and take their phases in turn (scimlet's create, then "
+            "scim2-server's, then scimlet's lookup...), so each ratio compares runs seconds apart"
+        )
+    w(
+        f"- load: N={plan.n:,} users (create, lookup, PATCH), {plan.users:,} users loaded in all, group of "
+        f"{plan.members:,} members added 100 per PATCH; {plan.concurrency} keep-alive connections "
+        f"(raw asyncio streams, HTTP/1.1, uvloop)"
+    )
+    w(
+        f"- scimlet: {meta['scimlet_rev']}, `app.py serve` with its default config (including its one line per request "
+        f"access log at INFO, to a file) on a fresh SQLite database at {meta['tmpfs']}"
+    )
+    w(
+        f"- scim2-server: {meta['baseline_version']} — native ASGI app (`ASGIApplication` + `AsyncInMemoryStorage`, "
+        "in memory, nothing persisted) on uvicorn (uvloop, httptools, no access log), mounted under "
+        "/v1/scim/<idp> behind a bearer-token middleware (bench/baseline_app.py); no access log, so any "
+        "difference in logging favours scim2-server"
+    )
     if cal is not None:
-        w(f"- client ceiling (same client against a canned-answer server on CPU 0): **{cal.ops_per_s:,.0f} req/s** "
-          f"(p50 {f_ms(cal.pct_ms(50))} ms, p99 {f_ms(cal.pct_ms(99))} ms)")
+        w(
+            f"- client ceiling (same client against a canned-answer server on CPU 0): **{cal.ops_per_s:,.0f} req/s** "
+            f"(p50 {f_ms(cal.pct_ms(50))} ms, p99 {f_ms(cal.pct_ms(99))} ms)"
+        )
     w(f"- wall time: {meta['wall']:.0f} s")
     w("")
 
@@ -576,17 +700,22 @@ def report(plan: Plan, quick: bool, sc: dict | None, bl: dict | None, cal, meta:
     w("")
     w("| phase | scimlet ops/s | p50 ms | p99 ms | scim2-server ops/s | p99 ms | ratio |")
     w("|---|---:|---:|---:|---:|---:|---:|")
-    rows = [("create", "create: POST /Users", False), ("lookup", "lookup: userName eq", False),
-            ("patch", "PATCH user (legacy dialect)", False), ("paging", "paging, count=100 (pages/s)", False),
-            ("user fill", "user fill: POST /Users", False),
-            ("group member adds", "member adds, 100 per PATCH (**members/s**)", True),
-            ("add 100 @ full group", "add 100 to the full group, 1 conn (PATCH/s)", False),
-            ("group GET excl. members", "GET group ?excludedAttributes=members", False),
-            ("group GET full", "GET group with all members", False)]
+    rows = [
+        ("create", "create: POST /Users", False),
+        ("lookup", "lookup: userName eq", False),
+        ("patch", "PATCH user (legacy dialect)", False),
+        ("paging", "paging, count=100 (pages/s)", False),
+        ("user fill", "user fill: POST /Users", False),
+        ("group member adds", "member adds, 100 per PATCH (**members/s**)", True),
+        ("add 100 @ full group", "add 100 to the full group, 1 conn (PATCH/s)", False),
+        ("group GET excl. members", "GET group ?excludedAttributes=members", False),
+        ("group GET full", "GET group with all members", False),
+    ]
     for key, label, items in rows:
         s, b = S.get(key), B.get(key)
         if s is None and b is None:
             continue
+
         def rate(r: lg.PhaseResult, items: bool = items) -> float:
             return r.items_per_s if items else r.ops_per_s
 
@@ -597,17 +726,23 @@ def report(plan: Plan, quick: bool, sc: dict | None, bl: dict | None, cal, meta:
             return ("" if r.ok else " ✗") + (" ⏱" if r.capped else "") + (" ⚠" if starved else "")
 
         ratio = (rate(s) / rate(b)) if s and b and rate(b) else None
-        w(f"| {label} | {f_num(rate(s)) if s else '-'}{mark(s)} | {f_ms(s.pct_ms(50)) if s else '-'} "
-          f"| {f_ms(s.pct_ms(99)) if s else '-'} | {f_num(rate(b)) if b else '-'}{mark(b)} "
-          f"| {f_ms(b.pct_ms(99)) if b else '-'} | {f_num(ratio, 1) + '×' if ratio else '-'} |")
+        w(
+            f"| {label} | {f_num(rate(s)) if s else '-'}{mark(s)} | {f_ms(s.pct_ms(50)) if s else '-'} "
+            f"| {f_ms(s.pct_ms(99)) if s else '-'} | {f_num(rate(b)) if b else '-'}{mark(b)} "
+            f"| {f_ms(b.pct_ms(99)) if b else '-'} | {f_num(ratio, 1) + '×' if ratio else '-'} |"
+        )
     w("")
-    w("✗ = correctness check failed (see details); ⏱ = stopped by the phase's time limit before its count; "
-      "⚠ = the server used under 80% of its core in that phase (starved by other work on the machine, or "
-      "waiting on I/O): compare with care.")
+    w(
+        "✗ = correctness check failed (see details); ⏱ = stopped by the phase's time limit before its count; "
+        "⚠ = the server used under 80% of its core in that phase (starved by other work on the machine, or "
+        "waiting on I/O): compare with care."
+    )
     if S.get("group member adds") and B.get("group member adds"):
-        w(f"Group size reached: scimlet {S['group member adds'].extra.get('members_after', 0):,}, "
-          f"scim2-server {B['group member adds'].extra.get('members_after', 0):,} members — the per-PATCH cost "
-          "of the group phases grows with the group, so those rows compare different sizes.")
+        w(
+            f"Group size reached: scimlet {S['group member adds'].extra.get('members_after', 0):,}, "
+            f"scim2-server {B['group member adds'].extra.get('members_after', 0):,} members — the per-PATCH cost "
+            "of the group phases grows with the group, so those rows compare different sizes."
+        )
     w("")
 
     if sc:
@@ -627,48 +762,70 @@ def report(plan: Plan, quick: bool, sc: dict | None, bl: dict | None, cal, meta:
                 w(f"| {key}: × scim2-server | {ratio:.1f}× | ≥ 5× | {verdict(ratio >= 5)} |")
         g = S.get("group member adds")
         if g:
-            w(f"| member adds/s (to {g.extra.get('members_after', 0):,} members) | {f_num(g.items_per_s)} | ≥ 50,000 "
-              f"| {verdict(g.items_per_s >= 50000 and g.ok, g.extra.get('members_after', 0), 100000)} |")
-            w(f"| p99 of a 100-member add, last 10% of the concurrent fill ({g.extra.get('tail_from', 0):,}+ members, "
-              f"32 in flight) | {f_ms(g.extra.get('tail_p99_ms'))} ms | | |")
+            w(
+                f"| member adds/s (to {g.extra.get('members_after', 0):,} members) | {f_num(g.items_per_s)} | ≥ 50,000 "
+                f"| {verdict(g.items_per_s >= 50000 and g.ok, g.extra.get('members_after', 0), 100000)} |"
+            )
+            w(
+                f"| p99 of a 100-member add, last 10% of the concurrent fill "
+                f"({g.extra.get('tail_from', 0):,}+ members, 32 in flight) "
+                f"| {f_ms(g.extra.get('tail_p99_ms'))} ms | | |"
+            )
         p = S.get("add 100 @ full group")
         if p and p.ops:
-            w(f"| p99 of adding 100 members to the {p.extra.get('group_members', 0):,}-member group "
-              f"(sequential, {p.ops} adds; p50 {f_ms(p.pct_ms(50))}, max {f_ms(p.max_ms())}) | {f_ms(p.pct_ms(99))} ms "
-              f"| < 20 ms | {verdict(p.pct_ms(99) < 20 and p.ok, p.extra.get('group_members', 0), 100000)} |")
-            w(f"| p99 of removing those 100 (legacy remove with a value array) | "
-              f"{f_ms(p.extra.get('remove_p99_ms'))} ms | | |")
+            w(
+                f"| p99 of adding 100 members to the {p.extra.get('group_members', 0):,}-member group "
+                f"(sequential, {p.ops} adds; p50 {f_ms(p.pct_ms(50))}, max {f_ms(p.max_ms())}) "
+                f"| {f_ms(p.pct_ms(99))} ms "
+                f"| < 20 ms | {verdict(p.pct_ms(99) < 20 and p.ok, p.extra.get('group_members', 0), 100000)} |"
+            )
+            w(
+                f"| p99 of removing those 100 (legacy remove with a value array) | "
+                f"{f_ms(p.extra.get('remove_p99_ms'))} ms | | |"
+            )
         e = S.get("group GET excl. members")
         if e and e.ops:
-            w(f"| GET group ?excludedAttributes=members p50 / p99 ({e.ops:,} GETs, 32 in flight) "
-              f"| {f_ms(e.pct_ms(50))} / {f_ms(e.pct_ms(99))} ms | | |")
+            w(
+                f"| GET group ?excludedAttributes=members p50 / p99 ({e.ops:,} GETs, 32 in flight) "
+                f"| {f_ms(e.pct_ms(50))} / {f_ms(e.pct_ms(99))} ms | | |"
+            )
         f = S.get("group GET full")
         if f and f.ops:
-            w(f"| GET of the full group ({f.extra.get('member_count')} members, "
-              f"{(f.extra.get('body_bytes') or 0) / 1e6:.1f} MB) p50 / max "
-              f"| {f_ms(f.pct_ms(50))} / {f_ms(f.max_ms())} ms | | |")
+            w(
+                f"| GET of the full group ({f.extra.get('member_count')} members, "
+                f"{(f.extra.get('body_bytes') or 0) / 1e6:.1f} MB) p50 / max "
+                f"| {f_ms(f.pct_ms(50))} / {f_ms(f.max_ms())} ms | | |"
+            )
         r = side.get("rss_users")
         if r:
-            w(f"| server RSS after loading {side.get('users_loaded', 0):,} users | {mb(r['tree_kb'])} | < 150 MB "
-              f"| {verdict(r['tree_kb'] < 150 * 1024, side.get('users_loaded', 0), 100000)} |")
+            w(
+                f"| server RSS after loading {side.get('users_loaded', 0):,} users | {mb(r['tree_kb'])} | < 150 MB "
+                f"| {verdict(r['tree_kb'] < 150 * 1024, side.get('users_loaded', 0), 100000)} |"
+            )
         r = side.get("rss_end")
         if r:
             w(f"| server RSS at the end (after the group phases and full GETs) | {mb(r['tree_kb'])} | | |")
         if "restart_s" in side:
             restart_users = side.get("restart_total_users")
             restart_users = restart_users if isinstance(restart_users, int) else 0
-            w(f"| start-up to first 200 on the existing {side.get('restart_total_users')}-user database "
-              f"({(side.get('db_bytes') or 0) / 1e6:.0f} MB) | {side['restart_s']:.3f} s | < 1 s "
-              f"| {verdict(side['restart_s'] < 1, restart_users, 100000)} |")
-            w(f"| RSS right after that start-up / first lookup after it | {mb(side['restart_rss']['tree_kb'])} / "
-              f"{f_ms(side.get('restart_first_lookup_ms'))} ms | | |")
+            w(
+                f"| start-up to first 200 on the existing {side.get('restart_total_users')}-user database "
+                f"({(side.get('db_bytes') or 0) / 1e6:.0f} MB) | {side['restart_s']:.3f} s | < 1 s "
+                f"| {verdict(side['restart_s'] < 1, restart_users, 100000)} |"
+            )
+            w(
+                f"| RSS right after that start-up / first lookup after it | {mb(side['restart_rss']['tree_kb'])} / "
+                f"{f_ms(side.get('restart_first_lookup_ms'))} ms | | |"
+            )
         sync = side.get("sync", {})
         for suffix, how in (("", f"{plan.concurrency} conns"), (" 1 conn", "1 conn")):
             fu, no = sync.get("FULL" + suffix), sync.get("NORMAL" + suffix)
             if isinstance(fu, lg.PhaseResult) and isinstance(no, lg.PhaseResult):
                 for mode, r in (("FULL", fu), ("NORMAL", no)):
-                    w(f"| creates/s, synchronous={mode}, {how} (fresh DB, {r.ops:,} creates; p50 "
-                      f"{f_ms(r.pct_ms(50))} ms, p99 {f_ms(r.pct_ms(99))} ms) | {f_num(r.ops_per_s)} | | |")
+                    w(
+                        f"| creates/s, synchronous={mode}, {how} (fresh DB, {r.ops:,} creates; p50 "
+                        f"{f_ms(r.pct_ms(50))} ms, p99 {f_ms(r.pct_ms(99))} ms) | {f_num(r.ops_per_s)} | | |"
+                    )
                 if fu.ops_per_s:
                     w(f"| NORMAL / FULL, {how} | {no.ops_per_s / fu.ops_per_s:.2f}× | | |")
         for mode, v in sync.items():
@@ -676,8 +833,10 @@ def report(plan: Plan, quick: bool, sc: dict | None, bl: dict | None, cal, meta:
                 w(f"| synchronous={mode} | failed: {str(v)[:200]} | | |")
         w("")
         if quick:
-            w("Quick run: the targets are stated for N=20,000 and 100,000 users; these numbers only show "
-              "the harness works.")
+            w(
+                "Quick run: the targets are stated for N=20,000 and 100,000 users; these numbers only show "
+                "the harness works."
+            )
             w("")
 
     for label, data in (("scimlet", sc), ("scim2-server", bl)):
@@ -691,12 +850,17 @@ def report(plan: Plan, quick: bool, sc: dict | None, bl: dict | None, cal, meta:
         if label == "scimlet":
             rs += [v for v in data["side"].get("sync", {}).values() if isinstance(v, lg.PhaseResult)]
         for r in rs:
-            chk = ("" if r.ok else "**FAIL** ") + r.check + (" (time limit)" if r.capped and "time limit" not in
-                                                             r.check else "")
+            chk = (
+                ("" if r.ok else "**FAIL** ")
+                + r.check
+                + (" (time limit)" if r.capped and "time limit" not in r.check else "")
+            )
             chk += "".join(f"; {note}" for note in r.notes)
-            w(f"| {r.name} | {r.ops:,} | {r.elapsed_s:.2f} | {f_num(r.ops_per_s)} | {f_ms(r.pct_ms(50))} "
-              f"| {f_ms(r.pct_ms(90))} | {f_ms(r.pct_ms(99))} | {f_ms(r.max_ms())} | {cpu_pair(r)} "
-              f"| {r.status_str()} | {chk} |")
+            w(
+                f"| {r.name} | {r.ops:,} | {r.elapsed_s:.2f} | {f_num(r.ops_per_s)} | {f_ms(r.pct_ms(50))} "
+                f"| {f_ms(r.pct_ms(90))} | {f_ms(r.pct_ms(99))} | {f_ms(r.max_ms())} | {cpu_pair(r)} "
+                f"| {r.status_str()} | {chk} |"
+            )
         w("")
         errs = [(r.name, e) for r in rs for e in r.errors]
         if errs:
@@ -712,33 +876,47 @@ def report(plan: Plan, quick: bool, sc: dict | None, bl: dict | None, cal, meta:
 
     w("## Method and adjustments")
     w("")
-    w("- Request bodies are Entra's (bench/loadgen.py: `user_body`, `patch_body`, `members_body`): the create "
-      "body with both user schema URNs, `meta`, `emails`, `roles`; the legacy PATCH (`Replace` name.givenName, "
-      "name.familyName, active `\"False\"`); member adds `{\"op\":\"Add\",\"path\":\"members\",\"value\":"
-      "[{\"value\":id}×100]}`; filters form-encoded (`filter=userName+eq+%22...%22`).")
-    w("- scim2-server adjustments: its group is created without Microsoft's second schema URN "
-      "(`http://schemas.microsoft.com/2006/11/ResourceManagement/ADSCIM/2.0/Group`), which it refuses with 400 "
-      "`Unknown extension schemas`; its user PATCH answers 204 with no body (Entra wants 200 with the user), "
-      "counted as success; it refuses Entra's legacy member remove with a value array (400 \"a remove "
-      "operation carries no value\"), so removes are measured on scimlet only. It does not check that "
-      "members exist. Everything else is byte-identical.")
-    w("- Latency: perf_counter_ns from writing the request to reading the whole response, on a connection opened "
-      "before the phase; ops/s = requests answered / phase wall time. Paging fetches pages by startIndex, 32 in "
-      "flight. 'add 100 @ full group': users created after the fill are added 100 per PATCH to the full "
-      "group, one request at a time on one connection, as Entra sends one group's changes (scimlet: then "
-      "removed again with the legacy remove, timed apart).")
-    w("- CPU server / client: CPU time the server process and the load generator used during the phase, over "
-      "its wall time (100% = one core). A server well under 100% while the client is too was not the "
-      "bottleneck of its own phase (waiting on fsync, or starved by other work on the machine); a client "
-      "near 100% would mean the numbers are the client's.")
-    w("- RSS: VmRSS of the server process and its children from /proc, read after the user fill with no request "
-      "in flight.")
-    w("- Start-up: from spawning `app.py serve` on the existing database to the first 200 of "
-      "GET {tenant}/ServiceProviderConfig with the bearer token (polled every 5 ms).")
-    w("- synchronous FULL vs NORMAL: scimlet's create phase, each on a fresh database, with "
-      "SCIMLET_DATABASE_SYNCHRONOUS set, first with all connections (scimlet's group commit lets concurrent "
-      "writes share a transaction, and so an fsync), then one request at a time (one commit per create); "
-      "the main run uses scimlet's default.")
+    w(
+        "- Request bodies are Entra's (bench/loadgen.py: `user_body`, `patch_body`, `members_body`): the create "
+        "body with both user schema URNs, `meta`, `emails`, `roles`; the legacy PATCH (`Replace` name.givenName, "
+        'name.familyName, active `"False"`); member adds `{"op":"Add","path":"members","value":'
+        '[{"value":id}×100]}`; filters form-encoded (`filter=userName+eq+%22...%22`).'
+    )
+    w(
+        "- scim2-server adjustments: its group is created without Microsoft's second schema URN "
+        "(`http://schemas.microsoft.com/2006/11/ResourceManagement/ADSCIM/2.0/Group`), which it refuses with 400 "
+        "`Unknown extension schemas`; its user PATCH answers 204 with no body (Entra wants 200 with the user), "
+        "counted as success; it refuses Entra's legacy member remove with a value array (400 \"a remove "
+        'operation carries no value"), so removes are measured on scimlet only. It does not check that '
+        "members exist. Everything else is byte-identical."
+    )
+    w(
+        "- Latency: perf_counter_ns from writing the request to reading the whole response, on a connection opened "
+        "before the phase; ops/s = requests answered / phase wall time. Paging fetches pages by startIndex, 32 in "
+        "flight. 'add 100 @ full group': users created after the fill are added 100 per PATCH to the full "
+        "group, one request at a time on one connection, as Entra sends one group's changes (scimlet: then "
+        "removed again with the legacy remove, timed apart)."
+    )
+    w(
+        "- CPU server / client: CPU time the server process and the load generator used during the phase, over "
+        "its wall time (100% = one core). A server well under 100% while the client is too was not the "
+        "bottleneck of its own phase (waiting on fsync, or starved by other work on the machine); a client "
+        "near 100% would mean the numbers are the client's."
+    )
+    w(
+        "- RSS: VmRSS of the server process and its children from /proc, read after the user fill with no request "
+        "in flight."
+    )
+    w(
+        "- Start-up: from spawning `app.py serve` on the existing database to the first 200 of "
+        "GET {tenant}/ServiceProviderConfig with the bearer token (polled every 5 ms)."
+    )
+    w(
+        "- synchronous FULL vs NORMAL: scimlet's create phase, each on a fresh database, with "
+        "SCIMLET_DATABASE_SYNCHRONOUS set, first with all connections (scimlet's group commit lets concurrent "
+        "writes share a transaction, and so an fsync), then one request at a time (one commit per create); "
+        "the main run uses scimlet's default."
+    )
     w("")
     return "\n".join(L)
 
@@ -767,9 +945,15 @@ def machine_meta() -> dict:
     with contextlib.suppress(StopIteration):
         d = next(BASELINE_VENV.glob("lib/python*/site-packages/scim2_server-*.dist-info"))
         bv = "scim2-server " + d.name.removesuffix(".dist-info").split("-")[1]
-    return {"cpu": cpu, "cores": os.cpu_count(), "mem": mem, "kernel": f"{platform.system()} {platform.release()}",
-            "python": f"{platform.python_version()} ({os.path.realpath(sys.executable)})", "scimlet_rev": rev,
-            "baseline_version": bv}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "mem": mem,
+        "kernel": f"{platform.system()} {platform.release()}",
+        "python": f"{platform.python_version()} ({os.path.realpath(sys.executable)})",
+        "scimlet_rev": rev,
+        "baseline_version": bv,
+    }
 
 
 def cpu_busy(seconds: float = 1.0) -> float:
@@ -806,11 +990,24 @@ def fs_type(path: Path) -> str:
 
 def summary_json(plan, sc, bl, cal, meta) -> dict:
     def rj(r: lg.PhaseResult) -> dict:
-        return {"name": r.name, "ops": r.ops, "elapsed_s": r.elapsed_s, "ops_per_s": r.ops_per_s,
-                "items": r.items, "items_per_s": r.items_per_s, "p50_ms": r.pct_ms(50), "p90_ms": r.pct_ms(90),
-                "p99_ms": r.pct_ms(99), "max_ms": r.max_ms(), "statuses": {str(k): v for k, v in r.statuses.items()},
-                "ok": r.ok, "capped": r.capped, "check": r.check, "errors": r.errors[:5],
-                "extra": {k: v for k, v in r.extra.items()}}
+        return {
+            "name": r.name,
+            "ops": r.ops,
+            "elapsed_s": r.elapsed_s,
+            "ops_per_s": r.ops_per_s,
+            "items": r.items,
+            "items_per_s": r.items_per_s,
+            "p50_ms": r.pct_ms(50),
+            "p90_ms": r.pct_ms(90),
+            "p99_ms": r.pct_ms(99),
+            "max_ms": r.max_ms(),
+            "statuses": {str(k): v for k, v in r.statuses.items()},
+            "ok": r.ok,
+            "capped": r.capped,
+            "check": r.check,
+            "errors": r.errors[:5],
+            "extra": {k: v for k, v in r.extra.items()},
+        }
 
     def side(d):
         s = dict(d["side"])
@@ -819,10 +1016,13 @@ def summary_json(plan, sc, bl, cal, meta) -> dict:
             s["sync"] = {k: (rj(v) if isinstance(v, lg.PhaseResult) else v) for k, v in s["sync"].items()}
         return s
 
-    return {"meta": meta, "plan": plan.__dict__,
-            "client_ceiling": rj(cal) if cal else None,
-            "scimlet": {"phases": [rj(r) for r in sc["results"]], "side": side(sc)} if sc else None,
-            "scim2_server": {"phases": [rj(r) for r in bl["results"]], "side": side(bl)} if bl else None}
+    return {
+        "meta": meta,
+        "plan": plan.__dict__,
+        "client_ceiling": rj(cal) if cal else None,
+        "scimlet": {"phases": [rj(r) for r in sc["results"]], "side": side(sc)} if sc else None,
+        "scim2_server": {"phases": [rj(r) for r in bl["results"]], "side": side(bl)} if bl else None,
+    }
 
 
 async def main_async(args) -> int:
@@ -842,8 +1042,11 @@ async def main_async(args) -> int:
     meta["background"] = meta_bg
     started = datetime.datetime.now()
     meta["when"] = started.strftime("%Y-%m-%d %H:%M")
-    meta["pinning"] = ("servers `taskset -c 0`, load generator on CPU 1 (sched_setaffinity)" if PINNED
-                       else "none (taskset missing or fewer than 2 CPUs available): numbers are not comparable")
+    meta["pinning"] = (
+        "servers `taskset -c 0`, load generator on CPU 1 (sched_setaffinity)"
+        if PINNED
+        else "none (taskset missing or fewer than 2 CPUs available): numbers are not comparable"
+    )
     workdir = Path(tempfile.mkdtemp(prefix="scimlet-bench-"))
     meta["tmpfs"] = fs_type(workdir)
     failures: list[str] = []
@@ -872,8 +1075,9 @@ async def main_async(args) -> int:
             if isinstance(outcome, BaseException):
                 failures.append(f"{name}: {outcome}")
                 log(f"{name} run failed: {outcome}")
-        sc, bl = (None if isinstance(o, BaseException) else o for o in
-                  (outcomes.get("scimlet"), outcomes.get("scim2-server")))
+        sc, bl = (
+            None if isinstance(o, BaseException) else o for o in (outcomes.get("scimlet"), outcomes.get("scim2-server"))
+        )
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)

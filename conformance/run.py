@@ -32,18 +32,17 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 SANITY = Path(sys.executable).with_name("scim-sanity")
 
+MEMBER_DISPLAY = "compares members field by field, including the readOnly display the server fills in"
+GROUP_PATCH_204 = "expects 200 with a body; groups answer PATCH with 204 (ENTRA.md, RFC 7644 §3.5.2 allows it)"
 # Checks we deliberately do not count, by exact name, with the one-line reason (see docs/conformance.md).
 EXCLUDED: dict[str, str] = {
-    "scim2-tester Group/check_add_attribute[members]":
-        "compares members field by field, including the readOnly display the server fills in",
-    "scim2-tester Group/check_replace_attribute[members]":
-        "compares members field by field, including the readOnly display the server fills in",
-    "scim-sanity PATCH /Groups/{id}":
-        "expects 200 with a body; groups answer PATCH with 204 (ENTRA.md, RFC 7644 §3.5.2 allows it)",
-    "scim-sanity PATCH /Groups/{id} add member":
-        'adds the member "fake-member-id"; members must be users or groups of the same IdP (400)',
-    "scim-sanity PATCH /Groups/{id} remove members":
-        "expects 200 with a body; groups answer PATCH with 204 (ENTRA.md, RFC 7644 §3.5.2 allows it)",
+    "scim2-tester Group/check_add_attribute[members]": MEMBER_DISPLAY,
+    "scim2-tester Group/check_replace_attribute[members]": MEMBER_DISPLAY,
+    "scim-sanity PATCH /Groups/{id}": GROUP_PATCH_204,
+    "scim-sanity PATCH /Groups/{id} add member": (
+        'adds the member "fake-member-id"; members must be users or groups of the same IdP (400)'
+    ),
+    "scim-sanity PATCH /Groups/{id} remove members": GROUP_PATCH_204,
 }
 
 
@@ -69,8 +68,9 @@ def free_port() -> int:
 
 
 def cli(python: str, env: dict[str, str], *args: str) -> dict:
-    done = subprocess.run([python, "app.py", *args, "--json"], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=60)
+    done = subprocess.run(
+        [python, "app.py", *args, "--json"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
     if done.returncode != 0:
         raise SystemExit(f"app.py {' '.join(args)} failed: {done.stderr.strip()}")
     return json.loads(done.stdout)
@@ -81,8 +81,14 @@ def scimlet(python: str, workdir: Path) -> Iterator[tuple[str, str, Path]]:
     """A server on a temporary database: yields (tenant URL, secret, database path)."""
     port = free_port()
     db = workdir / "conformance.db"
-    env = {**os.environ, "SCIMLET_DATABASE_PATH": str(db), "SCIMLET_SERVER_HOST": "127.0.0.1",
-           "SCIMLET_SERVER_PORT": str(port), "SCIMLET_SERVER_BASE_URL": "", "SCIMLET_LOGGING_LEVEL": "warning"}
+    env = {
+        **os.environ,
+        "SCIMLET_DATABASE_PATH": str(db),
+        "SCIMLET_SERVER_HOST": "127.0.0.1",
+        "SCIMLET_SERVER_PORT": str(port),
+        "SCIMLET_SERVER_BASE_URL": "",
+        "SCIMLET_LOGGING_LEVEL": "warning",
+    }
     key = cli(python, env, "apikey", "create", "--name", "conformance", "--write", "users,groups")
     idp = cli(python, env, "idp", "create", "--name", "Conformance", "--apikey", "conformance")
     log = (workdir / "server.log").open("w")
@@ -135,7 +141,8 @@ def _is_phone_value(path: Any) -> bool:
     model = binding.target_model if binding else path.model
     field = binding.target_field_name if binding else None
     return str(path).endswith("phoneNumbers.value") or (
-        field == "value" and model is not None and "phone" in model.__name__.lower())
+        field == "value" and model is not None and "phone" in model.__name__.lower()
+    )
 
 
 def run_scim2_tester(url: str, secret: str) -> list[Outcome]:
@@ -160,8 +167,7 @@ def run_scim2_tester(url: str, secret: str) -> list[Outcome]:
         name = f"{result.resource_type}/{result.title}" if result.resource_type else str(result.title)
         if isinstance(result.data, dict) and isinstance(result.data.get("urn"), str):
             name += f"[{result.data['urn']}]"
-        status = ("passed" if result.status in passed else "skipped" if result.status is Status.SKIPPED
-                  else "failed")
+        status = "passed" if result.status in passed else "skipped" if result.status is Status.SKIPPED else "failed"
         outcomes.append(Outcome("scim2-tester", name, status, f"{result.status.name}: {result.reason or ''}"))
     return outcomes
 
@@ -170,15 +176,26 @@ def run_scim2_tester(url: str, secret: str) -> list[Outcome]:
 
 
 def run_scim_sanity(url: str, secret: str) -> list[Outcome]:
-    done = subprocess.run([str(SANITY), "probe", url, "--token", secret, "--i-accept-side-effects", "--strict",
-                           "--json-output"], capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [str(SANITY), "probe", url, "--token", secret, "--i-accept-side-effects", "--strict", "--json-output"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     try:
         report = json.loads(done.stdout)
     except json.JSONDecodeError:
         raise SystemExit(f"scim-sanity gave no JSON report (exit {done.returncode}):\n{done.stderr}") from None
     statuses = {"pass": "passed", "skip": "skipped"}
-    return [Outcome("scim-sanity", result["name"], statuses.get(result["status"], "failed"),
-                    f"{result['status']}: {result.get('message', '')}") for result in report["results"]]
+    return [
+        Outcome(
+            "scim-sanity",
+            result["name"],
+            statuses.get(result["status"], "failed"),
+            f"{result['status']}: {result.get('message', '')}",
+        )
+        for result in report["results"]
+    ]
 
 
 # --- scimlet's own log -------------------------------------------------------------------------
@@ -221,8 +238,10 @@ def report(outcomes: list[Outcome], matched: set[str], versions: dict[str, str])
         counts = {status: sum(1 for o in mine if o.status == status) for status in ("passed", "failed", "skipped")}
         excluded = sum(1 for o in mine if o.key in matched)
         version = f" {versions[tool]}" if tool in versions else ""
-        print(f"{tool}{version}: {counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped"
-              f" ({excluded} of them excluded)")
+        print(
+            f"{tool}{version}: {counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped"
+            f" ({excluded} of them excluded)"
+        )
     totals = {status: sum(1 for o in outcomes if o.status == status) for status in ("passed", "failed", "skipped")}
     print(f"{totals['passed']} passed, {totals['failed']} failed, {totals['skipped']} skipped")
     return 1 if totals["failed"] else 0
@@ -230,16 +249,21 @@ def report(outcomes: list[Outcome], matched: set[str], versions: dict[str, str])
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--server-python", default=str(ROOT / ".venv" / "bin" / "python"),
-                        help="interpreter with scimlet's dependencies (default: .venv/bin/python)")
+    parser.add_argument(
+        "--server-python",
+        default=str(ROOT / ".venv" / "bin" / "python"),
+        help="interpreter with scimlet's dependencies (default: .venv/bin/python)",
+    )
     args = parser.parse_args(argv)
     from importlib.metadata import version
 
     versions = {tool: version(tool) for tool in ("scim2-tester", "scim-sanity")}
     with tempfile.TemporaryDirectory(prefix="scimlet-conformance-") as tmp:
         with scimlet(args.server_python, Path(tmp)) as (url, secret, db):
-            print(f"scimlet under test: {url}; checkers: "
-                  + ", ".join(f"{tool} {v}" for tool, v in versions.items()), flush=True)
+            print(
+                f"scimlet under test: {url}; checkers: " + ", ".join(f"{tool} {v}" for tool, v in versions.items()),
+                flush=True,
+            )
             outcomes = run_scim2_tester(url, secret) + run_scim_sanity(url, secret)
         # Read once the server has stopped: its shutdown writes the last buffered log records.
         outcomes += server_errors(db)

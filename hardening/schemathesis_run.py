@@ -42,8 +42,9 @@ def free_port() -> int:
 
 
 def cli(python: str, env: dict, *args: str) -> dict:
-    result = subprocess.run([python, "app.py", *args, "--json"], cwd=ROOT, env=env, capture_output=True, text=True,
-                            timeout=60, check=True)
+    result = subprocess.run(
+        [python, "app.py", *args, "--json"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=True
+    )
     return json.loads(result.stdout)
 
 
@@ -71,30 +72,61 @@ def tally(db: Path) -> dict[int, int]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--server-python", default=sys.executable, help="interpreter that runs app.py")
-    parser.add_argument("--examples", type=int, default=int(os.environ.get("SCHEMATHESIS_EXAMPLES", "30")),
-                        help="most test cases per operation and phase (default 30, or $SCHEMATHESIS_EXAMPLES)")
-    parser.add_argument("--seed", default=os.environ.get("SCHEMATHESIS_SEED", "1"),
-                        help="random seed, for a reproducible run (default 1, or $SCHEMATHESIS_SEED)")
+    parser.add_argument(
+        "--examples",
+        type=int,
+        default=int(os.environ.get("SCHEMATHESIS_EXAMPLES", "30")),
+        help="most test cases per operation and phase (default 30, or $SCHEMATHESIS_EXAMPLES)",
+    )
+    parser.add_argument(
+        "--seed",
+        default=os.environ.get("SCHEMATHESIS_SEED", "1"),
+        help="random seed, for a reproducible run (default 1, or $SCHEMATHESIS_SEED)",
+    )
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="scimlet-fuzz-"))
     port = free_port()
     db = work / "fuzz.db"
-    env = {**os.environ, "SCIMLET_DATABASE_PATH": str(db), "SCIMLET_SERVER_HOST": "127.0.0.1",
-           "SCIMLET_SERVER_PORT": str(port), "SCIMLET_LOGGING_LEVEL": "warning",
-           "SCIMLET_SECURITY_AUTH_FAILURE_LIMIT": "0"}
+    env = {
+        **os.environ,
+        "SCIMLET_DATABASE_PATH": str(db),
+        "SCIMLET_SERVER_HOST": "127.0.0.1",
+        "SCIMLET_SERVER_PORT": str(port),
+        "SCIMLET_LOGGING_LEVEL": "warning",
+        "SCIMLET_SECURITY_AUTH_FAILURE_LIMIT": "0",
+    }
     key = cli(args.server_python, env, "apikey", "create", "--name", "fuzz", "--write", "users,groups")
     idp = cli(args.server_python, env, "idp", "create", "--name", "Fuzz", "--apikey", "fuzz")
     output = work / "server.out"
     with open(output, "w") as out:
-        server = subprocess.Popen([args.server_python, "app.py", "serve"], cwd=ROOT, env=env, stdout=out,
-                                  stderr=subprocess.STDOUT)
+        server = subprocess.Popen(
+            [args.server_python, "app.py", "serve"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+        )
     try:
         wait_for(server, port, output)
-        command = [str(SCHEMATHESIS), "run", f"http://127.0.0.1:{port}/openapi.json", "--url", idp["tenant_url"],
-                   "--header", f"Authorization: Bearer {key['secret']}", "--checks", "all",
-                   "--exclude-checks", ",".join(EXCLUDED_CHECKS), "--max-examples", str(args.examples),
-                   "--seed", str(args.seed), "--workers", "2", "--request-timeout", "30", "--no-color"]
+        command = [
+            str(SCHEMATHESIS),
+            "run",
+            f"http://127.0.0.1:{port}/openapi.json",
+            "--url",
+            idp["tenant_url"],
+            "--header",
+            f"Authorization: Bearer {key['secret']}",
+            "--checks",
+            "all",
+            "--exclude-checks",
+            ",".join(EXCLUDED_CHECKS),
+            "--max-examples",
+            str(args.examples),
+            "--seed",
+            str(args.seed),
+            "--workers",
+            "2",
+            "--request-timeout",
+            "30",
+            "--no-color",
+        ]
         started = time.monotonic()
         fuzz = subprocess.run(command, cwd=work)
         seconds = time.monotonic() - started
@@ -104,10 +136,15 @@ def main() -> int:
     statuses = tally(db)
     server_errors = sum(count for status, count in statuses.items() if status >= 500)
     unhandled = output.read_text().count("unhandled error")
-    print(f"\nschemathesis: {args.examples} examples per operation, seed {args.seed}, {seconds:.0f} s, "
-          f"exit status {fuzz.returncode}")
-    print("responses recorded by the server: " + ", ".join(f"{s}: {n}" for s, n in statuses.items())
-          + f" (total {sum(statuses.values())})")
+    print(
+        f"\nschemathesis: {args.examples} examples per operation, seed {args.seed}, {seconds:.0f} s, "
+        f"exit status {fuzz.returncode}"
+    )
+    print(
+        "responses recorded by the server: "
+        + ", ".join(f"{s}: {n}" for s, n in statuses.items())
+        + f" (total {sum(statuses.values())})"
+    )
     print(f"5xx responses: {server_errors}; unhandled errors in the server output: {unhandled}")
     if fuzz.returncode or server_errors or unhandled:
         print(f"FAILED: see the report above and {output}")

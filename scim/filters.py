@@ -75,9 +75,22 @@ Node = Compare | Present | And | Or | Not | ValuePath
 # --- tokenizer -------------------------------------------------------------------------------
 
 _KEYWORDS = {
-    "eq": "EQ", "ne": "NE", "co": "CO", "sw": "SW", "ew": "EW", "gt": "GT", "ge": "GE",
-    "lt": "LT", "le": "LE", "pr": "PR", "and": "AND", "or": "OR", "not": "NOT",
-    "true": "TRUE", "false": "FALSE", "null": "NULL",
+    "eq": "EQ",
+    "ne": "NE",
+    "co": "CO",
+    "sw": "SW",
+    "ew": "EW",
+    "gt": "GT",
+    "ge": "GE",
+    "lt": "LT",
+    "le": "LE",
+    "pr": "PR",
+    "and": "AND",
+    "or": "OR",
+    "not": "NOT",
+    "true": "TRUE",
+    "false": "FALSE",
+    "null": "NULL",
 }
 _TOKEN_RE = re.compile(
     r"""
@@ -160,8 +173,9 @@ def tokenize(text: str) -> list[Token]:
 # --- parse and resolve --------------------------------------------------------------------------
 
 
-def parse_filter(text: str, rtype: ResourceType, *, max_length: int = MAX_FILTER_LENGTH,
-                 max_depth: int = MAX_FILTER_DEPTH) -> Node:
+def parse_filter(
+    text: str, rtype: ResourceType, *, max_length: int = MAX_FILTER_LENGTH, max_depth: int = MAX_FILTER_DEPTH
+) -> Node:
     """Parse and resolve a filter, or raise ScimError(400, invalidFilter).
 
     The limits come from the caller (the server's configuration), so scim/ stays free of settings.
@@ -212,8 +226,10 @@ class _Slot:
 
 
 _LITERAL_TYPES = frozenset({"COMP_VALUE", "NUMBER", "TRUE", "FALSE", "NULL"})
-_SIMPLE_RE = re.compile(r'[ \t\r\n]*(?P<attr>[a-zA-Z$][a-zA-Z0-9_$-]*(?:\.[a-zA-Z$][a-zA-Z0-9_$-]*)?)[ \t\r\n]+'
-                        r'(?P<op>[eEnNcCsSgGlL][qQeEoOwWtT])[ \t\r\n]+"(?P<value>[^"\\\x00-\x1f]*)"[ \t\r\n]*')
+_SIMPLE_RE = re.compile(
+    r"[ \t\r\n]*(?P<attr>[a-zA-Z$][a-zA-Z0-9_$-]*(?:\.[a-zA-Z$][a-zA-Z0-9_$-]*)?)[ \t\r\n]+"
+    r'(?P<op>[eEnNcCsSgGlL][qQeEoOwWtT])[ \t\r\n]+"(?P<value>[^"\\\x00-\x1f]*)"[ \t\r\n]*'
+)
 _TEMPLATES: dict[tuple, Node] = {}
 MAX_CACHED_SHAPES = 1024
 
@@ -260,10 +276,10 @@ def _describe(exc: SCIMParserError, text: str) -> str:
     match = re.search(r"index=(\d+)", str(exc))
     if match:
         index = int(match.group(1))
-        return f"unexpected {text[index:index + 20]!r} at position {index + 1}"
+        return f"unexpected {text[index : index + 20]!r} at position {index + 1}"
     if str(exc).endswith("at: None"):
         return "it ends too early"
-    return "a value filter [...] must follow a plain attribute name, e.g. emails[type eq \"work\"].value"
+    return 'a value filter [...] must follow a plain attribute name, e.g. emails[type eq "work"].value'
 
 
 def parse_path_filter(attr_text: str, filter_text: str, rtype: ResourceType) -> ValuePath:
@@ -300,8 +316,12 @@ class _Resolver:
         operators: list[str] = []
 
         def flatten(item: sfp.AST) -> None:
-            if isinstance(item, sfp.Filter) and item.namespace is None and not item.negated \
-                    and isinstance(item.expr, sfp.LogExpr):
+            if (
+                isinstance(item, sfp.Filter)
+                and item.namespace is None
+                and not item.negated
+                and isinstance(item.expr, sfp.LogExpr)
+            ):
                 item = item.expr
             if isinstance(item, sfp.LogExpr):
                 flatten(item.expr1)
@@ -327,7 +347,7 @@ class _Resolver:
         if parent is not None:
             raise invalid_filter("A value filter [...] cannot be nested inside another value filter")
         if not isinstance(path, sfp.AttrPath) or not isinstance(path.attr_name, str) or path.sub_attr:
-            raise invalid_filter("A value filter must follow a plain attribute name, e.g. emails[type eq \"work\"]")
+            raise invalid_filter('A value filter must follow a plain attribute name, e.g. emails[type eq "work"]')
         ref = self.ref(path, None)
         if not ref.attr.is_complex or not ref.attr.multi_valued:
             raise invalid_filter(f"{ref.name} is not a multi-valued complex attribute; it cannot take [...]")
@@ -365,8 +385,10 @@ class _Resolver:
             # "emails eq x", "members eq id", "manager eq id" compare the value sub-attribute
             value_sub = ref.attr.sub("value")
             if value_sub is None:
-                raise invalid_filter(f"{ref.name} is a complex attribute; filter on one of its sub-attributes, "
-                                     f"e.g. {ref.name}.{ref.attr.sub_attributes[0].name}")
+                raise invalid_filter(
+                    f"{ref.name} is a complex attribute; filter on one of its sub-attributes, "
+                    f"e.g. {ref.name}.{ref.attr.sub_attributes[0].name}"
+                )
             return AttrRef(ref.urn, ref.attr, value_sub)
         return ref
 
@@ -393,7 +415,8 @@ def _check_value(ref: AttrRef, op: str, value: Value) -> Value:
         return value
     if not isinstance(value, str):
         raise invalid_filter(
-            f'{ref.name} is a {leaf.type}; put the value in double quotes, e.g. {ref.name} eq "{value}"')
+            f'{ref.name} is a {leaf.type}; put the value in double quotes, e.g. {ref.name} eq "{value}"'
+        )
     if leaf.type == "dateTime":
         if op in ("co", "sw", "ew"):
             raise invalid_filter(f"{ref.name} is a dateTime; use eq, ne, gt, ge, lt or le")

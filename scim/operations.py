@@ -50,7 +50,8 @@ def _looks_like_probe(text: str) -> bool:
     value = parts[1]
     pieces = value.split("-")
     return [len(p) for p in pieces] == [8, 4, 4, 4, 12] and all(
-        c in "0123456789abcdef" for c in fold(value).replace("-", ""))
+        c in "0123456789abcdef" for c in fold(value).replace("-", "")
+    )
 
 
 def _patch_operation(rtype: str, body: object) -> str:
@@ -128,10 +129,16 @@ def redact(value: object, depth: int = 0) -> object:
     if depth > MAX_REDACT_DEPTH:
         return TOO_DEEP
     if isinstance(value, dict):
-        secret_value = any(isinstance(k, str) and fold(k) == "path" and isinstance(v, str) and _names_secret(v)
-                           for k, v in value.items())
-        return {k: REDACTED if isinstance(k, str) and (_names_secret(k) or (secret_value and fold(k) == "value"))
-                else redact(v, depth + 1) for k, v in value.items()}
+        secret_value = any(
+            isinstance(k, str) and fold(k) == "path" and isinstance(v, str) and _names_secret(v)
+            for k, v in value.items()
+        )
+        return {
+            k: REDACTED
+            if isinstance(k, str) and (_names_secret(k) or (secret_value and fold(k) == "value"))
+            else redact(v, depth + 1)
+            for k, v in value.items()
+        }
     if isinstance(value, list):
         return [redact(item, depth + 1) for item in value]
     return value

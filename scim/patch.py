@@ -224,7 +224,7 @@ def _member_op(op: str, target: _Target, value: object) -> MemberOp:
         raise invalid_path('Members are added and removed whole; use the path members or members[value eq "<id>"]')
     if target.filter is not None:
         if op != "remove":
-            raise invalid_path(f'{op} cannot take a filter on members; use {op} with the path members')
+            raise invalid_path(f"{op} cannot take a filter on members; use {op} with the path members")
         return MemberOp("remove", tuple(Member(member_id) for member_id in _filtered_ids(target.filter)))
     if op == "remove":
         # With a value array (Entra's legacy dialect) only the listed members go, never all of them.
@@ -309,8 +309,12 @@ def _seed(target: _Target) -> dict:
         elif isinstance(node, Compare) and node.op == "eq" and node.value is not None:
             seed[node.ref.leaf.name] = node.value
         else:
-            raise ScimError(400, f"No {target.attr.name} value matches the filter, and it does not say how to "
-                                 'create one; use eq terms such as [type eq "work"]', "noTarget")
+            raise ScimError(
+                400,
+                f"No {target.attr.name} value matches the filter, and it does not say how to "
+                'create one; use eq terms such as [type eq "work"]',
+                "noTarget",
+            )
     return seed
 
 
@@ -332,8 +336,9 @@ def _remove(work: dict, target: _Target, value: object) -> None:
         if attr.multi_valued and value is not None and value != "":
             # remove with a value array removes the listed values only, as Entra means it for members.
             gone = clean_value(attr, value, _name(target)) or []
-            holder[attr.name] = [element for element in current
-                                 if not any(part.items() <= element.items() for part in gone)]
+            holder[attr.name] = [
+                element for element in current if not any(part.items() <= element.items() for part in gone)
+            ]
         else:
             del holder[attr.name]
         return

@@ -71,11 +71,12 @@ def split_urn(text: str) -> tuple[str | None, str]:
     if ":" not in head:
         return None, text
     cut = head.rindex(":")
-    return text[:cut], text[cut + 1:]
+    return text[:cut], text[cut + 1 :]
 
 
-def resolve(rtype: ResourceType, urn: str | None, name: str, sub: str | None,
-            *, error: ErrorFactory = invalid_path) -> AttrRef:
+def resolve(
+    rtype: ResourceType, urn: str | None, name: str, sub: str | None, *, error: ErrorFactory = invalid_path
+) -> AttrRef:
     """Resolve (urn, name, sub) case-insensitively, or raise error(detail)."""
     canonical_urn = None
     if urn is not None:

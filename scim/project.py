@@ -109,8 +109,9 @@ def _project_container(rtype: ResourceType, urn: str, ext: dict, projection: Pro
     return out
 
 
-def _project_attribute(rtype: ResourceType, urn: str | None, key: str, value: object,
-                       projection: Projection) -> object | None:
+def _project_attribute(
+    rtype: ResourceType, urn: str | None, key: str, value: object, projection: Projection
+) -> object | None:
     attr = rtype.attribute(urn, key)
     if attr is not None and attr.returned == "always":
         return value

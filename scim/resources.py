@@ -25,17 +25,32 @@ def etag_matches(tags: set[str] | None, version: int) -> bool:
     return any(tag.removeprefix("W/") == opaque for tag in tags)
 
 
-def to_resource(rtype: ResourceType, resource_id: str, doc: dict, *, version: int, created: str, modified: str,
-                base_url: str, members: list[dict] | None = None, groups: list[dict] | None = None) -> dict:
+def to_resource(
+    rtype: ResourceType,
+    resource_id: str,
+    doc: dict,
+    *,
+    version: int,
+    created: str,
+    modified: str,
+    base_url: str,
+    members: list[dict] | None = None,
+    groups: list[dict] | None = None,
+) -> dict:
     """Assemble the full resource; members/groups are included when they were loaded."""
     location = f"{base_url}{rtype.endpoint}/{resource_id}"
     schemas = [rtype.schema, *(urn for urn in rtype.extensions if urn in doc)]
     resource: dict = {"schemas": schemas, "id": resource_id, **doc}
     if members is not None:
         resource["members"] = [
-            {"value": m["value"], "type": m["type"], "display": m["display"],
-             "$ref": f"{base_url}/{m['type']}s/{m['value']}"} if m.get("display") is not None else
-            {"value": m["value"], "type": m["type"], "$ref": f"{base_url}/{m['type']}s/{m['value']}"}
+            {
+                "value": m["value"],
+                "type": m["type"],
+                "display": m["display"],
+                "$ref": f"{base_url}/{m['type']}s/{m['value']}",
+            }
+            if m.get("display") is not None
+            else {"value": m["value"], "type": m["type"], "$ref": f"{base_url}/{m['type']}s/{m['value']}"}
             for m in members
         ]
     if groups:

@@ -42,8 +42,11 @@ class Attribute:
 
     def __post_init__(self) -> None:
         self.by_lower.update({sub.name.lower(): sub for sub in self.sub_attributes})
-        object.__setattr__(self, "settable_subs", tuple(
-            (sub.name.lower(), sub) for sub in self.sub_attributes if sub.mutability != "readOnly"))
+        object.__setattr__(
+            self,
+            "settable_subs",
+            tuple((sub.name.lower(), sub) for sub in self.sub_attributes if sub.mutability != "readOnly"),
+        )
 
     def sub(self, name: str) -> Attribute | None:
         return self.by_lower.get(name.lower())
@@ -76,12 +79,22 @@ class Attribute:
 A = Attribute
 
 
-def _multi(name: str, description: str, *, value_type: str = "string", types: tuple[str, ...] = (),
-           extra: tuple[Attribute, ...] = (), ref_types: tuple[str, ...] = ()) -> Attribute:
+def _multi(
+    name: str,
+    description: str,
+    *,
+    value_type: str = "string",
+    types: tuple[str, ...] = (),
+    extra: tuple[Attribute, ...] = (),
+    ref_types: tuple[str, ...] = (),
+) -> Attribute:
     """The usual shape of a multi-valued complex attribute: value, display, type, primary."""
     value = A("value", value_type, description=f"The value of {name}", reference_types=ref_types)
     return A(
-        name, "complex", multi_valued=True, description=description,
+        name,
+        "complex",
+        multi_valued=True,
+        description=description,
         sub_attributes=(
             value,
             A("display", description="A human-readable name, primarily used for display purposes"),
@@ -93,7 +106,10 @@ def _multi(name: str, description: str, *, value_type: str = "string", types: tu
 
 
 META = A(
-    "meta", "complex", mutability="readOnly", description="Resource metadata",
+    "meta",
+    "complex",
+    mutability="readOnly",
+    description="Resource metadata",
     sub_attributes=(
         A("resourceType", case_exact=True, mutability="readOnly"),
         A("created", "dateTime", mutability="readOnly"),
@@ -105,24 +121,40 @@ META = A(
 
 # Attributes every resource has (RFC 7643 §3.1); they belong to no schema in /Schemas.
 COMMON_ATTRIBUTES: tuple[Attribute, ...] = (
-    A("id", case_exact=True, mutability="readOnly", returned="always", uniqueness="server",
-      description="Unique identifier assigned by the service provider"),
+    A(
+        "id",
+        case_exact=True,
+        mutability="readOnly",
+        returned="always",
+        uniqueness="server",
+        description="Unique identifier assigned by the service provider",
+    ),
     A("externalId", case_exact=True, description="Identifier assigned by the provisioning client"),
     META,
 )
 
 USER_ATTRIBUTES: tuple[Attribute, ...] = (
-    A("userName", required=True, uniqueness="server", returned="always",
-      description="Unique identifier for the user, used to sign in; unique regardless of case"),
-    A("name", "complex", required=True, description="The components of the user's real name",
-      sub_attributes=(
-          A("formatted", description="The full name, formatted for display"),
-          A("familyName", required=True, description="The family name (last name)"),
-          A("givenName", required=True, description="The given name (first name)"),
-          A("middleName", description="The middle name(s)"),
-          A("honorificPrefix", description="Honorific prefix, e.g. Ms."),
-          A("honorificSuffix", description="Honorific suffix, e.g. III"),
-      )),
+    A(
+        "userName",
+        required=True,
+        uniqueness="server",
+        returned="always",
+        description="Unique identifier for the user, used to sign in; unique regardless of case",
+    ),
+    A(
+        "name",
+        "complex",
+        required=True,
+        description="The components of the user's real name",
+        sub_attributes=(
+            A("formatted", description="The full name, formatted for display"),
+            A("familyName", required=True, description="The family name (last name)"),
+            A("givenName", required=True, description="The given name (first name)"),
+            A("middleName", description="The middle name(s)"),
+            A("honorificPrefix", description="Honorific prefix, e.g. Ms."),
+            A("honorificSuffix", description="Honorific suffix, e.g. III"),
+        ),
+    ),
     A("displayName", description="The name of the user, suitable for display"),
     A("nickName", description="The casual way to address the user"),
     A("profileUrl", "reference", reference_types=("external",), description="URL of the user's profile"),
@@ -132,36 +164,66 @@ USER_ATTRIBUTES: tuple[Attribute, ...] = (
     A("locale", description="Default location for localisation, e.g. en-US"),
     A("timezone", description="Time zone in IANA format, e.g. America/Los_Angeles"),
     A("active", "boolean", description="The user's administrative status"),
-    A("password", mutability="writeOnly", returned="never",
-      description="Cleartext password; accepted on write, never stored or returned"),
+    A(
+        "password",
+        mutability="writeOnly",
+        returned="never",
+        description="Cleartext password; accepted on write, never stored or returned",
+    ),
     _multi("emails", "Email addresses for the user", types=("work", "home", "other")),
-    _multi("phoneNumbers", "Phone numbers; a work number must be in E.164 form, e.g. +16175551212",
-           types=("work", "home", "mobile", "fax", "pager", "other")),
-    _multi("ims", "Instant messaging addresses",
-           types=("aim", "gtalk", "icq", "xmpp", "msn", "skype", "qq", "yahoo")),
-    _multi("photos", "URLs of photos of the user", value_type="reference", types=("photo", "thumbnail"),
-           ref_types=("external",)),
-    A("addresses", "complex", multi_valued=True, description="Physical mailing addresses",
-      sub_attributes=(
-          A("formatted", description="The full mailing address"),
-          A("streetAddress", description="The full street address"),
-          A("locality", description="The city or locality"),
-          A("region", description="The state or region"),
-          A("postalCode", description="The zip code or postal code"),
-          A("country", description="The country name, ISO 3166-1 alpha-2"),
-          A("type", canonical_values=("work", "home", "other"), description="The kind of address"),
-          A("primary", "boolean", description="Indicates the primary address"),
-      )),
-    A("groups", "complex", multi_valued=True, mutability="readOnly",
-      description="Groups the user belongs to, directly or through nested groups",
-      sub_attributes=(
-          A("value", mutability="readOnly", description="The id of the group"),
-          A("$ref", "reference", mutability="readOnly", reference_types=("Group",),
-            description="The URI of the group"),
-          A("display", mutability="readOnly", description="The group's displayName"),
-          A("type", mutability="readOnly", canonical_values=("direct", "indirect"),
-            description="direct, or indirect through a nested group"),
-      )),
+    _multi(
+        "phoneNumbers",
+        "Phone numbers; a work number must be in E.164 form, e.g. +16175551212",
+        types=("work", "home", "mobile", "fax", "pager", "other"),
+    ),
+    _multi("ims", "Instant messaging addresses", types=("aim", "gtalk", "icq", "xmpp", "msn", "skype", "qq", "yahoo")),
+    _multi(
+        "photos",
+        "URLs of photos of the user",
+        value_type="reference",
+        types=("photo", "thumbnail"),
+        ref_types=("external",),
+    ),
+    A(
+        "addresses",
+        "complex",
+        multi_valued=True,
+        description="Physical mailing addresses",
+        sub_attributes=(
+            A("formatted", description="The full mailing address"),
+            A("streetAddress", description="The full street address"),
+            A("locality", description="The city or locality"),
+            A("region", description="The state or region"),
+            A("postalCode", description="The zip code or postal code"),
+            A("country", description="The country name, ISO 3166-1 alpha-2"),
+            A("type", canonical_values=("work", "home", "other"), description="The kind of address"),
+            A("primary", "boolean", description="Indicates the primary address"),
+        ),
+    ),
+    A(
+        "groups",
+        "complex",
+        multi_valued=True,
+        mutability="readOnly",
+        description="Groups the user belongs to, directly or through nested groups",
+        sub_attributes=(
+            A("value", mutability="readOnly", description="The id of the group"),
+            A(
+                "$ref",
+                "reference",
+                mutability="readOnly",
+                reference_types=("Group",),
+                description="The URI of the group",
+            ),
+            A("display", mutability="readOnly", description="The group's displayName"),
+            A(
+                "type",
+                mutability="readOnly",
+                canonical_values=("direct", "indirect"),
+                description="direct, or indirect through a nested group",
+            ),
+        ),
+    ),
     _multi("entitlements", "Entitlements of the user"),
     _multi("roles", "Roles of the user"),
     _multi("x509Certificates", "X.509 certificates of the user", value_type="binary"),
@@ -173,26 +235,44 @@ ENTERPRISE_ATTRIBUTES: tuple[Attribute, ...] = (
     A("organization", description="Name of an organization"),
     A("division", description="Name of a division"),
     A("department", description="Name of a department"),
-    A("manager", "complex", description="The user's manager",
-      sub_attributes=(
-          A("value", description="The id of the manager's User resource"),
-          A("$ref", "reference", reference_types=("User",), description="The URI of the manager"),
-          A("displayName", mutability="readOnly", description="The manager's displayName"),
-      )),
+    A(
+        "manager",
+        "complex",
+        description="The user's manager",
+        sub_attributes=(
+            A("value", description="The id of the manager's User resource"),
+            A("$ref", "reference", reference_types=("User",), description="The URI of the manager"),
+            A("displayName", mutability="readOnly", description="The manager's displayName"),
+        ),
+    ),
 )
 
 GROUP_ATTRIBUTES: tuple[Attribute, ...] = (
-    A("displayName", required=True, uniqueness="server", returned="always",
-      description="A human-readable name for the group; unique regardless of case"),
-    A("members", "complex", multi_valued=True, description="Members of the group (users or groups)",
-      sub_attributes=(
-          A("value", mutability="immutable", description="The id of the member"),
-          A("$ref", "reference", mutability="immutable", reference_types=("User", "Group"),
-            description="The URI of the member"),
-          A("display", mutability="readOnly", description="The member's userName or displayName"),
-          A("type", mutability="immutable", canonical_values=("User", "Group"),
-            description="User or Group"),
-      )),
+    A(
+        "displayName",
+        required=True,
+        uniqueness="server",
+        returned="always",
+        description="A human-readable name for the group; unique regardless of case",
+    ),
+    A(
+        "members",
+        "complex",
+        multi_valued=True,
+        description="Members of the group (users or groups)",
+        sub_attributes=(
+            A("value", mutability="immutable", description="The id of the member"),
+            A(
+                "$ref",
+                "reference",
+                mutability="immutable",
+                reference_types=("User", "Group"),
+                description="The URI of the member",
+            ),
+            A("display", mutability="readOnly", description="The member's userName or displayName"),
+            A("type", mutability="immutable", canonical_values=("User", "Group"), description="User or Group"),
+        ),
+    ),
 )
 
 
@@ -273,8 +353,7 @@ GROUP_TYPE = ResourceType("Group", "/Groups", GROUP, (), "Group")
 RESOURCE_TYPES: dict[str, ResourceType] = {"User": USER_TYPE, "Group": GROUP_TYPE}
 
 
-def service_provider_config(base_url: str, max_results: int, max_operations: int,
-                            max_payload_size: int) -> dict:
+def service_provider_config(base_url: str, max_results: int, max_operations: int, max_payload_size: int) -> dict:
     """What we support, honestly: PATCH, filter, sort, ETags; no bulk, no password change."""
     return {
         "schemas": [SERVICE_PROVIDER_CONFIG],

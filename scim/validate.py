@@ -155,7 +155,8 @@ def _clean_simple(attr: Attribute, value: object, name: str) -> object | None:
             datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
             raise invalid_value(
-                f'{name} must be a dateTime such as "2026-01-31T12:00:00Z", not {shown(value)}') from None
+                f'{name} must be a dateTime such as "2026-01-31T12:00:00Z", not {shown(value)}'
+            ) from None
     return value
 
 

@@ -27,16 +27,29 @@ class TableMap:
 
 
 USERS = TableMap(
-    "users", "User",
-    {"id": "t.id", "externalid": "t.external_id", "username": "t.user_name", "active": "t.active",
-     "meta.created": "t.created", "meta.lastmodified": "t.modified"},
+    "users",
+    "User",
+    {
+        "id": "t.id",
+        "externalid": "t.external_id",
+        "username": "t.user_name",
+        "active": "t.active",
+        "meta.created": "t.created",
+        "meta.lastmodified": "t.modified",
+    },
     frozenset({"meta.location", "meta.version", "password"}),
     frozenset({"id", "externalid", "username"}),
 )
 GROUPS = TableMap(
-    "groups", "Group",
-    {"id": "t.id", "externalid": "t.external_id", "displayname": "t.display_name",
-     "meta.created": "t.created", "meta.lastmodified": "t.modified"},
+    "groups",
+    "Group",
+    {
+        "id": "t.id",
+        "externalid": "t.external_id",
+        "displayname": "t.display_name",
+        "meta.created": "t.created",
+        "meta.lastmodified": "t.modified",
+    },
     frozenset({"meta.location", "meta.version"}),
     frozenset({"id", "externalid", "displayname"}),
 )
@@ -124,17 +137,21 @@ class _Builder:
         """EXISTS over the elements of a multi-valued attribute; inner(expr_of) builds the test."""
         name = ref.attr.name
         if self.tmap.table == "groups" and name == "members":
+
             def member_expr(sub_ref: AttrRef) -> str:
                 sub = sub_ref.leaf.name if sub_ref.sub else "value"
                 if sub not in _MEMBER_COLUMNS:
                     raise invalid_filter(f"members.{sub} cannot be used in a filter; use members.value or members.type")
                 return _MEMBER_COLUMNS[sub]
+
             return f"EXISTS (SELECT 1 FROM group_members AS m WHERE m.group_id = t.id AND {inner(member_expr)})"
         if self.tmap.table == "users" and name == "groups":
+
             def group_expr(sub_ref: AttrRef) -> str:
                 if sub_ref.sub is not None and sub_ref.sub.name != "value":
                     raise invalid_filter(f"groups.{sub_ref.sub.name} cannot be used in a filter; use groups.value")
                 return "a.gid"
+
             # Direct and indirect (nested) groups; UNION stops at cycles.
             return (
                 "EXISTS (WITH RECURSIVE a(gid) AS (SELECT group_id FROM group_members WHERE member_id = t.id "
@@ -148,8 +165,10 @@ class _Builder:
                 return f"{alias}.value"
             return f"json_extract({alias}.value, '$.{_json_key(sub_ref.sub.name)}')"
 
-        return (f"EXISTS (SELECT 1 FROM json_each(t.doc, '{_json_path(ref, with_sub=False)}') AS {alias} "
-                f"WHERE {inner(element_expr)})")
+        return (
+            f"EXISTS (SELECT 1 FROM json_each(t.doc, '{_json_path(ref, with_sub=False)}') AS {alias} "
+            f"WHERE {inner(element_expr)})"
+        )
 
     def leaf(self, node: Compare | Present, expr: str) -> str:
         leaf = node.ref.leaf
@@ -252,9 +271,11 @@ def order_clause(ref: AttrRef, descending: bool, tmap: TableMap) -> str:
         if ref.name.lower() in ("members", "groups", "members.value", "groups.value"):
             raise invalid_value(f"sortBy {ref.name} is not supported; sort on a singular attribute")
         sub = ref.sub.name if ref.sub else "value"
-        expr = (f"(SELECT json_extract(s.value, '$.{_json_key(sub)}') FROM json_each(t.doc, "
-                f"'{_json_path(ref, with_sub=False)}') AS s "
-                "ORDER BY coalesce(json_extract(s.value, '$.primary'), 0) DESC LIMIT 1)")
+        expr = (
+            f"(SELECT json_extract(s.value, '$.{_json_key(sub)}') FROM json_each(t.doc, "
+            f"'{_json_path(ref, with_sub=False)}') AS s "
+            "ORDER BY coalesce(json_extract(s.value, '$.primary'), 0) DESC LIMIT 1)"
+        )
     elif ref.attr.is_complex and ref.sub is None:
         raise invalid_value(f"sortBy {ref.name} names a complex attribute; sort on a sub-attribute")
     else:

@@ -219,8 +219,7 @@ def _statements(script: str) -> list[str]:
 class SqliteStore:
     """The Store protocol on SQLite (see storage/__init__.py)."""
 
-    def __init__(self, path: str, *, synchronous: str = "NORMAL", readers: int = 2,
-                 max_write_queue: int = 0) -> None:
+    def __init__(self, path: str, *, synchronous: str = "NORMAL", readers: int = 2, max_write_queue: int = 0) -> None:
         self.path = path
         self.synchronous = synchronous
         self.reader_count = readers
@@ -343,8 +342,9 @@ class SqliteStore:
 
     # --- administration ---------------------------------------------------------------------
 
-    async def create_api_key(self, name: str, description: str, users_write: bool,
-                             groups_write: bool) -> tuple[ApiKey, str]:
+    async def create_api_key(
+        self, name: str, description: str, users_write: bool, groups_write: bool
+    ) -> tuple[ApiKey, str]:
         name = name.strip()
         if not name:
             raise AdminError("An API key needs a name")
@@ -356,8 +356,15 @@ class SqliteStore:
                 conn.execute(
                     "INSERT INTO api_keys (id, name, description, secret_hash, users_write, groups_write, created)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (key.id, key.name, description, hash_secret(secret), int(users_write), int(groups_write),
-                     key.created),
+                    (
+                        key.id,
+                        key.name,
+                        description,
+                        hash_secret(secret),
+                        int(users_write),
+                        int(groups_write),
+                        key.created,
+                    ),
                 )
             except sqlite3.IntegrityError:
                 raise AdminError(f"An API key named {name!r} already exists", 409) from None
@@ -366,11 +373,25 @@ class SqliteStore:
         return key, secret
 
     async def list_api_keys(self) -> list[ApiKey]:
-        rows = await self.read(_fetch, "SELECT id, name, description, users_write, groups_write, created, "
-                                      "last_used, revoked FROM api_keys ORDER BY created", ())
-        return [ApiKey(r[0], r[1], r[2], bool(r[3]), bool(r[4]), r[5],
-                       format_timestamp(self._last_used[r[0]]) if r[0] in self._last_used else r[6], r[7])
-                for r in rows]
+        rows = await self.read(
+            _fetch,
+            "SELECT id, name, description, users_write, groups_write, created, "
+            "last_used, revoked FROM api_keys ORDER BY created",
+            (),
+        )
+        return [
+            ApiKey(
+                r[0],
+                r[1],
+                r[2],
+                bool(r[3]),
+                bool(r[4]),
+                r[5],
+                format_timestamp(self._last_used[r[0]]) if r[0] in self._last_used else r[6],
+                r[7],
+            )
+            for r in rows
+        ]
 
     async def find_api_key(self, id_or_name: str) -> ApiKey:
         for key in await self.list_api_keys():
@@ -401,8 +422,10 @@ class SqliteStore:
 
         def insert(conn: sqlite3.Connection) -> None:
             try:
-                conn.execute("INSERT INTO idps (id, name, icon, api_key_id, created) VALUES (?, ?, ?, ?, ?)",
-                             (idp.id, idp.name, idp.icon, idp.api_key_id, idp.created))
+                conn.execute(
+                    "INSERT INTO idps (id, name, icon, api_key_id, created) VALUES (?, ?, ?, ?, ?)",
+                    (idp.id, idp.name, idp.icon, idp.api_key_id, idp.created),
+                )
             except sqlite3.IntegrityError:
                 raise AdminError(f"An IdP named {name!r} already exists", 409) from None
 
@@ -491,8 +514,11 @@ class SqliteStore:
         if not self._last_used:
             return
         pending, self._last_used = self._last_used, {}
-        await self.write(lambda conn: conn.executemany(
-            "UPDATE api_keys SET last_used = ? WHERE id = ?", [(format_timestamp(t), k) for k, t in pending.items()]))
+        await self.write(
+            lambda conn: conn.executemany(
+                "UPDATE api_keys SET last_used = ? WHERE id = ?", [(format_timestamp(t), k) for k, t in pending.items()]
+            )
+        )
 
     # --- SCIM resources ------------------------------------------------------------------------
 
@@ -533,10 +559,14 @@ class SqliteStore:
         base = f"FROM {tmap.table} AS t WHERE t.idp_id = ? AND {where}"
 
         def run(conn: sqlite3.Connection) -> tuple[int, list[Row]]:
-            found = conn.execute(
-                f"SELECT t.id, t.doc, t.version, t.created, t.modified {base} ORDER BY {order} LIMIT ? OFFSET ?",
-                (idp_id, *params, query.count, query.start_index - 1),
-            ).fetchall() if query.count > 0 else []
+            found = (
+                conn.execute(
+                    f"SELECT t.id, t.doc, t.version, t.created, t.modified {base} ORDER BY {order} LIMIT ? OFFSET ?",
+                    (idp_id, *params, query.count, query.start_index - 1),
+                ).fetchall()
+                if query.count > 0
+                else []
+            )
             if len(found) < query.count and (found or query.start_index == 1):
                 # A short page is the last one: it tells the total, and a lookup by userName (one
                 # row or none, Entra's commonest request) needs no count query.
@@ -556,8 +586,7 @@ class SqliteStore:
         except sqlite3.OperationalError as exc:
             raise ScimError(400, f"The filter could not be evaluated: {exc}", "invalidFilter") from None
 
-    async def update(self, rtype: str, idp_id: str, resource_id: str, change: ChangeFn, *,
-                     members: bool = True) -> Row:
+    async def update(self, rtype: str, idp_id: str, resource_id: str, change: ChangeFn, *, members: bool = True) -> Row:
         tmap = TABLES[rtype]
 
         def run(conn: sqlite3.Connection) -> Row:
@@ -599,7 +628,9 @@ class SqliteStore:
             # Groups that lose a member (this resource) change: bump their version.
             conn.execute(
                 "UPDATE groups SET version = version + 1, modified = ? WHERE id IN "
-                "(SELECT group_id FROM group_members WHERE member_id = ?)", (stamp, resource_id))
+                "(SELECT group_id FROM group_members WHERE member_id = ?)",
+                (stamp, resource_id),
+            )
             conn.execute("DELETE FROM group_members WHERE member_id = ?", (resource_id,))
             if tmap is GROUPS:
                 conn.execute("DELETE FROM group_members WHERE group_id = ?", (resource_id,))
@@ -610,20 +641,27 @@ class SqliteStore:
     async def append_logs(self, records: list[LogRecord]) -> None:
         """Write provisioning log records (without id) in one statement (called with buffered batches)."""
         marks = ", ".join("?" * len(LOG_COLUMNS))
-        rows = [record[:len(LOG_COLUMNS)] for record in records]
-        await self.write(lambda conn: conn.executemany(
-            f"INSERT INTO provisioning_log ({', '.join(LOG_COLUMNS)}) VALUES ({marks})", rows))
+        rows = [record[: len(LOG_COLUMNS)] for record in records]
+        await self.write(
+            lambda conn: conn.executemany(
+                f"INSERT INTO provisioning_log ({', '.join(LOG_COLUMNS)}) VALUES ({marks})", rows
+            )
+        )
 
     async def prune_logs(self, max_age_days: int, max_rows: int) -> int:
         """Delete log records older than max_age_days or beyond the newest max_rows (0 = no limit)."""
+
         def run(conn: sqlite3.Connection) -> int:
             before = conn.total_changes
             if max_age_days:
                 cutoff = format_datetime(datetime.now(UTC) - timedelta(days=max_age_days))
                 conn.execute("DELETE FROM provisioning_log WHERE time < ?", (cutoff,))
             if max_rows:
-                conn.execute("DELETE FROM provisioning_log WHERE id <= "
-                             "(SELECT id FROM provisioning_log ORDER BY id DESC LIMIT 1 OFFSET ?)", (max_rows,))
+                conn.execute(
+                    "DELETE FROM provisioning_log WHERE id <= "
+                    "(SELECT id FROM provisioning_log ORDER BY id DESC LIMIT 1 OFFSET ?)",
+                    (max_rows,),
+                )
             return conn.total_changes - before
 
         return await self.write(run)
@@ -644,9 +682,13 @@ class SqliteStore:
 
     async def set_setting(self, key: str, value: str) -> None:
         stamp = now()
-        await self.write(lambda conn: conn.execute(
-            "INSERT INTO settings (key, value, updated) VALUES (?, ?, ?) "
-            "ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated = excluded.updated", (key, value, stamp)))
+        await self.write(
+            lambda conn: conn.execute(
+                "INSERT INTO settings (key, value, updated) VALUES (?, ?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated = excluded.updated",
+                (key, value, stamp),
+            )
+        )
 
     async def setting_or_create(self, key: str, value: str) -> str:
         """The stored value of key, storing `value` first when there is none (racing callers agree)."""
@@ -664,15 +706,19 @@ class SqliteStore:
         def run(conn: sqlite3.Connection) -> None:
             # Expired sessions are swept at each sign-in, which keeps the table small without a timer.
             conn.execute("DELETE FROM admin_sessions WHERE expires <= ?", (stamp,))
-            conn.execute("INSERT INTO admin_sessions (id_hash, csrf_token, created, expires, client) "
-                         "VALUES (?, ?, ?, ?, ?)",
-                         (session.id_hash, session.csrf_token, session.created, session.expires, client))
+            conn.execute(
+                "INSERT INTO admin_sessions (id_hash, csrf_token, created, expires, client) VALUES (?, ?, ?, ?, ?)",
+                (session.id_hash, session.csrf_token, session.created, session.expires, client),
+            )
 
         await self.write(run)
 
     async def get_admin_session(self, id_hash: str) -> AdminSession | None:
-        rows = await self.read(_fetch, "SELECT id_hash, csrf_token, created, expires FROM admin_sessions "
-                                       "WHERE id_hash = ? AND expires > ?", (id_hash, now()))
+        rows = await self.read(
+            _fetch,
+            "SELECT id_hash, csrf_token, created, expires FROM admin_sessions WHERE id_hash = ? AND expires > ?",
+            (id_hash, now()),
+        )
         return AdminSession(*rows[0]) if rows else None
 
     async def delete_admin_sessions(self, id_hash: str | None = None) -> None:
@@ -682,8 +728,17 @@ class SqliteStore:
         else:
             await self.write(lambda conn: conn.execute("DELETE FROM admin_sessions WHERE id_hash = ?", (id_hash,)))
 
-    async def directory_page(self, rtype: str, idp_id: str, where: Node | None, *, text: str | None = None,
-                             after: str | None = None, before: str | None = None, limit: int = 50) -> DirectoryPage:
+    async def directory_page(
+        self,
+        rtype: str,
+        idp_id: str,
+        where: Node | None,
+        *,
+        text: str | None = None,
+        after: str | None = None,
+        before: str | None = None,
+        limit: int = 50,
+    ) -> DirectoryPage:
         """A page in name order after (or before) a name: a walk along the UNIQUE (idp_id, name) index.
 
         Keyset paging costs the same on the last page of 100,000 users as on the first, where OFFSET
@@ -699,21 +754,26 @@ class SqliteStore:
         if text:
             text_clause, text_params = _text_search(tmap, text)
             clause, params = f"{clause} AND {text_clause}", [*params, *text_params]
-        base = f"SELECT t.id, t.doc, t.version, t.created, t.modified FROM {tmap.table} AS t " \
-               f"WHERE t.idp_id = ? AND {clause}"
+        base = (
+            f"SELECT t.id, t.doc, t.version, t.created, t.modified FROM {tmap.table} AS t "
+            f"WHERE t.idp_id = ? AND {clause}"
+        )
 
         def forward(conn: sqlite3.Connection, start: str | None) -> list[tuple]:
             keyset, extra = (f" AND {name} > ?", [start]) if start is not None else ("", [])
-            return conn.execute(f"{base}{keyset} ORDER BY {name} LIMIT ?",
-                                (idp_id, *params, *extra, limit + 1)).fetchall()
+            return conn.execute(
+                f"{base}{keyset} ORDER BY {name} LIMIT ?", (idp_id, *params, *extra, limit + 1)
+            ).fetchall()
 
         def run(conn: sqlite3.Connection) -> DirectoryPage:
-            total = conn.execute(f"SELECT count(*) FROM {tmap.table} AS t WHERE t.idp_id = ? AND {clause}",
-                                 (idp_id, *params)).fetchone()[0]
+            total = conn.execute(
+                f"SELECT count(*) FROM {tmap.table} AS t WHERE t.idp_id = ? AND {clause}", (idp_id, *params)
+            ).fetchone()[0]
             found: list[tuple] | None = None
             if before is not None:
-                backwards = conn.execute(f"{base} AND {name} < ? ORDER BY {name} DESC LIMIT ?",
-                                         (idp_id, *params, before, limit + 1)).fetchall()
+                backwards = conn.execute(
+                    f"{base} AND {name} < ? ORDER BY {name} DESC LIMIT ?", (idp_id, *params, before, limit + 1)
+                ).fetchall()
                 if len(backwards) > limit:
                     found, has_previous, has_next = backwards[:limit][::-1], True, True
             if found is None:
@@ -730,8 +790,12 @@ class SqliteStore:
             elif rows:
                 marks = ",".join("?" * len(rows))
                 counts = {row.id: 0 for row in rows}
-                counts.update(conn.execute(f"SELECT group_id, count(*) FROM group_members WHERE group_id IN ({marks})"
-                                           " GROUP BY group_id", [row.id for row in rows]).fetchall())
+                counts.update(
+                    conn.execute(
+                        f"SELECT group_id, count(*) FROM group_members WHERE group_id IN ({marks}) GROUP BY group_id",
+                        [row.id for row in rows],
+                    ).fetchall()
+                )
             return DirectoryPage(total, rows, has_previous, has_next, counts)
 
         try:
@@ -741,15 +805,18 @@ class SqliteStore:
 
     async def group_members(self, idp_id: str, group_id: str, limit: int) -> tuple[int, list[dict]]:
         """How many direct members a group has, and the first `limit` of them (without loading the rest)."""
+
         def run(conn: sqlite3.Connection) -> tuple[int, list[dict]]:
-            total = conn.execute("SELECT count(*) FROM group_members WHERE group_id = ? AND idp_id = ?",
-                                 (group_id, idp_id)).fetchone()[0]
+            total = conn.execute(
+                "SELECT count(*) FROM group_members WHERE group_id = ? AND idp_id = ?", (group_id, idp_id)
+            ).fetchone()[0]
             rows = conn.execute(
                 "SELECT m.member_id, m.type, CASE m.type WHEN 'User' THEN "
                 "(SELECT user_name FROM users WHERE id = m.member_id) "
                 "ELSE (SELECT display_name FROM groups WHERE id = m.member_id) END "
                 "FROM group_members AS m WHERE m.group_id = ? AND m.idp_id = ? LIMIT ?",
-                (group_id, idp_id, limit)).fetchall()
+                (group_id, idp_id, limit),
+            ).fetchall()
             return total, [{"value": r[0], "type": r[1], "display": r[2]} for r in rows]
 
         return await self.read(run)
@@ -761,10 +828,12 @@ class SqliteStore:
             # Keyset on (time, id), the order of the (time) and (idp_id, time) indexes.
             conditions.append("(time, id) < (SELECT time, id FROM provisioning_log WHERE id = ?)")
             params.append(query.before_id)
-        sql = (f"SELECT {LOG_RECORD_COLUMNS} FROM provisioning_log WHERE {' AND '.join(conditions) or '1'} "
-               "ORDER BY time DESC, id DESC LIMIT ?")
+        sql = (
+            f"SELECT {LOG_RECORD_COLUMNS} FROM provisioning_log WHERE {' AND '.join(conditions) or '1'} "
+            "ORDER BY time DESC, id DESC LIMIT ?"
+        )
         rows = await self.read(_fetch, sql, (*params, query.limit + 1))
-        return [LogRecord(*row) for row in rows[:query.limit]], len(rows) > query.limit
+        return [LogRecord(*row) for row in rows[: query.limit]], len(rows) > query.limit
 
     async def get_log(self, log_id: int) -> LogRecord | None:
         rows = await self.read(_fetch, f"SELECT {LOG_RECORD_COLUMNS} FROM provisioning_log WHERE id = ?", (log_id,))
@@ -772,12 +841,14 @@ class SqliteStore:
 
     async def log_counters(self, idp_ids: list[str], since: str) -> dict[str, LogCounters]:
         """Per IdP: operations and failures since `since`, and the time of its newest record."""
+
         def run(conn: sqlite3.Connection) -> dict[str, LogCounters]:
             result = {}
             for idp_id in idp_ids:
                 operations, failures = conn.execute(
                     "SELECT count(*), total(status >= 400) FROM provisioning_log WHERE idp_id = ? AND time >= ?",
-                    (idp_id, since)).fetchone()
+                    (idp_id, since),
+                ).fetchone()
                 last = conn.execute("SELECT max(time) FROM provisioning_log WHERE idp_id = ?", (idp_id,)).fetchone()[0]
                 result[idp_id] = LogCounters(operations, int(failures), last)
             return result
@@ -825,27 +896,39 @@ def _idp_id() -> str:
 
 def _uniqueness(tmap: TableMap, doc: dict) -> ScimError:
     if tmap is USERS:
-        return ScimError(409, f"userName {doc.get('userName')!r} is already taken in this IdP (user names are "
-                              "unique regardless of letter case); look the user up with a userName filter",
-                         "uniqueness")
-    return ScimError(409, f"displayName {doc.get('displayName')!r} is already taken in this IdP (group names are "
-                          "unique regardless of letter case)", "uniqueness")
+        return ScimError(
+            409,
+            f"userName {doc.get('userName')!r} is already taken in this IdP (user names are "
+            "unique regardless of letter case); look the user up with a userName filter",
+            "uniqueness",
+        )
+    return ScimError(
+        409,
+        f"displayName {doc.get('displayName')!r} is already taken in this IdP (group names are "
+        "unique regardless of letter case)",
+        "uniqueness",
+    )
 
 
 def _hot_columns(tmap: TableMap, doc: dict) -> dict[str, object]:
     """The attributes kept in their own (indexed) columns, by column name, in table order."""
     if tmap is USERS:
         active = doc.get("active")
-        return {"user_name": doc["userName"], "external_id": doc.get("externalId"),
-                "active": None if active is None else int(active)}
+        return {
+            "user_name": doc["userName"],
+            "external_id": doc.get("externalId"),
+            "active": None if active is None else int(active),
+        }
     return {"display_name": doc["displayName"], "external_id": doc.get("externalId")}
 
 
 def _insert(conn: sqlite3.Connection, tmap: TableMap, idp_id: str, row: Row) -> None:
     columns = _hot_columns(tmap, row.doc)
-    conn.execute(f"INSERT INTO {tmap.table} (id, idp_id, {', '.join(columns)}, doc, version, created, modified)"
-                 f" VALUES (?, ?{', ?' * len(columns)}, ?, ?, ?, ?)",
-                 (row.id, idp_id, *columns.values(), _dumps(row.doc), row.version, row.created, row.modified))
+    conn.execute(
+        f"INSERT INTO {tmap.table} (id, idp_id, {', '.join(columns)}, doc, version, created, modified)"
+        f" VALUES (?, ?{', ?' * len(columns)}, ?, ?, ?, ?)",
+        (row.id, idp_id, *columns.values(), _dumps(row.doc), row.version, row.created, row.modified),
+    )
 
 
 def _changed_columns(tmap: TableMap, old: dict, new: dict) -> dict[str, object]:
@@ -858,14 +941,17 @@ def _store_doc(conn: sqlite3.Connection, tmap: TableMap, row: Row, columns: dict
     # Setting an indexed column, even to its own value, rewrites its index entries: only the hot
     # columns that changed are set. Entra's disable (active only) costs half as much this way.
     sets = "".join(f"{name} = ?, " for name in columns)
-    conn.execute(f"UPDATE {tmap.table} SET {sets}doc = ?, version = ?, modified = ? WHERE id = ?",
-                 (*columns.values(), _dumps(row.doc), row.version, row.modified, row.id))
+    conn.execute(
+        f"UPDATE {tmap.table} SET {sets}doc = ?, version = ?, modified = ? WHERE id = ?",
+        (*columns.values(), _dumps(row.doc), row.version, row.modified, row.id),
+    )
 
 
 def _load(conn: sqlite3.Connection, tmap: TableMap, idp_id: str, resource_id: str, members: bool) -> Row | None:
     found = conn.execute(
         f"SELECT id, doc, version, created, modified FROM {tmap.table} WHERE id = ? AND idp_id = ?",
-        (resource_id, idp_id)).fetchone()
+        (resource_id, idp_id),
+    ).fetchone()
     if found is None:
         return None
     row = Row(found[0], orjson.loads(found[1]), found[2], found[3], found[4])
@@ -886,7 +972,9 @@ def _load_members(conn: sqlite3.Connection, group_id: str) -> list[dict]:
         "SELECT m.member_id, m.type, CASE m.type WHEN 'User' THEN "
         "(SELECT user_name FROM users WHERE id = m.member_id) "
         "ELSE (SELECT display_name FROM groups WHERE id = m.member_id) END "
-        "FROM group_members AS m WHERE m.group_id = ?", (group_id,)).fetchall()
+        "FROM group_members AS m WHERE m.group_id = ?",
+        (group_id,),
+    ).fetchall()
     return [{"value": r[0], "type": r[1], "display": r[2]} for r in rows]
 
 
@@ -901,7 +989,9 @@ def _load_groups(conn: sqlite3.Connection, user_id: str) -> list[dict]:
         " UNION SELECT gm.group_id, reach.depth + 1 FROM group_members AS gm JOIN reach ON gm.member_id = reach.gid"
         " WHERE reach.depth < 64)"
         " SELECT reach.gid, min(reach.depth), g.display_name FROM reach JOIN groups AS g ON g.id = reach.gid"
-        " GROUP BY reach.gid ORDER BY min(reach.depth), g.display_name", (user_id,)).fetchall()
+        " GROUP BY reach.gid ORDER BY min(reach.depth), g.display_name",
+        (user_id,),
+    ).fetchall()
     return [{"value": r[0], "display": r[2], "type": "direct" if r[1] == 0 else "indirect"} for r in rows]
 
 
@@ -913,33 +1003,41 @@ def _apply_member_ops(conn: sqlite3.Connection, idp_id: str, group_id: str, ops:
             conn.execute("DELETE FROM group_members WHERE group_id = ?", (group_id,))
             continue
         if op.op == "remove":
-            conn.executemany("DELETE FROM group_members WHERE group_id = ? AND member_id = ?",
-                             [(group_id, m.value) for m in op.members])
+            conn.executemany(
+                "DELETE FROM group_members WHERE group_id = ? AND member_id = ?",
+                [(group_id, m.value) for m in op.members],
+            )
             continue
         typed = _member_types(conn, idp_id, group_id, op.members)
         if op.op == "replace":
             conn.execute("CREATE TEMP TABLE IF NOT EXISTS keep_members (id TEXT PRIMARY KEY)")
             conn.execute("DELETE FROM temp.keep_members")
             conn.executemany("INSERT OR IGNORE INTO temp.keep_members VALUES (?)", [(m,) for m, _ in typed])
-            conn.execute("DELETE FROM group_members WHERE group_id = ? AND member_id NOT IN "
-                         "(SELECT id FROM temp.keep_members)", (group_id,))
-        conn.executemany("INSERT OR IGNORE INTO group_members (idp_id, group_id, member_id, type) VALUES (?, ?, ?, ?)",
-                         [(idp_id, group_id, member_id, kind) for member_id, kind in typed])
+            conn.execute(
+                "DELETE FROM group_members WHERE group_id = ? AND member_id NOT IN (SELECT id FROM temp.keep_members)",
+                (group_id,),
+            )
+        conn.executemany(
+            "INSERT OR IGNORE INTO group_members (idp_id, group_id, member_id, type) VALUES (?, ?, ?, ?)",
+            [(idp_id, group_id, member_id, kind) for member_id, kind in typed],
+        )
     return conn.total_changes != before
 
 
-def _member_types(conn: sqlite3.Connection, idp_id: str, group_id: str,
-                  members: tuple[Member, ...]) -> list[tuple[str, str]]:
+def _member_types(
+    conn: sqlite3.Connection, idp_id: str, group_id: str, members: tuple[Member, ...]
+) -> list[tuple[str, str]]:
     """Resolve each member to (id, "User"|"Group") within the IdP, or fail naming the unknown ids."""
     ids = list(dict.fromkeys(m.value for m in members))
     found: dict[str, str] = {}
     for start in range(0, len(ids), 500):
-        chunk = ids[start:start + 500]
+        chunk = ids[start : start + 500]
         marks = ",".join("?" * len(chunk))
         for member_id, kind in conn.execute(
-                f"SELECT id, 'User' FROM users WHERE idp_id = ? AND id IN ({marks}) "
-                f"UNION ALL SELECT id, 'Group' FROM groups WHERE idp_id = ? AND id IN ({marks})",
-                (idp_id, *chunk, idp_id, *chunk)):
+            f"SELECT id, 'User' FROM users WHERE idp_id = ? AND id IN ({marks}) "
+            f"UNION ALL SELECT id, 'Group' FROM groups WHERE idp_id = ? AND id IN ({marks})",
+            (idp_id, *chunk, idp_id, *chunk),
+        ):
             found[member_id] = kind
     missing = [i for i in ids if i not in found]
     if missing:
@@ -955,9 +1053,14 @@ def _member_types(conn: sqlite3.Connection, idp_id: str, group_id: str,
 
 
 # The stored columns, then the resource's current name (two lookups by the unique id index).
-LOG_RECORD_COLUMNS = ", ".join([*LOG_COLUMNS, "id",
-                                "coalesce((SELECT user_name FROM users WHERE id = resource_id), "
-                                "(SELECT display_name FROM groups WHERE id = resource_id))"])
+LOG_RECORD_COLUMNS = ", ".join(
+    [
+        *LOG_COLUMNS,
+        "id",
+        "coalesce((SELECT user_name FROM users WHERE id = resource_id), "
+        "(SELECT display_name FROM groups WHERE id = resource_id))",
+    ]
+)
 
 
 def _like_pattern(text: str) -> str:
@@ -968,15 +1071,22 @@ def _text_search(tmap: TableMap, text: str) -> tuple[str, list]:
     pattern = _like_pattern(text)
     if tmap is GROUPS:
         return "(t.display_name LIKE ? ESCAPE '\\' OR t.external_id = ? OR t.id = ?)", [pattern, text, text]
-    names = ("json_extract(t.doc, '$.name.givenName') LIKE ? ESCAPE '\\' OR "
-             "json_extract(t.doc, '$.name.familyName') LIKE ? ESCAPE '\\'")
+    names = (
+        "json_extract(t.doc, '$.name.givenName') LIKE ? ESCAPE '\\' OR "
+        "json_extract(t.doc, '$.name.familyName') LIKE ? ESCAPE '\\'"
+    )
     if '"' in text or "\\" in text:  # escaped inside the JSON text, so the text pre-check below would miss them
-        return f"(t.user_name LIKE ? ESCAPE '\\' OR {names} OR t.external_id = ? OR t.id = ?)", \
-            [pattern] * 3 + [text, text]
+        return f"(t.user_name LIKE ? ESCAPE '\\' OR {names} OR t.external_id = ? OR t.id = ?)", [pattern] * 3 + [
+            text,
+            text,
+        ]
     # The document is searched as text first, so only the few rows that contain the words at all pay
     # for parsing their JSON: a search through 100,000 users stays a single quick scan.
-    return (f"(t.user_name LIKE ? ESCAPE '\\' OR (t.doc LIKE ? ESCAPE '\\' AND ({names})) "
-            "OR t.external_id = ? OR t.id = ?)", [pattern] * 4 + [text, text])
+    return (
+        f"(t.user_name LIKE ? ESCAPE '\\' OR (t.doc LIKE ? ESCAPE '\\' AND ({names})) "
+        "OR t.external_id = ? OR t.id = ?)",
+        [pattern] * 4 + [text, text],
+    )
 
 
 def _log_conditions(query: LogQuery) -> tuple[list[str], list]:
@@ -993,9 +1103,11 @@ def _log_conditions(query: LogQuery) -> tuple[list[str], list]:
     if query.text:
         pattern = _like_pattern(query.text)
         # PATCH and DELETE records name their resource by id only: match its current name as well.
-        conditions.append("(target LIKE ? ESCAPE '\\' OR detail LIKE ? ESCAPE '\\' OR path LIKE ? ESCAPE '\\' "
-                          "OR resource_id = ? OR resource_id IN (SELECT id FROM users WHERE user_name LIKE ? "
-                          "ESCAPE '\\' UNION ALL SELECT id FROM groups WHERE display_name LIKE ? ESCAPE '\\'))")
+        conditions.append(
+            "(target LIKE ? ESCAPE '\\' OR detail LIKE ? ESCAPE '\\' OR path LIKE ? ESCAPE '\\' "
+            "OR resource_id = ? OR resource_id IN (SELECT id FROM users WHERE user_name LIKE ? "
+            "ESCAPE '\\' UNION ALL SELECT id FROM groups WHERE display_name LIKE ? ESCAPE '\\'))"
+        )
         params += [pattern, pattern, pattern, query.text, pattern, pattern]
     if query.since:
         conditions.append("time >= ?")

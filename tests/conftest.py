@@ -59,8 +59,9 @@ class Tenant:
 
 @pytest.fixture
 def settings(tmp_path: Path):
-    return load_settings(environ={"SCIMLET_DATABASE_PATH": str(tmp_path / "scimlet.db"),
-                                  "SCIMLET_SERVER_BASE_URL": "https://scim.test"})
+    return load_settings(
+        environ={"SCIMLET_DATABASE_PATH": str(tmp_path / "scimlet.db"), "SCIMLET_SERVER_BASE_URL": "https://scim.test"}
+    )
 
 
 @pytest.fixture
@@ -74,8 +75,9 @@ async def tenant(settings) -> AsyncIterator[Tenant]:
     app = create_app(settings, store)
     url = f"https://scim.test/v1/scim/{idp.id}"
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url=url,
-                                 headers={"Authorization": f"Bearer {secret}"}) as client:
+    async with httpx.AsyncClient(
+        transport=transport, base_url=url, headers={"Authorization": f"Bearer {secret}"}
+    ) as client:
         yield Tenant(client, store, idp.id, secret, url)
     await store.close()
 
@@ -100,13 +102,20 @@ class LiveServer:
 
 
 def run_cli(env: dict, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "app.py", *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=60)
+    return subprocess.run(
+        [sys.executable, "app.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
 
 
 def start_server(env: dict, port: int) -> subprocess.Popen:
-    process = subprocess.Popen([sys.executable, "app.py", "serve"], cwd=ROOT, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "app.py", "serve"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -127,8 +136,14 @@ def serve_live(db_path: Path, **extra_env: str) -> Iterator[LiveServer]:
     extra_env adds SCIMLET_* settings (e.g. SCIMLET_SCIM_MAX_WRITE_QUEUE="1").
     """
     port = free_port()
-    env = {**os.environ, "SCIMLET_DATABASE_PATH": str(db_path), "SCIMLET_SERVER_PORT": str(port),
-           "SCIMLET_SERVER_HOST": "127.0.0.1", "SCIMLET_LOGGING_LEVEL": "warning", **extra_env}
+    env = {
+        **os.environ,
+        "SCIMLET_DATABASE_PATH": str(db_path),
+        "SCIMLET_SERVER_PORT": str(port),
+        "SCIMLET_SERVER_HOST": "127.0.0.1",
+        "SCIMLET_LOGGING_LEVEL": "warning",
+        **extra_env,
+    }
     key = json.loads(run_cli(env, "apikey", "create", "--name", "entra", "--write", "users,groups", "--json").stdout)
     idp = json.loads(run_cli(env, "idp", "create", "--name", "Entra", "--apikey", "entra", "--json").stdout)
     process = start_server(env, port)

@@ -47,8 +47,9 @@ class Health:
         checks = await asyncio.shield(self._check)
         ready = all(value == "ok" for value in checks.values())
         body = {"status": "ready" if ready else "unavailable", "checks": checks}
-        return Response(orjson.dumps(body), status_code=200 if ready else 503, media_type="application/json",
-                        headers=NO_STORE)
+        return Response(
+            orjson.dumps(body), status_code=200 if ready else 503, media_type="application/json", headers=NO_STORE
+        )
 
     async def check(self) -> dict[str, str]:
         """{"database", "migrations", "writer"} -> "ok" or what is wrong (no paths: the answer is public)."""
@@ -58,8 +59,11 @@ class Health:
         if not os.path.isfile(self.store.path):
             log.warning("readiness: the database file %s is missing", self.store.path)
             checks["database"] = "the database file is missing"
-        reader, writer = await asyncio.gather(self._timed(self.store.read(pending_migrations)),
-                                              self._timed(self.store.write(_nothing)), return_exceptions=True)
+        reader, writer = await asyncio.gather(
+            self._timed(self.store.read(pending_migrations)),
+            self._timed(self.store.write(_nothing)),
+            return_exceptions=True,
+        )
         if isinstance(reader, BaseException):
             checks["database"] = _failure("the database does not answer reads", reader, self.timeout)
             checks["migrations"] = "unknown: the database does not answer"

@@ -36,11 +36,24 @@ METHODS = {m: m for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTI
 # The operation names scim/operations.py gives; anything else (a request to an endpoint that does
 # not exist, an odd method) is counted as "Other", so a client cannot mint label values.
 OPERATIONS = frozenset(
-    [f"{verb} {rtype}" for verb in ("Create", "Get", "Replace", "Update", "Delete", "Find")
-     for rtype in ("User", "Group")]
+    [
+        f"{verb} {rtype}"
+        for verb in ("Create", "Get", "Replace", "Update", "Delete", "Find")
+        for rtype in ("User", "Group")
+    ]
     + [f"{verb} {rtypes}" for verb in ("List", "Search") for rtypes in ("Users", "Groups")]
-    + ["Disable User", "Enable User", "Add members", "Remove members", "Update members", "Test connection",
-       "Read Schemas", "Read ResourceTypes", "Read ServiceProviderConfig"])
+    + [
+        "Disable User",
+        "Enable User",
+        "Add members",
+        "Remove members",
+        "Update members",
+        "Test connection",
+        "Read Schemas",
+        "Read ResourceTypes",
+        "Read ServiceProviderConfig",
+    ]
+)
 UNKNOWN_IDP = "unknown"
 
 # The _created series double the output and nothing here reads them (a process-wide switch).
@@ -110,11 +123,16 @@ class Metrics:
 
     async def endpoint(self, request: Request) -> Response:
         if self.token and not self._authorized(request):
-            return Response("A metrics bearer token is required (metrics.token)\n", status_code=401,
-                            headers={"WWW-Authenticate": 'Bearer realm="scimlet metrics"'}, media_type="text/plain")
+            return Response(
+                "A metrics bearer token is required (metrics.token)\n",
+                status_code=401,
+                headers={"WWW-Authenticate": 'Bearer realm="scimlet metrics"'},
+                media_type="text/plain",
+            )
         self.snapshot = await self._read_store()
-        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST,
-                        headers={"Cache-Control": "no-store"})
+        return Response(
+            generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST, headers={"Cache-Control": "no-store"}
+        )
 
     def _authorized(self, request: Request) -> bool:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
@@ -153,22 +171,29 @@ class _RequestCollector(Collector):
         self.metrics = metrics
 
     def collect(self) -> Iterable[Metric]:
-        requests = CounterMetricFamily("scimlet_http_requests", "HTTP requests answered, by route template, "
-                                       "method and status", labels=["route", "method", "status"])
+        requests = CounterMetricFamily(
+            "scimlet_http_requests",
+            "HTTP requests answered, by route template, method and status",
+            labels=["route", "method", "status"],
+        )
         for (route, method, status), count in self.metrics.requests.items():
             requests.add_metric([route, method, str(status)], count)
         yield requests
-        durations = HistogramMetricFamily("scimlet_http_request_duration_seconds", "Time to answer an HTTP "
-                                          "request, by route template and method", labels=["route", "method"])
+        durations = HistogramMetricFamily(
+            "scimlet_http_request_duration_seconds",
+            "Time to answer an HTTP request, by route template and method",
+            labels=["route", "method"],
+        )
         bounds = [*map(floatToGoString, BUCKETS), "+Inf"]
         for (route, method), histogram in self.metrics.durations.items():
             cumulative = list(itertools.accumulate(histogram[:-1]))
-            durations.add_metric([route, method], list(zip(bounds, cumulative, strict=True)),
-                                 sum_value=histogram[-1])
+            durations.add_metric([route, method], list(zip(bounds, cumulative, strict=True)), sum_value=histogram[-1])
         yield durations
-        operations = CounterMetricFamily("scimlet_scim_operations", "SCIM operations by IdP, operation (as in "
-                                         "the provisioning log) and outcome (success: status below 400)",
-                                         labels=["idp", "operation", "outcome"])
+        operations = CounterMetricFamily(
+            "scimlet_scim_operations",
+            "SCIM operations by IdP, operation (as in the provisioning log) and outcome (success: status below 400)",
+            labels=["idp", "operation", "outcome"],
+        )
         for (idp, operation, success), count in self.metrics.operations.items():
             operations.add_metric([idp, operation, "success" if success else "failure"], count)
         yield operations
@@ -182,8 +207,9 @@ class _StoreCollector(Collector):
 
     def collect(self) -> Iterable[Metric]:
         snap = self.metrics.snapshot
-        info = GaugeMetricFamily("scimlet_idp_info", "IdP configurations (value 1), with their names",
-                                 labels=["idp", "name"])
+        info = GaugeMetricFamily(
+            "scimlet_idp_info", "IdP configurations (value 1), with their names", labels=["idp", "name"]
+        )
         users = GaugeMetricFamily("scimlet_users", "Users stored, per IdP", labels=["idp"])
         groups = GaugeMetricFamily("scimlet_groups", "Groups stored, per IdP", labels=["idp"])
         for idp_id, name, user_count, group_count in snap.idps:
@@ -191,18 +217,28 @@ class _StoreCollector(Collector):
             users.add_metric([idp_id], user_count)
             groups.add_metric([idp_id], group_count)
         yield from (info, users, groups)
-        yield GaugeMetricFamily("scimlet_database_up", "1 when the database answered the scrape's count queries",
-                                value=int(snap.database_up))
-        size = GaugeMetricFamily("scimlet_database_size_bytes", "Size of the SQLite database file and its WAL",
-                                 labels=["file"])
+        yield GaugeMetricFamily(
+            "scimlet_database_up",
+            "1 when the database answered the scrape's count queries",
+            value=int(snap.database_up),
+        )
+        size = GaugeMetricFamily(
+            "scimlet_database_size_bytes", "Size of the SQLite database file and its WAL", labels=["file"]
+        )
         size.add_metric(["database"], snap.database_bytes)
         size.add_metric(["wal"], snap.wal_bytes)
         yield size
-        yield GaugeMetricFamily("scimlet_write_queue_depth", "Writes waiting for the database writer",
-                                value=snap.write_queue_depth)
-        yield CounterMetricFamily("scimlet_write_batches", "Write transactions committed (group commits)",
-                                  value=snap.write_batches)
-        yield GaugeMetricFamily("scimlet_provisioning_log_buffered_records",
-                                "Provisioning log records waiting to be written", value=snap.log_buffered)
-        yield CounterMetricFamily("scimlet_provisioning_log_written_records", "Provisioning log records written",
-                                  value=snap.log_written)
+        yield GaugeMetricFamily(
+            "scimlet_write_queue_depth", "Writes waiting for the database writer", value=snap.write_queue_depth
+        )
+        yield CounterMetricFamily(
+            "scimlet_write_batches", "Write transactions committed (group commits)", value=snap.write_batches
+        )
+        yield GaugeMetricFamily(
+            "scimlet_provisioning_log_buffered_records",
+            "Provisioning log records waiting to be written",
+            value=snap.log_buffered,
+        )
+        yield CounterMetricFamily(
+            "scimlet_provisioning_log_written_records", "Provisioning log records written", value=snap.log_written
+        )

@@ -60,44 +60,67 @@ def _attribute(attr: Attribute, request: bool = False) -> dict:
 
 def _resource(rtype: ResourceType, request: bool = False) -> dict:
     """A resource as returned, or (request=True) as sent: no read-only attributes, required ones required."""
+
     def described(attrs: tuple[Attribute, ...]) -> dict:
-        return {attr.name: _attribute(attr, request) for attr in attrs
-                if not (request and attr.mutability == "readOnly")}
+        return {
+            attr.name: _attribute(attr, request) for attr in attrs if not (request and attr.mutability == "readOnly")
+        }
 
     attributes = described(schemas.COMMON_ATTRIBUTES)
     attributes.update(described(schemas.SCHEMAS[rtype.schema].attributes))
     for urn in rtype.extensions:
         extension = schemas.SCHEMAS[urn]
-        attributes[urn] = {"type": "object", "nullable": True, "description": f"The {extension.name} extension",
-                           "properties": described(extension.attributes)}
-    attributes["schemas"] = {"type": "array", "items": {"type": "string"},
-                             "description": f"Schema URNs; {rtype.schema} first"}
-    required = [attr.name for attr in schemas.SCHEMAS[rtype.schema].attributes if attr.required] if request \
+        attributes[urn] = {
+            "type": "object",
+            "nullable": True,
+            "description": f"The {extension.name} extension",
+            "properties": described(extension.attributes),
+        }
+    attributes["schemas"] = {
+        "type": "array",
+        "items": {"type": "string"},
+        "description": f"Schema URNs; {rtype.schema} first",
+    }
+    required = (
+        [attr.name for attr in schemas.SCHEMAS[rtype.schema].attributes if attr.required]
+        if request
         else ["schemas", "id"]
-    return {"type": "object", "description": f"A SCIM {rtype.name} (RFC 7643). Attribute names are "
-                                             "case-insensitive on input; unknown attributes are ignored.",
-            "required": required, "properties": attributes}
+    )
+    return {
+        "type": "object",
+        "description": f"A SCIM {rtype.name} (RFC 7643). Attribute names are "
+        "case-insensitive on input; unknown attributes are ignored.",
+        "required": required,
+        "properties": attributes,
+    }
 
 
 def _list_response(name: str) -> dict:
-    return {"type": "object", "required": ["schemas", "totalResults", "Resources", "startIndex", "itemsPerPage"],
-            "properties": {
-                "schemas": {"type": "array", "items": {"type": "string", "enum": [schemas.LIST_RESPONSE]}},
-                "totalResults": {"type": "integer", "minimum": 0},
-                "Resources": {"type": "array", "items": {"$ref": f"#/components/schemas/{name}"}},
-                "startIndex": {"type": "integer", "minimum": 1},
-                "itemsPerPage": {"type": "integer", "minimum": 0},
-            }}
+    return {
+        "type": "object",
+        "required": ["schemas", "totalResults", "Resources", "startIndex", "itemsPerPage"],
+        "properties": {
+            "schemas": {"type": "array", "items": {"type": "string", "enum": [schemas.LIST_RESPONSE]}},
+            "totalResults": {"type": "integer", "minimum": 0},
+            "Resources": {"type": "array", "items": {"$ref": f"#/components/schemas/{name}"}},
+            "startIndex": {"type": "integer", "minimum": 1},
+            "itemsPerPage": {"type": "integer", "minimum": 0},
+        },
+    }
 
 
 def _json(ref: str) -> dict:
-    return {SCIM_JSON: {"schema": {"$ref": f"#/components/schemas/{ref}"}},
-            "application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}}
+    return {
+        SCIM_JSON: {"schema": {"$ref": f"#/components/schemas/{ref}"}},
+        "application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}},
+    }
 
 
 def _ok(description: str, ref: str, headers: dict | None = None) -> dict:
-    response: dict = {"description": description, "content": {SCIM_JSON: {
-        "schema": {"$ref": f"#/components/schemas/{ref}"}}}}
+    response: dict = {
+        "description": description,
+        "content": {SCIM_JSON: {"schema": {"$ref": f"#/components/schemas/{ref}"}}},
+    }
     if headers:
         response["headers"] = headers
     return response
@@ -112,16 +135,23 @@ def _param(name: str) -> dict:
 
 
 _ETAG = {"ETag": {"$ref": "#/components/headers/ETag"}}
-_QUERY = [_param(name) for name in
-          ("filter", "startIndex", "count", "sortBy", "sortOrder", "attributes", "excludedAttributes")]
+_QUERY = [
+    _param(name)
+    for name in ("filter", "startIndex", "count", "sortBy", "sortOrder", "attributes", "excludedAttributes")
+]
 _PROJECTION = [_param("attributes"), _param("excludedAttributes")]
 
 
 def _links(name: str) -> dict:
     """How a created resource's id feeds the operations on it (OpenAPI links; also for fuzzers)."""
-    return {f"{verb}{name}": {"operationId": f"{verb}{name}", "parameters": {"id": "$response.body#/id"},
-                              "description": f"{verb.capitalize()} the created {name.lower()} by its id"}
-            for verb in ("get", "replace", "patch", "delete")}
+    return {
+        f"{verb}{name}": {
+            "operationId": f"{verb}{name}",
+            "parameters": {"id": "$response.body#/id"},
+            "description": f"{verb.capitalize()} the created {name.lower()} by its id",
+        }
+        for verb in ("get", "replace", "patch", "delete")
+    }
 
 
 def _resource_paths(rtype: ResourceType) -> dict:
@@ -129,57 +159,109 @@ def _resource_paths(rtype: ResourceType) -> dict:
     plural = f"{name}s"
     patch_ok: dict = {"200": _ok(f"The updated {name}", name, _ETAG)}
     if rtype is schemas.GROUP_TYPE:
-        patch_ok = {"204": {"description": "Updated; no body unless attributes or excludedAttributes is given",
-                            "headers": _ETAG},
-                    "200": _ok("The updated group, when attributes or excludedAttributes is given", name, _ETAG)}
+        patch_ok = {
+            "204": {
+                "description": "Updated; no body unless attributes or excludedAttributes is given",
+                "headers": _ETAG,
+            },
+            "200": _ok("The updated group, when attributes or excludedAttributes is given", name, _ETAG),
+        }
     one = [_param("id")]
     return {
         rtype.endpoint: {
-            "get": {"operationId": f"list{plural}", "summary": f"List or filter {plural.lower()}", "tags": [plural],
-                    "parameters": _QUERY,
-                    "responses": {"200": _ok("A page of results (an empty list when nothing matches)",
-                                             f"{name}ListResponse"), **_errors()}},
-            "post": {"operationId": f"create{name}", "summary": f"Create a {name.lower()}", "tags": [plural],
-                     "parameters": _PROJECTION,
-                     "requestBody": {"required": True, "content": _json(f"{name}Input")},
-                     "responses": {"201": {**_ok(f"The created {name}", name, {
-                         **_ETAG, "Location": {"description": "The new resource's URL", "schema": {"type": "string"}}}),
-                         "links": _links(name)}, **_errors("403", "408", "409", "413", "415")}},
+            "get": {
+                "operationId": f"list{plural}",
+                "summary": f"List or filter {plural.lower()}",
+                "tags": [plural],
+                "parameters": _QUERY,
+                "responses": {
+                    "200": _ok("A page of results (an empty list when nothing matches)", f"{name}ListResponse"),
+                    **_errors(),
+                },
+            },
+            "post": {
+                "operationId": f"create{name}",
+                "summary": f"Create a {name.lower()}",
+                "tags": [plural],
+                "parameters": _PROJECTION,
+                "requestBody": {"required": True, "content": _json(f"{name}Input")},
+                "responses": {
+                    "201": {
+                        **_ok(
+                            f"The created {name}",
+                            name,
+                            {
+                                **_ETAG,
+                                "Location": {"description": "The new resource's URL", "schema": {"type": "string"}},
+                            },
+                        ),
+                        "links": _links(name),
+                    },
+                    **_errors("403", "408", "409", "413", "415"),
+                },
+            },
         },
         f"{rtype.endpoint}/.search": {
-            "post": {"operationId": f"search{plural}", "summary": f"Query {plural.lower()} with a body",
-                     "tags": [plural], "requestBody": {"required": True, "content": _json("SearchRequest")},
-                     "responses": {"200": _ok("A page of results", f"{name}ListResponse"),
-                                   **_errors("408", "413", "415")}},
+            "post": {
+                "operationId": f"search{plural}",
+                "summary": f"Query {plural.lower()} with a body",
+                "tags": [plural],
+                "requestBody": {"required": True, "content": _json("SearchRequest")},
+                "responses": {"200": _ok("A page of results", f"{name}ListResponse"), **_errors("408", "413", "415")},
+            },
         },
         f"{rtype.endpoint}/{{id}}": {
-            "get": {"operationId": f"get{name}", "summary": f"Read a {name.lower()}", "tags": [plural],
-                    "parameters": [*one, *_PROJECTION, _param("If-None-Match")],
-                    "responses": {"200": _ok(f"The {name}", name, _ETAG),
-                                  "304": {"description": "If-None-Match matched", "headers": _ETAG},
-                                  **_errors("404")}},
-            "put": {"operationId": f"replace{name}", "summary": f"Replace a {name.lower()}", "tags": [plural],
-                    "parameters": [*one, *_PROJECTION, _param("If-Match")],
-                    "requestBody": {"required": True, "content": _json(f"{name}Input")},
-                    "responses": {"200": _ok(f"The replaced {name}", name, _ETAG),
-                                  **_errors("403", "404", "408", "409", "412", "413", "415")}},
-            "patch": {"operationId": f"patch{name}", "summary": f"Update a {name.lower()} (RFC 7644 PatchOp and "
-                                                                "Entra's dialects); atomic", "tags": [plural],
-                      "parameters": [*one, *_PROJECTION, _param("If-Match")],
-                      "requestBody": {"required": True, "content": _json("PatchOp")},
-                      "responses": {**patch_ok, **_errors("403", "404", "408", "409", "412", "413", "415")}},
-            "delete": {"operationId": f"delete{name}", "summary": f"Delete a {name.lower()}", "tags": [plural],
-                       "parameters": [*one, _param("If-Match")],
-                       "responses": {"204": {"description": "Deleted"}, **_errors("403", "404", "412")}},
+            "get": {
+                "operationId": f"get{name}",
+                "summary": f"Read a {name.lower()}",
+                "tags": [plural],
+                "parameters": [*one, *_PROJECTION, _param("If-None-Match")],
+                "responses": {
+                    "200": _ok(f"The {name}", name, _ETAG),
+                    "304": {"description": "If-None-Match matched", "headers": _ETAG},
+                    **_errors("404"),
+                },
+            },
+            "put": {
+                "operationId": f"replace{name}",
+                "summary": f"Replace a {name.lower()}",
+                "tags": [plural],
+                "parameters": [*one, *_PROJECTION, _param("If-Match")],
+                "requestBody": {"required": True, "content": _json(f"{name}Input")},
+                "responses": {
+                    "200": _ok(f"The replaced {name}", name, _ETAG),
+                    **_errors("403", "404", "408", "409", "412", "413", "415"),
+                },
+            },
+            "patch": {
+                "operationId": f"patch{name}",
+                "summary": f"Update a {name.lower()} (RFC 7644 PatchOp and Entra's dialects); atomic",
+                "tags": [plural],
+                "parameters": [*one, *_PROJECTION, _param("If-Match")],
+                "requestBody": {"required": True, "content": _json("PatchOp")},
+                "responses": {**patch_ok, **_errors("403", "404", "408", "409", "412", "413", "415")},
+            },
+            "delete": {
+                "operationId": f"delete{name}",
+                "summary": f"Delete a {name.lower()}",
+                "tags": [plural],
+                "parameters": [*one, _param("If-Match")],
+                "responses": {"204": {"description": "Deleted"}, **_errors("403", "404", "412")},
+            },
         },
     }
 
 
 def _discovery_paths() -> dict:
-    def get(operation: str, summary: str, ref: str, parameters: list | None = None,
-            errors: tuple[str, ...] = ()) -> dict:
-        op: dict = {"operationId": operation, "summary": summary, "tags": ["Discovery"],
-                    "responses": {"200": _ok(summary, ref), **_errors(*errors)}}
+    def get(
+        operation: str, summary: str, ref: str, parameters: list | None = None, errors: tuple[str, ...] = ()
+    ) -> dict:
+        op: dict = {
+            "operationId": operation,
+            "summary": summary,
+            "tags": ["Discovery"],
+            "responses": {"200": _ok(summary, ref), **_errors(*errors)},
+        }
         if parameters:
             op["parameters"] = parameters
         return {"get": op}
@@ -187,8 +269,7 @@ def _discovery_paths() -> dict:
     name = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
     urn = {"name": "urn", "in": "path", "required": True, "schema": {"type": "string"}}
     return {
-        "/ServiceProviderConfig": get("getServiceProviderConfig", "What this server supports",
-                                      "ServiceProviderConfig"),
+        "/ServiceProviderConfig": get("getServiceProviderConfig", "What this server supports", "ServiceProviderConfig"),
         "/ResourceTypes": get("listResourceTypes", "The resource types (User, Group)", "DiscoveryListResponse"),
         "/ResourceTypes/{name}": get("getResourceType", "One resource type", "ResourceType", [name], ("404",)),
         "/Schemas": get("listSchemas", "The schemas (User, EnterpriseUser, Group)", "DiscoveryListResponse"),
@@ -201,88 +282,162 @@ def _parameters() -> dict:
         return {"name": name, "in": "query", "required": False, "description": description, "schema": schema}
 
     return {
-        "id": {"name": "id", "in": "path", "required": True, "description": "The resource's id",
-               "schema": {"type": "string"}},
-        "filter": query("filter", 'RFC 7644 filter, e.g. userName eq "alice@contoso.com"; '
-                                  "400 invalidFilter when malformed or on an unknown attribute",
-                        {"type": "string"}),
-        "startIndex": query("startIndex", "1-based index of the first result (values below 1 read as 1)",
-                            {"type": "integer"}),
-        "count": query("count", "Most results per page; clamped to filter.maxResults; 0 returns only totalResults",
-                       {"type": "integer"}),
+        "id": {
+            "name": "id",
+            "in": "path",
+            "required": True,
+            "description": "The resource's id",
+            "schema": {"type": "string"},
+        },
+        "filter": query(
+            "filter",
+            'RFC 7644 filter, e.g. userName eq "alice@contoso.com"; '
+            "400 invalidFilter when malformed or on an unknown attribute",
+            {"type": "string"},
+        ),
+        "startIndex": query(
+            "startIndex", "1-based index of the first result (values below 1 read as 1)", {"type": "integer"}
+        ),
+        "count": query(
+            "count",
+            "Most results per page; clamped to filter.maxResults; 0 returns only totalResults",
+            {"type": "integer"},
+        ),
         "sortBy": query("sortBy", "Attribute to sort by", {"type": "string"}),
-        "sortOrder": query("sortOrder", "ascending (default) or descending",
-                           {"type": "string", "enum": ["ascending", "descending"]}),
+        "sortOrder": query(
+            "sortOrder", "ascending (default) or descending", {"type": "string", "enum": ["ascending", "descending"]}
+        ),
         "attributes": query("attributes", "Comma-separated attributes to return", {"type": "string"}),
-        "excludedAttributes": query("excludedAttributes", "Comma-separated attributes to leave out, e.g. members",
-                                    {"type": "string"}),
-        "If-Match": {"name": "If-Match", "in": "header", "required": False,
-                     "description": 'Only change the resource if its ETag matches, e.g. W/"3"; otherwise 412',
-                     "schema": {"type": "string"}},
-        "If-None-Match": {"name": "If-None-Match", "in": "header", "required": False,
-                          "description": "Answer 304 without a body when the ETag matches",
-                          "schema": {"type": "string"}},
+        "excludedAttributes": query(
+            "excludedAttributes", "Comma-separated attributes to leave out, e.g. members", {"type": "string"}
+        ),
+        "If-Match": {
+            "name": "If-Match",
+            "in": "header",
+            "required": False,
+            "description": 'Only change the resource if its ETag matches, e.g. W/"3"; otherwise 412',
+            "schema": {"type": "string"},
+        },
+        "If-None-Match": {
+            "name": "If-None-Match",
+            "in": "header",
+            "required": False,
+            "description": "Answer 304 without a body when the ETag matches",
+            "schema": {"type": "string"},
+        },
     }
 
 
 def _message_schemas() -> dict:
     free_object = {"type": "object", "additionalProperties": True}
     return {
-        "Error": {"type": "object", "required": ["schemas", "status", "detail"], "properties": {
-            "schemas": {"type": "array", "items": {"type": "string", "enum": [ERROR_SCHEMA]}},
-            "status": {"type": "string", "description": "The HTTP status code, as a string"},
-            "scimType": {"type": "string", "enum": sorted(SCIM_TYPES)},
-            "detail": {"type": "string", "description": "What is wrong and what to do about it"},
-        }},
-        "PatchOp": {"type": "object", "required": ["schemas", "Operations"], "properties": {
-            "schemas": {"type": "array", "items": {"type": "string"}, "description": schemas.PATCH_OP},
-            "Operations": {"type": "array", "minItems": 1, "items": {
-                "type": "object", "required": ["op"], "properties": {
-                    "op": {"type": "string", "description": "add, remove or replace, in any letter case"},
-                    "path": {"type": "string", "description": 'e.g. name.familyName, emails[type eq "work"].value, '
-                                                              'members[value eq "<id>"]; omit to merge an object'},
-                    "value": {"description": "The new value; for a path-less op, an object of attributes"},
-                }}},
-        }},
-        "SearchRequest": {"type": "object", "properties": {
-            "schemas": {"type": "array", "items": {"type": "string"}, "description": schemas.SEARCH_REQUEST},
-            "filter": {"type": "string"}, "startIndex": {"type": "integer"}, "count": {"type": "integer"},
-            "sortBy": {"type": "string"}, "sortOrder": {"type": "string", "enum": ["ascending", "descending"]},
-            "attributes": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
-            "excludedAttributes": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
-        }},
-        "ServiceProviderConfig": {**free_object, "required": ["schemas", "patch", "bulk", "filter", "changePassword",
-                                                              "sort", "etag", "authenticationSchemes"]},
+        "Error": {
+            "type": "object",
+            "required": ["schemas", "status", "detail"],
+            "properties": {
+                "schemas": {"type": "array", "items": {"type": "string", "enum": [ERROR_SCHEMA]}},
+                "status": {"type": "string", "description": "The HTTP status code, as a string"},
+                "scimType": {"type": "string", "enum": sorted(SCIM_TYPES)},
+                "detail": {"type": "string", "description": "What is wrong and what to do about it"},
+            },
+        },
+        "PatchOp": {
+            "type": "object",
+            "required": ["schemas", "Operations"],
+            "properties": {
+                "schemas": {"type": "array", "items": {"type": "string"}, "description": schemas.PATCH_OP},
+                "Operations": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "type": "object",
+                        "required": ["op"],
+                        "properties": {
+                            "op": {"type": "string", "description": "add, remove or replace, in any letter case"},
+                            "path": {
+                                "type": "string",
+                                "description": 'e.g. name.familyName, emails[type eq "work"].value, '
+                                'members[value eq "<id>"]; omit to merge an object',
+                            },
+                            "value": {"description": "The new value; for a path-less op, an object of attributes"},
+                        },
+                    },
+                },
+            },
+        },
+        "SearchRequest": {
+            "type": "object",
+            "properties": {
+                "schemas": {"type": "array", "items": {"type": "string"}, "description": schemas.SEARCH_REQUEST},
+                "filter": {"type": "string"},
+                "startIndex": {"type": "integer"},
+                "count": {"type": "integer"},
+                "sortBy": {"type": "string"},
+                "sortOrder": {"type": "string", "enum": ["ascending", "descending"]},
+                "attributes": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+                "excludedAttributes": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+            },
+        },
+        "ServiceProviderConfig": {
+            **free_object,
+            "required": [
+                "schemas",
+                "patch",
+                "bulk",
+                "filter",
+                "changePassword",
+                "sort",
+                "etag",
+                "authenticationSchemes",
+            ],
+        },
         "ResourceType": {**free_object, "required": ["schemas", "id", "name", "endpoint", "schema"]},
         "Schema": {**free_object, "required": ["schemas", "id", "attributes"]},
-        "DiscoveryListResponse": {"type": "object", "required": ["schemas", "totalResults", "Resources"],
-                                  "properties": {"schemas": {"type": "array", "items": {"type": "string"}},
-                                                 "totalResults": {"type": "integer"},
-                                                 "Resources": {"type": "array", "items": free_object}}},
+        "DiscoveryListResponse": {
+            "type": "object",
+            "required": ["schemas", "totalResults", "Resources"],
+            "properties": {
+                "schemas": {"type": "array", "items": {"type": "string"}},
+                "totalResults": {"type": "integer"},
+                "Resources": {"type": "array", "items": free_object},
+            },
+        },
     }
 
 
 def openapi_document(base_url: str) -> dict:
     """The OpenAPI 3.0 document; `base_url` is the server's public URL (server.base_url)."""
-    error_headers = {"Retry-After": {"description": "Seconds to wait (429)", "schema": {"type": "integer"}},
-                     "WWW-Authenticate": {"description": "Bearer challenge (401)", "schema": {"type": "string"}}}
+    error_headers = {
+        "Retry-After": {"description": "Seconds to wait (429)", "schema": {"type": "integer"}},
+        "WWW-Authenticate": {"description": "Bearer challenge (401)", "schema": {"type": "string"}},
+    }
     return {
         "openapi": "3.0.3",
         "info": {
             "title": "scimlet SCIM 2.0 API",
             "version": "2.0",
             "description": "SCIM 2.0 (RFC 7643, RFC 7644) for Microsoft Entra ID and other SCIM clients. "
-                           "Every path is relative to an IdP's tenant URL; authenticate with the secret of "
-                           "the API key selected for that IdP. Errors are SCIM error bodies.",
+            "Every path is relative to an IdP's tenant URL; authenticate with the secret of "
+            "the API key selected for that IdP. Errors are SCIM error bodies.",
         },
-        "servers": [{"url": f"{base_url}/v1/scim/{{idpId}}", "description": "An IdP's tenant URL",
-                     "variables": {"idpId": {"default": "IDP_ID", "description": "The IdP ID (see `idp list`)"}}}],
+        "servers": [
+            {
+                "url": f"{base_url}/v1/scim/{{idpId}}",
+                "description": "An IdP's tenant URL",
+                "variables": {"idpId": {"default": "IDP_ID", "description": "The IdP ID (see `idp list`)"}},
+            }
+        ],
         "security": [{"bearer": []}],
         "tags": [{"name": "Users"}, {"name": "Groups"}, {"name": "Discovery"}],
         "paths": {**_resource_paths(schemas.USER_TYPE), **_resource_paths(schemas.GROUP_TYPE), **_discovery_paths()},
         "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
-                                           "description": "The API key's secret, as Authorization: Bearer <secret>"}},
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "The API key's secret, as Authorization: Bearer <secret>",
+                }
+            },
             "schemas": {
                 "User": _resource(schemas.USER_TYPE),
                 "UserInput": _resource(schemas.USER_TYPE, request=True),
@@ -294,8 +449,13 @@ def openapi_document(base_url: str) -> dict:
             },
             "parameters": _parameters(),
             "headers": {"ETag": {"description": 'The resource version, e.g. W/"3"', "schema": {"type": "string"}}},
-            "responses": {f"E{code}": {"description": text, "headers": error_headers,
-                                       "content": {SCIM_JSON: {"schema": {"$ref": "#/components/schemas/Error"}}}}
-                          for code, text in _ERRORS.items()},
+            "responses": {
+                f"E{code}": {
+                    "description": text,
+                    "headers": error_headers,
+                    "content": {SCIM_JSON: {"schema": {"$ref": "#/components/schemas/Error"}}},
+                }
+                for code, text in _ERRORS.items()
+            },
         },
     }

@@ -31,8 +31,13 @@ PROBE_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 # endpoint -> (template of the collection, template of one item under it, or None).
 SCIM_ENDPOINTS = {
     name: (f"{SCIM_PREFIX}{{idp}}/{name}", f"{SCIM_PREFIX}{{idp}}/{name}/{item}" if item else None)
-    for name, item in (("Users", "{id}"), ("Groups", "{id}"), ("Schemas", "{urn}"),
-                       ("ResourceTypes", "{name}"), ("ServiceProviderConfig", None))
+    for name, item in (
+        ("Users", "{id}"),
+        ("Groups", "{id}"),
+        ("Schemas", "{urn}"),
+        ("ResourceTypes", "{name}"),
+        ("ServiceProviderConfig", None),
+    )
 }
 SEARCH = {name: f"{SCIM_PREFIX}{{idp}}/{name}/.search" for name in ("Users", "Groups")}
 TEXT_FORMAT = "%(levelname)s %(name)s: %(message)s"
@@ -66,8 +71,14 @@ class RequestMiddleware:
         try:
             await self.app(scope, receive, send_and_watch)
         finally:
-            finish_request(self.metrics, scope, self.route_of(scope), status, time.perf_counter() - started,
-                           scope.get("path_params", {}).get("idp"))
+            finish_request(
+                self.metrics,
+                scope,
+                self.route_of(scope),
+                status,
+                time.perf_counter() - started,
+                scope.get("path_params", {}).get("idp"),
+            )
 
     def route_of(self, scope: Scope) -> str:
         """The template of the route that answered: a bounded label."""
@@ -80,8 +91,7 @@ class RequestMiddleware:
         return template
 
 
-def finish_request(metrics: Metrics, scope: Scope, route: str, status: int, seconds: float,
-                   idp: str | None) -> None:
+def finish_request(metrics: Metrics, scope: Scope, route: str, status: int, seconds: float, idp: str | None) -> None:
     """Count, time and log one answered request (SCIM requests come here from the SCIM entry)."""
     metrics.observe_request(route, scope["method"], status, seconds)
     level = logging.DEBUG if route in PROBE_PATHS else logging.INFO
@@ -202,13 +212,24 @@ class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         request = getattr(record, "request", None)
         exception = self.formatException(record.exc_info) if record.exc_info else record.exc_text
-        return self.line(record.created, record.levelname, record.name, record.getMessage(),
-                         request if isinstance(request, dict) else None, exception)
+        return self.line(
+            record.created,
+            record.levelname,
+            record.name,
+            record.getMessage(),
+            request if isinstance(request, dict) else None,
+            exception,
+        )
 
-    def line(self, created: float, level: str, logger: str, message: str, request: dict | None,
-             exception: str | None) -> str:
-        entry: dict[str, object] = {"time": format_timestamp(created), "level": level.lower(), "logger": logger,
-                                    "message": message}
+    def line(
+        self, created: float, level: str, logger: str, message: str, request: dict | None, exception: str | None
+    ) -> str:
+        entry: dict[str, object] = {
+            "time": format_timestamp(created),
+            "level": level.lower(),
+            "logger": logger,
+            "message": message,
+        }
         if request is not None:
             entry.update(request)
         if exception:

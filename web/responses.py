@@ -33,8 +33,9 @@ class ScimResponse(Response):
         self.background = None
         self.raw_headers = [(b"content-length", str(len(self.body)).encode()), (b"content-type", SCIM_JSON_BYTES)]
         if headers:
-            self.raw_headers += [(name.lower().encode("latin-1"), value.encode("latin-1"))
-                                 for name, value in headers.items()]
+            self.raw_headers += [
+                (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()
+            ]
 
 
 def error_response(error: ScimError, headers: dict[str, str] | None = None) -> ScimResponse:
@@ -80,15 +81,27 @@ class ScimRequest:
     the resource created, the error answered) is kept here for it instead of being parsed again.
     """
 
-    __slots__ = ("scope", "receive", "method", "segments", "path_params", "headers", "query_params",
-                 "principal", "raw_body", "body", "resource_id", "error")
+    __slots__ = (
+        "scope",
+        "receive",
+        "method",
+        "segments",
+        "path_params",
+        "headers",
+        "query_params",
+        "principal",
+        "raw_body",
+        "body",
+        "resource_id",
+        "error",
+    )
 
     def __init__(self, scope: Scope, receive: Receive) -> None:
         self.scope = scope
         self.receive = receive
         self.method: str = scope["method"]
         # The path after /v1/scim/, split once for routing, the metrics label and the record.
-        self.segments: list[str] = scope["path"][len(SCIM_PREFIX):].rstrip("/").split("/")
+        self.segments: list[str] = scope["path"][len(SCIM_PREFIX) :].rstrip("/").split("/")
         self.path_params: dict[str, str] = {}
         headers: dict[str, str] = {}
         for name, value in scope["headers"]:
@@ -96,8 +109,9 @@ class ScimRequest:
             headers.setdefault(name.decode("latin-1"), value.decode("latin-1"))
         self.headers = headers
         query = scope.get("query_string", b"")
-        self.query_params: dict[str, str] = \
+        self.query_params: dict[str, str] = (
             dict(parse_qsl(query.decode("latin-1"), keep_blank_values=True)) if query else {}
+        )
         self.principal: Principal | None = None
         self.raw_body = b""
         self.body: object = None  # the parsed body, when it was valid JSON

@@ -46,8 +46,11 @@ MAX_SAFE_INTEGER = 2**53 - 1
 
 class Unauthorized(ScimError):
     def __init__(self) -> None:
-        super().__init__(401, "The bearer token is missing, unknown, revoked or not the key of this IdP; "
-                              "use the secret of the API key selected for this IdP")
+        super().__init__(
+            401,
+            "The bearer token is missing, unknown, revoked or not the key of this IdP; "
+            "use the secret of the API key selected for this IdP",
+        )
 
 
 class ScimApi:
@@ -62,8 +65,10 @@ class ScimApi:
         self.max_members = settings["scim"]["max_members_per_patch"]
         self.max_operations = settings["scim"]["max_operations"]
         self.body_deadlines = BodyDeadlines(settings["server"]["body_timeout"])
-        self.filter_limits = {"max_length": settings["scim"]["max_filter_length"],
-                              "max_depth": settings["scim"]["max_filter_depth"]}
+        self.filter_limits = {
+            "max_length": settings["scim"]["max_filter_length"],
+            "max_depth": settings["scim"]["max_filter_depth"],
+        }
         security = settings["security"]
         self.throttle = AuthThrottle(security["auth_failure_limit"], security["auth_failure_window"])
 
@@ -90,13 +95,18 @@ class ScimApi:
         if request.error is not None:
             response = error_response(request.error, headers)
         try:
-            await send({"type": "http.response.start", "status": response.status_code,
-                        "headers": response.raw_headers})
+            await send({"type": "http.response.start", "status": response.status_code, "headers": response.raw_headers})
             await send({"type": "http.response.body", "body": response.body})
         finally:
             seconds = time.perf_counter() - started
-            finish_request(self.metrics, scope, scim_route(request.segments), response.status_code, seconds,
-                           request.path_params.get("idp"))
+            finish_request(
+                self.metrics,
+                scope,
+                scim_route(request.segments),
+                response.status_code,
+                seconds,
+                request.path_params.get("idp"),
+            )
             record = build_record(request, response.status_code, response.body, seconds * 1000)
             for listener in self.listeners:
                 try:
@@ -146,8 +156,9 @@ class ScimApi:
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         token = token.strip()
-        principal = self.store.authenticate(request.path_params["idp"], token) \
-            if scheme.lower() == "bearer" and token else None
+        principal = (
+            self.store.authenticate(request.path_params["idp"], token) if scheme.lower() == "bearer" and token else None
+        )
         if principal is None:
             # A missing token, a wrong one and an unknown IdP take this same path: one answer for all.
             self.throttle.failed(request.client_host)
@@ -163,13 +174,22 @@ class ScimApi:
         return f"{self.settings.base_url}/v1/scim/{request.path_params['idp']}"
 
     def render(self, request: ScimRequest, rtype: ResourceType, row: Row, projection: Projection) -> dict:
-        resource = to_resource(rtype, row.id, row.doc, version=row.version, created=row.created,
-                               modified=row.modified, base_url=self.base_url(request),
-                               members=row.members, groups=row.groups)
+        resource = to_resource(
+            rtype,
+            row.id,
+            row.doc,
+            version=row.version,
+            created=row.created,
+            modified=row.modified,
+            base_url=self.base_url(request),
+            members=row.members,
+            groups=row.groups,
+        )
         return project(rtype, resource, projection)
 
-    def single(self, request: ScimRequest, rtype: ResourceType, row: Row, projection: Projection,
-               status: int = 200) -> ScimResponse:
+    def single(
+        self, request: ScimRequest, rtype: ResourceType, row: Row, projection: Projection, status: int = 200
+    ) -> ScimResponse:
         headers = {"ETag": etag(row.version)}
         if status == 201:
             headers["Location"] = f"{self.base_url(request)}{rtype.endpoint}/{row.id}"
@@ -187,8 +207,11 @@ class ScimApi:
 
         def check(row: Row) -> None:
             if tags is not False and not etag_matches(tags, row.version):
-                raise ScimError(412, f"The resource has changed (it is now version {etag(row.version)}); "
-                                     "read it again and retry with the new ETag")
+                raise ScimError(
+                    412,
+                    f"The resource has changed (it is now version {etag(row.version)}); "
+                    "read it again and retry with the new ETag",
+                )
 
         return check
 
@@ -196,8 +219,9 @@ class ScimApi:
 
     async def service_provider_config(self, request: ScimRequest) -> Response:
         self.authenticate(request)
-        return ScimResponse(schemas.service_provider_config(
-            self.base_url(request), self.max_count, self.max_operations, self.max_body))
+        return ScimResponse(
+            schemas.service_provider_config(self.base_url(request), self.max_count, self.max_operations, self.max_body)
+        )
 
     async def resource_types(self, request: ScimRequest) -> Response:
         self.authenticate(request)
@@ -232,19 +256,26 @@ class ScimApi:
             return await self.create(request, rtype)
         self.authenticate(request)
         params = request.query_params
-        return await self.query(request, rtype, {
-            "filter": params.get("filter"), "sortBy": params.get("sortBy"), "sortOrder": params.get("sortOrder"),
-            "startIndex": params.get("startIndex"), "count": params.get("count"),
-            "attributes": params.get("attributes"), "excludedAttributes": params.get("excludedAttributes"),
-        })
+        return await self.query(
+            request,
+            rtype,
+            {
+                "filter": params.get("filter"),
+                "sortBy": params.get("sortBy"),
+                "sortOrder": params.get("sortOrder"),
+                "startIndex": params.get("startIndex"),
+                "count": params.get("count"),
+                "attributes": params.get("attributes"),
+                "excludedAttributes": params.get("excludedAttributes"),
+            },
+        )
 
     async def search(self, request: ScimRequest, rtype: ResourceType) -> Response:
         self.authenticate(request)
         body = await read_object(request, self.max_body, self.body_deadlines)
         urns = [u.lower() for u in body.get("schemas") or [] if isinstance(u, str)]
         if urns and schemas.SEARCH_REQUEST.lower() not in urns:
-            raise ScimError(400, f"A search request's schemas must be [\"{schemas.SEARCH_REQUEST}\"]",
-                            "invalidSyntax")
+            raise ScimError(400, f'A search request\'s schemas must be ["{schemas.SEARCH_REQUEST}"]', "invalidSyntax")
         return await self.query(request, rtype, body)
 
     async def search_all(self, request: ScimRequest) -> Response:
@@ -254,8 +285,10 @@ class ScimApi:
         and clients (scim2-tester among them) read it as exactly that.
         """
         self.authenticate(request)
-        raise ScimError(501, "Searching several resource types at once is not supported; "
-                             "POST /Users/.search or /Groups/.search instead")
+        raise ScimError(
+            501,
+            "Searching several resource types at once is not supported; POST /Users/.search or /Groups/.search instead",
+        )
 
     async def query(self, request: ScimRequest, rtype: ResourceType, params: dict) -> Response:
         projection = parse_projection(rtype, params.get("attributes"), params.get("excludedAttributes"))
@@ -276,8 +309,14 @@ class ScimApi:
         count = _integer(params.get("count"), "count", self.default_count)
         start = max(start, 1)  # RFC 7644 §3.4.2.4: values below 1 are read as 1
         count = min(max(count, 0), self.max_count)
-        query = Query(where=where, sort_by=sort_ref, descending=order.lower() == "descending",
-                      start_index=start, count=count, members=self.loads_references(rtype, projection))
+        query = Query(
+            where=where,
+            sort_by=sort_ref,
+            descending=order.lower() == "descending",
+            start_index=start,
+            count=count,
+            members=self.loads_references(rtype, projection),
+        )
         total, rows = await self.store.search(rtype.name, request.path_params["idp"], query)
         resources = [self.render(request, rtype, row, projection) for row in rows]
         return ScimResponse(_list_response(resources, total, start))
@@ -291,8 +330,9 @@ class ScimApi:
             members = parse_members(find_key(body, "members"))
             self.check_member_count(len(members))
         row = await self.store.create(rtype.name, principal.idp_id, doc, members)
-        projection = parse_projection(rtype, request.query_params.get("attributes"),
-                                      request.query_params.get("excludedAttributes"))
+        projection = parse_projection(
+            rtype, request.query_params.get("attributes"), request.query_params.get("excludedAttributes")
+        )
         return self.single(request, rtype, row, projection, status=201)
 
     async def one(self, request: ScimRequest, rtype: ResourceType) -> Response:
@@ -309,12 +349,14 @@ class ScimApi:
         principal = self.authenticate(request)
         projection = self.projection(request, rtype)
         resource_id = request.path_params["id"]
-        row = await self.store.get(rtype.name, principal.idp_id, resource_id,
-                                   members=self.loads_references(rtype, projection))
+        row = await self.store.get(
+            rtype.name, principal.idp_id, resource_id, members=self.loads_references(rtype, projection)
+        )
         if row is None:
             raise not_found(f"{rtype.name} {resource_id} not found")
-        if "if-none-match" in request.headers and etag_matches(parse_etags(request.headers["if-none-match"]),
-                                                                row.version):
+        if "if-none-match" in request.headers and etag_matches(
+            parse_etags(request.headers["if-none-match"]), row.version
+        ):
             return Response(status_code=304, headers={"ETag": etag(row.version)})
         return self.single(request, rtype, row, projection)
 
@@ -323,8 +365,9 @@ class ScimApi:
         body = await read_object(request, self.max_body, self.body_deadlines)
         resource_id = request.path_params["id"]
         if isinstance(body.get("id"), str) and body["id"] != resource_id:
-            raise ScimError(400, f"id is immutable: the body says {body['id']!r} but the URL says {resource_id!r}",
-                            "mutability")
+            raise ScimError(
+                400, f"id is immutable: the body says {body['id']!r} but the URL says {resource_id!r}", "mutability"
+            )
         doc = validate_resource(rtype, body)
         member_ops = []
         if rtype is GROUP_TYPE:
@@ -338,8 +381,9 @@ class ScimApi:
             return Change(doc=doc, member_ops=member_ops)
 
         projection = self.projection(request, rtype)
-        row = await self.store.update(rtype.name, principal.idp_id, resource_id, change,
-                                      members=self.loads_references(rtype, projection))
+        row = await self.store.update(
+            rtype.name, principal.idp_id, resource_id, change, members=self.loads_references(rtype, projection)
+        )
         return self.single(request, rtype, row, projection)
 
     async def patch(self, request: ScimRequest, rtype: ResourceType) -> Response:
@@ -347,8 +391,9 @@ class ScimApi:
         body = await read_object(request, self.max_body, self.body_deadlines)
         operations = body.get("Operations")
         if isinstance(operations, list) and len(operations) > self.max_operations:
-            raise invalid_value(f"A PATCH may carry at most {self.max_operations} operations; "
-                                f"this one has {len(operations)}: split it")
+            raise invalid_value(
+                f"A PATCH may carry at most {self.max_operations} operations; this one has {len(operations)}: split it"
+            )
         check = self.precondition(request)
 
         def change(row: Row) -> Change:
@@ -360,8 +405,13 @@ class ScimApi:
         asked = "attributes" in request.query_params or "excludedAttributes" in request.query_params
         projection = self.projection(request, rtype)
         wants_body = rtype is USER_TYPE or asked
-        row = await self.store.update(rtype.name, principal.idp_id, request.path_params["id"], change,
-                                      members=wants_body and self.loads_references(rtype, projection))
+        row = await self.store.update(
+            rtype.name,
+            principal.idp_id,
+            request.path_params["id"],
+            change,
+            members=wants_body and self.loads_references(rtype, projection),
+        )
         if not wants_body:
             return Response(status_code=204, headers={"ETag": etag(row.version)})
         return self.single(request, rtype, row, projection)
@@ -372,13 +422,16 @@ class ScimApi:
         return Response(status_code=204)
 
     def projection(self, request: ScimRequest, rtype: ResourceType) -> Projection:
-        return parse_projection(rtype, request.query_params.get("attributes"),
-                                request.query_params.get("excludedAttributes"))
+        return parse_projection(
+            rtype, request.query_params.get("attributes"), request.query_params.get("excludedAttributes")
+        )
 
     def check_member_count(self, count: int) -> None:
         if count > self.max_members:
-            raise invalid_value(f"At most {self.max_members} members may change in one request; "
-                                f"this one has {count}: send them in batches")
+            raise invalid_value(
+                f"At most {self.max_members} members may change in one request; "
+                f"this one has {count}: send them in batches"
+            )
 
 
 def _integer(value: object, name: str, default: int) -> int:

@@ -22,15 +22,24 @@ class AuthThrottled(ScimError):
     """429 for a client address past its failed-authentication budget; carries its Retry-After."""
 
     def __init__(self, retry_after: int) -> None:
-        super().__init__(429, f"Too many failed authentications from this address; retry after {retry_after} "
-                              "seconds with the secret of the API key selected for this IdP", retry_after=retry_after)
+        super().__init__(
+            429,
+            f"Too many failed authentications from this address; retry after {retry_after} "
+            "seconds with the secret of the API key selected for this IdP",
+            retry_after=retry_after,
+        )
 
 
 class AuthThrottle:
     """A fixed window per client address: `limit` failures per `window` seconds, then 429."""
 
-    def __init__(self, limit: int, window: float, clock: Callable[[], float] = time.monotonic,
-                 max_clients: int = MAX_TRACKED_CLIENTS) -> None:
+    def __init__(
+        self,
+        limit: int,
+        window: float,
+        clock: Callable[[], float] = time.monotonic,
+        max_clients: int = MAX_TRACKED_CLIENTS,
+    ) -> None:
         self.limit = limit
         self.window = window
         self.clock = clock

@@ -23,8 +23,12 @@ CLIENT_ADDRESS = ("203.0.113.7", 50000)
 
 
 def admin_settings(tmp_path: Path, **extra: str) -> Settings:
-    environ = {"SCIMLET_DATABASE_PATH": str(tmp_path / "admin.db"), "SCIMLET_SERVER_BASE_URL": BASE,
-               "SCIMLET_ADMIN_PASSWORD": PASSWORD, "SCIMLET_ADMIN_TOKEN": TOKEN}
+    environ = {
+        "SCIMLET_DATABASE_PATH": str(tmp_path / "admin.db"),
+        "SCIMLET_SERVER_BASE_URL": BASE,
+        "SCIMLET_ADMIN_PASSWORD": PASSWORD,
+        "SCIMLET_ADMIN_TOKEN": TOKEN,
+    }
     environ.update(extra)
     return load_settings(environ={k: v for k, v in environ.items() if v is not None})
 
@@ -58,8 +62,9 @@ class Admin:
 
     async def sign_in(self, password: str = PASSWORD) -> httpx.Response:
         page = await self.client.get("/admin/login")
-        response = await self.client.post("/admin/login", data={"csrf_token": hidden_csrf(page.text),
-                                                                "password": password, "next": "/admin/"})
+        response = await self.client.post(
+            "/admin/login", data={"csrf_token": hidden_csrf(page.text), "password": password, "next": "/admin/"}
+        )
         if response.status_code == 303:
             home = await self.client.get("/admin/")
             assert home.status_code == 200
@@ -74,8 +79,9 @@ class Admin:
         key, secret = await self.store.create_api_key(f"{name} key", "", users, groups)
         idp = await self.store.create_idp(name, "cloud", key.id)
         url = f"{BASE}/v1/scim/{idp.id}"
-        scim = httpx.AsyncClient(transport=self.client._transport, base_url=url,
-                                 headers={"Authorization": f"Bearer {secret}"})
+        scim = httpx.AsyncClient(
+            transport=self.client._transport, base_url=url, headers={"Authorization": f"Bearer {secret}"}
+        )
         return Tenant(idp.id, key.id, secret, url, scim)
 
     async def flush_logs(self) -> None:

@@ -16,8 +16,9 @@ BEARER = {"Authorization": f"Bearer {TOKEN}"}
 @pytest.fixture
 async def api(admin: Admin) -> httpx.AsyncClient:
     """The admin API with the admin token (no cookies involved)."""
-    async with httpx.AsyncClient(transport=admin.client._transport, base_url=f"{BASE}/v1/admin",
-                                 headers=BEARER) as client:
+    async with httpx.AsyncClient(
+        transport=admin.client._transport, base_url=f"{BASE}/v1/admin", headers=BEARER
+    ) as client:
         yield client
 
 
@@ -31,8 +32,9 @@ async def test_no_credentials_wrong_token_or_token_off_is_401(admin: Admin, tmp_
     settings = admin_settings(tmp_path / "off", SCIMLET_ADMIN_TOKEN=None)
     store, app = await open_admin(settings)
     try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=CLIENT_ADDRESS),
-                                     base_url=BASE) as client:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app, client=CLIENT_ADDRESS), base_url=BASE
+        ) as client:
             response = await client.get("/v1/admin/apikeys", headers={"Authorization": "Bearer "})
             assert response.status_code == 401
             assert "[admin] token" in response.json()["detail"]
@@ -59,8 +61,9 @@ async def test_session_cookie_works_and_unsafe_calls_need_the_csrf_header(signed
     wrong = await client.post("/v1/admin/apikeys", json={"name": "via cookie"}, headers={"X-CSRF-Token": "nope"})
     assert wrong.status_code == 403
     assert await signed_in.store.list_api_keys() == []
-    created = await client.post("/v1/admin/apikeys", json={"name": "via cookie"},
-                                headers={"X-CSRF-Token": signed_in.csrf})
+    created = await client.post(
+        "/v1/admin/apikeys", json={"name": "via cookie"}, headers={"X-CSRF-Token": signed_in.csrf}
+    )
     assert created.status_code == 201
     idp = await client.post("/v1/admin/idps", json={"name": "x"})
     assert idp.status_code == 403
@@ -75,8 +78,9 @@ async def test_token_calls_need_no_csrf_header(api: httpx.AsyncClient) -> None:
 
 
 async def test_api_keys_create_list_get_revoke(api: httpx.AsyncClient, admin: Admin) -> None:
-    created = await api.post("/apikeys", json={"name": "Entra", "description": "prod", "users_write": True,
-                                               "groups_write": True})
+    created = await api.post(
+        "/apikeys", json={"name": "Entra", "description": "prod", "users_write": True, "groups_write": True}
+    )
     assert created.status_code == 201
     key = created.json()
     assert key["privileges"] == ["users", "groups"] and key["revoked"] is None and key["secret"]
@@ -86,8 +90,11 @@ async def test_api_keys_create_list_get_revoke(api: httpx.AsyncClient, admin: Ad
     assert (await api.get(f"/apikeys/{key['id']}")).json()["description"] == "prod"
     assert (await api.get("/apikeys/entra")).json()["id"] == key["id"]  # by name, any case
     idp = await admin.store.create_idp("Entra", "key", key["id"])
-    async with httpx.AsyncClient(transport=admin.client._transport, base_url=f"{BASE}/v1/scim/{idp.id}",
-                                 headers={"Authorization": f"Bearer {key['secret']}"}) as scim:
+    async with httpx.AsyncClient(
+        transport=admin.client._transport,
+        base_url=f"{BASE}/v1/scim/{idp.id}",
+        headers={"Authorization": f"Bearer {key['secret']}"},
+    ) as scim:
         assert (await scim.get("/Users")).status_code == 200
         revoked = await api.post(f"/apikeys/{key['id']}/revoke")
         assert revoked.status_code == 200 and revoked.json()["revoked"]
@@ -96,8 +103,14 @@ async def test_api_keys_create_list_get_revoke(api: httpx.AsyncClient, admin: Ad
 
 async def test_api_keys_bad_requests(api: httpx.AsyncClient) -> None:
     await api.post("/apikeys", json={"name": "taken"})
-    cases = [({"name": "Taken"}, 409), ({}, 400), ({"name": ""}, 400), ({"name": 5}, 400),
-             ({"name": "x", "users_write": "yes"}, 400), ({"name": "x" * 101}, 400)]
+    cases = [
+        ({"name": "Taken"}, 409),
+        ({}, 400),
+        ({"name": ""}, 400),
+        ({"name": 5}, 400),
+        ({"name": "x", "users_write": "yes"}, 400),
+        ({"name": "x" * 101}, 400),
+    ]
     for body, status in cases:
         response = await api.post("/apikeys", json=body)
         assert response.status_code == status, body
@@ -130,8 +143,12 @@ async def test_idps_create_get_configure_delete(api: httpx.AsyncClient) -> None:
 
 async def test_idps_bad_requests(api: httpx.AsyncClient) -> None:
     await api.post("/idps", json={"name": "Taken"})
-    for body, status in (({"name": "taken"}, 409), ({"name": "x", "icon": "nope"}, 400),
-                         ({"name": "x", "api_key": "missing"}, 404), ({"icon": "key"}, 400)):
+    for body, status in (
+        ({"name": "taken"}, 409),
+        ({"name": "x", "icon": "nope"}, 400),
+        ({"name": "x", "api_key": "missing"}, 404),
+        ({"icon": "key"}, 400),
+    ):
         response = await api.post("/idps", json=body)
         assert response.status_code == status, body
     idp_id = (await api.get("/idps")).json()["Resources"][0]["id"]
@@ -214,8 +231,13 @@ async def test_logs_query_detail_and_counters(api: httpx.AsyncClient, admin: Adm
 
 
 async def test_logs_bad_requests(api: httpx.AsyncClient) -> None:
-    for params in ({"outcome": "maybe"}, {"since": "noon"}, {"until": "2025-13-40"}, {"before": "x"},
-                   {"count": "lots"}):
+    for params in (
+        {"outcome": "maybe"},
+        {"since": "noon"},
+        {"until": "2025-13-40"},
+        {"before": "x"},
+        {"count": "lots"},
+    ):
         response = await api.get("/logs", params=params)
         assert response.status_code == 400, params
         assert response.json()["detail"]

@@ -21,11 +21,30 @@ from web.admin.auth import LOGIN_COOKIE, SESSION_COOKIE
 from web.admin.service import PASSWORD_SETTING, AdminService
 
 # Every console page and form, with a path that exists once `ids` are filled in.
-PAGES = ["/admin/", "/admin/keys", "/admin/idps", "/admin/idps/new", "/admin/idps/{idp}", "/admin/idps/{idp}/users",
-         "/admin/idps/{idp}/groups", "/admin/idps/{idp}/users/{user}", "/admin/idps/{idp}/groups/{group}",
-         "/admin/idps/{idp}/delete", "/admin/keys/{key}/revoke", "/admin/directory", "/admin/logs", "/admin/logs/1"]
-FORMS = ["/admin/keys", "/admin/keys/{key}/revoke", "/admin/idps", "/admin/idps/{idp}/scim", "/admin/idps/{idp}/delete",
-         "/admin/logout"]
+PAGES = [
+    "/admin/",
+    "/admin/keys",
+    "/admin/idps",
+    "/admin/idps/new",
+    "/admin/idps/{idp}",
+    "/admin/idps/{idp}/users",
+    "/admin/idps/{idp}/groups",
+    "/admin/idps/{idp}/users/{user}",
+    "/admin/idps/{idp}/groups/{group}",
+    "/admin/idps/{idp}/delete",
+    "/admin/keys/{key}/revoke",
+    "/admin/directory",
+    "/admin/logs",
+    "/admin/logs/1",
+]
+FORMS = [
+    "/admin/keys",
+    "/admin/keys/{key}/revoke",
+    "/admin/idps",
+    "/admin/idps/{idp}/scim",
+    "/admin/idps/{idp}/delete",
+    "/admin/logout",
+]
 
 
 def cookie_header(response: httpx.Response, name: str) -> str:
@@ -36,8 +55,11 @@ def cookie_header(response: httpx.Response, name: str) -> str:
 
 async def fixtures_for_routes(admin: Admin) -> dict[str, str]:
     tenant = await admin.idp_with_key()
-    user = (await tenant.scim.post("/Users", json={"userName": "alice@contoso.com",
-                                                   "name": {"givenName": "Alice", "familyName": "Smith"}})).json()
+    user = (
+        await tenant.scim.post(
+            "/Users", json={"userName": "alice@contoso.com", "name": {"givenName": "Alice", "familyName": "Smith"}}
+        )
+    ).json()
     group = (await tenant.scim.post("/Groups", json={"displayName": "Sales"})).json()
     await admin.flush_logs()
     return {"idp": tenant.idp_id, "user": user["id"], "group": group["id"], "key": tenant.key_id}
@@ -50,8 +72,9 @@ async def test_sign_in_sets_a_strict_http_only_session_cookie(admin: Admin) -> N
     login_cookie = cookie_header(page, LOGIN_COOKIE).lower()
     assert "httponly" in login_cookie and "samesite=strict" in login_cookie and "secure" in login_cookie
 
-    response = await admin.client.post("/admin/login", data={"csrf_token": hidden_csrf(page.text),
-                                                             "password": PASSWORD, "next": "/admin/keys"})
+    response = await admin.client.post(
+        "/admin/login", data={"csrf_token": hidden_csrf(page.text), "password": PASSWORD, "next": "/admin/keys"}
+    )
     assert response.status_code == 303
     assert response.headers["location"] == "/admin/keys"
     session_cookie = cookie_header(response, SESSION_COOKIE).lower()
@@ -65,11 +88,13 @@ async def test_cookie_is_not_secure_over_plain_http(tmp_path: Path) -> None:
     settings = admin_settings(tmp_path)
     store, app = await open_admin(settings)
     try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=CLIENT_ADDRESS),
-                                     base_url="http://127.0.0.1:8000") as client:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app, client=CLIENT_ADDRESS), base_url="http://127.0.0.1:8000"
+        ) as client:
             page = await client.get("/admin/login")
-            response = await client.post("/admin/login", data={"csrf_token": hidden_csrf(page.text),
-                                                               "password": PASSWORD})
+            response = await client.post(
+                "/admin/login", data={"csrf_token": hidden_csrf(page.text), "password": PASSWORD}
+            )
             assert response.status_code == 303
             assert "secure" not in cookie_header(response, SESSION_COOKIE).lower()
             assert (await client.get("/admin/")).status_code == 200
@@ -103,8 +128,9 @@ async def test_sign_in_form_without_its_csrf_token_is_refused(admin: Admin, toke
 async def test_sign_in_form_token_without_its_cookie_is_refused(admin: Admin) -> None:
     page = await admin.client.get("/admin/login")
     admin.client.cookies.clear()
-    response = await admin.client.post("/admin/login", data={"csrf_token": hidden_csrf(page.text),
-                                                             "password": PASSWORD})
+    response = await admin.client.post(
+        "/admin/login", data={"csrf_token": hidden_csrf(page.text), "password": PASSWORD}
+    )
     assert response.status_code == 403
 
 
@@ -132,8 +158,7 @@ async def test_throttle_is_per_client_address(tmp_path: Path, admin: Admin) -> N
     for _ in range(6):
         await admin.sign_in("wrong password")
     assert (await admin.sign_in(PASSWORD)).status_code == 429
-    other = httpx.AsyncClient(transport=httpx.ASGITransport(app=admin.app, client=("198.51.100.9", 1)),
-                              base_url=BASE)
+    other = httpx.AsyncClient(transport=httpx.ASGITransport(app=admin.app, client=("198.51.100.9", 1)), base_url=BASE)
     async with other:
         elsewhere = Admin(other, admin.store, admin.app, admin.settings)
         assert (await elsewhere.sign_in(PASSWORD)).status_code == 303
@@ -146,8 +171,9 @@ async def test_sign_in_makes_a_new_session_id_every_time(signed_in: Admin) -> No
     signed_in.client.cookies.delete(SESSION_COOKIE)
     page = await signed_in.client.get("/admin/login")
     signed_in.client.cookies.set(SESSION_COOKIE, first, domain="scim.test")
-    response = await signed_in.client.post("/admin/login", data={"csrf_token": hidden_csrf(page.text),
-                                                                 "password": PASSWORD})
+    response = await signed_in.client.post(
+        "/admin/login", data={"csrf_token": hidden_csrf(page.text), "password": PASSWORD}
+    )
     assert response.status_code == 303
     second = signed_in.client.cookies[SESSION_COOKIE]
     assert second != first
@@ -161,7 +187,7 @@ async def test_sign_out_ends_the_session_on_the_server(signed_in: Admin) -> None
     response = await signed_in.post("/admin/logout")
     assert response.status_code == 303
     assert response.headers["location"] == "/admin/login?notice=signed-out"
-    assert 'max-age=0' in cookie_header(response, SESSION_COOKIE).lower()
+    assert "max-age=0" in cookie_header(response, SESSION_COOKIE).lower()
     login = await signed_in.client.get(response.headers["location"])
     assert "You are signed out" in login.text
     # Replaying the old cookie does not bring the session back.
@@ -176,8 +202,9 @@ async def test_sign_out_needs_the_csrf_token(signed_in: Admin) -> None:
 
 async def test_tampered_or_expired_session_cookies_are_refused(signed_in: Admin) -> None:
     cookie = signed_in.client.cookies[SESSION_COOKIE]
-    signed_in.client.cookies.set(SESSION_COOKIE, cookie[:-2] + ("AA" if not cookie.endswith("AA") else "BB"),
-                                 domain="scim.test")
+    signed_in.client.cookies.set(
+        SESSION_COOKIE, cookie[:-2] + ("AA" if not cookie.endswith("AA") else "BB"), domain="scim.test"
+    )
     assert (await signed_in.client.get("/admin/")).status_code == 303
     signed_in.client.cookies.set(SESSION_COOKIE, cookie, domain="scim.test")
     assert (await signed_in.client.get("/admin/")).status_code == 200
@@ -190,8 +217,9 @@ async def test_after_sign_in_next_only_leads_into_the_console(admin: Admin) -> N
     for target in ("https://evil.example/", "//evil.example/admin/", "/elsewhere", "/admin\\@evil"):
         admin.client.cookies.clear()
         page = await admin.client.get("/admin/login")
-        response = await admin.client.post("/admin/login", data={"csrf_token": hidden_csrf(page.text),
-                                                                 "password": PASSWORD, "next": target})
+        response = await admin.client.post(
+            "/admin/login", data={"csrf_token": hidden_csrf(page.text), "password": PASSWORD, "next": target}
+        )
         assert response.status_code == 303
         assert response.headers["location"] == "/admin/"
 
@@ -269,8 +297,9 @@ async def test_generated_password_is_stored_only_as_a_salted_hash(tmp_path: Path
         assert stored.startswith("scrypt$") and password not in stored
         for file in Path(settings["database"]["path"]).parent.glob("admin.db*"):
             assert password.encode() not in file.read_bytes()
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=CLIENT_ADDRESS),
-                                     base_url=BASE) as client:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app, client=CLIENT_ADDRESS), base_url=BASE
+        ) as client:
             admin = Admin(client, store, app, settings)
             assert (await admin.sign_in("wrong password here")).status_code == 401
             assert (await admin.sign_in(password)).status_code == 303
@@ -287,8 +316,9 @@ async def test_without_any_password_nobody_signs_in(tmp_path: Path) -> None:
     settings = admin_settings(tmp_path, SCIMLET_ADMIN_PASSWORD=None)
     store, app = await open_admin(settings)
     try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=CLIENT_ADDRESS),
-                                     base_url=BASE) as client:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app, client=CLIENT_ADDRESS), base_url=BASE
+        ) as client:
             assert (await Admin(client, store, app, settings).sign_in("")).status_code == 401
             assert (await Admin(client, store, app, settings).sign_in("anything")).status_code == 401
     finally:

@@ -32,8 +32,10 @@ from tests.conftest import ROOT, entra_user, free_port, patch_body
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 SCREENSHOTS = ROOT / "docs" / "screenshots"
-INSTALL_HINT = ("the browser test needs Debian's Chromium and its driver: run `apt-get update && apt-get install -y "
-                "chromium chromium-driver` as root (.ci/run does this in CI)")
+INSTALL_HINT = (
+    "the browser test needs Debian's Chromium and its driver: run `apt-get update && apt-get install -y "
+    "chromium chromium-driver` as root (.ci/run does this in CI)"
+)
 
 
 class Server:
@@ -41,13 +43,19 @@ class Server:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.output = tmp_path / "server.out"
-        env = {**os.environ, "SCIMLET_DATABASE_PATH": str(tmp_path / "e2e.db"), "SCIMLET_SERVER_PORT": str(self.port),
-               "SCIMLET_SERVER_HOST": "127.0.0.1", "SCIMLET_LOGGING_LEVEL": "warning"}
+        env = {
+            **os.environ,
+            "SCIMLET_DATABASE_PATH": str(tmp_path / "e2e.db"),
+            "SCIMLET_SERVER_PORT": str(self.port),
+            "SCIMLET_SERVER_HOST": "127.0.0.1",
+            "SCIMLET_LOGGING_LEVEL": "warning",
+        }
         for name in ("SCIMLET_ADMIN_PASSWORD", "SCIMLET_ADMIN_TOKEN", "SCIMLET_SERVER_BASE_URL", "SCIMLET_CONFIG"):
             env.pop(name, None)
         with open(self.output, "w") as out:
-            self.process = subprocess.Popen([sys.executable, "app.py", "serve"], cwd=ROOT, env=env, stdout=out,
-                                            stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(
+                [sys.executable, "app.py", "serve"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+            )
         self.password = self._wait_for(r"Admin password: (\S+)")
 
     def _wait_for(self, pattern: str) -> str:
@@ -91,10 +99,19 @@ def browser(tmp_path: Path) -> Iterator[WebDriver]:
         pytest.fail(INSTALL_HINT)
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for argument in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                     "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'chromium-profile'}",
-                     "--window-size=1440,900"):
+    for argument in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+        "--window-size=1440,900",
+    ):
         options.add_argument(argument)
     try:
         driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
@@ -149,8 +166,12 @@ def fuller_directory(scim: httpx.Client, user_ids: list[str]) -> None:
     family = ["Andersen", "Baker", "Costa", "Dubois", "Eriksen", "Fischer", "Garcia", "Haddad", "Ito", "Jensen"]
     for i in range(30):
         first, last = rng.choice(given), rng.choice(family)
-        body = entra_user(f"{first}.{last}{i}@contoso.com".lower(), name={"givenName": first, "familyName": last},
-                          active=i % 9 != 4, phoneNumbers=[{"type": "work", "value": f"+1617555{1200 + i}"}])
+        body = entra_user(
+            f"{first}.{last}{i}@contoso.com".lower(),
+            name={"givenName": first, "familyName": last},
+            active=i % 9 != 4,
+            phoneNumbers=[{"type": "work", "value": f"+1617555{1200 + i}"}],
+        )
         user_ids.append(scim.post("/Users", json=body).json()["id"])
     for name in ("Engineering", "Finance", "Support", "Marketing"):
         group = scim.post("/Groups", json={"displayName": name}).json()
@@ -197,12 +218,14 @@ def test_admin_wires_up_entra_and_watches_it_provision(server: Server, browser: 
     assert 'viewBox="0 0 24 24"' in find(By.CSS_SELECTOR, "h1 .idp-icon").get_attribute("innerHTML")
 
     # Copy the tenant URL with its button, as an admin pastes it into Entra.
-    driver.execute_cdp_cmd("Browser.grantPermissions", {
-        "origin": base, "permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"]})
+    driver.execute_cdp_cmd(
+        "Browser.grantPermissions", {"origin": base, "permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"]}
+    )
     find(By.CSS_SELECTOR, "button[data-copy='tenant-url']").click()
     wait_until(lambda: find(By.CSS_SELECTOR, "button[data-copy='tenant-url']").text == "Copied", "the copy")
     tenant_url = driver.execute_async_script(
-        "navigator.clipboard.readText().then(arguments[0], e => arguments[0]('clipboard: ' + e))")
+        "navigator.clipboard.readText().then(arguments[0], e => arguments[0]('clipboard: ' + e))"
+    )
     idp_id = find(By.ID, "idp-id").text
     assert tenant_url == f"{base}/v1/scim/{idp_id}"
     shoot(driver, "idp")
@@ -211,13 +234,16 @@ def test_admin_wires_up_entra_and_watches_it_provision(server: Server, browser: 
     with httpx.Client(base_url=tenant_url, headers={"Authorization": f"Bearer {secret}"}, timeout=10) as scim:
         probe = scim.get("/Users", params={"filter": 'userName eq "7d420df3-9995-4831-a406-ecf8166f5f6a"'})
         assert probe.json()["totalResults"] == 0
-        user = scim.post("/Users", json=entra_user("ada.lovelace@contoso.com",
-                                                   name={"givenName": "Ada", "familyName": "Lovelace"}))
+        user = scim.post(
+            "/Users", json=entra_user("ada.lovelace@contoso.com", name={"givenName": "Ada", "familyName": "Lovelace"})
+        )
         assert user.status_code == 201
         group = scim.post("/Groups", json={"displayName": "Analytical Engines"})
         assert group.status_code == 201
-        added = scim.patch(f"/Groups/{group.json()['id']}", json=patch_body(
-            {"op": "Add", "path": "members", "value": [{"value": user.json()["id"]}]}))
+        added = scim.patch(
+            f"/Groups/{group.json()['id']}",
+            json=patch_body({"op": "Add", "path": "members", "value": [{"value": user.json()["id"]}]}),
+        )
         assert added.status_code == 204
         if os.environ.get("SCIMLET_SCREENSHOTS") == "1":
             fuller_directory(scim, [user.json()["id"]])

@@ -14,22 +14,34 @@ from web.admin.service import PASSWORD_SETTING
 
 
 def cli_env(tmp_path: Path) -> dict:
-    env = {**os.environ, "SCIMLET_DATABASE_PATH": str(tmp_path / "cli.db"),
-           "SCIMLET_SERVER_BASE_URL": "https://scim.example.com", "SCIMLET_LOGGING_LEVEL": "warning"}
+    env = {
+        **os.environ,
+        "SCIMLET_DATABASE_PATH": str(tmp_path / "cli.db"),
+        "SCIMLET_SERVER_BASE_URL": "https://scim.example.com",
+        "SCIMLET_LOGGING_LEVEL": "warning",
+    }
     env.pop("SCIMLET_ADMIN_PASSWORD", None)
     return env
 
 
 def test_cli_keys_and_idps_go_through_the_service(tmp_path: Path) -> None:
     env = cli_env(tmp_path)
-    key = json.loads(run_cli(env, "apikey", "create", "--name", "Entra", "--write", "users,groups",
-                             "--json").stdout)
-    idp = json.loads(run_cli(env, "idp", "create", "--name", "Contoso", "--icon", "windows", "--apikey", "entra",
-                             "--json").stdout)
+    key = json.loads(run_cli(env, "apikey", "create", "--name", "Entra", "--write", "users,groups", "--json").stdout)
+    idp = json.loads(
+        run_cli(env, "idp", "create", "--name", "Contoso", "--icon", "windows", "--apikey", "entra", "--json").stdout
+    )
     assert idp["tenant_url"] == f"https://scim.example.com/v1/scim/{idp['id']}"
     listed = json.loads(run_cli(env, "idp", "list", "--json").stdout)
-    assert listed == [{"id": idp["id"], "name": "Contoso", "icon": "windows", "api_key_id": key["id"],
-                       "created": listed[0]["created"], "tenant_url": idp["tenant_url"]}]
+    assert listed == [
+        {
+            "id": idp["id"],
+            "name": "Contoso",
+            "icon": "windows",
+            "api_key_id": key["id"],
+            "created": listed[0]["created"],
+            "tenant_url": idp["tenant_url"],
+        }
+    ]
     keys = json.loads(run_cli(env, "apikey", "list", "--json").stdout)
     assert [(k["name"], k["privileges"], k["revoked"]) for k in keys] == [("Entra", ["users", "groups"], None)]
     assert "secret" not in keys[0]
@@ -45,8 +57,10 @@ def test_cli_admin_password_replaces_the_hash_and_ends_sessions(tmp_path: Path) 
     env = cli_env(tmp_path)
     run_cli(env, "migrate")
     with sqlite3.connect(tmp_path / "cli.db") as conn:
-        conn.execute("INSERT INTO admin_sessions VALUES ('h', 'c', '2025-01-01T00:00:00.000Z', "
-                     "'2999-01-01T00:00:00.000Z', '127.0.0.1')")
+        conn.execute(
+            "INSERT INTO admin_sessions VALUES ('h', 'c', '2025-01-01T00:00:00.000Z', "
+            "'2999-01-01T00:00:00.000Z', '127.0.0.1')"
+        )
     result = run_cli(env, "admin", "password")
     assert result.returncode == 0, result.stderr
     password = re.search(r"New admin password \(shown only now\): (\S+)", result.stdout).group(1)

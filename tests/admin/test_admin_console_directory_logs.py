@@ -23,19 +23,30 @@ def next_link(page: str, which: str) -> str | None:
 async def provision(tenant: Tenant) -> dict[str, str]:
     """Three users (one disabled, one with a work phone) and a group holding two of them."""
     ids = {}
-    for name, given, family in (("alice@contoso.com", "Alice", "Smith"), ("bob@contoso.com", "Bob", "Jones"),
-                                ("carol@contoso.com", "Carol", "Smithers")):
+    for name, given, family in (
+        ("alice@contoso.com", "Alice", "Smith"),
+        ("bob@contoso.com", "Bob", "Jones"),
+        ("carol@contoso.com", "Carol", "Smithers"),
+    ):
         body = entra_user(name, name={"givenName": given, "familyName": family})
         response = await tenant.scim.post("/Users", json=body)
         assert response.status_code == 201
         ids[name] = response.json()["id"]
-    await tenant.scim.patch(f"/Users/{ids['bob@contoso.com']}",
-                            json=patch_body({"op": "Replace", "path": "active", "value": "False"}))
+    await tenant.scim.patch(
+        f"/Users/{ids['bob@contoso.com']}", json=patch_body({"op": "Replace", "path": "active", "value": "False"})
+    )
     group = await tenant.scim.post("/Groups", json={"displayName": "Sales", "externalId": "sales-ext"})
     ids["Sales"] = group.json()["id"]
-    await tenant.scim.patch(f"/Groups/{ids['Sales']}", json=patch_body(
-        {"op": "Add", "path": "members", "value": [{"value": ids["alice@contoso.com"]},
-                                                  {"value": ids["carol@contoso.com"]}]}))
+    await tenant.scim.patch(
+        f"/Groups/{ids['Sales']}",
+        json=patch_body(
+            {
+                "op": "Add",
+                "path": "members",
+                "value": [{"value": ids["alice@contoso.com"]}, {"value": ids["carol@contoso.com"]}],
+            }
+        ),
+    )
     await tenant.scim.post("/Groups", json={"displayName": "Engineering"})
     return ids
 
@@ -51,8 +62,16 @@ async def test_users_list_shows_the_columns_an_admin_needs(signed_in: Admin) -> 
     assert "Bob" in bob_row and "Jones" in bob_row and ">No<" in bob_row and "+16175551212" in bob_row
     alice_row = re.search(r"<tr>\s*<td><a [^>]*>alice@contoso.com</a></td>(.*?)</tr>", page.text, re.S).group(1)
     assert f'/groups/{ids["Sales"]}">Sales</a>' in alice_row and ">Yes<" in alice_row
-    for header in ("userName", "Given name", "Family name", "Active", "Work phone", "Groups", "Created",
-                   "Last modified"):
+    for header in (
+        "userName",
+        "Given name",
+        "Family name",
+        "Active",
+        "Work phone",
+        "Groups",
+        "Created",
+        "Last modified",
+    ):
         assert f"<th>{header}" in page.text
 
 
@@ -70,10 +89,13 @@ async def test_search_plain_text_matches_names(signed_in: Admin) -> None:
     ids = await provision(tenant)
     path = f"/admin/idps/{tenant.idp_id}/users"
     assert user_names((await signed_in.client.get(path, params={"q": "smith"})).text) == [
-        "alice@contoso.com", "carol@contoso.com"]  # family names Smith and Smithers
+        "alice@contoso.com",
+        "carol@contoso.com",
+    ]  # family names Smith and Smithers
     assert user_names((await signed_in.client.get(path, params={"q": "BOB@"})).text) == ["bob@contoso.com"]
     assert user_names((await signed_in.client.get(path, params={"q": ids["carol@contoso.com"]})).text) == [
-        "carol@contoso.com"]
+        "carol@contoso.com"
+    ]
     nothing = await signed_in.client.get(path, params={"q": '50%_"\\'})
     assert nothing.status_code == 200 and user_names(nothing.text) == [] and "No users match" in nothing.text
     groups = await signed_in.client.get(f"/admin/idps/{tenant.idp_id}/groups", params={"q": "sal"})
@@ -85,8 +107,13 @@ async def test_search_accepts_a_scim_filter(signed_in: Admin) -> None:
     ids = await provision(tenant)
     path = f"/admin/idps/{tenant.idp_id}/users"
     assert user_names((await signed_in.client.get(path, params={"q": "active eq false"})).text) == ["bob@contoso.com"]
-    assert user_names((await signed_in.client.get(path, params={
-        "q": f'groups.value eq "{ids["Sales"]}" and name.givenName sw "C"'})).text) == ["carol@contoso.com"]
+    assert user_names(
+        (
+            await signed_in.client.get(
+                path, params={"q": f'groups.value eq "{ids["Sales"]}" and name.givenName sw "C"'}
+            )
+        ).text
+    ) == ["carol@contoso.com"]
     groups = await signed_in.client.get(f"/admin/idps/{tenant.idp_id}/groups", params={"q": "members pr"})
     assert ">Sales</a>" in groups.text and "Engineering" not in groups.text
 
@@ -158,12 +185,15 @@ async def test_directory_never_shows_another_idps_resources(signed_in: Admin) ->
     ids = await provision(theirs)
     page = await signed_in.client.get(f"/admin/idps/{ours.idp_id}/users")
     assert user_names(page.text) == []
-    assert (await signed_in.client.get(f"/admin/idps/{ours.idp_id}/users/{ids['alice@contoso.com']}")).status_code \
-        == 404
+    assert (
+        await signed_in.client.get(f"/admin/idps/{ours.idp_id}/users/{ids['alice@contoso.com']}")
+    ).status_code == 404
     directory = await signed_in.client.get("/admin/directory")
     assert directory.status_code == 200
-    assert f'/admin/idps/{ours.idp_id}/users">' in directory.text and f'/admin/idps/{theirs.idp_id}/groups">' in \
-        directory.text
+    assert (
+        f'/admin/idps/{ours.idp_id}/users">' in directory.text
+        and f'/admin/idps/{theirs.idp_id}/groups">' in directory.text
+    )
 
 
 async def test_directory_with_one_idp_goes_straight_to_its_users(signed_in: Admin) -> None:
@@ -180,10 +210,19 @@ async def log_rows(admin: Admin, **params: str) -> list[dict]:
     table = re.search(r'<table id="logs".*?</table>', page.text, re.S).group(0)
     rows = []
     for row in re.findall(r"<tr class=\"[^\"]*\">(.*?)</tr>", table, re.S):
-        cells = [html.unescape(re.sub(r"<[^>]+>", "", cell)).strip()
-                 for cell in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)]
-        rows.append(dict(zip(["time", "idp", "key", "operation", "target", "status", "scim_type", "detail", "ms"],
-                             cells, strict=True)))
+        cells = [
+            html.unescape(re.sub(r"<[^>]+>", "", cell)).strip()
+            for cell in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)
+        ]
+        rows.append(
+            dict(
+                zip(
+                    ["time", "idp", "key", "operation", "target", "status", "scim_type", "detail", "ms"],
+                    cells,
+                    strict=True,
+                )
+            )
+        )
     return rows
 
 
@@ -194,8 +233,11 @@ async def test_logs_list_operations_in_words_with_their_outcome(signed_in: Admin
     await tenant.scim.get("/Users", headers={"Authorization": "Bearer wrong"})
     await signed_in.flush_logs()
     rows = await log_rows(signed_in)
-    assert [(r["operation"], r["status"]) for r in rows] == [("List Users", "401"), ("Create User", "409"),
-                                                             ("Create User", "201")]
+    assert [(r["operation"], r["status"]) for r in rows] == [
+        ("List Users", "401"),
+        ("Create User", "409"),
+        ("Create User", "201"),
+    ]
     failed_create = rows[1]
     assert failed_create["idp"] == "Contoso" and failed_create["key"] == "Contoso key"
     assert failed_create["target"] == "ERIN@contoso.com" and failed_create["scim_type"] == "uniqueness"

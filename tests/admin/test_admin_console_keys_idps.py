@@ -11,8 +11,11 @@ from tests.conftest import entra_user
 
 
 def scim_client(admin: Admin, idp_id: str, secret: str) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=admin.client._transport, base_url=f"{BASE}/v1/scim/{idp_id}",
-                             headers={"Authorization": f"Bearer {secret}"})
+    return httpx.AsyncClient(
+        transport=admin.client._transport,
+        base_url=f"{BASE}/v1/scim/{idp_id}",
+        headers={"Authorization": f"Bearer {secret}"},
+    )
 
 
 def shown_secret(html: str) -> str:
@@ -42,15 +45,21 @@ async def create_idp(admin: Admin, name: str, icon: str, key_id: str) -> str:
 
 
 async def test_add_key_shows_the_secret_once_and_it_works(signed_in: Admin) -> None:
-    response = await signed_in.post("/admin/keys", {"name": "Entra prod", "description": "tenant contoso",
-                                                    "users_write": "on", "groups_write": "on"})
+    response = await signed_in.post(
+        "/admin/keys",
+        {"name": "Entra prod", "description": "tenant contoso", "users_write": "on", "groups_write": "on"},
+    )
     assert response.status_code == 200
     secret = shown_secret(response.text)
     assert "will not be shown again" in response.text
     assert 'data-copy="secret"' in response.text
     key = (await signed_in.store.list_api_keys())[0]
-    assert (key.name, key.description, key.users_write, key.groups_write) == ("Entra prod", "tenant contoso",
-                                                                               True, True)
+    assert (key.name, key.description, key.users_write, key.groups_write) == (
+        "Entra prod",
+        "tenant contoso",
+        True,
+        True,
+    )
     listing = await signed_in.client.get("/admin/keys")
     assert "Entra prod" in listing.text and "tenant contoso" in listing.text
     assert "Users: write" in listing.text and "Groups: write" in listing.text
@@ -73,8 +82,11 @@ async def test_write_toggles_are_separate_privileges(signed_in: Admin) -> None:
 
 async def test_add_key_refuses_bad_input_and_changes_nothing(signed_in: Admin) -> None:
     await create_key(signed_in, "taken")
-    for data, message in (({"name": "  "}, "needs a name"), ({"name": "TAKEN"}, "already exists"),
-                          ({"name": "n" * 101}, "limit is 100")):
+    for data, message in (
+        ({"name": "  "}, "needs a name"),
+        ({"name": "TAKEN"}, "already exists"),
+        ({"name": "n" * 101}, "limit is 100"),
+    ):
         response = await signed_in.post("/admin/keys", data)
         assert response.status_code == 400
         assert message in response.text
@@ -117,14 +129,21 @@ async def test_create_idp_with_icon_and_key_shows_what_to_paste_into_entra(signe
     assert f'<code id="tenant-url">{tenant_url}</code>' in page.text
     assert f'<code id="idp-id">{idp_id}</code>' in page.text
     assert 'data-copy="tenant-url"' in page.text and 'data-copy="idp-id"' in page.text
-    for mapping in ("userPrincipalName", "phoneNumbers[type eq &#34;work&#34;].value", "name.givenName",
-                    "name.familyName", "displayName", "members"):
+    for mapping in (
+        "userPrincipalName",
+        "phoneNumbers[type eq &#34;work&#34;].value",
+        "name.givenName",
+        "name.familyName",
+        "displayName",
+        "members",
+    ):
         assert mapping in page.text
     assert "IdP created" in page.text
     idp = (await signed_in.store.list_idps())[0]
     assert (idp.name, idp.icon, idp.api_key_id) == ("Contoso Entra", "windows", key_id)
-    async with httpx.AsyncClient(transport=signed_in.client._transport, base_url=tenant_url,
-                                 headers={"Authorization": f"Bearer {secret}"}) as scim:
+    async with httpx.AsyncClient(
+        transport=signed_in.client._transport, base_url=tenant_url, headers={"Authorization": f"Bearer {secret}"}
+    ) as scim:
         assert (await scim.get("/Users", params={"filter": 'userName eq "x"'})).status_code == 200
     listing = await signed_in.client.get("/admin/idps")
     assert "Contoso Entra" in listing.text and idp_id in listing.text
@@ -133,10 +152,12 @@ async def test_create_idp_with_icon_and_key_shows_what_to_paste_into_entra(signe
 async def test_create_idp_refuses_bad_input(signed_in: Admin) -> None:
     key_id, _ = await create_key(signed_in, "k")
     await create_idp(signed_in, "Taken", "key", key_id)
-    for data, message in (({"name": "x", "icon": "skull"}, "Unknown icon"),
-                          ({"name": "", "icon": "key"}, "needs a name"),
-                          ({"name": "taken", "icon": "key"}, "already exists"),
-                          ({"name": "y", "icon": "key", "api_key": "missing"}, "No API key")):
+    for data, message in (
+        ({"name": "x", "icon": "skull"}, "Unknown icon"),
+        ({"name": "", "icon": "key"}, "needs a name"),
+        ({"name": "taken", "icon": "key"}, "already exists"),
+        ({"name": "y", "icon": "key", "api_key": "missing"}, "No API key"),
+    ):
         response = await signed_in.post("/admin/idps", data)
         assert response.status_code == 400, data
         assert message in response.text
@@ -173,8 +194,11 @@ async def test_configure_scim_refuses_revoked_unknown_or_no_key(signed_in: Admin
     revoked_id, _ = await create_key(signed_in, "revoked")
     await signed_in.store.revoke_api_key(revoked_id)
     idp_id = await create_idp(signed_in, "Entra", "key", key_id)
-    for choice, status, message in ((revoked_id, 400, "is revoked"), ("nope", 404, "No API key"),
-                                    ("", 400, "Select an API key")):
+    for choice, status, message in (
+        (revoked_id, 400, "is revoked"),
+        ("nope", 404, "No API key"),
+        ("", 400, "Select an API key"),
+    ):
         response = await signed_in.post(f"/admin/idps/{idp_id}/scim", {"api_key": choice})
         assert response.status_code == status
         assert message in response.text
@@ -204,8 +228,13 @@ async def test_delete_idp_asks_first_and_removes_its_directory(signed_in: Admin)
 
 
 async def test_unknown_idp_pages_are_404(signed_in: Admin) -> None:
-    for path in ("/admin/idps/nope", "/admin/idps/nope/users", "/admin/idps/nope/groups", "/admin/idps/nope/delete",
-                 "/admin/idps/nope/users/x"):
+    for path in (
+        "/admin/idps/nope",
+        "/admin/idps/nope/users",
+        "/admin/idps/nope/groups",
+        "/admin/idps/nope/delete",
+        "/admin/idps/nope/users/x",
+    ):
         response = await signed_in.client.get(path)
         assert response.status_code == 404, path
         assert "No IdP" in response.text

@@ -24,13 +24,31 @@ def seed(path: str, idp_id: str, count: int) -> list[str]:
     stamp = "2025-01-01T00:00:00.000Z"
     rows = []
     for i, name in enumerate(names):
-        doc = {"userName": name, "active": i % 10 != 0, "name": {"givenName": f"Given{i}", "familyName": f"Family{i}"},
-               "phoneNumbers": [{"type": "work", "value": "+16175551212"}]}
-        rows.append((str(uuid.uuid4()), idp_id, name, f"ext-{i}", int(doc["active"]), orjson.dumps(doc).decode(), 1,
-                     stamp, stamp))
+        doc = {
+            "userName": name,
+            "active": i % 10 != 0,
+            "name": {"givenName": f"Given{i}", "familyName": f"Family{i}"},
+            "phoneNumbers": [{"type": "work", "value": "+16175551212"}],
+        }
+        rows.append(
+            (
+                str(uuid.uuid4()),
+                idp_id,
+                name,
+                f"ext-{i}",
+                int(doc["active"]),
+                orjson.dumps(doc).decode(),
+                1,
+                stamp,
+                stamp,
+            )
+        )
     with sqlite3.connect(path) as conn:
-        conn.executemany("INSERT INTO users (id, idp_id, user_name, external_id, active, doc, version, created, "
-                         "modified) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        conn.executemany(
+            "INSERT INTO users (id, idp_id, user_name, external_id, active, doc, version, created, "
+            "modified) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
     return names
 
 
@@ -69,7 +87,12 @@ async def test_pages_deep_in_100k_users_cost_what_the_first_one_costs(signed_in:
 
     # Keyset paging walks the index in order: no sort of the 100,000 rows, whatever the page.
     with sqlite3.connect(signed_in.settings["database"]["path"]) as conn:
-        plan = " ".join(row[3] for row in conn.execute(
-            "EXPLAIN QUERY PLAN SELECT t.id FROM users AS t WHERE t.idp_id = ? AND 1 AND t.user_name > ? "
-            "ORDER BY t.user_name LIMIT 51", (tenant.idp_id, names[99_000])))
+        plan = " ".join(
+            row[3]
+            for row in conn.execute(
+                "EXPLAIN QUERY PLAN SELECT t.id FROM users AS t WHERE t.idp_id = ? AND 1 AND t.user_name > ? "
+                "ORDER BY t.user_name LIMIT 51",
+                (tenant.idp_id, names[99_000]),
+            )
+        )
     assert "users_idp_user_name" in plan and "TEMP B-TREE" not in plan

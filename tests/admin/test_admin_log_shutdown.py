@@ -12,8 +12,9 @@ from tests.conftest import LiveServer, entra_user
 
 def test_records_of_requests_just_before_a_clean_stop_are_kept(live_server: LiveServer) -> None:
     names = [f"last{i:02d}@contoso.com" for i in range(40)]
-    with httpx.Client(base_url=live_server.tenant_url, headers={"Authorization": f"Bearer {live_server.secret}"},
-                      timeout=10) as client:
+    with httpx.Client(
+        base_url=live_server.tenant_url, headers={"Authorization": f"Bearer {live_server.secret}"}, timeout=10
+    ) as client:
         for name in names:
             assert client.post("/Users", json=entra_user(name)).status_code == 201
         assert client.get("/Users", headers={"Authorization": "Bearer wrong"}).status_code == 401

@@ -10,8 +10,13 @@ from tests.conftest import ROOT
 
 
 def test_quick_bench_runs_every_phase_with_correct_answers(tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, "bench/run.py", "--quick", "--skip-baseline", "--results-dir",
-                           str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "bench/run.py", "--quick", "--skip-baseline", "--results-dir", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     reports = list(tmp_path.glob("*.md"))
     assert len(reports) == 1

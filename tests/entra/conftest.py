@@ -25,6 +25,7 @@ def entra_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServe
 @pytest.fixture
 def http(entra_server: LiveServer) -> Iterator[httpx.Client]:
     """A client on the tenant URL with the secret token, as Entra is configured."""
-    with httpx.Client(base_url=entra_server.tenant_url, timeout=15,
-                      headers={"Authorization": f"Bearer {entra_server.secret}"}) as client:
+    with httpx.Client(
+        base_url=entra_server.tenant_url, timeout=15, headers={"Authorization": f"Bearer {entra_server.secret}"}
+    ) as client:
         yield client

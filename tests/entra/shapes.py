@@ -32,8 +32,9 @@ def eq_filter(attribute: str, value: str) -> str:
     return "filter=" + quote_plus(f'{attribute} eq "{value}"')
 
 
-def send(http: httpx.Client, method: str, url: str, body: object | None = None,
-         content_type: str = ENTRA_JSON) -> httpx.Response:
+def send(
+    http: httpx.Client, method: str, url: str, body: object | None = None, content_type: str = ENTRA_JSON
+) -> httpx.Response:
     """A request with a JSON body sent as Entra does: serialised by hand, with Entra's Content-Type."""
     if body is None:
         return http.request(method, url)
@@ -42,15 +43,20 @@ def send(http: httpx.Client, method: str, url: str, body: object | None = None,
 
 def user_body(user_name: str, **extra: object) -> dict:
     """The create body of ENTRA.md ("Create (shape from Microsoft's docs)"), with a GUID externalId."""
-    body = entra_user(user_name, externalId=str(uuid.uuid4()),
-                      emails=[{"primary": True, "type": "work", "value": user_name}])
+    body = entra_user(
+        user_name, externalId=str(uuid.uuid4()), emails=[{"primary": True, "type": "work", "value": user_name}]
+    )
     body.update(extra)
     return body
 
 
 def group_body(display_name: str) -> dict:
-    return {"schemas": [GROUP_SCHEMA, MS_GROUP_SCHEMA], "externalId": str(uuid.uuid4()),
-            "displayName": display_name, "meta": {"resourceType": "Group"}}
+    return {
+        "schemas": [GROUP_SCHEMA, MS_GROUP_SCHEMA],
+        "externalId": str(uuid.uuid4()),
+        "displayName": display_name,
+        "meta": {"resourceType": "Group"},
+    }
 
 
 def patch(*operations: dict) -> dict:

@@ -16,8 +16,10 @@ def run(outcomes: list[Outcome], capsys: pytest.CaptureFixture[str]) -> tuple[in
 
 
 def test_all_passing_exits_zero_with_the_summary_last(capsys: pytest.CaptureFixture[str]) -> None:
-    code, lines = run([Outcome("scim-sanity", "GET /Schemas", "passed"),
-                       Outcome("scim-sanity", "Agent CRUD Lifecycle", "skipped")], capsys)
+    code, lines = run(
+        [Outcome("scim-sanity", "GET /Schemas", "passed"), Outcome("scim-sanity", "Agent CRUD Lifecycle", "skipped")],
+        capsys,
+    )
     assert code == 0
     assert lines[-1] == "1 passed, 0 failed, 1 skipped"
     assert "scim-sanity 0.7.4: 1 passed, 0 failed, 1 skipped (0 of them excluded)" in lines
@@ -40,6 +42,8 @@ def test_an_excluded_check_counts_as_skipped_only_when_it_fails(capsys: pytest.C
 
 
 def test_exclusions_match_the_exact_name_only(capsys: pytest.CaptureFixture[str]) -> None:
-    code, lines = run([Outcome(EXCLUDED_TOOL, EXCLUDED_NAME + " (other)", "failed"),
-                       Outcome("other-tool", EXCLUDED_NAME, "failed")], capsys)
+    code, lines = run(
+        [Outcome(EXCLUDED_TOOL, EXCLUDED_NAME + " (other)", "failed"), Outcome("other-tool", EXCLUDED_NAME, "failed")],
+        capsys,
+    )
     assert code == 1 and lines[-1] == "0 passed, 2 failed, 0 skipped"

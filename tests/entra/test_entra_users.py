@@ -64,7 +64,12 @@ def test_create_returns_201_with_location_and_meta(http: httpx.Client) -> None:
 def test_create_tolerates_nulls_meta_roles_and_true_strings(http: httpx.Client) -> None:
     name = upn("tolerant")
     body = user_body(
-        name, active="True", displayName=None, nickName=None, title=None, addresses=None,
+        name,
+        active="True",
+        displayName=None,
+        nickName=None,
+        title=None,
+        addresses=None,
         emails=[{"primary": "True", "type": "work", "value": name}, None],
         name={"givenName": "Ann", "familyName": "Lee", "middleName": None, "formatted": None},
         meta={"resourceType": "User", "created": "2001-01-01T00:00:00Z", "location": "https://elsewhere/x"},
@@ -140,8 +145,11 @@ def test_a_non_e164_work_phone_is_400_with_an_actionable_detail(http: httpx.Clie
 @pytest.mark.parametrize("form", ["string", "object", "list"])
 def test_create_with_the_manager_in_each_form(http: httpx.Client, form: str) -> None:
     boss = create_user(http)
-    value = {"string": boss["id"], "object": {"value": boss["id"]},
-             "list": [{"$ref": boss["meta"]["location"], "value": boss["id"]}]}[form]
+    value = {
+        "string": boss["id"],
+        "object": {"value": boss["id"]},
+        "list": [{"$ref": boss["meta"]["location"], "value": boss["id"]}],
+    }[form]
     body = user_body(upn("report"))
     body[ENTERPRISE] = {"manager": value}
     response = send(http, "POST", "/Users", body)
@@ -160,8 +168,9 @@ def test_manager_is_set_in_every_form_and_cleared(http: httpx.Client, dialect: s
             response = send(http, "PATCH", url(dialect, f"/Users/{user['id']}"), patch(op(dialect, verb, path, value)))
             assert response.status_code == 200, response.text
             assert response.json()[ENTERPRISE]["manager"]["value"] == boss
-    pathless = send(http, "PATCH", url(dialect, f"/Users/{user['id']}"),
-                    patch(op(dialect, "replace", None, {path: bosses[3]})))
+    pathless = send(
+        http, "PATCH", url(dialect, f"/Users/{user['id']}"), patch(op(dialect, "replace", None, {path: bosses[3]}))
+    )
     assert pathless.status_code == 200 and pathless.json()[ENTERPRISE]["manager"]["value"] == bosses[3]
 
     for clear in ("", {"value": ""}):
@@ -177,13 +186,17 @@ def test_compound_manager_reference_filter(http: httpx.Client) -> None:
     body = user_body(upn("managed"))
     body[ENTERPRISE] = {"manager": boss["id"]}
     user = send(http, "POST", "/Users", body).json()
-    hit = http.get("/Users?" + "filter=" + f'id eq "{user["id"]}" and manager eq "{boss["id"]}"'
-                   .replace(" ", "+").replace('"', "%22"))
+    hit = http.get(
+        "/Users?"
+        + "filter="
+        + f'id eq "{user["id"]}" and manager eq "{boss["id"]}"'.replace(" ", "+").replace('"', "%22")
+    )
     assert hit.status_code == 200 and [r["id"] for r in hit.json()["Resources"]] == [user["id"]]
     miss = http.get("/Users", params={"filter": f'id eq "{user["id"]}" and manager eq "{other["id"]}"'})
     assert miss.status_code == 200 and miss.json()["totalResults"] == 0
-    qualified = http.get("/Users", params={"filter": f'id eq "{user["id"]}" and {ENTERPRISE}:manager.value eq '
-                                                     f'"{boss["id"]}"'})
+    qualified = http.get(
+        "/Users", params={"filter": f'id eq "{user["id"]}" and {ENTERPRISE}:manager.value eq "{boss["id"]}"'}
+    )
     assert qualified.json()["totalResults"] == 1
 
 
@@ -192,12 +205,18 @@ def test_compound_manager_reference_filter(http: httpx.Client) -> None:
 
 def test_legacy_patch_exactly_as_entra_sends_it(http: httpx.Client) -> None:
     user = create_user(http)
-    response = send(http, "PATCH", f"/Users/{user['id']}", patch(
-        {"op": "Replace", "path": 'emails[type eq "work"].value', "value": "updated@contoso.com"},
-        {"op": "Replace", "path": "name.familyName", "value": "updatedFamilyName"},
-        {"op": "Replace", "path": 'phoneNumbers[type eq "work"].value', "value": "+16175550000"},
-        {"op": "Replace", "path": "active", "value": "False"},
-        {"op": "Add", "path": "nickName", "value": "Babs"}))
+    response = send(
+        http,
+        "PATCH",
+        f"/Users/{user['id']}",
+        patch(
+            {"op": "Replace", "path": 'emails[type eq "work"].value', "value": "updated@contoso.com"},
+            {"op": "Replace", "path": "name.familyName", "value": "updatedFamilyName"},
+            {"op": "Replace", "path": 'phoneNumbers[type eq "work"].value', "value": "+16175550000"},
+            {"op": "Replace", "path": "active", "value": "False"},
+            {"op": "Add", "path": "nickName", "value": "Babs"},
+        ),
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     assert work_email(body) == "updated@contoso.com"
@@ -209,10 +228,24 @@ def test_legacy_patch_exactly_as_entra_sends_it(http: httpx.Client) -> None:
 
 def test_modern_patch_with_dotted_and_urn_keys(http: httpx.Client) -> None:
     user = create_user(http)
-    response = send(http, "PATCH", f"/Users/{user['id']}?{FLAG}", patch(
-        {"op": "replace", "path": 'emails[type eq "work"].value', "value": "x@contoso.com"},
-        {"op": "replace", "value": {"displayName": "Bjfe", "name.givenName": "Kkom", "name.familyName": "Unua",
-                                    "active": False, f"{ENTERPRISE}:employeeNumber": "Aklq"}}))
+    response = send(
+        http,
+        "PATCH",
+        f"/Users/{user['id']}?{FLAG}",
+        patch(
+            {"op": "replace", "path": 'emails[type eq "work"].value', "value": "x@contoso.com"},
+            {
+                "op": "replace",
+                "value": {
+                    "displayName": "Bjfe",
+                    "name.givenName": "Kkom",
+                    "name.familyName": "Unua",
+                    "active": False,
+                    f"{ENTERPRISE}:employeeNumber": "Aklq",
+                },
+            },
+        ),
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["displayName"] == "Bjfe" and body["active"] is False
@@ -227,9 +260,22 @@ def test_modern_patch_with_dotted_and_urn_keys(http: httpx.Client) -> None:
 
 def test_pathless_add_with_the_same_shape(http: httpx.Client) -> None:
     user = create_user(http)
-    response = send(http, "PATCH", f"/Users/{user['id']}?{FLAG}", patch(
-        {"op": "add", "value": {"nickName": "Nick", "name.middleName": "M",
-                                f"{ENTERPRISE}:department": "Ops", "title": "Engineer"}}))
+    response = send(
+        http,
+        "PATCH",
+        f"/Users/{user['id']}?{FLAG}",
+        patch(
+            {
+                "op": "add",
+                "value": {
+                    "nickName": "Nick",
+                    "name.middleName": "M",
+                    f"{ENTERPRISE}:department": "Ops",
+                    "title": "Engineer",
+                },
+            }
+        ),
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["nickName"] == "Nick" and body["title"] == "Engineer"
@@ -242,15 +288,25 @@ def test_pathless_add_with_the_same_shape(http: httpx.Client) -> None:
 def test_filtered_path_upserts_the_work_phone_and_email(http: httpx.Client, dialect: str, verb: str) -> None:
     user = create_user(http, phoneNumbers=[{"type": "mobile", "value": "+447700900123"}], emails=None)
     assert work_phone(user) is None and work_email(user) is None
-    response = send(http, "PATCH", url(dialect, f"/Users/{user['id']}"), patch(
-        op(dialect, verb, 'phoneNumbers[type eq "work"].value', "+16175550001"),
-        op(dialect, verb, 'emails[type eq "work"].value', "upsert@contoso.com")))
+    response = send(
+        http,
+        "PATCH",
+        url(dialect, f"/Users/{user['id']}"),
+        patch(
+            op(dialect, verb, 'phoneNumbers[type eq "work"].value', "+16175550001"),
+            op(dialect, verb, 'emails[type eq "work"].value', "upsert@contoso.com"),
+        ),
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     assert work_phone(body) == "+16175550001" and work_email(body) == "upsert@contoso.com"
     assert {"type": "mobile", "value": "+447700900123"} in body["phoneNumbers"]
-    again = send(http, "PATCH", url(dialect, f"/Users/{user['id']}"), patch(
-        op(dialect, verb, 'phoneNumbers[type eq "work"].value', "+16175550002")))
+    again = send(
+        http,
+        "PATCH",
+        url(dialect, f"/Users/{user['id']}"),
+        patch(op(dialect, verb, 'phoneNumbers[type eq "work"].value', "+16175550002")),
+    )
     assert work_phone(again.json()) == "+16175550002"  # updated in place, not a second work phone
     assert len(again.json()["phoneNumbers"]) == 2
 
@@ -261,12 +317,24 @@ def test_empty_string_clears_every_non_required_attribute(http: httpx.Client, di
     body = user_body(upn("clear"), displayName="D", nickName="N", title="T", preferredLanguage="en-US")
     body[ENTERPRISE] = {"department": "Sales", "employeeNumber": "7", "manager": boss["id"]}
     user = send(http, "POST", "/Users", body).json()
-    paths = ["displayName", "nickName", "title", "preferredLanguage", 'phoneNumbers[type eq "work"].value',
-             'emails[type eq "work"].value', f"{ENTERPRISE}:department", f"{ENTERPRISE}:employeeNumber",
-             f"{ENTERPRISE}:manager"]
+    paths = [
+        "displayName",
+        "nickName",
+        "title",
+        "preferredLanguage",
+        'phoneNumbers[type eq "work"].value',
+        'emails[type eq "work"].value',
+        f"{ENTERPRISE}:department",
+        f"{ENTERPRISE}:employeeNumber",
+        f"{ENTERPRISE}:manager",
+    ]
     # Entra's validator sends "" for every non-required attribute, the work phone included.
-    response = send(http, "PATCH", url(dialect, f"/Users/{user['id']}"),
-                    patch(*(op(dialect, "replace", path, "") for path in paths)))
+    response = send(
+        http,
+        "PATCH",
+        url(dialect, f"/Users/{user['id']}"),
+        patch(*(op(dialect, "replace", path, "") for path in paths)),
+    )
     assert response.status_code == 200, response.text
     cleared = response.json()
     for name in ("displayName", "nickName", "title", "preferredLanguage", "phoneNumbers", "emails", ENTERPRISE):
@@ -277,8 +345,12 @@ def test_empty_string_clears_every_non_required_attribute(http: httpx.Client, di
 
 def test_pathless_empty_strings_clear_too(http: httpx.Client) -> None:
     user = create_user(http, displayName="Shown", nickName="Nick")
-    response = send(http, "PATCH", f"/Users/{user['id']}?{FLAG}", patch(
-        {"op": "replace", "value": {"displayName": "", "nickName": "", f"{ENTERPRISE}:department": ""}}))
+    response = send(
+        http,
+        "PATCH",
+        f"/Users/{user['id']}?{FLAG}",
+        patch({"op": "replace", "value": {"displayName": "", "nickName": "", f"{ENTERPRISE}:department": ""}}),
+    )
     assert response.status_code == 200, response.text
     assert "displayName" not in response.json() and "nickName" not in response.json()
 
@@ -286,11 +358,21 @@ def test_pathless_empty_strings_clear_too(http: httpx.Client) -> None:
 @pytest.mark.parametrize("dialect", DIALECTS)
 def test_an_attribute_we_do_not_keep_never_blocks_a_disable(http: httpx.Client, dialect: str) -> None:
     user = create_user(http)
-    response = send(http, "PATCH", url(dialect, f"/Users/{user['id']}"), patch(
-        op(dialect, "add", "urn:ietf:params:scim:schemas:extension:CustomExtensionName:2.0:User:CustomAttribute",
-           "x"),
-        op(dialect, "replace", "mailNickname", "alias"),
-        op(dialect, "replace", "active", boolean(dialect, False))))
+    response = send(
+        http,
+        "PATCH",
+        url(dialect, f"/Users/{user['id']}"),
+        patch(
+            op(
+                dialect,
+                "add",
+                "urn:ietf:params:scim:schemas:extension:CustomExtensionName:2.0:User:CustomAttribute",
+                "x",
+            ),
+            op(dialect, "replace", "mailNickname", "alias"),
+            op(dialect, "replace", "active", boolean(dialect, False)),
+        ),
+    )
     assert response.status_code == 200, response.text
     assert response.json()["active"] is False
     assert "mailNickname" not in response.json()
@@ -300,16 +382,26 @@ def test_an_attribute_we_do_not_keep_never_blocks_a_disable(http: httpx.Client, 
 @pytest.mark.parametrize("dialect", DIALECTS)
 def test_one_invalid_operation_changes_nothing(http: httpx.Client, dialect: str) -> None:
     user = create_user(http)
-    response = send(http, "PATCH", url(dialect, f"/Users/{user['id']}"), patch(
-        op(dialect, "replace", "name.familyName", "Changed"),
-        op(dialect, "replace", 'phoneNumbers[type eq "work"].value', "12345"),
-        op(dialect, "replace", "active", boolean(dialect, False))))
+    response = send(
+        http,
+        "PATCH",
+        url(dialect, f"/Users/{user['id']}"),
+        patch(
+            op(dialect, "replace", "name.familyName", "Changed"),
+            op(dialect, "replace", 'phoneNumbers[type eq "work"].value', "12345"),
+            op(dialect, "replace", "active", boolean(dialect, False)),
+        ),
+    )
     error = assert_scim_error(response, 400, "invalidValue")
     assert "Operation 2" in error["detail"] and "phoneNumbers" in error["detail"]
     assert get_user(http, user["id"]) == user  # same values, same meta.version
 
-    bad_op = send(http, "PATCH", url(dialect, f"/Users/{user['id']}"), patch(
-        op(dialect, "replace", "nickName", "Changed"), {"op": "Frobnicate", "path": "title", "value": "x"}))
+    bad_op = send(
+        http,
+        "PATCH",
+        url(dialect, f"/Users/{user['id']}"),
+        patch(op(dialect, "replace", "nickName", "Changed"), {"op": "Frobnicate", "path": "title", "value": "x"}),
+    )
     assert bad_op.status_code == 400 and "Operation 2" in bad_op.json()["detail"]
     assert get_user(http, user["id"]) == user
 
@@ -318,8 +410,12 @@ def test_one_invalid_operation_changes_nothing(http: httpx.Client, dialect: str)
 def test_disable_keeps_the_user_findable_and_restore_enables_it(http: httpx.Client, dialect: str) -> None:
     user = create_user(http)
     for active in (False, True, False):
-        response = send(http, "PATCH", url(dialect, f"/Users/{user['id']}"), patch(
-            op(dialect, "replace", "active", boolean(dialect, active))))
+        response = send(
+            http,
+            "PATCH",
+            url(dialect, f"/Users/{user['id']}"),
+            patch(op(dialect, "replace", "active", boolean(dialect, active))),
+        )
         assert response.status_code == 200 and response.json()["active"] is active
         assert get_user(http, user["id"])["active"] is active
         found = http.get(f"/Users?{eq_filter('userName', user['userName'].upper())}").json()

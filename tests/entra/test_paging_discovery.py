@@ -35,7 +35,7 @@ def test_paging_like_entras_validator(http: httpx.Client) -> None:
 def test_paging_through_a_filter_and_past_the_end(http: httpx.Client) -> None:
     prefix = unique("filtered-pager")
     ids = [create_user(http, f"{prefix}-{i}@contoso.com")["id"] for i in range(7)]
-    query = f'filter=userName+sw+%22{prefix}%22&sortBy=userName'
+    query = f"filter=userName+sw+%22{prefix}%22&sortBy=userName"
     first = http.get(f"/Users?{query}&startIndex=1&count=5").json()
     second = http.get(f"/Users?{query}&startIndex=6&count=5").json()
     assert first["totalResults"] == second["totalResults"] == 7

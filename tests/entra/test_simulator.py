@@ -49,12 +49,22 @@ def broken_server(upstream: str, fault: str) -> Starlette:
         target = f"/{request.path_params['path']}" + (f"?{request.url.query}" if request.url.query else "")
         headers = {k: v for k, v in request.headers.items() if k in ("authorization", "content-type")}
         answer = await request.app.state.client.request(request.method, target, content=body, headers=headers)
-        if fault == "empty-filter-404" and "filter=" in request.url.query and answer.status_code == 200 \
-                and answer.json()["totalResults"] == 0:
-            return Response(json.dumps({"schemas": [SCIM_ERROR], "status": "404", "detail": "No such user"}),
-                            status_code=404, media_type="application/scim+json")
-        return Response(answer.content, status_code=answer.status_code,
-                        headers={k: v for k, v in answer.headers.items() if k in ("content-type", "location")})
+        if (
+            fault == "empty-filter-404"
+            and "filter=" in request.url.query
+            and answer.status_code == 200
+            and answer.json()["totalResults"] == 0
+        ):
+            return Response(
+                json.dumps({"schemas": [SCIM_ERROR], "status": "404", "detail": "No such user"}),
+                status_code=404,
+                media_type="application/scim+json",
+            )
+        return Response(
+            answer.content,
+            status_code=answer.status_code,
+            headers={k: v for k, v in answer.headers.items() if k in ("content-type", "location")},
+        )
 
     methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
     return Starlette(routes=[Route("/{path:path}", forward, methods=methods)], lifespan=lifespan)
@@ -90,21 +100,49 @@ def idp_path(server: LiveServer) -> str:
 def test_the_simulator_passes_against_scimlet(entra_server: LiveServer) -> None:
     # A tenant URL pasted with Entra's feature flag still works: the simulator adds the flag itself.
     url = f"{entra_server.tenant_url}?aadOptscim062020"
-    done = subprocess.run([sys.executable, "app.py", "entra-sim", "--url", url, "--token", entra_server.secret,
-                           "--users", "3", "--groups", "2"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "app.py",
+            "entra-sim",
+            "--url",
+            url,
+            "--token",
+            entra_server.secret,
+            "--users",
+            "3",
+            "--groups",
+            "2",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
     assert "[legacy" in out and "[aadOptscim062020]" in out
     summary = next(line for line in out.splitlines() if line.startswith("Summary:"))
     total = int(summary.split()[1])
     assert total >= 80 and f"{total} succeeded, 0 failed, 0 skipped" in summary
-    for action in ("Test connection", "Read schemas", "Create User", "Add members", "Update User", "Disable User",
-                   "Enable User", "Remove members", "Update Group", "Delete User", "Delete Group"):
+    for action in (
+        "Test connection",
+        "Read schemas",
+        "Create User",
+        "Add members",
+        "Update User",
+        "Disable User",
+        "Enable User",
+        "Remove members",
+        "Update Group",
+        "Delete User",
+        "Delete Group",
+    ):
         assert f"  {action} " in out, action
     # The cycle cleans up after itself: nothing named entra-sim-... is left.
-    with httpx.Client(base_url=entra_server.tenant_url,
-                      headers={"Authorization": f"Bearer {entra_server.secret}"}) as http:
+    with httpx.Client(
+        base_url=entra_server.tenant_url, headers={"Authorization": f"Bearer {entra_server.secret}"}
+    ) as http:
         assert http.get("/Users", params={"filter": 'userName sw "entra-sim-"'}).json()["totalResults"] == 0
         assert http.get("/Groups", params={"filter": 'displayName sw "entra-sim-"'}).json()["totalResults"] == 0
 
@@ -112,16 +150,18 @@ def test_the_simulator_passes_against_scimlet(entra_server: LiveServer) -> None:
 def test_a_404_for_an_empty_filter_fails_test_connection(entra_server: LiveServer) -> None:
     with running(broken_server(f"http://127.0.0.1:{entra_server.port}", "empty-filter-404")) as url:
         out = io.StringIO()
-        code = simulate(f"{url}/{idp_path(entra_server)}", entra_server.secret, users=2, groups=1,
-                        dialect="legacy", out=out)
+        code = simulate(
+            f"{url}/{idp_path(entra_server)}", entra_server.secret, users=2, groups=1, dialect="legacy", out=out
+        )
     assert code == 1
     failed = failures(out.getvalue())
     assert len(failed) == 2 and all("Test connection" in line and "404" in line for line in failed), failed
     assert all("No such user" in line for line in failed)  # the server's own detail is shown
     assert "Entra would not save these credentials" in out.getvalue()
     assert "Create User" not in out.getvalue()
-    assert out.getvalue().rstrip().endswith("Result: FAILED: Entra would log these operations as failures and "
-                                            "retry them.")
+    assert (
+        out.getvalue().rstrip().endswith("Result: FAILED: Entra would log these operations as failures and retry them.")
+    )
 
 
 def test_a_legacy_remove_read_as_remove_all_is_caught(entra_server: LiveServer) -> None:
@@ -132,22 +172,38 @@ def test_a_legacy_remove_read_as_remove_all_is_caught(entra_server: LiveServer) 
     failed = failures(out.getvalue())
     # Both groups of the legacy cycle lose all their members; the RFC-style removal of the flag works.
     assert len(failed) == 2, failed
-    assert all("Verify members" in line and "-l Group" in line and "members are 0 (0 unexpected, 2 missing)" in line
-               for line in failed), failed
+    assert all(
+        "Verify members" in line and "-l Group" in line and "members are 0 (0 unexpected, 2 missing)" in line
+        for line in failed
+    ), failed
 
 
 def test_a_wrong_token_fails_with_the_servers_detail(entra_server: LiveServer) -> None:
     out = io.StringIO()
-    code = simulate(entra_server.tenant_url, "not-the-secret", users=1, groups=0, dialect="aadOptscim062020",
-                    out=out)
+    code = simulate(entra_server.tenant_url, "not-the-secret", users=1, groups=0, dialect="aadOptscim062020", out=out)
     assert code == 1
     failed = failures(out.getvalue())
     assert len(failed) == 2 and all("401" in line and "bearer token" in line for line in failed), failed
 
 
 def test_bad_arguments_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
-    done = subprocess.run([sys.executable, "app.py", "entra-sim", "--url", "http://127.0.0.1:9/v1/scim/x",
-                           "--token", "t", "--dialect", "modern"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "app.py",
+            "entra-sim",
+            "--url",
+            "http://127.0.0.1:9/v1/scim/x",
+            "--token",
+            "t",
+            "--dialect",
+            "modern",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2 and "aadOptscim062020" in done.stderr
     for users, groups in ((0, 1), (1, -1)):
         assert simulate("http://127.0.0.1:9/v1/scim/x", "t", users=users, groups=groups) == 2

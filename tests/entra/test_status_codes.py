@@ -34,14 +34,16 @@ def test_create_read_update_delete_codes(http: httpx.Client) -> None:
     updated = send(http, "PATCH", f"/Users/{user_id}", patch({"op": "Replace", "path": "title", "value": "CTO"}))
     assert updated.status_code == 200 and updated.json()["title"] == "CTO"
     group = create_group(http)
-    group_update = send(http, "PATCH", f"/Groups/{group['id']}",
-                        patch({"op": "Add", "path": "members", "value": [{"value": user_id}]}))
+    group_update = send(
+        http, "PATCH", f"/Groups/{group['id']}", patch({"op": "Add", "path": "members", "value": [{"value": user_id}]})
+    )
     assert group_update.status_code == 204
     assert http.delete(f"/Users/{user_id}").status_code == 204
     assert_scim_error(http.delete(f"/Users/{user_id}"), 404)
     assert_scim_error(http.get(f"/Users/{uuid.uuid4()}"), 404)
-    assert_scim_error(send(http, "PATCH", f"/Users/{uuid.uuid4()}",
-                           patch({"op": "Replace", "path": "active", "value": "False"})), 404)
+    assert_scim_error(
+        send(http, "PATCH", f"/Users/{uuid.uuid4()}", patch({"op": "Replace", "path": "active", "value": "False"})), 404
+    )
 
 
 def test_duplicates_are_409_uniqueness(http: httpx.Client) -> None:
@@ -54,17 +56,32 @@ def test_duplicates_are_409_uniqueness(http: httpx.Client) -> None:
 
 def test_bad_values_are_400_invalid_value(http: httpx.Client) -> None:
     user = create_user(http)
-    error = assert_scim_error(send(http, "PATCH", f"/Users/{user['id']}", patch(
-        {"op": "Replace", "path": 'phoneNumbers[type eq "work"].value', "value": "(617) 555-1212"})),
-        400, "invalidValue")
+    error = assert_scim_error(
+        send(
+            http,
+            "PATCH",
+            f"/Users/{user['id']}",
+            patch({"op": "Replace", "path": 'phoneNumbers[type eq "work"].value', "value": "(617) 555-1212"}),
+        ),
+        400,
+        "invalidValue",
+    )
     assert "E.164" in error["detail"]
-    assert_scim_error(send(http, "PATCH", f"/Users/{user['id']}", patch(
-        {"op": "Replace", "path": "active", "value": "maybe"})), 400, "invalidValue")
+    assert_scim_error(
+        send(http, "PATCH", f"/Users/{user['id']}", patch({"op": "Replace", "path": "active", "value": "maybe"})),
+        400,
+        "invalidValue",
+    )
 
 
 def test_bad_filters_are_400_invalid_filter_never_an_empty_list(http: httpx.Client) -> None:
-    for text in ('userNam eq "x"', 'userName eq', 'userName eq "unterminated', "userName xx \"a\"",
-                 'emails[type eq "work" and ] eq "x"'):
+    for text in (
+        'userNam eq "x"',
+        "userName eq",
+        'userName eq "unterminated',
+        'userName xx "a"',
+        'emails[type eq "work" and ] eq "x"',
+    ):
         response = http.get("/Users", params={"filter": text})
         assert_scim_error(response, 400, "invalidFilter")
     assert_scim_error(http.get("/Groups", params={"filter": 'displayNam eq "Sales"'}), 400, "invalidFilter")
@@ -72,8 +89,12 @@ def test_bad_filters_are_400_invalid_filter_never_an_empty_list(http: httpx.Clie
 
 def test_bad_or_missing_token_is_401_with_www_authenticate(entra_server: LiveServer) -> None:
     url = f"{entra_server.tenant_url}/Users"
-    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {entra_server.secret}"},
-                    {"Authorization": "Bearer"}):
+    for headers in (
+        {},
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": f"Basic {entra_server.secret}"},
+        {"Authorization": "Bearer"},
+    ):
         response = httpx.get(url, headers=headers)
         assert_scim_error(response, 401)
         assert response.headers["www-authenticate"].startswith("Bearer")
@@ -95,9 +116,12 @@ def test_a_key_without_the_write_privilege_is_403(entra_server: LiveServer) -> N
 
 async def _burst(server: LiveServer, count: int) -> list[httpx.Response]:
     limits = httpx.Limits(max_connections=count)
-    async with httpx.AsyncClient(base_url=server.tenant_url, limits=limits, timeout=30,
-                                 headers={"Authorization": f"Bearer {server.secret}",
-                                          "Content-Type": ENTRA_JSON}) as client:
+    async with httpx.AsyncClient(
+        base_url=server.tenant_url,
+        limits=limits,
+        timeout=30,
+        headers={"Authorization": f"Bearer {server.secret}", "Content-Type": ENTRA_JSON},
+    ) as client:
         bodies = [json.dumps(user_body(upn("burst"))).encode() for _ in range(count)]
         return await asyncio.gather(*(client.post("/Users", content=body) for body in bodies))
 

@@ -15,12 +15,17 @@ from tests.conftest import Tenant
 
 
 @contextlib.asynccontextmanager
-async def configured_tenant(tmp_path: Path, client: tuple[str, int] = ("127.0.0.1", 50000),
-                            **env: object) -> AsyncIterator[Tenant]:
+async def configured_tenant(
+    tmp_path: Path, client: tuple[str, int] = ("127.0.0.1", 50000), **env: object
+) -> AsyncIterator[Tenant]:
     """Like the `tenant` fixture, with settings such as server_body_timeout=1 and a client address."""
-    settings = load_settings(environ={"SCIMLET_DATABASE_PATH": str(tmp_path / "scimlet.db"),
-                                      "SCIMLET_SERVER_BASE_URL": "https://scim.test",
-                                      **{f"SCIMLET_{key.upper()}": str(value) for key, value in env.items()}})
+    settings = load_settings(
+        environ={
+            "SCIMLET_DATABASE_PATH": str(tmp_path / "scimlet.db"),
+            "SCIMLET_SERVER_BASE_URL": "https://scim.test",
+            **{f"SCIMLET_{key.upper()}": str(value) for key, value in env.items()},
+        }
+    )
     migrate(settings["database"]["path"])
     store = create_store(settings)
     await store.open()
@@ -29,8 +34,11 @@ async def configured_tenant(tmp_path: Path, client: tuple[str, int] = ("127.0.0.
         idp = await store.create_idp("test", "key", key.id)
         app = create_app(settings, store)
         url = f"https://scim.test/v1/scim/{idp.id}"
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=client), base_url=url,
-                                     headers={"Authorization": f"Bearer {secret}"}) as http:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app, client=client),
+            base_url=url,
+            headers={"Authorization": f"Bearer {secret}"},
+        ) as http:
             tenant = Tenant(http, store, idp.id, secret, url)
             tenant.app = app
             yield tenant

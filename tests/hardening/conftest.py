@@ -45,8 +45,9 @@ class Server:
 
     def start(self) -> None:
         output = open(self.output_path, "a")  # noqa: SIM115 - handed to the child; closed with it
-        self.process = subprocess.Popen([sys.executable, "app.py", "serve"], cwd=ROOT, env=self.env,
-                                        stdout=output, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(
+            [sys.executable, "app.py", "serve"], cwd=ROOT, env=self.env, stdout=output, stderr=subprocess.STDOUT
+        )
         output.close()
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -86,8 +87,13 @@ class Server:
 def make_server(tmp_path: Path, name: str = "live", **settings: object) -> Server:
     """A server (not yet started) with an Entra IdP and a Users+Groups key made by the CLI."""
     port = free_port()
-    env = {**os.environ, "SCIMLET_DATABASE_PATH": str(tmp_path / f"{name}.db"), "SCIMLET_SERVER_PORT": str(port),
-           "SCIMLET_SERVER_HOST": "127.0.0.1", "SCIMLET_LOGGING_LEVEL": "warning"}
+    env = {
+        **os.environ,
+        "SCIMLET_DATABASE_PATH": str(tmp_path / f"{name}.db"),
+        "SCIMLET_SERVER_PORT": str(port),
+        "SCIMLET_SERVER_HOST": "127.0.0.1",
+        "SCIMLET_LOGGING_LEVEL": "warning",
+    }
     env.update({f"SCIMLET_{key.upper()}": str(value) for key, value in settings.items()})
     server = Server(env, port, tmp_path / f"{name}.db", tmp_path / f"{name}.out")
     key = json.loads(server.cli("apikey", "create", "--name", "entra", "--write", "users,groups", "--json").stdout)

@@ -35,12 +35,22 @@ class Load:
                 user_id = response.json()["id"]
                 self.created[name] = user_id
                 for title in (1, 2):
-                    response = await http.patch(f"/Users/{user_id}", json={"schemas": [PATCH_SCHEMA], "Operations": [
-                        {"op": "replace", "path": "title", "value": str(title)}]})
+                    response = await http.patch(
+                        f"/Users/{user_id}",
+                        json={
+                            "schemas": [PATCH_SCHEMA],
+                            "Operations": [{"op": "replace", "path": "title", "value": str(title)}],
+                        },
+                    )
                     if response.status_code == 200:
                         self.titles[user_id] = title
-                response = await http.patch(f"/Groups/{self.group_id}", json={"schemas": [PATCH_SCHEMA], "Operations": [
-                    {"op": "add", "path": "members", "value": [{"value": user_id}]}]})
+                response = await http.patch(
+                    f"/Groups/{self.group_id}",
+                    json={
+                        "schemas": [PATCH_SCHEMA],
+                        "Operations": [{"op": "add", "path": "members", "value": [{"value": user_id}]}],
+                    },
+                )
                 if response.status_code == 204:
                     self.members.add(user_id)
             except httpx.TransportError:
@@ -50,8 +60,12 @@ class Load:
                 await asyncio.sleep(0.01)
 
     async def run(self, writers: int, seconds: float) -> None:
-        async with httpx.AsyncClient(base_url=self.server.tenant_url, headers=self.server.auth, timeout=10,
-                                     limits=httpx.Limits(max_connections=writers)) as http:
+        async with httpx.AsyncClient(
+            base_url=self.server.tenant_url,
+            headers=self.server.auth,
+            timeout=10,
+            limits=httpx.Limits(max_connections=writers),
+        ) as http:
             self.deadline = time.monotonic() + seconds
             await asyncio.gather(*(self.writer(http, n) for n in range(writers)))
 
@@ -62,8 +76,9 @@ async def verify(server, load: Load) -> None:
         stored: dict[str, dict] = {}
         start = 1
         while True:
-            page = (await http.get("/Users", params={"startIndex": start, "count": 1000,
-                                                     "attributes": "userName,title"})).json()
+            page = (
+                await http.get("/Users", params={"startIndex": start, "count": 1000, "attributes": "userName,title"})
+            ).json()
             stored.update({u["userName"]: u for u in page["Resources"]})
             start += page["itemsPerPage"]
             if not page["Resources"]:

@@ -96,8 +96,10 @@ async def test_one_idps_key_sees_and_touches_nothing_of_another(tmp_path: Path) 
         assert (await a.client.delete(f"/Users/{user['id']}")).status_code == 404
         # B's user cannot be pulled into one of A's groups either.
         mine = (await a.client.post("/Groups", json={"displayName": "A group"})).json()
-        add = {"schemas": [PATCH_SCHEMA], "Operations": [{"op": "add", "path": "members",
-                                                          "value": [{"value": user["id"]}]}]}
+        add = {
+            "schemas": [PATCH_SCHEMA],
+            "Operations": [{"op": "add", "path": "members", "value": [{"value": user["id"]}]}],
+        }
         assert (await a.client.patch(f"/Groups/{mine['id']}", json=add)).status_code == 400
         # A user of the same name in A is no conflict: names are unique per IdP.
         assert (await a.client.post("/Users", json=entra_user("b.user@x"))).status_code == 201
@@ -116,9 +118,12 @@ async def test_write_privileges_are_enforced_with_403(tmp_path: Path) -> None:
             auth = {"Authorization": f"Bearer {secret}"}
             target = user if denied == "Users" else group
             body = entra_user("new@x") if denied == "Users" else {"displayName": "New"}
-            for method, url, payload in [("POST", f"/{denied}", body), ("PUT", f"/{denied}/{target['id']}", body),
-                                         ("PATCH", f"/{denied}/{target['id']}", change),
-                                         ("DELETE", f"/{denied}/{target['id']}", None)]:
+            for method, url, payload in [
+                ("POST", f"/{denied}", body),
+                ("PUT", f"/{denied}/{target['id']}", body),
+                ("PATCH", f"/{denied}/{target['id']}", change),
+                ("DELETE", f"/{denied}/{target['id']}", None),
+            ]:
                 response = await tenant.client.request(method, url, json=payload, headers=auth)
                 assert response.status_code == 403, (key.name, method, url)
                 assert f"{denied} write privilege" in response.json()["detail"]

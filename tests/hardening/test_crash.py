@@ -43,8 +43,10 @@ async def test_sigkill_under_write_load_loses_no_acknowledged_write(server_facto
 def send_partial_create(port: int, tenant_path: str, secret: str, name: str) -> tuple[socket.socket, bytes]:
     """Open a connection and send a create's headers and half its body; return the rest to send later."""
     body = orjson.dumps(entra_user(name))
-    head = (f"POST {tenant_path}/Users HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {secret}\r\n"
-            f"Content-Type: application/scim+json\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+    head = (
+        f"POST {tenant_path}/Users HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {secret}\r\n"
+        f"Content-Type: application/scim+json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
     sock = socket.create_connection(("127.0.0.1", port), timeout=15)
     sock.sendall(head + body[:20])
     return sock, body[20:]
@@ -89,8 +91,12 @@ async def test_sigterm_drains_in_flight_requests_and_flushes_the_provisioning_lo
     names = {row[0] for row in server.query("SELECT user_name FROM users")}
     assert {f"inflight{i}@x" for i in range(5)} | set(load.created) <= names
     # Every answered create was recorded in the provisioning log before exit.
-    logged = {row[0] for row in server.query(
-        "SELECT resource_id FROM provisioning_log WHERE operation = 'Create User' AND status = 201")}
+    logged = {
+        row[0]
+        for row in server.query(
+            "SELECT resource_id FROM provisioning_log WHERE operation = 'Create User' AND status = 201"
+        )
+    }
     created_ids = {row[0] for row in server.query("SELECT id FROM users")}
     assert created_ids <= logged
     server.start()

@@ -70,14 +70,16 @@ async def test_defaults_accept_what_entra_sends_and_refuse_a_flood(tmp_path: Pat
 
 async def test_a_body_that_trickles_past_the_timeout_gets_408_and_writes_nothing(tmp_path: Path) -> None:
     async with configured_tenant(tmp_path, server_body_timeout=1) as tenant:
+
         async def trickle():
             yield b'{"userName": "slow@x", '
             await asyncio.sleep(3)
             yield b'"name": {"givenName": "a", "familyName": "b"}}'
 
         started = time.monotonic()
-        response = await tenant.client.post("/Users", content=trickle(),
-                                            headers={"content-type": "application/scim+json"})
+        response = await tenant.client.post(
+            "/Users", content=trickle(), headers={"content-type": "application/scim+json"}
+        )
         assert time.monotonic() - started < 2.5
         assert "1 seconds" in assert_error(response, 408)["detail"]
         assert (await tenant.store.counts(tenant.idp_id))["users"] == 0
@@ -95,10 +97,17 @@ async def test_openapi_describes_every_route_and_attribute(tmp_path: Path) -> No
     assert (bearer["type"], bearer["scheme"]) == ("http", "bearer")
     assert doc["security"] == [{"bearer": []}]
     expected = {
-        "/Users": {"get", "post"}, "/Users/.search": {"post"}, "/Users/{id}": {"get", "put", "patch", "delete"},
-        "/Groups": {"get", "post"}, "/Groups/.search": {"post"}, "/Groups/{id}": {"get", "put", "patch", "delete"},
-        "/ServiceProviderConfig": {"get"}, "/ResourceTypes": {"get"}, "/ResourceTypes/{name}": {"get"},
-        "/Schemas": {"get"}, "/Schemas/{urn}": {"get"},
+        "/Users": {"get", "post"},
+        "/Users/.search": {"post"},
+        "/Users/{id}": {"get", "put", "patch", "delete"},
+        "/Groups": {"get", "post"},
+        "/Groups/.search": {"post"},
+        "/Groups/{id}": {"get", "put", "patch", "delete"},
+        "/ServiceProviderConfig": {"get"},
+        "/ResourceTypes": {"get"},
+        "/ResourceTypes/{name}": {"get"},
+        "/Schemas": {"get"},
+        "/Schemas/{urn}": {"get"},
     }
     assert {path: set(ops) for path, ops in doc["paths"].items()} == expected
     user = doc["components"]["schemas"]["User"]["properties"]

@@ -47,13 +47,22 @@ def test_slow_senders_starve_no_one_and_a_trickled_body_times_out(server_factory
     stop = threading.Event()
     body = b'{"userName": "trickle@x", "name": {"givenName": "a", "familyName": "b"}}'
     slow_body = socket.create_connection(("127.0.0.1", server.port), timeout=10)
-    slow_body.sendall(f"POST {path}/Users HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {server.secret}\r\n"
-                      f"Content-Type: application/scim+json\r\nContent-Length: {len(body)}\r\n\r\n".encode())
+    slow_body.sendall(
+        f"POST {path}/Users HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {server.secret}\r\n"
+        f"Content-Type: application/scim+json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+    )
     slow_headers = socket.create_connection(("127.0.0.1", server.port), timeout=10)
     threads = [
         threading.Thread(target=trickle, args=(slow_body, body, 0.1, stop)),
-        threading.Thread(target=trickle, args=(slow_headers, f"GET {path}/Users HTTP/1.1\r\nHost: x\r\n".encode()
-                                               + b"X-Slow: 1\r\n" * 100, 0.05, stop)),
+        threading.Thread(
+            target=trickle,
+            args=(
+                slow_headers,
+                f"GET {path}/Users HTTP/1.1\r\nHost: x\r\n".encode() + b"X-Slow: 1\r\n" * 100,
+                0.05,
+                stop,
+            ),
+        ),
     ]
     for thread in threads:
         thread.start()
@@ -83,20 +92,33 @@ def test_slow_senders_starve_no_one_and_a_trickled_body_times_out(server_factory
 
 def test_no_secret_reaches_the_provisioning_log_or_the_server_output(server_factory) -> None:
     server = server_factory("secrets", logging_level="debug")
-    secrets = ["Hunter2-create-secret", "Patch-path-secret-42", "Pathless-secret-7", "987654321987",
-               "wrong-token-leak-check", "Search-token-secret", server.secret]
+    secrets = [
+        "Hunter2-create-secret",
+        "Patch-path-secret-42",
+        "Pathless-secret-7",
+        "987654321987",
+        "wrong-token-leak-check",
+        "Search-token-secret",
+        server.secret,
+    ]
     with httpx.Client(base_url=server.tenant_url, headers=server.auth) as http:
         created = http.post("/Users", json=entra_user("pw@x", password="Hunter2-create-secret"))
         assert created.status_code == 201 and "password" not in created.json()
         url = f"/Users/{created.json()['id']}"
-        for operation in ({"op": "replace", "path": "password", "value": "Patch-path-secret-42"},
-                          {"op": "replace", "value": {"password": "Pathless-secret-7"}}):
+        for operation in (
+            {"op": "replace", "path": "password", "value": "Patch-path-secret-42"},
+            {"op": "replace", "value": {"password": "Pathless-secret-7"}},
+        ):
             response = http.patch(url, json={"schemas": [PATCH_SCHEMA], "Operations": [operation]})
             assert response.status_code == 200 and "password" not in response.json()
         wrong_type = http.post("/Users", json=entra_user("pw2@x", password=987654321987))
         assert wrong_type.status_code == 400 and "987654321987" not in wrong_type.text
-        assert http.post("/Users/.search", json={"filter": 'userName eq "pw@x"',
-                                                 "token": "Search-token-secret"}).status_code == 200
+        assert (
+            http.post(
+                "/Users/.search", json={"filter": 'userName eq "pw@x"', "token": "Search-token-secret"}
+            ).status_code
+            == 200
+        )
         assert http.get("/Users", headers={"Authorization": "Bearer wrong-token-leak-check"}).status_code == 401
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and server.query("SELECT count(*) FROM provisioning_log")[0][0] < 6:

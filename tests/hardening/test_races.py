@@ -23,8 +23,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Server:
 
 
 def client(server, connections: int = 64) -> httpx.AsyncClient:
-    return httpx.AsyncClient(base_url=server.tenant_url, headers=server.auth, timeout=30,
-                             limits=httpx.Limits(max_connections=connections))
+    return httpx.AsyncClient(
+        base_url=server.tenant_url, headers=server.auth, timeout=30, limits=httpx.Limits(max_connections=connections)
+    )
 
 
 def patch(*operations: dict) -> dict:
@@ -85,12 +86,13 @@ async def test_concurrent_member_adds_and_removes_lose_nothing(server: Server) -
     async with client(server) as http:
         created = await asyncio.gather(*(http.post("/Users", json=entra_user(f"m{i}@x")) for i in range(120)))
         ids = [r.json()["id"] for r in created]
-        group = (await http.post("/Groups", json={"displayName": "Busy", "members": [{"value": i} for i in ids[:60]]}))
+        group = await http.post("/Groups", json={"displayName": "Busy", "members": [{"value": i} for i in ids[:60]]})
         url = f"/Groups/{group.json()['id']}"
         adds = [patch({"op": "Add", "path": "members", "value": [{"value": i}]}) for i in ids[60:]]
         # Both removal dialects Entra uses: a value array (legacy) and a filtered path (aadOptscim062020).
-        removes = [patch({"op": "Remove", "path": "members", "value": [{"value": i}]}) for i in ids[:15]] + \
-            [patch({"op": "remove", "path": f'members[value eq "{i}"]'}) for i in ids[15:30]]
+        removes = [patch({"op": "Remove", "path": "members", "value": [{"value": i}]}) for i in ids[:15]] + [
+            patch({"op": "remove", "path": f'members[value eq "{i}"]'}) for i in ids[15:30]
+        ]
         bodies = adds + removes
         random.Random(7).shuffle(bodies)
         responses = await asyncio.gather(*(http.patch(url, json=body) for body in bodies))

@@ -11,14 +11,17 @@ ENTERPRISE_PASSWORD = "urn:ietf:params:scim:schemas:core:2.0:User:password"
 
 
 def test_patch_values_aimed_at_a_sensitive_path_are_redacted() -> None:
-    body = {"schemas": [PATCH_SCHEMA], "Operations": [
-        {"op": "replace", "path": "password", "value": "s1"},
-        {"op": "Replace", "Path": "PASSWORD", "Value": "s2"},
-        {"op": "add", "path": ENTERPRISE_PASSWORD, "value": "s3"},
-        {"op": "replace", "value": {"password": "s4", ENTERPRISE_PASSWORD: "s5", "title": "kept"}},
-        {"op": "replace", "path": "title", "value": "also kept"},
-        {"op": "replace", "path": 'emails[type eq "work"].value', "value": "x@y"},
-    ]}
+    body = {
+        "schemas": [PATCH_SCHEMA],
+        "Operations": [
+            {"op": "replace", "path": "password", "value": "s1"},
+            {"op": "Replace", "Path": "PASSWORD", "Value": "s2"},
+            {"op": "add", "path": ENTERPRISE_PASSWORD, "value": "s3"},
+            {"op": "replace", "value": {"password": "s4", ENTERPRISE_PASSWORD: "s5", "title": "kept"}},
+            {"op": "replace", "path": "title", "value": "also kept"},
+            {"op": "replace", "path": 'emails[type eq "work"].value', "value": "x@y"},
+        ],
+    }
     text = orjson.dumps(redact(body)).decode()
     for secret in ("s1", "s2", "s3", "s4", "s5"):
         assert f'"{secret}"' not in text

@@ -19,8 +19,13 @@ async def test_test_connection_filter_returns_empty_list(tenant: Tenant) -> None
     response = await tenant.client.get(f"/Users?filter=userName+eq+%22{uuid.uuid4()}%22")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith(SCIM_JSON)
-    assert response.json() == {"schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
-                               "totalResults": 0, "Resources": [], "startIndex": 1, "itemsPerPage": 0}
+    assert response.json() == {
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
+        "totalResults": 0,
+        "Resources": [],
+        "startIndex": 1,
+        "itemsPerPage": 0,
+    }
 
 
 async def test_create_returns_resource_location_and_etag(tenant: Tenant) -> None:
@@ -62,8 +67,9 @@ async def test_missing_required_attributes_name_the_attribute(tenant: Tenant) ->
 
 
 async def test_work_phone_must_be_e164(tenant: Tenant) -> None:
-    response = await tenant.client.post("/Users", json=entra_user(
-        "dave", phoneNumbers=[{"type": "work", "value": "617-555-1212"}]))
+    response = await tenant.client.post(
+        "/Users", json=entra_user("dave", phoneNumbers=[{"type": "work", "value": "617-555-1212"}])
+    )
     assert response.status_code == 400
     error = response.json()
     assert error["scimType"] == "invalidValue"
@@ -86,7 +92,7 @@ async def test_filter_is_case_insensitive_and_finds_disabled_users(tenant: Tenan
 
 
 async def test_bad_filter_is_invalid_filter_not_empty(tenant: Tenant) -> None:
-    for text in ['nosuch eq "x"', 'userName eq', 'userName zz "x"', 'active gt true']:
+    for text in ['nosuch eq "x"', "userName eq", 'userName zz "x"', "active gt true"]:
         response = await tenant.client.get("/Users", params={"filter": text})
         assert response.status_code == 400, text
         assert response.json()["scimType"] == "invalidFilter"
@@ -138,13 +144,16 @@ async def test_put_replaces_and_ignores_read_only(tenant: Tenant) -> None:
 
 async def test_legacy_patch_dialect(tenant: Tenant) -> None:
     user = await create(tenant, "hank")
-    response = await tenant.client.patch(f"/Users/{user['id']}", json=patch_body(
-        {"op": "Replace", "path": 'emails[type eq "work"].value', "value": "updated@contoso.com"},
-        {"op": "Replace", "path": "name.familyName", "value": "updatedFamilyName"},
-        {"op": "Replace", "path": 'phoneNumbers[type eq "work"].value', "value": "+16175550000"},
-        {"op": "Replace", "path": "active", "value": "False"},
-        {"op": "Add", "path": "nickName", "value": "Babs"},
-    ))
+    response = await tenant.client.patch(
+        f"/Users/{user['id']}",
+        json=patch_body(
+            {"op": "Replace", "path": 'emails[type eq "work"].value', "value": "updated@contoso.com"},
+            {"op": "Replace", "path": "name.familyName", "value": "updatedFamilyName"},
+            {"op": "Replace", "path": 'phoneNumbers[type eq "work"].value', "value": "+16175550000"},
+            {"op": "Replace", "path": "active", "value": "False"},
+            {"op": "Add", "path": "nickName", "value": "Babs"},
+        ),
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["emails"][0]["value"] == "updated@contoso.com"
@@ -157,11 +166,22 @@ async def test_legacy_patch_dialect(tenant: Tenant) -> None:
 
 async def test_aad_opt_patch_dialect(tenant: Tenant) -> None:
     user = await create(tenant, "ivy")
-    response = await tenant.client.patch(f"/Users/{user['id']}?aadOptscim062020", json=patch_body(
-        {"op": "replace", "path": 'emails[type eq "work"].value', "value": "x@contoso.com"},
-        {"op": "replace", "value": {"displayName": "Bjfe", "name.givenName": "Kkom", "name.familyName": "Unua",
-                                    "active": False, f"{ENTERPRISE}:employeeNumber": "Aklq"}},
-    ))
+    response = await tenant.client.patch(
+        f"/Users/{user['id']}?aadOptscim062020",
+        json=patch_body(
+            {"op": "replace", "path": 'emails[type eq "work"].value', "value": "x@contoso.com"},
+            {
+                "op": "replace",
+                "value": {
+                    "displayName": "Bjfe",
+                    "name.givenName": "Kkom",
+                    "name.familyName": "Unua",
+                    "active": False,
+                    f"{ENTERPRISE}:employeeNumber": "Aklq",
+                },
+            },
+        ),
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["displayName"] == "Bjfe"
@@ -174,10 +194,13 @@ async def test_aad_opt_patch_dialect(tenant: Tenant) -> None:
 
 async def test_invalid_patch_changes_nothing(tenant: Tenant) -> None:
     user = await create(tenant, "jack")
-    response = await tenant.client.patch(f"/Users/{user['id']}", json=patch_body(
-        {"op": "Replace", "path": "title", "value": "Boss"},
-        {"op": "Replace", "path": 'phoneNumbers[type eq "work"].value', "value": "not a phone"},
-    ))
+    response = await tenant.client.patch(
+        f"/Users/{user['id']}",
+        json=patch_body(
+            {"op": "Replace", "path": "title", "value": "Boss"},
+            {"op": "Replace", "path": 'phoneNumbers[type eq "work"].value', "value": "not a phone"},
+        ),
+    )
     assert response.status_code == 400
     assert response.json()["scimType"] == "invalidValue"
     assert (await tenant.client.get(f"/Users/{user['id']}")).json() == user
@@ -208,9 +231,16 @@ async def test_delete_then_404(tenant: Tenant) -> None:
 async def test_search_endpoint_takes_parameters_in_the_body(tenant: Tenant) -> None:
     await create(tenant, "mona")
     await create(tenant, "mike")
-    response = await tenant.client.post("/Users/.search", json={
-        "schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
-        "filter": 'userName sw "m"', "sortBy": "userName", "attributes": ["userName"], "count": 10})
+    response = await tenant.client.post(
+        "/Users/.search",
+        json={
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+            "filter": 'userName sw "m"',
+            "sortBy": "userName",
+            "attributes": ["userName"],
+            "count": 10,
+        },
+    )
     assert response.status_code == 200
     body = response.json()
     assert [r["userName"] for r in body["Resources"]] == ["mike", "mona"]
@@ -252,8 +282,9 @@ async def test_bad_bodies_are_clear_errors(tenant: Tenant) -> None:
     assert malformed.status_code == 400 and malformed.json()["scimType"] == "invalidSyntax"
     array = await tenant.client.post("/Users", json=[1, 2])
     assert array.status_code == 400 and array.json()["scimType"] == "invalidSyntax"
-    huge = await tenant.client.post("/Users", content=b"{" + b" " * 2_000_000 + b"}",
-                                    headers={"Content-Type": "application/json"})
+    huge = await tenant.client.post(
+        "/Users", content=b"{" + b" " * 2_000_000 + b"}", headers={"Content-Type": "application/json"}
+    )
     assert huge.status_code == 413
     wrong_type = await tenant.client.post("/Users", json=entra_user("olga", active=[1]))
     assert wrong_type.status_code == 400 and wrong_type.json()["scimType"] == "invalidValue"
@@ -261,10 +292,20 @@ async def test_bad_bodies_are_clear_errors(tenant: Tenant) -> None:
 
 async def test_content_types_accepted(tenant: Tenant) -> None:
     import json as jsonlib
-    for i, content_type in enumerate(["application/scim+json; charset=utf-8", "application/scim+json",
-                                      "application/json", "application/json; charset=utf-8"]):
-        response = await tenant.client.post("/Users", content=jsonlib.dumps(entra_user(f"ct{i}")),
-                                            headers={"Content-Type": content_type, "Accept": "application/json"})
+
+    for i, content_type in enumerate(
+        [
+            "application/scim+json; charset=utf-8",
+            "application/scim+json",
+            "application/json",
+            "application/json; charset=utf-8",
+        ]
+    ):
+        response = await tenant.client.post(
+            "/Users",
+            content=jsonlib.dumps(entra_user(f"ct{i}")),
+            headers={"Content-Type": content_type, "Accept": "application/json"},
+        )
         assert response.status_code == 201, content_type
         assert response.headers["content-type"].startswith(SCIM_JSON)
 

@@ -23,8 +23,7 @@ FORM = {"Content-Type": "application/scim+json; charset=utf-8"}
 
 
 def client(server: LiveServer) -> httpx.Client:
-    return httpx.Client(base_url=server.tenant_url, headers={"Authorization": f"Bearer {server.secret}"},
-                        timeout=10)
+    return httpx.Client(base_url=server.tenant_url, headers={"Authorization": f"Bearer {server.secret}"}, timeout=10)
 
 
 def test_user_lifecycle(live_server: LiveServer) -> None:
@@ -43,20 +42,29 @@ def test_user_lifecycle(live_server: LiveServer) -> None:
         duplicate = http.post("/Users", json=entra_user("ALICE@contoso.com"))
         assert duplicate.status_code == 409 and duplicate.json()["scimType"] == "uniqueness"
 
-        legacy = http.patch(f"/Users/{user_id}", json=patch_body(
-            {"op": "Replace", "path": "name.familyName", "value": "Jones"},
-            {"op": "Replace", "path": 'phoneNumbers[type eq "work"].value', "value": "+16175550000"}))
+        legacy = http.patch(
+            f"/Users/{user_id}",
+            json=patch_body(
+                {"op": "Replace", "path": "name.familyName", "value": "Jones"},
+                {"op": "Replace", "path": 'phoneNumbers[type eq "work"].value', "value": "+16175550000"},
+            ),
+        )
         assert legacy.status_code == 200
         assert legacy.json()["name"]["familyName"] == "Jones"
 
-        modern = http.patch(f"/Users/{user_id}?aadOptscim062020", json=patch_body(
-            {"op": "replace", "value": {"name.givenName": "Alicia", f"{ENTERPRISE}:department": "Sales"}}))
+        modern = http.patch(
+            f"/Users/{user_id}?aadOptscim062020",
+            json=patch_body(
+                {"op": "replace", "value": {"name.givenName": "Alicia", f"{ENTERPRISE}:department": "Sales"}}
+            ),
+        )
         assert modern.status_code == 200
         assert modern.json()["name"]["givenName"] == "Alicia"
         assert modern.json()[ENTERPRISE]["department"] == "Sales"
 
-        disabled = http.patch(f"/Users/{user_id}", json=patch_body(
-            {"op": "Replace", "path": "active", "value": "False"}))
+        disabled = http.patch(
+            f"/Users/{user_id}", json=patch_body({"op": "Replace", "path": "active", "value": "False"})
+        )
         assert disabled.status_code == 200 and disabled.json()["active"] is False
 
         found = http.get("/Users", params={"filter": 'userName eq "Alice@Contoso.com"'}).json()
@@ -76,8 +84,15 @@ def test_group_lifecycle(live_server: LiveServer) -> None:
         assert probe.status_code == 200 and probe.json()["totalResults"] == 0
 
         users = [http.post("/Users", json=entra_user(f"user{i}")).json()["id"] for i in range(3)]
-        created = http.post("/Groups", json={"schemas": [GROUP_SCHEMA], "displayName": "Sales",
-                                             "externalId": str(uuid.uuid4()), "meta": {"resourceType": "Group"}})
+        created = http.post(
+            "/Groups",
+            json={
+                "schemas": [GROUP_SCHEMA],
+                "displayName": "Sales",
+                "externalId": str(uuid.uuid4()),
+                "meta": {"resourceType": "Group"},
+            },
+        )
         assert created.status_code == 201
         group_id = created.json()["id"]
         assert http.post("/Groups", json={"displayName": "sales"}).status_code == 409
@@ -85,26 +100,37 @@ def test_group_lifecycle(live_server: LiveServer) -> None:
         found = http.get("/Groups", params={"filter": 'displayName eq "SALES"', "excludedAttributes": "members"})
         assert found.json()["Resources"][0]["id"] == group_id
 
-        add = http.patch(f"/Groups/{group_id}", json=patch_body(
-            {"op": "Add", "path": "members", "value": [{"$ref": None, "value": u} for u in users]}))
+        add = http.patch(
+            f"/Groups/{group_id}",
+            json=patch_body({"op": "Add", "path": "members", "value": [{"$ref": None, "value": u} for u in users]}),
+        )
         assert add.status_code == 204
-        legacy_remove = http.patch(f"/Groups/{group_id}", json=patch_body(
-            {"op": "Remove", "path": "members", "value": [{"$ref": None, "value": users[0]}]}))
+        legacy_remove = http.patch(
+            f"/Groups/{group_id}",
+            json=patch_body({"op": "Remove", "path": "members", "value": [{"$ref": None, "value": users[0]}]}),
+        )
         assert legacy_remove.status_code == 204
-        rfc_remove = http.patch(f"/Groups/{group_id}?aadOptscim062020", json=patch_body(
-            {"op": "remove", "path": f'members[value eq "{users[1]}"]'}))
+        rfc_remove = http.patch(
+            f"/Groups/{group_id}?aadOptscim062020",
+            json=patch_body({"op": "remove", "path": f'members[value eq "{users[1]}"]'}),
+        )
         assert rfc_remove.status_code == 204
         members = {m["value"] for m in http.get(f"/Groups/{group_id}").json()["members"]}
         assert members == {users[2]}
 
-        rename = http.patch(f"/Groups/{group_id}", json=patch_body(
-            {"op": "replace", "value": {"displayName": "Sales EMEA"}}))
+        rename = http.patch(
+            f"/Groups/{group_id}", json=patch_body({"op": "replace", "value": {"displayName": "Sales EMEA"}})
+        )
         assert rename.status_code == 204
         assert http.get(f"/Groups/{group_id}").json()["displayName"] == "Sales EMEA"
 
-        both = http.patch(f"/Groups/{group_id}", json=patch_body(
-            {"op": "add", "path": "members", "value": [{"value": users[0]}]},
-            {"op": "remove", "path": "members", "value": [{"value": users[0]}]}))
+        both = http.patch(
+            f"/Groups/{group_id}",
+            json=patch_body(
+                {"op": "add", "path": "members", "value": [{"value": users[0]}]},
+                {"op": "remove", "path": "members", "value": [{"value": users[0]}]},
+            ),
+        )
         assert both.status_code == 204
         assert {m["value"] for m in http.get(f"/Groups/{group_id}").json()["members"]} == {users[2]}
 

@@ -19,13 +19,19 @@ def connect(server: LiveServer) -> socket.socket:
     return socket.create_connection(("127.0.0.1", server.port), timeout=10)
 
 
-def request_bytes(server: LiveServer, method: str, path: str, body: bytes = b"", length: int | None = None,
-                  **headers: str) -> bytes:
+def request_bytes(
+    server: LiveServer, method: str, path: str, body: bytes = b"", length: int | None = None, **headers: str
+) -> bytes:
     """A request's bytes; `length` declares a Content-Length other than the body's (one sent later)."""
     target = server.tenant_url.split(str(server.port), 1)[1] + path
-    lines = [f"{method} {target} HTTP/1.1", "Host: 127.0.0.1", f"Authorization: Bearer {server.secret}",
-             "Content-Type: application/scim+json", f"Content-Length: {len(body) if length is None else length}",
-             *(f"{name.replace('_', '-')}: {value}" for name, value in headers.items())]
+    lines = [
+        f"{method} {target} HTTP/1.1",
+        "Host: 127.0.0.1",
+        f"Authorization: Bearer {server.secret}",
+        "Content-Type: application/scim+json",
+        f"Content-Length: {len(body) if length is None else length}",
+        *(f"{name.replace('_', '-')}: {value}" for name, value in headers.items()),
+    ]
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
@@ -36,7 +42,7 @@ def read_response(sock: socket.socket, buffered: bytearray) -> tuple[int, dict[s
         assert chunk, f"connection closed mid-headers: {bytes(buffered)[:200]!r}"
         buffered += chunk
     head, _, _ = bytes(buffered).partition(b"\r\n\r\n")
-    del buffered[:len(head) + 4]
+    del buffered[: len(head) + 4]
     status_line, *header_lines = head.decode("latin-1").split("\r\n")
     headers = {name.lower(): value.strip() for name, _, value in (line.partition(":") for line in header_lines)}
     length = int(headers.get("content-length", "0"))
@@ -57,7 +63,7 @@ def test_expect_100_continue_gets_the_interim_answer_before_the_body_is_sent(liv
         while b"\r\n\r\n" not in buffered:
             buffered += sock.recv(65536)
         assert bytes(buffered).startswith(b"HTTP/1.1 100 Continue\r\n\r\n"), bytes(buffered)
-        del buffered[:len(b"HTTP/1.1 100 Continue\r\n\r\n")]
+        del buffered[: len(b"HTTP/1.1 100 Continue\r\n\r\n")]
         sock.sendall(body)
         status, headers, answer = read_response(sock, buffered)
     assert status == 201 and json.loads(answer)["userName"] == "continue@x"
@@ -66,9 +72,10 @@ def test_expect_100_continue_gets_the_interim_answer_before_the_body_is_sent(liv
 
 def test_pipelined_requests_are_answered_in_order_on_one_connection(live_server: LiveServer) -> None:
     names = [f"pipe{i}@x" for i in range(5)]
-    burst = b"".join(request_bytes(live_server, "POST", "/Users", json.dumps(entra_user(name)).encode())
-                     for name in names)
-    burst += request_bytes(live_server, "GET", '/Users?filter=userName+sw+%22pipe%22&sortBy=userName')
+    burst = b"".join(
+        request_bytes(live_server, "POST", "/Users", json.dumps(entra_user(name)).encode()) for name in names
+    )
+    burst += request_bytes(live_server, "GET", "/Users?filter=userName+sw+%22pipe%22&sortBy=userName")
     with connect(live_server) as sock:
         sock.sendall(burst)
         buffered = bytearray()
@@ -92,15 +99,27 @@ def test_connection_close_gets_the_whole_answer_then_end_of_stream(live_server: 
 def test_a_204_and_a_large_answer_share_a_connection_intact(live_server: LiveServer) -> None:
     auth = {"Authorization": f"Bearer {live_server.secret}"}
     with httpx.Client(base_url=live_server.tenant_url, headers=auth, timeout=30) as http:
-        ids = [http.post("/Users", json=entra_user(f"wide{i}@x", displayName="w" * 500)).json()["id"]
-               for i in range(300)]
-        group = http.post("/Groups", json={"schemas": [GROUP_SCHEMA], "displayName": "Wide",
-                                           "members": [{"value": i} for i in ids]}).json()
+        ids = [
+            http.post("/Users", json=entra_user(f"wide{i}@x", displayName="w" * 500)).json()["id"] for i in range(300)
+        ]
+        group = http.post(
+            "/Groups", json={"schemas": [GROUP_SCHEMA], "displayName": "Wide", "members": [{"value": i} for i in ids]}
+        ).json()
     with connect(live_server) as sock:
-        sock.sendall(request_bytes(live_server, "PATCH", f"/Groups/{group['id']}", json.dumps({
-            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
-            "Operations": [{"op": "replace", "path": "displayName", "value": "Wider"}]}).encode())
-                     + request_bytes(live_server, "GET", "/Users?count=300"))
+        sock.sendall(
+            request_bytes(
+                live_server,
+                "PATCH",
+                f"/Groups/{group['id']}",
+                json.dumps(
+                    {
+                        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                        "Operations": [{"op": "replace", "path": "displayName", "value": "Wider"}],
+                    }
+                ).encode(),
+            )
+            + request_bytes(live_server, "GET", "/Users?count=300")
+        )
         buffered = bytearray()
         patched, _, empty = read_response(sock, buffered)
         status, _, listed = read_response(sock, buffered)

@@ -38,17 +38,21 @@ async def open_ops(settings: Settings) -> AsyncIterator[Ops]:
         idp = await store.create_idp("Entra", "key", key.id)
         app = create_app(settings, store)
         transport = httpx.ASGITransport(app=app)
-        async with (httpx.AsyncClient(transport=transport, base_url=BASE) as root,
-                    httpx.AsyncClient(transport=transport, base_url=f"{BASE}/v1/scim/{idp.id}",
-                                      headers={"Authorization": f"Bearer {secret}"}) as scim):
+        async with (
+            httpx.AsyncClient(transport=transport, base_url=BASE) as root,
+            httpx.AsyncClient(
+                transport=transport, base_url=f"{BASE}/v1/scim/{idp.id}", headers={"Authorization": f"Bearer {secret}"}
+            ) as scim,
+        ):
             yield Ops(app, store, idp.id, secret, root, scim)
     finally:
         await store.close()
 
 
 def settings_for(tmp_path: object, **env: str) -> Settings:
-    return load_settings(environ={"SCIMLET_DATABASE_PATH": f"{tmp_path}/scimlet.db",
-                                  "SCIMLET_SERVER_BASE_URL": BASE, **env})
+    return load_settings(
+        environ={"SCIMLET_DATABASE_PATH": f"{tmp_path}/scimlet.db", "SCIMLET_SERVER_BASE_URL": BASE, **env}
+    )
 
 
 @pytest.fixture
@@ -59,8 +63,11 @@ async def ops(settings: Settings) -> AsyncIterator[Ops]:
 
 def parse_metrics(text: str) -> dict[tuple[str, frozenset], float]:
     """{(sample name, frozenset of label pairs): value} from the Prometheus text format."""
-    return {(sample.name, frozenset(sample.labels.items())): sample.value
-            for family in text_string_to_metric_families(text) for sample in family.samples}
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
 
 
 def value(samples: dict[tuple[str, frozenset], float], metric: str, /, **labels: str) -> float:

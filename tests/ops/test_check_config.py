@@ -64,8 +64,9 @@ def test_command_line_prints_effective_settings_with_the_token_masked(tmp_path: 
     assert result.stderr == ""  # https base_url, loopback host: nothing to warn about
 
 
-def test_every_token_password_or_secret_setting_is_masked(tmp_path: Path, capsys: pytest.CaptureFixture,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_every_token_password_or_secret_setting_is_masked(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Whatever sections exist (admin passwords and tokens too), no such value is ever printed."""
     values, lines = {}, []
     for section, keys in DEFAULTS.items():
@@ -86,16 +87,18 @@ def test_every_token_password_or_secret_setting_is_masked(tmp_path: Path, capsys
         assert secret not in out + err
 
 
-def test_an_empty_token_shows_as_empty(tmp_path: Path, capsys: pytest.CaptureFixture,
-                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_empty_token_shows_as_empty(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("SCIMLET_DATABASE_PATH", str(tmp_path / "s.db"))
     status, out, _ = check_config(capsys)
     assert status == 0
     assert tomllib.loads(out)["metrics"]["token"] == ""
 
 
-def test_database_state_and_warnings(tmp_path: Path, capsys: pytest.CaptureFixture,
-                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_database_state_and_warnings(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("SCIMLET_DATABASE_PATH", str(tmp_path / "s.db"))
     monkeypatch.setenv("SCIMLET_SERVER_BASE_URL", "http://scim.example.com")
     monkeypatch.setenv("SCIMLET_SERVER_HOST", "0.0.0.0")
@@ -109,18 +112,22 @@ def test_database_state_and_warnings(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "server.host is 0.0.0.0" in warnings[1]
 
 
-@pytest.mark.parametrize(("content", "message"), [
-    (None, "does not exist"),
-    ("[server\nport = 1", "is not valid TOML"),
-    ("[server]\nprot = 8000\n", "unknown setting server.prot"),
-    ("[sever]\nport = 8000\n", "unknown section [sever]"),
-    ('[server]\nport = "eighty"\n', "server.port must be a"),
-    ('[server]\nbase_url = "scim.example.com"\n', "server.base_url must be the public http(s) URL"),
-    ('[server]\nbase_url = "https://scim.example.com/?x=1"\n', "server.base_url must be the public http(s) URL"),
-    ('[logging]\nformat = "xml"\n', "logging.format must be one of text, json"),
-])
-def test_bad_file_is_one_line_and_a_non_zero_exit(tmp_path: Path, capsys: pytest.CaptureFixture,
-                                                  content: str | None, message: str) -> None:
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "does not exist"),
+        ("[server\nport = 1", "is not valid TOML"),
+        ("[server]\nprot = 8000\n", "unknown setting server.prot"),
+        ("[sever]\nport = 8000\n", "unknown section [sever]"),
+        ('[server]\nport = "eighty"\n', "server.port must be a"),
+        ('[server]\nbase_url = "scim.example.com"\n', "server.base_url must be the public http(s) URL"),
+        ('[server]\nbase_url = "https://scim.example.com/?x=1"\n', "server.base_url must be the public http(s) URL"),
+        ('[logging]\nformat = "xml"\n', "logging.format must be one of text, json"),
+    ],
+)
+def test_bad_file_is_one_line_and_a_non_zero_exit(
+    tmp_path: Path, capsys: pytest.CaptureFixture, content: str | None, message: str
+) -> None:
     config = tmp_path / "bad.toml"
     if content is not None:
         config.write_text(content)
@@ -131,8 +138,7 @@ def test_bad_file_is_one_line_and_a_non_zero_exit(tmp_path: Path, capsys: pytest
     assert message in err
 
 
-def test_bad_environment_value_is_reported_too(capsys: pytest.CaptureFixture,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bad_environment_value_is_reported_too(capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SCIMLET_LOGGING_FORMAT", "yaml")
     status, _, err = check_config(capsys)
     assert status == 2

@@ -38,16 +38,22 @@ def test_unit_runs_serve_as_a_dedicated_user_in_a_sandbox(tmp_path: Path) -> Non
         # verify insists that ExecStart's binary exists: point it at this interpreter, keep the rest.
         copy = tmp_path / "scimlet.service"
         copy.write_text(UNIT.read_text().replace("/opt/scimlet/.venv/bin/python", sys.executable))
-        result = subprocess.run(["systemd-analyze", "verify", str(copy)], capture_output=True, text=True,
-                                timeout=60)
+        result = subprocess.run(["systemd-analyze", "verify", str(copy)], capture_output=True, text=True, timeout=60)
         assert result.returncode == 0, result.stderr
         assert result.stdout + result.stderr == ""  # an unknown or misspelt directive is only a warning: none
     service = unit()["Service"]
     assert service["User"] == "scimlet" and service["Group"] == "scimlet"
     assert service["ExecStart"].endswith("/app.py serve")
-    for key, wanted in {"NoNewPrivileges": "yes", "ProtectSystem": "strict", "ProtectHome": "yes",
-                        "PrivateTmp": "yes", "PrivateDevices": "yes", "CapabilityBoundingSet": "",
-                        "Restart": "on-failure", "StateDirectory": "scimlet"}.items():
+    for key, wanted in {
+        "NoNewPrivileges": "yes",
+        "ProtectSystem": "strict",
+        "ProtectHome": "yes",
+        "PrivateTmp": "yes",
+        "PrivateDevices": "yes",
+        "CapabilityBoundingSet": "",
+        "Restart": "on-failure",
+        "StateDirectory": "scimlet",
+    }.items():
         assert service[key] == wanted, key
     assert service["ReadWritePaths"] == "/var/lib/scimlet"
     assert unit()["Install"]["WantedBy"] == "multi-user.target"
@@ -71,21 +77,34 @@ def test_caddyfile_proxies_to_scimlets_default_address() -> None:
     assert re.search(r"^\s*respond /metrics 404$", text, re.MULTILINE)
     assert "base_url" in text
     if shutil.which("caddy") is not None:
-        result = subprocess.run(["caddy", "validate", "--config", str(DEPLOY / "Caddyfile"), "--adapter",
-                                 "caddyfile"], capture_output=True, text=True, timeout=60)
+        result = subprocess.run(
+            ["caddy", "validate", "--config", str(DEPLOY / "Caddyfile"), "--adapter", "caddyfile"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert result.returncode == 0, result.stderr
 
 
 def caddy_in_front_of_a_live_server(live_server: LiveServer, tmp_path: Path) -> None:
     """The Caddyfile's own site block, served on plain HTTP: SCIM goes through, /metrics does not."""
     port = free_port()
-    site = (DEPLOY / "Caddyfile").read_text().replace("scim.example.com {", f"http://127.0.0.1:{port} {{") \
+    site = (
+        (DEPLOY / "Caddyfile")
+        .read_text()
+        .replace("scim.example.com {", f"http://127.0.0.1:{port} {{")
         .replace("127.0.0.1:8000", f"127.0.0.1:{live_server.port}")
+    )
     config = tmp_path / "Caddyfile"
     config.write_text("{\n\tadmin off\n}\n\n" + site)
     env = {**os.environ, "HOME": str(tmp_path), "XDG_DATA_HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path)}
-    caddy = subprocess.Popen(["caddy", "run", "--config", str(config), "--adapter", "caddyfile"], env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    caddy = subprocess.Popen(
+        ["caddy", "run", "--config", str(config), "--adapter", "caddyfile"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         proxied = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 20
@@ -99,8 +118,12 @@ def caddy_in_front_of_a_live_server(live_server: LiveServer, tmp_path: Path) -> 
         assert health.status_code == 200 and health.json() == {"status": "ok"}
         assert httpx.get(f"{proxied}/metrics", timeout=5).status_code == 404
         tenant = proxied + live_server.tenant_url.split(f":{live_server.port}", 1)[1]
-        probe = httpx.get(f"{tenant}/Users", params={"filter": 'userName eq "7d420df3-9995-4831-a406-ecf8166f5f6a"'},
-                          headers={"Authorization": f"Bearer {live_server.secret}"}, timeout=5)
+        probe = httpx.get(
+            f"{tenant}/Users",
+            params={"filter": 'userName eq "7d420df3-9995-4831-a406-ecf8166f5f6a"'},
+            headers={"Authorization": f"Bearer {live_server.secret}"},
+            timeout=5,
+        )
         assert probe.status_code == 200 and probe.json()["totalResults"] == 0
         direct = httpx.get(f"http://127.0.0.1:{live_server.port}/metrics", timeout=5)
         assert direct.status_code == 200 and 'route="/v1/scim/{idp}/Users"' in direct.text

@@ -22,8 +22,7 @@ async def test_healthz_answers_without_credentials(ops: Ops) -> None:
 async def test_readyz_reports_each_check(ops: Ops) -> None:
     response = await ops.root.get("/readyz")
     assert response.status_code == 200
-    assert response.json() == {"status": "ready",
-                               "checks": {"database": "ok", "migrations": "ok", "writer": "ok"}}
+    assert response.json() == {"status": "ready", "checks": {"database": "ok", "migrations": "ok", "writer": "ok"}}
 
 
 async def test_readyz_fails_when_the_database_file_is_gone(ops: Ops) -> None:
@@ -78,4 +77,3 @@ async def test_probes_stay_out_of_the_provisioning_log(ops: Ops) -> None:
     with sqlite3.connect(ops.store.path) as conn:
         paths = [row[0] for row in conn.execute("SELECT path FROM provisioning_log")]
     assert paths == [f"/v1/scim/{ops.idp_id}/Users"]
-

@@ -60,8 +60,9 @@ async def entra_cycle(ops: Ops) -> None:
 
 async def test_scim_operations_by_idp_operation_and_outcome(ops: Ops) -> None:
     before = await scrape(ops)
-    assert value(before, "scimlet_scim_operations_total", idp=ops.idp_id, operation="Create User",
-                 outcome="success") == 0
+    assert (
+        value(before, "scimlet_scim_operations_total", idp=ops.idp_id, operation="Create User", outcome="success") == 0
+    )
     await entra_cycle(ops)
     after = await scrape(ops)
 
@@ -107,9 +108,11 @@ async def test_requests_by_route_method_and_status_with_latency(ops: Ops) -> Non
     assert count == 4
     assert value(samples, f"{duration}_bucket", route=USERS, method="POST", le="+Inf") == count
     assert 0 < value(samples, f"{duration}_sum", route=USERS, method="POST") < 10
-    buckets = sorted((float(dict(labels)["le"]), v) for (name, labels), v in samples.items()
-                     if name == f"{duration}_bucket" and dict(labels)["route"] == USERS
-                     and dict(labels)["method"] == "POST")
+    buckets = sorted(
+        (float(dict(labels)["le"]), v)
+        for (name, labels), v in samples.items()
+        if name == f"{duration}_bucket" and dict(labels)["route"] == USERS and dict(labels)["method"] == "POST"
+    )
     cumulative = [v for _, v in buckets]
     assert len(cumulative) == 15 and cumulative == sorted(cumulative) and cumulative[-1] == count
 
@@ -165,10 +168,14 @@ async def test_each_app_has_its_own_registry(tmp_path: Path) -> None:
     async with open_ops(settings_for(tmp_path / "a")) as first, open_ops(settings_for(tmp_path / "b")) as second:
         for _ in range(2):
             assert (await first.scim.post("/Users", json=entra_user(f"u{uuid.uuid4().hex}"))).status_code == 201
-        one, two = parse_metrics((await first.root.get("/metrics")).text), \
-            parse_metrics((await second.root.get("/metrics")).text)
-        assert value(one, "scimlet_scim_operations_total", idp=first.idp_id, operation="Create User",
-                     outcome="success") == 2
+        one, two = (
+            parse_metrics((await first.root.get("/metrics")).text),
+            parse_metrics((await second.root.get("/metrics")).text),
+        )
+        assert (
+            value(one, "scimlet_scim_operations_total", idp=first.idp_id, operation="Create User", outcome="success")
+            == 2
+        )
         assert value(one, "scimlet_users", idp=first.idp_id) == 2
         assert not any(name == "scimlet_scim_operations_total" for name, _ in two)
         assert value(two, "scimlet_users", idp=second.idp_id) == 0
@@ -176,40 +183,57 @@ async def test_each_app_has_its_own_registry(tmp_path: Path) -> None:
 
 async def test_mounted_apps_are_labelled_by_their_full_template(ops: Ops) -> None:
     """Routes of a mounted Starlette app (the admin console is one) keep their mount's prefix."""
+
     async def hello(request: Request) -> Response:
         return Response("hi")
 
     inner = Starlette(routes=[Route("/items/{id}", hello)])
     metrics = Metrics(ops.store, "")
-    outer = Starlette(routes=[Mount("/sub/{tenant}", app=inner)],
-                      middleware=[Middleware(RequestMiddleware, metrics=metrics)])
+    outer = Starlette(
+        routes=[Mount("/sub/{tenant}", app=inner)], middleware=[Middleware(RequestMiddleware, metrics=metrics)]
+    )
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=outer), base_url="http://t") as client:
         assert (await client.get("/sub/t1/items/1")).status_code == 200
         assert (await client.get("/sub/t2/items/2")).status_code == 200
         assert (await client.get("/sub/t1/other")).status_code == 404
         assert (await client.get("/elsewhere")).status_code == 404
     samples = parse_metrics(generate_latest(metrics.registry).decode())
-    requests = {(dict(labels)["route"], dict(labels)["status"]): v for (name, labels), v in samples.items()
-                if name == "scimlet_http_requests_total"}
-    assert requests == {("/sub/{tenant}/items/{id}", "200"): 2, ("/sub/{tenant}/{path}", "404"): 1,
-                        ("unmatched", "404"): 1}
+    requests = {
+        (dict(labels)["route"], dict(labels)["status"]): v
+        for (name, labels), v in samples.items()
+        if name == "scimlet_http_requests_total"
+    }
+    assert requests == {
+        ("/sub/{tenant}/items/{id}", "200"): 2,
+        ("/sub/{tenant}/{path}", "404"): 1,
+        ("unmatched", "404"): 1,
+    }
 
 
 def test_every_operation_a_valid_request_gets_is_a_label_of_its_own() -> None:
     """scim/operations.py names operations; a name missing from OPERATIONS would be counted as Other."""
     probe = {"filter": 'userName eq "7d420df3-9995-4831-a406-ecf8166f5f6a"'}
-    patches = [None, patch_body({"op": "Replace", "path": "active", "value": "False"}),
-               patch_body({"op": "replace", "value": {"active": True}}),
-               patch_body({"op": "Add", "path": "members", "value": [{"value": "x"}]}),
-               patch_body({"op": "Remove", "path": "members", "value": [{"value": "x"}]}),
-               patch_body({"op": "add", "path": "members", "value": []}, {"op": "remove", "path": "members"}),
-               patch_body({"op": "replace", "path": "displayName", "value": "x"})]
+    patches = [
+        None,
+        patch_body({"op": "Replace", "path": "active", "value": "False"}),
+        patch_body({"op": "replace", "value": {"active": True}}),
+        patch_body({"op": "Add", "path": "members", "value": [{"value": "x"}]}),
+        patch_body({"op": "Remove", "path": "members", "value": [{"value": "x"}]}),
+        patch_body({"op": "add", "path": "members", "value": []}, {"op": "remove", "path": "members"}),
+        patch_body({"op": "replace", "path": "displayName", "value": "x"}),
+    ]
     requests = [("GET", [name], {}, None) for name in ("Schemas", "ResourceTypes", "ServiceProviderConfig")]
     for endpoint in ("Users", "Groups"):
-        requests += [("GET", [endpoint], {}, None), ("GET", [endpoint], {"filter": 'x eq "y"'}, None),
-                     ("GET", [endpoint], probe, None), ("POST", [endpoint], {}, None),
-                     ("POST", [endpoint, ".search"], {}, None), ("GET", [endpoint, "id"], {}, None),
-                     ("PUT", [endpoint, "id"], {}, None), ("DELETE", [endpoint, "id"], {}, None)]
+        requests += [
+            ("GET", [endpoint], {}, None),
+            ("GET", [endpoint], {"filter": 'x eq "y"'}, None),
+            ("GET", [endpoint], probe, None),
+            ("POST", [endpoint], {}, None),
+            ("POST", [endpoint, ".search"], {}, None),
+            ("GET", [endpoint, "id"], {}, None),
+            ("PUT", [endpoint, "id"], {}, None),
+            ("DELETE", [endpoint, "id"], {}, None),
+        ]
         requests += [("PATCH", [endpoint, "id"], {}, body) for body in patches]
     names = {classify(*request)[0] for request in requests}
     assert names == OPERATIONS  # each label is reachable, and nothing reachable is missing

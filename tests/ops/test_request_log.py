@@ -22,28 +22,39 @@ ADMIN_PASSWORD = "admin-" + uuid.uuid4().hex
 
 def test_json_request_lines_and_no_secret_anywhere(tmp_path: Path) -> None:
     port = free_port()
-    env = {**os.environ, "SCIMLET_DATABASE_PATH": str(tmp_path / "live.db"), "SCIMLET_SERVER_PORT": str(port),
-           "SCIMLET_SERVER_HOST": "127.0.0.1", "SCIMLET_LOGGING_LEVEL": "info", "SCIMLET_LOGGING_FORMAT": "json",
-           # A configured admin password: serve has none to generate and print (as in docs/deploy.md).
-           "SCIMLET_ADMIN_PASSWORD": ADMIN_PASSWORD}
+    env = {
+        **os.environ,
+        "SCIMLET_DATABASE_PATH": str(tmp_path / "live.db"),
+        "SCIMLET_SERVER_PORT": str(port),
+        "SCIMLET_SERVER_HOST": "127.0.0.1",
+        "SCIMLET_LOGGING_LEVEL": "info",
+        "SCIMLET_LOGGING_FORMAT": "json",
+        # A configured admin password: serve has none to generate and print (as in docs/deploy.md).
+        "SCIMLET_ADMIN_PASSWORD": ADMIN_PASSWORD,
+    }
     key = json.loads(run_cli(env, "apikey", "create", "--name", "entra", "--write", "users,groups", "--json").stdout)
     idp = json.loads(run_cli(env, "idp", "create", "--name", "Entra", "--apikey", "entra", "--json").stdout)
     secret = key["secret"]
     process = start_server(env, port)
     try:
-        with httpx.Client(base_url=idp["tenant_url"], headers={"Authorization": f"Bearer {secret}"},
-                          timeout=10) as http:
+        with httpx.Client(
+            base_url=idp["tenant_url"], headers={"Authorization": f"Bearer {secret}"}, timeout=10
+        ) as http:
             created = http.post("/Users", json=entra_user("alice@contoso.com", password=PASSWORD))
             assert created.status_code == 201
             user_id = created.json()["id"]
-            changed = http.patch(f"/Users/{user_id}", json=patch_body(
-                {"op": "replace", "path": "password", "value": PASSWORD}))
+            changed = http.patch(
+                f"/Users/{user_id}", json=patch_body({"op": "replace", "path": "password", "value": PASSWORD})
+            )
             assert changed.status_code == 200
             assert http.get(f"/Users?filter=userName+eq+%22{secret}%22").status_code == 200
             assert http.get("/Users", headers={"Authorization": f"Bearer {WRONG_TOKEN}"}).status_code == 401
             assert http.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
-            sign_in = http.post(f"http://127.0.0.1:{port}/admin/login", headers={"Authorization": ""},
-                                data={"password": ADMIN_PASSWORD, "csrf_token": "stale"})
+            sign_in = http.post(
+                f"http://127.0.0.1:{port}/admin/login",
+                headers={"Authorization": ""},
+                data={"password": ADMIN_PASSWORD, "csrf_token": "stale"},
+            )
             assert sign_in.status_code == 403  # without the form's token; the password still went in a body
     finally:
         process.terminate()
@@ -89,20 +100,30 @@ async def test_probes_log_at_debug_level(ops: Ops, caplog: pytest.LogCaptureFixt
     for path in ("/healthz", "/readyz", "/metrics"):
         assert (await ops.root.get(path)).status_code == 200
     assert [(r.levelno, r.request["route"]) for r in caplog.records if r.name == "scimlet.access"] == [
-        (logging.DEBUG, "/healthz"), (logging.DEBUG, "/readyz"), (logging.DEBUG, "/metrics")]
+        (logging.DEBUG, "/healthz"),
+        (logging.DEBUG, "/readyz"),
+        (logging.DEBUG, "/metrics"),
+    ]
 
 
 def test_text_request_lines_from_a_live_server(tmp_path: Path) -> None:
     """The default format, as `make run` prints it: one line per request, level and logger first."""
     port = free_port()
-    env = {**os.environ, "SCIMLET_DATABASE_PATH": str(tmp_path / "text.db"), "SCIMLET_SERVER_PORT": str(port),
-           "SCIMLET_SERVER_HOST": "127.0.0.1", "SCIMLET_LOGGING_LEVEL": "info", "SCIMLET_LOGGING_FORMAT": "text"}
+    env = {
+        **os.environ,
+        "SCIMLET_DATABASE_PATH": str(tmp_path / "text.db"),
+        "SCIMLET_SERVER_PORT": str(port),
+        "SCIMLET_SERVER_HOST": "127.0.0.1",
+        "SCIMLET_LOGGING_LEVEL": "info",
+        "SCIMLET_LOGGING_FORMAT": "text",
+    }
     key = json.loads(run_cli(env, "apikey", "create", "--name", "entra", "--write", "users,groups", "--json").stdout)
     idp = json.loads(run_cli(env, "idp", "create", "--name", "Entra", "--apikey", "entra", "--json").stdout)
     process = start_server(env, port)
     try:
-        with httpx.Client(base_url=idp["tenant_url"], headers={"Authorization": f"Bearer {key['secret']}"},
-                          timeout=10) as http:
+        with httpx.Client(
+            base_url=idp["tenant_url"], headers={"Authorization": f"Bearer {key['secret']}"}, timeout=10
+        ) as http:
             assert http.post("/Users", json=entra_user("text@contoso.com")).status_code == 201
             assert http.get("/Users/nope%0Aforged").status_code == 404
     finally:
@@ -111,6 +132,5 @@ def test_text_request_lines_from_a_live_server(tmp_path: Path) -> None:
     lines = [line for line in output.splitlines() if line.startswith("INFO scimlet.access: ")]
     assert len(lines) == 2, output
     assert re.fullmatch(rf"INFO scimlet\.access: POST /v1/scim/{idp['id']}/Users 201 \d+\.\dms", lines[0])
-    assert re.fullmatch(rf"INFO scimlet\.access: GET /v1/scim/{idp['id']}/Users/nope%0Aforged 404 \d+\.\dms",
-                        lines[1])
+    assert re.fullmatch(rf"INFO scimlet\.access: GET /v1/scim/{idp['id']}/Users/nope%0Aforged 404 \d+\.\dms", lines[1])
     assert key["secret"] not in output

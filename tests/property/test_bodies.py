@@ -20,9 +20,11 @@ from scim.schemas import ENTERPRISE_USER, GROUP, SCHEMAS, USER, Attribute
 from tests.conftest import GROUP_SCHEMA, PATCH_SCHEMA, Tenant, entra_user
 
 EXAMPLES = int(os.environ.get("SCIMLET_PROPERTY_EXAMPLES", "150"))
-PROPERTY = settings(max_examples=EXAMPLES, deadline=None,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                                           HealthCheck.data_too_large])
+PROPERTY = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 SCIM_JSON = {"content-type": "application/scim+json"}
 WRONG_TYPES = [1, 2**70, -1.5, True, "x", [], ["x"], [{}], {}, {"value": 1}]
 
@@ -55,6 +57,7 @@ async def snapshot(tenant: Tenant, url: str) -> bytes:
 
 # --- structural hostility ----------------------------------------------------------------------------
 
+
 def nested(levels: int) -> str:
     """JSON text nested 2 * levels deep, just under orjson's limit of 1024: deep enough to exhaust
     Python's recursion limit in any code that walks it recursively."""
@@ -62,16 +65,36 @@ def nested(levels: int) -> str:
 
 
 HOSTILE_RAW = [
-    b"", b" ", b"null", b"[]", b"[{}]", b'"userName"', b"42", b"true", b"{", b'{"userName": }', b"{'a': 1}",
-    b'{"userName": "a\xff\xfe"}', b"\xef\xbb\xbf{}", b'{"userName": "\\ud800"}', b'{"userName": NaN}',
-    b'{"userName": 1e400}', b"[" * 5000 + b"]" * 5000, b'{"a":' * 1100 + b"1" + b"}" * 1100,
-    nested(500).encode(), ('{"userName": "u", "name": ' + nested(500) + "}").encode(),
+    b"",
+    b" ",
+    b"null",
+    b"[]",
+    b"[{}]",
+    b'"userName"',
+    b"42",
+    b"true",
+    b"{",
+    b'{"userName": }',
+    b"{'a': 1}",
+    b'{"userName": "a\xff\xfe"}',
+    b"\xef\xbb\xbf{}",
+    b'{"userName": "\\ud800"}',
+    b'{"userName": NaN}',
+    b'{"userName": 1e400}',
+    b"[" * 5000 + b"]" * 5000,
+    b'{"a":' * 1100 + b"1" + b"}" * 1100,
+    nested(500).encode(),
+    ('{"userName": "u", "name": ' + nested(500) + "}").encode(),
     ('{"userName": "u", "emails": [' + nested(500) + "]}").encode(),
     (f'{{"schemas": ["{PATCH_SCHEMA}"], "Operations": [{{"op": "add", "value": ' + nested(500) + "}]}").encode(),
-    (f'{{"schemas": ["{PATCH_SCHEMA}"], "Operations": [{{"op": "add", "path": "title", "value": '
-     + nested(500) + "}]}").encode(),
+    (
+        f'{{"schemas": ["{PATCH_SCHEMA}"], "Operations": [{{"op": "add", "path": "title", "value": '
+        + nested(500)
+        + "}]}"
+    ).encode(),
     b'{"userName": "dup1", "userName": "dup2", "name": {"givenName": "a", "familyName": "b"}}',
-    b'\x00{"userName": "x"}', b'{"userName": "x"}garbage',
+    b'\x00{"userName": "x"}',
+    b'{"userName": "x"}garbage',
     ('{"password": "p", "userName": "deep", "x": ' + nested(500) + "}").encode(),
 ]
 
@@ -83,9 +106,15 @@ async def test_hostile_raw_bodies_never_500_and_write_nothing(tenant: Tenant, ra
     before = await counts(tenant)
     user_before = await snapshot(tenant, f"/Users/{user['id']}")
     group_before = await snapshot(tenant, f"/Groups/{group['id']}")
-    for method, url in [("POST", "/Users"), ("POST", "/Groups"), ("PUT", f"/Users/{user['id']}"),
-                        ("PUT", f"/Groups/{group['id']}"), ("PATCH", f"/Users/{user['id']}"),
-                        ("PATCH", f"/Groups/{group['id']}"), ("POST", "/Users/.search")]:
+    for method, url in [
+        ("POST", "/Users"),
+        ("POST", "/Groups"),
+        ("PUT", f"/Users/{user['id']}"),
+        ("PUT", f"/Groups/{group['id']}"),
+        ("PATCH", f"/Users/{user['id']}"),
+        ("PATCH", f"/Groups/{group['id']}"),
+        ("POST", "/Users/.search"),
+    ]:
         response = await tenant.client.request(method, url, content=raw, headers=SCIM_JSON)
         assert_handled(response, f"{method} {url}")
         if response.status_code >= 300:
@@ -128,17 +157,21 @@ async def test_body_over_limit_without_content_length_is_413(tenant: Tenant) -> 
     assert_scim_error(response)
 
 
-@pytest.mark.parametrize("content_type", ["text/plain", "application/xml", "multipart/form-data; boundary=x",
-                                          "application/x-www-form-urlencoded"])
+@pytest.mark.parametrize(
+    "content_type",
+    ["text/plain", "application/xml", "multipart/form-data; boundary=x", "application/x-www-form-urlencoded"],
+)
 async def test_non_json_media_types_get_415(tenant: Tenant, content_type: str) -> None:
-    response = await tenant.client.post("/Users", content=json.dumps(entra_user("a@x")),
-                                        headers={"content-type": content_type})
+    response = await tenant.client.post(
+        "/Users", content=json.dumps(entra_user("a@x")), headers={"content-type": content_type}
+    )
     assert response.status_code == 415
     assert_scim_error(response)
     assert (await counts(tenant))["users"] == 0
 
 
 # --- a wrong JSON type in every attribute -----------------------------------------------------------
+
 
 def every_attribute() -> list[tuple[str | None, Attribute, Attribute | None]]:
     out = []
@@ -155,8 +188,9 @@ def place(urn: str | None, attr: Attribute, sub: Attribute | None, value: object
     return {urn: {attr.name: value}} if urn else {attr.name: value}
 
 
-@pytest.mark.parametrize("urn,attr,sub", every_attribute(),
-                         ids=lambda item: getattr(item, "name", str(item).rsplit(":", 1)[-1]))
+@pytest.mark.parametrize(
+    "urn,attr,sub", every_attribute(), ids=lambda item: getattr(item, "name", str(item).rsplit(":", 1)[-1])
+)
 async def test_wrong_json_type_in_every_attribute(tenant: Tenant, urn, attr, sub) -> None:
     is_group = any(attr is a for a in SCHEMAS[GROUP].attributes)
     endpoint = "/Groups" if is_group else "/Users"
@@ -171,7 +205,8 @@ async def test_wrong_json_type_in_every_attribute(tenant: Tenant, urn, attr, sub
         by_path = {"op": "replace", "path": path, "value": value}
         path_less = {"op": "add", "value": place(urn, attr, sub, value)}
         for method, target, payload in [
-            ("POST", endpoint, body), ("PUT", url, body),
+            ("POST", endpoint, body),
+            ("PUT", url, body),
             ("PATCH", url, {"schemas": [PATCH_SCHEMA], "Operations": [by_path]}),
             ("PATCH", url, {"schemas": [PATCH_SCHEMA], "Operations": [path_less]}),
         ]:
@@ -195,8 +230,23 @@ async def test_wrong_json_type_in_every_attribute(tenant: Tenant, urn, attr, sub
 
 # --- query strings -------------------------------------------------------------------------------
 
-HOSTILE_NUMBERS = ["", "0", "-1", "-99999999999999999999999", "99999999999999999999999", "1e3", "1.5", "0x10",
-                   "NaN", " 5", "5 ", "١٢", "+5", "9" * 5000, "\u0000"]
+HOSTILE_NUMBERS = [
+    "",
+    "0",
+    "-1",
+    "-99999999999999999999999",
+    "99999999999999999999999",
+    "1e3",
+    "1.5",
+    "0x10",
+    "NaN",
+    " 5",
+    "5 ",
+    "١٢",
+    "+5",
+    "9" * 5000,
+    "\u0000",
+]
 
 
 @pytest.mark.parametrize("value", HOSTILE_NUMBERS)
@@ -212,8 +262,7 @@ async def test_paging_numbers_never_500(tenant: Tenant, value: str) -> None:
             assert response.status_code == 400 and response.json()["scimType"] == "invalidValue"
         search = await tenant.client.post("/Users/.search", json={name: value})
         assert_handled(search, f".search {name}={value!r}")
-        as_number = await tenant.client.post("/Users/.search", content=f'{{"{name}": {value or 0}}}',
-                                             headers=SCIM_JSON)
+        as_number = await tenant.client.post("/Users/.search", content=f'{{"{name}": {value or 0}}}', headers=SCIM_JSON)
         assert_handled(as_number, f".search {name}={value or 0}")
 
 
@@ -226,15 +275,47 @@ async def test_count_is_clamped_to_max_results(tenant: Tenant) -> None:
 
 
 query_text = st.text(max_size=40) | st.sampled_from(
-    ["userName", "emails.value", "members", "nosuch", "name.givenName,nosuch", f"{ENTERPRISE_USER}:manager",
-     "ascending", "DESCENDING", "", "a" * 5000, "userName eq \"x\"", "\u0000", "1", "-1", "99999999999999999999"])
+    [
+        "userName",
+        "emails.value",
+        "members",
+        "nosuch",
+        "name.givenName,nosuch",
+        f"{ENTERPRISE_USER}:manager",
+        "ascending",
+        "DESCENDING",
+        "",
+        "a" * 5000,
+        'userName eq "x"',
+        "\u0000",
+        "1",
+        "-1",
+        "99999999999999999999",
+    ]
+)
 
 
 @PROPERTY
-@given(params=st.dictionaries(
-    st.sampled_from(["filter", "startIndex", "count", "sortBy", "sortOrder", "attributes", "excludedAttributes",
-                     "aadOptscim062020", "FILTER"]), query_text, max_size=5),
-    endpoint=st.sampled_from(["/Users", "/Groups"]))
+@given(
+    params=st.dictionaries(
+        st.sampled_from(
+            [
+                "filter",
+                "startIndex",
+                "count",
+                "sortBy",
+                "sortOrder",
+                "attributes",
+                "excludedAttributes",
+                "aadOptscim062020",
+                "FILTER",
+            ]
+        ),
+        query_text,
+        max_size=5,
+    ),
+    endpoint=st.sampled_from(["/Users", "/Groups"]),
+)
 async def test_generated_query_strings_never_500(tenant: Tenant, params: dict, endpoint: str) -> None:
     if not getattr(tenant, "seeded", False):
         user = (await tenant.client.post("/Users", json=entra_user("query@x"))).json()
@@ -249,6 +330,7 @@ async def test_generated_query_strings_never_500(tenant: Tenant, params: dict, e
 
 # --- generated bodies ------------------------------------------------------------------------------
 
+
 def attribute_names() -> list[str]:
     names = ["schemas", "id", "meta", "externalId", "members", "x", USER, ENTERPRISE_USER, "urn:bogus"]
     for schema in SCHEMAS.values():
@@ -257,18 +339,30 @@ def attribute_names() -> list[str]:
     return names
 
 
-leaves = st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats() | st.text(max_size=10) | \
-    st.sampled_from(["True", "false", "+16175551212", "12345", "2026-01-01T00:00:00Z", "work", "\ud800", ""])
-values = st.recursive(leaves, lambda inner: st.lists(inner, max_size=3) |
-                      st.dictionaries(st.sampled_from(attribute_names()) | st.text(max_size=5), inner, max_size=4),
-                      max_leaves=12)
+leaves = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats()
+    | st.text(max_size=10)
+    | st.sampled_from(["True", "false", "+16175551212", "12345", "2026-01-01T00:00:00Z", "work", "\ud800", ""])
+)
+values = st.recursive(
+    leaves,
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.sampled_from(attribute_names()) | st.text(max_size=5), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
 resource_bodies = st.dictionaries(st.sampled_from(attribute_names()), values, max_size=8)
 
 
 @PROPERTY
 @given(body=resource_bodies, endpoint=st.sampled_from(["/Users", "/Groups"]))
-async def test_generated_create_bodies_never_500_and_write_only_on_success(tenant: Tenant, body: dict,
-                                                                           endpoint: str) -> None:
+async def test_generated_create_bodies_never_500_and_write_only_on_success(
+    tenant: Tenant, body: dict, endpoint: str
+) -> None:
     before = await counts(tenant)
     response = await tenant.client.post(endpoint, content=json.dumps(body), headers=SCIM_JSON)
     note(f"{response.status_code} {response.text[:300]}")
@@ -301,4 +395,3 @@ async def test_generated_replace_bodies_never_500_and_change_nothing_on_failure(
     else:
         assert response.json() == (await tenant.client.get(url)).json()
         assert (await tenant.client.put(url, json=entra_user("replace@x"))).status_code == 200
-

@@ -23,8 +23,9 @@ from storage.sql import GROUPS, USERS, where_clause
 
 MIGRATION = Path(__file__).resolve().parents[2] / "storage" / "migrations" / "001_initial.sql"
 IDP = "idp-1"
-SETTINGS = settings(max_examples=300, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+SETTINGS = settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+)
 
 
 @pytest.fixture(scope="module")
@@ -52,17 +53,83 @@ def assert_invalid_filter(err: ScimError) -> None:
 # --- (a) any text: a node, or invalidFilter --------------------------------------------------------
 
 TOKENS = [
-    "userName", "USERNAME", "name.givenName", "emails", "emails.value", ".value", "type", "value", "primary",
-    "members", "members.value", "groups", "manager", "active", "meta.created", "title", "id", "externalId",
-    f"{USER}:", f"{ENTERPRISE_USER}:", "urn:x:", "urn:", ":", ".", "$ref",
-    "eq", "ne", "co", "sw", "ew", "gt", "ge", "lt", "le", "pr", "and", "or", "not", "AND", "Not",
-    "true", "false", "null", "0", "-1", "1.5e3", "01", "1e999",
-    '"a"', '"A%_\\\\"', '"\\""', '""', '"\\u00e9"', '"\\ud83d\\ude00"', '"\\ud800"', '"\\u0000"',
-    '"2026-01-01T00:00:00Z"', '"0001-01-01T00:00:00+01:00"', '"', "\\", "'",
-    "(", ")", "[", "]", "[]", "()", " ", "\t", ",", "*", ";", "--",
+    "userName",
+    "USERNAME",
+    "name.givenName",
+    "emails",
+    "emails.value",
+    ".value",
+    "type",
+    "value",
+    "primary",
+    "members",
+    "members.value",
+    "groups",
+    "manager",
+    "active",
+    "meta.created",
+    "title",
+    "id",
+    "externalId",
+    f"{USER}:",
+    f"{ENTERPRISE_USER}:",
+    "urn:x:",
+    "urn:",
+    ":",
+    ".",
+    "$ref",
+    "eq",
+    "ne",
+    "co",
+    "sw",
+    "ew",
+    "gt",
+    "ge",
+    "lt",
+    "le",
+    "pr",
+    "and",
+    "or",
+    "not",
+    "AND",
+    "Not",
+    "true",
+    "false",
+    "null",
+    "0",
+    "-1",
+    "1.5e3",
+    "01",
+    "1e999",
+    '"a"',
+    '"A%_\\\\"',
+    '"\\""',
+    '""',
+    '"\\u00e9"',
+    '"\\ud83d\\ude00"',
+    '"\\ud800"',
+    '"\\u0000"',
+    '"2026-01-01T00:00:00Z"',
+    '"0001-01-01T00:00:00+01:00"',
+    '"',
+    "\\",
+    "'",
+    "(",
+    ")",
+    "[",
+    "]",
+    "[]",
+    "()",
+    " ",
+    "\t",
+    ",",
+    "*",
+    ";",
+    "--",
 ]
-token_soup = st.lists(st.sampled_from(TOKENS), max_size=24).map(" ".join) | \
-    st.lists(st.sampled_from(TOKENS), max_size=24).map("".join)
+token_soup = st.lists(st.sampled_from(TOKENS), max_size=24).map(" ".join) | st.lists(
+    st.sampled_from(TOKENS), max_size=24
+).map("".join)
 
 
 def parse_or_invalid(conn: sqlite3.Connection, text: str) -> None:
@@ -97,16 +164,15 @@ def mutate(text: str, edits: list[tuple[int, int, str]]) -> str:
     for where, length, token in edits:
         at = where % (len(text) + 1)
         if length < 0:
-            text = text[:at] + text[at - length:]
+            text = text[:at] + text[at - length :]
         elif length == 0:
             text = text[:at] + token + text[at:]
         else:
-            text = text[:at] + text[at:at + length] + text[at:]
+            text = text[:at] + text[at : at + length] + text[at:]
     return text
 
 
-edits = st.lists(st.tuples(st.integers(0, 10_000), st.integers(-6, 6), st.sampled_from(TOKENS)), min_size=1,
-                 max_size=3)
+edits = st.lists(st.tuples(st.integers(0, 10_000), st.integers(-6, 6), st.sampled_from(TOKENS)), min_size=1, max_size=3)
 
 
 @settings(SETTINGS, max_examples=600)
@@ -116,10 +182,24 @@ def test_mutated_filters_parse_or_are_invalid_filter(conn: sqlite3.Connection, d
     parse_or_invalid(conn, data.draw(edits.map(lambda e: mutate(text, e)), label="mutated"))
 
 
-WRAPPERS = ["not ({})", "({})", "title pr and ({})", "({}) or title pr", "not (title pr) or ({})",
-            "not ({}) and userName pr", 'emails[type pr] and ({})', "({}) and (groups pr or id pr)"]
-DEEP_LEAVES = ['title eq "a"', 'emails[not (type eq "a") or value co "b"]', 'groups ne "g"', "emails.value ne null",
-               'manager eq "m"', "meta.created gt \"2026-01-01\""]
+WRAPPERS = [
+    "not ({})",
+    "({})",
+    "title pr and ({})",
+    "({}) or title pr",
+    "not (title pr) or ({})",
+    "not ({}) and userName pr",
+    "emails[type pr] and ({})",
+    "({}) and (groups pr or id pr)",
+]
+DEEP_LEAVES = [
+    'title eq "a"',
+    'emails[not (type eq "a") or value co "b"]',
+    'groups ne "g"',
+    "emails.value ne null",
+    'manager eq "m"',
+    'meta.created gt "2026-01-01"',
+]
 
 
 @SETTINGS
@@ -133,7 +213,7 @@ def test_deeply_nested_filters_run_or_are_invalid(conn: sqlite3.Connection, leaf
 
 # --- (b) generated filters: SQL selects exactly what matches() selects -----------------------------
 
-ALPHABET = "aAbB%_\\\"é \t\U0001f600"
+ALPHABET = 'aAbB%_\\"é \t\U0001f600'
 small_text = st.text(alphabet=ALPHABET, max_size=4)
 word = small_text | st.sampled_from(["work", "home", "Work", "x@Contoso.com", "x@contoso.COM", "a%b", "A_b"])
 maybe = st.one_of(word, st.none())
@@ -155,15 +235,32 @@ user_doc = st.fixed_dictionaries(
         ),
     },
 )
-moments = st.datetimes(min_value=datetime(100, 1, 2), max_value=datetime(9998, 12, 30),
-                       timezones=st.just(UTC))
+moments = st.datetimes(min_value=datetime(100, 1, 2), max_value=datetime(9998, 12, 30), timezones=st.just(UTC))
 users = st.lists(st.tuples(user_doc, moments, moments), min_size=10, max_size=20)
 
 STRING_PATHS = [
-    "userName", "displayName", "title", "externalId", "id", "name.givenName", "name.familyName",
-    "emails", "emails.value", "emails.type", "emails.display", "phoneNumbers.value", "phoneNumbers.type",
-    "department", f"{ENTERPRISE_USER}:department", "manager", "manager.value", f"{ENTERPRISE_USER}:manager.value",
-    f"{USER}:userName", f"{USER}:name.givenName", f"{USER}:emails.value", "meta.resourceType",
+    "userName",
+    "displayName",
+    "title",
+    "externalId",
+    "id",
+    "name.givenName",
+    "name.familyName",
+    "emails",
+    "emails.value",
+    "emails.type",
+    "emails.display",
+    "phoneNumbers.value",
+    "phoneNumbers.type",
+    "department",
+    f"{ENTERPRISE_USER}:department",
+    "manager",
+    "manager.value",
+    f"{ENTERPRISE_USER}:manager.value",
+    f"{USER}:userName",
+    f"{USER}:name.givenName",
+    f"{USER}:emails.value",
+    "meta.resourceType",
 ]
 BOOLEAN_PATHS = ["active", "emails.primary", "phoneNumbers.primary"]
 DATE_PATHS = ["meta.created", "meta.lastModified"]
@@ -196,8 +293,9 @@ def leaf_strategies(strings: st.SearchStrategy[str], dates: st.SearchStrategy[da
         return st.builds("{} {} {}".format, cased(paths), st.sampled_from(ops), values)
 
     def presence(paths):
-        return st.builds("{} pr".format, cased(paths)) | \
-            st.builds("{} {} null".format, cased(paths), st.sampled_from(["eq", "ne"]))
+        return st.builds("{} pr".format, cased(paths)) | st.builds(
+            "{} {} null".format, cased(paths), st.sampled_from(["eq", "ne"])
+        )
 
     booleans = st.sampled_from(["true", "false", "TRUE", '"True"', '"false"'])
     date_values = st.builds(date_text, dates, st.integers(0, 3), st.integers(-14 * 60, 14 * 60)).map(json.dumps)
@@ -215,8 +313,14 @@ def leaf_strategies(strings: st.SearchStrategy[str], dates: st.SearchStrategy[da
     element_filter = st.recursive(element_leaf, combine, max_leaves=4)
     value_paths = st.one_of(
         st.builds("{}[{}]".format, cased(["emails", "phoneNumbers", f"{USER}:emails"]), element_filter),
-        st.builds("{}[{}].{} {} {}".format, cased(["emails", "phoneNumbers"]), element_filter,
-                  cased(ELEMENT_STRINGS), st.sampled_from(STRING_OPS), quoted(strings)),
+        st.builds(
+            "{}[{}].{} {} {}".format,
+            cased(["emails", "phoneNumbers"]),
+            element_filter,
+            cased(ELEMENT_STRINGS),
+            st.sampled_from(STRING_OPS),
+            quoted(strings),
+        ),
     )
     return plain | value_paths
 
@@ -226,8 +330,9 @@ def combine(children: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
         return f"{f'({left})' if wrap_left else left} {op} {f'({right})' if wrap_right else right}"
 
     return st.one_of(
-        st.builds(binary, children, st.sampled_from(["and", "or", "AND", "Or"]), children, st.booleans(),
-                  st.booleans()),
+        st.builds(
+            binary, children, st.sampled_from(["and", "or", "AND", "Or"]), children, st.booleans(), st.booleans()
+        ),
         children.map("not ({})".format),
         children.map("({})".format),
     )
@@ -252,10 +357,15 @@ FILTERS = st.recursive(
     leaf_strategies(InData.pick("strings") | small_text, InData.pick("moments") | moments), combine, max_leaves=6
 )
 GROUP_FILTERS = st.recursive(
-    st.builds("{} {} {}".format, cased(["displayName", "members", "members.value", "members.type", "externalId"]),
-              st.sampled_from(STRING_OPS), quoted(word))
+    st.builds(
+        "{} {} {}".format,
+        cased(["displayName", "members", "members.value", "members.type", "externalId"]),
+        st.sampled_from(STRING_OPS),
+        quoted(word),
+    )
     | st.builds("members[{} {} {}]".format, cased(["value", "type"]), st.sampled_from(STRING_OPS), quoted(word)),
-    combine, max_leaves=4,
+    combine,
+    max_leaves=4,
 )
 
 
@@ -291,11 +401,22 @@ def insert_users(conn: sqlite3.Connection, rows: list[tuple[dict, datetime, date
         conn.execute(
             "INSERT INTO users (id, idp_id, user_name, external_id, active, doc, version, created, modified) "
             "VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?)",
-            (uid, IDP, doc["userName"], doc.get("externalId"), None if active is None else int(active),
-             json.dumps(doc), created_text, modified_text),
+            (
+                uid,
+                IDP,
+                doc["userName"],
+                doc.get("externalId"),
+                None if active is None else int(active),
+                json.dumps(doc),
+                created_text,
+                modified_text,
+            ),
         )
-        resources[uid] = {**doc, "id": uid,
-                          "meta": {"resourceType": "User", "created": created_text, "lastModified": modified_text}}
+        resources[uid] = {
+            **doc,
+            "id": uid,
+            "meta": {"resourceType": "User", "created": created_text, "lastModified": modified_text},
+        }
     return resources
 
 

@@ -19,9 +19,11 @@ from scim.schemas import ENTERPRISE_USER, GROUP_TYPE, SCHEMAS, USER_TYPE, Attrib
 from tests.conftest import PATCH_SCHEMA, Tenant, entra_user
 
 EXAMPLES = int(os.environ.get("SCIMLET_PROPERTY_EXAMPLES", "250"))
-PROPERTY = settings(max_examples=EXAMPLES, deadline=None,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                                           HealthCheck.data_too_large])
+PROPERTY = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 # Stand-ins replaced per test by real ids: two users, another group, the patched resource, and an id
 # that exists nowhere (so that failing member operations mix with ones that would succeed).
 USER_ID, USER2_ID, GROUP_ID, SELF_ID, UNKNOWN_ID = "@user", "@user2", "@group", "@self", "@unknown"
@@ -36,32 +38,86 @@ def schema_paths(rtype: ResourceType) -> list[str]:
             paths += names
             paths += [f"{urn}:{name}" for name in names]
             if attr.multi_valued and attr.is_complex:
-                paths += [f'{attr.name}[type eq "work"]', f'{attr.name}[type eq "work"].value',
-                          f'{attr.name}[value eq "{USER_ID}"]', f"{attr.name}[primary eq true].display"]
+                paths += [
+                    f'{attr.name}[type eq "work"]',
+                    f'{attr.name}[type eq "work"].value',
+                    f'{attr.name}[value eq "{USER_ID}"]',
+                    f"{attr.name}[primary eq true].display",
+                ]
     return paths + ["id", "externalId", "meta", "meta.created", "schemas"]
 
 
 HOSTILE_PATHS = [
-    "", " ", "nosuch", "name.nosuch", "urn:bogus:1.0:attr", f"{ENTERPRISE_USER}:nosuch", "emails[", "emails]",
-    'emails[type eq "work"', 'emails[type eq work].value', 'emails[nosuch eq "x"]', "emails[]",
-    'name[givenName eq "x"]', 'members[value eq "x"].nosuch', "members[value pr]", "a.b.c.d", "$ref",
-    'emails[type eq "work"][type eq "home"]', "\u0000", "\ud800", "é", "members.value", "members[value eq 1]",
+    "",
+    " ",
+    "nosuch",
+    "name.nosuch",
+    "urn:bogus:1.0:attr",
+    f"{ENTERPRISE_USER}:nosuch",
+    "emails[",
+    "emails]",
+    'emails[type eq "work"',
+    "emails[type eq work].value",
+    'emails[nosuch eq "x"]',
+    "emails[]",
+    'name[givenName eq "x"]',
+    'members[value eq "x"].nosuch',
+    "members[value pr]",
+    "a.b.c.d",
+    "$ref",
+    'emails[type eq "work"][type eq "home"]',
+    "\u0000",
+    "\ud800",
+    "é",
+    "members.value",
+    "members[value eq 1]",
 ]
 strings = st.text(max_size=12) | st.sampled_from(
-    ["", "x", "True", "false", "FALSE", "+16175551212", "0161 555 1212", "not a phone", "2026-01-31T12:00:00Z",
-     "yesterday", "work", "home", "other@x", "OTHER@X", "\u0000", "\ud800", "\U0001f600", "a" * 300, "work\"]",
-     USER_ID, GROUP_ID, SELF_ID])
-scalars = st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=True) | strings
-json_values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3) |
-                           st.dictionaries(st.sampled_from(["value", "type", "primary", "display", "givenName",
-                                                            "familyName", "$ref", "x"]) | strings, inner, max_size=3),
-                           max_leaves=8)
+    [
+        "",
+        "x",
+        "True",
+        "false",
+        "FALSE",
+        "+16175551212",
+        "0161 555 1212",
+        "not a phone",
+        "2026-01-31T12:00:00Z",
+        "yesterday",
+        "work",
+        "home",
+        "other@x",
+        "OTHER@X",
+        "\u0000",
+        "\ud800",
+        "\U0001f600",
+        "a" * 300,
+        'work"]',
+        USER_ID,
+        GROUP_ID,
+        SELF_ID,
+    ]
+)
+scalars = st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=True) | strings
+json_values = st.recursive(
+    scalars,
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(
+            st.sampled_from(["value", "type", "primary", "display", "givenName", "familyName", "$ref", "x"]) | strings,
+            inner,
+            max_size=3,
+        )
+    ),
+    max_leaves=8,
+)
 
 
 def member_values() -> st.SearchStrategy:
-    one = st.fixed_dictionaries({"value": st.sampled_from([USER_ID, GROUP_ID, SELF_ID, "unknown", ""]) | scalars},
-                                optional={"type": st.sampled_from(["User", "Group", "user", "robot"]),
-                                          "$ref": st.none() | strings})
+    one = st.fixed_dictionaries(
+        {"value": st.sampled_from([USER_ID, GROUP_ID, SELF_ID, "unknown", ""]) | scalars},
+        optional={"type": st.sampled_from(["User", "Group", "user", "robot"]), "$ref": st.none() | strings},
+    )
     return st.lists(one, max_size=4) | one
 
 
@@ -100,41 +156,74 @@ def valid_operations(rtype: ResourceType) -> st.SearchStrategy:
             removal = st.fixed_dictionaries({"op": st.sampled_from(["remove", "Remove"]), "path": st.just(path)})
             if attr.name == "members":
                 ids = st.sampled_from([USER_ID, USER2_ID, GROUP_ID, USER_ID, USER2_ID, GROUP_ID, UNKNOWN_ID, SELF_ID])
-                members = st.lists(st.fixed_dictionaries({"value": ids},
-                                                         optional={"type": st.sampled_from(["User", "Group"])}),
-                                   min_size=1, max_size=2)
-                choices += [st.fixed_dictionaries({"op": verbs | st.sampled_from(["remove", "Remove"]),
-                                                   "path": st.just("members"), "value": members}), removal,
-                            st.fixed_dictionaries({"op": st.just("remove"), "path": ids.map(
-                                lambda member: f'members[value eq "{member}"]')})]
+                members = st.lists(
+                    st.fixed_dictionaries({"value": ids}, optional={"type": st.sampled_from(["User", "Group"])}),
+                    min_size=1,
+                    max_size=2,
+                )
+                choices += [
+                    st.fixed_dictionaries(
+                        {
+                            "op": verbs | st.sampled_from(["remove", "Remove"]),
+                            "path": st.just("members"),
+                            "value": members,
+                        }
+                    ),
+                    removal,
+                    st.fixed_dictionaries(
+                        {"op": st.just("remove"), "path": ids.map(lambda member: f'members[value eq "{member}"]')}
+                    ),
+                ]
                 continue
             if not attr.is_complex:
                 value = typed_values(attr, path)
-                choices += [st.fixed_dictionaries({"op": verbs, "path": st.just(path), "value": value}), removal,
-                            st.fixed_dictionaries({"op": verbs, "value": st.dictionaries(
-                                st.just(path), value, min_size=1)})]
+                choices += [
+                    st.fixed_dictionaries({"op": verbs, "path": st.just(path), "value": value}),
+                    removal,
+                    st.fixed_dictionaries({"op": verbs, "value": st.dictionaries(st.just(path), value, min_size=1)}),
+                ]
                 continue
             subs = [sub for sub in attr.sub_attributes if sub.mutability != "readOnly"]
-            element = st.fixed_dictionaries({sub.name: typed_values(sub, f"{path}.{sub.name}") for sub in subs[:1]},
-                                            optional={sub.name: typed_values(sub, f"{path}.{sub.name}")
-                                                      for sub in subs[1:] if sub.type != "boolean"})
+            element = st.fixed_dictionaries(
+                {sub.name: typed_values(sub, f"{path}.{sub.name}") for sub in subs[:1]},
+                optional={
+                    sub.name: typed_values(sub, f"{path}.{sub.name}") for sub in subs[1:] if sub.type != "boolean"
+                },
+            )
             whole = st.lists(element, max_size=2) if attr.multi_valued else element
             choices += [st.fixed_dictionaries({"op": verbs, "path": st.just(path), "value": whole}), removal]
             sub_path = st.sampled_from([f"{path}.{sub.name}" for sub in subs])
             if attr.multi_valued:
                 sub_path = st.sampled_from([f'{path}[type eq "work"].value', f'{path}[type eq "home"].value'])
-            choices.append(st.fixed_dictionaries({"op": verbs, "path": sub_path, "value": typed_values(
-                subs[0], f"{path}.{subs[0].name}")}))
+            choices.append(
+                st.fixed_dictionaries(
+                    {"op": verbs, "path": sub_path, "value": typed_values(subs[0], f"{path}.{subs[0].name}")}
+                )
+            )
             if not attr.multi_valued:
-                choices.append(st.fixed_dictionaries({"op": verbs, "value": st.dictionaries(
-                    st.sampled_from([f"{path}.{sub.name}" for sub in subs]),
-                    typed_values(subs[0], f"{path}.{subs[0].name}"), min_size=1)}))
+                choices.append(
+                    st.fixed_dictionaries(
+                        {
+                            "op": verbs,
+                            "value": st.dictionaries(
+                                st.sampled_from([f"{path}.{sub.name}" for sub in subs]),
+                                typed_values(subs[0], f"{path}.{subs[0].name}"),
+                                min_size=1,
+                            ),
+                        }
+                    )
+                )
     return st.one_of(choices)
 
 
 def hostile_operations(rtype: ResourceType) -> st.SearchStrategy:
-    op_names = st.sampled_from(["add", "Add", "ADD", "remove", "Remove", "replace", "Replace", "REPLACE", "delete",
-                                "", "move"]) | st.integers() | st.none()
+    op_names = (
+        st.sampled_from(
+            ["add", "Add", "ADD", "remove", "Remove", "replace", "Replace", "REPLACE", "delete", "", "move"]
+        )
+        | st.integers()
+        | st.none()
+    )
     paths = st.sampled_from(schema_paths(rtype) + HOSTILE_PATHS) | st.text(max_size=20) | st.integers() | st.none()
     value = json_values | member_values() | pathless_values(rtype)
     op = st.fixed_dictionaries({"op": op_names}, optional={"path": paths, "value": value})
@@ -148,9 +237,14 @@ def operations(rtype: ResourceType) -> st.SearchStrategy:
 
 def bodies(rtype: ResourceType) -> st.SearchStrategy:
     valid = st.fixed_dictionaries({"schemas": st.just([PATCH_SCHEMA]), "Operations": operations(rtype)})
-    odd = st.fixed_dictionaries({}, optional={
-        "schemas": st.sampled_from([[PATCH_SCHEMA], [], ["urn:bogus"], PATCH_SCHEMA, None]),
-        "Operations": operations(rtype) | json_values, "operations": operations(rtype)})
+    odd = st.fixed_dictionaries(
+        {},
+        optional={
+            "schemas": st.sampled_from([[PATCH_SCHEMA], [], ["urn:bogus"], PATCH_SCHEMA, None]),
+            "Operations": operations(rtype) | json_values,
+            "operations": operations(rtype),
+        },
+    )
     return st.one_of(valid, valid, odd)
 
 
@@ -207,8 +301,12 @@ async def make_ids(tenant: Tenant) -> dict[str, str]:
     other = await tenant.client.post("/Users", json=entra_user("other@x"))
     group = await tenant.client.post("/Groups", json={"displayName": "Other group"})
     assert (user.status_code, other.status_code, group.status_code) == (201, 201, 201)
-    return {USER_ID: user.json()["id"], USER2_ID: other.json()["id"], GROUP_ID: group.json()["id"],
-            UNKNOWN_ID: "2819c223-7f76-453a-919d-413861904646"}
+    return {
+        USER_ID: user.json()["id"],
+        USER2_ID: other.json()["id"],
+        GROUP_ID: group.json()["id"],
+        UNKNOWN_ID: "2819c223-7f76-453a-919d-413861904646",
+    }
 
 
 @PROPERTY

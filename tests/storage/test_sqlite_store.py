@@ -78,13 +78,16 @@ async def test_changes_made_here_end_a_sign_in_at_once(store: SqliteStore) -> No
     assert store.authenticate(other.id, first_secret) is None
 
 
-@pytest.mark.parametrize("change", [
-    "UPDATE api_keys SET revoked = '2026-01-01T00:00:00.000Z'",
-    "UPDATE api_keys SET users_write = 0",
-    "DELETE FROM api_keys",
-    "UPDATE idps SET api_key_id = NULL",
-    "DELETE FROM idps",
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        "UPDATE api_keys SET revoked = '2026-01-01T00:00:00.000Z'",
+        "UPDATE api_keys SET users_write = 0",
+        "DELETE FROM api_keys",
+        "UPDATE idps SET api_key_id = NULL",
+        "DELETE FROM idps",
+    ],
+)
 async def test_changes_made_by_another_process_reach_a_remembered_sign_in(store: SqliteStore, change: str) -> None:
     _, secret = await store.create_api_key("k", "", True, True)
     idp = await store.create_idp("idp", "key", "k")
@@ -111,8 +114,7 @@ async def test_create_get_and_case_insensitive_uniqueness(store: SqliteStore) ->
 
 async def test_concurrent_duplicate_creates_give_exactly_one(store: SqliteStore) -> None:
     names = ["Zed", "zed", "ZED", "zEd"] * 10
-    results = await asyncio.gather(*[store.create("User", "idp", user_doc(n)) for n in names],
-                                   return_exceptions=True)
+    results = await asyncio.gather(*[store.create("User", "idp", user_doc(n)) for n in names], return_exceptions=True)
     created = [r for r in results if not isinstance(r, Exception)]
     assert len(created) == 1
     assert all(isinstance(r, ScimError) and r.status == 409 for r in results if isinstance(r, Exception))
@@ -120,16 +122,20 @@ async def test_concurrent_duplicate_creates_give_exactly_one(store: SqliteStore)
 
 async def test_failing_write_in_a_batch_does_not_affect_others(store: SqliteStore) -> None:
     await store.create("User", "idp", user_doc("taken"))
-    results = await asyncio.gather(store.create("User", "idp", user_doc("a")),
-                                   store.create("User", "idp", user_doc("taken")),
-                                   store.create("User", "idp", user_doc("b")), return_exceptions=True)
+    results = await asyncio.gather(
+        store.create("User", "idp", user_doc("a")),
+        store.create("User", "idp", user_doc("taken")),
+        store.create("User", "idp", user_doc("b")),
+        return_exceptions=True,
+    )
     assert [type(r).__name__ for r in results] == ["Row", "ScimError", "Row"]
     total, _ = await store.search("User", "idp", Query())
     assert total == 3
 
 
 async def test_commits_reach_the_database_file_without_waiting_for_a_full_wal(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # The writer's own checkpoint (at 1,000 WAL pages) is off; a separate connection checkpoints
     # every CHECKPOINT_SECONDS after a commit, so even a small burst of writes reaches the file.
     monkeypatch.setattr(storage.sqlite, "CHECKPOINT_SECONDS", 0.1)
@@ -189,8 +195,9 @@ async def test_failed_change_leaves_the_row_untouched(store: SqliteStore) -> Non
     group = await store.create("Group", "idp", {"displayName": "g"})
 
     def change(current):
-        return Change(doc={"displayName": "renamed"},
-                      member_ops=[MemberOp("add", (Member(user.id), Member("unknown")))])
+        return Change(
+            doc={"displayName": "renamed"}, member_ops=[MemberOp("add", (Member(user.id), Member("unknown")))]
+        )
 
     with pytest.raises(ScimError) as err:
         await store.update("Group", "idp", group.id, change)
@@ -218,8 +225,9 @@ async def test_search_paging_and_sorting(store: SqliteStore) -> None:
     for name in ["c", "a", "b", "e", "d"]:
         await store.create("User", "idp", user_doc(name))
     sort = parse_filter("userName pr", USER_TYPE)
-    total, rows = await store.search("User", "idp", Query(where=sort, start_index=2, count=2,
-                                                           sort_by=resolve_text(USER_TYPE, "userName")))
+    total, rows = await store.search(
+        "User", "idp", Query(where=sort, start_index=2, count=2, sort_by=resolve_text(USER_TYPE, "userName"))
+    )
     assert total == 5 and [r.doc["userName"] for r in rows] == ["b", "c"]
     total, rows = await store.search("User", "idp", Query(start_index=9))
     assert total == 5 and rows == []
@@ -245,10 +253,11 @@ async def test_ids_are_time_ordered_uuids(store: SqliteStore) -> None:
 async def test_planner_never_walks_an_idp_to_find_ids(store: SqliteStore) -> None:
     with sqlite3.connect(store.path) as conn:
         member_check = conn.execute(
-            "EXPLAIN QUERY PLAN SELECT id FROM users WHERE idp_id = ? AND id IN (?, ?)", ("i", "a", "b")).fetchall()
+            "EXPLAIN QUERY PLAN SELECT id FROM users WHERE idp_id = ? AND id IN (?, ?)", ("i", "a", "b")
+        ).fetchall()
         page = conn.execute(
-            "EXPLAIN QUERY PLAN SELECT t.id FROM users AS t WHERE t.idp_id = ? ORDER BY t.rowid LIMIT 10",
-            ("i",)).fetchall()
+            "EXPLAIN QUERY PLAN SELECT t.id FROM users AS t WHERE t.idp_id = ? ORDER BY t.rowid LIMIT 10", ("i",)
+        ).fetchall()
     assert "sqlite_autoindex_users_1 (id=?)" in str(member_check)
     assert "users_idp (idp_id=?)" in str(page) and "TEMP B-TREE" not in str(page)
 

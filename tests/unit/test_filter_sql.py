@@ -25,31 +25,61 @@ OTHER_IDP = "idp-2"
 HOSTILE = "O'Brien\"; DROP TABLE users; -- x"
 
 USERS_DATA: dict[str, tuple[dict, str]] = {
-    "u1": ({
-        "userName": "Alice@Contoso.com", "externalId": "Ext-1", "active": True, "title": "Engineer",
-        "name": {"givenName": "Alice", "familyName": "Smith"},
-        "emails": [{"type": "work", "value": "alice@contoso.com", "primary": True},
-                   {"type": "home", "value": "alice@home.net"}],
-        ENTERPRISE_USER: {"manager": {"value": "u2"}, "department": "Sales"},
-    }, "2026-01-01T00:00:00.000Z"),
-    "u2": ({
-        "userName": "bob@contoso.com", "externalId": "ext-1", "active": False, "title": "",
-        "name": {"givenName": "Bob", "familyName": "Jones"},
-        "emails": [{"type": "work", "value": "bob@fabrikam.com"}],
-        ENTERPRISE_USER: {"department": "R&D"},
-    }, "2026-02-01T00:00:00.000Z"),
-    "u3": ({
-        "userName": "50%_off\\path", "displayName": "Percent",
-    }, "2026-03-01T00:00:00.000Z"),
-    "u4": ({
-        "userName": "500xoffpath", "externalId": "", "active": True, "displayName": "Five hundred",
-        "phoneNumbers": [{"type": "work", "value": "+16175551212"}],
-        "emails": [{"type": "work", "value": ""}],
-    }, "2026-04-01T00:00:00.000Z"),
-    "u5": ({
-        "userName": HOSTILE, "displayName": "Zoë 日本 \U0001f600", "title": "ÉCOLE", "active": False,
-        ENTERPRISE_USER: {"manager": {"value": "u1"}},
-    }, "2026-05-01T00:00:00.000Z"),
+    "u1": (
+        {
+            "userName": "Alice@Contoso.com",
+            "externalId": "Ext-1",
+            "active": True,
+            "title": "Engineer",
+            "name": {"givenName": "Alice", "familyName": "Smith"},
+            "emails": [
+                {"type": "work", "value": "alice@contoso.com", "primary": True},
+                {"type": "home", "value": "alice@home.net"},
+            ],
+            ENTERPRISE_USER: {"manager": {"value": "u2"}, "department": "Sales"},
+        },
+        "2026-01-01T00:00:00.000Z",
+    ),
+    "u2": (
+        {
+            "userName": "bob@contoso.com",
+            "externalId": "ext-1",
+            "active": False,
+            "title": "",
+            "name": {"givenName": "Bob", "familyName": "Jones"},
+            "emails": [{"type": "work", "value": "bob@fabrikam.com"}],
+            ENTERPRISE_USER: {"department": "R&D"},
+        },
+        "2026-02-01T00:00:00.000Z",
+    ),
+    "u3": (
+        {
+            "userName": "50%_off\\path",
+            "displayName": "Percent",
+        },
+        "2026-03-01T00:00:00.000Z",
+    ),
+    "u4": (
+        {
+            "userName": "500xoffpath",
+            "externalId": "",
+            "active": True,
+            "displayName": "Five hundred",
+            "phoneNumbers": [{"type": "work", "value": "+16175551212"}],
+            "emails": [{"type": "work", "value": ""}],
+        },
+        "2026-04-01T00:00:00.000Z",
+    ),
+    "u5": (
+        {
+            "userName": HOSTILE,
+            "displayName": "Zoë 日本 \U0001f600",
+            "title": "ÉCOLE",
+            "active": False,
+            ENTERPRISE_USER: {"manager": {"value": "u1"}},
+        },
+        "2026-05-01T00:00:00.000Z",
+    ),
 }
 ALL_USERS = set(USERS_DATA)
 
@@ -79,8 +109,16 @@ def conn(tmp_path_factory: pytest.TempPathFactory) -> sqlite3.Connection:
         db.execute(
             "INSERT INTO users (id, idp_id, user_name, external_id, active, doc, version, created, modified) "
             "VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?)",
-            (uid, IDP, doc["userName"], doc.get("externalId"), None if active is None else int(active),
-             json.dumps(doc), created, created),
+            (
+                uid,
+                IDP,
+                doc["userName"],
+                doc.get("externalId"),
+                None if active is None else int(active),
+                json.dumps(doc),
+                created,
+                created,
+            ),
         )
     # Another tenant with look-alike data: never selected.
     db.execute(
@@ -168,15 +206,17 @@ def test_id_is_case_exact(conn: sqlite3.Connection) -> None:
 
 def test_user_name_eq_uses_the_index(conn: sqlite3.Connection) -> None:
     where, params = where_clause(parse_filter('userName eq "Alice@contoso.com"', USER_TYPE), USERS)
-    plan = conn.execute(f"EXPLAIN QUERY PLAN SELECT t.id FROM users AS t WHERE t.idp_id = ? AND {where}",
-                        [IDP, *params]).fetchall()
+    plan = conn.execute(
+        f"EXPLAIN QUERY PLAN SELECT t.id FROM users AS t WHERE t.idp_id = ? AND {where}", [IDP, *params]
+    ).fetchall()
     assert any("users_idp_user_name" in row[-1] for row in plan), plan
 
 
 def test_group_display_name_eq_uses_the_index(conn: sqlite3.Connection) -> None:
     where, params = where_clause(parse_filter('displayName eq "SALES"', GROUP_TYPE), GROUPS)
-    plan = conn.execute(f"EXPLAIN QUERY PLAN SELECT t.id FROM groups AS t WHERE t.idp_id = ? AND {where}",
-                        [IDP, *params]).fetchall()
+    plan = conn.execute(
+        f"EXPLAIN QUERY PLAN SELECT t.id FROM groups AS t WHERE t.idp_id = ? AND {where}", [IDP, *params]
+    ).fetchall()
     assert any("groups_idp_display_name" in row[-1] for row in plan), plan
     assert sql_ids(conn, 'displayName eq "SALES"', group=True) == {"g1"}
 
@@ -193,9 +233,9 @@ def test_booleans(conn: sqlite3.Connection) -> None:
     check(conn, "active ne true", {"u2", "u3", "u5"})
     check(conn, "active pr", ALL_USERS - {"u3"})
     check(conn, "active eq null", {"u3"})
-    check(conn, 'emails[primary eq true]', {"u1"})
-    check(conn, 'emails.primary eq false', set())
-    check(conn, 'emails.primary ne true', ALL_USERS - {"u1"})
+    check(conn, "emails[primary eq true]", {"u1"})
+    check(conn, "emails.primary eq false", set())
+    check(conn, "emails.primary ne true", ALL_USERS - {"u1"})
 
 
 # --- LIKE wildcards and hostile values ---------------------------------------------------------------
@@ -228,11 +268,28 @@ def test_like_wildcards_are_literal(conn: sqlite3.Connection, text: str, expecte
 
 @pytest.mark.parametrize(
     "value",
-    [HOSTILE, "O'Brien", "'", '"', "--", ";", "'; DELETE FROM users; --", "') OR 1=1 --", "\" OR \"\"=\"",
-     "Zoë 日本 \U0001f600", "ZOË 日本 \U0001f600", "\U0001f600", "日本", "\t\n\r", "*", "%' OR '%'='"],
+    [
+        HOSTILE,
+        "O'Brien",
+        "'",
+        '"',
+        "--",
+        ";",
+        "'; DELETE FROM users; --",
+        "') OR 1=1 --",
+        '" OR ""="',
+        "Zoë 日本 \U0001f600",
+        "ZOË 日本 \U0001f600",
+        "\U0001f600",
+        "日本",
+        "\t\n\r",
+        "*",
+        "%' OR '%'='",
+    ],
 )
-@pytest.mark.parametrize("attr", ["userName", "displayName", "title", "externalId", "emails.value",
-                                  "name.givenName", "manager"])
+@pytest.mark.parametrize(
+    "attr", ["userName", "displayName", "title", "externalId", "emails.value", "name.givenName", "manager"]
+)
 @pytest.mark.parametrize("op", ["eq", "co", "sw", "ew", "gt"])
 def test_hostile_strings_are_values_not_sql(conn: sqlite3.Connection, value: str, attr: str, op: str) -> None:
     text = f"{attr} {op} {json.dumps(value)}"  # json.dumps: \" \\ escapes and \uXXXX surrogate pairs
@@ -274,7 +331,7 @@ def test_nul_in_a_value_is_rejected_not_truncated(conn: sqlite3.Connection) -> N
 def test_sub_attributes_and_multi_valued(conn: sqlite3.Connection) -> None:
     check(conn, 'name.givenName eq "alice"', {"u1"})
     check(conn, 'name.familyName sw "J"', {"u2"})
-    check(conn, 'name.givenName pr', {"u1", "u2"})
+    check(conn, "name.givenName pr", {"u1", "u2"})
     check(conn, 'emails.value co "@contoso.com"', {"u1"})
     check(conn, 'emails eq "BOB@fabrikam.com"', {"u2"})
     check(conn, 'emails.type eq "home"', {"u1"})
@@ -283,7 +340,7 @@ def test_sub_attributes_and_multi_valued(conn: sqlite3.Connection) -> None:
     check(conn, 'emails[type eq "work"].value ew ".COM"', {"u1", "u2"})
     check(conn, 'emails[type eq "work" or value ew ".net"]', {"u1", "u2", "u4"})
     check(conn, 'emails[not (type eq "work")]', {"u1"})
-    check(conn, 'emails[value pr]', {"u1", "u2"})
+    check(conn, "emails[value pr]", {"u1", "u2"})
     check(conn, 'phoneNumbers[type eq "work"].value eq "+16175551212"', {"u4"})
     check(conn, 'phoneNumbers.value sw "+1"', {"u4"})
 
@@ -293,7 +350,7 @@ def test_enterprise_attributes(conn: sqlite3.Connection) -> None:
     check(conn, 'department eq "R&D"', {"u2"})
     check(conn, 'manager eq "u2"', {"u1"})
     check(conn, 'manager.value eq "u1"', {"u5"})
-    check(conn, f'{ENTERPRISE_USER}:manager.value pr', {"u1", "u5"})
+    check(conn, f"{ENTERPRISE_USER}:manager.value pr", {"u1", "u5"})
     check(conn, 'id eq "u1" and manager eq "u2"', {"u1"})
     check(conn, 'id eq "u1" and manager eq "u1"', set())
     check(conn, 'manager ne "u2"', ALL_USERS - {"u1"})
@@ -307,7 +364,7 @@ def test_meta_dates(conn: sqlite3.Connection) -> None:
     check(conn, 'meta.created eq "2026-03-01T00:00:00Z"', {"u3"})
     check(conn, 'meta.lastModified le "2026-01-31"', {"u1"})
     check(conn, 'meta.created gt "0999-12-31T00:00:00Z"', ALL_USERS)
-    check(conn, 'meta.created pr', ALL_USERS)
+    check(conn, "meta.created pr", ALL_USERS)
 
 
 def test_meta_resource_type(conn: sqlite3.Connection) -> None:
@@ -322,9 +379,9 @@ def test_meta_resource_type(conn: sqlite3.Connection) -> None:
 def test_not_and_or(conn: sqlite3.Connection) -> None:
     check(conn, 'not (userName sw "alice")', ALL_USERS - {"u1"})
     check(conn, 'not (title eq "Engineer")', ALL_USERS - {"u1"})  # absent title: "not eq" holds
-    check(conn, 'not (title pr)', {"u2", "u3", "u4"})
+    check(conn, "not (title pr)", {"u2", "u3", "u4"})
     check(conn, 'not (emails[type eq "work"])', {"u3", "u5"})
-    check(conn, 'not (not (active eq true))', {"u1", "u4"})
+    check(conn, "not (not (active eq true))", {"u1", "u4"})
     check(conn, 'active eq true or title eq "ÉCOLE" and userName co "drop"', {"u1", "u4", "u5"})
     check(conn, '(active eq true or title eq "ÉCOLE") and userName co "alice"', {"u1"})
     check(conn, 'not (externalId eq "Ext-1" or externalId eq "ext-1")', {"u3", "u4", "u5"})
@@ -374,9 +431,9 @@ def test_pr_and_null_on_absent_and_empty(conn: sqlite3.Connection) -> None:
         ('members[type eq "Group"]', {"g1", "g2", "g3"}),
         ('members[type eq "User" and value eq "u2"]', {"g2"}),
         ('members.type eq "user"', {"g1", "g2", "g5"}),
-        ('members pr', ALL_GROUPS - {"g4"}),
-        ('members eq null', {"g4"}),
-        ('members ne null', ALL_GROUPS - {"g4"}),
+        ("members pr", ALL_GROUPS - {"g4"}),
+        ("members eq null", {"g4"}),
+        ("members ne null", ALL_GROUPS - {"g4"}),
         ('members ne "u1"', ALL_GROUPS - {"g1"}),
         ('not (members eq "u1")', ALL_GROUPS - {"g1"}),
         ('displayName sw "sales" and members eq "u4"', {"g5"}),
@@ -398,11 +455,11 @@ def test_group_members(conn: sqlite3.Connection, text: str, expected: set[str]) 
         ('groups eq "g3"', {"u2"}),
         ('groups eq "g4"', set()),
         ('groups[value eq "g1"]', {"u1", "u4"}),
-        ('groups pr', {"u1", "u2", "u4"}),
-        ('groups eq null', {"u3", "u5"}),
-        ('groups ne null', {"u1", "u2", "u4"}),
+        ("groups pr", {"u1", "u2", "u4"}),
+        ("groups eq null", {"u3", "u5"}),
+        ("groups ne null", {"u1", "u2", "u4"}),
         ('groups ne "g1"', {"u2", "u3", "u5"}),
-        ('not (groups pr)', {"u3", "u5"}),
+        ("not (groups pr)", {"u3", "u5"}),
         ('groups eq "g1" and active eq true', {"u1", "u4"}),
         ('groups eq "g3" or userName sw "50"', {"u2", "u3", "u4"}),
     ],
@@ -440,7 +497,7 @@ def test_long_chains_run(conn: sqlite3.Connection) -> None:
     clause = 'title eq "a"'
     text = " or ".join([clause] * 200) + ' or title eq "ENGINEER"'
     check(conn, text, {"u1"})
-    text = " and ".join(['userName pr'] * 200)
+    text = " and ".join(["userName pr"] * 200)
     check(conn, text, ALL_USERS)
 
 
@@ -474,13 +531,17 @@ def test_order_clause_rejects_unsortable(path: str) -> None:
 
 DEEP_SHAPES = {
     "not": lambda inner, i: f"not ({inner})",
-    "alternating": lambda inner, i: f'title pr {"or" if i % 2 else "and"} ({inner})',
-    "alternating-left": lambda inner, i: f'({inner}) {"or" if i % 2 else "and"} title pr',
-    "not-first": lambda inner, i: f'not (title pr) {"or" if i % 2 else "and"} ({inner})',
+    "alternating": lambda inner, i: f"title pr {'or' if i % 2 else 'and'} ({inner})",
+    "alternating-left": lambda inner, i: f"({inner}) {'or' if i % 2 else 'and'} title pr",
+    "not-first": lambda inner, i: f"not (title pr) {'or' if i % 2 else 'and'} ({inner})",
     "not-and-group": lambda inner, i: f"not ({inner}) and userName pr" if i % 2 else f"userName pr or ({inner})",
 }
-DEEP_LEAVES = ['title eq "Engineer"', 'emails[not (type eq "home") and value co "@"]', 'groups ne "g4"',
-               'emails.value ne "x"']
+DEEP_LEAVES = [
+    'title eq "Engineer"',
+    'emails[not (type eq "home") and value co "@"]',
+    'groups ne "g4"',
+    'emails.value ne "x"',
+]
 
 
 @pytest.mark.parametrize("shape", sorted(DEEP_SHAPES))

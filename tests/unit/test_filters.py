@@ -76,8 +76,10 @@ def test_operators_are_case_insensitive(op: str) -> None:
 
 
 def test_pr_and_logical_operators_are_case_insensitive() -> None:
-    assert show(parse('title PR AND NOT (userName Eq "a") Or title Pr')) == \
-        "((title pr and not userName eq 'a') or title pr)"
+    assert (
+        show(parse('title PR AND NOT (userName Eq "a") Or title Pr'))
+        == "((title pr and not userName eq 'a') or title pr)"
+    )
 
 
 @pytest.mark.parametrize("text", ['USERNAME eq "a"', 'username eq "a"', 'UserName eq "a"'])
@@ -112,21 +114,26 @@ def test_and_binds_tighter_than_or() -> None:
 
 def test_longer_chains_reassociate() -> None:
     text = 'title eq "1" or title eq "2" and title eq "3" and title eq "4" or title eq "5"'
-    assert show(parse(text)) == \
-        "((title eq '1' or ((title eq '2' and title eq '3') and title eq '4')) or title eq '5')"
+    assert show(parse(text)) == "((title eq '1' or ((title eq '2' and title eq '3') and title eq '4')) or title eq '5')"
 
 
 def test_parentheses_override_precedence() -> None:
-    assert show(parse('(userName eq "a" or title eq "b") and displayName eq "c"')) == \
-        "((userName eq 'a' or title eq 'b') and displayName eq 'c')"
-    assert show(parse('userName eq "a" and (title eq "b" or displayName eq "c")')) == \
-        "(userName eq 'a' and (title eq 'b' or displayName eq 'c'))"
+    assert (
+        show(parse('(userName eq "a" or title eq "b") and displayName eq "c"'))
+        == "((userName eq 'a' or title eq 'b') and displayName eq 'c')"
+    )
+    assert (
+        show(parse('userName eq "a" and (title eq "b" or displayName eq "c")'))
+        == "(userName eq 'a' and (title eq 'b' or displayName eq 'c'))"
+    )
     assert show(parse('((userName eq "a"))')) == "userName eq 'a'"
 
 
 def test_not_applies_to_its_group_only() -> None:
-    assert show(parse('not (userName eq "a" or title eq "b") and displayName eq "c"')) == \
-        "(not (userName eq 'a' or title eq 'b') and displayName eq 'c')"
+    assert (
+        show(parse('not (userName eq "a" or title eq "b") and displayName eq "c"'))
+        == "(not (userName eq 'a' or title eq 'b') and displayName eq 'c')"
+    )
     assert show(parse('not (not (userName eq "a"))')) == "not not userName eq 'a'"
 
 
@@ -151,23 +158,25 @@ def test_value_filter_with_logical_expression() -> None:
 def test_value_filter_followed_by_sub_attribute_comparison() -> None:
     node = parse('emails[type eq "work"].value eq "x@contoso.com"')
     assert show(node) == "emails[(type eq 'work' and value eq 'x@contoso.com')]"
-    assert matches(node, {"emails": [{"type": "home", "value": "x@contoso.com"},
-                                     {"type": "work", "value": "X@Contoso.com"}]})
-    assert not matches(node, {"emails": [{"type": "home", "value": "x@contoso.com"},
-                                         {"type": "work", "value": "y@contoso.com"}]})
+    assert matches(
+        node, {"emails": [{"type": "home", "value": "x@contoso.com"}, {"type": "work", "value": "X@Contoso.com"}]}
+    )
+    assert not matches(
+        node, {"emails": [{"type": "home", "value": "x@contoso.com"}, {"type": "work", "value": "y@contoso.com"}]}
+    )
 
 
 def test_value_filter_combined_with_other_clauses() -> None:
-    assert show(parse('emails[type eq "work"] and userName sw "a"')) == \
-        "(emails[type eq 'work'] and userName sw 'a')"
+    assert show(parse('emails[type eq "work"] and userName sw "a"')) == "(emails[type eq 'work'] and userName sw 'a')"
     assert show(parse('not (emails[not (type eq "work")])')) == "not emails[not type eq 'work']"
 
 
 def test_value_filter_element_semantics() -> None:
     node = parse('emails[type eq "work" and value co "@contoso.com"]')
     # Both conditions must hold for the same element.
-    assert not matches(node, {"emails": [{"type": "work", "value": "a@x.com"},
-                                         {"type": "home", "value": "a@contoso.com"}]})
+    assert not matches(
+        node, {"emails": [{"type": "work", "value": "a@x.com"}, {"type": "home", "value": "a@contoso.com"}]}
+    )
     assert matches(node, {"emails": [{"type": "work", "value": "a@CONTOSO.com"}]})
 
 
@@ -270,7 +279,7 @@ def test_booleans() -> None:
     assert parse("active eq true").value is True
     assert parse("active eq FALSE").value is False
     assert parse("active ne True").value is True
-    assert show(parse('emails[primary eq true]')) == "emails[primary eq True]"
+    assert show(parse("emails[primary eq true]")) == "emails[primary eq True]"
     # Lenient: a quoted "true" for a boolean attribute is read as the boolean.
     assert parse('active eq "true"').value is True
 
@@ -308,11 +317,17 @@ def test_cached_filter_shapes_take_each_requests_values() -> None:
     assert parse_filter('displayName eq "x"', GROUP_TYPE).ref.attr is not parse('displayName eq "x"').ref.attr
 
 
-@pytest.mark.parametrize(("text", "other"), [
-    ('userName eq "a@x"', 'userName eq "b@x"'), (' name.givenName  SW "Al" ', 'name.givenName SW "Bo"'),
-    ('active eq "true"', 'active eq "false"'), ('meta.created gt "2026-01-01"', 'meta.created gt "2027-01-01"'),
-    ('title co ""', 'title co "x"'), ('emails.value ew "@x.com"', 'emails.value ew "@y.com"'),
-])
+@pytest.mark.parametrize(
+    ("text", "other"),
+    [
+        ('userName eq "a@x"', 'userName eq "b@x"'),
+        (' name.givenName  SW "Al" ', 'name.givenName SW "Bo"'),
+        ('active eq "true"', 'active eq "false"'),
+        ('meta.created gt "2026-01-01"', 'meta.created gt "2027-01-01"'),
+        ('title co ""', 'title co "x"'),
+        ('emails.value ew "@x.com"', 'emails.value ew "@y.com"'),
+    ],
+)
 def test_a_simple_comparison_reads_the_same_before_and_after_its_shape_is_cached(text: str, other: str) -> None:
     first = parse(text)
     assert parse(text) == first
@@ -380,15 +395,16 @@ def test_syntax_error_points_at_the_problem() -> None:
     err = error_of('userName eq "a" title eq "b"')
     assert "position 17" in err.detail
     assert "ends too early" in error_of("userName eq").detail
-    assert "Unexpected character \"'\"" in error_of("userName eq 'a'").detail
+    assert 'Unexpected character "\'"' in error_of("userName eq 'a'").detail
 
 
 def test_unknown_operator_is_named() -> None:
     assert "regex" in error_of('userName regex "a"').detail
 
 
-@pytest.mark.parametrize("text", ['userName eq "abc', 'userName eq "abc\\"', 'userName eq "a\x01b"',
-                                  'userName eq "bad \\x escape"'])
+@pytest.mark.parametrize(
+    "text", ['userName eq "abc', 'userName eq "abc\\"', 'userName eq "a\x01b"', 'userName eq "bad \\x escape"']
+)
 def test_unterminated_or_malformed_string(text: str) -> None:
     err = error_of(text)
     assert "string starting at position 13" in err.detail

@@ -57,31 +57,47 @@ def test_canonical_document_is_stable():
 
 
 def test_nulls_are_absent_everywhere():
-    doc = validate_resource(USER_TYPE, user(
-        displayName=None, nickName=None, active=None, emails=None,
-        phoneNumbers=[{"type": "work", "value": None}],
-        addresses=[{"locality": None, "type": None}],
-        name={"givenName": "Alice", "familyName": "Smith", "middleName": None},
-        **{ENTERPRISE_USER: None},
-    ))
+    doc = validate_resource(
+        USER_TYPE,
+        user(
+            displayName=None,
+            nickName=None,
+            active=None,
+            emails=None,
+            phoneNumbers=[{"type": "work", "value": None}],
+            addresses=[{"locality": None, "type": None}],
+            name={"givenName": "Alice", "familyName": "Smith", "middleName": None},
+            **{ENTERPRISE_USER: None},
+        ),
+    )
     assert doc == {"userName": "alice@contoso.com", "name": {"familyName": "Smith", "givenName": "Alice"}}
 
 
 def test_empty_strings_lists_and_objects_are_dropped():
-    doc = validate_resource(USER_TYPE, user(
-        displayName="", title="", roles=[], addresses=[{}], emails=[{"type": "work", "value": ""}],
-        **{ENTERPRISE_USER: {"department": "", "manager": {"value": ""}}},
-    ))
+    doc = validate_resource(
+        USER_TYPE,
+        user(
+            displayName="",
+            title="",
+            roles=[],
+            addresses=[{}],
+            emails=[{"type": "work", "value": ""}],
+            **{ENTERPRISE_USER: {"department": "", "manager": {"value": ""}}},
+        ),
+    )
     assert doc == {"userName": "alice@contoso.com", "name": {"familyName": "Smith", "givenName": "Alice"}}
 
 
 def test_attribute_names_are_matched_case_insensitively_and_stored_canonically():
-    doc = validate_resource(USER_TYPE, {
-        "USERNAME": "alice@contoso.com",
-        "Name": {"GIVENNAME": "Alice", "familyname": "Smith"},
-        "phonenumbers": [{"Type": "work", "VALUE": "+16175551212"}],
-        ENTERPRISE_USER.upper(): {"EmployeeNumber": "42"},
-    })
+    doc = validate_resource(
+        USER_TYPE,
+        {
+            "USERNAME": "alice@contoso.com",
+            "Name": {"GIVENNAME": "Alice", "familyname": "Smith"},
+            "phonenumbers": [{"Type": "work", "VALUE": "+16175551212"}],
+            ENTERPRISE_USER.upper(): {"EmployeeNumber": "42"},
+        },
+    )
     assert doc == {
         "userName": "alice@contoso.com",
         "name": {"familyName": "Smith", "givenName": "Alice"},
@@ -91,14 +107,17 @@ def test_attribute_names_are_matched_case_insensitively_and_stored_canonically()
 
 
 def test_unknown_and_misspelled_urns_and_attributes_are_ignored():
-    doc = validate_resource(USER_TYPE, user(
-        favouriteColour="blue",
-        emails=[{"value": "a@contoso.com", "label": "mine"}],
-        **{
-            "urn:ietf:params:scim:schemas:extension:enterprise:2.0User": {"employeeNumber": "1"},
-            "urn:example:custom:2.0:User": {"shoeSize": "42"},
-        },
-    ))
+    doc = validate_resource(
+        USER_TYPE,
+        user(
+            favouriteColour="blue",
+            emails=[{"value": "a@contoso.com", "label": "mine"}],
+            **{
+                "urn:ietf:params:scim:schemas:extension:enterprise:2.0User": {"employeeNumber": "1"},
+                "urn:example:custom:2.0:User": {"shoeSize": "42"},
+            },
+        ),
+    )
     assert doc == {
         "userName": "alice@contoso.com",
         "name": {"familyName": "Smith", "givenName": "Alice"},
@@ -107,11 +126,17 @@ def test_unknown_and_misspelled_urns_and_attributes_are_ignored():
 
 
 def test_read_only_and_write_only_attributes_are_not_stored():
-    doc = validate_resource(USER_TYPE, user(
-        id="client-chosen", meta={"resourceType": "User", "created": "not even a date"},
-        groups=[{"value": "g1"}], password="S3cret!", schemas=["whatever"],
-        **{ENTERPRISE_USER: {"manager": {"value": "m1", "displayName": "Boss"}}},
-    ))
+    doc = validate_resource(
+        USER_TYPE,
+        user(
+            id="client-chosen",
+            meta={"resourceType": "User", "created": "not even a date"},
+            groups=[{"value": "g1"}],
+            password="S3cret!",
+            schemas=["whatever"],
+            **{ENTERPRISE_USER: {"manager": {"value": "m1", "displayName": "Boss"}}},
+        ),
+    )
     assert doc == {
         "userName": "alice@contoso.com",
         "name": {"familyName": "Smith", "givenName": "Alice"},
@@ -126,10 +151,13 @@ def test_password_must_still_be_a_string():
 
 
 def test_core_urn_as_a_key_merges_into_the_top_level():
-    doc = validate_resource(USER_TYPE, {
-        "urn:ietf:params:scim:schemas:core:2.0:User": {"userName": "alice@contoso.com", "nickName": "Al"},
-        "name": {"givenName": "Alice", "familyName": "Smith"},
-    })
+    doc = validate_resource(
+        USER_TYPE,
+        {
+            "urn:ietf:params:scim:schemas:core:2.0:User": {"userName": "alice@contoso.com", "nickName": "Al"},
+            "name": {"givenName": "Alice", "familyName": "Smith"},
+        },
+    )
     assert doc["userName"] == "alice@contoso.com"
     assert doc["nickName"] == "Al"
 
@@ -140,9 +168,17 @@ def test_extension_urn_key_must_hold_an_object():
     assert ENTERPRISE_USER in error.detail
 
 
-@pytest.mark.parametrize(("given", "stored"), [
-    (True, True), (False, False), ("True", True), ("False", False), ("TRUE", True), ("false", False),
-])
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [
+        (True, True),
+        (False, False),
+        ("True", True),
+        ("False", False),
+        ("TRUE", True),
+        ("false", False),
+    ],
+)
 def test_boolean_accepts_json_booleans_and_true_false_strings(given, stored):
     doc = validate_resource(USER_TYPE, user(active=given, emails=[{"value": "a@x.com", "primary": given}]))
     assert doc["active"] is stored
@@ -156,13 +192,16 @@ def test_boolean_rejects_anything_else(given):
     assert "active" in error.detail
 
 
-@pytest.mark.parametrize(("body", "named"), [
-    (user(displayName=42), "displayName"),
-    (user(nickName=True), "nickName"),
-    (user(name={"givenName": 7, "familyName": "Smith"}), "name.givenName"),
-    (user(emails=[{"value": 3.5}]), "emails.value"),
-    (user(**{ENTERPRISE_USER: {"employeeNumber": 42}}), "employeeNumber"),
-])
+@pytest.mark.parametrize(
+    ("body", "named"),
+    [
+        (user(displayName=42), "displayName"),
+        (user(nickName=True), "nickName"),
+        (user(name={"givenName": 7, "familyName": "Smith"}), "name.givenName"),
+        (user(emails=[{"value": 3.5}]), "emails.value"),
+        (user(**{ENTERPRISE_USER: {"employeeNumber": 42}}), "employeeNumber"),
+    ],
+)
 def test_string_attributes_reject_numbers_and_booleans(body, named):
     error = rejected(USER_TYPE, body)
     assert error.scim_type == "invalidValue"
@@ -194,18 +233,30 @@ def test_a_single_object_for_a_multi_valued_attribute_is_wrapped():
 
 
 def test_at_most_one_primary_value():
-    error = rejected(USER_TYPE, user(emails=[
-        {"value": "a@contoso.com", "primary": True}, {"value": "b@contoso.com", "primary": "True"},
-    ]))
+    error = rejected(
+        USER_TYPE,
+        user(
+            emails=[
+                {"value": "a@contoso.com", "primary": True},
+                {"value": "b@contoso.com", "primary": "True"},
+            ]
+        ),
+    )
     assert error.scim_type == "invalidValue"
     assert "emails" in error.detail
     assert "primary" in error.detail
 
 
 def test_one_primary_among_several_is_fine():
-    doc = validate_resource(USER_TYPE, user(emails=[
-        {"value": "a@contoso.com", "primary": True}, {"value": "b@contoso.com", "primary": False},
-    ]))
+    doc = validate_resource(
+        USER_TYPE,
+        user(
+            emails=[
+                {"value": "a@contoso.com", "primary": True},
+                {"value": "b@contoso.com", "primary": False},
+            ]
+        ),
+    )
     assert [e["primary"] for e in doc["emails"]] == [True, False]
 
 
@@ -219,13 +270,16 @@ def test_date_time_must_parse():
     assert "when" in info.value.detail
 
 
-@pytest.mark.parametrize(("body", "missing"), [
-    ({"name": {"givenName": "Alice", "familyName": "Smith"}}, "userName"),
-    ({"userName": "", "name": {"givenName": "Alice", "familyName": "Smith"}}, "userName"),
-    ({"userName": "alice@contoso.com", "name": {"familyName": "Smith"}}, "name.givenName"),
-    ({"userName": "alice@contoso.com", "name": {"givenName": "Alice", "familyName": None}}, "name.familyName"),
-    ({"userName": "alice@contoso.com"}, "name.familyName"),
-])
+@pytest.mark.parametrize(
+    ("body", "missing"),
+    [
+        ({"name": {"givenName": "Alice", "familyName": "Smith"}}, "userName"),
+        ({"userName": "", "name": {"givenName": "Alice", "familyName": "Smith"}}, "userName"),
+        ({"userName": "alice@contoso.com", "name": {"familyName": "Smith"}}, "name.givenName"),
+        ({"userName": "alice@contoso.com", "name": {"givenName": "Alice", "familyName": None}}, "name.familyName"),
+        ({"userName": "alice@contoso.com"}, "name.familyName"),
+    ],
+)
 def test_required_user_attributes(body, missing):
     error = rejected(USER_TYPE, body)
     assert error.scim_type == "invalidValue"
@@ -240,13 +294,17 @@ def test_group_requires_display_name():
 
 def test_entra_group_create_body():
     body = {
-        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group",
-                    "http://schemas.microsoft.com/2006/11/ResourceManagement/ADSCIM/2.0/Group"],
-        "externalId": "8aa1a0c0-c4c3-4bc0-b4a5-2ef676900159", "displayName": "Sales",
+        "schemas": [
+            "urn:ietf:params:scim:schemas:core:2.0:Group",
+            "http://schemas.microsoft.com/2006/11/ResourceManagement/ADSCIM/2.0/Group",
+        ],
+        "externalId": "8aa1a0c0-c4c3-4bc0-b4a5-2ef676900159",
+        "displayName": "Sales",
         "meta": {"resourceType": "Group"},
     }
     assert validate_resource(GROUP_TYPE, body) == {
-        "externalId": "8aa1a0c0-c4c3-4bc0-b4a5-2ef676900159", "displayName": "Sales",
+        "externalId": "8aa1a0c0-c4c3-4bc0-b4a5-2ef676900159",
+        "displayName": "Sales",
     }
 
 
@@ -269,10 +327,19 @@ def test_work_phone_in_e164_is_stored_exactly_as_sent(number):
     assert doc["phoneNumbers"] == [{"value": number, "type": "Work"}]
 
 
-@pytest.mark.parametrize("number", [
-    "6175551212", "+1 617 555 1212", "+1-617-555-1212", "(617) 555-1212", "+06175551212", "+1617555121299",
-    "+999123456", "tel:+16175551212",
-])
+@pytest.mark.parametrize(
+    "number",
+    [
+        "6175551212",
+        "+1 617 555 1212",
+        "+1-617-555-1212",
+        "(617) 555-1212",
+        "+06175551212",
+        "+1617555121299",
+        "+999123456",
+        "tel:+16175551212",
+    ],
+)
 def test_work_phone_not_in_e164_is_rejected_with_an_actionable_detail(number):
     error = rejected(USER_TYPE, user(phoneNumbers=[{"type": "work", "value": number}]))
     assert error.scim_type == "invalidValue"
@@ -287,22 +354,31 @@ def test_other_phone_types_are_not_checked():
 
 
 def test_empty_work_phone_is_removed_not_rejected():
-    doc = validate_resource(USER_TYPE, user(phoneNumbers=[
-        {"type": "work", "value": ""}, {"type": "mobile", "value": "+16175550000"},
-    ]))
+    doc = validate_resource(
+        USER_TYPE,
+        user(
+            phoneNumbers=[
+                {"type": "work", "value": ""},
+                {"type": "mobile", "value": "+16175550000"},
+            ]
+        ),
+    )
     assert doc["phoneNumbers"] == [{"value": "+16175550000", "type": "mobile"}]
 
 
 # --- enterprise manager ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("given", "stored"), [
-    ("m1", {"value": "m1"}),
-    ({"value": "m1"}, {"value": "m1"}),
-    ({"value": "m1", "$ref": "../Users/m1", "displayName": "Boss"}, {"value": "m1", "$ref": "../Users/m1"}),
-    ([{"$ref": "../Users/m1", "value": "m1"}], {"value": "m1", "$ref": "../Users/m1"}),
-    ([{"$ref": None, "value": "m1"}], {"value": "m1"}),
-])
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [
+        ("m1", {"value": "m1"}),
+        ({"value": "m1"}, {"value": "m1"}),
+        ({"value": "m1", "$ref": "../Users/m1", "displayName": "Boss"}, {"value": "m1", "$ref": "../Users/m1"}),
+        ([{"$ref": "../Users/m1", "value": "m1"}], {"value": "m1", "$ref": "../Users/m1"}),
+        ([{"$ref": None, "value": "m1"}], {"value": "m1"}),
+    ],
+)
 def test_manager_forms(given, stored):
     doc = validate_resource(USER_TYPE, user(**{ENTERPRISE_USER: {"manager": given, "department": "Sales"}}))
     assert doc[ENTERPRISE_USER] == {"department": "Sales", "manager": stored}
@@ -339,12 +415,14 @@ def test_coerce_bool():
 
 
 def test_parse_members_shapes():
-    assert parse_members([
-        {"$ref": None, "value": "f648f8d5ea4e4cd38e9c"},
-        {"value": "u2", "type": "user", "display": "Bob"},
-        {"Value": "g1", "TYPE": "GROUP", "$ref": "https://example.com/Groups/g1"},
-        {"value": "u3", "type": ""},
-    ]) == [Member("f648f8d5ea4e4cd38e9c"), Member("u2", "User"), Member("g1", "Group"), Member("u3")]
+    assert parse_members(
+        [
+            {"$ref": None, "value": "f648f8d5ea4e4cd38e9c"},
+            {"value": "u2", "type": "user", "display": "Bob"},
+            {"Value": "g1", "TYPE": "GROUP", "$ref": "https://example.com/Groups/g1"},
+            {"value": "u3", "type": ""},
+        ]
+    ) == [Member("f648f8d5ea4e4cd38e9c"), Member("u2", "User"), Member("g1", "Group"), Member("u3")]
 
 
 def test_parse_members_tolerates_null_and_a_lone_object():
@@ -352,9 +430,17 @@ def test_parse_members_tolerates_null_and_a_lone_object():
     assert parse_members({"value": "u1"}) == [Member("u1")]
 
 
-@pytest.mark.parametrize("value", [
-    "u1", [{"value": ""}], [{"value": 5}], [{"display": "Bob"}], ["u1"], [{"value": "u1", "type": "Device"}],
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "u1",
+        [{"value": ""}],
+        [{"value": 5}],
+        [{"display": "Bob"}],
+        ["u1"],
+        [{"value": "u1", "type": "Device"}],
+    ],
+)
 def test_parse_members_rejects_bad_shapes(value):
     with pytest.raises(ScimError) as info:
         parse_members(value)

@@ -105,19 +105,28 @@ class AdminApi:
                 raise ApiError(429, str(Throttled(wait)), {"Retry-After": str(wait)})
             if not token:
                 self.auth.throttle.failed(client)
-                detail = ("The bearer token is not the admin token" if self.auth.token else
-                          "Admin token authentication is off: set [admin] token (SCIMLET_ADMIN_TOKEN) or use a "
-                          "console session")
+                detail = (
+                    "The bearer token is not the admin token"
+                    if self.auth.token
+                    else "Admin token authentication is off: set [admin] token (SCIMLET_ADMIN_TOKEN) or use a "
+                    "console session"
+                )
                 raise ApiError(401, detail, WWW_AUTHENTICATE)
             request.state.auth = "token"
             return
         session = await self.auth.session(request)
         if session is None:
-            raise ApiError(401, "Sign in to the console (session cookie) or send Authorization: Bearer <admin token>",
-                           WWW_AUTHENTICATE)
+            raise ApiError(
+                401,
+                "Sign in to the console (session cookie) or send Authorization: Bearer <admin token>",
+                WWW_AUTHENTICATE,
+            )
         if request.method in UNSAFE and not csrf_ok(session, request.headers.get("x-csrf-token")):
-            raise ApiError(403, "With a session cookie, send the session's CSRF token in the X-CSRF-Token header "
-                                "(GET /v1/admin/session returns it)")
+            raise ApiError(
+                403,
+                "With a session cookie, send the session's CSRF token in the X-CSRF-Token header "
+                "(GET /v1/admin/session returns it)",
+            )
         request.state.auth = "session"
         request.state.session = session
 
@@ -139,10 +148,14 @@ class AdminApi:
     async def create_key(self, request: Request) -> Response:
         body = await _body(request)
         key, secret = await self.service.create_api_key(
-            _text(body, "name", required=True), _text(body, "description"), _flag(body, "users_write"),
-            _flag(body, "groups_write"))
-        return JsonResponse({**self.service.key_json(key), "secret": secret}, status_code=201,
-                            headers={"Cache-Control": "no-store"})
+            _text(body, "name", required=True),
+            _text(body, "description"),
+            _flag(body, "users_write"),
+            _flag(body, "groups_write"),
+        )
+        return JsonResponse(
+            {**self.service.key_json(key), "secret": secret}, status_code=201, headers={"Cache-Control": "no-store"}
+        )
 
     async def revoke_key(self, request: Request) -> Response:
         return JsonResponse(self.service.key_json(await self.service.revoke_api_key(request.path_params["key"])))
@@ -157,8 +170,9 @@ class AdminApi:
 
     async def create_idp(self, request: Request) -> Response:
         body = await _body(request)
-        idp = await self.service.create_idp(_text(body, "name", required=True), _text(body, "icon") or "key",
-                                            _text(body, "api_key") or None)
+        idp = await self.service.create_idp(
+            _text(body, "name", required=True), _text(body, "icon") or "key", _text(body, "api_key") or None
+        )
         return JsonResponse(self.service.idp_json(idp), status_code=201)
 
     async def configure_scim(self, request: Request) -> Response:
@@ -181,18 +195,25 @@ class AdminApi:
             raise ApiError(400, "filter is empty")
         count = _whole(params.get("count"), "count", 50)
         idp_id = request.path_params["idp"]
-        page = await self.service.directory(rtype, idp_id, text, after=params.get("after"),
-                                            before=params.get("before"), count=count)
+        page = await self.service.directory(
+            rtype, idp_id, text, after=params.get("after"), before=params.get("before"), count=count
+        )
         resources = []
         for row in page.rows:
-            resource = self.service.resource(rtype, idp_id, row.id, row.doc, row.version, row.created, row.modified,
-                                             groups=row.groups)
+            resource = self.service.resource(
+                rtype, idp_id, row.id, row.doc, row.version, row.created, row.modified, groups=row.groups
+            )
             if rtype is GROUP_TYPE:
                 resource["memberCount"] = page.member_counts.get(row.id, 0)
             resources.append(resource)
-        return JsonResponse({"totalResults": page.total, "Resources": resources,
-                             "previous": page.first if page.has_previous else None,
-                             "next": page.last if page.has_next else None})
+        return JsonResponse(
+            {
+                "totalResults": page.total,
+                "Resources": resources,
+                "previous": page.first if page.has_previous else None,
+                "next": page.last if page.has_next else None,
+            }
+        )
 
     async def user(self, request: Request) -> Response:
         return JsonResponse(await self.service.user(request.path_params["idp"], request.path_params["id"]))
@@ -205,12 +226,23 @@ class AdminApi:
 
     async def logs(self, request: Request) -> Response:
         params = request.query_params
-        query = log_query(idp=params.get("idp"), outcome=params.get("outcome"), operation=params.get("operation"),
-                          text=params.get("q"), since=params.get("since"), until=params.get("until"),
-                          before=params.get("before"), count=params.get("count"))
+        query = log_query(
+            idp=params.get("idp"),
+            outcome=params.get("outcome"),
+            operation=params.get("operation"),
+            text=params.get("q"),
+            since=params.get("since"),
+            until=params.get("until"),
+            before=params.get("before"),
+            count=params.get("count"),
+        )
         records, more = await self.service.logs(query)
-        return JsonResponse({"Resources": [self.service.log_json(r) for r in records],
-                             "next": records[-1].id if more and records else None})
+        return JsonResponse(
+            {
+                "Resources": [self.service.log_json(r) for r in records],
+                "next": records[-1].id if more and records else None,
+            }
+        )
 
     async def log(self, request: Request) -> Response:
         record = await self.service.log(request.path_params["id"])
@@ -221,9 +253,20 @@ class AdminApi:
         if not 1 <= hours <= 24 * 90:
             raise ApiError(400, "hours must be between 1 and 2160")
         counters = await self.service.counters(hours)
-        return JsonResponse({"hours": hours, "Resources": [
-            {"idp_id": idp_id, "operations": c.operations, "failures": c.failures, "last_activity": c.last_activity}
-            for idp_id, c in counters.items()]})
+        return JsonResponse(
+            {
+                "hours": hours,
+                "Resources": [
+                    {
+                        "idp_id": idp_id,
+                        "operations": c.operations,
+                        "failures": c.failures,
+                        "last_activity": c.last_activity,
+                    }
+                    for idp_id, c in counters.items()
+                ],
+            }
+        )
 
 
 def _error(status: int, detail: str, headers: dict[str, str] | None = None) -> Response:

@@ -64,8 +64,12 @@ class AdminAuth:
         self.throttle.succeeded(client)
         session_id = security.new_token()
         created = datetime.now(UTC)
-        session = AdminSession(security.token_hash(session_id), security.new_token(), format_datetime(created),
-                               format_datetime(created + timedelta(seconds=self.session_seconds)))
+        session = AdminSession(
+            security.token_hash(session_id),
+            security.new_token(),
+            format_datetime(created),
+            format_datetime(created + timedelta(seconds=self.session_seconds)),
+        )
         await self.store.create_admin_session(session, client)
         signer = await self.signer()
         return signer.sign(session_id).decode(), session
@@ -85,13 +89,21 @@ class AdminAuth:
         await self.store.delete_admin_sessions(session.id_hash)
 
     def set_session_cookie(self, response: Response, request: Request, value: str) -> None:
-        response.set_cookie(SESSION_COOKIE, value, max_age=self.session_seconds, path="/", httponly=True,
-                            samesite="strict", secure=request.url.scheme == "https")
+        response.set_cookie(
+            SESSION_COOKIE,
+            value,
+            max_age=self.session_seconds,
+            path="/",
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+        )
 
     @staticmethod
     def clear_session_cookie(response: Response, request: Request) -> None:
-        response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict",
-                               secure=request.url.scheme == "https")
+        response.delete_cookie(
+            SESSION_COOKIE, path="/", httponly=True, samesite="strict", secure=request.url.scheme == "https"
+        )
 
     # --- the sign-in form's own CSRF token (there is no session yet): a signed double-submit cookie ---
 
@@ -103,13 +115,21 @@ class AdminAuth:
 
     @staticmethod
     def set_login_cookie(response: Response, request: Request, value: str) -> None:
-        response.set_cookie(LOGIN_COOKIE, value, max_age=LOGIN_FORM_SECONDS, path="/admin", httponly=True,
-                            samesite="strict", secure=request.url.scheme == "https")
+        response.set_cookie(
+            LOGIN_COOKIE,
+            value,
+            max_age=LOGIN_FORM_SECONDS,
+            path="/admin",
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+        )
 
     @staticmethod
     def clear_login_cookie(response: Response, request: Request) -> None:
-        response.delete_cookie(LOGIN_COOKIE, path="/admin", httponly=True, samesite="strict",
-                               secure=request.url.scheme == "https")
+        response.delete_cookie(
+            LOGIN_COOKIE, path="/admin", httponly=True, samesite="strict", secure=request.url.scheme == "https"
+        )
 
     async def login_form_token_ok(self, request: Request, submitted: str) -> bool:
         cookie = request.cookies.get(LOGIN_COOKIE)

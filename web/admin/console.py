@@ -32,7 +32,7 @@ MAX_FORM_BYTES = 64 * 1024
 SECURITY_HEADERS = {
     # Nothing inline runs or styles: scripts and CSS come only from /admin/static.
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-                               "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
@@ -54,8 +54,13 @@ class Console:
     def __init__(self, service: AdminService, auth: AdminAuth) -> None:
         self.service = service
         self.auth = auth
-        env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
-                                 undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+        env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(HERE / "templates"),
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
         env.filters.update(when=_when, icon=_icon, json=_pretty_json, phone=_work_phone)
         env.globals.update(icons=ICONS, operations=OPERATIONS)
         self.templates = Jinja2Templates(env=env)
@@ -81,13 +86,20 @@ class Console:
             Route("/logs/{id:int}", self._page(self.log)),
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         ]
-        return Starlette(routes=routes, exception_handlers={
-            HTTPException: self._http_error, AdminError: self._admin_error, ScimError: self._scim_error})
+        return Starlette(
+            routes=routes,
+            exception_handlers={
+                HTTPException: self._http_error,
+                AdminError: self._admin_error,
+                ScimError: self._scim_error,
+            },
+        )
 
     # --- plumbing ----------------------------------------------------------------------------------
 
     def _page(self, handler: Page) -> Callable[[Request], Awaitable[Response]]:
         """Signed-in pages only; every POST must carry the session's CSRF token."""
+
         async def endpoint(request: Request) -> Response:
             session = await self.auth.session(request)
             if session is None:
@@ -97,24 +109,38 @@ class Console:
             if request.method == "POST":
                 form = await _read_form(request)
                 if not csrf_ok(session, form.get("csrf_token")):
-                    return self.render(request, "error.html", {
-                        "title": "Form expired", "message": "The form's security token is missing or does not "
-                        "match your session (a form from another tab or an old page?). Go back, reload the page "
-                        "and submit again."}, 403)
+                    return self.render(
+                        request,
+                        "error.html",
+                        {
+                            "title": "Form expired",
+                            "message": "The form's security token is missing or does not "
+                            "match your session (a form from another tab or an old page?). Go back, reload the page "
+                            "and submit again.",
+                        },
+                        403,
+                    )
                 request.state.form = form
             return await handler(request, session)
 
         endpoint.__name__ = handler.__name__
         return endpoint
 
-    def render(self, request: Request, template: str, context: dict, status: int = 200,
-               headers: dict[str, str] | None = None) -> Response:
+    def render(
+        self, request: Request, template: str, context: dict, status: int = 200, headers: dict[str, str] | None = None
+    ) -> Response:
         session = getattr(request.state, "session", None)
         notice = NOTICES.get(request.query_params.get("notice", ""))
-        base = {"base": _base(request), "csrf_token": session.csrf_token if session else "", "notice": notice,
-                "signed_in": session is not None, "section": ""}
-        response = self.templates.TemplateResponse(request, template, {**base, **context}, status_code=status,
-                                                   headers=headers)
+        base = {
+            "base": _base(request),
+            "csrf_token": session.csrf_token if session else "",
+            "notice": notice,
+            "signed_in": session is not None,
+            "section": "",
+        }
+        response = self.templates.TemplateResponse(
+            request, template, {**base, **context}, status_code=status, headers=headers
+        )
         return _secure(response)
 
     async def _http_error(self, request: Request, exc: Exception) -> Response:
@@ -143,15 +169,18 @@ class Console:
         form = await _read_form(request)
         next_url = _local_next(request, form.get("next"))
         if not await self.auth.login_form_token_ok(request, form.get("csrf_token", "")):
-            return await self._login_form(request, next_url, "The sign-in form expired. Enter the password again.",
-                                          403)
+            return await self._login_form(request, next_url, "The sign-in form expired. Enter the password again.", 403)
         client = client_address(request)
         try:
             signed_in = await self.auth.sign_in(form.get("password", ""), client)
         except Throttled as exc:
-            return await self._login_form(request, next_url, f"Too many failed sign-ins from your address. Try "
-                                          f"again in {exc.retry_after} seconds.", 429,
-                                          {"Retry-After": str(exc.retry_after)})
+            return await self._login_form(
+                request,
+                next_url,
+                f"Too many failed sign-ins from your address. Try again in {exc.retry_after} seconds.",
+                429,
+                {"Retry-After": str(exc.retry_after)},
+            )
         if signed_in is None:
             return await self._login_form(request, next_url, "Wrong password.", 401)
         cookie, _ = signed_in
@@ -163,11 +192,13 @@ class Console:
         self.auth.clear_login_cookie(response, request)
         return response
 
-    async def _login_form(self, request: Request, next_url: str, error: str | None, status: int,
-                          headers: dict[str, str] | None = None) -> Response:
+    async def _login_form(
+        self, request: Request, next_url: str, error: str | None, status: int, headers: dict[str, str] | None = None
+    ) -> Response:
         token, cookie = await self.auth.login_form_token()
-        response = self.render(request, "login.html", {"error": error, "next": next_url, "csrf_token": token},
-                               status, headers)
+        response = self.render(
+            request, "login.html", {"error": error, "next": next_url, "csrf_token": token}, status, headers
+        )
         self.auth.set_login_cookie(response, request, cookie)
         return response
 
@@ -184,9 +215,19 @@ class Console:
         counters = await self.service.counters()
         counts = {idp.id: await self.service.store.counts(idp.id) for idp in idps}
         failures, _ = await self.service.logs(log_query(outcome="failure", count=5))
-        return self.render(request, "overview.html", {
-            "section": "overview", "idps": idps, "counters": counters, "counts": counts, "failures": failures,
-            "names": {idp.id: idp.name for idp in idps}, "keys": {k.id: k for k in await self.service.api_keys()}})
+        return self.render(
+            request,
+            "overview.html",
+            {
+                "section": "overview",
+                "idps": idps,
+                "counters": counters,
+                "counts": counts,
+                "failures": failures,
+                "names": {idp.id: idp.name for idp in idps},
+                "keys": {k.id: k for k in await self.service.api_keys()},
+            },
+        )
 
     # --- API keys ----------------------------------------------------------------------------------
 
@@ -194,18 +235,27 @@ class Console:
         error, values = None, {}
         if request.method == "POST":
             form = request.state.form
-            values = {"name": form.get("name", ""), "description": form.get("description", ""),
-                      "users_write": form.get("users_write") == "on", "groups_write": form.get("groups_write") == "on"}
+            values = {
+                "name": form.get("name", ""),
+                "description": form.get("description", ""),
+                "users_write": form.get("users_write") == "on",
+                "groups_write": form.get("groups_write") == "on",
+            }
             try:
-                key, secret = await self.service.create_api_key(values["name"], values["description"],
-                                                                values["users_write"], values["groups_write"])
+                key, secret = await self.service.create_api_key(
+                    values["name"], values["description"], values["users_write"], values["groups_write"]
+                )
             except AdminError as exc:
                 error = str(exc)
             else:
                 return self.render(request, "key_created.html", {"section": "keys", "key": key, "secret": secret})
         keys = await self.service.api_keys()
-        return self.render(request, "keys.html", {"section": "keys", "keys": keys, "error": error,
-                                                  "values": values}, 400 if error else 200)
+        return self.render(
+            request,
+            "keys.html",
+            {"section": "keys", "keys": keys, "error": error, "values": values},
+            400 if error else 200,
+        )
 
     async def revoke_key(self, request: Request, session: AdminSession) -> Response:
         key = await self.service.api_key(request.path_params["key"])
@@ -227,27 +277,46 @@ class Console:
                 return await self._idp_form(request, values, str(exc), 400)
             return _secure(RedirectResponse(f"{_base(request)}/idps/{idp.id}?notice=idp-created", status_code=303))
         idps = await self.service.idps()
-        return self.render(request, "idps.html", {
-            "section": "idps", "idps": idps, "counters": await self.service.counters(),
-            "keys": {k.id: k for k in await self.service.api_keys()}, "tenant_url": self.service.settings.tenant_url})
+        return self.render(
+            request,
+            "idps.html",
+            {
+                "section": "idps",
+                "idps": idps,
+                "counters": await self.service.counters(),
+                "keys": {k.id: k for k in await self.service.api_keys()},
+                "tenant_url": self.service.settings.tenant_url,
+            },
+        )
 
     async def new_idp(self, request: Request, session: AdminSession) -> Response:
         return await self._idp_form(request, {"name": "", "icon": "key", "api_key": ""}, None, 200)
 
     async def _idp_form(self, request: Request, values: dict, error: str | None, status: int) -> Response:
         keys = [k for k in await self.service.api_keys() if not k.revoked]
-        return self.render(request, "idp_new.html", {"section": "idps", "values": values, "error": error,
-                                                     "keys": keys}, status)
+        return self.render(
+            request, "idp_new.html", {"section": "idps", "values": values, "error": error, "keys": keys}, status
+        )
 
     async def idp(self, request: Request, session: AdminSession) -> Response:
         idp = await self.service.idp(request.path_params["idp"])
         keys = await self.service.api_keys()
         key = next((k for k in keys if k.id == idp.api_key_id), None)
         counters = (await self.service.counters()).get(idp.id)
-        return self.render(request, "idp.html", {
-            "section": "idps", "idp": idp, "key": key, "keys": [k for k in keys if not k.revoked],
-            "tenant_url": self.service.settings.tenant_url(idp.id), "mappings": ENTRA_MAPPINGS,
-            "counters": counters, "counts": await self.service.store.counts(idp.id)})
+        return self.render(
+            request,
+            "idp.html",
+            {
+                "section": "idps",
+                "idp": idp,
+                "key": key,
+                "keys": [k for k in keys if not k.revoked],
+                "tenant_url": self.service.settings.tenant_url(idp.id),
+                "mappings": ENTRA_MAPPINGS,
+                "counters": counters,
+                "counts": await self.service.store.counts(idp.id),
+            },
+        )
 
     async def configure_scim(self, request: Request, session: AdminSession) -> Response:
         idp = await self.service.configure_scim(request.path_params["idp"], request.state.form.get("api_key", ""))
@@ -258,8 +327,11 @@ class Console:
         if request.method == "POST":
             await self.service.delete_idp(idp.id)
             return _secure(RedirectResponse(f"{_base(request)}/idps?notice=idp-deleted", status_code=303))
-        return self.render(request, "idp_delete.html", {"section": "idps", "idp": idp,
-                                                        "counts": await self.service.store.counts(idp.id)})
+        return self.render(
+            request,
+            "idp_delete.html",
+            {"section": "idps", "idp": idp, "counts": await self.service.store.counts(idp.id)},
+        )
 
     # --- directory ---------------------------------------------------------------------------------
 
@@ -283,8 +355,9 @@ class Console:
         text = params.get("q", "")
         error, page = None, None
         try:
-            page = await self.service.directory(rtype, idp.id, text, after=params.get("after"),
-                                                before=params.get("before"), count=PAGE_SIZE)
+            page = await self.service.directory(
+                rtype, idp.id, text, after=params.get("after"), before=params.get("before"), count=PAGE_SIZE
+            )
         except ScimError as exc:
             error = f"The search is not a valid SCIM filter: {exc.detail}"
         except AdminError as exc:
@@ -299,9 +372,22 @@ class Console:
                 links["previous"] = f"{here}?{urlencode({**query, 'before': page.first})}"
             if page.has_next:
                 links["next"] = f"{here}?{urlencode({**query, 'after': page.last})}"
-        return self.render(request, "directory.html", {
-            "section": "directory", "idp": idp, "idps": await self.service.idps(), "kind": rtype.name,
-            "page": page, "q": text, "error": error, "links": links, "here": here}, 400 if error else 200)
+        return self.render(
+            request,
+            "directory.html",
+            {
+                "section": "directory",
+                "idp": idp,
+                "idps": await self.service.idps(),
+                "kind": rtype.name,
+                "page": page,
+                "q": text,
+                "error": error,
+                "links": links,
+                "here": here,
+            },
+            400 if error else 200,
+        )
 
     async def user(self, request: Request, session: AdminSession) -> Response:
         idp = await self.service.idp(request.path_params["idp"])
@@ -311,8 +397,11 @@ class Console:
     async def group(self, request: Request, session: AdminSession) -> Response:
         idp = await self.service.idp(request.path_params["idp"])
         detail = await self.service.group(idp.id, request.path_params["id"])
-        return self.render(request, "group.html", {"section": "directory", "idp": idp, "group": detail.resource,
-                                                   "member_total": detail.member_total})
+        return self.render(
+            request,
+            "group.html",
+            {"section": "directory", "idp": idp, "group": detail.resource, "member_total": detail.member_total},
+        )
 
     # --- provisioning logs -------------------------------------------------------------------------
 
@@ -322,9 +411,16 @@ class Console:
         idps = await self.service.idps()
         error, records, more = None, [], False
         try:
-            query = log_query(idp=fields["idp"], outcome=fields["outcome"], operation=fields["operation"],
-                              text=fields["q"], since=fields["since"], until=fields["until"],
-                              before=params.get("before"), count=PAGE_SIZE)
+            query = log_query(
+                idp=fields["idp"],
+                outcome=fields["outcome"],
+                operation=fields["operation"],
+                text=fields["q"],
+                since=fields["since"],
+                until=fields["until"],
+                before=params.get("before"),
+                count=PAGE_SIZE,
+            )
             records, more = await self.service.logs(query)
         except AdminError as exc:
             error = str(exc)
@@ -334,10 +430,22 @@ class Console:
             links["older"] = f"{_base(request)}/logs?{urlencode({**chosen, 'before': records[-1].id})}"
         if params.get("before"):
             links["newest"] = f"{_base(request)}/logs?{urlencode(chosen)}"
-        return self.render(request, "logs.html", {
-            "section": "logs", "idps": idps, "names": {idp.id: idp.name for idp in idps},
-            "keys": {k.id: k.name for k in await self.service.api_keys()}, "counters": await self.service.counters(),
-            "fields": fields, "records": records, "links": links, "error": error}, 400 if error else 200)
+        return self.render(
+            request,
+            "logs.html",
+            {
+                "section": "logs",
+                "idps": idps,
+                "names": {idp.id: idp.name for idp in idps},
+                "keys": {k.id: k.name for k in await self.service.api_keys()},
+                "counters": await self.service.counters(),
+                "fields": fields,
+                "records": records,
+                "links": links,
+                "error": error,
+            },
+            400 if error else 200,
+        )
 
     async def log(self, request: Request, session: AdminSession) -> Response:
         record = await self.service.log(request.path_params["id"])
@@ -388,9 +496,11 @@ def _when(stamp: str | None) -> str:
 def _icon(name: str, size: int = 20) -> Markup:
     # The SVG markup comes from the fixed ICONS table, never from user input.
     body = ICONS.get(name, ICONS["key"])[1]
-    return Markup(f'<svg class="icon" width="{size}" height="{size}" viewBox="0 0 24 24" fill="none" '
-                  f'stroke="currentColor" stroke-width="1.8" stroke-linecap="round" stroke-linejoin="round" '
-                  f'aria-hidden="true">{body}</svg>')
+    return Markup(
+        f'<svg class="icon" width="{size}" height="{size}" viewBox="0 0 24 24" fill="none" '
+        f'stroke="currentColor" stroke-width="1.8" stroke-linecap="round" stroke-linejoin="round" '
+        f'aria-hidden="true">{body}</svg>'
+    )
 
 
 def _pretty_json(value: object) -> str:

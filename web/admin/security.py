@@ -40,8 +40,9 @@ def verify_password(password: str, stored: str) -> bool:
 
 def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
     # maxmem must cover 128 * r * n bytes plus a little; the default (32 MiB) is just too small.
-    return hashlib.scrypt(password[:MAX_PASSWORD_LENGTH].encode(), salt=salt, n=n, r=r, p=p, dklen=32,
-                          maxmem=256 * r * n + 1024 * 1024)
+    return hashlib.scrypt(
+        password[:MAX_PASSWORD_LENGTH].encode(), salt=salt, n=n, r=r, p=p, dklen=32, maxmem=256 * r * n + 1024 * 1024
+    )
 
 
 def matches_configured(given: str, configured: str) -> bool:
@@ -71,8 +72,14 @@ class SignInThrottle:
     clears the client's record; records idle for `forget` seconds are dropped.
     """
 
-    def __init__(self, free: int = 5, ceiling: float = 900.0, forget: float = 3600.0,
-                 clock: Callable[[], float] = time.monotonic, max_clients: int = 10_000) -> None:
+    def __init__(
+        self,
+        free: int = 5,
+        ceiling: float = 900.0,
+        forget: float = 3600.0,
+        clock: Callable[[], float] = time.monotonic,
+        max_clients: int = 10_000,
+    ) -> None:
         self.free = free
         self.ceiling = ceiling
         self.forget = forget

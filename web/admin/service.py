@@ -22,22 +22,51 @@ ICONS: dict[str, tuple[str, str]] = {
     "key": ("Key", '<circle cx="8" cy="15" r="4"/><path d="M10.8 12.2 20 3M16 7l3 3M14 9l2 2"/>'),
     "cloud": ("Cloud", '<path d="M7 18h10a4 4 0 0 0 .6-7.96A6 6 0 0 0 6.1 9.1 4.5 4.5 0 0 0 7 18z"/>'),
     "shield": ("Shield", '<path d="M12 3 5 6v5c0 4.5 3 8.3 7 10 4-1.7 7-5.5 7-10V6z"/><path d="m9 12 2 2 4-4"/>'),
-    "building": ("Building", '<path d="M4 21V4h10v17M14 9h6v12M2 21h20M7 8h1M10 8h1M7 12h1M10 12h1M7 16h1'
-                             'M10 16h1M17 13h.5M17 17h.5"/>'),
-    "globe": ("Globe", '<circle cx="12" cy="12" r="9"/><path d="M3 12h18M12 3c2.5 2.7 3.7 5.7 3.7 9s-1.2 6.3-3.7 9'
-                       'c-2.5-2.7-3.7-5.7-3.7-9S9.5 5.7 12 3z"/>'),
+    "building": (
+        "Building",
+        '<path d="M4 21V4h10v17M14 9h6v12M2 21h20M7 8h1M10 8h1M7 12h1M10 12h1M7 16h1M10 16h1M17 13h.5M17 17h.5"/>',
+    ),
+    "globe": (
+        "Globe",
+        '<circle cx="12" cy="12" r="9"/><path d="M3 12h18M12 3c2.5 2.7 3.7 5.7 3.7 9s-1.2 6.3-3.7 9'
+        'c-2.5-2.7-3.7-5.7-3.7-9S9.5 5.7 12 3z"/>',
+    ),
     "windows": ("Four squares", '<path d="M4 4h7v7H4zM13 4h7v7h-7zM4 13h7v7H4zM13 13h7v7h-7z"/>'),
-    "users": ("People", '<circle cx="9" cy="8" r="3.5"/><path d="M2.5 20c.6-3.6 3.2-5.5 6.5-5.5s5.9 1.9 6.5 5.5"/>'
-                        '<path d="M16 4.8a3.5 3.5 0 0 1 0 6.4M18.5 14.8c1.6.9 2.7 2.6 3 5.2"/>'),
+    "users": (
+        "People",
+        '<circle cx="9" cy="8" r="3.5"/><path d="M2.5 20c.6-3.6 3.2-5.5 6.5-5.5s5.9 1.9 6.5 5.5"/>'
+        '<path d="M16 4.8a3.5 3.5 0 0 1 0 6.4M18.5 14.8c1.6.9 2.7 2.6 3 5.2"/>',
+    ),
     "lock": ("Lock", '<rect x="5" y="11" width="14" height="10" rx="2"/><path d="M8 11V7a4 4 0 0 1 8 0v4"/>'),
 }
 
 # Operation names as scim.operations.classify gives them, offered by the log filter.
 OPERATIONS = (
-    "Create User", "Update User", "Replace User", "Disable User", "Enable User", "Delete User", "Get User",
-    "Find User", "List Users", "Search Users", "Create Group", "Update Group", "Replace Group", "Add members",
-    "Remove members", "Update members", "Delete Group", "Get Group", "Find Group", "List Groups",
-    "Search Groups", "Test connection", "Read ServiceProviderConfig", "Read Schemas", "Read ResourceTypes",
+    "Create User",
+    "Update User",
+    "Replace User",
+    "Disable User",
+    "Enable User",
+    "Delete User",
+    "Get User",
+    "Find User",
+    "List Users",
+    "Search Users",
+    "Create Group",
+    "Update Group",
+    "Replace Group",
+    "Add members",
+    "Remove members",
+    "Update members",
+    "Delete Group",
+    "Get Group",
+    "Find Group",
+    "List Groups",
+    "Search Groups",
+    "Test connection",
+    "Read ServiceProviderConfig",
+    "Read Schemas",
+    "Read ResourceTypes",
 )
 
 # The attribute mappings the Meta Networks Connector expects in Entra (README, ENTRA.md).
@@ -58,7 +87,8 @@ MAX_PAGE = 200
 MEMBERS_SHOWN = 500
 # A search that starts like `attr op ...`, `(` or `not (` is a SCIM filter; anything else is plain text.
 _FILTER_START = re.compile(
-    r"^\s*(\(|not\s*\(|[a-z][\w.:$-]*(\[[^\]]*\])?(\.[a-z]\w*)?\s+(eq|ne|co|sw|ew|gt|ge|lt|le|pr)\b)", re.I)
+    r"^\s*(\(|not\s*\(|[a-z][\w.:$-]*(\[[^\]]*\])?(\.[a-z]\w*)?\s+(eq|ne|co|sw|ew|gt|ge|lt|le|pr)\b)", re.I
+)
 
 
 @dataclass
@@ -77,8 +107,9 @@ class AdminService:
     async def api_keys(self) -> list[ApiKey]:
         return await self.store.list_api_keys()
 
-    async def create_api_key(self, name: str, description: str, users_write: bool,
-                             groups_write: bool) -> tuple[ApiKey, str]:
+    async def create_api_key(
+        self, name: str, description: str, users_write: bool, groups_write: bool
+    ) -> tuple[ApiKey, str]:
         """A new key and its secret; the secret exists only in this return value."""
         _check_length("name", name.strip(), MAX_NAME)
         _check_length("description", description, MAX_DESCRIPTION)
@@ -92,8 +123,15 @@ class AdminService:
 
     @staticmethod
     def key_json(key: ApiKey) -> dict:
-        return {"id": key.id, "name": key.name, "description": key.description, "privileges": key.privileges,
-                "created": key.created, "last_used": key.last_used, "revoked": key.revoked}
+        return {
+            "id": key.id,
+            "name": key.name,
+            "description": key.description,
+            "privileges": key.privileges,
+            "created": key.created,
+            "last_used": key.last_used,
+            "revoked": key.revoked,
+        }
 
     # --- IdPs -----------------------------------------------------------------------------------
 
@@ -121,8 +159,14 @@ class AdminService:
         return idp
 
     def idp_json(self, idp: Idp) -> dict:
-        return {"id": idp.id, "name": idp.name, "icon": idp.icon, "api_key_id": idp.api_key_id,
-                "created": idp.created, "tenant_url": self.settings.tenant_url(idp.id)}
+        return {
+            "id": idp.id,
+            "name": idp.name,
+            "icon": idp.icon,
+            "api_key_id": idp.api_key_id,
+            "created": idp.created,
+            "tenant_url": self.settings.tenant_url(idp.id),
+        }
 
     # --- directory ------------------------------------------------------------------------------
 
@@ -133,32 +177,68 @@ class AdminService:
             return None, None
         if _FILTER_START.match(text):
             limits = self.settings["scim"]
-            return parse_filter(text, rtype, max_length=limits["max_filter_length"],
-                                max_depth=limits["max_filter_depth"]), None
+            return parse_filter(
+                text, rtype, max_length=limits["max_filter_length"], max_depth=limits["max_filter_depth"]
+            ), None
         _check_length("search text", text, MAX_NAME)
         return None, text
 
-    async def directory(self, rtype: ResourceType, idp_id: str, text: str | None = None, *,
-                        after: str | None = None, before: str | None = None, count: int = 50) -> DirectoryPage:
+    async def directory(
+        self,
+        rtype: ResourceType,
+        idp_id: str,
+        text: str | None = None,
+        *,
+        after: str | None = None,
+        before: str | None = None,
+        count: int = 50,
+    ) -> DirectoryPage:
         """A page of users or groups of one IdP in name order; raises ScimError for a bad filter."""
         await self.store.get_idp(idp_id)
         where, plain = self.parse_search(rtype, text)
-        return await self.store.directory_page(rtype.name, idp_id, where, text=plain, after=after or None,
-                                               before=before or None, limit=min(max(count, 1), MAX_PAGE))
+        return await self.store.directory_page(
+            rtype.name,
+            idp_id,
+            where,
+            text=plain,
+            after=after or None,
+            before=before or None,
+            limit=min(max(count, 1), MAX_PAGE),
+        )
 
-    def resource(self, rtype: ResourceType, idp_id: str, row_id: str, doc: dict, version: int, created: str,
-                 modified: str, members: list[dict] | None = None, groups: list[dict] | None = None) -> dict:
+    def resource(
+        self,
+        rtype: ResourceType,
+        idp_id: str,
+        row_id: str,
+        doc: dict,
+        version: int,
+        created: str,
+        modified: str,
+        members: list[dict] | None = None,
+        groups: list[dict] | None = None,
+    ) -> dict:
         """The resource exactly as a SCIM client of this IdP reads it."""
-        return to_resource(rtype, row_id, doc, version=version, created=created, modified=modified,
-                           base_url=self.settings.tenant_url(idp_id), members=members, groups=groups)
+        return to_resource(
+            rtype,
+            row_id,
+            doc,
+            version=version,
+            created=created,
+            modified=modified,
+            base_url=self.settings.tenant_url(idp_id),
+            members=members,
+            groups=groups,
+        )
 
     async def user(self, idp_id: str, user_id: str) -> dict:
         await self.store.get_idp(idp_id)
         row = await self.store.get(USER_TYPE.name, idp_id, user_id, members=True)
         if row is None:
             raise AdminError(f"No user with id {user_id!r} in this IdP", 404)
-        return self.resource(USER_TYPE, idp_id, row.id, row.doc, row.version, row.created, row.modified,
-                             groups=row.groups)
+        return self.resource(
+            USER_TYPE, idp_id, row.id, row.doc, row.version, row.created, row.modified, groups=row.groups
+        )
 
     async def group(self, idp_id: str, group_id: str) -> GroupDetail:
         """A group with its first MEMBERS_SHOWN members: a 100,000-member group is never loaded whole."""
@@ -167,8 +247,10 @@ class AdminService:
         if row is None:
             raise AdminError(f"No group with id {group_id!r} in this IdP", 404)
         total, members = await self.store.group_members(idp_id, group_id, MEMBERS_SHOWN)
-        return GroupDetail(self.resource(GROUP_TYPE, idp_id, row.id, row.doc, row.version, row.created,
-                                         row.modified, members=members), total)
+        return GroupDetail(
+            self.resource(GROUP_TYPE, idp_id, row.id, row.doc, row.version, row.created, row.modified, members=members),
+            total,
+        )
 
     # --- provisioning logs ------------------------------------------------------------------------
 
@@ -188,13 +270,25 @@ class AdminService:
 
     @staticmethod
     def log_json(record: LogRecord, *, bodies: bool = False) -> dict:
-        data = {"id": record.id, "time": record.time, "idp_id": record.idp_id, "api_key_id": record.api_key_id,
-                "method": record.method, "path": record.path, "operation": record.operation,
-                "resource_type": record.resource_type, "resource_id": record.resource_id, "target": record.target,
-                "resource_name": record.resource_name,
-                "status": record.status, "outcome": "failure" if record.failed else "success",
-                "scim_type": record.scim_type, "detail": record.detail, "duration_ms": record.duration_ms,
-                "client": record.client}
+        data = {
+            "id": record.id,
+            "time": record.time,
+            "idp_id": record.idp_id,
+            "api_key_id": record.api_key_id,
+            "method": record.method,
+            "path": record.path,
+            "operation": record.operation,
+            "resource_type": record.resource_type,
+            "resource_id": record.resource_id,
+            "target": record.target,
+            "resource_name": record.resource_name,
+            "status": record.status,
+            "outcome": "failure" if record.failed else "success",
+            "scim_type": record.scim_type,
+            "detail": record.detail,
+            "duration_ms": record.duration_ms,
+            "client": record.client,
+        }
         if bodies:
             data["request_body"] = record.request_body
             data["response_body"] = record.response_body
@@ -207,8 +301,9 @@ class AdminService:
         if self.settings["admin"]["password"] or await self.store.get_setting(PASSWORD_SETTING):
             return None
         password = security.new_password()
-        stored = await self.store.setting_or_create(PASSWORD_SETTING, await asyncio.to_thread(
-            security.hash_password, password))
+        stored = await self.store.setting_or_create(
+            PASSWORD_SETTING, await asyncio.to_thread(security.hash_password, password)
+        )
         # Another process may have stored its own first; then that one's password is the one in force.
         return password if security.verify_password(password, stored) else None
 
@@ -251,18 +346,33 @@ def parse_time(text: str | None, what: str) -> str | None:
     return format_datetime(moment)
 
 
-def log_query(*, idp: str | None = None, outcome: str | None = None, operation: str | None = None,
-              text: str | None = None, since: str | None = None, until: str | None = None,
-              before: str | None = None, count: str | int | None = None) -> LogQuery:
+def log_query(
+    *,
+    idp: str | None = None,
+    outcome: str | None = None,
+    operation: str | None = None,
+    text: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    before: str | None = None,
+    count: str | int | None = None,
+) -> LogQuery:
     """A LogQuery from the console's form fields or the API's query parameters (all text)."""
     if outcome not in (None, "", "success", "failure"):
         raise AdminError(f"outcome must be success or failure, not {outcome!r}")
     failures = None if not outcome else outcome == "failure"
     before_id = _whole(before, "before") if before not in (None, "") else None
     limit = _whole(count, "count") if count not in (None, "") else 50
-    return LogQuery(idp_id=idp or None, failures=failures, operation=operation or None,
-                    text=(text or "").strip() or None, since=parse_time(since, "since"),
-                    until=parse_time(until, "until"), before_id=before_id, limit=min(max(limit, 1), MAX_PAGE))
+    return LogQuery(
+        idp_id=idp or None,
+        failures=failures,
+        operation=operation or None,
+        text=(text or "").strip() or None,
+        since=parse_time(since, "since"),
+        until=parse_time(until, "until"),
+        before_id=before_id,
+        limit=min(max(limit, 1), MAX_PAGE),
+    )
 
 
 def _whole(value: str | int | None, what: str) -> int:
