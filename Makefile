@@ -17,7 +17,7 @@ CONFORMANCE_STAMP := $(CONFORMANCE_VENV)/.installed
 FUZZ_VENV := .venv-fuzz
 FUZZ_STAMP := $(FUZZ_VENV)/.installed
 
-.PHONY: install run test lint bench bench-quick conformance schemathesis screenshots clean
+.PHONY: install run test stress lint bench bench-quick conformance schemathesis screenshots clean
 
 install: $(STAMP)
 
@@ -38,6 +38,10 @@ run: install
 
 test: install
 	$(PY) -m pytest -q
+
+# The hardening classes at full size, well past every limit, printing the figures docs/security.md quotes.
+stress: install
+	$(PY) -m pytest -q -s -p no:cacheprovider hardening/stress
 
 $(CONFORMANCE_STAMP): conformance/requirements.txt
 	$(call make_venv,$(CONFORMANCE_VENV),$<,$@)
