@@ -30,7 +30,7 @@ from web.admin.service import AdminService
 from web.health import Health
 from web.http_protocol import CoalescingHttpProtocol
 from web.metrics import Metrics
-from web.observe import ProvisioningLog
+from web.observe import ProvisioningLog, UnauthenticatedLimit
 from web.openapi import openapi_document
 from web.request_log import RequestMiddleware, configure_logging
 from web.responses import SCIM_PREFIX, error_response, http_error_response, server_error_response
@@ -55,7 +55,11 @@ def create_store(settings: Settings) -> SqliteStore:
 def create_app(settings: Settings, store: SqliteStore | None = None) -> Starlette:
     """The ASGI app. The store is opened and closed by the app's lifespan."""
     store = store or create_store(settings)
-    provisioning_log = ProvisioningLog(store)
+    recording = settings["provisioning_log"]
+    provisioning_log = ProvisioningLog(
+        store,
+        UnauthenticatedLimit(recording["unauthenticated_per_minute"], recording["unauthenticated_total_per_minute"]),
+    )
     metrics = Metrics(store, settings["metrics"]["token"], provisioning_log)
     scim = ScimApi(store, settings, metrics, listeners=[provisioning_log.add, metrics.record_operation])
     health = Health(store)

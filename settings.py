@@ -29,7 +29,12 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "logging": {"level": "info", "format": "text"},
     "metrics": {"token": ""},
     "admin": {"password": "", "token": "", "session_hours": 12},
-    "provisioning_log": {"retention_days": 30, "retention_rows": 1_000_000},
+    "provisioning_log": {
+        "retention_days": 30,
+        "retention_rows": 1_000_000,
+        "unauthenticated_per_minute": 30,
+        "unauthenticated_total_per_minute": 300,
+    },
 }
 SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 LEVELS = ("debug", "info", "warning", "error")

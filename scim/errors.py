@@ -43,13 +43,20 @@ class ScimError(Exception):
         return f"ScimError({self.status}, {self.detail!r}, {self.scim_type!r})"
 
 
+SHOWN_CHARS = 60
+
+
 def shown(value: object) -> str:
-    """A client's value as an error detail may quote it: short, and never a walk through a nested
-    structure (repr of a deeply nested one exhausts the recursion limit, of a huge one floods logs)."""
+    """A client's value as an error detail may quote it: every quotation of a client value (a path,
+    an id, a name, a filter) goes through here. Short (SHOWN_CHARS characters, then "…"), and never
+    a walk through a nested structure (repr of a deeply nested one exhausts the recursion limit, of
+    a huge one floods the logs and the provisioning log's disk)."""
     if isinstance(value, str):
-        return repr(value if len(value) <= 60 else value[:60] + "…")
+        return repr(value if len(value) <= SHOWN_CHARS else value[:SHOWN_CHARS] + "…")
     if isinstance(value, bool) or value is None:
         return {True: "true", False: "false", None: "null"}[value]
+    if isinstance(value, int) and value.bit_length() > 3 * SHOWN_CHARS:
+        return "a number too long to quote"  # over ~54 digits (and repr fails past 4,300)
     if isinstance(value, (int, float)):
         return repr(value)
     return "[…]" if isinstance(value, list) else "{…}"

@@ -18,7 +18,7 @@ from scim2_filter_parser import ast as sfp
 from scim2_filter_parser.parser import SCIMParser, SCIMParserError
 from sly.lex import Token
 
-from scim.errors import ScimError, invalid_filter
+from scim.errors import ScimError, invalid_filter, shown
 from scim.paths import AttrRef, resolve, resolve_sub
 from scim.schemas import ResourceType
 
@@ -118,10 +118,10 @@ def _decode_string(raw: str) -> str:
         # JSON spells characters beyond U+FFFF as surrogate pairs ("\\ud83d\\ude00"): join them.
         text = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le")
     except UnicodeDecodeError:
-        raise invalid_filter(f"The string {raw[:40]} contains an unpaired \\u surrogate escape") from None
+        raise invalid_filter(f"The string {shown(raw)} contains an unpaired \\u surrogate escape") from None
     if "\x00" in text:
         # SQLite's NOCASE, LIKE, instr and length stop at NUL, so such a value could not match exactly.
-        raise invalid_filter(f"The string {raw[:40]} contains a NUL character (\\u0000), which is not allowed")
+        raise invalid_filter(f"The string {shown(raw)} contains a NUL character (\\u0000), which is not allowed")
     return text
 
 
@@ -143,7 +143,7 @@ def tokenize(text: str) -> list[Token]:
                     'character or an invalid escape; escape " and \\ as \\" and \\\\'
                 )
             raise invalid_filter(
-                f"Unexpected character {text[pos]!r} at position {pos + 1} of the filter; "
+                f"Unexpected character {shown(text[pos])} at position {pos + 1} of the filter; "
                 'strings must be in double quotes, e.g. userName eq "alice@contoso.com"'
             )
         kind = match.lastgroup
@@ -276,7 +276,7 @@ def _describe(exc: SCIMParserError, text: str) -> str:
     match = re.search(r"index=(\d+)", str(exc))
     if match:
         index = int(match.group(1))
-        return f"unexpected {text[index : index + 20]!r} at position {index + 1}"
+        return f"unexpected {shown(text[index:])} at position {index + 1}"
     if str(exc).endswith("at: None"):
         return "it ends too early"
     return 'a value filter [...] must follow a plain attribute name, e.g. emails[type eq "work"].value'
@@ -415,7 +415,7 @@ def _check_value(ref: AttrRef, op: str, value: Value) -> Value:
         return value
     if not isinstance(value, str):
         raise invalid_filter(
-            f'{ref.name} is a {leaf.type}; put the value in double quotes, e.g. {ref.name} eq "{value}"'
+            f'{ref.name} is a {leaf.type}; put the value in double quotes, e.g. {ref.name} eq "{shown(value)}"'
         )
     if leaf.type == "dateTime":
         if op in ("co", "sw", "ew"):
@@ -439,7 +439,7 @@ def normalize_datetime(text: str, name: str) -> str:
             moment = moment.replace(tzinfo=UTC)
         return format_datetime(moment)
     except (ValueError, OverflowError):  # OverflowError: e.g. 0001-01-01T00:00:00+01:00 is before year 1 in UTC
-        raise invalid_filter(f'{name} is a dateTime; use the form "2026-01-31T12:00:00Z", not {text!r}') from None
+        raise invalid_filter(f'{name} is a dateTime; use the form "2026-01-31T12:00:00Z", not {shown(text)}') from None
 
 
 # --- evaluation in Python ---------------------------------------------------------------------

@@ -113,29 +113,39 @@ def target_of(rtype: str | None, body: object, resource_id: str | None) -> str |
 
 
 def may_hold_secrets(raw: bytes) -> bool:
-    """Cheap pre-check on a raw body: only bodies naming a sensitive key need a redaction pass.
+    """Cheap pre-check on a raw body: False only when no key of the parsed body can be sensitive,
+    so that the body may be logged as it came. The decision itself is redact()'s, on the parsed
+    body. A sensitive name can reach the parsed body without its bytes in the raw one only through
+    a JSON escape ("pass\\u0077ord") or the one non-ASCII character that str.lower() turns into an
+    ASCII letter (U+212A KELVIN SIGN, "k"): bodies holding either always go through redact().
     (Substring searches of a lower-cased copy: a case-insensitive regex took six times longer.)"""
     return any(map(raw.lower().__contains__, _SENSITIVE_BYTES))
 
 
-_SENSITIVE_BYTES = tuple(key.encode() for key in SENSITIVE_KEYS)
+_SENSITIVE_BYTES = (b"\\u", "\u212a".encode(), *(key.encode() for key in SENSITIVE_KEYS))
 
 
 def redact(value: object, depth: int = 0) -> object:
-    """A copy with every sensitive value replaced: under a sensitive key (also URN-qualified, as in
-    a path-less PATCH value), and the value of a PATCH operation whose path names a sensitive
-    attribute ({"path": "password", "value": ...}). Past MAX_REDACT_DEPTH nothing more is kept: a
-    body nested that deep is hostile, and walking it further would exhaust the recursion limit."""
+    """A copy of a parsed body with every sensitive value replaced: under a sensitive key (any case,
+    also URN-qualified, as in a path-less PATCH value), and the value of a PATCH operation whose
+    path names a sensitive attribute ({"path": "password", "value": ...}) or is not a string at
+    all (an operation the server refuses, whose value may still be a secret). Names are compared
+    as the server reads them: decoded, lower-cased with str.lower. Past MAX_REDACT_DEPTH nothing
+    more is kept: a body nested that deep is hostile, and walking it further would exhaust the
+    recursion limit."""
     if depth > MAX_REDACT_DEPTH:
         return TOO_DEEP
     if isinstance(value, dict):
         secret_value = any(
-            isinstance(k, str) and fold(k) == "path" and isinstance(v, str) and _names_secret(v)
+            isinstance(k, str)
+            and k.lower() == "path"
+            and v is not None
+            and (not isinstance(v, str) or _names_secret(v))
             for k, v in value.items()
         )
         return {
             k: REDACTED
-            if isinstance(k, str) and (_names_secret(k) or (secret_value and fold(k) == "value"))
+            if isinstance(k, str) and (_names_secret(k) or (secret_value and k.lower() == "value"))
             else redact(v, depth + 1)
             for k, v in value.items()
         }
@@ -146,5 +156,5 @@ def redact(value: object, depth: int = 0) -> object:
 
 def _names_secret(name: str) -> bool:
     """password, PASSWORD, urn:...:User:password, password.x: any attribute name part is sensitive."""
-    attribute = fold(name).rsplit(":", 1)[-1]
+    attribute = name.lower().rsplit(":", 1)[-1]
     return any(part.strip() in SENSITIVE_KEYS for part in re.split(r"[.\[\]]", attribute))

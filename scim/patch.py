@@ -15,7 +15,7 @@ from typing import Literal
 
 import orjson
 
-from scim.errors import ScimError, invalid_path, invalid_syntax, invalid_value, shown
+from scim.errors import SHOWN_CHARS, ScimError, invalid_path, invalid_syntax, invalid_value, shown
 from scim.filters import And, Compare, Node, Or, matches, parse_path_filter
 from scim.paths import resolve, split_urn
 from scim.schemas import ENTERPRISE_USER, PATCH_OP, SCHEMAS, Attribute, ResourceType
@@ -116,9 +116,12 @@ def _operations(body: object) -> list[dict]:
 
 
 def _label(operation: dict) -> str:
+    """The operation as the client wrote it ("replace title"); a long op or path quoted by shown()."""
     op, path = find_key(operation, "op"), find_key(operation, "path")
-    text = op.lower() if isinstance(op, str) else repr(op)
-    return f"{text} {path}" if isinstance(path, str) and path else text
+    text = op.lower() if isinstance(op, str) and len(op) <= SHOWN_CHARS else shown(op)
+    if not isinstance(path, str) or not path:
+        return text
+    return f"{text} {path if len(path) <= SHOWN_CHARS else shown(path)}"
 
 
 def _apply(rtype: ResourceType, work: dict, operation: dict) -> list[MemberOp]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from scim.errors import ScimError, invalid_path
+from scim.errors import ScimError, invalid_path, shown
 from scim.schemas import Attribute, ResourceType
 
 ErrorFactory = Callable[[str], ScimError]
@@ -82,7 +82,7 @@ def resolve(
     if urn is not None:
         canonical_urn = rtype.canonical_urn(urn)
         if canonical_urn is None:
-            raise error(f"Unknown schema {urn!r} for {rtype.name}; known: {', '.join(rtype.urns.values())}")
+            raise error(f"Unknown schema {shown(urn)} for {rtype.name}; known: {', '.join(rtype.urns.values())}")
     attr = rtype.attribute(canonical_urn, name)
     if attr is None and canonical_urn is None:
         # Unqualified extension names (Entra's "manager eq ...") resolve in the extensions.
@@ -92,13 +92,13 @@ def resolve(
                 canonical_urn = ext_urn
                 break
     if attr is None:
-        raise error(f"Unknown attribute {name!r} for {rtype.name}")
+        raise error(f"Unknown attribute {shown(name)} for {rtype.name}")
     ext = canonical_urn if canonical_urn in rtype.extensions else None
     if sub is None:
         return AttrRef(ext, attr)
     sub_attr = attr.sub(sub)
     if sub_attr is None:
-        raise error(f"Unknown sub-attribute {sub!r} of {attr.name}")
+        raise error(f"Unknown sub-attribute {shown(sub)} of {attr.name}")
     return AttrRef(ext, attr, sub_attr)
 
 
@@ -106,7 +106,7 @@ def resolve_sub(parent: AttrRef, name: str, *, error: ErrorFactory = invalid_pat
     """A sub-attribute of a multi-valued complex attribute, relative to one of its elements."""
     sub_attr = parent.attr.sub(name)
     if sub_attr is None:
-        raise error(f"Unknown sub-attribute {name!r} of {parent.attr.name}")
+        raise error(f"Unknown sub-attribute {shown(name)} of {parent.attr.name}")
     return AttrRef(parent.urn, parent.attr, sub_attr, element=True)
 
 
@@ -115,5 +115,5 @@ def resolve_text(rtype: ResourceType, text: str, *, error: ErrorFactory = invali
     urn, rest = split_urn(text)
     name, _, sub = rest.partition(".")
     if not name or "." in sub:
-        raise error(f"{text!r} is not an attribute path; use attr, attr.subAttr or urn:...:attr")
+        raise error(f"{shown(text)} is not an attribute path; use attr, attr.subAttr or urn:...:attr")
     return resolve(rtype, urn, name, sub or None, error=error)

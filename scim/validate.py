@@ -223,7 +223,7 @@ def _check_work_phones(doc: dict) -> None:
         kind = phone.get("type")
         if isinstance(kind, str) and kind.lower() == "work" and not is_e164(phone["value"]):
             raise invalid_value(
-                f'phoneNumbers[type eq "work"].value {phone["value"]!r} is not an E.164 phone number; '
+                f'phoneNumbers[type eq "work"].value {shown(phone["value"])} is not an E.164 phone number; '
                 "send + and the country code followed by the number, without spaces or punctuation, "
                 "e.g. +16175551212"
             )

@@ -28,7 +28,7 @@ from typing import Any
 import aiosqlite
 import orjson
 
-from scim.errors import ScimError, invalid_value, not_found
+from scim.errors import ScimError, invalid_value, not_found, shown
 from scim.filters import Node, format_datetime
 from scim.patch import Member, MemberOp
 from storage import (
@@ -367,7 +367,7 @@ class SqliteStore:
                     ),
                 )
             except sqlite3.IntegrityError:
-                raise AdminError(f"An API key named {name!r} already exists", 409) from None
+                raise AdminError(f"An API key named {shown(name)} already exists", 409) from None
 
         await self.write(insert)
         return key, secret
@@ -397,7 +397,7 @@ class SqliteStore:
         for key in await self.list_api_keys():
             if key.id == id_or_name or key.name.lower() == id_or_name.lower():
                 return key
-        raise AdminError(f"No API key with id or name {id_or_name!r}", 404)
+        raise AdminError(f"No API key with id or name {shown(id_or_name)}", 404)
 
     async def revoke_api_key(self, id_or_name: str) -> ApiKey:
         key = await self.find_api_key(id_or_name)
@@ -416,7 +416,7 @@ class SqliteStore:
         if api_key:
             key = await self.find_api_key(api_key)
             if key.revoked:
-                raise AdminError(f"API key {key.name!r} is revoked")
+                raise AdminError(f"API key {shown(key.name)} is revoked")
             key_id = key.id
         idp = Idp(_idp_id(), name, icon, key_id, now())
 
@@ -427,7 +427,7 @@ class SqliteStore:
                     (idp.id, idp.name, idp.icon, idp.api_key_id, idp.created),
                 )
             except sqlite3.IntegrityError:
-                raise AdminError(f"An IdP named {name!r} already exists", 409) from None
+                raise AdminError(f"An IdP named {shown(name)} already exists", 409) from None
 
         await self.write(insert)
         return idp
@@ -440,13 +440,13 @@ class SqliteStore:
         for idp in await self.list_idps():
             if idp.id == idp_id:
                 return idp
-        raise AdminError(f"No IdP with id {idp_id!r}", 404)
+        raise AdminError(f"No IdP with id {shown(idp_id)}", 404)
 
     async def set_idp_api_key(self, idp_id: str, api_key: str) -> Idp:
         idp = await self.get_idp(idp_id)
         key = await self.find_api_key(api_key)
         if key.revoked:
-            raise AdminError(f"API key {key.name!r} is revoked")
+            raise AdminError(f"API key {shown(key.name)} is revoked")
         await self.write(lambda conn: conn.execute("UPDATE idps SET api_key_id = ? WHERE id = ?", (key.id, idp.id)))
         self._auth_changed()
         return await self.get_idp(idp.id)
@@ -592,7 +592,7 @@ class SqliteStore:
         def run(conn: sqlite3.Connection) -> Row:
             current = _load(conn, tmap, idp_id, resource_id, members=False)
             if current is None:
-                raise not_found(f"{rtype} {resource_id} not found")
+                raise not_found(f"{rtype} {shown(resource_id)} not found")
             result: Change = change(current)
             changed = False
             columns: dict[str, object] = {}
@@ -621,7 +621,7 @@ class SqliteStore:
         def run(conn: sqlite3.Connection) -> None:
             current = _load(conn, tmap, idp_id, resource_id, members=False)
             if current is None:
-                raise not_found(f"{rtype} {resource_id} not found")
+                raise not_found(f"{rtype} {shown(resource_id)} not found")
             if check is not None:
                 check(current)
             stamp = now()
@@ -898,13 +898,13 @@ def _uniqueness(tmap: TableMap, doc: dict) -> ScimError:
     if tmap is USERS:
         return ScimError(
             409,
-            f"userName {doc.get('userName')!r} is already taken in this IdP (user names are "
+            f"userName {shown(doc.get('userName'))} is already taken in this IdP (user names are "
             "unique regardless of letter case); look the user up with a userName filter",
             "uniqueness",
         )
     return ScimError(
         409,
-        f"displayName {doc.get('displayName')!r} is already taken in this IdP (group names are "
+        f"displayName {shown(doc.get('displayName'))} is already taken in this IdP (group names are "
         "unique regardless of letter case)",
         "uniqueness",
     )
@@ -1041,14 +1041,14 @@ def _member_types(
             found[member_id] = kind
     missing = [i for i in ids if i not in found]
     if missing:
-        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
-        raise invalid_value(f"members: no user or group with id {shown} in this IdP; nothing was changed")
+        listed = ", ".join(map(shown, missing[:5])) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise invalid_value(f"members: no user or group with id {listed} in this IdP; nothing was changed")
     if group_id in found:
         raise invalid_value("members: a group cannot be a member of itself")
     declared = {m.value: m.type for m in members if m.type}
     for member_id, kind in found.items():
         if declared.get(member_id) and declared[member_id] != kind:
-            raise invalid_value(f"members: {member_id} is a {kind}, not a {declared[member_id]}")
+            raise invalid_value(f"members: {shown(member_id)} is a {kind}, not a {declared[member_id]}")
     return [(i, found[i]) for i in ids]
 
 

@@ -72,6 +72,7 @@ class Snapshot:
     write_batches: int = 0
     log_buffered: int = 0
     log_written: int = 0
+    log_dropped: int = 0
 
 
 class Metrics:
@@ -143,6 +144,7 @@ class Metrics:
         if self.provisioning_log is not None:
             snapshot.log_buffered = len(self.provisioning_log.pending)
             snapshot.log_written = self.provisioning_log.written
+            snapshot.log_dropped = self.provisioning_log.dropped
         for suffix in ("", "-wal"):
             try:
                 size = os.stat(self.store.path + suffix).st_size
@@ -241,4 +243,9 @@ class _StoreCollector(Collector):
         )
         yield CounterMetricFamily(
             "scimlet_provisioning_log_written_records", "Provisioning log records written", value=snap.log_written
+        )
+        yield CounterMetricFamily(
+            "scimlet_provisioning_log_dropped_records",
+            "Records of unauthenticated requests not written, past provisioning_log.unauthenticated_*",
+            value=snap.log_dropped,
         )

@@ -2,6 +2,11 @@
 
 Records are buffered in memory and written in batches through the store's writer, so recording
 never adds a database round trip to a SCIM request; a clean shutdown flushes what is buffered.
+
+What a client can make it store is bounded: every text field is clipped (MAX_LOGGED_TEXT,
+MAX_LOGGED_DETAIL, MAX_LOGGED_BODY characters), and requests without a valid key (401, 404 and 429
+before authentication) are recorded up to a rate per client address and for all addresses together;
+past it they are counted, and summed up once a minute in one record per address.
 """
 
 from __future__ import annotations
@@ -9,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 
 import orjson
@@ -20,22 +26,148 @@ from web.responses import ScimRequest
 
 log = logging.getLogger("scimlet.provisioning")
 MAX_LOGGED_BODY = 16_384
+MAX_LOGGED_DETAIL = 1024
+MAX_LOGGED_TEXT = 256  # path, target, operation, ids, client: real ones are well under 200
 FLUSH_SECONDS = 0.5
 FLUSH_RECORDS = 500
+SUMMARY_SECONDS = 60
+MAX_SUMMARIES = 10  # summary records per minute naming one address; the rest share one record
+MAX_TRACKED_CLIENTS = 10_000
+OTHER_CLIENTS = "other addresses"  # where addresses past MAX_TRACKED_CLIENTS are counted
 
 Listener = Callable[[LogRecord], None]
+
+
+class UnauthenticatedLimit:
+    """Which records of unauthenticated requests the provisioning log keeps: a token bucket per
+    client address (`per_minute` records, refilled evenly over a minute) and one for all addresses
+    together (`total_per_minute`), so that neither one address nor many can fill the disk. 0 turns
+    a bucket off. What is not kept is counted per address and summed up by summaries()."""
+
+    def __init__(
+        self,
+        per_minute: int,
+        total_per_minute: int,
+        clock: Callable[[], float] = time.monotonic,
+        max_clients: int = MAX_TRACKED_CLIENTS,
+    ) -> None:
+        self.per_minute = per_minute
+        self.total_per_minute = total_per_minute
+        self.clock = clock
+        self.max_clients = max_clients
+        self.buckets: dict[str, list[float]] = {}  # client -> [tokens, clock when counted]
+        self.everyone = [float(total_per_minute), clock()]
+        self.dropped: dict[str, list] = {}  # client -> [count, first time, last time, IdP ID or None]
+        self.dropped_total = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.per_minute > 0 or self.total_per_minute > 0
+
+    def admit(self, record: LogRecord) -> bool:
+        """Whether to keep this record of an unauthenticated request (else it is counted)."""
+        moment = self.clock()
+        client = record.client or "unknown"
+        bucket = None
+        if self.per_minute > 0:
+            bucket = self.buckets.get(client)
+            if bucket is None:
+                if len(self.buckets) >= self.max_clients:
+                    client = OTHER_CLIENTS
+                bucket = self.buckets.setdefault(client, [float(self.per_minute), moment])
+            _refill(bucket, self.per_minute, moment)
+        if self.total_per_minute > 0:
+            _refill(self.everyone, self.total_per_minute, moment)
+        if (bucket is None or bucket[0] >= 1) and (self.total_per_minute <= 0 or self.everyone[0] >= 1):
+            if bucket is not None:
+                bucket[0] -= 1
+            if self.total_per_minute > 0:
+                self.everyone[0] -= 1
+            return True
+        self.dropped_total += 1
+        counted = self.dropped.get(client)
+        if counted is None:
+            self.dropped[client] = [1, record.time, record.time, record.idp_id]
+        else:
+            counted[0] += 1
+            counted[2] = record.time
+            if counted[3] != record.idp_id:
+                counted[3] = None
+        return False
+
+    def summaries(self) -> list[LogRecord]:
+        """One record per address whose requests went unrecorded since the last call (the
+        MAX_SUMMARIES with the most; one record for the others), and forget full buckets."""
+        dropped, self.dropped = self.dropped, {}
+        ranked = sorted(dropped.items(), key=lambda item: item[1][0], reverse=True)
+        records = [self._summary(client, *counts) for client, counts in ranked[:MAX_SUMMARIES]]
+        rest = ranked[MAX_SUMMARIES:]
+        if rest:
+            count = sum(counts[0] for _, counts in rest)
+            first = min(counts[1] for _, counts in rest)
+            last = max(counts[2] for _, counts in rest)
+            records.append(self._summary(f"{len(rest)} {OTHER_CLIENTS}", count, first, last, None))
+        moment = self.clock()
+        for client, bucket in list(self.buckets.items()):
+            if _refill(bucket, self.per_minute, moment) >= self.per_minute:
+                del self.buckets[client]
+        return records
+
+    def _summary(self, client: str, count: int, first: str, last: str, idp_id: str | None) -> LogRecord:
+        limits = []
+        if self.per_minute > 0:
+            limits.append(f"{self.per_minute} a minute per address")
+        if self.total_per_minute > 0:
+            limits.append(f"{self.total_per_minute} a minute for all addresses together")
+        detail = (
+            f"{count} unauthenticated requests from {client} between {first} and {last} were not recorded, "
+            f"past the limit of {' and '.join(limits)} (provisioning_log.unauthenticated_per_minute, "
+            "unauthenticated_total_per_minute)"
+        )
+        return LogRecord(
+            time=now(),
+            idp_id=idp_id,
+            api_key_id=None,
+            method="-",
+            path="-",
+            operation="Unrecorded requests",
+            resource_type=None,
+            resource_id=None,
+            target=_clip(client, MAX_LOGGED_TEXT),
+            status=429,
+            scim_type=None,
+            detail=_clip(detail, MAX_LOGGED_DETAIL),
+            duration_ms=0.0,
+            client=_clip(client, MAX_LOGGED_TEXT),
+            request_body=None,
+            response_body=None,
+        )
+
+
+def _refill(bucket: list[float], per_minute: int, moment: float) -> float:
+    bucket[0] = min(float(per_minute), bucket[0] + (moment - bucket[1]) * per_minute / 60)
+    bucket[1] = moment
+    return bucket[0]
 
 
 class ProvisioningLog:
     """The buffer between requests and the provisioning_log table."""
 
-    def __init__(self, store: SqliteStore) -> None:
+    def __init__(self, store: SqliteStore, unauthenticated: UnauthenticatedLimit | None = None) -> None:
         self.store = store
+        self.unauthenticated = unauthenticated or UnauthenticatedLimit(0, 0)
         self.pending: list[LogRecord] = []
         self.task: asyncio.Task | None = None
         self.written = 0
 
+    @property
+    def dropped(self) -> int:
+        """Records of unauthenticated requests not kept, past their limit."""
+        return self.unauthenticated.dropped_total
+
     def add(self, record: LogRecord) -> None:
+        if record.api_key_id is None and self.unauthenticated.enabled and not self.unauthenticated.admit(record):
+            return
         self.pending.append(record)
         if len(self.pending) >= FLUSH_RECORDS and self.task is not None:
             asyncio.get_running_loop().create_task(self.flush())
@@ -44,8 +176,13 @@ class ProvisioningLog:
         self.task = asyncio.create_task(self._run())
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        summed_up = loop.time()
         while True:
             await asyncio.sleep(FLUSH_SECONDS)
+            if loop.time() - summed_up >= SUMMARY_SECONDS:
+                summed_up = loop.time()
+                self.pending.extend(self.unauthenticated.summaries())
             try:
                 await self.flush()
             except Exception:
@@ -68,11 +205,12 @@ class ProvisioningLog:
             with contextlib.suppress(asyncio.CancelledError):
                 await self.task
             self.task = None
+        self.pending.extend(self.unauthenticated.summaries())
         await self.flush()
 
 
-def _clip(text: str) -> str:
-    return text if len(text) <= MAX_LOGGED_BODY else text[:MAX_LOGGED_BODY] + "…"
+def _clip(text: str | None, limit: int) -> str | None:
+    return text if text is None or len(text) <= limit else text[:limit] + "…"
 
 
 def _logged_request_body(raw: bytes, parsed: object) -> str | None:
@@ -82,13 +220,14 @@ def _logged_request_body(raw: bytes, parsed: object) -> str | None:
         # A body that is not JSON cannot be redacted field by field, so it is not kept at all.
         return f"[{len(raw)} bytes, not JSON]"
     if may_hold_secrets(raw):
-        return _clip(orjson.dumps(redact(parsed)).decode())
-    return _clip(raw.decode("utf-8", "replace"))
+        return _clip(orjson.dumps(redact(parsed)).decode(), MAX_LOGGED_BODY)
+    return _clip(raw.decode("utf-8", "replace"), MAX_LOGGED_BODY)
 
 
 def build_record(request: ScimRequest, status: int, response_raw: bytes, duration_ms: float) -> LogRecord:
     """The provisioning log record of one answered SCIM request, from what answering it kept:
-    nothing here parses a body again."""
+    nothing here parses a body again. Every field a client's text reaches is clipped; the others
+    (time, key id, resource type, status, scimType, duration) hold only values the server chose."""
     idp_id, rest = request.segments[0], [s for s in request.segments[1:] if s]
     method = request.method
     operation, rtype = classify(method, rest, request.query_params, request.body)
@@ -100,19 +239,19 @@ def build_record(request: ScimRequest, status: int, response_raw: bytes, duratio
     principal = request.principal
     return LogRecord(
         time=now(),
-        idp_id=idp_id,
+        idp_id=_clip(idp_id, MAX_LOGGED_TEXT),
         api_key_id=principal.api_key_id if principal is not None else None,
-        method=method,
-        path=request.scope["path"],
-        operation=operation,
+        method=_clip(method, MAX_LOGGED_TEXT),
+        path=_clip(request.scope["path"], MAX_LOGGED_TEXT),
+        operation=_clip(operation, MAX_LOGGED_TEXT),
         resource_type=rtype,
-        resource_id=resource_id,
-        target=target,
+        resource_id=_clip(resource_id, MAX_LOGGED_TEXT),
+        target=_clip(target, MAX_LOGGED_TEXT),
         status=status,
         scim_type=error.scim_type if error is not None else None,
-        detail=error.detail if error is not None else None,
+        detail=_clip(error.detail, MAX_LOGGED_DETAIL) if error is not None else None,
         duration_ms=round(duration_ms, 3),
-        client=request.client_host or None,
+        client=_clip(request.client_host, MAX_LOGGED_TEXT) or None,
         request_body=_logged_request_body(request.raw_body, request.body),
-        response_body=_clip(response_raw.decode("utf-8", "replace")) if response_raw else None,
+        response_body=_clip(response_raw.decode("utf-8", "replace"), MAX_LOGGED_BODY) if response_raw else None,
     )

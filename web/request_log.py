@@ -41,6 +41,7 @@ SCIM_ENDPOINTS = {
 }
 SEARCH = {name: f"{SCIM_PREFIX}{{idp}}/{name}/.search" for name in ("Users", "Groups")}
 TEXT_FORMAT = "%(levelname)s %(name)s: %(message)s"
+MAX_LOGGED_PATH = 256  # characters of a request line's path (and IdP ID); "..." marks the cut
 
 
 class RequestMiddleware:
@@ -130,8 +131,13 @@ def _templates(routes: Iterable[BaseRoute], prefix: str) -> Iterable[tuple[int, 
 def _log_request(level: int, scope: Scope, route: str, status: int, seconds: float, idp: str | None) -> None:
     # raw_path is the request target as sent (percent-encoded): it cannot smuggle a line break
     # into a text log, which the decoded path could.
+    # Both clipped: a client chooses them, and a line per request must not grow with what it sends.
     raw = scope.get("raw_path")
     path = raw.decode("latin-1") if raw else scope["path"]
+    if len(path) > MAX_LOGGED_PATH:
+        path = path[:MAX_LOGGED_PATH] + "..."
+    if idp is not None and len(idp) > MAX_LOGGED_PATH:
+        idp = idp[:MAX_LOGGED_PATH] + "..."
     client = scope.get("client")
     fields = {
         "method": scope["method"],

@@ -11,7 +11,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.types import Receive, Scope
 
-from scim.errors import ScimError, invalid_syntax
+from scim.errors import ScimError, invalid_syntax, shown
 from storage import Principal
 
 SCIM_PREFIX = "/v1/scim/"
@@ -51,9 +51,9 @@ def error_response(error: ScimError, headers: dict[str, str] | None = None) -> S
 def routing_error(method: str, path: str, exc: HTTPException) -> ScimError:
     """A routing error (unknown path, wrong method) as a SCIM error."""
     if exc.status_code == 404:
-        detail = f"No such endpoint: {path}; SCIM resources are under /v1/scim/<IdP ID>/Users and /Groups"
+        detail = f"No such endpoint: {shown(path)}; SCIM resources are under /v1/scim/<IdP ID>/Users and /Groups"
     elif exc.status_code == 405:
-        detail = f"{method} is not allowed on {path}"
+        detail = f"{method} is not allowed on {shown(path)}"
     else:
         detail = str(exc.detail)
     return ScimError(exc.status_code, detail)
@@ -177,7 +177,7 @@ async def read_json(request: ScimRequest, max_bytes: int, deadlines: BodyDeadlin
     content_type = request.headers.get("content-type", "")
     media = content_type.split(";", 1)[0].strip().lower()
     if media and not (media.endswith("/json") or media.endswith("+json")):
-        raise ScimError(415, f"Send the body as application/scim+json or application/json, not {media}")
+        raise ScimError(415, f"Send the body as application/scim+json or application/json, not {shown(media)}")
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > max_bytes:
         raise ScimError(413, f"The request body is larger than the limit of {max_bytes} bytes")

@@ -234,7 +234,7 @@ class ScimApi:
         for rtype in schemas.RESOURCE_TYPES.values():
             if rtype.name.lower() == name.lower():
                 return ScimResponse(rtype.to_dict(self.base_url(request)))
-        raise not_found(f"No resource type {name!r}; known: User, Group")
+        raise not_found(f"No resource type {shown(name)}; known: User, Group")
 
     async def schema_list(self, request: ScimRequest) -> Response:
         self.authenticate(request)
@@ -247,7 +247,7 @@ class ScimApi:
         for schema in schemas.SCHEMAS.values():
             if schema.id.lower() == urn.lower():
                 return ScimResponse(schema.to_dict(self.base_url(request)))
-        raise not_found(f"No schema {urn!r}")
+        raise not_found(f"No schema {shown(urn)}")
 
     # --- resources -------------------------------------------------------------------------------
 
@@ -353,7 +353,7 @@ class ScimApi:
             rtype.name, principal.idp_id, resource_id, members=self.loads_references(rtype, projection)
         )
         if row is None:
-            raise not_found(f"{rtype.name} {resource_id} not found")
+            raise not_found(f"{rtype.name} {shown(resource_id)} not found")
         if "if-none-match" in request.headers and etag_matches(
             parse_etags(request.headers["if-none-match"]), row.version
         ):
@@ -366,7 +366,9 @@ class ScimApi:
         resource_id = request.path_params["id"]
         if isinstance(body.get("id"), str) and body["id"] != resource_id:
             raise ScimError(
-                400, f"id is immutable: the body says {body['id']!r} but the URL says {resource_id!r}", "mutability"
+                400,
+                f"id is immutable: the body says {shown(body['id'])} but the URL says {shown(resource_id)}",
+                "mutability",
             )
         doc = validate_resource(rtype, body)
         member_ops = []

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from scim.errors import ScimError
+from scim.errors import ScimError, shown
 from scim.schemas import GROUP_TYPE, USER_TYPE, ResourceType
 from storage.sqlite import AdminError
 from web.admin.auth import AdminAuth, Throttled, client_address, csrf_ok
@@ -276,9 +276,9 @@ def _error(status: int, detail: str, headers: dict[str, str] | None = None) -> R
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if exc.status_code == 404:
-        return _error(404, f"No admin API endpoint at {request.url.path}")
+        return _error(404, f"No admin API endpoint at {shown(request.url.path)}")
     if exc.status_code == 405:
-        return _error(405, f"{request.method} is not allowed on {request.url.path}", dict(exc.headers or {}))
+        return _error(405, f"{request.method} is not allowed on {shown(request.url.path)}", dict(exc.headers or {}))
     return _error(exc.status_code, str(exc.detail))
 
 
@@ -324,4 +324,4 @@ def _whole(value: str | None, name: str, default: int) -> int:
     try:
         return int(value)
     except ValueError:
-        raise ApiError(400, f"{name} must be a whole number, not {value!r}") from None
+        raise ApiError(400, f"{name} must be a whole number, not {shown(value)}") from None

@@ -20,7 +20,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from scim.errors import ScimError
+from scim.errors import ScimError, shown
 from scim.schemas import GROUP_TYPE, USER_TYPE, ResourceType
 from storage import AdminSession
 from storage.sqlite import AdminError
@@ -146,7 +146,9 @@ class Console:
     async def _http_error(self, request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         title = "Page not found" if exc.status_code == 404 else f"Error {exc.status_code}"
-        message = f"There is no console page at {request.url.path}." if exc.status_code == 404 else str(exc.detail)
+        message = (
+            f"There is no console page at {shown(request.url.path)}." if exc.status_code == 404 else str(exc.detail)
+        )
         return self.render(request, "error.html", {"title": title, "message": message}, exc.status_code)
 
     async def _admin_error(self, request: Request, exc: Exception) -> Response:

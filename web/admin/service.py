@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from scim.errors import shown
 from scim.filters import Node, format_datetime, parse_filter
 from scim.resources import to_resource
 from scim.schemas import GROUP_TYPE, USER_TYPE, ResourceType
@@ -144,7 +145,7 @@ class AdminService:
     async def create_idp(self, name: str, icon: str, api_key: str | None) -> Idp:
         _check_length("name", name.strip(), MAX_NAME)
         if icon not in ICONS:
-            raise AdminError(f"Unknown icon {icon!r}; choose one of {', '.join(ICONS)}")
+            raise AdminError(f"Unknown icon {shown(icon)}; choose one of {', '.join(ICONS)}")
         return await self.store.create_idp(name, icon, api_key or None)
 
     async def configure_scim(self, idp_id: str, api_key: str) -> Idp:
@@ -235,7 +236,7 @@ class AdminService:
         await self.store.get_idp(idp_id)
         row = await self.store.get(USER_TYPE.name, idp_id, user_id, members=True)
         if row is None:
-            raise AdminError(f"No user with id {user_id!r} in this IdP", 404)
+            raise AdminError(f"No user with id {shown(user_id)} in this IdP", 404)
         return self.resource(
             USER_TYPE, idp_id, row.id, row.doc, row.version, row.created, row.modified, groups=row.groups
         )
@@ -245,7 +246,7 @@ class AdminService:
         await self.store.get_idp(idp_id)
         row = await self.store.get(GROUP_TYPE.name, idp_id, group_id, members=False)
         if row is None:
-            raise AdminError(f"No group with id {group_id!r} in this IdP", 404)
+            raise AdminError(f"No group with id {shown(group_id)} in this IdP", 404)
         total, members = await self.store.group_members(idp_id, group_id, MEMBERS_SHOWN)
         return GroupDetail(
             self.resource(GROUP_TYPE, idp_id, row.id, row.doc, row.version, row.created, row.modified, members=members),
@@ -340,7 +341,7 @@ def parse_time(text: str | None, what: str) -> str | None:
     try:
         moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
-        raise AdminError(f"{what} must be a date and time such as 2025-01-31T14:00, not {text!r}") from None
+        raise AdminError(f"{what} must be a date and time such as 2025-01-31T14:00, not {shown(text)}") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return format_datetime(moment)
@@ -359,7 +360,7 @@ def log_query(
 ) -> LogQuery:
     """A LogQuery from the console's form fields or the API's query parameters (all text)."""
     if outcome not in (None, "", "success", "failure"):
-        raise AdminError(f"outcome must be success or failure, not {outcome!r}")
+        raise AdminError(f"outcome must be success or failure, not {shown(outcome)}")
     failures = None if not outcome else outcome == "failure"
     before_id = _whole(before, "before") if before not in (None, "") else None
     limit = _whole(count, "count") if count not in (None, "") else 50
@@ -381,4 +382,4 @@ def _whole(value: str | int | None, what: str) -> int:
             raise ValueError
         return int(value)
     except ValueError:
-        raise AdminError(f"{what} must be a whole number, not {value!r}") from None
+        raise AdminError(f"{what} must be a whole number, not {shown(value)}") from None
