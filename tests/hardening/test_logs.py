@@ -82,7 +82,10 @@ async def test_every_error_detail_quotes_a_client_value_clipped(tmp_path: Path) 
             (
                 lambda: http.patch(
                     f"/Users/{user['id']}",
-                    json={"schemas": [PATCH_SCHEMA], "Operations": [{"op": "replace", "path": f"!{LONG}", "value": "x"}]},
+                    json={
+                        "schemas": [PATCH_SCHEMA],
+                        "Operations": [{"op": "replace", "path": f"!{LONG}", "value": "x"}],
+                    },
                 ),
                 400,
             ),
