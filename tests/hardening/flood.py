@@ -58,22 +58,33 @@ async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, 
     return int(head.split(b" ", 2)[1])
 
 
-async def flood(port: int, tenant_path: str, count: int, size: int, concurrency: int = 8) -> dict[int, int]:
+async def flood(
+    port: int, tenant_path: str, count: int, size: int, concurrency: int = 8, sources: list[str] | None = None
+) -> dict[int, int]:
     """Send `count` unauthenticated requests to 127.0.0.1:port, round-robin over the kinds above, on
-    `concurrency` keep-alive connections (a new one when the server closes one); the statuses received."""
+    `concurrency` keep-alive connections (a new one when the server closes one); the statuses received.
+    With `sources` (local addresses such as 127.0.1.7), each request comes from the next of them."""
     kinds = itertools.cycle(unauthenticated_requests(tenant_path, size))
+    addresses = itertools.cycle(sources) if sources else None
     statuses: dict[int, int] = {}
     remaining = iter(range(count))
 
+    async def connect() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        local = (next(addresses), 0) if addresses is not None else None
+        return await asyncio.open_connection("127.0.0.1", port, limit=1 << 20, local_addr=local)
+
     async def worker() -> None:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 20)
+        reader, writer = await connect()
         for _ in remaining:
             request = next(kinds)
+            if addresses is not None:
+                writer.close()
+                reader, writer = await connect()
             try:
                 status = await _exchange(reader, writer, request)
             except (ConnectionError, asyncio.IncompleteReadError):
                 writer.close()
-                reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 20)
+                reader, writer = await connect()
                 status = await _exchange(reader, writer, request)
             statuses[status] = statuses.get(status, 0) + 1
         writer.close()
