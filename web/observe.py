@@ -158,6 +158,7 @@ class ProvisioningLog:
         self.unauthenticated = unauthenticated or UnauthenticatedLimit(0, 0)
         self.pending: list[LogRecord] = []
         self.task: asyncio.Task | None = None
+        self.flushing: set[asyncio.Task] = set()
         self.written = 0
 
     @property
@@ -170,7 +171,7 @@ class ProvisioningLog:
             return
         self.pending.append(record)
         if len(self.pending) >= FLUSH_RECORDS and self.task is not None:
-            asyncio.get_running_loop().create_task(self.flush())
+            self._flush_soon()
 
     async def start(self) -> None:
         self.task = asyncio.create_task(self._run())
@@ -183,10 +184,21 @@ class ProvisioningLog:
             if loop.time() - summed_up >= SUMMARY_SECONDS:
                 summed_up = loop.time()
                 self.pending.extend(self.unauthenticated.summaries())
-            try:
-                await self.flush()
-            except Exception:
-                log.exception("could not write provisioning log records; they stay buffered")
+            # Shielded: a write handed to the store commits even if its waiter is cancelled, so
+            # cancelling a flush half-way would put back, and later write again, records it wrote.
+            await asyncio.shield(self._flush_soon())
+
+    def _flush_soon(self) -> asyncio.Task:
+        task = asyncio.get_running_loop().create_task(self._flush_logged())
+        self.flushing.add(task)
+        task.add_done_callback(self.flushing.discard)
+        return task
+
+    async def _flush_logged(self) -> None:
+        try:
+            await self.flush()
+        except Exception:
+            log.exception("could not write provisioning log records; they stay buffered")
 
     async def flush(self) -> None:
         if not self.pending:
@@ -205,6 +217,7 @@ class ProvisioningLog:
             with contextlib.suppress(asyncio.CancelledError):
                 await self.task
             self.task = None
+        await asyncio.gather(*self.flushing)
         self.pending.extend(self.unauthenticated.summaries())
         await self.flush()
 

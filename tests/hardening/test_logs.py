@@ -21,11 +21,13 @@ from tests.conftest import PATCH_SCHEMA, entra_user
 from tests.hardening.asgi import configured_tenant
 from tests.hardening.flood import LOG_TEXT_COLUMNS, flood, stored_log_bytes
 from web.observe import (
+    FLUSH_RECORDS,
     MAX_LOGGED_BODY,
     MAX_LOGGED_DETAIL,
     MAX_LOGGED_TEXT,
     MAX_SUMMARIES,
     OTHER_CLIENTS,
+    ProvisioningLog,
     UnauthenticatedLimit,
 )
 
@@ -214,3 +216,19 @@ def test_a_flood_of_large_unauthenticated_requests_stores_a_bounded_log(server_f
     # The process log: a line per request, each with its path clipped.
     lines = [line for line in server.output().splitlines() if "scimlet.access" in line]
     assert len(lines) == 1000 and max(map(len, lines)) < 400
+
+
+async def test_stopping_while_a_flush_is_in_flight_writes_each_record_once(tmp_path: Path) -> None:
+    async with configured_tenant(tmp_path) as tenant:
+        provisioning_log = ProvisioningLog(tenant.store)
+        await provisioning_log.start()
+        large = "b" * MAX_LOGGED_BODY  # records that take the writer a while
+        for _ in range(FLUSH_RECORDS - 100):
+            provisioning_log.add(record("10.0.0.1", api_key_id="key")._replace(request_body=large))
+        while provisioning_log.pending:  # the periodic flush has taken them and is writing them
+            await asyncio.sleep(0.001)
+        await provisioning_log.stop()  # SIGTERM's path: the flush in flight is not undone, nor repeated
+        conn = sqlite3.connect(tmp_path / "scimlet.db")
+        (count,) = conn.execute("SELECT count(*) FROM provisioning_log").fetchone()
+        conn.close()
+    assert count == FLUSH_RECORDS - 100 == provisioning_log.written
