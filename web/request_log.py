@@ -41,7 +41,7 @@ SCIM_ENDPOINTS = {
 }
 SEARCH = {name: f"{SCIM_PREFIX}{{idp}}/{name}/.search" for name in ("Users", "Groups")}
 TEXT_FORMAT = "%(levelname)s %(name)s: %(message)s"
-MAX_LOGGED_PATH = 256  # characters of a request line's path (and IdP ID); "..." marks the cut
+MAX_LOGGED_PATH = 256  # characters of a request line's path, IdP ID and client; "..." marks a cut path
 
 
 class RequestMiddleware:
@@ -139,6 +139,7 @@ def _log_request(level: int, scope: Scope, route: str, status: int, seconds: flo
     if idp is not None and len(idp) > MAX_LOGGED_PATH:
         idp = idp[:MAX_LOGGED_PATH] + "..."
     client = scope.get("client")
+    address = client[0][:MAX_LOGGED_PATH] if client else None  # from X-Forwarded-For behind a proxy
     fields = {
         "method": scope["method"],
         "path": path,
@@ -146,7 +147,7 @@ def _log_request(level: int, scope: Scope, route: str, status: int, seconds: flo
         "status": status,
         "duration_ms": round(seconds * 1000, 3),
         "idp": idp,
-        "client": client[0] if client else None,
+        "client": address,
     }
     message = f"{fields['method']} {path} {status} {seconds * 1000:.1f}ms"
     if _handler is not None and _handler.owns_output():

@@ -61,7 +61,7 @@ def routing_error(method: str, path: str, exc: HTTPException) -> ScimError:
 
 def internal_error(method: str, path: str, exc: BaseException) -> ScimError:
     """What the client sees of a bug; the traceback goes to the log."""
-    log.error("unhandled error on %s %s", method, path, exc_info=exc)
+    log.error("unhandled error on %s %s", method, shown(path), exc_info=exc)
     return ScimError(500, "Internal server error; this is a bug in scimlet, please report it")
 
 
