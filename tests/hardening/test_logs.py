@@ -8,12 +8,14 @@ per address and for all addresses together, and the rest counted.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import signal
 import sqlite3
 from pathlib import Path
 
 import httpx
+import pytest
 
 from scim.errors import SHOWN_CHARS
 from storage import LogRecord
@@ -30,6 +32,7 @@ from web.observe import (
     ProvisioningLog,
     UnauthenticatedLimit,
 )
+from web.request_log import MAX_LOGGED_PATH
 
 LONG = "Q" * 5000  # a client value: a detail quoting more than SHOWN_CHARS of it is not clipped
 MAX_DETAIL = 400  # the longest detail any of these may be, with its clipped quotation
@@ -232,3 +235,18 @@ async def test_stopping_while_a_flush_is_in_flight_writes_each_record_once(tmp_p
         (count,) = conn.execute("SELECT count(*) FROM provisioning_log").fetchone()
         conn.close()
     assert count == FLUSH_RECORDS - 100 == provisioning_log.written
+
+
+async def test_a_request_line_clips_the_path_and_idp_id(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="scimlet.access")
+    async with configured_tenant(tmp_path, client=("c" * 5000, 1)) as tenant:
+        long = "L" * 30_000
+        assert (await tenant.client.get(f"https://scim.test/v1/scim/{long}/Users")).status_code == 401
+        assert (await tenant.client.get(f"https://scim.test/elsewhere/{long}")).status_code == 404
+    lines = [r for r in caplog.records if r.name == "scimlet.access"]
+    assert len(lines) == 2
+    for line in lines:
+        assert len(line.getMessage()) < MAX_LOGGED_PATH + 40 and line.getMessage().endswith("ms")
+        assert len(line.request["path"]) == MAX_LOGGED_PATH + 3 and line.request["path"].endswith("...")
+        assert len(line.request["client"]) == MAX_LOGGED_PATH
+    assert lines[0].request["idp"] == "L" * MAX_LOGGED_PATH + "..."
