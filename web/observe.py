@@ -100,20 +100,25 @@ class UnauthenticatedLimit:
         MAX_SUMMARIES with the most; one record for the others), and forget full buckets."""
         dropped, self.dropped = self.dropped, {}
         ranked = sorted(dropped.items(), key=lambda item: item[1][0], reverse=True)
-        records = [self._summary(client, *counts) for client, counts in ranked[:MAX_SUMMARIES]]
+        records = [
+            self._summary(client, *counts, address=client != OTHER_CLIENTS) for client, counts in ranked[:MAX_SUMMARIES]
+        ]
         rest = ranked[MAX_SUMMARIES:]
         if rest:
             count = sum(counts[0] for _, counts in rest)
             first = min(counts[1] for _, counts in rest)
             last = max(counts[2] for _, counts in rest)
-            records.append(self._summary(f"{len(rest)} {OTHER_CLIENTS}", count, first, last, None))
+            records.append(self._summary(f"{len(rest)} {OTHER_CLIENTS}", count, first, last, None, address=False))
         moment = self.clock()
         for client, bucket in list(self.buckets.items()):
             if _refill(bucket, self.per_minute, moment) >= self.per_minute:
                 del self.buckets[client]
         return records
 
-    def _summary(self, client: str, count: int, first: str, last: str, idp_id: str | None) -> LogRecord:
+    def _summary(
+        self, client: str, count: int, first: str, last: str, idp_id: str | None, *, address: bool
+    ) -> LogRecord:
+        """`client` is an address, or (address=False) words such as "other addresses"."""
         limits = []
         if self.per_minute > 0:
             limits.append(f"{self.per_minute} a minute per address")
@@ -138,7 +143,7 @@ class UnauthenticatedLimit:
             scim_type=None,
             detail=_clip(detail, MAX_LOGGED_DETAIL),
             duration_ms=0.0,
-            client=_clip(client, MAX_LOGGED_TEXT),
+            client=_clip(client, MAX_LOGGED_TEXT) if address else None,
             request_body=None,
             response_body=None,
         )

@@ -176,6 +176,10 @@ def test_many_addresses_share_one_budget_and_a_bounded_table() -> None:
     assert len(summaries) == MAX_SUMMARIES + 1  # the addresses with most drops, then one for the rest
     assert sum(int(s.detail.split()[0]) for s in summaries) == 4950
     assert summaries[-1].idp_id is None  # drops under several IdPs: the summary names none
+    assert summaries[-1].client is None and summaries[-1].target.endswith(f" {OTHER_CLIENTS}")
+    # Addresses past max_clients share one bucket, which drops the most; it names no address either.
+    assert summaries[0].target == OTHER_CLIENTS and summaries[0].client is None
+    assert all(s.client == s.target and s.client.startswith("10.1.") for s in summaries[1:-1])
     clock[0] += 60
     limit.summaries()
     assert limit.buckets == {}  # refilled buckets are forgotten
