@@ -155,6 +155,9 @@ def redact(value: object, depth: int = 0) -> object:
 
 
 def _names_secret(name: str) -> bool:
-    """password, PASSWORD, urn:...:User:password, password.x: any attribute name part is sensitive."""
-    attribute = name.lower().rsplit(":", 1)[-1]
-    return any(part.strip() in SENSITIVE_KEYS for part in re.split(r"[.\[\]]", attribute))
+    """password, PASSWORD, urn:...:User:password, password.x, password[value eq "a:b"]: any part of
+    the name between its colons, dots and brackets is sensitive."""
+    return any(part.strip() in SENSITIVE_KEYS for part in _NAME_PARTS.split(name.lower()))
+
+
+_NAME_PARTS = re.compile(r"[:.\[\]]")

@@ -56,7 +56,7 @@ DISGUISED_SECRETS = [
 DISGUISED_PATCHES = [
     ({"op": "replace", "path": "PASSWORD", "value": "Upper-path-7"}, "Upper-path-7"),
     ({"op": "replace", "path": ENTERPRISE_PASSWORD.upper(), "value": "Urn-path-8"}, "Urn-path-8"),
-    ({"op": "replace", "path": 'password[value eq "x"]', "value": "Filtered-path-9"}, "Filtered-path-9"),
+    ({"op": "replace", "path": 'password[value eq "x:y"]', "value": "Filtered-path-9"}, "Filtered-path-9"),
     ({"op": "replace", "path": "password.value", "value": "Sub-attribute-10"}, "Sub-attribute-10"),
     ({"op": "replace", "path": ["password"], "value": "List-path-11"}, "List-path-11"),  # refused, still secret
     ({"OP": "Replace", "PATH": "pass\u0077ord", "VALUE": "Escaped-path-12"}, "Escaped-path-12"),
