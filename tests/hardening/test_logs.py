@@ -218,6 +218,8 @@ def test_a_flood_of_large_unauthenticated_requests_stores_a_bounded_log(server_f
     records, stored = stored_log_bytes(server.query)
     # 30 records of the address's burst and a few refilled while the flood ran, and one summary.
     assert records <= 40 and stored <= 40 * 3000, (records, stored)
+    (longest,) = server.query("SELECT max(length(detail)) FROM provisioning_log WHERE status != 429")[0]
+    assert 100 < longest <= MAX_DETAIL  # each detail quoted its 60,000-character value clipped
     (detail,) = server.query("SELECT detail FROM provisioning_log WHERE operation = 'Unrecorded requests'")[0]
     assert detail.startswith(f"{1001 - records} unauthenticated requests from 127.0.0.1 between ")
     # The process log: a line per request, each with its path clipped.
