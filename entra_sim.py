@@ -1,6 +1,6 @@
 """Replay a whole Microsoft Entra ID provisioning cycle against a SCIM server, and report like Entra does.
 
-`python app.py entra-sim --url TENANT_URL --token SECRET` sends the requests of /work/shared/ENTRA.md
+`python app.py entra-sim --url TENANT_URL --token SECRET` sends the requests of docs/entra.md
 in the order Entra sends them: Test Connection, schema discovery, then for each user the lookup by
 userName and the create, group creation and membership, an incremental cycle (updates, a disable, a
 restore, member removals, a rename), and the deletes. Each operation is printed as it happens, in the
@@ -622,7 +622,7 @@ def simulate(
         f"run {run}: {users} users, {groups} groups, dialect {', '.join(dialects)}",
         file=out,
     )
-    # Entra answers within 60 s or counts a failure (ENTRA.md, "Transport").
+    # Entra answers within 60 s or counts a failure (docs/entra.md, "Requests in general").
     with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=timeout) as client:
         for name in dialects:
             print(

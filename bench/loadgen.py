@@ -638,7 +638,7 @@ async def phase_patch(
             bad += 1
             res.fail(f"spot GET after PATCH /Users/{state.ids[i]}: {_describe(status, body, 600)}")
     if checked:
-        # a disabled user must still be found by the filter (ENTRA.md)
+        # a disabled user must still be found by the filter (docs/entra.md)
         i = picks[0]
         status, body, _ = await state.client.one("GET", "/Users?" + filter_query("userName", state.user_names[i]))
         if status != 200 or loads(body).get("totalResults") != 1:

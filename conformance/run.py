@@ -7,7 +7,7 @@ temporary database and a free port, creates an API key and an IdP through the CL
   * scim2-tester's check_server (every tag), through scim2-client's httpx2 engine, and
   * scim-sanity's live probe in strict mode (`scim-sanity probe URL --json-output`),
 
-against the tenant URL. Checks that contradict ENTRA.md or the connector's rules are excluded by
+against the tenant URL. Checks that contradict docs/entra.md or the connector's rules are excluded by
 name below, each with its reason (docs/conformance.md explains them at length). The last line is
 `N passed, N failed, N skipped`; the exit status is 1 when anything failed.
 """
@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SANITY = Path(sys.executable).with_name("scim-sanity")
 
 MEMBER_DISPLAY = "compares members field by field, including the readOnly display the server fills in"
-GROUP_PATCH_204 = "expects 200 with a body; groups answer PATCH with 204 (ENTRA.md, RFC 7644 §3.5.2 allows it)"
+GROUP_PATCH_204 = "expects 200 with a body; groups answer PATCH with 204 (docs/entra.md, RFC 7644 §3.5.2 allows it)"
 # Checks we deliberately do not count, by exact name, with the one-line reason (see docs/conformance.md).
 EXCLUDED: dict[str, str] = {
     "scim2-tester Group/check_add_attribute[members]": MEMBER_DISPLAY,

@@ -28,7 +28,7 @@ PATCH_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 
 
 def entra_user(user_name: str, **extra: object) -> dict:
-    """The create body Entra sends (ENTRA.md), with a given userName."""
+    """The create body Entra sends (docs/entra.md), with a given userName."""
     body = {
         "schemas": [USER_SCHEMA, ENTERPRISE],
         "externalId": f"ext-{user_name}",

@@ -1,4 +1,4 @@
-"""The Entra replay suite: every request shape of /work/shared/ENTRA.md against one live server.
+"""The Entra replay suite: every request shape of docs/entra.md against one live server.
 
 One `python app.py serve` process serves the whole suite (starting one per test would dominate its
 run time); every test makes its own users and groups with unique names, so tests stay independent.

@@ -1,4 +1,4 @@
-"""Request shapes of /work/shared/ENTRA.md and the checks the replay suite makes on answers."""
+"""Request shapes of docs/entra.md and the checks the replay suite makes on answers."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def send(
 
 
 def user_body(user_name: str, **extra: object) -> dict:
-    """The create body of ENTRA.md ("Create (shape from Microsoft's docs)"), with a GUID externalId."""
+    """The create body of docs/entra.md ("Creating users"), with a GUID externalId."""
     body = entra_user(
         user_name, externalId=str(uuid.uuid4()), emails=[{"primary": True, "type": "work", "value": user_name}]
     )

@@ -178,7 +178,7 @@ def test_accept_headers_never_cause_406(http: httpx.Client) -> None:
 def test_every_group_read_excludes_members_without_losing_the_group(http: httpx.Client) -> None:
     user = create_user(http)
     group = create_group(http)
-    assert group["members"] == []  # created empty, as ENTRA.md shows
+    assert group["members"] == []  # created empty, as docs/entra.md says
     send(
         http,
         "PATCH",

@@ -1,4 +1,4 @@
-"""Every row of ENTRA.md's "Status codes Entra relies on", each provoked the way a client would."""
+"""Every row of docs/entra.md's "Status codes", each provoked the way a client would."""
 
 from __future__ import annotations
 

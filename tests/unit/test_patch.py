@@ -1,4 +1,4 @@
-"""apply_patch on both of Entra's PATCH dialects and RFC 7644 §3.5.2 (see ENTRA.md)."""
+"""apply_patch on both of Entra's PATCH dialects and RFC 7644 §3.5.2 (see docs/entra.md)."""
 
 import copy
 import json

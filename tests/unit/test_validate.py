@@ -1,4 +1,4 @@
-"""validate_resource, parse_members and coerce_bool, on the bodies Entra sends (see ENTRA.md)."""
+"""validate_resource, parse_members and coerce_bool, on the bodies Entra sends (see docs/entra.md)."""
 
 import json
 

@@ -70,7 +70,7 @@ OPERATIONS = (
     "Read ResourceTypes",
 )
 
-# The attribute mappings the Meta Networks Connector expects in Entra (README, ENTRA.md).
+# The attribute mappings the Meta Networks Connector expects in Entra (README, docs/entra.md).
 ENTRA_MAPPINGS = (
     ("User", "userPrincipalName", "userName", "required, matching attribute, unique regardless of case"),
     ("User", "Switch([IsSoftDeleted], ...)", "active", '"True"/"False" strings accepted'),
