@@ -40,6 +40,7 @@ class AdminAuth:
         self.session_seconds = service.settings["admin"]["session_hours"] * 3600
         self.token = service.settings["admin"]["token"]
         self.throttle = security.SignInThrottle()
+        self.used_login_forms = security.UsedTokens()
         self._signer: TimestampSigner | None = None
 
     async def signer(self) -> TimestampSigner:
@@ -55,10 +56,14 @@ class AdminAuth:
 
         Every sign-in makes a fresh session id, so an id planted before sign-in is worth nothing.
         """
-        wait = self.throttle.retry_after(client)
+        wait = self.throttle.reserve(client)
         if wait:
             raise Throttled(wait)
-        if not password or not await self.service.check_admin_password(password):
+        try:
+            right = bool(password) and await self.service.check_admin_password(password)
+        finally:
+            self.throttle.release(client)
+        if not right:
             self.throttle.failed(client)
             return None
         self.throttle.succeeded(client)
@@ -132,15 +137,19 @@ class AdminAuth:
         )
 
     async def login_form_token_ok(self, request: Request, submitted: str) -> bool:
+        """Whether the form's token matches its signed cookie, and the pair was never used before:
+        each sign-in form is good for one attempt (a wrong password gets a new form)."""
         cookie = request.cookies.get(LOGIN_COOKIE)
         if not cookie or not submitted:
             return False
         signer = await self.signer()
         try:
-            expected = signer.unsign(cookie, max_age=LOGIN_FORM_SECONDS).decode()
+            expected, signed_at = signer.unsign(cookie, max_age=LOGIN_FORM_SECONDS, return_timestamp=True)
         except BadSignature:
             return False
-        return hmac.compare_digest(expected, submitted)
+        if not hmac.compare_digest(expected.decode(), submitted):
+            return False
+        return self.used_login_forms.use(submitted, signed_at.timestamp() + LOGIN_FORM_SECONDS)
 
     # --- the admin API's bearer token -------------------------------------------------------------
 
