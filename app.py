@@ -49,6 +49,7 @@ def create_store(settings: Settings) -> SqliteStore:
         synchronous=db["synchronous"],
         readers=db["readers"],
         max_write_queue=settings["scim"]["max_write_queue"],
+        max_size_bytes=db["max_size_bytes"],
     )
 
 
@@ -58,7 +59,7 @@ def create_app(settings: Settings, store: SqliteStore | None = None) -> Starlett
     provisioning_log = ProvisioningLog(store)
     metrics = Metrics(store, settings["metrics"]["token"], provisioning_log)
     scim = ScimApi(store, settings, metrics, listeners=[provisioning_log.add, metrics.record_operation])
-    health = Health(store)
+    health = Health(store, min_free_bytes=settings["database"]["min_free_bytes"])
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -991,6 +991,8 @@ def _run_batch(conn: sqlite3.Connection, fns: list[Callable]) -> list[tuple[bool
                 outcomes.append((True, fn(conn)))
                 conn.execute("RELEASE op")
             except Exception as exc:
+                if not conn.in_transaction:  # SQLite rolled it all back (no space, I/O error): the batch failed
+                    raise
                 conn.execute("ROLLBACK TO op")
                 conn.execute("RELEASE op")
                 outcomes.append((False, exc))
