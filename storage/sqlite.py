@@ -427,7 +427,8 @@ class SqliteStore:
             disk = os.statvfs(os.path.dirname(os.path.abspath(self.path)))
             free = disk.f_bavail * disk.f_frsize
             if free < min_free_bytes:
-                return f"{free // 2**20} MiB free on the disk, below database.min_free_bytes ({min_free_bytes // 2**20} MiB)"
+                wanted = min_free_bytes // 2**20
+                return f"{free // 2**20} MiB free on the disk, below database.min_free_bytes ({wanted} MiB)"
         return None
 
     async def _checkpoint_loop(self) -> None:
