@@ -324,6 +324,14 @@ async def _bootstrap(settings: Settings) -> None:
         if await store.list_idps():
             for idp in await store.list_idps():
                 log.info("IdP %s: tenant URL %s", idp.name, settings.tenant_url(idp.id))
+            for key_id, idps in (await AdminService(store, settings).shared_keys()).items():
+                log.warning(
+                    "API key %s is selected for %d IdPs (%s) and signs in to each: a key belongs to one IdP; "
+                    "create a key for each and select it (console: Configure SCIM)",
+                    key_id,
+                    len(idps),
+                    ", ".join(idp.name for idp in idps),
+                )
             return
         key, secret = await store.create_api_key("Default", "Created on first start", True, True)
         idp = await store.create_idp("Default", "key", key.id)

@@ -556,7 +556,8 @@ class SqliteStore:
             raise AdminError(f"API key {key.name!r} is revoked")
 
         def select(conn: sqlite3.Connection) -> None:
-            _check_key_free(conn, key.id, key.name, idp.id)
+            if idp.api_key_id != key.id:  # saving the key it has is no new binding (even a shared legacy one)
+                _check_key_free(conn, key.id, key.name, idp.id)
             conn.execute("UPDATE idps SET api_key_id = ? WHERE id = ?", (key.id, idp.id))
 
         await self.write(select)

@@ -156,6 +156,23 @@ class AdminService:
             raise AdminError("Select an API key for SCIM")
         return await self.store.set_idp_api_key(idp_id, api_key)
 
+    async def shared_keys(self) -> dict[str, list[Idp]]:
+        """API keys selected for more than one IdP, with those IdPs: a database from before a key was
+        bound to one IdP may hold such keys. They keep signing in to each; the console and the
+        server's start-up log name them, so each IdP can be given a key of its own."""
+        by_key: dict[str, list[Idp]] = {}
+        for idp in await self.store.list_idps():
+            if idp.api_key_id:
+                by_key.setdefault(idp.api_key_id, []).append(idp)
+        return {key_id: idps for key_id, idps in by_key.items() if len(idps) > 1}
+
+    async def selectable_keys(self, idp_id: str | None = None) -> list[ApiKey]:
+        """The keys an IdP may select: not revoked and not selected for another IdP (or its own already)."""
+        idps = await self.store.list_idps()
+        own = {idp.api_key_id for idp in idps if idp.id == idp_id}
+        taken = {idp.api_key_id for idp in idps if idp.id != idp_id} - own
+        return [key for key in await self.store.list_api_keys() if not key.revoked and key.id not in taken]
+
     async def delete_idp(self, idp_id: str) -> Idp:
         idp = await self.store.get_idp(idp_id)
         await self.store.delete_idp(idp.id)
