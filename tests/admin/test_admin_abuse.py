@@ -18,6 +18,7 @@ from tests.admin.conftest import BASE, CLIENT_ADDRESS, TOKEN, Admin, admin_setti
 from tests.admin.test_admin_cli import cli_env
 from tests.conftest import run_cli
 from web.admin.auth import LOGIN_COOKIE, SESSION_COOKIE
+from web.admin.security import UsedTokens
 from web.admin.service import AdminService
 
 STORED_PASSWORD = "a stored password, checked with scrypt"
@@ -193,3 +194,14 @@ async def test_a_key_shared_by_two_idps_in_an_old_database_keeps_working_and_is_
             assert "Create a key for this IdP" in warning.group(1)
     finally:
         await store.close()
+
+
+def test_used_sign_in_forms_are_remembered_until_they_expire_within_a_bound() -> None:
+    now = [1000.0]
+    used = UsedTokens(clock=lambda: now[0], max_tokens=3)
+    assert used.use("a", 1100.0) and not used.use("a", 1100.0)
+    now[0] = 1100.0  # "a" has expired: its signature is refused by now, so it is forgotten
+    assert used.use("b", 1200.0) and "a" not in used.used
+    for token in ("c", "d", "e"):
+        assert used.use(token, 1300.0)
+    assert len(used.used) == 3 and not used.use("e", 1300.0)

@@ -141,9 +141,10 @@ class UsedTokens:
     """Single-use tokens that expire by themselves (the sign-in form's): each is remembered until
     its expiry, so a used one is refused for as long as its signature would still be accepted.
 
-    At most `max_tokens` are kept; past that the one nearest its expiry is forgotten first (a new
-    token can only be used after a sign-in form was fetched and posted, which the sign-in throttle
-    paces per address)."""
+    At most `max_tokens` are kept; past that the one nearest its expiry is forgotten first. A flood
+    of 10,000 sign-in posts within the hour can thus make an older used form usable once more, which
+    still takes its signed cookie and token both (a stolen pair) and a password check: refusing every
+    new sign-in instead would let the same flood lock the admin out."""
 
     def __init__(self, clock: Callable[[], float] = time.time, max_tokens: int = 10_000) -> None:
         self.clock = clock
