@@ -72,7 +72,10 @@ def create_app(settings: Settings, store: SqliteStore | None = None) -> Starlett
             yield
         finally:
             housekeeping.cancel()
-            await provisioning_log.stop()
+            try:
+                await provisioning_log.stop()
+            except ScimError as exc:  # the database cannot store writes (deleted, full): say so and close
+                log.error("%d provisioning log records not saved: %s", len(provisioning_log.pending), exc.detail)
             await store.close()
 
     openapi = orjson.dumps(openapi_document(settings.base_url))
