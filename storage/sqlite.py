@@ -70,6 +70,9 @@ UNAVAILABLE_CODES = frozenset(
     }
 )
 FULL_RETRY_SECONDS = 30
+# The files beside the database that the open connections keep using; another process that finds
+# them gone makes new ones, and the two would no longer see each other's writes.
+SIDE_FILES = {"-wal": "the database's write-ahead log (-wal)", "-shm": "the database's shared-memory index (-shm)"}
 # How long /readyz reports a write refused for lack of space (readiness itself writes nothing).
 FULL_REPORTED_SECONDS = 60.0
 LOG_COLUMNS = LogRecord._fields[:-2]  # the columns written; id and resource_name are read back
@@ -362,7 +365,7 @@ class SqliteStore:
                     outcomes = [(False, failure)] * len(batch)
                 self.batches += 1
                 # A commit into a file that was deleted or replaced is lost at the next restart: it
-                # must not be acknowledged. Two stat calls per batch, not per write.
+                # must not be acknowledged. Three stat calls per batch, not per write.
                 if self.check_files():
                     outcomes = [(False, self._lost_error())] * len(batch)
                 for (_, future), (ok, value) in zip(batch, outcomes, strict=False):
@@ -379,10 +382,12 @@ class SqliteStore:
         keep the old file, and only a restart opens the new one."""
         if self.lost:
             return self.lost
-        if f"{self.path}-wal" not in self._files and os.path.exists(f"{self.path}-wal"):
-            self._files[f"{self.path}-wal"] = _identity(os.stat(f"{self.path}-wal"))  # made by the first write
+        if len(self._files) < 3:  # the -wal and -shm files appear with the first transaction
+            for side in (f"{self.path}-wal", f"{self.path}-shm"):
+                if side not in self._files and os.path.exists(side):
+                    self._files[side] = _identity(os.stat(side))
         for path, identity in self._files.items():
-            what = "the database's write-ahead log (-wal)" if path.endswith("-wal") else "the database file"
+            what = SIDE_FILES.get(path[-4:], "the database file")
             try:
                 if _identity(os.stat(path)) != identity:
                     self.lost = f"{what} was replaced under the running server"

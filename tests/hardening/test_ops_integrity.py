@@ -113,6 +113,25 @@ async def test_a_write_after_the_database_file_is_deleted_answers_503_and_readyz
             assert str(server.db_path) not in ready.text
 
 
+async def test_a_write_after_the_wal_and_shm_files_are_deleted_answers_503(server_factory) -> None:
+    """The database file stays; its -wal (the last commits) and -shm go: a new process would make new
+    ones and no longer see the server's writes, which are lost at the next restart."""
+    server = server_factory()
+    async with httpx.AsyncClient(base_url=server.tenant_url, headers=server.auth, timeout=30) as tenant:
+        assert (await tenant.post("/Users", json=entra_user("before@x"))).status_code == 201
+        for suffix in ("-wal", "-shm"):
+            server.db_path.with_name(server.db_path.name + suffix).unlink()
+        refused = await tenant.post("/Users", json=entra_user("after@x"))
+        assert refused.status_code == 503, refused.text
+        assert "write-ahead log (-wal) was deleted" in refused.json()["detail"]
+        async with httpx.AsyncClient(base_url=server.base) as root:
+            ready = await root.get("/readyz")
+            assert ready.status_code == 503
+            assert ready.json()["checks"]["database"] == (
+                "the database's write-ahead log (-wal) was deleted under the running server; restart the server"
+            )
+
+
 async def test_a_write_after_the_database_file_is_replaced_answers_503_and_is_not_lost(
     server_factory, tmp_path
 ) -> None:
