@@ -26,11 +26,13 @@ LOGIN_FORM_SECONDS = 3600
 
 
 class Throttled(Exception):
-    """Too many failed sign-ins from this address: wait retry_after seconds."""
+    """Too many failed sign-ins from this address, or one still being checked: wait retry_after seconds."""
 
-    def __init__(self, retry_after: int) -> None:
-        super().__init__(f"Too many failed sign-ins from this address; try again in {retry_after} seconds")
+    def __init__(self, retry_after: int, checking: bool = False) -> None:
+        reason = "Another sign-in from this address is being checked" if checking else "Too many failed sign-ins"
+        super().__init__(f"{reason} from this address; try again in {retry_after} seconds")
         self.retry_after = retry_after
+        self.checking = checking
 
 
 class AdminAuth:
@@ -58,7 +60,7 @@ class AdminAuth:
         """
         wait = self.throttle.reserve(client)
         if wait:
-            raise Throttled(wait)
+            raise Throttled(wait, checking=client in self.throttle.checking)
         try:
             right = bool(password) and await self.service.check_admin_password(password)
         finally:

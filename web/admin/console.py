@@ -177,7 +177,7 @@ class Console:
             return await self._login_form(
                 request,
                 next_url,
-                f"Too many failed sign-ins from your address. Try again in {exc.retry_after} seconds.",
+                f"{exc}.",
                 429,
                 {"Retry-After": str(exc.retry_after)},
             )
