@@ -66,8 +66,11 @@ async def test_concurrent_wrong_sign_ins_from_one_address_are_not_all_checked(st
     refused = [answer for answer in answers if answer.status_code == 429]
     for answer in refused:
         assert int(answer.headers["Retry-After"]) >= 1
-        assert re.search(r"(Another sign-in from this address is being checked|Too many failed sign-ins)", answer.text)
-    assert any("is being checked; try again in 1 seconds" in answer.text for answer in refused)
+        assert re.search(
+            r"(A sign-in from this address is still being checked|Too many failed sign-ins from this address)",
+            answer.text,
+        )
+    assert any("still being checked; try again in 1 seconds" in answer.text for answer in refused)
     # The right password once the address may try again.
     wait = admin.auth.throttle.retry_after(CLIENT_ADDRESS[0])
     await asyncio.sleep(wait)

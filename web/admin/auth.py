@@ -29,8 +29,12 @@ class Throttled(Exception):
     """Too many failed sign-ins from this address, or one still being checked: wait retry_after seconds."""
 
     def __init__(self, retry_after: int, checking: bool = False) -> None:
-        reason = "Another sign-in from this address is being checked" if checking else "Too many failed sign-ins"
-        super().__init__(f"{reason} from this address; try again in {retry_after} seconds")
+        reason = (
+            "A sign-in from this address is still being checked"
+            if checking
+            else "Too many failed sign-ins from this address"
+        )
+        super().__init__(f"{reason}; try again in {retry_after} seconds")
         self.retry_after = retry_after
         self.checking = checking
 
