@@ -100,8 +100,8 @@ class SignInThrottle:
         return math.ceil(wait) if wait > 0 else 0
 
     def reserve(self, client: str) -> int:
-        """Take the client's one check slot: 0 when taken (end it with failed, succeeded or release),
-        else the seconds to wait (locked out, or a check from this address still running)."""
+        """Take the client's one check slot: 0 when taken (give it back with release once the check is
+        done), else the seconds to wait (locked out, or a check from this address still running)."""
         wait = self.retry_after(client)
         if wait:
             return wait
@@ -121,11 +121,9 @@ class SignInThrottle:
         failures += 1
         lock = 0.0 if failures < self.free else min(self.ceiling, 2.0 ** (failures - self.free))
         self.clients[client] = (failures, now + lock)
-        self.checking.discard(client)
 
     def succeeded(self, client: str) -> None:
         self.clients.pop(client, None)
-        self.checking.discard(client)
 
     def _forget_idle(self, now: float) -> None:
         """Idle records first, then the least recently failed; both come off the front, so a full
