@@ -49,6 +49,7 @@ def create_store(settings: Settings) -> SqliteStore:
         synchronous=db["synchronous"],
         readers=db["readers"],
         max_write_queue=settings["scim"]["max_write_queue"],
+        max_size_bytes=db["max_size_bytes"],
     )
 
 
@@ -62,7 +63,7 @@ def create_app(settings: Settings, store: SqliteStore | None = None) -> Starlett
     )
     metrics = Metrics(store, settings["metrics"]["token"], provisioning_log)
     scim = ScimApi(store, settings, metrics, listeners=[provisioning_log.add, metrics.record_operation])
-    health = Health(store)
+    health = Health(store, min_free_bytes=settings["database"]["min_free_bytes"])
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -75,7 +76,10 @@ def create_app(settings: Settings, store: SqliteStore | None = None) -> Starlett
             yield
         finally:
             housekeeping.cancel()
-            await provisioning_log.stop()
+            try:
+                await provisioning_log.stop()
+            except ScimError as exc:  # the database cannot store writes (deleted, full): say so and close
+                log.error("%d provisioning log records not saved: %s", len(provisioning_log.pending), exc.detail)
             await store.close()
 
     openapi = orjson.dumps(openapi_document(settings.base_url))
@@ -327,6 +331,14 @@ async def _bootstrap(settings: Settings) -> None:
         if await store.list_idps():
             for idp in await store.list_idps():
                 log.info("IdP %s: tenant URL %s", idp.name, settings.tenant_url(idp.id))
+            for key_id, idps in (await AdminService(store, settings).shared_keys()).items():
+                log.warning(
+                    "API key %s is selected for %d IdPs (%s) and signs in to each: a key belongs to one IdP; "
+                    "create a key for each and select it (console: Configure SCIM)",
+                    key_id,
+                    len(idps),
+                    ", ".join(idp.name for idp in idps),
+                )
             return
         key, secret = await store.create_api_key("Default", "Created on first start", True, True)
         idp = await store.create_idp("Default", "key", key.id)

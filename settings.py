@@ -15,7 +15,13 @@ DEFAULT_CONFIG = Path(__file__).parent / "config.toml"
 # Every setting, its default and its check. config.toml documents the same keys.
 DEFAULTS: dict[str, dict[str, Any]] = {
     "server": {"host": "127.0.0.1", "port": 8000, "base_url": "", "max_body_bytes": 1_048_576, "body_timeout": 30},
-    "database": {"path": "./data/scimlet.db", "synchronous": "NORMAL", "readers": 2},
+    "database": {
+        "path": "./data/scimlet.db",
+        "synchronous": "NORMAL",
+        "readers": 2,
+        "max_size_bytes": 0,
+        "min_free_bytes": 64 * 2**20,
+    },
     "scim": {
         "default_page_size": 100,
         "max_page_size": 1000,

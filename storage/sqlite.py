@@ -55,6 +55,26 @@ AUTH_RECHECK_SECONDS = 0.1
 CHECKPOINT_SECONDS = 2.0
 TABLES: dict[str, TableMap] = {"User": USERS, "Group": GROUPS}
 MAX_BATCH = 256
+# Primary result codes of a database that cannot store a write now (no space, an I/O error, the
+# file gone read-only or locked by another process): the client gets 503 with Retry-After.
+UNAVAILABLE_CODES = frozenset(
+    {
+        sqlite3.SQLITE_BUSY,
+        sqlite3.SQLITE_LOCKED,
+        sqlite3.SQLITE_READONLY,
+        sqlite3.SQLITE_IOERR,
+        sqlite3.SQLITE_CORRUPT,
+        sqlite3.SQLITE_FULL,
+        sqlite3.SQLITE_CANTOPEN,
+        sqlite3.SQLITE_NOTADB,
+    }
+)
+FULL_RETRY_SECONDS = 30
+# The files beside the database that the open connections keep using; another process that finds
+# them gone makes new ones, and the two would no longer see each other's writes.
+SIDE_FILES = {"-wal": "the database's write-ahead log (-wal)", "-shm": "the database's shared-memory index (-shm)"}
+# How long /readyz reports a write refused for lack of space (readiness itself writes nothing).
+FULL_REPORTED_SECONDS = 60.0
 LOG_COLUMNS = LogRecord._fields[:-2]  # the columns written; id and resource_name are read back
 
 
@@ -219,11 +239,25 @@ def _statements(script: str) -> list[str]:
 class SqliteStore:
     """The Store protocol on SQLite (see storage/__init__.py)."""
 
-    def __init__(self, path: str, *, synchronous: str = "NORMAL", readers: int = 2, max_write_queue: int = 0) -> None:
+    def __init__(
+        self,
+        path: str,
+        *,
+        synchronous: str = "NORMAL",
+        readers: int = 2,
+        max_write_queue: int = 0,
+        max_size_bytes: int = 0,
+    ) -> None:
         self.path = path
         self.synchronous = synchronous
         self.reader_count = readers
         self.max_write_queue = max_write_queue
+        self.max_size_bytes = max_size_bytes
+        # The files the connections have open, as (path, (st_dev, st_ino)): a path that no longer
+        # names them means every write from then on goes to a deleted file (see check_files).
+        self._files: dict[str, tuple[int, int]] = {}
+        self.lost: str | None = None  # why writes can no longer be stored; it takes a restart to clear
+        self.full_at = -math.inf  # time.monotonic() of the last write refused for lack of space
         self.writer: aiosqlite.Connection | None = None
         self.readers: list[aiosqlite.Connection] = []
         self.local_conn: sqlite3.Connection | None = None
@@ -244,6 +278,10 @@ class SqliteStore:
 
     async def open(self) -> None:
         self.writer = await self._aconnect()
+        self._files = {self.path: _identity(os.stat(self.path))}
+        if self.max_size_bytes:
+            page_size = (await _run(self.writer, _fetch, "PRAGMA page_size", ()))[0][0]
+            await _run(self.writer, _fetch, f"PRAGMA max_page_count = {max(1, self.max_size_bytes // page_size)}", ())
         self.readers = [await self._aconnect() for _ in range(self.reader_count)]
         # Auth (when a sign-in is not remembered, see authenticate) and point reads (a row by its
         # id, Entra's userName/displayName lookups) are a few index lookups: done in place on the
@@ -268,7 +306,10 @@ class SqliteStore:
 
     async def close(self) -> None:
         if self._writer_task is not None:
-            await self.flush_last_used()
+            try:
+                await self.flush_last_used()
+            except ScimError as exc:  # the database is gone or full: the last-used times are not worth a hang
+                log.warning("API key last-used times not saved: %s", exc.detail)
             self._writer_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._writer_task
@@ -300,6 +341,8 @@ class SqliteStore:
 
     async def write(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run fn(sqlite3_connection, *args) in the next write transaction (group commit)."""
+        if self.lost:
+            raise self._lost_error()
         if self.max_write_queue and len(self._queue) >= self.max_write_queue:
             raise ScimError(429, "The server is busy with other writes; retry after the Retry-After delay")
         future = asyncio.get_running_loop().create_future()
@@ -316,15 +359,82 @@ class SqliteStore:
                 try:
                     outcomes = await _run(self.writer, _run_batch, [fn for fn, _ in batch])
                 except Exception as exc:  # the transaction as a whole failed (disk full, I/O error)
-                    outcomes = [(False, ScimError(503, f"The database could not commit the write: {exc}"))] * len(batch)
+                    failure = self._unavailable(exc) if isinstance(exc, sqlite3.Error) else exc
+                    if not isinstance(failure, ScimError):
+                        failure = ScimError(503, f"The database could not commit the write: {exc}")
+                    outcomes = [(False, failure)] * len(batch)
                 self.batches += 1
+                # A commit into a file that was deleted or replaced is lost at the next restart: it
+                # must not be acknowledged. Three stat calls per batch, not per write.
+                if self.check_files():
+                    outcomes = [(False, self._lost_error())] * len(batch)
                 for (_, future), (ok, value) in zip(batch, outcomes, strict=False):
                     if future.done():
                         continue
                     if ok:
                         future.set_result(value)
                     else:
-                        future.set_exception(value)
+                        future.set_exception(self._unavailable(value) if isinstance(value, sqlite3.Error) else value)
+
+    def check_files(self) -> str | None:
+        """What is wrong when the database path no longer names the file the server writes (deleted,
+        or replaced by another file), else None. Once wrong, it stays wrong: the open connections
+        keep the old file, and only a restart opens the new one."""
+        if self.lost:
+            return self.lost
+        if len(self._files) < 3:  # the -wal and -shm files appear with the first transaction
+            for side in (f"{self.path}-wal", f"{self.path}-shm"):
+                if side not in self._files and os.path.exists(side):
+                    self._files[side] = _identity(os.stat(side))
+        for path, identity in self._files.items():
+            what = SIDE_FILES.get(path[-4:], "the database file")
+            try:
+                if _identity(os.stat(path)) != identity:
+                    self.lost = f"{what} was replaced under the running server"
+            except FileNotFoundError:
+                self.lost = f"{what} was deleted under the running server"
+            if self.lost:
+                log.error("%s (%s): writes are refused with 503 until the server is restarted", self.lost, path)
+                return self.lost
+        return None
+
+    def _lost_error(self) -> ScimError:
+        return ScimError(
+            503,
+            f"The server cannot store writes: {self.lost}, so nothing was stored; retry after it is restarted",
+            retry_after=FULL_RETRY_SECONDS,
+        )
+
+    def _unavailable(self, exc: sqlite3.Error) -> Exception:
+        """A database that cannot store a write, as a 503 the client can retry; any other error unchanged."""
+        code = (exc.sqlite_errorcode or 0) & 0xFF
+        if code not in UNAVAILABLE_CODES:
+            return exc
+        if code == sqlite3.SQLITE_FULL:
+            self.full_at = time.monotonic()
+            return ScimError(
+                503,
+                "The database is full (no disk space left, or database.max_size_bytes reached); nothing was "
+                "stored; retry after space was made",
+                retry_after=FULL_RETRY_SECONDS,
+            )
+        return ScimError(503, f"The database could not store the write ({exc}); nothing was stored; retry later")
+
+    def space_problem(self, min_free_bytes: int) -> str | None:
+        """Why the database is short of space: a write refused for it lately, or little disk left."""
+        since = time.monotonic() - self.full_at
+        if since < FULL_REPORTED_SECONDS:
+            return (
+                f"full: a write was refused for lack of space {since:.0f} s ago "
+                "(disk full, or database.max_size_bytes reached)"
+            )
+        if min_free_bytes:
+            disk = os.statvfs(os.path.dirname(os.path.abspath(self.path)))
+            free = disk.f_bavail * disk.f_frsize
+            if free < min_free_bytes:
+                wanted = min_free_bytes // 2**20
+                return f"{free // 2**20} MiB free on the disk, below database.min_free_bytes ({wanted} MiB)"
+        return None
 
     async def _checkpoint_loop(self) -> None:
         """A PASSIVE checkpoint every CHECKPOINT_SECONDS after any commit: it copies what no reader
@@ -421,6 +531,8 @@ class SqliteStore:
         idp = Idp(_idp_id(), name, icon, key_id, now())
 
         def insert(conn: sqlite3.Connection) -> None:
+            if key_id is not None:
+                _check_key_free(conn, key_id, key.name, idp.id)
             try:
                 conn.execute(
                     "INSERT INTO idps (id, name, icon, api_key_id, created) VALUES (?, ?, ?, ?, ?)",
@@ -447,7 +559,13 @@ class SqliteStore:
         key = await self.find_api_key(api_key)
         if key.revoked:
             raise AdminError(f"API key {shown(key.name)} is revoked")
-        await self.write(lambda conn: conn.execute("UPDATE idps SET api_key_id = ? WHERE id = ?", (key.id, idp.id)))
+
+        def select(conn: sqlite3.Connection) -> None:
+            if idp.api_key_id != key.id:  # saving the key it has is no new binding (even a shared legacy one)
+                _check_key_free(conn, key.id, key.name, idp.id)
+            conn.execute("UPDATE idps SET api_key_id = ? WHERE id = ?", (key.id, idp.id))
+
+        await self.write(select)
         self._auth_changed()
         return await self.get_idp(idp.id)
 
@@ -528,6 +646,9 @@ class SqliteStore:
         row.modified = row.created
 
         def insert(conn: sqlite3.Connection) -> Row:
+            # Checked in the write transaction: a create that was authenticated before its IdP was
+            # deleted must not leave a row of it behind.
+            _check_idp(conn, idp_id)
             try:
                 _insert(conn, tmap, idp_id, row)
             except sqlite3.IntegrityError:
@@ -592,6 +713,7 @@ class SqliteStore:
         def run(conn: sqlite3.Connection) -> Row:
             current = _load(conn, tmap, idp_id, resource_id, members=False)
             if current is None:
+                _check_idp(conn, idp_id)
                 raise not_found(f"{rtype} {shown(resource_id)} not found")
             result: Change = change(current)
             changed = False
@@ -621,6 +743,7 @@ class SqliteStore:
         def run(conn: sqlite3.Connection) -> None:
             current = _load(conn, tmap, idp_id, resource_id, members=False)
             if current is None:
+                _check_idp(conn, idp_id)
                 raise not_found(f"{rtype} {shown(resource_id)} not found")
             if check is not None:
                 check(current)
@@ -875,6 +998,8 @@ def _run_batch(conn: sqlite3.Connection, fns: list[Callable]) -> list[tuple[bool
                 outcomes.append((True, fn(conn)))
                 conn.execute("RELEASE op")
             except Exception as exc:
+                if not conn.in_transaction:  # SQLite rolled it all back (no space, I/O error): the batch failed
+                    raise
                 conn.execute("ROLLBACK TO op")
                 conn.execute("RELEASE op")
                 outcomes.append((False, exc))
@@ -890,8 +1015,36 @@ def _fetch(conn: sqlite3.Connection, sql: str, params: tuple) -> list[tuple]:
     return conn.execute(sql, params).fetchall()
 
 
+def _identity(stat: os.stat_result) -> tuple[int, int]:
+    return stat.st_dev, stat.st_ino
+
+
 def _idp_id() -> str:
     return uuid.uuid4().hex
+
+
+class IdpDeleted(ScimError):
+    """401 for a request authenticated just before its IdP was deleted: the write stored nothing,
+    and the next request gets the ordinary 401 of an unknown IdP."""
+
+    def __init__(self) -> None:
+        super().__init__(401, "This IdP was deleted while the request ran; nothing was stored")
+
+
+def _check_idp(conn: sqlite3.Connection, idp_id: str) -> None:
+    if conn.execute("SELECT 1 FROM idps WHERE id = ?", (idp_id,)).fetchone() is None:
+        raise IdpDeleted()
+
+
+def _check_key_free(conn: sqlite3.Connection, key_id: str, key_name: str, idp_id: str) -> None:
+    """A key belongs to one IdP: it signs in to that IdP's tenant URL and nowhere else."""
+    other = conn.execute("SELECT name FROM idps WHERE api_key_id = ? AND id <> ?", (key_id, idp_id)).fetchone()
+    if other is not None:
+        raise AdminError(
+            f"API key {key_name!r} is already selected for IdP {other[0]!r}; a key belongs to one IdP: "
+            "create a new key for this one",
+            409,
+        )
 
 
 def _uniqueness(tmap: TableMap, doc: dict) -> ScimError:

@@ -1,9 +1,11 @@
 """GET /healthz (the process answers) and GET /readyz (it can serve SCIM traffic), unauthenticated.
 
-Readiness checks what a SCIM request needs: the database file is where the config says, a reader
-connection answers and finds no pending migration, and a write goes through the single writer
-(an empty write joins the next group commit, so the check costs one batch slot, not a transaction
-of its own under load). Concurrent readiness probes share one check.
+Readiness checks what a SCIM request needs: the database file is where the config says (and is the
+file the server has open), a reader connection answers and finds no pending migration, a write goes
+through the single writer (an empty write joins the next group commit, so the check costs one batch
+slot, not a transaction of its own under load), and there is room to write: no write was refused for
+lack of space in the last minute and the disk has database.min_free_bytes free. Concurrent readiness
+probes share one check.
 """
 
 from __future__ import annotations
@@ -30,9 +32,10 @@ ALIVE = orjson.dumps({"status": "ok"})
 
 
 class Health:
-    def __init__(self, store: SqliteStore, timeout: float = READY_TIMEOUT) -> None:
+    def __init__(self, store: SqliteStore, timeout: float = READY_TIMEOUT, min_free_bytes: int = 0) -> None:
         self.store = store
         self.timeout = timeout
+        self.min_free_bytes = min_free_bytes
         self._check: asyncio.Task | None = None
 
     def routes(self) -> list[Route]:
@@ -52,13 +55,19 @@ class Health:
         )
 
     async def check(self) -> dict[str, str]:
-        """{"database", "migrations", "writer"} -> "ok" or what is wrong (no paths: the answer is public)."""
-        checks = {"database": "ok", "migrations": "ok", "writer": "ok"}
+        """{"database", "migrations", "writer", "disk"} -> "ok" or what is wrong (no paths: the answer is public)."""
+        checks = {"database": "ok", "migrations": "ok", "writer": "ok", "disk": "ok"}
         # Open connections keep reading and writing a database file that was deleted or replaced,
         # and everything written from then on is lost at the next restart: look at the path itself.
         if not os.path.isfile(self.store.path):
             log.warning("readiness: the database file %s is missing", self.store.path)
             checks["database"] = "the database file is missing"
+        elif lost := self.store.check_files():
+            checks["database"] = f"{lost}; restart the server"
+        space = self.store.space_problem(self.min_free_bytes)
+        if space:
+            log.warning("readiness: the database is short of space: %s", space)
+            checks["disk"] = space
         reader, writer = await asyncio.gather(
             self._timed(self.store.read(pending_migrations)),
             self._timed(self.store.write(_nothing)),
@@ -86,5 +95,7 @@ def _failure(what: str, exc: BaseException, timeout: float) -> str:
         return f"{what} within {timeout:g} s"
     if isinstance(exc, ScimError) and exc.status == 429:
         return "busy: the write queue is full (scim.max_write_queue)"
+    if isinstance(exc, ScimError) and exc.status == 503:
+        return f"{what}: the database cannot store writes"
     log.warning("readiness: %s: %s", what, exc)
     return f"{what}: {type(exc).__name__}"

@@ -24,7 +24,8 @@ _SIMPLE_TYPES = {
 }
 _ERRORS = {
     "400": "Bad request: invalidSyntax, invalidValue, invalidFilter, invalidPath, noTarget or mutability",
-    "401": "The bearer token is missing, unknown, revoked or not the key of this IdP",
+    "401": "The bearer token is missing, unknown, revoked or not the key of this IdP (or the IdP was deleted "
+    "while a write ran: nothing was stored)",
     "403": "The API key lacks the write privilege for this resource type",
     "404": "No such resource in this IdP",
     "408": "The request body did not arrive in time",
@@ -33,6 +34,8 @@ _ERRORS = {
     "413": "The request body is larger than the configured limit",
     "415": "The body is not JSON",
     "429": "Too many writes queued, or too many failed authentications: retry after Retry-After seconds",
+    "503": "The database cannot store writes now (its file deleted or replaced, no space left, an I/O error): "
+    "nothing was stored; retry after Retry-After seconds",
 }
 
 
@@ -197,7 +200,7 @@ def _resource_paths(rtype: ResourceType) -> dict:
                         ),
                         "links": _links(name),
                     },
-                    **_errors("403", "408", "409", "413", "415"),
+                    **_errors("403", "408", "409", "413", "415", "503"),
                 },
             },
         },
@@ -230,7 +233,7 @@ def _resource_paths(rtype: ResourceType) -> dict:
                 "requestBody": {"required": True, "content": _json(f"{name}Input")},
                 "responses": {
                     "200": _ok(f"The replaced {name}", name, _ETAG),
-                    **_errors("403", "404", "408", "409", "412", "413", "415"),
+                    **_errors("403", "404", "408", "409", "412", "413", "415", "503"),
                 },
             },
             "patch": {
@@ -239,14 +242,14 @@ def _resource_paths(rtype: ResourceType) -> dict:
                 "tags": [plural],
                 "parameters": [*one, *_PROJECTION, _param("If-Match")],
                 "requestBody": {"required": True, "content": _json("PatchOp")},
-                "responses": {**patch_ok, **_errors("403", "404", "408", "409", "412", "413", "415")},
+                "responses": {**patch_ok, **_errors("403", "404", "408", "409", "412", "413", "415", "503")},
             },
             "delete": {
                 "operationId": f"delete{name}",
                 "summary": f"Delete a {name.lower()}",
                 "tags": [plural],
                 "parameters": [*one, _param("If-Match")],
-                "responses": {"204": {"description": "Deleted"}, **_errors("403", "404", "412")},
+                "responses": {"204": {"description": "Deleted"}, **_errors("403", "404", "412", "503")},
             },
         },
     }

@@ -22,7 +22,10 @@ async def test_healthz_answers_without_credentials(ops: Ops) -> None:
 async def test_readyz_reports_each_check(ops: Ops) -> None:
     response = await ops.root.get("/readyz")
     assert response.status_code == 200
-    assert response.json() == {"status": "ready", "checks": {"database": "ok", "migrations": "ok", "writer": "ok"}}
+    assert response.json() == {
+        "status": "ready",
+        "checks": {"database": "ok", "migrations": "ok", "writer": "ok", "disk": "ok"},
+    }
 
 
 async def test_readyz_fails_when_the_database_file_is_gone(ops: Ops) -> None:

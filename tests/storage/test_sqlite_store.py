@@ -24,10 +24,20 @@ def user_doc(name: str, **extra: object) -> dict:
     return {"userName": name, "name": {"givenName": "G", "familyName": "F"}, **extra}
 
 
+def add_tenants(path: str) -> None:
+    """The IdPs these tests write to, by the ids they use (a write needs its IdP to exist)."""
+    with sqlite3.connect(path) as conn:
+        conn.executemany(
+            "INSERT INTO idps (id, name, created) VALUES (?, ?, '2026-01-01T00:00:00.000Z')",
+            [(tenant, f"tenant {tenant}") for tenant in ("idp", "idp1", "idp2")],
+        )
+
+
 @pytest.fixture
 async def store(tmp_path: Path):
     path = str(tmp_path / "store.db")
     migrate(path)
+    add_tenants(path)
     store = SqliteStore(path)
     await store.open()
     yield store
@@ -141,6 +151,7 @@ async def test_commits_reach_the_database_file_without_waiting_for_a_full_wal(
     monkeypatch.setattr(storage.sqlite, "CHECKPOINT_SECONDS", 0.1)
     path = tmp_path / "checkpoint.db"
     migrate(str(path))
+    add_tenants(str(path))
     store = SqliteStore(str(path))
     await store.open()
     try:
@@ -239,7 +250,7 @@ async def test_delete_idp_removes_its_data(store: SqliteStore) -> None:
     await store.create("User", idp.id, user_doc("x"))
     await store.delete_idp(idp.id)
     total, _ = await store.search("User", idp.id, Query())
-    assert total == 0 and await store.list_idps() == []
+    assert total == 0 and {i.id for i in await store.list_idps()} == {"idp", "idp1", "idp2"}  # the fixture's
 
 
 async def test_ids_are_time_ordered_uuids(store: SqliteStore) -> None:

@@ -26,11 +26,17 @@ LOGIN_FORM_SECONDS = 3600
 
 
 class Throttled(Exception):
-    """Too many failed sign-ins from this address: wait retry_after seconds."""
+    """Too many failed sign-ins from this address, or one still being checked: wait retry_after seconds."""
 
-    def __init__(self, retry_after: int) -> None:
-        super().__init__(f"Too many failed sign-ins from this address; try again in {retry_after} seconds")
+    def __init__(self, retry_after: int, checking: bool = False) -> None:
+        reason = (
+            "A sign-in from this address is still being checked"
+            if checking
+            else "Too many failed sign-ins from this address"
+        )
+        super().__init__(f"{reason}; try again in {retry_after} seconds")
         self.retry_after = retry_after
+        self.checking = checking
 
 
 class AdminAuth:
@@ -40,6 +46,7 @@ class AdminAuth:
         self.session_seconds = service.settings["admin"]["session_hours"] * 3600
         self.token = service.settings["admin"]["token"]
         self.throttle = security.SignInThrottle()
+        self.used_login_forms = security.UsedTokens()
         self._signer: TimestampSigner | None = None
 
     async def signer(self) -> TimestampSigner:
@@ -55,10 +62,14 @@ class AdminAuth:
 
         Every sign-in makes a fresh session id, so an id planted before sign-in is worth nothing.
         """
-        wait = self.throttle.retry_after(client)
+        wait = self.throttle.reserve(client)
         if wait:
-            raise Throttled(wait)
-        if not password or not await self.service.check_admin_password(password):
+            raise Throttled(wait, checking=client in self.throttle.checking)
+        try:
+            right = bool(password) and await self.service.check_admin_password(password)
+        finally:
+            self.throttle.release(client)
+        if not right:
             self.throttle.failed(client)
             return None
         self.throttle.succeeded(client)
@@ -132,15 +143,19 @@ class AdminAuth:
         )
 
     async def login_form_token_ok(self, request: Request, submitted: str) -> bool:
+        """Whether the form's token matches its signed cookie, and the pair was never used before:
+        each sign-in form is good for one attempt (a wrong password gets a new form)."""
         cookie = request.cookies.get(LOGIN_COOKIE)
         if not cookie or not submitted:
             return False
         signer = await self.signer()
         try:
-            expected = signer.unsign(cookie, max_age=LOGIN_FORM_SECONDS).decode()
+            expected, signed_at = signer.unsign(cookie, max_age=LOGIN_FORM_SECONDS, return_timestamp=True)
         except BadSignature:
             return False
-        return hmac.compare_digest(expected, submitted)
+        if not hmac.compare_digest(expected.decode(), submitted):
+            return False
+        return self.used_login_forms.use(submitted, signed_at.timestamp() + LOGIN_FORM_SECONDS)
 
     # --- the admin API's bearer token -------------------------------------------------------------
 

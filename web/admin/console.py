@@ -179,7 +179,7 @@ class Console:
             return await self._login_form(
                 request,
                 next_url,
-                f"Too many failed sign-ins from your address. Try again in {exc.retry_after} seconds.",
+                f"{exc}.",
                 429,
                 {"Retry-After": str(exc.retry_after)},
             )
@@ -295,7 +295,7 @@ class Console:
         return await self._idp_form(request, {"name": "", "icon": "key", "api_key": ""}, None, 200)
 
     async def _idp_form(self, request: Request, values: dict, error: str | None, status: int) -> Response:
-        keys = [k for k in await self.service.api_keys() if not k.revoked]
+        keys = await self.service.selectable_keys()
         return self.render(
             request, "idp_new.html", {"section": "idps", "values": values, "error": error, "keys": keys}, status
         )
@@ -305,6 +305,7 @@ class Console:
         keys = await self.service.api_keys()
         key = next((k for k in keys if k.id == idp.api_key_id), None)
         counters = (await self.service.counters()).get(idp.id)
+        shared = (await self.service.shared_keys()).get(idp.api_key_id or "", [])
         return self.render(
             request,
             "idp.html",
@@ -312,7 +313,8 @@ class Console:
                 "section": "idps",
                 "idp": idp,
                 "key": key,
-                "keys": [k for k in keys if not k.revoked],
+                "keys": await self.service.selectable_keys(idp.id),
+                "shared_with": [other for other in shared if other.id != idp.id],
                 "tenant_url": self.service.settings.tenant_url(idp.id),
                 "mappings": ENTRA_MAPPINGS,
                 "counters": counters,

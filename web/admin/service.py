@@ -86,6 +86,8 @@ MAX_NAME = 100
 MAX_DESCRIPTION = 500
 MAX_PAGE = 200
 MEMBERS_SHOWN = 500
+MAX_LOG_SEARCH = 200
+MAX_ROW_ID = 2**63 - 1  # SQLite's largest INTEGER: a larger number is no row's id, and SQLite refuses to compare it
 # A search that starts like `attr op ...`, `(` or `not (` is a SCIM filter; anything else is plain text.
 _FILTER_START = re.compile(
     r"^\s*(\(|not\s*\(|[a-z][\w.:$-]*(\[[^\]]*\])?(\.[a-z]\w*)?\s+(eq|ne|co|sw|ew|gt|ge|lt|le|pr)\b)", re.I
@@ -153,6 +155,23 @@ class AdminService:
         if not api_key:
             raise AdminError("Select an API key for SCIM")
         return await self.store.set_idp_api_key(idp_id, api_key)
+
+    async def shared_keys(self) -> dict[str, list[Idp]]:
+        """API keys selected for more than one IdP, with those IdPs: a database from before a key was
+        bound to one IdP may hold such keys. They keep signing in to each; the console and the
+        server's start-up log name them, so each IdP can be given a key of its own."""
+        by_key: dict[str, list[Idp]] = {}
+        for idp in await self.store.list_idps():
+            if idp.api_key_id:
+                by_key.setdefault(idp.api_key_id, []).append(idp)
+        return {key_id: idps for key_id, idps in by_key.items() if len(idps) > 1}
+
+    async def selectable_keys(self, idp_id: str | None = None) -> list[ApiKey]:
+        """The keys an IdP may select: not revoked and not selected for another IdP (or its own already)."""
+        idps = await self.store.list_idps()
+        own = {idp.api_key_id for idp in idps if idp.id == idp_id}
+        taken = {idp.api_key_id for idp in idps if idp.id != idp_id} - own
+        return [key for key in await self.store.list_api_keys() if not key.revoked and key.id not in taken]
 
     async def delete_idp(self, idp_id: str) -> Idp:
         idp = await self.store.get_idp(idp_id)
@@ -259,7 +278,7 @@ class AdminService:
         return await self.store.query_logs(query)
 
     async def log(self, log_id: int) -> LogRecord:
-        record = await self.store.get_log(log_id)
+        record = await self.store.get_log(log_id) if 0 <= log_id <= MAX_ROW_ID else None
         if record is None:
             raise AdminError(f"No provisioning log record {log_id} (it may have been pruned)", 404)
         return record
@@ -340,11 +359,13 @@ def parse_time(text: str | None, what: str) -> str | None:
         return None
     try:
         moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise AdminError(f"{what} must be a date and time such as 2025-01-31T14:00, not {shown(text)}") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return format_datetime(moment)
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return format_datetime(moment)
+    except (ValueError, OverflowError):  # OverflowError: a zone that moves the time outside years 1 to 9999
+        raise AdminError(
+            f"{what} must be a date and time between years 1 and 9999 such as 2025-01-31T14:00, not {shown(text)}"
+        ) from None
 
 
 def log_query(
@@ -361,14 +382,18 @@ def log_query(
     """A LogQuery from the console's form fields or the API's query parameters (all text)."""
     if outcome not in (None, "", "success", "failure"):
         raise AdminError(f"outcome must be success or failure, not {shown(outcome)}")
+    if operation and operation not in OPERATIONS:
+        raise AdminError(f"operation must be one of {', '.join(OPERATIONS)}; not {shown(operation)}")
     failures = None if not outcome else outcome == "failure"
     before_id = _whole(before, "before") if before not in (None, "") else None
     limit = _whole(count, "count") if count not in (None, "") else 50
+    text = (text or "").strip()
+    _check_length("search text", text, MAX_LOG_SEARCH)
     return LogQuery(
         idp_id=idp or None,
         failures=failures,
         operation=operation or None,
-        text=(text or "").strip() or None,
+        text=text or None,
         since=parse_time(since, "since"),
         until=parse_time(until, "until"),
         before_id=before_id,
@@ -377,9 +402,13 @@ def log_query(
 
 
 def _whole(value: str | int | None, what: str) -> int:
+    """A whole number from a form or query string, within what SQLite stores (ids, counts)."""
     try:
         if value is None:
             raise ValueError
-        return int(value)
+        number = int(value)
     except ValueError:
-        raise AdminError(f"{what} must be a whole number, not {shown(value)}") from None
+        raise AdminError(f"{what} must be a whole number, not {shown(str(value))}") from None
+    if not 0 <= number <= MAX_ROW_ID:
+        raise AdminError(f"{what} must be a whole number from 0 to {MAX_ROW_ID}, not {shown(str(value))}")
+    return number
