@@ -73,6 +73,7 @@ class Snapshot:
     log_buffered: int = 0
     log_written: int = 0
     log_dropped: int = 0
+    log_lost: int = 0
 
 
 class Metrics:
@@ -145,6 +146,7 @@ class Metrics:
             snapshot.log_buffered = len(self.provisioning_log.pending)
             snapshot.log_written = self.provisioning_log.written
             snapshot.log_dropped = self.provisioning_log.dropped
+            snapshot.log_lost = self.provisioning_log.lost
         for suffix in ("", "-wal"):
             try:
                 size = os.stat(self.store.path + suffix).st_size
@@ -248,4 +250,9 @@ class _StoreCollector(Collector):
             "scimlet_provisioning_log_dropped_records",
             "Records of unauthenticated requests not written, past provisioning_log.unauthenticated_*",
             value=snap.log_dropped,
+        )
+        yield CounterMetricFamily(
+            "scimlet_provisioning_log_lost_records",
+            "Provisioning log records not kept: the buffer was full while the database refused writes",
+            value=snap.log_lost,
         )

@@ -6,7 +6,9 @@ never adds a database round trip to a SCIM request; a clean shutdown flushes wha
 What a client can make it store is bounded: every text field is clipped (MAX_LOGGED_TEXT,
 MAX_LOGGED_DETAIL, MAX_LOGGED_BODY characters), and requests without a valid key (401, 404 and 429
 before authentication) are recorded up to a rate per client address and for all addresses together;
-past it they are counted, and summed up once a minute in one record per address.
+past it they are counted, and summed up once a minute in one record per address. The buffer itself
+is bounded too (MAX_PENDING_CHARS): while the database refuses writes (disk full, file lost), records
+past it are counted as lost rather than kept, so an outage cannot grow memory without end.
 """
 
 from __future__ import annotations
@@ -34,6 +36,11 @@ SUMMARY_SECONDS = 60
 MAX_SUMMARIES = 10  # summary records per minute naming one address; the rest share one record
 MAX_TRACKED_CLIENTS = 10_000
 OTHER_CLIENTS = "other addresses"  # where addresses past MAX_TRACKED_CLIENTS are counted
+# What the buffer may hold, in characters of the records' bodies and details plus a fixed share per
+# record: about 16 MiB of text. Reached only while the database refuses writes (flushes run twice a
+# second); an admin sees the loss in scimlet_provisioning_log_lost_records_total.
+MAX_PENDING_CHARS = 16 * 1024 * 1024
+RECORD_OVERHEAD_CHARS = 512
 
 Listener = Callable[[LogRecord], None]
 
@@ -162,9 +169,11 @@ class ProvisioningLog:
         self.store = store
         self.unauthenticated = unauthenticated or UnauthenticatedLimit(0, 0)
         self.pending: list[LogRecord] = []
+        self.pending_chars = 0  # the size of `pending`, as _size counts it
         self.task: asyncio.Task | None = None
         self.flushing: set[asyncio.Task] = set()
         self.written = 0
+        self.lost = 0  # records not kept because the buffer was full
 
     @property
     def dropped(self) -> int:
@@ -174,7 +183,12 @@ class ProvisioningLog:
     def add(self, record: LogRecord) -> None:
         if record.api_key_id is None and self.unauthenticated.enabled and not self.unauthenticated.admit(record):
             return
+        size = _size(record)
+        if self.pending_chars + size > MAX_PENDING_CHARS:
+            self.lost += 1
+            return
         self.pending.append(record)
+        self.pending_chars += size
         if len(self.pending) >= FLUSH_RECORDS and self.task is not None:
             self._flush_soon()
 
@@ -188,7 +202,7 @@ class ProvisioningLog:
             await asyncio.sleep(FLUSH_SECONDS)
             if loop.time() - summed_up >= SUMMARY_SECONDS:
                 summed_up = loop.time()
-                self.pending.extend(self.unauthenticated.summaries())
+                self._keep(self.unauthenticated.summaries())
             # Shielded: a write handed to the store commits even if its waiter is cancelled, so
             # cancelling a flush half-way would put back, and later write again, records it wrote.
             await asyncio.shield(self._flush_soon())
@@ -208,13 +222,23 @@ class ProvisioningLog:
     async def flush(self) -> None:
         if not self.pending:
             return
-        records, self.pending = self.pending, []
+        records, chars, self.pending, self.pending_chars = self.pending, self.pending_chars, [], 0
         try:
             await self.store.append_logs(records)
         except BaseException:
+            # Put back in front, as far as the budget allows: records added meanwhile came later.
             self.pending[:0] = records
+            self.pending_chars += chars
+            while self.pending_chars > MAX_PENDING_CHARS and self.pending:
+                self.pending_chars -= _size(self.pending.pop())
+                self.lost += 1
             raise
         self.written += len(records)
+
+    def _keep(self, records: list[LogRecord]) -> None:
+        for record in records:
+            self.pending.append(record)
+            self.pending_chars += _size(record)
 
     async def stop(self) -> None:
         if self.task is not None:
@@ -223,8 +247,18 @@ class ProvisioningLog:
                 await self.task
             self.task = None
         await asyncio.gather(*self.flushing)
-        self.pending.extend(self.unauthenticated.summaries())
+        self._keep(self.unauthenticated.summaries())
         await self.flush()
+
+
+def _size(record: LogRecord) -> int:
+    """What a buffered record costs, in characters: its clipped bodies and detail, plus the rest."""
+    return (
+        len(record.request_body or "")
+        + len(record.response_body or "")
+        + len(record.detail or "")
+        + RECORD_OVERHEAD_CHARS
+    )
 
 
 def _clip(text: str | None, limit: int) -> str | None:

@@ -14,6 +14,7 @@ import httpx
 
 from tests.conftest import PATCH_SCHEMA, entra_user
 from tests.hardening.conftest import Server
+from web.observe import MAX_PENDING_CHARS
 
 ADMIN_TOKEN = "ops-integrity-admin-token-0123456789"
 RUNS = 3
@@ -199,3 +200,27 @@ async def test_readyz_fails_when_the_disk_has_less_free_space_than_configured(se
     disk = ready.json()["checks"]["disk"]
     assert "MiB free on the disk, below database.min_free_bytes" in disk, disk
     assert ready.json()["checks"]["writer"] == "ok"
+
+
+def metric(text: str, name: str) -> float:
+    return next(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " "))
+
+
+async def test_the_provisioning_log_buffer_stays_bounded_while_the_database_refuses_writes(server_factory) -> None:
+    server = server_factory()
+    async with httpx.AsyncClient(base_url=server.tenant_url, headers=server.auth, timeout=30) as tenant:
+        for suffix in ("", "-wal", "-shm"):
+            server.db_path.with_name(server.db_path.name + suffix).unlink(missing_ok=True)
+        # Each refused create leaves a record with a 16 KiB (clipped) request body that cannot be written:
+        # 1,400 of them are about 24 MB of records, past the buffer's 16 MiB.
+        title = "t" * 20_000
+        for i in range(1400):
+            assert (await tenant.post("/Users", json=entra_user(f"lost{i}@x", title=title))).status_code == 503
+        async with httpx.AsyncClient(base_url=server.base) as root:
+            scraped = (await root.get("/metrics")).text
+        buffered = metric(scraped, "scimlet_provisioning_log_buffered_records")
+        lost = metric(scraped, "scimlet_provisioning_log_lost_records_total")
+        assert lost >= 1400 - MAX_PENDING_CHARS // 16_384, (buffered, lost)
+        assert buffered + lost >= 1400
+        assert buffered <= MAX_PENDING_CHARS // 16_384
+        assert (await tenant.get("/Users", params={"count": 1})).status_code == 200  # reads still answer
