@@ -210,11 +210,12 @@ def parse_filter(
                 tok.value = ("slot", _Slot(slot))
                 slot += 1
         template = _Resolver(rtype, max_depth).filter(_parse_tree(text, tokens), depth=0)
-        if len(_TEMPLATES) >= MAX_CACHED_SHAPES:
-            _TEMPLATES.clear()
-        _TEMPLATES[shape] = template
-        if simple is not None:
-            _TEMPLATES[simple_shape] = template
+        if len(tokens) <= MAX_CACHED_TOKENS:
+            if len(_TEMPLATES) >= MAX_CACHED_SHAPES:
+                _TEMPLATES.clear()
+            _TEMPLATES[shape] = template
+            if simple is not None:
+                _TEMPLATES[simple_shape] = template
     return _fill(template, literals)
 
 
@@ -232,6 +233,9 @@ _SIMPLE_RE = re.compile(
 )
 _TEMPLATES: dict[tuple, Node] = {}
 MAX_CACHED_SHAPES = 1024
+# Only short shapes are cached (Entra's have 3 to 11 tokens): 1024 shapes of 4096-character filters
+# held 185 MB. A longer filter is parsed each time, which is what its first request costs anyway.
+MAX_CACHED_TOKENS = 64
 
 
 def _fill(node: Node, literals: list) -> Node:

@@ -98,7 +98,7 @@ def _find_culprit(patcher: _Patcher, doc: dict, work: dict, operations: list[dic
     those attributes are checked, only after an operation that touched them. An error that no one
     attribute causes (the document's size) is a property of the whole result and names no operation.
     """
-    failing = failing_attributes(patcher.rtype, work, patcher.limits)
+    failing = failing_attributes(patcher.rtype, work, doc, patcher.limits)
     if not failing:
         return error
     replay = _copy(doc)
@@ -108,7 +108,7 @@ def _find_culprit(patcher: _Patcher, doc: dict, work: dict, operations: list[dic
         for urn, name in failing:
             if (urn, name) in patcher.touched or (urn, None) in patcher.touched:
                 try:
-                    check_attribute(patcher.rtype, replay, urn, name, patcher.limits)
+                    check_attribute(patcher.rtype, replay, urn, name, doc, patcher.limits)
                 except ScimError as exc:
                     return _blamed(exc, index, operation)
     return error

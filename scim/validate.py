@@ -9,6 +9,7 @@ does not know is ignored rather than rejected, because Entra sends extra URNs an
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from datetime import datetime
 from functools import cache, lru_cache
@@ -27,6 +28,7 @@ STORED_APART = frozenset({"members"})
 _MANAGER = SCHEMAS[ENTERPRISE_USER].by_lower["manager"]
 _E164 = re.compile(r"\+[1-9]\d{1,14}")
 _E164_MAX_LENGTH = 16  # "+" and at most 15 digits
+_LEGACY_GROWTH = 1024
 _MEMBER_TYPES = {"user": "User", "group": "Group"}
 
 
@@ -74,7 +76,7 @@ def validate_resource(
         if known is not None and known == given:
             value = known
         else:
-            value = clean_value(attr, given, attr.name if core else f"{urn}:{attr.name}", limits)
+            value = clean_value(attr, given, attr.name if core else f"{urn}:{attr.name}", _limits_for(known, limits))
         # writeOnly (password) is type-checked above but never stored.
         if value is not None and attr.mutability != "writeOnly":
             (doc if core else extensions.setdefault(urn, {}))[attr.name] = value
@@ -85,9 +87,19 @@ def validate_resource(
     return doc
 
 
-def failing_attributes(rtype: ResourceType, doc: dict, limits: Limits = DEFAULT_LIMITS) -> list[tuple[str | None, str]]:
+def _limits_for(known: object, limits: Limits) -> Limits:
+    """A multi-valued attribute stored past the limit (before it was lowered) may shrink, not grow."""
+    if isinstance(known, list) and len(known) > limits.max_attribute_values:
+        return dataclasses.replace(limits, max_attribute_values=len(known))
+    return limits
+
+
+def failing_attributes(
+    rtype: ResourceType, doc: dict, canonical: dict, limits: Limits = DEFAULT_LIMITS
+) -> list[tuple[str | None, str]]:
     """The top-level attributes of a document in canonical form (as PATCH works on one) that fail
-    validation, each as (extension URN or None, name); a missing required attribute counts."""
+    validation, each as (extension URN or None, name); a missing required attribute counts.
+    `canonical` is the stored document the PATCH started from, as for validate_resource."""
     keys = {(None, name.partition(".")[0]) for name in _required_paths(rtype)}
     for key, value in doc.items():
         urn = rtype.canonical_urn(key)
@@ -98,14 +110,14 @@ def failing_attributes(rtype: ResourceType, doc: dict, limits: Limits = DEFAULT_
     failing = []
     for urn, name in keys:
         try:
-            check_attribute(rtype, doc, urn, name, limits)
+            check_attribute(rtype, doc, urn, name, canonical, limits)
         except ScimError:
             failing.append((urn, name))
     return failing
 
 
 def check_attribute(
-    rtype: ResourceType, doc: dict, urn: str | None, name: str, limits: Limits = DEFAULT_LIMITS
+    rtype: ResourceType, doc: dict, urn: str | None, name: str, canonical: dict, limits: Limits = DEFAULT_LIMITS
 ) -> None:
     """Raise what validate_resource would raise for this one top-level attribute of a document in
     canonical form: its value, whether it is required, and the work phone rule."""
@@ -114,7 +126,8 @@ def check_attribute(
         return
     holder = doc if urn is None else doc.get(urn)
     given = holder.get(attr.name) if isinstance(holder, dict) else None
-    value = clean_value(attr, given, attr.name if urn is None else f"{urn}:{attr.name}", limits)
+    known = canonical.get(attr.name) if urn is None else canonical.get(urn, {}).get(attr.name)
+    value = clean_value(attr, given, attr.name if urn is None else f"{urn}:{attr.name}", _limits_for(known, limits))
     alone = {} if value is None else {attr.name: value}
     if urn is None and attr.required:
         _check_required(rtype, alone, attr.name)
@@ -280,13 +293,19 @@ def _check_work_phones(doc: dict) -> None:
 
 
 def _check_size(rtype: ResourceType, doc: dict, canonical: dict | None, limits: Limits) -> None:
-    """The stored JSON stays within the limit; a PATCH of a document already past it (stored before
-    the limit was lowered) may still shrink it or keep its size, so that e.g. a disable goes through."""
+    """The stored JSON stays within the limit. A document already past it (stored before the limit
+    was lowered) may still take a PATCH that grows it by at most _LEGACY_GROWTH bytes, so that
+    Entra's updates and disables of it go through; the other limits bound how far it can go."""
     size = len(orjson.dumps(doc))
-    if size > limits.max_document_bytes and (canonical is None or size > len(orjson.dumps(canonical))):
-        raise invalid_value(
-            f"The {rtype.name} would be {size} bytes of JSON; at most {limits.max_document_bytes} are allowed"
-        )
+    if size <= limits.max_document_bytes:
+        return
+    if canonical is not None:
+        before = len(orjson.dumps(canonical))
+        if before > limits.max_document_bytes and size <= before + _LEGACY_GROWTH:
+            return
+    raise invalid_value(
+        f"The {rtype.name} would be {size} bytes of JSON; at most {limits.max_document_bytes} are allowed"
+    )
 
 
 def is_e164(text: str) -> bool:
