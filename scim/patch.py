@@ -17,7 +17,7 @@ from typing import Literal
 import orjson
 
 from scim.errors import ScimError, invalid_path, invalid_syntax, invalid_value, shown
-from scim.filters import And, Compare, Node, Or, matches, parse_path_filter
+from scim.filters import And, Compare, Node, Or, element_matcher, parse_path_filter
 from scim.paths import resolve, split_urn
 from scim.schemas import DEFAULT_LIMITS, ENTERPRISE_USER, PATCH_OP, SCHEMAS, Attribute, Limits, ResourceType
 from scim.validate import (
@@ -34,6 +34,7 @@ from scim.validate import (
 __all__ = ["MAX_OPERATIONS", "Member", "MemberOp", "apply_patch"]
 
 MAX_OPERATIONS = 1000
+_LABELLED_PATH_LENGTH = 100
 
 _MANAGER = SCHEMAS[ENTERPRISE_USER].by_lower["manager"]
 _NAME = r"[A-Za-z$][\w$-]*"
@@ -146,7 +147,9 @@ def _operations(body: object) -> list[dict]:
 
 def _label(operation: dict) -> str:
     op, path = find_key(operation, "op"), find_key(operation, "path")
-    text = op.lower() if isinstance(op, str) else repr(op)
+    text = op.lower() if isinstance(op, str) else shown(op)
+    if isinstance(path, str) and len(path) > _LABELLED_PATH_LENGTH:
+        path = path[:_LABELLED_PATH_LENGTH] + "…"  # a detail reaches logs: never a megabyte of path
     return f"{text} {path}" if isinstance(path, str) and path else text
 
 
@@ -258,7 +261,7 @@ class _Patcher:
             _put(holder.setdefault(attr.name, {}), target.sub.name, self._clean(target.sub, value, name))
             return
         elements = holder.setdefault(attr.name, [])
-        chosen = [element for element in elements if target.filter is None or matches(target.filter, element)]
+        chosen = _chosen(elements, target)
         if not chosen:
             # Entra's upsert: replace phoneNumbers[type eq "work"].value creates the work phone.
             chosen = [_seed(target)]
@@ -299,7 +302,7 @@ class _Patcher:
         if not attr.multi_valued:
             current.pop(target.sub.name, None)
             return
-        chosen = [element for element in current if target.filter is None or matches(target.filter, element)]
+        chosen = _chosen(current, target)
         if target.sub is None:
             gone_ids = {id(element) for element in chosen}
             holder[attr.name] = [element for element in current if id(element) not in gone_ids]
@@ -374,6 +377,14 @@ def _read_only(rtype: ResourceType, attr: Attribute, sub: Attribute | None) -> S
     elif attr.name == "meta":
         hint = "; the server keeps it"
     return ScimError(400, f"{name} is read-only: a PATCH cannot add, replace or remove it{hint}", "mutability")
+
+
+def _chosen(elements: list, target: _Target) -> list:
+    """The elements the path's filter selects (all of them without a filter)."""
+    if target.filter is None:
+        return list(elements)
+    selects = element_matcher(target.filter)
+    return [element for element in elements if isinstance(element, dict) and selects(element)]
 
 
 def _key(element: object) -> object:
