@@ -131,11 +131,11 @@ async def test_patch_of_a_read_only_attribute_is_400_mutability_and_changes_noth
 # --- live: another tenant while the costliest PATCHes run ----------------------------------------
 
 
-def writes_of_another_tenant(server, expensive) -> tuple[Probe, object]:
-    """Like other_tenant_p99, with a third tenant's creates (writes queue behind the expensive one
-    on the single writer, where reads do not) timed while `expensive()` runs in a thread."""
-    key = json.loads(server.cli("apikey", "create", "--name", "writer", "--write", "users", "--json").stdout)
-    idp = json.loads(server.cli("idp", "create", "--name", "Writer", "--apikey", "writer", "--json").stdout)
+def writes_of_another_tenant(server, expensive, name: str = "writer") -> tuple[Probe, object]:
+    """Like other_tenant_p99, with a tenant of its own (`name`) making creates (writes queue behind
+    the expensive one on the single writer, where reads do not) while `expensive()` runs in a thread."""
+    key = json.loads(server.cli("apikey", "create", "--name", name, "--write", "users", "--json").stdout)
+    idp = json.loads(server.cli("idp", "create", "--name", name, "--apikey", name, "--json").stdout)
     probe, result, done = Probe(), [], threading.Event()
 
     def run() -> None:
