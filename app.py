@@ -74,7 +74,7 @@ def create_app(settings: Settings, store: SqliteStore | None = None) -> Starlett
             await provisioning_log.stop()
             await store.close()
 
-    openapi = orjson.dumps(openapi_document(settings.base_url))
+    openapi = orjson.dumps(openapi_document(settings.base_url, scim.limits))
 
     async def openapi_json(request: Request) -> Response:
         return Response(openapi, media_type="application/json")

@@ -19,9 +19,17 @@ import orjson
 from scim.errors import ScimError, invalid_path, invalid_syntax, invalid_value, shown
 from scim.filters import And, Compare, Node, Or, element_matcher, parse_path_filter
 from scim.paths import resolve, split_urn
-from scim.schemas import DEFAULT_LIMITS, ENTERPRISE_USER, PATCH_OP, SCHEMAS, Attribute, Limits, ResourceType
-from scim.validate import (
+from scim.schemas import (
+    DEFAULT_LIMITS,
+    ENTERPRISE_USER,
+    PATCH_OP,
+    SCHEMAS,
     STORED_APART,
+    Attribute,
+    Limits,
+    ResourceType,
+)
+from scim.validate import (
     Member,
     check_attribute,
     clean_value,
@@ -80,44 +88,50 @@ def apply_patch(
     patcher = _Patcher(rtype, limits, resource_id)
     work = _copy(doc)
     member_ops: list[MemberOp] = []
+    touched: list[set[tuple[str | None, str | None]]] = []  # by each operation, for _find_culprit
     for index, operation in enumerate(operations, 1):
+        patcher.touched = set()
         try:
             member_ops.extend(patcher.apply(work, operation))
         except ScimError as exc:
             raise _blamed(exc, index, operation) from None
+        touched.append(patcher.touched)
     try:
         return validate_resource(rtype, work, canonical=doc, limits=limits), member_ops
     except ScimError as exc:
-        raise _find_culprit(patcher, doc, work, operations, exc) from None
+        raise _find_culprit(patcher, doc, work, operations, touched, exc) from None
 
 
-def _find_culprit(patcher: _Patcher, doc: dict, work: dict, operations: list[dict], error: ScimError) -> ScimError:
+def _find_culprit(
+    patcher: _Patcher,
+    doc: dict,
+    work: dict,
+    operations: list[dict],
+    touched: list[set[tuple[str | None, str | None]]],
+    error: ScimError,
+) -> ScimError:
     """The error under the operation that caused it, found without validating the whole document
     after each operation (that was quadratic: a 1000-operation PATCH on a large user took seconds).
 
-    The attributes that fail in the result are found once. The operations are replayed, keeping
-    each failing attribute's value (serialized, at C speed) after every operation that touched it;
-    a bisection over those values then finds an operation after which the attribute turned invalid,
-    validating it a dozen times at most. An error that no one attribute causes (the document's
-    size) is a property of the whole result and names no operation.
+    The attributes that fail in the result are found once. Only the operations that touched them
+    are replayed (an operation changes nothing but the attributes it touches), keeping each failing
+    attribute's value, serialized at C speed, after each; a bisection over those values then finds
+    an operation after which the attribute turned invalid, validating it a dozen times at most. An
+    error that no one attribute causes (the document's size) names no operation.
     """
     failing = failing_attributes(patcher.rtype, work, doc, patcher.limits)
-    if not failing:
-        return error
     states: dict[tuple[str | None, str], list[tuple[int, bytes]]] = {key: [] for key in failing}
     replay = _copy(doc)
-    for index, operation in enumerate(operations, 1):
-        patcher.touched.clear()
-        patcher.apply(replay, operation)  # it succeeded on the same document the first time
-        for urn, name in failing:
-            if (urn, name) in patcher.touched or (urn, None) in patcher.touched:
-                holder = replay if urn is None else replay.get(urn)
-                value = holder.get(name) if isinstance(holder, dict) else None
-                states[(urn, name)].append((index, orjson.dumps(value)))
-    culprits = []
-    for (urn, name), history in states.items():
-        if history:
-            culprits.append(_first_invalid(patcher, doc, urn, name, history))
+    for index, (operation, keys) in enumerate(zip(operations, touched, strict=True), 1):
+        hits = [(urn, name) for urn, name in failing if (urn, name) in keys or (urn, None) in keys]
+        if not hits:
+            continue
+        patcher.apply(replay, operation)  # it succeeded on the same values the first time
+        for urn, name in hits:
+            holder = replay if urn is None else replay.get(urn)
+            value = holder.get(name) if isinstance(holder, dict) else None
+            states[(urn, name)].append((index, orjson.dumps(value)))
+    culprits = [_first_invalid(patcher, doc, urn, name, history) for (urn, name), history in states.items() if history]
     if not culprits:
         return error
     index, exc = min(culprits, key=lambda culprit: culprit[0])
@@ -126,9 +140,9 @@ def _find_culprit(patcher: _Patcher, doc: dict, work: dict, operations: list[dic
 
 def _first_invalid(
     patcher: _Patcher, doc: dict, urn: str | None, name: str, history: list[tuple[int, bytes]]
-) -> tuple[int, ScimError]:
-    """The operation (index) after which this attribute turned invalid, and its error, by bisection:
-    the last value in `history` is invalid, and the stored one was valid."""
+) -> tuple[int, ScimError] | None:
+    """The operation (index) after which this attribute turned invalid, and its error, by bisection
+    between the stored value (valid) and the last one in `history` (None if that one is valid)."""
 
     def error_at(position: int) -> ScimError | None:
         value = orjson.loads(history[position][1])
@@ -141,6 +155,8 @@ def _first_invalid(
 
     low, high = 0, len(history) - 1
     found = error_at(high)
+    if found is None:
+        return None
     while low < high:
         middle = (low + high) // 2
         exc = error_at(middle)
@@ -148,7 +164,6 @@ def _first_invalid(
             high, found = middle, exc
         else:
             low = middle + 1
-    assert found is not None  # the last value is the result's, which failed
     return history[high][0], found
 
 

@@ -17,6 +17,9 @@ SEARCH_REQUEST = "urn:ietf:params:scim:api:messages:2.0:SearchRequest"
 SCHEMA_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:Schema"
 RESOURCE_TYPE_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:ResourceType"
 SERVICE_PROVIDER_CONFIG = "urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"
+# Group members live in their own table and are changed by deltas (see scim.patch.MemberOp); the
+# limits of resource documents do not apply to them (scim.max_members_per_patch does).
+STORED_APART = frozenset({"members"})
 # The top-level attributes kept in indexed columns (storage's hot columns): a tighter length limit.
 NAME_ATTRIBUTES = frozenset({"userName", "displayName", "externalId"})
 
@@ -76,6 +79,8 @@ class Attribute:
 
     def to_dict(self, limits: Limits | None = None) -> dict:
         """The RFC 7643 §7 form; with `limits`, the description ends with the limits that apply."""
+        if self.name in STORED_APART:
+            limits = None
         out: dict = {
             "name": self.name,
             "type": self.type,

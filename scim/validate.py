@@ -19,11 +19,7 @@ import orjson
 import phonenumbers
 
 from scim.errors import ScimError, invalid_syntax, invalid_value, shown
-from scim.schemas import DEFAULT_LIMITS, ENTERPRISE_USER, SCHEMAS, Attribute, Limits, ResourceType
-
-# Group members live in their own table and are changed by deltas (see scim.patch.MemberOp);
-# the HTTP layer reads them from the request with parse_members.
-STORED_APART = frozenset({"members"})
+from scim.schemas import DEFAULT_LIMITS, ENTERPRISE_USER, SCHEMAS, STORED_APART, Attribute, Limits, ResourceType
 
 _MANAGER = SCHEMAS[ENTERPRISE_USER].by_lower["manager"]
 _E164 = re.compile(r"\+[1-9]\d{1,14}")

@@ -161,6 +161,10 @@ def writes_of_another_tenant(server, expensive, name: str = "writer") -> tuple[P
     return probe, result[0] if result else None
 
 
+# Enough rounds that a few hundred probes fall while they run: the p99 then is not one probe's hiccup.
+ROUNDS = 10
+
+
 def test_the_costliest_patches_within_the_limits_keep_another_tenant_fast(server_factory) -> None:
     """At the limits: 20,000 emails in one PATCH (the quadratic code held the writer 8 s here) is
     refused at once; 1000 filtered operations on a user with 100 emails, and the same PATCH failing
@@ -184,7 +188,7 @@ def test_the_costliest_patches_within_the_limits_keep_another_tenant_fast(server
 
     def expensive() -> list[tuple[int, str]]:
         answers = []
-        for _ in range(3):
+        for _ in range(ROUNDS):
             for body in (too_many, maximal, failing, shuffle):
                 response = client.patch(url, json=body)
                 answers.append((response.status_code, response.json().get("detail", "")))
@@ -193,7 +197,7 @@ def test_the_costliest_patches_within_the_limits_keep_another_tenant_fast(server
     reads = other_tenant_p99(server, expensive)
     writes, answers = writes_of_another_tenant(server, expensive)
     for answers_seen in (reads.expensive_result, answers):
-        assert [status for status, _ in answers_seen] == [400, 200, 400, 200] * 3
+        assert [status for status, _ in answers_seen] == [400, 200, 400, 200] * ROUNDS
         assert answers_seen[0][1] == "Operation 1 (add emails): emails has 20000 values; at most 100 are allowed"
         assert answers_seen[2][1].startswith('Operation 1000 (add phoneNumbers): phoneNumbers[type eq "work"].value')
     assert set(reads.statuses) == {200} and set(writes.statuses) == {201}
