@@ -480,7 +480,13 @@ def _name(target: _Target) -> str:
 
 def _member_op(op: str, target: _Target, value: object) -> MemberOp:
     if target.sub is not None:
-        raise invalid_path('Members are added and removed whole; use the path members or members[value eq "<id>"]')
+        # A member's value, type and $ref are immutable (and display read-only): RFC 7644 §3.5.2.
+        raise ScimError(
+            400,
+            f"members.{target.sub.name} is {target.sub.mutability}: members are added and removed whole; "
+            'use the path members or members[value eq "<id>"]',
+            "mutability",
+        )
     if target.filter is not None:
         if op != "remove":
             raise invalid_path(f"{op} cannot take a filter on members; use {op} with the path members")

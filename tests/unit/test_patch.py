@@ -283,6 +283,21 @@ def test_read_only_group_attributes_are_a_mutability_error():
     assert error.scim_type == "mutability"
 
 
+@pytest.mark.parametrize(
+    ("path", "said"),
+    [
+        ("members.value", "members.value is immutable"),
+        ('members[value eq "u1"].type', "members.type is immutable"),
+        ('members[value eq "u1"].$ref', "members.$ref is immutable"),
+        ('members[value eq "u1"].display', "members.display is read-only"),
+    ],
+)
+def test_a_member_s_sub_attributes_are_a_mutability_error(path, said):
+    error = rejected(GROUP_TYPE, SALES, patch({"op": "replace", "path": path, "value": "x"}))
+    assert error.scim_type == "mutability"
+    assert said in error.detail
+
+
 # --- ops, paths and the request envelope -------------------------------------------------------
 
 
