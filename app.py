@@ -82,7 +82,7 @@ def create_app(settings: Settings, store: SqliteStore | None = None) -> Starlett
                 log.error("%d provisioning log records not saved: %s", len(provisioning_log.pending), exc.detail)
             await store.close()
 
-    openapi = orjson.dumps(openapi_document(settings.base_url))
+    openapi = orjson.dumps(openapi_document(settings.base_url, scim.limits))
 
     async def openapi_json(request: Request) -> Response:
         return Response(openapi, media_type="application/json")

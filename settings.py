@@ -30,6 +30,10 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "max_write_queue": 2000,
         "max_filter_length": 4096,
         "max_filter_depth": 32,
+        "max_name_length": 512,
+        "max_string_length": 8192,
+        "max_attribute_values": 100,
+        "max_document_bytes": 65536,
     },
     "security": {"auth_failure_limit": 20, "auth_failure_window": 60},
     "logging": {"level": "info", "format": "text"},
@@ -186,6 +190,10 @@ def _check(section: str, key: str, value: Any, where: str) -> Any:
         ("scim", "default_page_size"),
         ("scim", "max_filter_length"),
         ("server", "body_timeout"),
+        ("scim", "max_name_length"),
+        ("scim", "max_string_length"),
+        ("scim", "max_attribute_values"),
+        ("scim", "max_document_bytes"),
     ) and value < 1:
         raise ConfigError(f"{where}: {section}.{key} must be at least 1")
     # The filter resolver recurses a few frames per level: past 100 Python's recursion limit is near.

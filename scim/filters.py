@@ -11,6 +11,7 @@ filters) and translated to SQL by storage/sql.py.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -210,11 +211,12 @@ def parse_filter(
                 tok.value = ("slot", _Slot(slot))
                 slot += 1
         template = _Resolver(rtype, max_depth).filter(_parse_tree(text, tokens), depth=0)
-        if len(_TEMPLATES) >= MAX_CACHED_SHAPES:
-            _TEMPLATES.clear()
-        _TEMPLATES[shape] = template
-        if simple is not None:
-            _TEMPLATES[simple_shape] = template
+        if len(tokens) <= MAX_CACHED_TOKENS:
+            if len(_TEMPLATES) >= MAX_CACHED_SHAPES:
+                _TEMPLATES.clear()
+            _TEMPLATES[shape] = template
+            if simple is not None:
+                _TEMPLATES[simple_shape] = template
     return _fill(template, literals)
 
 
@@ -232,6 +234,9 @@ _SIMPLE_RE = re.compile(
 )
 _TEMPLATES: dict[tuple, Node] = {}
 MAX_CACHED_SHAPES = 1024
+# Only short shapes are cached (Entra's have 3 to 11 tokens): 1024 shapes of 4096-character filters
+# held 185 MB. A longer filter is parsed each time, which is what its first request costs anyway.
+MAX_CACHED_TOKENS = 64
 
 
 def _fill(node: Node, literals: list) -> Node:
@@ -474,6 +479,28 @@ def matches(node: Node, resource: dict) -> bool:
     if node.value is None:  # eq null: absent
         return not any(_is_present(v) for v in values)
     return any(_compare(node.ref, node.op, v, node.value) for v in values)
+
+
+def element_matcher(node: Node) -> Callable[[dict], bool]:
+    """A predicate equal to matches(node, element) on one element of a multi-valued attribute.
+
+    For `sub eq "text"` on a string sub-attribute (Entra's type eq "work", value eq "...") it is a
+    lookup and a comparison, five times faster than the general walk: a PATCH runs it over every
+    value of the attribute for every filtered operation, on the single writer."""
+    if (
+        isinstance(node, Compare)
+        and node.op == "eq"
+        and isinstance(node.value, str)
+        and node.ref.element
+        and node.ref.leaf.type in ("string", "reference", "binary")
+    ):
+        name = node.ref.leaf.name
+        if node.ref.leaf.case_exact:
+            exact = node.value
+            return lambda element: element.get(name) == exact
+        folded = fold(node.value)
+        return lambda element: isinstance(value := element.get(name), str) and fold(value) == folded
+    return lambda element: matches(node, element)
 
 
 def _is_present(value: object) -> bool:

@@ -17,6 +17,28 @@ SEARCH_REQUEST = "urn:ietf:params:scim:api:messages:2.0:SearchRequest"
 SCHEMA_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:Schema"
 RESOURCE_TYPE_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:ResourceType"
 SERVICE_PROVIDER_CONFIG = "urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"
+# Group members live in their own table and are changed by deltas (see scim.patch.MemberOp); the
+# limits of resource documents do not apply to them (scim.max_members_per_patch does).
+STORED_APART = frozenset({"members"})
+# The top-level attributes kept in indexed columns (storage's hot columns): a tighter length limit.
+NAME_ATTRIBUTES = frozenset({"userName", "displayName", "externalId"})
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Size limits on what a resource may hold (the scim.max_* settings), enforced by validation and
+    advertised in the attribute descriptions of /Schemas, so a client can read them."""
+
+    max_name_length: int = 512  # userName, displayName, externalId: characters
+    max_string_length: int = 8192  # every other string value: characters
+    max_attribute_values: int = 100  # values of one multi-valued attribute
+    max_document_bytes: int = 65536  # the stored resource as JSON, without id, meta and members
+
+    def max_length(self, attr: Attribute) -> int:
+        return self.max_name_length if attr.name in NAME_ATTRIBUTES else self.max_string_length
+
+
+DEFAULT_LIMITS = Limits()
 
 
 @dataclass(frozen=True)
@@ -55,12 +77,15 @@ class Attribute:
     def is_complex(self) -> bool:
         return self.type == "complex"
 
-    def to_dict(self) -> dict:
+    def to_dict(self, limits: Limits | None = None) -> dict:
+        """The RFC 7643 §7 form; with `limits`, the description ends with the limits that apply."""
+        if self.name in STORED_APART:
+            limits = None
         out: dict = {
             "name": self.name,
             "type": self.type,
             "multiValued": self.multi_valued,
-            "description": self.description or self.name,
+            "description": self._described(limits),
             "required": self.required,
             "caseExact": self.case_exact,
             "mutability": self.mutability,
@@ -68,12 +93,23 @@ class Attribute:
             "uniqueness": self.uniqueness,
         }
         if self.sub_attributes:
-            out["subAttributes"] = [sub.to_dict() for sub in self.sub_attributes]
+            out["subAttributes"] = [sub.to_dict(limits) for sub in self.sub_attributes]
         if self.canonical_values:
             out["canonicalValues"] = list(self.canonical_values)
         if self.reference_types:
             out["referenceTypes"] = list(self.reference_types)
         return out
+
+    def _described(self, limits: Limits | None) -> str:
+        text = self.description or self.name
+        if limits is None or self.mutability == "readOnly":
+            return text
+        notes = []
+        if self.multi_valued:
+            notes.append(f"at most {limits.max_attribute_values} values")
+        if self.type not in ("boolean", "complex"):
+            notes.append(f"at most {limits.max_length(self)} characters")
+        return f"{text}; {', '.join(notes)}" if notes else text
 
 
 A = Attribute
@@ -287,13 +323,13 @@ class Schema:
     def __post_init__(self) -> None:
         self.by_lower.update({attr.name.lower(): attr for attr in self.attributes})
 
-    def to_dict(self, base_url: str) -> dict:
+    def to_dict(self, base_url: str, limits: Limits | None = None) -> dict:
         return {
             "schemas": [SCHEMA_SCHEMA],
             "id": self.id,
             "name": self.name,
             "description": self.description,
-            "attributes": [attr.to_dict() for attr in self.attributes],
+            "attributes": [attr.to_dict(limits) for attr in self.attributes],
             "meta": {"resourceType": "Schema", "location": f"{base_url}/Schemas/{self.id}"},
         }
 
@@ -335,13 +371,16 @@ class ResourceType:
             return SCHEMAS[urn].by_lower.get(name.lower())
         return None
 
-    def to_dict(self, base_url: str) -> dict:
+    def to_dict(self, base_url: str, limits: Limits | None = None) -> dict:
+        description = self.description
+        if limits is not None:
+            description += f"; at most {limits.max_document_bytes} bytes of JSON each, without id, meta and members"
         return {
             "schemas": [RESOURCE_TYPE_SCHEMA],
             "id": self.name,
             "name": self.name,
             "endpoint": self.endpoint,
-            "description": self.description,
+            "description": description,
             "schema": self.schema,
             "schemaExtensions": [{"schema": urn, "required": False} for urn in self.extensions],
             "meta": {"resourceType": "ResourceType", "location": f"{base_url}/ResourceTypes/{self.name}"},

@@ -9,22 +9,22 @@ does not know is ignored rather than rejected, because Entra sends extra URNs an
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from datetime import datetime
 from functools import cache, lru_cache
 from typing import NamedTuple
 
+import orjson
 import phonenumbers
 
-from scim.errors import invalid_syntax, invalid_value, shown
-from scim.schemas import ENTERPRISE_USER, SCHEMAS, Attribute, ResourceType
-
-# Group members live in their own table and are changed by deltas (see scim.patch.MemberOp);
-# the HTTP layer reads them from the request with parse_members.
-STORED_APART = frozenset({"members"})
+from scim.errors import ScimError, invalid_syntax, invalid_value, shown
+from scim.schemas import DEFAULT_LIMITS, ENTERPRISE_USER, SCHEMAS, STORED_APART, Attribute, Limits, ResourceType
 
 _MANAGER = SCHEMAS[ENTERPRISE_USER].by_lower["manager"]
 _E164 = re.compile(r"\+[1-9]\d{1,14}")
+_E164_MAX_LENGTH = 16  # "+" and at most 15 digits
+_LEGACY_GROWTH = 1024  # bytes a document stored past scim.max_document_bytes may still grow by
 _MEMBER_TYPES = {"user": "User", "group": "Group"}
 
 
@@ -47,12 +47,15 @@ def find_key(obj: dict, name: str) -> object:
     return None
 
 
-def validate_resource(rtype: ResourceType, body: dict, canonical: dict | None = None) -> dict:
+def validate_resource(
+    rtype: ResourceType, body: dict, canonical: dict | None = None, limits: Limits = DEFAULT_LIMITS
+) -> dict:
     """The canonical document for a resource body, or ScimError(400) naming what is wrong.
 
     `canonical` is a document this function returned before (a PATCH passes the stored one): a value
     equal to its value there is kept as it is, not cleaned again. A PATCH changes a few attributes
-    and this check of the whole result then costs a fraction of a full one."""
+    and this check of the whole result then costs a fraction of a full one. It also lets a document
+    stored before a limit was lowered change without first shrinking below it."""
     if not isinstance(body, dict):
         raise invalid_syntax(f"A {rtype.name} must be a JSON object")
     doc: dict = {}
@@ -69,14 +72,62 @@ def validate_resource(rtype: ResourceType, body: dict, canonical: dict | None = 
         if known is not None and known == given:
             value = known
         else:
-            value = clean_value(attr, given, attr.name if core else f"{urn}:{attr.name}")
+            value = clean_value(attr, given, attr.name if core else f"{urn}:{attr.name}", _limits_for(known, limits))
         # writeOnly (password) is type-checked above but never stored.
         if value is not None and attr.mutability != "writeOnly":
             (doc if core else extensions.setdefault(urn, {}))[attr.name] = value
     doc.update(extensions)
     _check_required(rtype, doc)
     _check_work_phones(doc)
+    _check_size(rtype, doc, canonical, limits)
     return doc
+
+
+def _limits_for(known: object, limits: Limits) -> Limits:
+    """A multi-valued attribute stored past the limit (before it was lowered) may shrink, not grow."""
+    if isinstance(known, list) and len(known) > limits.max_attribute_values:
+        return dataclasses.replace(limits, max_attribute_values=len(known))
+    return limits
+
+
+def failing_attributes(
+    rtype: ResourceType, doc: dict, canonical: dict, limits: Limits = DEFAULT_LIMITS
+) -> list[tuple[str | None, str]]:
+    """The top-level attributes of a document in canonical form (as PATCH works on one) that fail
+    validation, each as (extension URN or None, name); a missing required attribute counts.
+    `canonical` is the stored document the PATCH started from, as for validate_resource."""
+    keys = {(None, name.partition(".")[0]) for name in _required_paths(rtype)}
+    for key, value in doc.items():
+        urn = rtype.canonical_urn(key)
+        if urn is None:
+            keys.add((None, key))
+        elif isinstance(value, dict):
+            keys.update((urn, name) for name in value)
+    failing = []
+    for urn, name in sorted(keys, key=lambda key: (key[0] or "", key[1])):  # the same answer every time
+        try:
+            check_attribute(rtype, doc, urn, name, canonical, limits)
+        except ScimError:
+            failing.append((urn, name))
+    return failing
+
+
+def check_attribute(
+    rtype: ResourceType, doc: dict, urn: str | None, name: str, canonical: dict, limits: Limits = DEFAULT_LIMITS
+) -> None:
+    """Raise what validate_resource would raise for this one top-level attribute of a document in
+    canonical form: its value, whether it is required, and the work phone rule."""
+    attr = rtype.core.get(name.lower()) if urn is None else SCHEMAS[urn].by_lower.get(name.lower())
+    if attr is None or attr.mutability == "readOnly" or attr.name in STORED_APART:
+        return
+    holder = doc if urn is None else doc.get(urn)
+    given = holder.get(attr.name) if isinstance(holder, dict) else None
+    known = canonical.get(attr.name) if urn is None else canonical.get(urn, {}).get(attr.name)
+    value = clean_value(attr, given, attr.name if urn is None else f"{urn}:{attr.name}", _limits_for(known, limits))
+    alone = {} if value is None else {attr.name: value}
+    if urn is None and attr.required:
+        _check_required(rtype, alone, attr.name)
+    _check_work_phones(alone)
 
 
 def _collect(rtype: ResourceType, body: dict) -> dict[tuple[str, str], object]:
@@ -93,23 +144,25 @@ def _collect(rtype: ResourceType, body: dict) -> dict[tuple[str, str], object]:
     return given
 
 
-def clean_value(attr: Attribute, value: object, name: str) -> object | None:
+def clean_value(attr: Attribute, value: object, name: str, limits: Limits = DEFAULT_LIMITS) -> object | None:
     """A value of `attr` in canonical form, None when it amounts to nothing; `name` is for errors."""
     if attr is _MANAGER:
         value = _manager_form(value, name)
     if value is None:
         return None
     if not attr.multi_valued:
-        return _clean_one(attr, value, name)
+        return _clean_one(attr, value, name, limits)
     if isinstance(value, dict) and attr.is_complex:
         value = [value]  # a lone object where a list is expected: Entra tolerance
     if not isinstance(value, list):
         example = '[{"value": "..."}]' if attr.is_complex else '["..."]'
         raise invalid_value(f"{name} is multi-valued; send an array such as {example}, not {_json_type(value)}")
+    if len(value) > limits.max_attribute_values:
+        raise invalid_value(f"{name} has {len(value)} values; at most {limits.max_attribute_values} are allowed")
     items = []
     primaries = 0
     for element in value:
-        item = _clean_one(attr, element, name)
+        item = _clean_one(attr, element, name, limits)
         if item is not None:
             items.append(item)
             if isinstance(item, dict) and item.get("primary") is True:
@@ -119,9 +172,9 @@ def clean_value(attr: Attribute, value: object, name: str) -> object | None:
     return items or None
 
 
-def _clean_one(attr: Attribute, value: object, name: str) -> object | None:
+def _clean_one(attr: Attribute, value: object, name: str, limits: Limits) -> object | None:
     if not attr.is_complex:
-        return _clean_simple(attr, value, name)
+        return _clean_simple(attr, value, name, limits)
     if value is None:
         return None
     if not isinstance(value, dict):
@@ -131,7 +184,7 @@ def _clean_one(attr: Attribute, value: object, name: str) -> object | None:
     out = {}
     for lower, sub in attr.settable_subs:
         if lower in given:
-            item = _clean_simple(sub, given[lower], f"{name}.{sub.name}")
+            item = _clean_simple(sub, given[lower], f"{name}.{sub.name}", limits)
             if item is not None:
                 out[sub.name] = item
     # An email, phone or manager without its value is nothing: this is how "" clears one.
@@ -140,7 +193,7 @@ def _clean_one(attr: Attribute, value: object, name: str) -> object | None:
     return out or None
 
 
-def _clean_simple(attr: Attribute, value: object, name: str) -> object | None:
+def _clean_simple(attr: Attribute, value: object, name: str, limits: Limits) -> object | None:
     if value is None or value == "":
         return None
     if attr.type == "boolean":
@@ -150,6 +203,9 @@ def _clean_simple(attr: Attribute, value: object, name: str) -> object | None:
         # A write-only value (the password) is never quoted back: error details reach logs.
         quoted = "" if attr.mutability == "writeOnly" else f" {shown(value)}"
         raise invalid_value(f"{name} must be a {attr.type} (a JSON string), not {_json_type(value)}{quoted}")
+    # Before anything else looks at the value: a megabyte-long one must not reach an index or a cache.
+    if len(value) > limits.max_length(attr):
+        raise invalid_value(f"{name} is {len(value)} characters long; at most {limits.max_length(attr)} are allowed")
     if attr.type == "dateTime":
         try:
             datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -192,11 +248,14 @@ def _json_type(value: object) -> str:
     return "object"
 
 
-def _check_required(rtype: ResourceType, doc: dict) -> None:
+def _check_required(rtype: ResourceType, doc: dict, only: str | None = None) -> None:
+    """Every required path is present (`only`: the paths of that one attribute)."""
     # Only core attributes: RFC 7643 extension schemas are optional, and ours has no required ones.
     required = _required_paths(rtype)
     for path in required:
         name, _, sub = path.partition(".")
+        if only is not None and name != only:
+            continue
         value = doc.get(name)
         if sub and isinstance(value, dict):
             value = value.get(sub)
@@ -229,9 +288,31 @@ def _check_work_phones(doc: dict) -> None:
             )
 
 
-# Parsing costs tens of microseconds, and PATCH re-validates after every operation: cache it.
-@lru_cache(maxsize=4096)
+def _check_size(rtype: ResourceType, doc: dict, canonical: dict | None, limits: Limits) -> None:
+    """The stored JSON stays within the limit. A document already past it (stored before the limit
+    was lowered) may still take a PATCH that grows it by at most _LEGACY_GROWTH bytes, so that
+    Entra's updates and disables of it go through; the other limits bound how far it can go."""
+    size = len(orjson.dumps(doc))
+    if size <= limits.max_document_bytes:
+        return
+    if canonical is not None:
+        before = len(orjson.dumps(canonical))
+        if before > limits.max_document_bytes and size <= before + _LEGACY_GROWTH:
+            return
+    raise invalid_value(
+        f"The {rtype.name} would be {size} bytes of JSON; at most {limits.max_document_bytes} are allowed"
+    )
+
+
 def is_e164(text: str) -> bool:
+    """E.164 form (see _possible_number); the length is checked before the cache, which must never
+    hold a long string a client sent (a cache keyed by megabyte-long phone numbers grew to gigabytes)."""
+    return len(text) <= _E164_MAX_LENGTH and _possible_number(text)
+
+
+# Parsing costs tens of microseconds, and every validation of a user checks its work phones: cache it.
+@lru_cache(maxsize=4096)
+def _possible_number(text: str) -> bool:
     """E.164 form: +, a country code and at most 15 digits, of a length possible for that country.
 
     We deliberately stop at is_possible_number: is_valid_number also checks the number against the

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from scim import schemas
 from scim.errors import ERROR_SCHEMA, SCIM_TYPES
-from scim.schemas import Attribute, ResourceType
+from scim.schemas import DEFAULT_LIMITS, Attribute, Limits, ResourceType
 
 SCIM_JSON = "application/scim+json"
 _SIMPLE_TYPES = {
@@ -39,18 +39,24 @@ _ERRORS = {
 }
 
 
-def _attribute(attr: Attribute, request: bool = False) -> dict:
+def _attribute(attr: Attribute, limits: Limits | None, request: bool = False) -> dict:
+    if attr.name in schemas.STORED_APART:
+        limits = None  # group members: scim.max_members_per_patch, not the document limits
     if attr.is_complex:
         subs = [sub for sub in attr.sub_attributes if not (request and sub.mutability == "readOnly")]
-        one: dict = {"type": "object", "properties": {sub.name: _attribute(sub, request) for sub in subs}}
+        one: dict = {"type": "object", "properties": {sub.name: _attribute(sub, limits, request) for sub in subs}}
         required = [sub.name for sub in subs if sub.required]
         if request and required:
             one["required"] = required
     else:
         one = dict(_SIMPLE_TYPES[attr.type])
+        if limits is not None and attr.type != "boolean" and attr.mutability != "readOnly":
+            one["maxLength"] = limits.max_length(attr)
         if attr.canonical_values and not attr.multi_valued:
             one["description"] = "Usually one of: " + ", ".join(attr.canonical_values)
     out = {"type": "array", "items": one} if attr.multi_valued else one
+    if limits is not None and attr.multi_valued and attr.mutability != "readOnly":
+        out["maxItems"] = limits.max_attribute_values
     out["description"] = attr.description or attr.name
     if attr.mutability == "readOnly":
         out["readOnly"] = True
@@ -61,12 +67,14 @@ def _attribute(attr: Attribute, request: bool = False) -> dict:
     return out
 
 
-def _resource(rtype: ResourceType, request: bool = False) -> dict:
+def _resource(rtype: ResourceType, limits: Limits, request: bool = False) -> dict:
     """A resource as returned, or (request=True) as sent: no read-only attributes, required ones required."""
 
     def described(attrs: tuple[Attribute, ...]) -> dict:
         return {
-            attr.name: _attribute(attr, request) for attr in attrs if not (request and attr.mutability == "readOnly")
+            attr.name: _attribute(attr, limits, request)
+            for attr in attrs
+            if not (request and attr.mutability == "readOnly")
         }
 
     attributes = described(schemas.COMMON_ATTRIBUTES)
@@ -408,8 +416,9 @@ def _message_schemas() -> dict:
     }
 
 
-def openapi_document(base_url: str) -> dict:
-    """The OpenAPI 3.0 document; `base_url` is the server's public URL (server.base_url)."""
+def openapi_document(base_url: str, limits: Limits = DEFAULT_LIMITS) -> dict:
+    """The OpenAPI 3.0 document; `base_url` is the server's public URL (server.base_url), `limits`
+    the configured size limits (maxLength, maxItems)."""
     error_headers = {
         "Retry-After": {"description": "Seconds to wait (429)", "schema": {"type": "integer"}},
         "WWW-Authenticate": {"description": "Bearer challenge (401)", "schema": {"type": "string"}},
@@ -442,10 +451,10 @@ def openapi_document(base_url: str) -> dict:
                 }
             },
             "schemas": {
-                "User": _resource(schemas.USER_TYPE),
-                "UserInput": _resource(schemas.USER_TYPE, request=True),
-                "Group": _resource(schemas.GROUP_TYPE),
-                "GroupInput": _resource(schemas.GROUP_TYPE, request=True),
+                "User": _resource(schemas.USER_TYPE, limits),
+                "UserInput": _resource(schemas.USER_TYPE, limits, request=True),
+                "Group": _resource(schemas.GROUP_TYPE, limits),
+                "GroupInput": _resource(schemas.GROUP_TYPE, limits, request=True),
                 "UserListResponse": _list_response("User"),
                 "GroupListResponse": _list_response("Group"),
                 **_message_schemas(),

@@ -19,7 +19,7 @@ from scim.patch import MemberOp, apply_patch
 from scim.paths import resolve_text
 from scim.project import Projection, parse_projection, project
 from scim.resources import etag, etag_matches, parse_etags, to_resource
-from scim.schemas import GROUP_TYPE, USER_TYPE, ResourceType
+from scim.schemas import GROUP_TYPE, USER_TYPE, Limits, ResourceType
 from scim.validate import find_key, parse_members, validate_resource
 from settings import Settings
 from storage import Change, Principal, Query, Row
@@ -64,6 +64,12 @@ class ScimApi:
         self.max_count = settings["scim"]["max_page_size"]
         self.max_members = settings["scim"]["max_members_per_patch"]
         self.max_operations = settings["scim"]["max_operations"]
+        self.limits = Limits(
+            max_name_length=settings["scim"]["max_name_length"],
+            max_string_length=settings["scim"]["max_string_length"],
+            max_attribute_values=settings["scim"]["max_attribute_values"],
+            max_document_bytes=settings["scim"]["max_document_bytes"],
+        )
         self.body_deadlines = BodyDeadlines(settings["server"]["body_timeout"])
         self.filter_limits = {
             "max_length": settings["scim"]["max_filter_length"],
@@ -87,7 +93,12 @@ class ScimApi:
             handler, request.path_params = self.route(method, request.segments)
             response = await handler(request)
         except ScimError as exc:
-            request.error = exc
+            # Without its traceback and the exception it was raised from: their frames hold this
+            # one, which holds the request, which would hold the error, a cycle only the (rarely
+            # run) cyclic collector frees, keeping each refused request's body meanwhile (2 MB per
+            # 1 MB body: gigabytes after a few hundred).
+            exc.__context__ = exc.__cause__ = None
+            request.error = exc.with_traceback(None)
         except HTTPException as exc:
             request.error, headers = routing_error(method, path, exc), exc.headers
         except Exception as exc:
@@ -225,7 +236,7 @@ class ScimApi:
 
     async def resource_types(self, request: ScimRequest) -> Response:
         self.authenticate(request)
-        items = [rtype.to_dict(self.base_url(request)) for rtype in schemas.RESOURCE_TYPES.values()]
+        items = [rtype.to_dict(self.base_url(request), self.limits) for rtype in schemas.RESOURCE_TYPES.values()]
         return ScimResponse(_list_response(items, len(items), 1))
 
     async def resource_type(self, request: ScimRequest) -> Response:
@@ -233,12 +244,12 @@ class ScimApi:
         name = request.path_params["name"]
         for rtype in schemas.RESOURCE_TYPES.values():
             if rtype.name.lower() == name.lower():
-                return ScimResponse(rtype.to_dict(self.base_url(request)))
+                return ScimResponse(rtype.to_dict(self.base_url(request), self.limits))
         raise not_found(f"No resource type {shown(name)}; known: User, Group")
 
     async def schema_list(self, request: ScimRequest) -> Response:
         self.authenticate(request)
-        items = [schema.to_dict(self.base_url(request)) for schema in schemas.SCHEMAS.values()]
+        items = [schema.to_dict(self.base_url(request), self.limits) for schema in schemas.SCHEMAS.values()]
         return ScimResponse(_list_response(items, len(items), 1))
 
     async def schema(self, request: ScimRequest) -> Response:
@@ -246,7 +257,7 @@ class ScimApi:
         urn = request.path_params["urn"]
         for schema in schemas.SCHEMAS.values():
             if schema.id.lower() == urn.lower():
-                return ScimResponse(schema.to_dict(self.base_url(request)))
+                return ScimResponse(schema.to_dict(self.base_url(request), self.limits))
         raise not_found(f"No schema {shown(urn)}")
 
     # --- resources -------------------------------------------------------------------------------
@@ -324,7 +335,7 @@ class ScimApi:
     async def create(self, request: ScimRequest, rtype: ResourceType) -> Response:
         principal = self.authenticate(request, write=rtype)
         body = await read_object(request, self.max_body, self.body_deadlines)
-        doc = validate_resource(rtype, body)
+        doc = validate_resource(rtype, body, limits=self.limits)
         members = None
         if rtype is GROUP_TYPE:
             members = parse_members(find_key(body, "members"))
@@ -370,7 +381,7 @@ class ScimApi:
                 f"id is immutable: the body says {shown(body['id'])} but the URL says {shown(resource_id)}",
                 "mutability",
             )
-        doc = validate_resource(rtype, body)
+        doc = validate_resource(rtype, body, limits=self.limits)
         member_ops = []
         if rtype is GROUP_TYPE:
             members = parse_members(find_key(body, "members"))
@@ -400,7 +411,7 @@ class ScimApi:
 
         def change(row: Row) -> Change:
             check(row)
-            doc, member_ops = apply_patch(rtype, row.doc, body)
+            doc, member_ops = apply_patch(rtype, row.doc, body, self.limits, row.id)
             self.check_member_count(sum(len(op.members) for op in member_ops))
             return Change(doc=doc, member_ops=member_ops)
 

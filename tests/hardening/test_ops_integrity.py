@@ -213,9 +213,9 @@ async def test_the_provisioning_log_buffer_stays_bounded_while_the_database_refu
             server.db_path.with_name(server.db_path.name + suffix).unlink(missing_ok=True)
         # Each refused create leaves a record with a 16 KiB (clipped) request body that cannot be written:
         # 1,400 of them are about 24 MB of records, past the buffer's 16 MiB.
-        title = "t" * 20_000
+        long = {"title": "t" * 8000, "nickName": "n" * 8000, "profileUrl": "https://x/" + "p" * 4000}
         for i in range(1400):
-            assert (await tenant.post("/Users", json=entra_user(f"lost{i}@x", title=title))).status_code == 503
+            assert (await tenant.post("/Users", json=entra_user(f"lost{i}@x", **long))).status_code == 503
         async with httpx.AsyncClient(base_url=server.base) as root:
             scraped = (await root.get("/metrics")).text
         buffered = metric(scraped, "scimlet_provisioning_log_buffered_records")

@@ -134,13 +134,22 @@ async def test_duplicate_keys_last_one_wins(tenant: Tenant) -> None:
     assert response.json()["userName"] == "second@x"
 
 
-async def test_huge_strings_are_stored_whole_or_refused_with_413(tenant: Tenant) -> None:
+async def test_long_strings_are_stored_whole_or_refused_with_400_or_413(tenant: Tenant) -> None:
+    """A string up to its attribute's limit is stored whole (counted in characters, not UTF-8 bytes);
+    one past it is 400 naming the attribute and the limit; a body past max_body_bytes is 413."""
     limit = 1_048_576
-    big = "é" * 200_000  # 400 kB of UTF-8 inside the limit
-    response = await tenant.client.post("/Users", json=entra_user("big@x", displayName=big))
+    name, text = "é" * 512, "é" * 8192  # scim.max_name_length and scim.max_string_length
+    response = await tenant.client.post("/Users", json=entra_user("big@x", displayName=name, title=text))
     assert response.status_code == 201
     stored = await tenant.client.get(f"/Users/{response.json()['id']}")
-    assert stored.json()["displayName"] == big
+    assert stored.json()["displayName"] == name and stored.json()["title"] == text
+    for attribute, value, allowed in (("displayName", name + "x", 512), ("title", text + "x", 8192)):
+        refused = await tenant.client.post("/Users", json=entra_user("longer@x", **{attribute: value}))
+        assert refused.status_code == 400
+        assert refused.json()["scimType"] == "invalidValue"
+        assert refused.json()["detail"] == (
+            f"{attribute} is {allowed + 1} characters long; at most {allowed} are allowed"
+        )
     over = await tenant.client.post("/Users", json=entra_user("bigger@x", displayName="x" * limit))
     assert over.status_code == 413
     assert_scim_error(over)

@@ -236,15 +236,66 @@ def test_unknown_attribute_next_to_active_false_still_disables():
     assert doc == {**ALICE, "active": False}
 
 
-def test_read_only_attributes_are_ignored():
-    doc = user_patch(
-        ALICE,
+@pytest.mark.parametrize(
+    "operation",
+    [
         {"op": "replace", "path": "id", "value": "other"},
+        {"op": "add", "path": "id", "value": "other"},
+        {"op": "remove", "path": "id"},
+        {"op": "replace", "path": "meta", "value": {"resourceType": "Group"}},
         {"op": "replace", "path": "meta.lastModified", "value": "2020-01-01T00:00:00Z"},
+        {"op": "remove", "path": "meta.version"},
         {"op": "add", "path": "groups", "value": [{"value": "g1"}]},
-        {"op": "replace", "value": {"id": "other", "meta": {"resourceType": "User"}, "schemas": ["x"]}},
+        {"op": "remove", "path": 'groups[value eq "g1"]'},
+        {"op": "replace", "path": f"{ENTERPRISE_USER}:manager.displayName", "value": "Boss"},
+        {"op": "replace", "value": {"id": "other"}},
+        {"op": "replace", "value": {"meta": {"resourceType": "User"}}},
+        {"op": "add", "value": {"groups": [{"value": "g1"}], "title": "CEO"}},
+        {"op": "replace", "value": {"meta.created": "2020-01-01T00:00:00Z"}},
+    ],
+)
+def test_read_only_attributes_are_a_mutability_error(operation):
+    """RFC 7644 §3.5.2: an operation incompatible with the attribute's mutability is an error, not a
+    200 that silently changed nothing."""
+    error = rejected(USER_TYPE, ALICE, patch({"op": "replace", "path": "title", "value": "CEO"}, operation))
+    assert error.scim_type == "mutability"
+    assert error.detail.startswith("Operation 2 (")
+    assert "read-only" in error.detail
+
+
+def test_the_resource_s_own_id_echoed_changes_nothing():
+    doc, _ = apply_patch(
+        USER_TYPE,
+        ALICE,
+        patch(
+            {"op": "replace", "value": {"id": "u1", "schemas": ["x"], "title": "CEO"}},
+            {"op": "replace", "path": "id", "value": "u1"},
+        ),
+        resource_id="u1",
     )
-    assert doc == ALICE
+    assert doc == {**ALICE, "title": "CEO"}
+    error = rejected(USER_TYPE, ALICE, patch({"op": "replace", "value": {"id": "u2"}}))
+    assert error.scim_type == "mutability"
+
+
+def test_read_only_group_attributes_are_a_mutability_error():
+    error = rejected(GROUP_TYPE, SALES, patch({"op": "replace", "path": "meta.resourceType", "value": "User"}))
+    assert error.scim_type == "mutability"
+
+
+@pytest.mark.parametrize(
+    ("path", "said"),
+    [
+        ("members.value", "members.value is immutable"),
+        ('members[value eq "u1"].type', "members.type is immutable"),
+        ('members[value eq "u1"].$ref', "members.$ref is immutable"),
+        ('members[value eq "u1"].display', "members.display is read-only"),
+    ],
+)
+def test_a_member_s_sub_attributes_are_a_mutability_error(path, said):
+    error = rejected(GROUP_TYPE, SALES, patch({"op": "replace", "path": path, "value": "x"}))
+    assert error.scim_type == "mutability"
+    assert said in error.detail
 
 
 # --- ops, paths and the request envelope -------------------------------------------------------
