@@ -31,6 +31,7 @@ from web.responses import (
     BodyDeadlines,
     ScimRequest,
     ScimResponse,
+    detached,
     error_response,
     internal_error,
     read_object,
@@ -87,7 +88,7 @@ class ScimApi:
             handler, request.path_params = self.route(method, request.segments)
             response = await handler(request)
         except ScimError as exc:
-            request.error = exc
+            request.error = detached(exc)
         except HTTPException as exc:
             request.error, headers = routing_error(method, path, exc), exc.headers
         except Exception as exc:
