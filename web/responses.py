@@ -127,6 +127,12 @@ class ScimRequest:
         self.error: ScimError | None = None
 
     @property
+    def body_unread(self) -> bool:
+        """Whether the client sent, or is still sending, a body that was not read to its end."""
+        headers = self.headers
+        return not self.raw_body and (headers.get("content-length", "0") != "0" or "transfer-encoding" in headers)
+
+    @property
     def client_host(self) -> str:
         client = self.scope.get("client")
         return client[0] if client else ""

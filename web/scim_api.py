@@ -94,6 +94,9 @@ class ScimApi:
         except Exception as exc:
             request.error = internal_error(method, path, exc)
         if request.error is not None:
+            if request.body_unread:
+                # The protocol ends such a connection after this answer (web/http_protocol.py): say so.
+                headers = {**(headers or {}), "Connection": "close"}
             response = error_response(request.error, headers)
         try:
             await send({"type": "http.response.start", "status": response.status_code, "headers": response.raw_headers})
