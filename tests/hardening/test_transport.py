@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gc
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,11 +16,23 @@ import pytest
 from starlette.requests import HTTPConnection
 
 from tests.admin.conftest import BASE, CLIENT_ADDRESS, PASSWORD, TOKEN, admin_settings, hidden_csrf, open_admin
-from tests.hardening.transport import failing_search_body
+from tests.hardening.transport import (
+    FORM,
+    Peak,
+    abandoned_post,
+    chunked_post,
+    concurrent_chunked_logins,
+    failing_search_body,
+    failing_searches,
+    path_of,
+    rss_mib,
+    trickled_post,
+)
 from web.responses import ScimRequest
 
 MARKER = "only-in-this-test's-bodies"
-FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+JSON = {"Content-Type": "application/json"}
+BEARER = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @pytest.fixture
@@ -93,3 +106,69 @@ async def test_failing_requests_are_freed_without_the_cyclic_collector(tmp_path:
             await client.aclose()
     finally:
         await store.close()
+
+
+# --- live servers: each class well past its limit, within a memory budget --------------------------
+
+
+def warmed(server) -> float:
+    """The server's RSS once it has answered a few ordinary requests (its steady start)."""
+    with httpx.Client(base_url=server.tenant_url, headers=server.auth, timeout=10) as http:
+        for _ in range(20):
+            assert http.get("/Users", params={"count": 1}).status_code == 200
+    return rss_mib(server.process.pid)
+
+
+def test_large_failing_searches_of_a_read_only_key_do_not_pile_up(server_factory) -> None:
+    server = server_factory("searches", start=False)
+    key = json.loads(server.cli("apikey", "create", "--name", "reader", "--json").stdout)
+    idp = json.loads(server.cli("idp", "create", "--name", "Reader", "--apikey", "reader", "--json").stdout)
+    server.start()
+    start = warmed(server)
+    with Peak(server.process.pid) as peak:
+        statuses = failing_searches(idp["tenant_url"], key["secret"], 200, 900_000)
+    assert set(statuses) == {400}
+    # 200 bodies of 0.9 MB: kept alive by their errors they took ~200 MiB; now each is freed when answered.
+    assert peak.mib - start < 60, (start, peak.mib)
+
+
+def test_console_and_admin_api_bodies_are_bounded_while_streaming(server_factory) -> None:
+    server = server_factory("bodies", admin_password=PASSWORD, admin_token=TOKEN)
+    start = warmed(server)
+    with Peak(server.process.pid) as peak:
+        results = concurrent_chunked_logins(server, 10, 50, 1_000_000)
+    for status, seconds in results:
+        assert status == b"HTTP/1.1 413 Request Entity Too Large", results
+        assert seconds < 10, results  # answered once 64 KiB arrived, not after the 50 MB
+    # Parsed whole, ten such posts took ~400 MiB.
+    assert peak.mib - start < 50, (start, peak.mib)
+    pieces = [b'{"name": "', b"x" * 100_000, b'"}']
+    refused = chunked_post(server.port, "/v1/admin/apikeys", iter(pieces), JSON)
+    assert refused.startswith(b"HTTP/1.1 401 "), refused[:200]  # no token: refused before the body is read
+    answer = chunked_post(server.port, "/v1/admin/apikeys", iter(pieces), JSON | BEARER)
+    assert answer.startswith(b"HTTP/1.1 413 ") and b"larger than the limit of 65536 bytes" in answer, answer[:300]
+    assert server.query("SELECT count(*) FROM api_keys") == [(1,)]
+
+
+def test_console_and_admin_api_bodies_have_a_deadline_and_survive_a_disconnect(server_factory) -> None:
+    server = server_factory(
+        "deadline", admin_password=PASSWORD, admin_token=TOKEN, server_body_timeout=2, logging_level="info"
+    )
+    form = f"password={PASSWORD}&csrf_token=x".encode()
+    started = time.monotonic()
+    login = trickled_post(server.port, "/admin/login", FORM, form, 0.2)
+    assert login.startswith(b"HTTP/1.1 408 ") and b"did not arrive within 2 seconds" in login, login[:300]
+    api = trickled_post(server.port, "/v1/admin/apikeys", JSON | BEARER, b'{"name": "slow key"}', 0.2)
+    assert api.startswith(b"HTTP/1.1 408 ") and b"did not arrive within 2 seconds" in api, api[:300]
+    assert time.monotonic() - started < 15
+    abandoned_post(server.port, "/admin/login", FORM, form[:10], 10_000)
+    abandoned_post(server.port, "/v1/admin/apikeys", JSON | BEARER, b'{"name": ', 10_000)
+    abandoned_post(server.port, f"{path_of(server)}/Users", {"Authorization": f"Bearer {server.secret}"}, b"{", 10_000)
+    with httpx.Client(base_url=server.base, timeout=10) as http:
+        assert http.get("/healthz").status_code == 200
+        assert http.get("/v1/admin/apikeys", headers=BEARER).json()["Resources"][0]["name"] == "entra"
+    server.stop()
+    output = server.output()
+    assert "/admin/login 400" in output and "/v1/admin/apikeys 400" in output, output  # the abandoned posts
+    assert " 500 " not in output and "Traceback" not in output and "Exception" not in output, output
+    assert server.query("SELECT count(*) FROM api_keys") == [(1,)]

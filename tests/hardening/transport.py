@@ -17,6 +17,7 @@ import httpx
 SEARCH_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:SearchRequest"
 USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
 ADMIN_PASSWORD = "correct horse battery staple"
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
 
 def rss_mib(pid: int) -> float:
@@ -95,11 +96,11 @@ def failing_search_body(size: int) -> bytes:
     return json.dumps(body).encode()
 
 
-def failing_searches(server, count: int, size: int) -> list[int]:
+def failing_searches(tenant_url: str, secret: str, count: int, size: int) -> list[int]:
     """`count` failing .search requests of `size` bytes over one keep-alive connection; their statuses."""
     body = failing_search_body(size)
     statuses = []
-    with httpx.Client(base_url=server.tenant_url, headers=server.auth, timeout=30) as http:
+    with httpx.Client(base_url=tenant_url, headers={"Authorization": f"Bearer {secret}"}, timeout=30) as http:
         for _ in range(count):
             response = http.post("/Users/.search", content=body, headers={"Content-Type": "application/scim+json"})
             statuses.append(response.status_code)
@@ -122,14 +123,12 @@ def chunks_of(fields: int, field_size: int, chunk: int = 65536) -> Iterator[byte
         yield pending
 
 
-def chunked_post(port: int, path: str, pieces: Iterator[bytes], content_type: str, timeout: float = 60) -> bytes:
+def chunked_post(port: int, path: str, pieces: Iterator[bytes], headers: dict[str, str], timeout: float = 60) -> bytes:
     """POST a chunked body piece by piece; stop sending as soon as an answer arrives. The answer, or b''."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     try:
-        sock.sendall(
-            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\n"
-            "Transfer-Encoding: chunked\r\n\r\n".encode()
-        )
+        lines = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+        sock.sendall(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{lines}Transfer-Encoding: chunked\r\n\r\n".encode())
         try:
             for piece in pieces:
                 if select.select([sock], [], [], 0)[0]:
@@ -153,9 +152,7 @@ def concurrent_chunked_logins(server, clients: int, fields: int, field_size: int
 
     def post() -> None:
         started = time.monotonic()
-        answer = chunked_post(
-            server.port, "/admin/login", chunks_of(fields, field_size), "application/x-www-form-urlencoded"
-        )
+        answer = chunked_post(server.port, "/admin/login", chunks_of(fields, field_size), FORM)
         results.append((answer.partition(b"\r\n")[0], time.monotonic() - started))
 
     threads = [threading.Thread(target=post) for _ in range(clients)]
@@ -216,3 +213,27 @@ def raw_post(server, path: str, body: bytes, extra_headers: str = "", sndbuf: in
         return read_response(sock)
     finally:
         sock.close()
+
+
+def trickled_post(port: int, path: str, headers: dict[str, str], body: bytes, every: float) -> bytes:
+    """POST a body one byte every `every` seconds; the answer, as soon as one comes."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    try:
+        lines = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+        sock.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\n{lines}Content-Length: {len(body)}\r\n\r\n".encode())
+        for byte in body:
+            if select.select([sock], [], [], every)[0]:
+                break
+            sock.sendall(bytes([byte]))
+        return read_response(sock, 30)
+    finally:
+        sock.close()
+
+
+def abandoned_post(port: int, path: str, headers: dict[str, str], sent: bytes, declared: int) -> None:
+    """Start a POST of `declared` bytes, send `sent` of them, and go away."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    lines = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    sock.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\n{lines}Content-Length: {declared}\r\n\r\n".encode() + sent)
+    time.sleep(0.2)
+    sock.close()
