@@ -54,6 +54,8 @@ class CoalescingTransport:
         self.discarded = 0
 
     def write(self, data: bytes) -> None:
+        if self.is_closing():
+            return  # an answer still being sent when the connection ended: nobody will read it
         if len(data) >= LARGE_WRITE:
             self.flush()
             self.transport.write(data)
@@ -66,7 +68,8 @@ class CoalescingTransport:
         if self.held:
             data = b"".join(self.held)
             self.held.clear()
-            self.transport.write(data)
+            if not self.transport.is_closing():
+                self.transport.write(data)
 
     def close(self) -> None:
         self.flush()

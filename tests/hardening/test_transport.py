@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import gc
 import json
+import select
+import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +27,11 @@ from tests.hardening.transport import (
     concurrent_chunked_logins,
     failing_search_body,
     failing_searches,
+    oversized_create,
     path_of,
+    pipeline_flood,
+    raw_post,
+    read_response,
     rss_mib,
     trickled_post,
 )
@@ -172,3 +179,77 @@ def test_console_and_admin_api_bodies_have_a_deadline_and_survive_a_disconnect(s
     assert "/admin/login 400" in output and "/v1/admin/apikeys 400" in output, output  # the abandoned posts
     assert " 500 " not in output and "Traceback" not in output and "Exception" not in output, output
     assert server.query("SELECT count(*) FROM api_keys") == [(1,)]
+
+
+def test_pipelining_without_reading_answers_is_bounded_and_others_are_served(server_factory) -> None:
+    server = server_factory("pipeline")
+    start = warmed(server)
+    latencies = []
+    with Peak(server.process.pid) as peak:
+        floods = [threading.Thread(target=pipeline_flood, args=(server, 4.0)) for _ in range(2)]
+        for flood in floods:
+            flood.start()
+        with httpx.Client(base_url=server.tenant_url, headers=server.auth, timeout=10) as http:
+            while any(flood.is_alive() for flood in floods):
+                began = time.monotonic()
+                assert http.get("/Users", params={"count": 1}).status_code == 200
+                latencies.append(time.monotonic() - began)
+                time.sleep(0.05)
+        for flood in floods:
+            flood.join()
+    assert len(latencies) > 10 and max(latencies) < 2, latencies
+    # Two connections queueing every request they read took ~190 MiB in half a second, and kept growing.
+    # Now each queues at most MAX_PIPELINED (+ a slice): what remains is answering the ~10,000 requests
+    # that fit in the kernel's buffers before they fill, the same for 2 connections or 8, 4 s or 12.
+    assert peak.mib - start < 50, (start, peak.mib)
+
+
+SMALL_SEND_BUFFER = [(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)]
+
+
+def test_a_body_over_the_limit_always_reaches_the_client_as_413(server_factory) -> None:
+    """The client reads the 413 and its detail whether it keeps the connection or not, also when its
+    send buffer is small, as over a real network (a close with the body unread used to reset it)."""
+    server = server_factory("oversized")
+    start = warmed(server)
+    body = oversized_create(2_000_000)
+    path = f"{path_of(server)}/Users"
+    with Peak(server.process.pid) as peak:
+        for _ in range(10):
+            for headers in ({}, {"Connection": "close"}):
+                transport = httpx.HTTPTransport(socket_options=SMALL_SEND_BUFFER)
+                with httpx.Client(headers=server.auth, transport=transport, timeout=10) as http:
+                    response = http.post(f"{server.tenant_url}/Users", content=body, headers=headers)
+                assert response.status_code == 413
+                assert response.json()["detail"] == "The request body is larger than the limit of 1048576 bytes"
+                assert response.headers["connection"] == "close"
+            for extra in ("", "Connection: close\r\n"):
+                answer = raw_post(server, path, body, extra, sndbuf=16384)
+                assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
+                assert b"larger than the limit of 1048576 bytes" in answer
+    assert peak.mib - start < 30, (start, peak.mib)
+    assert server.query("SELECT count(*) FROM users") == [(0,)]
+
+
+def test_the_rest_of_an_unread_body_is_drained_for_a_bounded_time_only(server_factory) -> None:
+    server = server_factory("linger")
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    sock.sendall(
+        f"POST {path_of(server)}/Users HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {server.secret}\r\n"
+        f"Content-Length: {1 << 40}\r\n\r\n".encode()
+    )
+    started = time.monotonic()
+    answer, sent = b"", 0
+    try:
+        while time.monotonic() - started < 30:
+            if select.select([sock], [], [], 0)[0] and not answer:
+                answer = read_response(sock)
+            sent += sock.send(b"x" * 65536)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    finally:
+        sock.close()
+    assert answer.startswith(b"HTTP/1.1 413 ") and b"larger than the limit" in answer, answer[:200]
+    # The server read past the answer for a bounded time and amount, then closed: it did not swallow
+    # a terabyte (or wait for one).
+    assert time.monotonic() - started < 10 and sent < 100 * 2**20, (time.monotonic() - started, sent)
