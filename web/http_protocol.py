@@ -11,7 +11,8 @@ without limit: a client pipelining requests and never reading the answers grew t
 100 MiB in 15 s on one connection. Here the parser is fed at most MAX_PIPELINED queued requests
 (plus one FEED_SLICE of them); the rest of what was read waits unparsed and reading pauses until
 the queue drains. Answers are bounded by uvicorn's write flow control: a response waits while the
-transport's buffer is above its high-water mark.
+transport's buffer is above its high-water mark, and a connection whose buffer stays there for
+server.write_timeout seconds (its client reads nothing) is dropped.
 
 Closing a connection whose client is still sending makes the kernel answer with a reset, which can
 destroy the answer (a 413 and its detail) before the client reads it: such a close first sends
@@ -117,12 +118,30 @@ class CoalescingHttpProtocol(HttpToolsProtocol):
     """HttpToolsProtocol writing through a CoalescingTransport, with a bounded pipeline and a
     lingering close; pass it to uvicorn as `http`."""
 
+    write_timeout = 30.0
     unparsed: memoryview | None = None  # read but not yet fed to the parser
+    write_stalled: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         coalescing = CoalescingTransport(transport, self.loop, self.body_unread)
         super().connection_made(coalescing)  # type: ignore[arg-type]
         self.flow = QueueFlowControl(coalescing, self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.write_stalled is not None:
+            self.write_stalled.cancel()
+        super().connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self.write_stalled is None:
+            self.write_stalled = self.loop.call_later(self.write_timeout, self.transport.abort)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self.write_stalled is not None:
+            self.write_stalled.cancel()
+            self.write_stalled = None
 
     def data_received(self, data: bytes) -> None:
         if self.transport.lingering:
@@ -163,3 +182,8 @@ class CoalescingHttpProtocol(HttpToolsProtocol):
         if self.unparsed is not None and not self.transport.is_closing():
             self.feed()
             self.flow.resume_reading()
+
+
+def http_protocol(write_timeout: float) -> type[CoalescingHttpProtocol]:
+    """The protocol class to give uvicorn, with the configured write timeout."""
+    return type("ScimletHttpProtocol", (CoalescingHttpProtocol,), {"write_timeout": write_timeout})

@@ -204,6 +204,17 @@ def test_pipelining_without_reading_answers_is_bounded_and_others_are_served(ser
     assert peak.mib - start < 50, (start, peak.mib)
 
 
+def test_a_client_that_reads_no_answers_is_dropped_after_the_write_timeout(server_factory) -> None:
+    server = server_factory("unread", server_write_timeout=2)
+    started = time.monotonic()
+    sent = pipeline_flood(server, 60.0, target="/openapi.json", batch=200)
+    # The answers filled the kernel's buffers and then the server's; two seconds later the server
+    # dropped the connection instead of holding it (and its queue) for as long as the client likes.
+    assert time.monotonic() - started < 30, (time.monotonic() - started, sent)
+    with httpx.Client(base_url=server.base, timeout=10) as http:
+        assert http.get("/healthz").status_code == 200
+
+
 SMALL_SEND_BUFFER = [(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)]
 
 

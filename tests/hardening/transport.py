@@ -166,11 +166,11 @@ def concurrent_chunked_logins(server, clients: int, fields: int, field_size: int
 # --- 3. pipelining without reading the answers ---------------------------------------------------
 
 
-def pipeline_flood(server, seconds: float, batch: int = 2000) -> int:
-    """Pipeline GETs on one connection for `seconds` without reading a single answer; bytes sent."""
-    request = (
-        f"GET {path_of(server)}/Users?count=1 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {server.secret}\r\n\r\n"
-    )
+def pipeline_flood(server, seconds: float, target: str = "", batch: int = 2000) -> int:
+    """Pipeline GETs of `target` (a SCIM lookup by default) on one connection for `seconds`, or until
+    the server drops it, without reading a single answer; bytes sent."""
+    target = target or f"{path_of(server)}/Users?count=1"
+    request = f"GET {target} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {server.secret}\r\n\r\n"
     data = request.encode() * batch
     sent = 0
     sock = socket.create_connection(("127.0.0.1", server.port))
