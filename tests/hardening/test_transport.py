@@ -215,6 +215,28 @@ def test_a_client_that_reads_no_answers_is_dropped_after_the_write_timeout(serve
         assert http.get("/healthz").status_code == 200
 
 
+def test_a_slow_reader_that_keeps_reading_is_not_cut_off(server_factory) -> None:
+    server = server_factory("slow-reader", server_write_timeout=1)
+    count, size = 300, len(httpx.get(f"{server.base}/openapi.json").content)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32768)
+    sock.connect(("127.0.0.1", server.port))
+    sock.sendall(b"GET /openapi.json HTTP/1.1\r\nHost: x\r\n\r\n" * count)
+    received, started = 0, time.monotonic()
+    sock.settimeout(10)
+    try:
+        while received < count * size and time.monotonic() - started < 60:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            received += len(chunk)
+            time.sleep(0.02)  # about 3 MB/s: for seconds in all, never a second without reading
+    finally:
+        sock.close()
+    assert received >= count * size, (received, count * size, time.monotonic() - started)
+    assert time.monotonic() - started > 2  # it was slow: the server's buffer was full for most of it
+
+
 SMALL_SEND_BUFFER = [(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)]
 
 
