@@ -28,7 +28,7 @@ from storage.sqlite import AUTH_RECHECK_SECONDS, AdminError, SqliteStore, backup
 from web.admin import admin_mounts, security
 from web.admin.service import AdminService
 from web.health import Health
-from web.http_protocol import CoalescingHttpProtocol
+from web.http_protocol import http_protocol
 from web.metrics import Metrics
 from web.observe import ProvisioningLog, UnauthenticatedLimit
 from web.openapi import openapi_document
@@ -401,7 +401,7 @@ def _serve(settings: Settings) -> int:
         host=server["host"],
         port=server["port"],
         loop="uvloop",
-        http=CoalescingHttpProtocol,
+        http=http_protocol(server["write_timeout"]),
         log_config=None,
         log_level=settings["logging"]["level"],
         access_log=False,

@@ -14,7 +14,14 @@ DEFAULT_CONFIG = Path(__file__).parent / "config.toml"
 
 # Every setting, its default and its check. config.toml documents the same keys.
 DEFAULTS: dict[str, dict[str, Any]] = {
-    "server": {"host": "127.0.0.1", "port": 8000, "base_url": "", "max_body_bytes": 1_048_576, "body_timeout": 30},
+    "server": {
+        "host": "127.0.0.1",
+        "port": 8000,
+        "base_url": "",
+        "max_body_bytes": 1_048_576,
+        "body_timeout": 30,
+        "write_timeout": 30,
+    },
     "database": {
         "path": "./data/scimlet.db",
         "synchronous": "NORMAL",
@@ -194,6 +201,7 @@ def _check(section: str, key: str, value: Any, where: str) -> Any:
         ("scim", "max_string_length"),
         ("scim", "max_attribute_values"),
         ("scim", "max_document_bytes"),
+        ("server", "write_timeout"),
     ) and value < 1:
         raise ConfigError(f"{where}: {section}.{key} must be at least 1")
     # The filter resolver recurses a few frames per level: past 100 Python's recursion limit is near.

@@ -48,6 +48,14 @@ def error_response(error: ScimError, headers: dict[str, str] | None = None) -> S
     return ScimResponse(error.to_dict(), status_code=error.status, headers=headers)
 
 
+def detached(error: ScimError) -> ScimError:
+    """The error without its traceback and the exceptions chained to it, for keeping past the except
+    block: their frames hold the request and its body, so a request that kept its error whole would
+    sit in a reference cycle until the cyclic collector ran, which app.py makes rare."""
+    error.__traceback__ = error.__context__ = error.__cause__ = None
+    return error
+
+
 def routing_error(method: str, path: str, exc: HTTPException) -> ScimError:
     """A routing error (unknown path, wrong method) as a SCIM error."""
     if exc.status_code == 404:
@@ -117,6 +125,12 @@ class ScimRequest:
         self.body: object = None  # the parsed body, when it was valid JSON
         self.resource_id: str | None = None  # the id of a resource this request created
         self.error: ScimError | None = None
+
+    @property
+    def body_unread(self) -> bool:
+        """Whether the client sent, or is still sending, a body that was not read to its end."""
+        headers = self.headers
+        return not self.raw_body and (headers.get("content-length", "0") != "0" or "transfer-encoding" in headers)
 
     @property
     def client_host(self) -> str:

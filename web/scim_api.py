@@ -31,6 +31,7 @@ from web.responses import (
     BodyDeadlines,
     ScimRequest,
     ScimResponse,
+    detached,
     error_response,
     internal_error,
     read_object,
@@ -93,17 +94,15 @@ class ScimApi:
             handler, request.path_params = self.route(method, request.segments)
             response = await handler(request)
         except ScimError as exc:
-            # Without its traceback and the exception it was raised from: their frames hold this
-            # one, which holds the request, which would hold the error, a cycle only the (rarely
-            # run) cyclic collector frees, keeping each refused request's body meanwhile (2 MB per
-            # 1 MB body: gigabytes after a few hundred).
-            exc.__context__ = exc.__cause__ = None
-            request.error = exc.with_traceback(None)
+            request.error = detached(exc)
         except HTTPException as exc:
             request.error, headers = routing_error(method, path, exc), exc.headers
         except Exception as exc:
             request.error = internal_error(method, path, exc)
         if request.error is not None:
+            if request.body_unread:
+                # The protocol ends such a connection after this answer (web/http_protocol.py): say so.
+                headers = {**(headers or {}), "Connection": "close"}
             response = error_response(request.error, headers)
         try:
             await send({"type": "http.response.start", "status": response.status_code, "headers": response.raw_headers})

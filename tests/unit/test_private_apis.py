@@ -29,7 +29,8 @@ from sly.lex import Token
 from starlette.responses import Response
 from starlette.routing import Mount, Route, Router
 from uvicorn.config import Config
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.flow_control import FlowControl
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 from uvicorn.server import ServerState
 
 from scim.filters import _KEYWORDS, _PUNCT, tokenize
@@ -117,8 +118,19 @@ def _parameters(function: object) -> list[tuple[str, object]]:
     return [(p.name, p.kind) for p in inspect.signature(function).parameters.values()]
 
 
+# The subclass's own methods: not overrides, and uvicorn must not grow methods of these names (the
+# subclass would then replace them without meaning to).
+OWN_PROTOCOL_METHODS = {"feed", "may_read", "body_unread"}
+
+
 def test_uvicorn_httptools_protocol_has_what_the_subclass_overrides() -> None:
-    overrides = {name: f for name, f in vars(CoalescingHttpProtocol).items() if inspect.isfunction(f)}
+    functions = {name: f for name, f in vars(CoalescingHttpProtocol).items() if inspect.isfunction(f)}
+    for name in OWN_PROTOCOL_METHODS:
+        assert name in functions, f"CoalescingHttpProtocol no longer has {name}: update OWN_PROTOCOL_METHODS"
+        assert not hasattr(HttpToolsProtocol, name), broken(
+            "uvicorn", f"has no HttpToolsProtocol.{name} (scimlet's subclass defines its own {name})"
+        )
+    overrides = {name: f for name, f in functions.items() if name not in OWN_PROTOCOL_METHODS}
     assert "connection_made" in overrides, "the subclass no longer overrides connection_made: update this test"
     for name, override in overrides.items():
         original = getattr(HttpToolsProtocol, name, None)
@@ -346,4 +358,15 @@ def test_prometheus_bucket_bounds_are_written_as_the_library_writes_them() -> No
     theirs = re.findall(r'probe_seconds_bucket\{le="([^"]+)"\}', exposition)
     assert theirs == [*map(floatToGoString, BUCKETS), "+Inf"], broken(
         "prometheus-client", f"writes bucket bounds as utils.floatToGoString does ({theirs})"
+    )
+
+
+def test_uvicorn_flow_control_has_what_the_queue_bound_uses() -> None:
+    assert _parameters(FlowControl.__init__) == [("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)] + [
+        ("transport", inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    ], broken("uvicorn", "builds FlowControl(transport)")
+    for name in ("pause_reading", "resume_reading"):
+        assert inspect.isfunction(getattr(FlowControl, name, None)), broken("uvicorn", f"has FlowControl.{name}")
+    assert "more_body" in inspect.getsource(RequestResponseCycle), broken(
+        "uvicorn", "keeps RequestResponseCycle.more_body, which the lingering close reads"
     )

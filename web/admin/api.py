@@ -20,9 +20,9 @@ from scim.errors import ScimError, shown
 from scim.schemas import GROUP_TYPE, USER_TYPE, ResourceType
 from storage.sqlite import AdminError
 from web.admin.auth import AdminAuth, Throttled, client_address, csrf_ok
+from web.admin.bodies import AdminBodies
 from web.admin.service import AdminService, log_query
 
-MAX_BODY_BYTES = 64 * 1024
 UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 WWW_AUTHENTICATE = {"WWW-Authenticate": 'Bearer realm="scimlet-admin"'}
 
@@ -45,9 +45,10 @@ class ApiError(Exception):
 
 
 class AdminApi:
-    def __init__(self, service: AdminService, auth: AdminAuth) -> None:
+    def __init__(self, service: AdminService, auth: AdminAuth, bodies: AdminBodies) -> None:
         self.service = service
         self.auth = auth
+        self.bodies = bodies
 
     def app(self) -> Starlette:
         route = self._route
@@ -130,6 +131,15 @@ class AdminApi:
         request.state.auth = "session"
         request.state.session = session
 
+    async def _body(self, request: Request) -> dict:
+        try:
+            body = await self.bodies.json(request)
+        except orjson.JSONDecodeError as exc:
+            raise ApiError(400, f"The body is not valid JSON: {exc}") from None
+        if not isinstance(body, dict):
+            raise ApiError(400, "Send a JSON object as the body")
+        return body
+
     async def session_info(self, request: Request) -> Response:
         session = getattr(request.state, "session", None)
         body = {"auth": request.state.auth}
@@ -146,7 +156,7 @@ class AdminApi:
         return JsonResponse(self.service.key_json(await self.service.api_key(request.path_params["key"])))
 
     async def create_key(self, request: Request) -> Response:
-        body = await _body(request)
+        body = await self._body(request)
         key, secret = await self.service.create_api_key(
             _text(body, "name", required=True),
             _text(body, "description"),
@@ -169,14 +179,14 @@ class AdminApi:
         return JsonResponse(self.service.idp_json(await self.service.idp(request.path_params["idp"])))
 
     async def create_idp(self, request: Request) -> Response:
-        body = await _body(request)
+        body = await self._body(request)
         idp = await self.service.create_idp(
             _text(body, "name", required=True), _text(body, "icon") or "key", _text(body, "api_key") or None
         )
         return JsonResponse(self.service.idp_json(idp), status_code=201)
 
     async def configure_scim(self, request: Request) -> Response:
-        body = await _body(request)
+        body = await self._body(request)
         idp = await self.service.configure_scim(request.path_params["idp"], _text(body, "api_key", required=True))
         return JsonResponse(self.service.idp_json(idp))
 
@@ -280,22 +290,6 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     if exc.status_code == 405:
         return _error(405, f"{request.method} is not allowed on {shown(request.url.path)}", dict(exc.headers or {}))
     return _error(exc.status_code, str(exc.detail))
-
-
-async def _body(request: Request) -> dict:
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise ApiError(413, f"The body is larger than {MAX_BODY_BYTES} bytes")
-    raw = await request.body()
-    if len(raw) > MAX_BODY_BYTES:
-        raise ApiError(413, f"The body is larger than {MAX_BODY_BYTES} bytes")
-    try:
-        body = orjson.loads(raw) if raw.strip() else None
-    except orjson.JSONDecodeError as exc:
-        raise ApiError(400, f"The body is not valid JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise ApiError(400, "Send a JSON object as the body")
-    return body
 
 
 def _text(body: dict, name: str, *, required: bool = False) -> str:

@@ -25,10 +25,10 @@ from scim.schemas import GROUP_TYPE, USER_TYPE, ResourceType
 from storage import AdminSession
 from storage.sqlite import AdminError
 from web.admin.auth import AdminAuth, Throttled, client_address, csrf_ok
+from web.admin.bodies import AdminBodies
 from web.admin.service import ENTRA_MAPPINGS, ICONS, OPERATIONS, AdminService, log_query
 
 HERE = Path(__file__).parent
-MAX_FORM_BYTES = 64 * 1024
 SECURITY_HEADERS = {
     # Nothing inline runs or styles: scripts and CSS come only from /admin/static.
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -51,9 +51,10 @@ Page = Callable[[Request, AdminSession], Awaitable[Response]]
 
 
 class Console:
-    def __init__(self, service: AdminService, auth: AdminAuth) -> None:
+    def __init__(self, service: AdminService, auth: AdminAuth, bodies: AdminBodies) -> None:
         self.service = service
         self.auth = auth
+        self.bodies = bodies
         env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(HERE / "templates"),
             autoescape=True,
@@ -107,7 +108,7 @@ class Console:
                 return _secure(RedirectResponse(f"{_base(request)}/login?next={quote(target)}", status_code=303))
             request.state.session = session
             if request.method == "POST":
-                form = await _read_form(request)
+                form = await self.bodies.form(request)
                 if not csrf_ok(session, form.get("csrf_token")):
                     return self.render(
                         request,
@@ -168,7 +169,7 @@ class Console:
             if await self.auth.session(request) is not None:
                 return _secure(RedirectResponse(next_url, status_code=303))
             return await self._login_form(request, next_url, None, 200)
-        form = await _read_form(request)
+        form = await self.bodies.form(request)
         next_url = _local_next(request, form.get("next"))
         if not await self.auth.login_form_token_ok(request, form.get("csrf_token", "")):
             return await self._login_form(request, next_url, "The sign-in form expired. Enter the password again.", 403)
@@ -477,14 +478,6 @@ def _local_next(request: Request, value: str | None) -> str:
     if value and value.startswith(f"{base}/") and not value.startswith("//") and "\\" not in value:
         return value
     return f"{base}/"
-
-
-async def _read_form(request: Request) -> dict[str, str]:
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_FORM_BYTES:
-        raise HTTPException(413, f"The form is larger than {MAX_FORM_BYTES} bytes")
-    form = await request.form(max_files=0, max_fields=50)
-    return {key: value for key, value in form.items() if isinstance(value, str)}
 
 
 def _when(stamp: str | None) -> str:
