@@ -49,6 +49,7 @@ def create_store(settings: Settings) -> SqliteStore:
         synchronous=db["synchronous"],
         readers=db["readers"],
         max_write_queue=settings["scim"]["max_write_queue"],
+        max_user_groups=settings["scim"]["max_user_groups"],
     )
 
 

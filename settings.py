@@ -24,6 +24,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "max_write_queue": 2000,
         "max_filter_length": 4096,
         "max_filter_depth": 32,
+        "max_page_bytes": 4_194_304,
+        "max_user_groups": 5000,
     },
     "security": {"auth_failure_limit": 20, "auth_failure_window": 60},
     "logging": {"level": "info", "format": "text"},
@@ -174,6 +176,7 @@ def _check(section: str, key: str, value: Any, where: str) -> Any:
         ("scim", "max_page_size"),
         ("scim", "default_page_size"),
         ("scim", "max_filter_length"),
+        ("scim", "max_user_groups"),
         ("server", "body_timeout"),
     ) and value < 1:
         raise ConfigError(f"{where}: {section}.{key} must be at least 1")

@@ -38,6 +38,7 @@ from storage import (
     ChangeFn,
     CheckFn,
     DirectoryPage,
+    Encoder,
     Idp,
     LogCounters,
     LogQuery,
@@ -55,6 +56,11 @@ AUTH_RECHECK_SECONDS = 0.1
 CHECKPOINT_SECONDS = 2.0
 TABLES: dict[str, TableMap] = {"User": USERS, "Group": GROUPS}
 MAX_BATCH = 256
+# A user's groups are first read where the user is read (in place on the event loop for a point
+# read, in the writer's transaction after a PATCH) with the walk stopped past this many groups: it
+# then reads at most about this number squared of membership rows, a millisecond. A user in more
+# groups is read again on a reader thread, up to scim.max_user_groups.
+NEAR_WALK_GROUPS = 64
 LOG_COLUMNS = LogRecord._fields[:-2]  # the columns written; id and resource_name are read back
 
 
@@ -219,11 +225,21 @@ def _statements(script: str) -> list[str]:
 class SqliteStore:
     """The Store protocol on SQLite (see storage/__init__.py)."""
 
-    def __init__(self, path: str, *, synchronous: str = "NORMAL", readers: int = 2, max_write_queue: int = 0) -> None:
+    def __init__(
+        self,
+        path: str,
+        *,
+        synchronous: str = "NORMAL",
+        readers: int = 2,
+        max_write_queue: int = 0,
+        max_user_groups: int = 5000,
+    ) -> None:
         self.path = path
         self.synchronous = synchronous
         self.reader_count = readers
         self.max_write_queue = max_write_queue
+        self.max_user_groups = max_user_groups
+        self.near_walk = min(NEAR_WALK_GROUPS, max_user_groups)
         self.writer: aiosqlite.Connection | None = None
         self.readers: list[aiosqlite.Connection] = []
         self.local_conn: sqlite3.Connection | None = None
@@ -297,6 +313,27 @@ class SqliteStore:
         conn = self.readers[self._next_reader]
         self._next_reader = (self._next_reader + 1) % len(self.readers)
         return await _run(conn, fn, *args)
+
+    async def read_near_then_far(self, fn: Callable[[sqlite3.Connection, int], Any]) -> Any:
+        """fn(connection, walk cap) in place on the event loop, where a user's groups may reach
+        `near_walk` groups; when one reaches more, again on a reader thread with the full cap."""
+        try:
+            return fn(self.local_conn, self.near_walk)
+        except GroupWalkTooLarge:
+            return await self.read_far(fn)
+
+    async def read_far(self, fn: Callable[[sqlite3.Connection, int], Any]) -> Any:
+        """fn(connection, walk cap) on a reader thread, where a user's groups may reach
+        scim.max_user_groups groups; past that the answer is 400 tooMany."""
+        cap = self.max_user_groups
+
+        def run(conn: sqlite3.Connection) -> Any:
+            try:
+                return fn(conn, cap)
+            except GroupWalkTooLarge as exc:
+                raise too_many_groups(exc.user_id, cap) from None
+
+        return await self.read(run)
 
     async def write(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run fn(sqlite3_connection, *args) in the next write transaction (group commit)."""
@@ -542,47 +579,69 @@ class SqliteStore:
 
         return await self.write(insert)
 
-    async def get(self, rtype: str, idp_id: str, resource_id: str, *, members: bool = True) -> Row | None:
+    async def get(
+        self, rtype: str, idp_id: str, resource_id: str, *, members: bool = True, encode: Encoder | None = None
+    ) -> Row | None:
+        """The row, and `encoded` = encode(row) when asked, made where it was read: a group's full
+        member list (100,000 members are 24 MB of JSON) is encoded on the reader thread that read it."""
         tmap = TABLES[rtype]
 
-        def load(conn: sqlite3.Connection) -> Row | None:
-            return _load(conn, tmap, idp_id, resource_id, members)
+        def load(conn: sqlite3.Connection, walk_cap: int) -> Row | None:
+            row = _load(conn, tmap, idp_id, resource_id, members, walk_cap)
+            if row is not None and encode is not None:
+                row.encoded = encode(row)
+            return row
 
-        if tmap is USERS or not members:  # one row by its id: a point read
-            return load(self.local_conn)
-        return await self.read(load)
+        if tmap is USERS or not members:  # one row by its id: a point read, unless its groups reach far
+            return await self.read_near_then_far(load)
+        return await self.read_far(load)
 
-    async def search(self, rtype: str, idp_id: str, query: Query) -> tuple[int, list[Row]]:
+    async def search(
+        self, rtype: str, idp_id: str, query: Query, encode: Encoder | None = None
+    ) -> tuple[int, list[Row]]:
+        """The total and one page of rows. With `encode`, each row gets `encoded` = encode(row),
+        made where the rows are read (a reader thread, but for point lookups), and the page ends
+        before the row that would take it past query.max_bytes of encoded rows (0: no limit); it
+        always holds at least one, so a client paging by startIndex + itemsPerPage goes on where it
+        ended."""
         tmap = TABLES[rtype]
-        where, params = ("1", []) if query.where is None else where_clause(query.where, tmap)
+        where, params = ("1", []) if query.where is None else where_clause(query.where, tmap, idp_id)
         order = order_clause(query.sort_by, query.descending, tmap) if query.sort_by else "t.rowid"
         base = f"FROM {tmap.table} AS t WHERE t.idp_id = ? AND {where}"
 
-        def run(conn: sqlite3.Connection) -> tuple[int, list[Row]]:
-            found = (
-                conn.execute(
+        def run(conn: sqlite3.Connection, walk_cap: int) -> tuple[int, list[Row]]:
+            rows: list[Row] = []
+            size, ended_early = 0, False
+            if query.count > 0:
+                # Row by row: the rows past a full page's bytes are never parsed, walked or encoded.
+                cursor = conn.execute(
                     f"SELECT t.id, t.doc, t.version, t.created, t.modified {base} ORDER BY {order} LIMIT ? OFFSET ?",
                     (idp_id, *params, query.count, query.start_index - 1),
-                ).fetchall()
-                if query.count > 0
-                else []
-            )
-            if len(found) < query.count and (found or query.start_index == 1):
+                )
+                for found in cursor:
+                    row = Row(found[0], orjson.loads(found[1]), found[2], found[3], found[4])
+                    if query.members:
+                        _attach_members(conn, tmap, row, walk_cap)
+                    if encode is not None:
+                        row.encoded = encode(row)
+                        if rows and query.max_bytes and size + len(row.encoded) > query.max_bytes:
+                            ended_early = True
+                            break
+                        size += len(row.encoded)
+                    rows.append(row)
+                cursor.close()
+            if not ended_early and len(rows) < query.count and (rows or query.start_index == 1):
                 # A short page is the last one: it tells the total, and a lookup by userName (one
                 # row or none, Entra's commonest request) needs no count query.
-                total = query.start_index - 1 + len(found)
+                total = query.start_index - 1 + len(rows)
             else:
                 total = conn.execute(f"SELECT count(*) {base}", (idp_id, *params)).fetchone()[0]
-            rows = [Row(r[0], orjson.loads(r[1]), r[2], r[3], r[4]) for r in found]
-            if query.members:
-                for row in rows:
-                    _attach_members(conn, tmap, row)
             return total, rows
 
         try:
             if is_point_lookup(query.where, tmap) and (tmap is USERS or not query.members):
-                return run(self.local_conn)
-            return await self.read(run)
+                return await self.read_near_then_far(run)
+            return await self.read_far(run)
         except sqlite3.OperationalError as exc:
             raise ScimError(400, f"The filter could not be evaluated: {exc}", "invalidFilter") from None
 
@@ -590,7 +649,7 @@ class SqliteStore:
         tmap = TABLES[rtype]
 
         def run(conn: sqlite3.Connection) -> Row:
-            current = _load(conn, tmap, idp_id, resource_id, members=False)
+            current = _load(conn, tmap, idp_id, resource_id, False, 0)
             if current is None:
                 raise not_found(f"{rtype} {resource_id} not found")
             result: Change = change(current)
@@ -610,16 +669,22 @@ class SqliteStore:
                 except sqlite3.IntegrityError:
                     raise _uniqueness(tmap, current.doc) from None
             if members:
-                _attach_members(conn, tmap, current)
+                try:
+                    _attach_members(conn, tmap, current, self.near_walk)
+                except GroupWalkTooLarge:
+                    current.groups = None  # read after the commit, on a reader thread: not in the writer
             return current
 
-        return await self.write(run)
+        row = await self.write(run)
+        if members and tmap is USERS and row.groups is None:
+            row.groups = await self.read_far(lambda conn, walk_cap: _load_groups(conn, row.id, walk_cap))
+        return row
 
     async def delete(self, rtype: str, idp_id: str, resource_id: str, check: CheckFn | None = None) -> None:
         tmap = TABLES[rtype]
 
         def run(conn: sqlite3.Connection) -> None:
-            current = _load(conn, tmap, idp_id, resource_id, members=False)
+            current = _load(conn, tmap, idp_id, resource_id, False, 0)
             if current is None:
                 raise not_found(f"{rtype} {resource_id} not found")
             if check is not None:
@@ -750,7 +815,7 @@ class SqliteStore:
         """
         tmap = TABLES[rtype]
         name = "t.user_name" if tmap is USERS else "t.display_name"
-        clause, params = ("1", []) if where is None else where_clause(where, tmap)
+        clause, params = ("1", []) if where is None else where_clause(where, tmap, idp_id)
         if text:
             text_clause, text_params = _text_search(tmap, text)
             clause, params = f"{clause} AND {text_clause}", [*params, *text_params]
@@ -765,7 +830,7 @@ class SqliteStore:
                 f"{base}{keyset} ORDER BY {name} LIMIT ?", (idp_id, *params, *extra, limit + 1)
             ).fetchall()
 
-        def run(conn: sqlite3.Connection) -> DirectoryPage:
+        def run(conn: sqlite3.Connection, walk_cap: int) -> DirectoryPage:
             total = conn.execute(
                 f"SELECT count(*) FROM {tmap.table} AS t WHERE t.idp_id = ? AND {clause}", (idp_id, *params)
             ).fetchone()[0]
@@ -786,7 +851,7 @@ class SqliteStore:
             counts: dict[str, int] = {}
             if tmap is USERS:
                 for row in rows:
-                    row.groups = _load_groups(conn, row.id)
+                    row.groups = _load_groups(conn, row.id, walk_cap)
             elif rows:
                 marks = ",".join("?" * len(rows))
                 counts = {row.id: 0 for row in rows}
@@ -799,7 +864,7 @@ class SqliteStore:
             return DirectoryPage(total, rows, has_previous, has_next, counts)
 
         try:
-            return await self.read(run)
+            return await self.read_far(run)
         except sqlite3.OperationalError as exc:
             raise ScimError(400, f"The filter could not be evaluated: {exc}", "invalidFilter") from None
 
@@ -947,7 +1012,9 @@ def _store_doc(conn: sqlite3.Connection, tmap: TableMap, row: Row, columns: dict
     )
 
 
-def _load(conn: sqlite3.Connection, tmap: TableMap, idp_id: str, resource_id: str, members: bool) -> Row | None:
+def _load(
+    conn: sqlite3.Connection, tmap: TableMap, idp_id: str, resource_id: str, members: bool, walk_cap: int
+) -> Row | None:
     found = conn.execute(
         f"SELECT id, doc, version, created, modified FROM {tmap.table} WHERE id = ? AND idp_id = ?",
         (resource_id, idp_id),
@@ -956,15 +1023,15 @@ def _load(conn: sqlite3.Connection, tmap: TableMap, idp_id: str, resource_id: st
         return None
     row = Row(found[0], orjson.loads(found[1]), found[2], found[3], found[4])
     if members:
-        _attach_members(conn, tmap, row)
+        _attach_members(conn, tmap, row, walk_cap)
     return row
 
 
-def _attach_members(conn: sqlite3.Connection, tmap: TableMap, row: Row) -> None:
+def _attach_members(conn: sqlite3.Connection, tmap: TableMap, row: Row, walk_cap: int) -> None:
     if tmap is GROUPS:
         row.members = _load_members(conn, row.id)
     else:
-        row.groups = _load_groups(conn, row.id)
+        row.groups = _load_groups(conn, row.id, walk_cap)
 
 
 def _load_members(conn: sqlite3.Connection, group_id: str) -> list[dict]:
@@ -978,21 +1045,47 @@ def _load_members(conn: sqlite3.Connection, group_id: str) -> list[dict]:
     return [{"value": r[0], "type": r[1], "display": r[2]} for r in rows]
 
 
-def _load_groups(conn: sqlite3.Connection, user_id: str) -> list[dict]:
+class GroupWalkTooLarge(Exception):
+    """A user's groups reach more groups than the walk was allowed to visit."""
+
+    def __init__(self, user_id: str) -> None:
+        super().__init__(user_id)
+        self.user_id = user_id
+
+
+def too_many_groups(user_id: str, cap: int) -> ScimError:
+    return ScimError(
+        400,
+        f"User {user_id} is in more than {cap} groups counting nested ones, more than this server lists "
+        "(scim.max_user_groups); read it with excludedAttributes=groups",
+        "tooMany",
+    )
+
+
+# A user's groups: the direct ones (by name), then those reached through nesting (by name). The
+# walk is over group ids only, and UNION keeps each once: every group is visited once and each
+# membership row read once, whatever the nesting (cycles included), so the walk is linear in the
+# part of the graph above the user. LIMIT stops it one group past the cap.
+GROUP_WALK = (
+    "WITH RECURSIVE reach(gid) AS ("
+    " SELECT group_id FROM group_members WHERE member_id = :user"
+    " UNION SELECT gm.group_id FROM group_members AS gm JOIN reach ON gm.member_id = reach.gid"
+    " LIMIT :limit)"
+    " SELECT reach.gid, g.display_name,"
+    " EXISTS (SELECT 1 FROM group_members WHERE group_id = reach.gid AND member_id = :user) AS direct"
+    " FROM reach JOIN groups AS g ON g.id = reach.gid ORDER BY direct DESC, g.display_name"
+)
+
+
+def _load_groups(conn: sqlite3.Connection, user_id: str, cap: int) -> list[dict]:
+    """The user's groups, direct and nested; GroupWalkTooLarge when they are more than `cap`."""
     if conn.execute("SELECT 1 FROM group_members WHERE member_id = ? LIMIT 1", (user_id,)).fetchone() is None:
         # In no group (every user during an initial sync): one index probe instead of the walk below.
         return []
-    # Direct groups, then groups reached through nesting; UNION stops at cycles.
-    rows = conn.execute(
-        "WITH RECURSIVE reach(gid, depth) AS ("
-        " SELECT group_id, 0 FROM group_members WHERE member_id = ?"
-        " UNION SELECT gm.group_id, reach.depth + 1 FROM group_members AS gm JOIN reach ON gm.member_id = reach.gid"
-        " WHERE reach.depth < 64)"
-        " SELECT reach.gid, min(reach.depth), g.display_name FROM reach JOIN groups AS g ON g.id = reach.gid"
-        " GROUP BY reach.gid ORDER BY min(reach.depth), g.display_name",
-        (user_id,),
-    ).fetchall()
-    return [{"value": r[0], "display": r[2], "type": "direct" if r[1] == 0 else "indirect"} for r in rows]
+    rows = conn.execute(GROUP_WALK, {"user": user_id, "limit": cap + 1}).fetchall()
+    if len(rows) > cap:
+        raise GroupWalkTooLarge(user_id)
+    return [{"value": r[0], "display": r[1], "type": "direct" if r[2] else "indirect"} for r in rows]
 
 
 def _apply_member_ops(conn: sqlite3.Connection, idp_id: str, group_id: str, ops: list[MemberOp]) -> bool:

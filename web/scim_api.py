@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+import orjson
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -22,7 +23,7 @@ from scim.resources import etag, etag_matches, parse_etags, to_resource
 from scim.schemas import GROUP_TYPE, USER_TYPE, ResourceType
 from scim.validate import find_key, parse_members, validate_resource
 from settings import Settings
-from storage import Change, Principal, Query, Row
+from storage import Change, Encoder, Principal, Query, Row
 from storage.sqlite import SqliteStore
 from web.metrics import Metrics
 from web.observe import Listener, build_record
@@ -62,6 +63,7 @@ class ScimApi:
         self.max_body = settings["server"]["max_body_bytes"]
         self.default_count = settings["scim"]["default_page_size"]
         self.max_count = settings["scim"]["max_page_size"]
+        self.max_page_bytes = settings["scim"]["max_page_bytes"]
         self.max_members = settings["scim"]["max_members_per_patch"]
         self.max_operations = settings["scim"]["max_operations"]
         self.body_deadlines = BodyDeadlines(settings["server"]["body_timeout"])
@@ -186,6 +188,11 @@ class ScimApi:
             groups=row.groups,
         )
         return project(rtype, resource, projection)
+
+    def encoder(self, request: ScimRequest, rtype: ResourceType, projection: Projection) -> Encoder:
+        """render() as JSON, for the store to run where it reads the rows: a page, or a group's
+        full member list, is built and encoded on a reader thread, not on the event loop."""
+        return lambda row: orjson.dumps(self.render(request, rtype, row, projection))
 
     def single(
         self, request: ScimRequest, rtype: ResourceType, row: Row, projection: Projection, status: int = 200
@@ -316,10 +323,12 @@ class ScimApi:
             start_index=start,
             count=count,
             members=self.loads_references(rtype, projection),
+            max_bytes=self.max_page_bytes,
         )
-        total, rows = await self.store.search(rtype.name, request.path_params["idp"], query)
-        resources = [self.render(request, rtype, row, projection) for row in rows]
-        return ScimResponse(_list_response(resources, total, start))
+        total, rows = await self.store.search(
+            rtype.name, request.path_params["idp"], query, self.encoder(request, rtype, projection)
+        )
+        return ScimResponse(_list_response([orjson.Fragment(row.encoded) for row in rows], total, start))
 
     async def create(self, request: ScimRequest, rtype: ResourceType) -> Response:
         principal = self.authenticate(request, write=rtype)
@@ -350,7 +359,11 @@ class ScimApi:
         projection = self.projection(request, rtype)
         resource_id = request.path_params["id"]
         row = await self.store.get(
-            rtype.name, principal.idp_id, resource_id, members=self.loads_references(rtype, projection)
+            rtype.name,
+            principal.idp_id,
+            resource_id,
+            members=self.loads_references(rtype, projection),
+            encode=self.encoder(request, rtype, projection),
         )
         if row is None:
             raise not_found(f"{rtype.name} {resource_id} not found")
@@ -358,7 +371,7 @@ class ScimApi:
             parse_etags(request.headers["if-none-match"]), row.version
         ):
             return Response(status_code=304, headers={"ETag": etag(row.version)})
-        return self.single(request, rtype, row, projection)
+        return ScimResponse(orjson.Fragment(row.encoded), headers={"ETag": etag(row.version)})
 
     async def replace(self, request: ScimRequest, rtype: ResourceType) -> Response:
         principal = self.authenticate(request, write=rtype)
