@@ -646,6 +646,8 @@ class SqliteStore:
             raise ScimError(400, f"The filter could not be evaluated: {exc}", "invalidFilter") from None
 
     async def update(self, rtype: str, idp_id: str, resource_id: str, change: ChangeFn, *, members: bool = True) -> Row:
+        """Apply `change` to the current row in one write; the row as written, with its members or
+        groups when asked (a user's groups are None when more than scim.max_user_groups)."""
         tmap = TABLES[rtype]
 
         def run(conn: sqlite3.Connection) -> Row:
@@ -677,7 +679,10 @@ class SqliteStore:
 
         row = await self.write(run)
         if members and tmap is USERS and row.groups is None:
-            row.groups = await self.read_far(lambda conn, walk_cap: _load_groups(conn, row.id, walk_cap))
+            # The write is done whatever this finds: a user in more than max_user_groups groups is
+            # returned with groups None, for the caller to answer without listing them.
+            with contextlib.suppress(GroupWalkTooLarge):
+                row.groups = await self.read(lambda conn: _load_groups(conn, row.id, self.max_user_groups))
         return row
 
     async def delete(self, rtype: str, idp_id: str, resource_id: str, check: CheckFn | None = None) -> None:
