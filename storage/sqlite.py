@@ -583,7 +583,7 @@ class SqliteStore:
         self, rtype: str, idp_id: str, resource_id: str, *, members: bool = True, encode: Encoder | None = None
     ) -> Row | None:
         """The row, and `encoded` = encode(row) when asked, made where it was read: a group's full
-        member list (100,000 members are 24 MB of JSON) is encoded on the reader thread that read it."""
+        member list (100,000 members are 20 MB of JSON) is encoded on the reader thread that read it."""
         tmap = TABLES[rtype]
 
         def load(conn: sqlite3.Connection, walk_cap: int) -> Row | None:
@@ -614,22 +614,21 @@ class SqliteStore:
             size, ended_early = 0, False
             if query.count > 0:
                 # Row by row: the rows past a full page's bytes are never parsed, walked or encoded.
-                cursor = conn.execute(
-                    f"SELECT t.id, t.doc, t.version, t.created, t.modified {base} ORDER BY {order} LIMIT ? OFFSET ?",
-                    (idp_id, *params, query.count, query.start_index - 1),
-                )
-                for found in cursor:
-                    row = Row(found[0], orjson.loads(found[1]), found[2], found[3], found[4])
-                    if query.members:
-                        _attach_members(conn, tmap, row, walk_cap)
-                    if encode is not None:
-                        row.encoded = encode(row)
-                        if rows and query.max_bytes and size + len(row.encoded) > query.max_bytes:
-                            ended_early = True
-                            break
-                        size += len(row.encoded)
-                    rows.append(row)
-                cursor.close()
+                sql = f"SELECT t.id, t.doc, t.version, t.created, t.modified {base} ORDER BY {order} LIMIT ? OFFSET ?"
+                with contextlib.closing(
+                    conn.execute(sql, (idp_id, *params, query.count, query.start_index - 1))
+                ) as cursor:
+                    for found in cursor:
+                        row = Row(found[0], orjson.loads(found[1]), found[2], found[3], found[4])
+                        if query.members:
+                            _attach_members(conn, tmap, row, walk_cap)
+                        if encode is not None:
+                            row.encoded = encode(row)
+                            if rows and query.max_bytes and size + len(row.encoded) > query.max_bytes:
+                                ended_early = True
+                                break
+                            size += len(row.encoded)
+                        rows.append(row)
             if not ended_early and len(rows) < query.count and (rows or query.start_index == 1):
                 # A short page is the last one: it tells the total, and a lookup by userName (one
                 # row or none, Entra's commonest request) needs no count query.
@@ -651,7 +650,7 @@ class SqliteStore:
         tmap = TABLES[rtype]
 
         def run(conn: sqlite3.Connection) -> Row:
-            current = _load(conn, tmap, idp_id, resource_id, False, 0)
+            current = _load(conn, tmap, idp_id, resource_id, members=False)
             if current is None:
                 raise not_found(f"{rtype} {resource_id} not found")
             result: Change = change(current)
@@ -689,7 +688,7 @@ class SqliteStore:
         tmap = TABLES[rtype]
 
         def run(conn: sqlite3.Connection) -> None:
-            current = _load(conn, tmap, idp_id, resource_id, False, 0)
+            current = _load(conn, tmap, idp_id, resource_id, members=False)
             if current is None:
                 raise not_found(f"{rtype} {resource_id} not found")
             if check is not None:
@@ -1018,7 +1017,7 @@ def _store_doc(conn: sqlite3.Connection, tmap: TableMap, row: Row, columns: dict
 
 
 def _load(
-    conn: sqlite3.Connection, tmap: TableMap, idp_id: str, resource_id: str, members: bool, walk_cap: int
+    conn: sqlite3.Connection, tmap: TableMap, idp_id: str, resource_id: str, members: bool, walk_cap: int = 0
 ) -> Row | None:
     found = conn.execute(
         f"SELECT id, doc, version, created, modified FROM {tmap.table} WHERE id = ? AND idp_id = ?",
