@@ -34,6 +34,7 @@ DENSE_GROUPS = 200
 
 
 def assert_stays_fast(seen) -> None:
+    print(seen.summary())  # shown with -s, and with a failure
     assert all(status == 200 for status in seen.statuses), seen.statuses
     assert seen.p99_ms() < P99_BUDGET_MS, seen.summary()
     assert max(seen.latencies_ms) < STALL_BUDGET_MS, seen.summary()
