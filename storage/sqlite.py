@@ -20,7 +20,7 @@ import sqlite3
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -56,11 +56,12 @@ AUTH_RECHECK_SECONDS = 0.1
 CHECKPOINT_SECONDS = 2.0
 TABLES: dict[str, TableMap] = {"User": USERS, "Group": GROUPS}
 MAX_BATCH = 256
-# A user's groups are first read where the user is read (in place on the event loop for a point
-# read, in the writer's transaction after a PATCH) with the walk stopped past this many groups: it
-# then reads at most about this number squared of membership rows, a millisecond. A user in more
-# groups is read again on a reader thread, up to scim.max_user_groups.
-NEAR_WALK_GROUPS = 64
+# Work done in place (a point read on the event loop, a user's groups in the writer's transaction
+# after a PATCH) is stopped by SQLite after about this many VM instructions, a few milliseconds,
+# and done again on a reader thread: a user's groups are a walk that may read every membership row
+# of thousands of nested groups. A point read takes a few hundred; the groups of a user in a few
+# groups a few thousand.
+IN_PLACE_STEPS = 50_000
 LOG_COLUMNS = LogRecord._fields[:-2]  # the columns written; id and resource_name are read back
 
 
@@ -239,7 +240,6 @@ class SqliteStore:
         self.reader_count = readers
         self.max_write_queue = max_write_queue
         self.max_user_groups = max_user_groups
-        self.near_walk = min(NEAR_WALK_GROUPS, max_user_groups)
         self.writer: aiosqlite.Connection | None = None
         self.readers: list[aiosqlite.Connection] = []
         self.local_conn: sqlite3.Connection | None = None
@@ -314,17 +314,22 @@ class SqliteStore:
         self._next_reader = (self._next_reader + 1) % len(self.readers)
         return await _run(conn, fn, *args)
 
-    async def read_near_then_far(self, fn: Callable[[sqlite3.Connection, int], Any]) -> Any:
-        """fn(connection, walk cap) in place on the event loop, where a user's groups may reach
-        `near_walk` groups; when one reaches more, again on a reader thread with the full cap."""
+    async def read_in_place(self, fn: Callable[[sqlite3.Connection, int], Any]) -> Any:
+        """fn(connection, walk cap) in place on the event loop, for reads that are a few index
+        lookups (cheaper than the hand-off to a reader thread); stopped past IN_PLACE_STEPS, as when
+        a user's groups reach far, it is done again on a reader thread (read_far)."""
+        cap = self.max_user_groups
         try:
-            return fn(self.local_conn, self.near_walk)
-        except GroupWalkTooLarge:
+            with _in_place(self.local_conn):
+                return fn(self.local_conn, cap)
+        except _TooLongInPlace:
             return await self.read_far(fn)
+        except GroupWalkTooLarge as exc:
+            raise too_many_groups(exc.user_id, cap) from None
 
     async def read_far(self, fn: Callable[[sqlite3.Connection, int], Any]) -> Any:
-        """fn(connection, walk cap) on a reader thread, where a user's groups may reach
-        scim.max_user_groups groups; past that the answer is 400 tooMany."""
+        """fn(connection, walk cap) on a reader thread; a user whose groups are more than the cap
+        (scim.max_user_groups) makes it 400 tooMany."""
         cap = self.max_user_groups
 
         def run(conn: sqlite3.Connection) -> Any:
@@ -593,7 +598,7 @@ class SqliteStore:
             return row
 
         if tmap is USERS or not members:  # one row by its id: a point read, unless its groups reach far
-            return await self.read_near_then_far(load)
+            return await self.read_in_place(load)
         return await self.read_far(load)
 
     async def search(
@@ -639,7 +644,7 @@ class SqliteStore:
 
         try:
             if is_point_lookup(query.where, tmap) and (tmap is USERS or not query.members):
-                return await self.read_near_then_far(run)
+                return await self.read_in_place(run)
             return await self.read_far(run)
         except sqlite3.OperationalError as exc:
             raise ScimError(400, f"The filter could not be evaluated: {exc}", "invalidFilter") from None
@@ -669,11 +674,14 @@ class SqliteStore:
                     _store_doc(conn, tmap, current, columns)
                 except sqlite3.IntegrityError:
                     raise _uniqueness(tmap, current.doc) from None
-            if members:
+            if members and tmap is USERS:
                 try:
-                    _attach_members(conn, tmap, current, self.near_walk)
-                except GroupWalkTooLarge:
-                    current.groups = None  # read after the commit, on a reader thread: not in the writer
+                    with _in_place(conn):
+                        current.groups = _load_groups(conn, current.id, self.max_user_groups)
+                except (_TooLongInPlace, GroupWalkTooLarge):
+                    current.groups = None  # read after the commit, on a reader thread: never far in the writer
+            elif members:
+                current.members = _load_members(conn, current.id)
             return current
 
         row = await self.write(run)
@@ -1047,6 +1055,33 @@ def _load_members(conn: sqlite3.Connection, group_id: str) -> list[dict]:
         (group_id,),
     ).fetchall()
     return [{"value": r[0], "type": r[1], "display": r[2]} for r in rows]
+
+
+class _TooLongInPlace(Exception):
+    """Work done in place passed IN_PLACE_STEPS: it is to be done again where it may take long."""
+
+
+@contextlib.contextmanager
+def _in_place(conn: sqlite3.Connection) -> Iterator[None]:
+    """Stop the statements run in this block after about IN_PLACE_STEPS VM instructions each,
+    raising _TooLongInPlace. (SQLite counts a cached statement's instructions across its runs, so
+    one run now and then stops early: it is then done again on a reader, never answered wrong.)"""
+    stopped = False
+
+    def stop() -> int:
+        nonlocal stopped
+        stopped = True
+        return 1
+
+    conn.set_progress_handler(stop, IN_PLACE_STEPS)
+    try:
+        yield
+    except sqlite3.OperationalError:
+        if stopped:
+            raise _TooLongInPlace from None
+        raise
+    finally:
+        conn.set_progress_handler(None, 0)
 
 
 class GroupWalkTooLarge(Exception):

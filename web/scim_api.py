@@ -29,6 +29,7 @@ from web.metrics import Metrics
 from web.observe import Listener, build_record
 from web.request_log import finish_request, scim_route
 from web.responses import (
+    SCIM_JSON,
     BodyDeadlines,
     ScimRequest,
     ScimResponse,
@@ -44,6 +45,7 @@ log = logging.getLogger("scimlet")
 RESOURCE_ENDPOINTS = {"Users": USER_TYPE, "Groups": GROUP_TYPE}
 MAX_SAFE_INTEGER = 2**53 - 1
 ENCODE_SLICE = 5000  # members encoded in one orjson call: a few ms
+BIG_BODY_BYTES = 1_048_576
 
 
 class Unauthorized(ScimError):
@@ -381,7 +383,7 @@ class ScimApi:
             parse_etags(request.headers["if-none-match"]), row.version
         ):
             return Response(status_code=304, headers={"ETag": etag(row.version)})
-        return ScimResponse(orjson.Fragment(row.encoded), headers={"ETag": etag(row.version)})
+        return encoded_response(row.encoded, {"ETag": etag(row.version)})
 
     async def replace(self, request: ScimRequest, rtype: ResourceType) -> Response:
         principal = self.authenticate(request, write=rtype)
@@ -458,9 +460,26 @@ def encode_resource(resource: dict) -> bytes:
     members = resource.get("members")
     if members is None or len(members) <= ENCODE_SLICE:
         return orjson.dumps(resource)
-    slices = [orjson.dumps(members[i : i + ENCODE_SLICE])[1:-1] for i in range(0, len(members), ENCODE_SLICE)]
-    # A Fragment goes into the output as it is: the slices' elements, comma-separated, make the list.
-    return orjson.dumps({**resource, "members": [orjson.Fragment(b",".join(slices))]})
+    # The resource with an empty list, split where the list's elements go. Members come after every
+    # attribute of the document and before meta, whose values cannot hold a quote: the last
+    # '"members":[' is the resource's own. The parts are joined once, in one copy.
+    shell = orjson.dumps({**resource, "members": []})
+    at = shell.rindex(b'"members":[]') + len(b'"members":[')
+    parts = [shell[:at]]
+    for start in range(0, len(members), ENCODE_SLICE):
+        if start:
+            parts.append(b",")
+        parts.append(orjson.dumps(members[start : start + ENCODE_SLICE])[1:-1])
+    parts.append(shell[at:])
+    return b"".join(parts)
+
+
+def encoded_response(body: bytes, headers: dict[str, str]) -> Response:
+    """An encoded resource as the answer. A big one (a group's whole member list) goes to Starlette's
+    Response as it is: ScimResponse would copy it once more, through orjson, on the event loop."""
+    if len(body) < BIG_BODY_BYTES:
+        return ScimResponse(orjson.Fragment(body), headers=headers)
+    return Response(body, headers=headers, media_type=SCIM_JSON)
 
 
 def _integer(value: object, name: str, default: int) -> int:
