@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import sqlite3
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import orjson
 
 from scim.errors import ERROR_SCHEMA
@@ -58,6 +60,22 @@ def test_a_user_in_densely_nested_groups_stalls_no_other_tenant(server_factory, 
         found, _ = lookup.expensive_result
         assert found.status_code == 200 and len(found.json()["Resources"][0]["groups"]) == DENSE_GROUPS
         assert_stays_fast(lookup)
+
+        # A PATCH answers with the user: its groups are too far for the writer's transaction, so they
+        # are read on a reader after the commit; the writes committed with it are unaffected.
+        def patch_among_creates() -> list[httpx.Response]:
+            body = patch_body({"op": "replace", "path": "title", "value": "Nested"})
+            with ThreadPoolExecutor(8) as pool:
+                creates = [pool.submit(http.post, "/Users", json=entra_user(f"beside{i}@walk")) for i in range(20)]
+                patched = pool.submit(http.patch, f"/Users/{user_id}", json=body)
+                return [patched.result(), *(create.result() for create in creates)]
+
+        patched, *created = patch_among_creates()
+        assert patched.status_code == 200 and len(patched.json()["groups"]) == DENSE_GROUPS
+        assert all(response.status_code == 201 for response in created)
+        assert http.get(f"/Users/{user_id}", params={"attributes": "title"}).json()["title"] == "Nested"
+        listed = http.get("/Users", params={"filter": 'userName sw "beside"', "excludedAttributes": "groups"})
+        assert listed.json()["totalResults"] == 20
 
         by_group = probe(
             server, timed(lambda: http.get("/Users", params={"filter": f'groups eq "{ids[-1]}"'})), monkeypatch
