@@ -62,6 +62,12 @@ MAX_BATCH = 256
 # of thousands of nested groups. A point read takes a few hundred; the groups of a user in a few
 # groups a few thousand.
 IN_PLACE_STEPS = 50_000
+# A page of users whose groups are each a long walk (all in densely nested groups) would hold a
+# reader thread for a walk per user: the page ends early, as at scim.max_page_bytes, once loading
+# its rows' groups (or members) has cost about this many VM instructions, a tenth of a second. The
+# first row is always loaded whole.
+PAGE_LOAD_STEPS = 2_000_000
+PAGE_LOAD_GRAIN = 10_000
 LOG_COLUMNS = LogRecord._fields[:-2]  # the columns written; id and resource_name are read back
 
 
@@ -606,9 +612,10 @@ class SqliteStore:
     ) -> tuple[int, list[Row]]:
         """The total and one page of rows. With `encode`, each row gets `encoded` = encode(row),
         made where the rows are read (a reader thread, but for point lookups), and the page ends
-        before the row that would take it past query.max_bytes of encoded rows (0: no limit); it
-        always holds at least one, so a client paging by startIndex + itemsPerPage goes on where it
-        ended."""
+        before the row that would take it past query.max_bytes of encoded rows (0: no limit). It
+        also ends before a row whose groups or members would take it past PAGE_LOAD_STEPS. It
+        always holds at least one row, so a client paging by startIndex + itemsPerPage goes on
+        where it ended."""
         tmap = TABLES[rtype]
         where, params = ("1", []) if query.where is None else where_clause(query.where, tmap, idp_id)
         order = order_clause(query.sort_by, query.descending, tmap) if query.sort_by else "t.rowid"
@@ -617,6 +624,8 @@ class SqliteStore:
         def run(conn: sqlite3.Connection, walk_cap: int) -> tuple[int, list[Row]]:
             rows: list[Row] = []
             size, ended_early = 0, False
+            # In place, _in_place bounds the whole read already.
+            budget = None if conn is self.local_conn else _LoadBudget()
             if query.count > 0:
                 # Row by row: the rows past a full page's bytes are never parsed, walked or encoded.
                 sql = f"SELECT t.id, t.doc, t.version, t.created, t.modified {base} ORDER BY {order} LIMIT ? OFFSET ?"
@@ -626,7 +635,12 @@ class SqliteStore:
                     for found in cursor:
                         row = Row(found[0], orjson.loads(found[1]), found[2], found[3], found[4])
                         if query.members:
-                            _attach_members(conn, tmap, row, walk_cap)
+                            if rows and budget is not None:
+                                if not budget.run(conn, _attach_members, conn, tmap, row, walk_cap):
+                                    ended_early = True
+                                    break
+                            else:
+                                _attach_members(conn, tmap, row, walk_cap)
                         if encode is not None:
                             row.encoded = encode(row)
                             if rows and query.max_bytes and size + len(row.encoded) > query.max_bytes:
@@ -1082,6 +1096,31 @@ def _in_place(conn: sqlite3.Connection) -> Iterator[None]:
         raise
     finally:
         conn.set_progress_handler(None, 0)
+
+
+class _LoadBudget:
+    """What is left of a page's PAGE_LOAD_STEPS."""
+
+    def __init__(self) -> None:
+        self.left = PAGE_LOAD_STEPS
+
+    def run(self, conn: sqlite3.Connection, fn: Callable[..., None], *args: Any) -> bool:
+        """fn(*args), its statements counted against the budget: False, fn stopped, when it ran out."""
+
+        def tick() -> bool:
+            self.left -= PAGE_LOAD_GRAIN
+            return self.left <= 0
+
+        conn.set_progress_handler(tick, PAGE_LOAD_GRAIN)
+        try:
+            fn(*args)
+        except sqlite3.OperationalError:
+            if self.left <= 0:
+                return False
+            raise
+        finally:
+            conn.set_progress_handler(None, 0)
+        return True
 
 
 class GroupWalkTooLarge(Exception):

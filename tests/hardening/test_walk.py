@@ -247,3 +247,31 @@ async def test_pages_end_before_max_page_bytes_and_paging_goes_on(tmp_path: Path
         assert search.json()["itemsPerPage"] == 2 and search.json()["totalResults"] == len(sizes)
         small = await tenant.client.get("/Users", params={"attributes": "userName"})
         assert small.json()["itemsPerPage"] == len(sizes)
+
+
+async def test_a_page_ends_early_when_its_users_groups_cost_too_much_to_read(tmp_path: Path) -> None:
+    # 40 users in 120 groups that each contain the other 119: each user's groups are a walk of
+    # 14,000 membership rows. A page of them ends once its walks have cost a tenth of a second or
+    # so, and paging on reads every user, each with all its groups.
+    async with configured_tenant(tmp_path) as tenant:
+        ids = []
+        for i in range(120):
+            response = await tenant.client.post("/Groups", json={"displayName": f"dense-{i:03d}"})
+            ids.append(response.json()["id"])
+        for gid in ids:
+            others = [{"value": other} for other in ids if other != gid]
+            nest = patch_body({"op": "add", "path": "members", "value": others})
+            assert (await tenant.client.patch(f"/Groups/{gid}", json=nest)).status_code == 204
+        users = [await make_user(tenant, f"d{i:02d}@walk") for i in range(40)]
+        add = patch_body({"op": "add", "path": "members", "value": [{"value": u} for u in users]})
+        assert (await tenant.client.patch(f"/Groups/{ids[0]}", json=add)).status_code == 204
+        found, sizes, start = [], [], 1
+        while start <= 40:
+            body = (await tenant.client.get("/Users", params={"startIndex": str(start), "count": "40"})).json()
+            assert body["totalResults"] == 40 and body["itemsPerPage"] == len(body["Resources"]) >= 1
+            assert all(len(r["groups"]) == 120 for r in body["Resources"])
+            found += [r["id"] for r in body["Resources"]]
+            sizes.append(body["itemsPerPage"])
+            start += body["itemsPerPage"]
+        assert found == users
+        assert len(sizes) > 1, sizes
