@@ -45,7 +45,7 @@ log = logging.getLogger("scimlet")
 RESOURCE_ENDPOINTS = {"Users": USER_TYPE, "Groups": GROUP_TYPE}
 MAX_SAFE_INTEGER = 2**53 - 1
 ENCODE_SLICE = 5000  # members encoded in one orjson call: a few ms
-BIG_BODY_BYTES = 1_048_576
+BIG_BODY_BYTES = 1_048_576  # an encoded answer past this is not copied again into a ScimResponse
 
 
 class Unauthorized(ScimError):
