@@ -50,6 +50,7 @@ def create_store(settings: Settings) -> SqliteStore:
         readers=db["readers"],
         max_write_queue=settings["scim"]["max_write_queue"],
         max_size_bytes=db["max_size_bytes"],
+        max_user_groups=settings["scim"]["max_user_groups"],
     )
 
 

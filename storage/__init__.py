@@ -22,6 +22,7 @@ class Row:
     modified: str
     members: list[dict] | None = None  # groups, when loaded: [{"value", "type", "display"}]
     groups: list[dict] | None = None  # users, when loaded: [{"value", "display", "type"}]
+    encoded: bytes | None = None  # the resource as the client reads it, when the read was asked to encode it
 
 
 @dataclass
@@ -34,6 +35,8 @@ class Change:
 
 ChangeFn = Callable[[Row], Change]
 CheckFn = Callable[[Row], None]
+# Renders a row as the client reads it, as JSON; run by the store where it read the row.
+Encoder = Callable[[Row], bytes]
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,7 @@ class Query:
     start_index: int = 1  # 1-based, as in SCIM
     count: int = 100
     members: bool = True  # load member rows (groups) / group memberships (users)
+    max_bytes: int = 0  # the page ends before the encoded rows pass this (always one row); 0: no limit
 
 
 @dataclass(frozen=True)
@@ -192,8 +196,12 @@ class Store(Protocol):
 
     # SCIM resources; rtype is "User" or "Group"
     async def create(self, rtype: str, idp_id: str, doc: dict, members: list[dict] | None = None) -> Row: ...
-    async def get(self, rtype: str, idp_id: str, resource_id: str, *, members: bool = True) -> Row | None: ...
-    async def search(self, rtype: str, idp_id: str, query: Query) -> tuple[int, list[Row]]: ...
+    async def get(
+        self, rtype: str, idp_id: str, resource_id: str, *, members: bool = True, encode: Encoder | None = None
+    ) -> Row | None: ...
+    async def search(
+        self, rtype: str, idp_id: str, query: Query, encode: Encoder | None = None
+    ) -> tuple[int, list[Row]]: ...
     async def update(
         self, rtype: str, idp_id: str, resource_id: str, change: ChangeFn, *, members: bool = True
     ) -> Row: ...

@@ -78,12 +78,13 @@ def escape_like(value: str) -> str:
 
 
 class _Builder:
-    def __init__(self, tmap: TableMap) -> None:
+    def __init__(self, tmap: TableMap, idp_id: str) -> None:
         self.tmap = tmap
+        self.idp_id = idp_id
         self.params: list = []
         self.aliases = 0
         # Columns and member rows hold text already; JSON values may be of any JSON type.
-        self.typed_exprs = {*tmap.columns.values(), *_MEMBER_COLUMNS.values(), "a.gid"}
+        self.typed_exprs = {*tmap.columns.values(), *_MEMBER_COLUMNS.values(), "g.id"}
 
     def alias(self) -> str:
         self.aliases += 1
@@ -150,13 +151,20 @@ class _Builder:
             def group_expr(sub_ref: AttrRef) -> str:
                 if sub_ref.sub is not None and sub_ref.sub.name != "value":
                     raise invalid_filter(f"groups.{sub_ref.sub.name} cannot be used in a filter; use groups.value")
-                return "a.gid"
+                return "g.id"
 
-            # Direct and indirect (nested) groups; UNION stops at cycles.
+            # The users in a group that passes the test, directly or through nested groups: one walk
+            # down from those groups for the whole query, over group ids with UNION, so each group is
+            # visited once (cycles end) and the walk is linear in the graph below them. (A walk up
+            # from every user of the tenant, once per row, was quadratic on dense nesting.)
+            self.params.append(self.idp_id)
+            test = inner(group_expr)
             return (
-                "EXISTS (WITH RECURSIVE a(gid) AS (SELECT group_id FROM group_members WHERE member_id = t.id "
-                "UNION SELECT gm.group_id FROM group_members AS gm JOIN a ON gm.member_id = a.gid) "
-                f"SELECT 1 FROM a WHERE {inner(group_expr)})"
+                "t.id IN (WITH RECURSIVE down(gid) AS ("
+                f"SELECT g.id FROM groups AS g WHERE g.idp_id = ? AND {test} "
+                "UNION SELECT m.member_id FROM group_members AS m JOIN down ON m.group_id = down.gid "
+                "WHERE m.type = 'Group') "
+                "SELECT m.member_id FROM group_members AS m JOIN down ON m.group_id = down.gid WHERE m.type = 'User')"
             )
         alias = self.alias()
 
@@ -250,23 +258,38 @@ def _nesting(node: Node) -> int:
 
 def is_point_lookup(node: Node | None, tmap: TableMap) -> bool:
     """Whether a filter pins a few rows down through an indexed column (id, userName, displayName,
-    externalId eq ...), anded with anything: cheap enough to answer without leaving the event loop."""
+    externalId eq ...), anded with anything but a test of a user's groups (a walk through the
+    nesting, done on a reader thread): cheap enough to answer without leaving the event loop."""
+    if node is None or (tmap is USERS and _tests_groups(node)):
+        return False
+    return _pins_rows(node, tmap)
+
+
+def _tests_groups(node: Node) -> bool:
+    if isinstance(node, (And, Or)):
+        return _tests_groups(node.left) or _tests_groups(node.right)
+    if isinstance(node, Not):
+        return _tests_groups(node.expr)
+    return node.ref.attr.name == "groups"
+
+
+def _pins_rows(node: Node, tmap: TableMap) -> bool:
     if isinstance(node, Compare):
         return node.op == "eq" and node.value is not None and node.ref.name.lower() in tmap.point_columns
     if isinstance(node, And):
-        return is_point_lookup(node.left, tmap) or is_point_lookup(node.right, tmap)
+        return _pins_rows(node.left, tmap) or _pins_rows(node.right, tmap)
     return False
 
 
-def where_clause(node: Node, tmap: TableMap) -> tuple[str, list]:
-    """SQL text (over table alias t) and its parameters for a resolved filter."""
-    builder = _Builder(tmap)
+def where_clause(node: Node, tmap: TableMap, idp_id: str) -> tuple[str, list]:
+    """SQL text (over table alias t, the rows of IdP `idp_id`) and its parameters for a resolved filter."""
+    builder = _Builder(tmap, idp_id)
     return builder.node(node), builder.params
 
 
 def order_clause(ref: AttrRef, descending: bool, tmap: TableMap) -> str:
     """ORDER BY for sortBy: absent values last, ties broken by creation order."""
-    builder = _Builder(tmap)
+    builder = _Builder(tmap, "")
     if ref.attr.multi_valued:
         if ref.name.lower() in ("members", "groups", "members.value", "groups.value"):
             raise invalid_value(f"sortBy {ref.name} is not supported; sort on a singular attribute")

@@ -20,7 +20,7 @@ import sqlite3
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,7 @@ from storage import (
     ChangeFn,
     CheckFn,
     DirectoryPage,
+    Encoder,
     Idp,
     LogCounters,
     LogQuery,
@@ -75,6 +76,18 @@ FULL_RETRY_SECONDS = 30
 SIDE_FILES = {"-wal": "the database's write-ahead log (-wal)", "-shm": "the database's shared-memory index (-shm)"}
 # How long /readyz reports a write refused for lack of space (readiness itself writes nothing).
 FULL_REPORTED_SECONDS = 60.0
+# Work done in place (a point read on the event loop, a user's groups in the writer's transaction
+# after a PATCH) is stopped by SQLite after about this many VM instructions, a few milliseconds,
+# and done again on a reader thread: a user's groups are a walk that may read every membership row
+# of thousands of nested groups. A point read takes a few hundred; the groups of a user in a few
+# groups a few thousand.
+IN_PLACE_STEPS = 50_000
+# A page of users whose groups are each a long walk (all in densely nested groups) would hold a
+# reader thread for a walk per user: the page ends early, as at scim.max_page_bytes, once loading
+# its rows' groups (or members) has cost about this many VM instructions, a tenth of a second. The
+# first row is always loaded whole.
+PAGE_LOAD_STEPS = 2_000_000
+PAGE_LOAD_GRAIN = 10_000
 LOG_COLUMNS = LogRecord._fields[:-2]  # the columns written; id and resource_name are read back
 
 
@@ -247,6 +260,7 @@ class SqliteStore:
         readers: int = 2,
         max_write_queue: int = 0,
         max_size_bytes: int = 0,
+        max_user_groups: int = 5000,
     ) -> None:
         self.path = path
         self.synchronous = synchronous
@@ -258,6 +272,7 @@ class SqliteStore:
         self._files: dict[str, tuple[int, int]] = {}
         self.lost: str | None = None  # why writes can no longer be stored; it takes a restart to clear
         self.full_at = -math.inf  # time.monotonic() of the last write refused for lack of space
+        self.max_user_groups = max_user_groups
         self.writer: aiosqlite.Connection | None = None
         self.readers: list[aiosqlite.Connection] = []
         self.local_conn: sqlite3.Connection | None = None
@@ -338,6 +353,32 @@ class SqliteStore:
         conn = self.readers[self._next_reader]
         self._next_reader = (self._next_reader + 1) % len(self.readers)
         return await _run(conn, fn, *args)
+
+    async def read_in_place(self, fn: Callable[[sqlite3.Connection, int], Any]) -> Any:
+        """fn(connection, walk cap) in place on the event loop, for reads that are a few index
+        lookups (cheaper than the hand-off to a reader thread); stopped past IN_PLACE_STEPS, as when
+        a user's groups reach far, it is done again on a reader thread (read_far)."""
+        cap = self.max_user_groups
+        try:
+            with _in_place(self.local_conn):
+                return fn(self.local_conn, cap)
+        except _TooLongInPlace:
+            return await self.read_far(fn)
+        except GroupWalkTooLarge as exc:
+            raise too_many_groups(exc.user_id, cap) from None
+
+    async def read_far(self, fn: Callable[[sqlite3.Connection, int], Any]) -> Any:
+        """fn(connection, walk cap) on a reader thread; a user whose groups are more than the cap
+        (scim.max_user_groups) makes it 400 tooMany."""
+        cap = self.max_user_groups
+
+        def run(conn: sqlite3.Connection) -> Any:
+            try:
+                return fn(conn, cap)
+            except GroupWalkTooLarge as exc:
+                raise too_many_groups(exc.user_id, cap) from None
+
+        return await self.read(run)
 
     async def write(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run fn(sqlite3_connection, *args) in the next write transaction (group commit)."""
@@ -663,51 +704,82 @@ class SqliteStore:
 
         return await self.write(insert)
 
-    async def get(self, rtype: str, idp_id: str, resource_id: str, *, members: bool = True) -> Row | None:
+    async def get(
+        self, rtype: str, idp_id: str, resource_id: str, *, members: bool = True, encode: Encoder | None = None
+    ) -> Row | None:
+        """The row, and `encoded` = encode(row) when asked, made where it was read: a group's full
+        member list (100,000 members are 20 MB of JSON) is encoded on the reader thread that read it."""
         tmap = TABLES[rtype]
 
-        def load(conn: sqlite3.Connection) -> Row | None:
-            return _load(conn, tmap, idp_id, resource_id, members)
+        def load(conn: sqlite3.Connection, walk_cap: int) -> Row | None:
+            row = _load(conn, tmap, idp_id, resource_id, members, walk_cap)
+            if row is not None and encode is not None:
+                row.encoded = encode(row)
+            return row
 
-        if tmap is USERS or not members:  # one row by its id: a point read
-            return load(self.local_conn)
-        return await self.read(load)
+        if tmap is USERS or not members:  # one row by its id: a point read, unless its groups reach far
+            return await self.read_in_place(load)
+        return await self.read_far(load)
 
-    async def search(self, rtype: str, idp_id: str, query: Query) -> tuple[int, list[Row]]:
+    async def search(
+        self, rtype: str, idp_id: str, query: Query, encode: Encoder | None = None
+    ) -> tuple[int, list[Row]]:
+        """The total and one page of rows. With `encode`, each row gets `encoded` = encode(row),
+        made where the rows are read (a reader thread, but for point lookups), and the page ends
+        before the row that would take it past query.max_bytes of encoded rows (0: no limit). It
+        also ends before a row whose groups or members would take it past PAGE_LOAD_STEPS. It
+        always holds at least one row, so a client paging by startIndex + itemsPerPage goes on
+        where it ended."""
         tmap = TABLES[rtype]
-        where, params = ("1", []) if query.where is None else where_clause(query.where, tmap)
+        where, params = ("1", []) if query.where is None else where_clause(query.where, tmap, idp_id)
         order = order_clause(query.sort_by, query.descending, tmap) if query.sort_by else "t.rowid"
         base = f"FROM {tmap.table} AS t WHERE t.idp_id = ? AND {where}"
 
-        def run(conn: sqlite3.Connection) -> tuple[int, list[Row]]:
-            found = (
-                conn.execute(
-                    f"SELECT t.id, t.doc, t.version, t.created, t.modified {base} ORDER BY {order} LIMIT ? OFFSET ?",
-                    (idp_id, *params, query.count, query.start_index - 1),
-                ).fetchall()
-                if query.count > 0
-                else []
-            )
-            if len(found) < query.count and (found or query.start_index == 1):
+        def run(conn: sqlite3.Connection, walk_cap: int) -> tuple[int, list[Row]]:
+            rows: list[Row] = []
+            size, ended_early = 0, False
+            # In place, _in_place bounds the whole read already.
+            budget = None if conn is self.local_conn else _LoadBudget()
+            if query.count > 0:
+                # Row by row: the rows past a full page's bytes are never parsed, walked or encoded.
+                sql = f"SELECT t.id, t.doc, t.version, t.created, t.modified {base} ORDER BY {order} LIMIT ? OFFSET ?"
+                with contextlib.closing(
+                    conn.execute(sql, (idp_id, *params, query.count, query.start_index - 1))
+                ) as cursor:
+                    for found in cursor:
+                        row = Row(found[0], orjson.loads(found[1]), found[2], found[3], found[4])
+                        if query.members:
+                            if rows and budget is not None:
+                                if not budget.run(conn, _attach_members, conn, tmap, row, walk_cap):
+                                    ended_early = True
+                                    break
+                            else:
+                                _attach_members(conn, tmap, row, walk_cap)
+                        if encode is not None:
+                            row.encoded = encode(row)
+                            if rows and query.max_bytes and size + len(row.encoded) > query.max_bytes:
+                                ended_early = True
+                                break
+                            size += len(row.encoded)
+                        rows.append(row)
+            if not ended_early and len(rows) < query.count and (rows or query.start_index == 1):
                 # A short page is the last one: it tells the total, and a lookup by userName (one
                 # row or none, Entra's commonest request) needs no count query.
-                total = query.start_index - 1 + len(found)
+                total = query.start_index - 1 + len(rows)
             else:
                 total = conn.execute(f"SELECT count(*) {base}", (idp_id, *params)).fetchone()[0]
-            rows = [Row(r[0], orjson.loads(r[1]), r[2], r[3], r[4]) for r in found]
-            if query.members:
-                for row in rows:
-                    _attach_members(conn, tmap, row)
             return total, rows
 
         try:
             if is_point_lookup(query.where, tmap) and (tmap is USERS or not query.members):
-                return run(self.local_conn)
-            return await self.read(run)
+                return await self.read_in_place(run)
+            return await self.read_far(run)
         except sqlite3.OperationalError as exc:
             raise ScimError(400, f"The filter could not be evaluated: {exc}", "invalidFilter") from None
 
     async def update(self, rtype: str, idp_id: str, resource_id: str, change: ChangeFn, *, members: bool = True) -> Row:
+        """Apply `change` to the current row in one write; the row as written, with its members or
+        groups when asked (a user's groups are None when more than scim.max_user_groups)."""
         tmap = TABLES[rtype]
 
         def run(conn: sqlite3.Connection) -> Row:
@@ -731,11 +803,23 @@ class SqliteStore:
                     _store_doc(conn, tmap, current, columns)
                 except sqlite3.IntegrityError:
                     raise _uniqueness(tmap, current.doc) from None
-            if members:
-                _attach_members(conn, tmap, current)
+            if members and tmap is USERS:
+                try:
+                    with _in_place(conn):
+                        current.groups = _load_groups(conn, current.id, self.max_user_groups)
+                except (_TooLongInPlace, GroupWalkTooLarge):
+                    current.groups = None  # read after the commit, on a reader thread: never far in the writer
+            elif members:
+                current.members = _load_members(conn, current.id)
             return current
 
-        return await self.write(run)
+        row = await self.write(run)
+        if members and tmap is USERS and row.groups is None:
+            # The write is done whatever this finds: a user in more than max_user_groups groups is
+            # returned with groups None, for the caller to answer without listing them.
+            with contextlib.suppress(GroupWalkTooLarge):
+                row.groups = await self.read(lambda conn: _load_groups(conn, row.id, self.max_user_groups))
+        return row
 
     async def delete(self, rtype: str, idp_id: str, resource_id: str, check: CheckFn | None = None) -> None:
         tmap = TABLES[rtype]
@@ -873,7 +957,7 @@ class SqliteStore:
         """
         tmap = TABLES[rtype]
         name = "t.user_name" if tmap is USERS else "t.display_name"
-        clause, params = ("1", []) if where is None else where_clause(where, tmap)
+        clause, params = ("1", []) if where is None else where_clause(where, tmap, idp_id)
         if text:
             text_clause, text_params = _text_search(tmap, text)
             clause, params = f"{clause} AND {text_clause}", [*params, *text_params]
@@ -888,7 +972,7 @@ class SqliteStore:
                 f"{base}{keyset} ORDER BY {name} LIMIT ?", (idp_id, *params, *extra, limit + 1)
             ).fetchall()
 
-        def run(conn: sqlite3.Connection) -> DirectoryPage:
+        def run(conn: sqlite3.Connection, walk_cap: int) -> DirectoryPage:
             total = conn.execute(
                 f"SELECT count(*) FROM {tmap.table} AS t WHERE t.idp_id = ? AND {clause}", (idp_id, *params)
             ).fetchone()[0]
@@ -909,7 +993,7 @@ class SqliteStore:
             counts: dict[str, int] = {}
             if tmap is USERS:
                 for row in rows:
-                    row.groups = _load_groups(conn, row.id)
+                    row.groups = _load_groups(conn, row.id, walk_cap)
             elif rows:
                 marks = ",".join("?" * len(rows))
                 counts = {row.id: 0 for row in rows}
@@ -922,7 +1006,7 @@ class SqliteStore:
             return DirectoryPage(total, rows, has_previous, has_next, counts)
 
         try:
-            return await self.read(run)
+            return await self.read_far(run)
         except sqlite3.OperationalError as exc:
             raise ScimError(400, f"The filter could not be evaluated: {exc}", "invalidFilter") from None
 
@@ -1100,7 +1184,9 @@ def _store_doc(conn: sqlite3.Connection, tmap: TableMap, row: Row, columns: dict
     )
 
 
-def _load(conn: sqlite3.Connection, tmap: TableMap, idp_id: str, resource_id: str, members: bool) -> Row | None:
+def _load(
+    conn: sqlite3.Connection, tmap: TableMap, idp_id: str, resource_id: str, members: bool, walk_cap: int = 0
+) -> Row | None:
     found = conn.execute(
         f"SELECT id, doc, version, created, modified FROM {tmap.table} WHERE id = ? AND idp_id = ?",
         (resource_id, idp_id),
@@ -1109,15 +1195,15 @@ def _load(conn: sqlite3.Connection, tmap: TableMap, idp_id: str, resource_id: st
         return None
     row = Row(found[0], orjson.loads(found[1]), found[2], found[3], found[4])
     if members:
-        _attach_members(conn, tmap, row)
+        _attach_members(conn, tmap, row, walk_cap)
     return row
 
 
-def _attach_members(conn: sqlite3.Connection, tmap: TableMap, row: Row) -> None:
+def _attach_members(conn: sqlite3.Connection, tmap: TableMap, row: Row, walk_cap: int) -> None:
     if tmap is GROUPS:
         row.members = _load_members(conn, row.id)
     else:
-        row.groups = _load_groups(conn, row.id)
+        row.groups = _load_groups(conn, row.id, walk_cap)
 
 
 def _load_members(conn: sqlite3.Connection, group_id: str) -> list[dict]:
@@ -1131,21 +1217,99 @@ def _load_members(conn: sqlite3.Connection, group_id: str) -> list[dict]:
     return [{"value": r[0], "type": r[1], "display": r[2]} for r in rows]
 
 
-def _load_groups(conn: sqlite3.Connection, user_id: str) -> list[dict]:
+class _TooLongInPlace(Exception):
+    """Work done in place passed IN_PLACE_STEPS: it is to be done again where it may take long."""
+
+
+@contextlib.contextmanager
+def _in_place(conn: sqlite3.Connection) -> Iterator[None]:
+    """Stop the statements run in this block after about IN_PLACE_STEPS VM instructions each,
+    raising _TooLongInPlace. (SQLite counts a cached statement's instructions across its runs, so
+    one run now and then stops early: it is then done again on a reader, never answered wrong.)"""
+    stopped = False
+
+    def stop() -> int:
+        nonlocal stopped
+        stopped = True
+        return 1
+
+    conn.set_progress_handler(stop, IN_PLACE_STEPS)
+    try:
+        yield
+    except sqlite3.OperationalError:
+        if stopped:
+            raise _TooLongInPlace from None
+        raise
+    finally:
+        conn.set_progress_handler(None, 0)
+
+
+class _LoadBudget:
+    """What is left of a page's PAGE_LOAD_STEPS."""
+
+    def __init__(self) -> None:
+        self.left = PAGE_LOAD_STEPS
+
+    def run(self, conn: sqlite3.Connection, fn: Callable[..., None], *args: Any) -> bool:
+        """fn(*args), its statements counted against the budget: False, fn stopped, when it ran out."""
+
+        def tick() -> bool:
+            self.left -= PAGE_LOAD_GRAIN
+            return self.left <= 0
+
+        conn.set_progress_handler(tick, PAGE_LOAD_GRAIN)
+        try:
+            fn(*args)
+        except sqlite3.OperationalError:
+            if self.left <= 0:
+                return False
+            raise
+        finally:
+            conn.set_progress_handler(None, 0)
+        return True
+
+
+class GroupWalkTooLarge(Exception):
+    """A user's groups reach more groups than the walk was allowed to visit."""
+
+    def __init__(self, user_id: str) -> None:
+        super().__init__(user_id)
+        self.user_id = user_id
+
+
+def too_many_groups(user_id: str, cap: int) -> ScimError:
+    return ScimError(
+        400,
+        f"User {user_id} is in more than {cap} groups counting nested ones, more than this server lists "
+        "(scim.max_user_groups); read it with excludedAttributes=groups",
+        "tooMany",
+    )
+
+
+# A user's groups: the direct ones (by name), then those reached through nesting (by name). The
+# walk is over group ids only, and UNION keeps each once: every group is visited once and each
+# membership row read once, whatever the nesting (cycles included), so the walk is linear in the
+# part of the graph above the user. LIMIT stops it one group past the cap.
+GROUP_WALK = (
+    "WITH RECURSIVE reach(gid) AS ("
+    " SELECT group_id FROM group_members WHERE member_id = :user"
+    " UNION SELECT gm.group_id FROM group_members AS gm JOIN reach ON gm.member_id = reach.gid"
+    " LIMIT :limit)"
+    " SELECT reach.gid, g.display_name,"
+    " EXISTS (SELECT 1 FROM group_members WHERE group_id = reach.gid AND member_id = :user) AS direct"
+    " FROM reach JOIN groups AS g ON g.id = reach.gid ORDER BY direct DESC, g.display_name"
+)
+
+
+def _load_groups(conn: sqlite3.Connection, user_id: str, cap: int) -> list[dict]:
+    """The user's groups, direct and nested; GroupWalkTooLarge when they are more than `cap`."""
     if conn.execute("SELECT 1 FROM group_members WHERE member_id = ? LIMIT 1", (user_id,)).fetchone() is None:
         # In no group (every user during an initial sync): one index probe instead of the walk below.
         return []
-    # Direct groups, then groups reached through nesting; UNION stops at cycles.
-    rows = conn.execute(
-        "WITH RECURSIVE reach(gid, depth) AS ("
-        " SELECT group_id, 0 FROM group_members WHERE member_id = ?"
-        " UNION SELECT gm.group_id, reach.depth + 1 FROM group_members AS gm JOIN reach ON gm.member_id = reach.gid"
-        " WHERE reach.depth < 64)"
-        " SELECT reach.gid, min(reach.depth), g.display_name FROM reach JOIN groups AS g ON g.id = reach.gid"
-        " GROUP BY reach.gid ORDER BY min(reach.depth), g.display_name",
-        (user_id,),
-    ).fetchall()
-    return [{"value": r[0], "display": r[2], "type": "direct" if r[1] == 0 else "indirect"} for r in rows]
+    rows = conn.execute(GROUP_WALK, {"user": user_id, "limit": cap + 1}).fetchall()
+    if len(rows) > cap:
+        raise GroupWalkTooLarge(user_id)
+    return [{"value": r[0], "display": r[1], "type": "direct" if r[2] else "indirect"} for r in rows]
 
 
 def _apply_member_ops(conn: sqlite3.Connection, idp_id: str, group_id: str, ops: list[MemberOp]) -> bool:

@@ -23,7 +23,7 @@ _SIMPLE_TYPES = {
     "decimal": {"type": "number"},
 }
 _ERRORS = {
-    "400": "Bad request: invalidSyntax, invalidValue, invalidFilter, invalidPath, noTarget or mutability",
+    "400": "Bad request: invalidSyntax, invalidValue, invalidFilter, invalidPath, noTarget, mutability or tooMany",
     "401": "The bearer token is missing, unknown, revoked or not the key of this IdP (or the IdP was deleted "
     "while a write ran: nothing was stored)",
     "403": "The API key lacks the write privilege for this resource type",
@@ -169,6 +169,14 @@ def _resource_paths(rtype: ResourceType) -> dict:
     name = rtype.name
     plural = f"{name}s"
     patch_ok: dict = {"200": _ok(f"The updated {name}", name, _ETAG)}
+    put_ok: dict = {"200": _ok(f"The replaced {name}", name, _ETAG)}
+    if rtype is schemas.USER_TYPE:
+        # An answer lists at most scim.max_user_groups groups: a user in more is written, without a body.
+        too_many_groups = {
+            "description": "Updated; no body: the user is in more groups than an answer lists (scim.max_user_groups)",
+            "headers": _ETAG,
+        }
+        patch_ok["204"] = put_ok["204"] = too_many_groups
     if rtype is schemas.GROUP_TYPE:
         patch_ok = {
             "204": {
@@ -239,10 +247,7 @@ def _resource_paths(rtype: ResourceType) -> dict:
                 "tags": [plural],
                 "parameters": [*one, *_PROJECTION, _param("If-Match")],
                 "requestBody": {"required": True, "content": _json(f"{name}Input")},
-                "responses": {
-                    "200": _ok(f"The replaced {name}", name, _ETAG),
-                    **_errors("403", "404", "408", "409", "412", "413", "415", "503"),
-                },
+                "responses": {**put_ok, **_errors("403", "404", "408", "409", "412", "413", "415", "503")},
             },
             "patch": {
                 "operationId": f"patch{name}",

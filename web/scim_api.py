@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+import orjson
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -22,12 +23,13 @@ from scim.resources import etag, etag_matches, parse_etags, to_resource
 from scim.schemas import GROUP_TYPE, USER_TYPE, Limits, ResourceType
 from scim.validate import find_key, parse_members, validate_resource
 from settings import Settings
-from storage import Change, Principal, Query, Row
+from storage import Change, Encoder, Principal, Query, Row
 from storage.sqlite import SqliteStore
 from web.metrics import Metrics
 from web.observe import Listener, build_record
 from web.request_log import finish_request, scim_route
 from web.responses import (
+    SCIM_JSON,
     BodyDeadlines,
     ScimRequest,
     ScimResponse,
@@ -43,6 +45,8 @@ Handler = Callable[[ScimRequest], Awaitable[Response]]
 log = logging.getLogger("scimlet")
 RESOURCE_ENDPOINTS = {"Users": USER_TYPE, "Groups": GROUP_TYPE}
 MAX_SAFE_INTEGER = 2**53 - 1
+ENCODE_SLICE = 5000  # members encoded in one orjson call: a few ms
+BIG_BODY_BYTES = 1_048_576  # an encoded answer past this is not copied again into a ScimResponse
 
 
 class Unauthorized(ScimError):
@@ -63,6 +67,7 @@ class ScimApi:
         self.max_body = settings["server"]["max_body_bytes"]
         self.default_count = settings["scim"]["default_page_size"]
         self.max_count = settings["scim"]["max_page_size"]
+        self.max_page_bytes = settings["scim"]["max_page_bytes"]
         self.max_members = settings["scim"]["max_members_per_patch"]
         self.max_operations = settings["scim"]["max_operations"]
         self.limits = Limits(
@@ -197,6 +202,11 @@ class ScimApi:
         )
         return project(rtype, resource, projection)
 
+    def encoder(self, request: ScimRequest, rtype: ResourceType, projection: Projection) -> Encoder:
+        """render() as JSON, for the store to run where it reads the rows: a page, or a group's
+        full member list, is built and encoded on a reader thread, not on the event loop."""
+        return lambda row: encode_resource(self.render(request, rtype, row, projection))
+
     def single(
         self, request: ScimRequest, rtype: ResourceType, row: Row, projection: Projection, status: int = 200
     ) -> ScimResponse:
@@ -205,6 +215,15 @@ class ScimApi:
             headers["Location"] = f"{self.base_url(request)}{rtype.endpoint}/{row.id}"
             request.resource_id = row.id
         return ScimResponse(self.render(request, rtype, row, projection), status_code=status, headers=headers)
+
+    def written(
+        self, request: ScimRequest, rtype: ResourceType, row: Row, projection: Projection, loaded: bool
+    ) -> Response:
+        """The answer to a PUT or PATCH that was applied: the resource, or, for a user in more groups
+        than an answer lists (scim.max_user_groups), no body (RFC 7644 §3.5.2) with its ETag."""
+        if loaded and rtype is USER_TYPE and row.groups is None:
+            return Response(status_code=204, headers={"ETag": etag(row.version)})
+        return self.single(request, rtype, row, projection)
 
     @staticmethod
     def loads_references(rtype: ResourceType, projection: Projection) -> bool:
@@ -326,10 +345,12 @@ class ScimApi:
             start_index=start,
             count=count,
             members=self.loads_references(rtype, projection),
+            max_bytes=self.max_page_bytes,
         )
-        total, rows = await self.store.search(rtype.name, request.path_params["idp"], query)
-        resources = [self.render(request, rtype, row, projection) for row in rows]
-        return ScimResponse(_list_response(resources, total, start))
+        total, rows = await self.store.search(
+            rtype.name, request.path_params["idp"], query, self.encoder(request, rtype, projection)
+        )
+        return ScimResponse(_list_response([orjson.Fragment(row.encoded) for row in rows], total, start))
 
     async def create(self, request: ScimRequest, rtype: ResourceType) -> Response:
         principal = self.authenticate(request, write=rtype)
@@ -360,7 +381,11 @@ class ScimApi:
         projection = self.projection(request, rtype)
         resource_id = request.path_params["id"]
         row = await self.store.get(
-            rtype.name, principal.idp_id, resource_id, members=self.loads_references(rtype, projection)
+            rtype.name,
+            principal.idp_id,
+            resource_id,
+            members=self.loads_references(rtype, projection),
+            encode=self.encoder(request, rtype, projection),
         )
         if row is None:
             raise not_found(f"{rtype.name} {shown(resource_id)} not found")
@@ -368,7 +393,7 @@ class ScimApi:
             parse_etags(request.headers["if-none-match"]), row.version
         ):
             return Response(status_code=304, headers={"ETag": etag(row.version)})
-        return self.single(request, rtype, row, projection)
+        return encoded_response(row.encoded, {"ETag": etag(row.version)})
 
     async def replace(self, request: ScimRequest, rtype: ResourceType) -> Response:
         principal = self.authenticate(request, write=rtype)
@@ -393,10 +418,9 @@ class ScimApi:
             return Change(doc=doc, member_ops=member_ops)
 
         projection = self.projection(request, rtype)
-        row = await self.store.update(
-            rtype.name, principal.idp_id, resource_id, change, members=self.loads_references(rtype, projection)
-        )
-        return self.single(request, rtype, row, projection)
+        loaded = self.loads_references(rtype, projection)
+        row = await self.store.update(rtype.name, principal.idp_id, resource_id, change, members=loaded)
+        return self.written(request, rtype, row, projection, loaded)
 
     async def patch(self, request: ScimRequest, rtype: ResourceType) -> Response:
         principal = self.authenticate(request, write=rtype)
@@ -417,16 +441,11 @@ class ScimApi:
         asked = "attributes" in request.query_params or "excludedAttributes" in request.query_params
         projection = self.projection(request, rtype)
         wants_body = rtype is USER_TYPE or asked
-        row = await self.store.update(
-            rtype.name,
-            principal.idp_id,
-            request.path_params["id"],
-            change,
-            members=wants_body and self.loads_references(rtype, projection),
-        )
+        loaded = wants_body and self.loads_references(rtype, projection)
+        row = await self.store.update(rtype.name, principal.idp_id, request.path_params["id"], change, members=loaded)
         if not wants_body:
             return Response(status_code=204, headers={"ETag": etag(row.version)})
-        return self.single(request, rtype, row, projection)
+        return self.written(request, rtype, row, projection, loaded)
 
     async def delete(self, request: ScimRequest, rtype: ResourceType) -> Response:
         principal = self.authenticate(request, write=rtype)
@@ -444,6 +463,35 @@ class ScimApi:
                 f"At most {self.max_members} members may change in one request; "
                 f"this one has {count}: send them in batches"
             )
+
+
+def encode_resource(resource: dict) -> bytes:
+    """The resource as JSON. orjson holds the GIL while it encodes, so a group's whole member list
+    in one call (500,000 members: 97 MiB, a few hundred ms) would stop the event loop, though it
+    runs on a reader thread: a long list is encoded a slice at a time, the GIL free between slices."""
+    members = resource.get("members")
+    if members is None or len(members) <= ENCODE_SLICE:
+        return orjson.dumps(resource)
+    # The resource with an empty list, split where the list's elements go. Members come after every
+    # attribute of the document and before meta, whose values cannot hold a quote: the last
+    # '"members":[' is the resource's own. The parts are joined once, in one copy.
+    shell = orjson.dumps({**resource, "members": []})
+    at = shell.rindex(b'"members":[]') + len(b'"members":[')
+    parts = [shell[:at]]
+    for start in range(0, len(members), ENCODE_SLICE):
+        if start:
+            parts.append(b",")
+        parts.append(orjson.dumps(members[start : start + ENCODE_SLICE])[1:-1])
+    parts.append(shell[at:])
+    return b"".join(parts)
+
+
+def encoded_response(body: bytes, headers: dict[str, str]) -> Response:
+    """An encoded resource as the answer. A big one (a group's whole member list) goes to Starlette's
+    Response as it is: ScimResponse would copy it once more, through orjson, on the event loop."""
+    if len(body) < BIG_BODY_BYTES:
+        return ScimResponse(orjson.Fragment(body), headers=headers)
+    return Response(body, headers=headers, media_type=SCIM_JSON)
 
 
 def _integer(value: object, name: str, default: int) -> int:

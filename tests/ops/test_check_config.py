@@ -123,6 +123,8 @@ def test_database_state_and_warnings(
         ('[server]\nbase_url = "scim.example.com"\n', "server.base_url must be the public http(s) URL"),
         ('[server]\nbase_url = "https://scim.example.com/?x=1"\n', "server.base_url must be the public http(s) URL"),
         ('[logging]\nformat = "xml"\n', "logging.format must be one of text, json"),
+        ("[scim]\nmax_user_groups = 0\n", "scim.max_user_groups must be at least 1"),
+        ("[scim]\nmax_page_bytes = -1\n", "scim.max_page_bytes must not be negative"),
     ],
 )
 def test_bad_file_is_one_line_and_a_non_zero_exit(

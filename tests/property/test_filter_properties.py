@@ -39,7 +39,7 @@ def conn(tmp_path_factory: pytest.TempPathFactory) -> sqlite3.Connection:
 
 
 def run_sql(conn: sqlite3.Connection, node, tmap=USERS) -> set[str]:
-    where, params = where_clause(node, tmap)
+    where, params = where_clause(node, tmap, IDP)
     rows = conn.execute(f"SELECT t.id FROM {tmap.table} AS t WHERE t.idp_id = ? AND {where}", [IDP, *params])
     return {row[0] for row in rows}
 
@@ -432,7 +432,7 @@ def test_sql_selects_what_python_matches(conn: sqlite3.Connection, rows, data: s
             text = data.draw(FILTERS, label="filter")
             node = parse_filter(text, USER_TYPE)
             expected = {uid for uid, resource in resources.items() if matches(node, resource)}
-            where, params = where_clause(node, USERS)
+            where, params = where_clause(node, USERS, IDP)
             note(f"SQL: {where} {params!r}")
             assert run_sql(conn, node) == expected, text
             event("selects " + ("none" if not expected else "all" if len(expected) == len(resources) else "some"))

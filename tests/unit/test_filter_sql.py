@@ -144,7 +144,7 @@ def conn(tmp_path_factory: pytest.TempPathFactory) -> sqlite3.Connection:
 
 def sql_ids(conn: sqlite3.Connection, text: str, group: bool = False) -> set[str]:
     rtype, tmap = (GROUP_TYPE, GROUPS) if group else (USER_TYPE, USERS)
-    where, params = where_clause(parse_filter(text, rtype), tmap)
+    where, params = where_clause(parse_filter(text, rtype), tmap, IDP)
     rows = conn.execute(f"SELECT t.id FROM {tmap.table} AS t WHERE t.idp_id = ? AND {where}", [IDP, *params])
     return {row[0] for row in rows}
 
@@ -205,7 +205,7 @@ def test_id_is_case_exact(conn: sqlite3.Connection) -> None:
 
 
 def test_user_name_eq_uses_the_index(conn: sqlite3.Connection) -> None:
-    where, params = where_clause(parse_filter('userName eq "Alice@contoso.com"', USER_TYPE), USERS)
+    where, params = where_clause(parse_filter('userName eq "Alice@contoso.com"', USER_TYPE), USERS, IDP)
     plan = conn.execute(
         f"EXPLAIN QUERY PLAN SELECT t.id FROM users AS t WHERE t.idp_id = ? AND {where}", [IDP, *params]
     ).fetchall()
@@ -213,7 +213,7 @@ def test_user_name_eq_uses_the_index(conn: sqlite3.Connection) -> None:
 
 
 def test_group_display_name_eq_uses_the_index(conn: sqlite3.Connection) -> None:
-    where, params = where_clause(parse_filter('displayName eq "SALES"', GROUP_TYPE), GROUPS)
+    where, params = where_clause(parse_filter('displayName eq "SALES"', GROUP_TYPE), GROUPS, IDP)
     plan = conn.execute(
         f"EXPLAIN QUERY PLAN SELECT t.id FROM groups AS t WHERE t.idp_id = ? AND {where}", [IDP, *params]
     ).fetchall()
@@ -294,9 +294,9 @@ def test_like_wildcards_are_literal(conn: sqlite3.Connection, text: str, expecte
 def test_hostile_strings_are_values_not_sql(conn: sqlite3.Connection, value: str, attr: str, op: str) -> None:
     text = f"{attr} {op} {json.dumps(value)}"  # json.dumps: \" \\ escapes and \uXXXX surrogate pairs
     node = parse_filter(text, USER_TYPE)
-    where, params = where_clause(node, USERS)
+    where, params = where_clause(node, USERS, IDP)
     # The SQL text is the same as for a harmless value: the value only ever travels as a parameter.
-    harmless_where, harmless_params = where_clause(parse_filter(f'{attr} {op} "x"', USER_TYPE), USERS)
+    harmless_where, harmless_params = where_clause(parse_filter(f'{attr} {op} "x"', USER_TYPE), USERS, IDP)
     assert (where, len(params)) == (harmless_where, len(harmless_params))
     assert value in params or op in ("co", "sw", "ew")
     check(conn, text, python_ids(node))
@@ -481,14 +481,14 @@ def test_user_groups_direct_and_nested(conn: sqlite3.Connection, text: str, expe
 )
 def test_unfilterable_attributes_are_invalid_filter(text: str, rtype, tmap) -> None:
     with pytest.raises(ScimError) as info:
-        where_clause(parse_filter(text, rtype), tmap)
+        where_clause(parse_filter(text, rtype), tmap, IDP)
     assert info.value.status == 400
     assert info.value.scim_type == "invalidFilter"
 
 
 def test_values_are_always_parameters() -> None:
     node = parse_filter('userName eq "a" and emails[value co "b"] or title sw "c" and manager eq "d"', USER_TYPE)
-    where, params = where_clause(node, USERS)
+    where, params = where_clause(node, USERS, IDP)
     assert sorted(params) == ["%b%", "a", "c%", "d"]
     assert where.count("?") == len(params)
 
