@@ -15,7 +15,8 @@ import httpx
 
 from tests.conftest import entra_user, patch_body
 from tests.hardening.stall import P99_BUDGET_MS, other_tenant_p99
-from tests.hardening.test_patch_and_sizes import SCIM_JSON, emails, encoded, rss_mb, writes_of_another_tenant
+from tests.hardening.test_patch_and_sizes import SCIM_JSON, emails, encoded, writes_of_another_tenant
+from tests.hardening.transport import rss_mib
 
 
 def timed_patch(client: httpx.Client, url: str, body: dict | bytes) -> tuple[httpx.Response, float]:
@@ -110,12 +111,12 @@ def test_the_review_s_patches_with_the_default_limits(server_factory) -> None:
 def test_300_creates_with_a_1_mb_work_phone_leave_memory_flat(server_factory) -> None:
     server = server_factory()
     client = httpx.Client(base_url=server.tenant_url, headers=server.auth, timeout=120)
-    before = rss_mb(server)
+    before = rss_mib(server.process.pid)
     started = time.perf_counter()
     for i in range(300):
         body = entra_user(f"phone{i}@x", phoneNumbers=[{"type": "work", "value": f"+1{i}" + "9" * 1_000_000}])
         assert client.post("/Users", json=body).status_code == 400
-    after = rss_mb(server)
+    after = rss_mib(server.process.pid)
     print(
         f"\n300 creates with a 1 MB work phone: RSS {before:.0f} MB -> {after:.0f} MB",
         f"in {time.perf_counter() - started:.1f} s",

@@ -3,10 +3,7 @@ quotes ("Transport"): failing large bodies, console bodies, pipelining without r
 
 from __future__ import annotations
 
-import json
 import threading
-
-import httpx
 
 from tests.hardening.stall import other_tenant_p99
 from tests.hardening.transport import (
@@ -18,25 +15,18 @@ from tests.hardening.transport import (
     path_of,
     pipeline_flood,
     raw_post,
-    rss_mib,
+    read_only_tenant,
+    warmed,
 )
-
-
-def warmed(server) -> float:
-    with httpx.Client(base_url=server.tenant_url, headers=server.auth, timeout=10) as http:
-        for _ in range(50):
-            assert http.get("/Users", params={"count": 1}).status_code == 200
-    return rss_mib(server.process.pid)
 
 
 def test_1500_failing_searches_of_0_9_mb_from_a_read_only_key(server_factory) -> None:
     server = server_factory("searches", start=False)
-    key = json.loads(server.cli("apikey", "create", "--name", "reader", "--json").stdout)
-    idp = json.loads(server.cli("idp", "create", "--name", "Reader", "--apikey", "reader", "--json").stdout)
+    tenant_url, secret = read_only_tenant(server)
     server.start()
     start = warmed(server)
     with Peak(server.process.pid) as peak:
-        statuses = failing_searches(idp["tenant_url"], key["secret"], 1500, 900_000)
+        statuses = failing_searches(tenant_url, secret, 1500, 900_000)
     print(
         f"\n1,500 failing 0.9 MB .search: statuses {sorted(set(statuses))}; RSS {start:.0f} -> peak {peak.mib:.0f} MiB"
     )

@@ -17,6 +17,7 @@ from scim.schemas import ENTERPRISE_USER, USER
 from tests.conftest import PATCH_SCHEMA, Tenant, entra_user, patch_body
 from tests.hardening.asgi import configured_tenant
 from tests.hardening.stall import P99_BUDGET_MS, Probe, other_tenant_p99
+from tests.hardening.transport import rss_mib
 
 
 def emails(n: int, prefix: str = "user") -> list[dict]:
@@ -219,13 +220,6 @@ def test_the_costliest_patches_within_the_limits_keep_another_tenant_fast(server
 # --- live: oversized values leave no trace in memory --------------------------------------------
 
 
-def rss_mb(server) -> float:
-    for line in Path(f"/proc/{server.process.pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
-
-
 def test_oversized_values_that_used_to_be_cached_leave_memory_flat(server_factory) -> None:
     """A 1 MB work phone (is_e164's cache), a 900 KB PATCH path (the path cache) and 4 KB filters of
     ever new shapes (the filter shape cache) were each kept: 300 such phones took the RSS from 69 MB
@@ -268,7 +262,7 @@ def test_oversized_values_that_used_to_be_cached_leave_memory_flat(server_factor
         ("paths", lambda: paths(100, 1)),
         ("filters", lambda: filters(200)),
     ):
-        before = rss_mb(server)
+        before = rss_mib(server.process.pid)
         phase()
-        growth[name] = rss_mb(server) - before
+        growth[name] = rss_mib(server.process.pid) - before
     assert all(mb < 20 for mb in growth.values()), growth

@@ -31,9 +31,10 @@ from tests.hardening.transport import (
     path_of,
     pipeline_flood,
     raw_post,
+    read_only_tenant,
     read_response,
-    rss_mib,
     trickled_post,
+    warmed,
 )
 from web.responses import ScimRequest
 
@@ -118,22 +119,13 @@ async def test_failing_requests_are_freed_without_the_cyclic_collector(tmp_path:
 # --- live servers: each class well past its limit, within a memory budget --------------------------
 
 
-def warmed(server) -> float:
-    """The server's RSS once it has answered a few ordinary requests (its steady start)."""
-    with httpx.Client(base_url=server.tenant_url, headers=server.auth, timeout=10) as http:
-        for _ in range(20):
-            assert http.get("/Users", params={"count": 1}).status_code == 200
-    return rss_mib(server.process.pid)
-
-
 def test_large_failing_searches_of_a_read_only_key_do_not_pile_up(server_factory) -> None:
     server = server_factory("searches", start=False)
-    key = json.loads(server.cli("apikey", "create", "--name", "reader", "--json").stdout)
-    idp = json.loads(server.cli("idp", "create", "--name", "Reader", "--apikey", "reader", "--json").stdout)
+    tenant_url, secret = read_only_tenant(server)
     server.start()
     start = warmed(server)
     with Peak(server.process.pid) as peak:
-        statuses = failing_searches(idp["tenant_url"], key["secret"], 200, 900_000)
+        statuses = failing_searches(tenant_url, secret, 200, 900_000)
     assert set(statuses) == {400}
     # 200 bodies of 0.9 MB: kept alive by their errors they took ~200 MiB; now each is freed when answered.
     assert peak.mib - start < 60, (start, peak.mib)

@@ -29,6 +29,22 @@ def rss_mib(pid: int) -> float:
     raise AssertionError(f"no VmRSS for process {pid}")
 
 
+def warmed(server) -> float:
+    """The server's RSS once it has answered a few ordinary requests (its steady start)."""
+    with httpx.Client(base_url=server.tenant_url, headers=server.auth, timeout=10) as http:
+        for _ in range(20):
+            assert http.get("/Users", params={"count": 1}).status_code == 200
+    return rss_mib(server.process.pid)
+
+
+def read_only_tenant(server) -> tuple[str, str]:
+    """A second IdP on a not yet started server, with a key that has no write privilege: its
+    tenant URL and secret."""
+    key = json.loads(server.cli("apikey", "create", "--name", "reader", "--json").stdout)
+    idp = json.loads(server.cli("idp", "create", "--name", "Reader", "--apikey", "reader", "--json").stdout)
+    return idp["tenant_url"], key["secret"]
+
+
 @dataclass
 class Peak:
     """The highest VmRSS of a process, sampled every few milliseconds while the attack runs."""
