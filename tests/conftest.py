@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import types
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,38 @@ ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
 GROUP_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:Group"
 PATCH_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+
+
+# `make test` runs the suite on every core, then the tests marked `serial` alone (docs/architecture.md,
+# "Tests"): those that measure latency or memory, which a neighbour test on the other core would skew.
+# Besides an explicit @pytest.mark.serial, a test is serial when it calls one of these or names RSS.
+MEASURING_NAMES = frozenset({"other_tenant_p99", "P99_BUDGET_MS"})
+
+
+def _names_in(code: types.CodeType) -> Iterator[str]:
+    yield from code.co_names
+    for constant in code.co_consts:
+        if isinstance(constant, types.CodeType):
+            yield from _names_in(constant)
+        elif isinstance(constant, str):
+            yield constant
+
+
+def measures_latency_or_memory(item: pytest.Item) -> bool:
+    if item.get_closest_marker("serial") is not None:
+        return True
+    names = set(getattr(item, "fixturenames", ()))
+    function = getattr(item, "function", None)
+    if function is not None and hasattr(function, "__code__"):
+        names.update(_names_in(function.__code__))
+    return bool(names & MEASURING_NAMES) or any("rss" in name.lower() for name in names)
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects on the marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if measures_latency_or_memory(item) and item.get_closest_marker("serial") is None:
+            item.add_marker(pytest.mark.serial)
 
 
 def entra_user(user_name: str, **extra: object) -> dict:

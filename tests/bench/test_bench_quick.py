@@ -6,7 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import ROOT
+
+# A benchmark: it pins the server and itself to a CPU each and gives every phase a time limit.
+pytestmark = pytest.mark.serial
 
 
 def test_quick_bench_runs_every_phase_with_correct_answers(tmp_path: Path) -> None:
