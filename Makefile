@@ -38,7 +38,8 @@ run: install
 
 # The suite on every core (pytest-xdist), then the tests marked `serial` (they measure latency or memory,
 # which a test on the other core would skew) alone; -rs lists each skipped test with its reason.
-# `make test COVERAGE=1` (CI) measures coverage in both passes and in every server they start, then reports.
+# `make test COVERAGE=1` (CI; `make coverage`) measures coverage in both passes and in every server they
+# start, prints the report and fails when a module of scim/ or storage/ is covered 90% or less.
 TEST_WORKERS ?= auto
 PYTEST := $(PY) -m pytest -q -rs
 ifeq ($(COVERAGE),1)
@@ -50,6 +51,7 @@ test: install
 	$(PYTEST) $(COVERAGE_FLAGS) -n $(TEST_WORKERS) -m "not serial"
 	$(PYTEST) $(SERIAL_COVERAGE_FLAGS) -m serial
 	$(if $(COVERAGE_FLAGS),$(VENV)/bin/coverage report)
+	$(if $(COVERAGE_FLAGS),$(PY) tests/coverage_floor.py)
 
 # Unit, storage and property tests only: no server process, no network; seconds.
 test-fast: install
