@@ -36,8 +36,9 @@ $(STAMP): requirements.txt requirements-dev.txt
 run: install
 	$(PY) app.py serve
 
-# The suite on every core (pytest-xdist; worksteal: a worker that runs out takes tests from the other), then the tests marked `serial` (they measure latency or memory,
-# which a test on the other core would skew) alone; -rs lists each skipped test with its reason.
+# The suite on every core (pytest-xdist; with worksteal a worker that runs out takes tests from another),
+# then the tests marked `serial` (they measure latency or memory, which a test on another core would
+# skew) alone; -rs lists each skipped test with its reason.
 # `make test COVERAGE=1` (CI; `make coverage`) measures coverage in both passes and in every server they
 # start, prints the report and fails when a module of scim/ or storage/ is covered 90% or less.
 TEST_WORKERS ?= auto
