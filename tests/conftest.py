@@ -27,34 +27,37 @@ PATCH_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 
 
 # `make test` runs the suite on every core, then the tests marked `serial` alone (docs/architecture.md,
-# "Tests"): those that measure latency or memory, which a neighbour test on the other core would skew.
-# Besides an explicit @pytest.mark.serial, a test is serial when it calls one of these or names RSS.
+# "Tests"): those that measure latency or memory, which a neighbour test on another core would skew.
+# Besides an explicit @pytest.mark.serial, a test is serial when it, or a function of its own module
+# that it calls, uses one of these names or names RSS (a fixture, a function, a "VmRSS" string).
 MEASURING_NAMES = frozenset({"other_tenant_p99", "P99_BUDGET_MS"})
 
 
-def _names_in(code: types.CodeType) -> Iterator[str]:
-    yield from code.co_names
+def _names_in(code: types.CodeType, module: dict, depth: int = 2) -> Iterator[str]:
+    for name in code.co_names:
+        yield name
+        helper = module.get(name)
+        if depth and isinstance(helper, types.FunctionType) and helper.__globals__ is module:
+            yield from _names_in(helper.__code__, module, depth - 1)
     for constant in code.co_consts:
         if isinstance(constant, types.CodeType):
-            yield from _names_in(constant)
+            yield from _names_in(constant, module, depth)
         elif isinstance(constant, str):
             yield constant
 
 
 def measures_latency_or_memory(item: pytest.Item) -> bool:
-    if item.get_closest_marker("serial") is not None:
-        return True
     names = set(getattr(item, "fixturenames", ()))
     function = getattr(item, "function", None)
-    if function is not None and hasattr(function, "__code__"):
-        names.update(_names_in(function.__code__))
+    if isinstance(function, types.FunctionType):
+        names.update(_names_in(function.__code__, function.__globals__))
     return bool(names & MEASURING_NAMES) or any("rss" in name.lower() for name in names)
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` selects on the marker
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if measures_latency_or_memory(item) and item.get_closest_marker("serial") is None:
+        if item.get_closest_marker("serial") is None and measures_latency_or_memory(item):
             item.add_marker(pytest.mark.serial)
 
 
