@@ -36,9 +36,8 @@ $(STAMP): requirements.txt requirements-dev.txt
 run: install
 	$(PY) app.py serve
 
-# The suite on every core (pytest-xdist; with worksteal a worker that runs out takes tests from another),
-# then the tests marked `serial` (they measure latency or memory, which a test on another core would
-# skew) alone; -rs lists each skipped test with its reason.
+# The suite on every core (pytest-xdist), then the tests marked `serial` (they measure latency or memory,
+# or load every core themselves) alone; -rs lists each skipped test with its reason.
 # `make test COVERAGE=1` (CI; `make coverage`) measures coverage in both passes and in every server they
 # start, prints the report and fails when a module of scim/ or storage/ is covered 90% or less.
 TEST_WORKERS ?= auto
@@ -49,7 +48,7 @@ SERIAL_COVERAGE_FLAGS := $(COVERAGE_FLAGS) --cov-append
 endif
 
 test: install
-	$(PYTEST) $(COVERAGE_FLAGS) -n $(TEST_WORKERS) --dist worksteal -m "not serial"
+	$(PYTEST) $(COVERAGE_FLAGS) -n $(TEST_WORKERS) -m "not serial"
 	$(PYTEST) $(SERIAL_COVERAGE_FLAGS) -m serial
 	$(if $(COVERAGE_FLAGS),$(VENV)/bin/coverage report)
 	$(if $(COVERAGE_FLAGS),$(PY) tests/coverage_floor.py)

@@ -6,7 +6,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import ROOT
+
+# Run alone: the harness pins the server to one CPU and its load generator to the other and loads both,
+# and each phase runs to its count or its time limit: beside other tests it takes longer and slows them.
+pytestmark = pytest.mark.serial
 
 
 def test_quick_bench_runs_every_phase_with_correct_answers(tmp_path: Path) -> None:
