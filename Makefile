@@ -17,7 +17,7 @@ CONFORMANCE_STAMP := $(CONFORMANCE_VENV)/.installed
 FUZZ_VENV := .venv-fuzz
 FUZZ_STAMP := $(FUZZ_VENV)/.installed
 
-.PHONY: install run test stress lint bench bench-quick conformance schemathesis screenshots clean
+.PHONY: install run test test-fast coverage stress lint bench bench-quick conformance schemathesis screenshots clean
 
 install: $(STAMP)
 
@@ -36,8 +36,29 @@ $(STAMP): requirements.txt requirements-dev.txt
 run: install
 	$(PY) app.py serve
 
+# The suite on every core (pytest-xdist), then the tests marked `serial` (they measure latency or memory,
+# or load every core themselves) alone; -rs lists each skipped test with its reason.
+# `make test COVERAGE=1` (CI; `make coverage`) measures coverage in both passes and in every server they
+# start, prints the report and fails when a module of scim/ or storage/ is covered 90% or less.
+TEST_WORKERS ?= auto
+PYTEST := $(PY) -m pytest -q -rs
+ifeq ($(COVERAGE),1)
+COVERAGE_FLAGS := --cov --cov-report=
+SERIAL_COVERAGE_FLAGS := $(COVERAGE_FLAGS) --cov-append
+endif
+
 test: install
-	$(PY) -m pytest -q
+	$(PYTEST) $(COVERAGE_FLAGS) -n $(TEST_WORKERS) -m "not serial"
+	$(PYTEST) $(SERIAL_COVERAGE_FLAGS) -m serial
+	$(if $(COVERAGE_FLAGS),$(VENV)/bin/coverage report)
+	$(if $(COVERAGE_FLAGS),$(PY) tests/coverage_floor.py)
+
+# Unit, storage and property tests only: no server process, no network; seconds.
+test-fast: install
+	$(PYTEST) -n $(TEST_WORKERS) tests/unit tests/storage tests/property
+
+coverage:
+	$(MAKE) test COVERAGE=1
 
 # The hardening classes at full size, well past every limit, printing the figures docs/security.md quotes.
 stress: install

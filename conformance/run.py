@@ -16,13 +16,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import socket
 import sqlite3
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -30,6 +27,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run as a script from its own venv: the tests' live-server helper is found here
+from tests.live_server import running, server_at  # noqa: E402 - needs ROOT on sys.path first
+
 SANITY = Path(sys.executable).with_name("scim-sanity")
 
 MEMBER_DISPLAY = "compares members field by field, including the readOnly display the server fills in"
@@ -61,58 +61,16 @@ class Outcome:
 # --- the server -------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def cli(python: str, env: dict[str, str], *args: str) -> dict:
-    done = subprocess.run(
-        [python, "app.py", *args, "--json"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
-    )
-    if done.returncode != 0:
-        raise SystemExit(f"app.py {' '.join(args)} failed: {done.stderr.strip()}")
-    return json.loads(done.stdout)
-
-
 @contextmanager
 def scimlet(python: str, workdir: Path) -> Iterator[tuple[str, str, Path]]:
     """A server on a temporary database: yields (tenant URL, secret, database path)."""
-    port = free_port()
-    db = workdir / "conformance.db"
-    env = {
-        **os.environ,
-        "SCIMLET_DATABASE_PATH": str(db),
-        "SCIMLET_SERVER_HOST": "127.0.0.1",
-        "SCIMLET_SERVER_PORT": str(port),
-        "SCIMLET_SERVER_BASE_URL": "",
-        "SCIMLET_LOGGING_LEVEL": "warning",
-    }
-    key = cli(python, env, "apikey", "create", "--name", "conformance", "--write", "users,groups")
-    idp = cli(python, env, "idp", "create", "--name", "Conformance", "--apikey", "conformance")
-    log = (workdir / "server.log").open("w")
-    process = subprocess.Popen([python, "app.py", "serve"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                raise SystemExit(f"the server exited at start:\n{(workdir / 'server.log').read_text()}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise SystemExit("the server did not start within 30 s") from None
-                time.sleep(0.05)
-        yield idp["tenant_url"], key["secret"], db
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
+    server = server_at(
+        workdir / "conformance.db", workdir / "server.log", provision=False, python=python, SCIMLET_SERVER_BASE_URL=""
+    )
+    key = server.cli_json("apikey", "create", "--name", "conformance", "--write", "users,groups")
+    idp = server.cli_json("idp", "create", "--name", "Conformance", "--apikey", "conformance")
+    with running(server):
+        yield idp["tenant_url"], key["secret"], server.db_path
 
 
 # --- scim2-tester ------------------------------------------------------------------------------

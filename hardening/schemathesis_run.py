@@ -20,9 +20,7 @@ purpose, and 401 (not 429) is what it must see.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -31,34 +29,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run as a script: the tests' live-server helper is found here
+from tests.live_server import running, server_at  # noqa: E402 - needs ROOT on sys.path first
+
 SCHEMATHESIS = ROOT / ".venv-fuzz" / "bin" / "schemathesis"
 EXCLUDED_CHECKS = ("positive_data_acceptance", "negative_data_rejection")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def cli(python: str, env: dict, *args: str) -> dict:
-    result = subprocess.run(
-        [python, "app.py", *args, "--json"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=True
-    )
-    return json.loads(result.stdout)
-
-
-def wait_for(process: subprocess.Popen, port: int, output: Path) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"the server exited on start:\n{output.read_text()}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit("the server did not start within 30 s")
 
 
 def tally(db: Path) -> dict[int, int]:
@@ -86,29 +61,20 @@ def main() -> int:
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="scimlet-fuzz-"))
-    port = free_port()
-    db = work / "fuzz.db"
-    env = {
-        **os.environ,
-        "SCIMLET_DATABASE_PATH": str(db),
-        "SCIMLET_SERVER_HOST": "127.0.0.1",
-        "SCIMLET_SERVER_PORT": str(port),
-        "SCIMLET_LOGGING_LEVEL": "warning",
-        "SCIMLET_SECURITY_AUTH_FAILURE_LIMIT": "0",
-    }
-    key = cli(args.server_python, env, "apikey", "create", "--name", "fuzz", "--write", "users,groups")
-    idp = cli(args.server_python, env, "idp", "create", "--name", "Fuzz", "--apikey", "fuzz")
-    output = work / "server.out"
-    with open(output, "w") as out:
-        server = subprocess.Popen(
-            [args.server_python, "app.py", "serve"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
-        )
-    try:
-        wait_for(server, port, output)
+    server = server_at(
+        work / "fuzz.db",
+        work / "server.out",
+        provision=False,
+        python=args.server_python,
+        SCIMLET_SECURITY_AUTH_FAILURE_LIMIT="0",
+    )
+    key = server.cli_json("apikey", "create", "--name", "fuzz", "--write", "users,groups")
+    idp = server.cli_json("idp", "create", "--name", "Fuzz", "--apikey", "fuzz")
+    with running(server):
         command = [
             str(SCHEMATHESIS),
             "run",
-            f"http://127.0.0.1:{port}/openapi.json",
+            f"{server.base}/openapi.json",
             "--url",
             idp["tenant_url"],
             "--header",
@@ -130,12 +96,9 @@ def main() -> int:
         started = time.monotonic()
         fuzz = subprocess.run(command, cwd=work)
         seconds = time.monotonic() - started
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-    statuses = tally(db)
+    statuses = tally(server.db_path)
     server_errors = sum(count for status, count in statuses.items() if status >= 500)
-    unhandled = output.read_text().count("unhandled error")
+    unhandled = server.output().count("unhandled error")
     print(
         f"\nschemathesis: {args.examples} examples per operation, seed {args.seed}, {seconds:.0f} s, "
         f"exit status {fuzz.returncode}"
@@ -147,7 +110,7 @@ def main() -> int:
     )
     print(f"5xx responses: {server_errors}; unhandled errors in the server output: {unhandled}")
     if fuzz.returncode or server_errors or unhandled:
-        print(f"FAILED: see the report above and {output}")
+        print(f"FAILED: see the report above and {server.output_path}")
         return 1
     return 0
 

@@ -3,12 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import json
-import os
-import socket
-import subprocess
-import sys
-import time
+import types
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,12 +14,51 @@ import pytest
 from app import create_app
 from settings import load_settings
 from storage.sqlite import SqliteStore, migrate
+from tests.live_server import ROOT as ROOT  # re-exported: the live-server names tests import from here
+from tests.live_server import Server as LiveServer
+from tests.live_server import free_port as free_port
+from tests.live_server import run_cli as run_cli
+from tests.live_server import running, server_at
 
-ROOT = Path(__file__).resolve().parent.parent
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
 GROUP_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:Group"
 PATCH_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+
+
+# `make test` runs the suite on every core, then the tests marked `serial` alone (docs/architecture.md,
+# "Tests"): those that measure latency or memory, which a neighbour test on another core would skew.
+# Besides an explicit @pytest.mark.serial, a test is serial when it, or a function of its own module
+# that it calls, uses one of these names or names RSS (a fixture, a function, a "VmRSS" string).
+MEASURING_NAMES = frozenset({"other_tenant_p99", "P99_BUDGET_MS"})
+
+
+def _names_in(code: types.CodeType, module: dict, depth: int = 2) -> Iterator[str]:
+    for name in code.co_names:
+        yield name
+        helper = module.get(name)
+        if depth and isinstance(helper, types.FunctionType) and helper.__globals__ is module:
+            yield from _names_in(helper.__code__, module, depth - 1)
+    for constant in code.co_consts:
+        if isinstance(constant, types.CodeType):
+            yield from _names_in(constant, module, depth)
+        elif isinstance(constant, str):
+            yield constant
+
+
+def measures_latency_or_memory(item: pytest.Item) -> bool:
+    names = set(getattr(item, "fixturenames", ()))
+    function = getattr(item, "function", None)
+    if isinstance(function, types.FunctionType):
+        names.update(_names_in(function.__code__, function.__globals__))
+    return bool(names & MEASURING_NAMES) or any("rss" in name.lower() for name in names)
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects on the marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("serial") is None and measures_latency_or_memory(item):
+            item.add_marker(pytest.mark.serial)
 
 
 def entra_user(user_name: str, **extra: object) -> dict:
@@ -82,79 +116,14 @@ async def tenant(settings) -> AsyncIterator[Tenant]:
     await store.close()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@dataclass
-class LiveServer:
-    process: subprocess.Popen
-    env: dict
-    port: int
-    tenant_url: str
-    secret: str
-    db_path: Path
-
-    def cli(self, *args: str) -> subprocess.CompletedProcess:
-        return run_cli(self.env, *args)
-
-
-def run_cli(env: dict, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "app.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
-    )
-
-
-def start_server(env: dict, port: int) -> subprocess.Popen:
-    process = subprocess.Popen(
-        [sys.executable, "app.py", "serve"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited: {process.stdout.read()}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return process
-        except OSError:
-            time.sleep(0.05)
-    process.kill()
-    raise RuntimeError("server did not start in 30 s")
-
-
 @contextlib.contextmanager
 def serve_live(db_path: Path, **extra_env: str) -> Iterator[LiveServer]:
-    """`python app.py serve` as a subprocess on a free port, with a key and IdP made by the CLI.
+    """A started live server on `db_path` (see tests/live_server.py), stopped after the block.
 
     extra_env adds SCIMLET_* settings (e.g. SCIMLET_SCIM_MAX_WRITE_QUEUE="1").
     """
-    port = free_port()
-    env = {
-        **os.environ,
-        "SCIMLET_DATABASE_PATH": str(db_path),
-        "SCIMLET_SERVER_PORT": str(port),
-        "SCIMLET_SERVER_HOST": "127.0.0.1",
-        "SCIMLET_LOGGING_LEVEL": "warning",
-        **extra_env,
-    }
-    key = json.loads(run_cli(env, "apikey", "create", "--name", "entra", "--write", "users,groups", "--json").stdout)
-    idp = json.loads(run_cli(env, "idp", "create", "--name", "Entra", "--apikey", "entra", "--json").stdout)
-    process = start_server(env, port)
-    try:
-        yield LiveServer(process, env, port, idp["tenant_url"], key["secret"], db_path)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
+    with running(server_at(db_path, db_path.with_suffix(".out"), **extra_env)) as server:
+        yield server
 
 
 @pytest.fixture

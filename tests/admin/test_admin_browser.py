@@ -11,8 +11,6 @@ import os
 import random
 import re
 import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,7 +25,8 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import Select
 
-from tests.conftest import ROOT, entra_user, free_port, patch_body
+from tests.conftest import ROOT, entra_user, patch_body
+from tests.live_server import Server, running, server_at
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -38,59 +37,16 @@ INSTALL_HINT = (
 )
 
 
-class Server:
-    def __init__(self, tmp_path: Path) -> None:
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.output = tmp_path / "server.out"
-        env = {
-            **os.environ,
-            "SCIMLET_DATABASE_PATH": str(tmp_path / "e2e.db"),
-            "SCIMLET_SERVER_PORT": str(self.port),
-            "SCIMLET_SERVER_HOST": "127.0.0.1",
-            "SCIMLET_LOGGING_LEVEL": "warning",
-        }
-        for name in ("SCIMLET_ADMIN_PASSWORD", "SCIMLET_ADMIN_TOKEN", "SCIMLET_SERVER_BASE_URL", "SCIMLET_CONFIG"):
-            env.pop(name, None)
-        with open(self.output, "w") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "app.py", "serve"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
-            )
-        self.password = self._wait_for(r"Admin password: (\S+)")
-
-    def _wait_for(self, pattern: str) -> str:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            text = self.output.read_text()
-            match = re.search(pattern, text)
-            if match and self._listening():
-                return match.group(1)
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited: {text}")
-            time.sleep(0.05)
-        raise RuntimeError(f"server did not start: {self.output.read_text()}")
-
-    def _listening(self) -> bool:
-        try:
-            return httpx.get(f"{self.base}/admin/login", timeout=1).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-
-
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:
-    running = Server(tmp_path)
-    try:
-        yield running
-    finally:
-        running.stop()
+    """A first start, as an admin meets it: no IdP made by hand, and no admin password or token
+    configured, so serve generates a password and prints it."""
+    fresh = server_at(tmp_path / "e2e.db", tmp_path / "server.out", provision=False)
+    for name in ("SCIMLET_ADMIN_PASSWORD", "SCIMLET_ADMIN_TOKEN", "SCIMLET_SERVER_BASE_URL", "SCIMLET_CONFIG"):
+        fresh.env.pop(name, None)
+    with running(fresh):
+        fresh.extra["password"] = fresh.wait_for_output(r"Admin password: (\S+)").group(1)
+        yield fresh
 
 
 @pytest.fixture
@@ -191,7 +147,7 @@ def test_admin_wires_up_entra_and_watches_it_provision(server: Server, browser: 
     find(By.ID, "password").send_keys("not the password")
     navigate(driver, find(By.ID, "sign-in"))
     assert "Wrong password" in find(By.CSS_SELECTOR, ".error").text
-    find(By.ID, "password").send_keys(server.password)
+    find(By.ID, "password").send_keys(server.extra["password"])
     navigate(driver, find(By.ID, "sign-in"))
     assert find(By.TAG_NAME, "h1").text == "Overview"
 

@@ -7,6 +7,7 @@ import threading
 import time
 
 import httpx
+import pytest
 
 from tests.conftest import PATCH_SCHEMA, entra_user
 
@@ -41,6 +42,7 @@ def content_length(data: bytes) -> int:
     return 0
 
 
+@pytest.mark.serial  # measures how long the other clients wait
 def test_slow_senders_starve_no_one_and_a_trickled_body_times_out(server_factory) -> None:
     server = server_factory("slow", server_body_timeout=2)
     path = server.tenant_url.removeprefix(server.base)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import dataclasses
 import uuid
 from pathlib import Path
 
@@ -13,11 +13,9 @@ from tests.conftest import (
     GROUP_SCHEMA,
     LiveServer,
     entra_user,
-    free_port,
     patch_body,
-    run_cli,
-    start_server,
 )
+from tests.live_server import running, server_at
 
 FORM = {"Content-Type": "application/scim+json; charset=utf-8"}
 
@@ -140,22 +138,15 @@ def test_group_lifecycle(live_server: LiveServer) -> None:
 
 def test_first_start_prints_tenant_url_and_secret_once(tmp_path: Path) -> None:
     # A fresh database with no IdP bootstraps a Default IdP and key on the first start.
-    port = free_port()
-    env = {**os.environ, "SCIMLET_DATABASE_PATH": str(tmp_path / "fresh.db"), "SCIMLET_SERVER_PORT": str(port)}
-    process = start_server(env, port)
-    try:
-        assert "Default" in run_cli(env, "idp", "list", "--json").stdout
-    finally:
-        process.terminate()
-        output = process.communicate(timeout=15)[0]
+    first = server_at(tmp_path / "fresh.db", tmp_path / "first.out", provision=False)
+    with running(first):
+        assert "Default" in first.cli("idp", "list", "--json").stdout
+    output = first.output()
     assert "Tenant URL:" in output and "/v1/scim/" in output
     secret = output.split("Secret Token:")[1].split()[0]
     tenant = output.split("Tenant URL:")[1].split()[0]
-    process = start_server(env, port)
-    try:
+    second = dataclasses.replace(first, output_path=tmp_path / "second.out", process=None)
+    with running(second):
         response = httpx.get(f"{tenant}/Users", headers={"Authorization": f"Bearer {secret}"})
         assert response.status_code == 200
-    finally:
-        process.terminate()
-        second = process.communicate(timeout=15)[0]
-    assert secret not in second
+    assert secret not in second.output()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import uuid
 from pathlib import Path
@@ -12,7 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import entra_user, free_port, patch_body, run_cli, start_server
+from tests.conftest import entra_user, patch_body
+from tests.live_server import running, server_at
 from tests.ops.conftest import Ops
 
 PASSWORD = "Pa55-" + uuid.uuid4().hex  # distinct enough that any trace of it in the output is a leak
@@ -21,44 +21,33 @@ ADMIN_PASSWORD = "admin-" + uuid.uuid4().hex
 
 
 def test_json_request_lines_and_no_secret_anywhere(tmp_path: Path) -> None:
-    port = free_port()
-    env = {
-        **os.environ,
-        "SCIMLET_DATABASE_PATH": str(tmp_path / "live.db"),
-        "SCIMLET_SERVER_PORT": str(port),
-        "SCIMLET_SERVER_HOST": "127.0.0.1",
-        "SCIMLET_LOGGING_LEVEL": "info",
-        "SCIMLET_LOGGING_FORMAT": "json",
+    server = server_at(
+        tmp_path / "live.db",
+        tmp_path / "live.out",
+        SCIMLET_LOGGING_LEVEL="info",
+        SCIMLET_LOGGING_FORMAT="json",
         # A configured admin password: serve has none to generate and print (as in docs/deploy.md).
-        "SCIMLET_ADMIN_PASSWORD": ADMIN_PASSWORD,
-    }
-    key = json.loads(run_cli(env, "apikey", "create", "--name", "entra", "--write", "users,groups", "--json").stdout)
-    idp = json.loads(run_cli(env, "idp", "create", "--name", "Entra", "--apikey", "entra", "--json").stdout)
-    secret = key["secret"]
-    process = start_server(env, port)
-    try:
-        with httpx.Client(
-            base_url=idp["tenant_url"], headers={"Authorization": f"Bearer {secret}"}, timeout=10
-        ) as http:
-            created = http.post("/Users", json=entra_user("alice@contoso.com", password=PASSWORD))
-            assert created.status_code == 201
-            user_id = created.json()["id"]
-            changed = http.patch(
-                f"/Users/{user_id}", json=patch_body({"op": "replace", "path": "password", "value": PASSWORD})
-            )
-            assert changed.status_code == 200
-            assert http.get(f"/Users?filter=userName+eq+%22{secret}%22").status_code == 200
-            assert http.get("/Users", headers={"Authorization": f"Bearer {WRONG_TOKEN}"}).status_code == 401
-            assert http.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
-            sign_in = http.post(
-                f"http://127.0.0.1:{port}/admin/login",
-                headers={"Authorization": ""},
-                data={"password": ADMIN_PASSWORD, "csrf_token": "stale"},
-            )
-            assert sign_in.status_code == 403  # without the form's token; the password still went in a body
-    finally:
-        process.terminate()
-        output, _ = process.communicate(timeout=15)
+        SCIMLET_ADMIN_PASSWORD=ADMIN_PASSWORD,
+    )
+    secret, port = server.secret, server.port
+    with running(server), httpx.Client(base_url=server.tenant_url, headers=server.auth, timeout=10) as http:
+        created = http.post("/Users", json=entra_user("alice@contoso.com", password=PASSWORD))
+        assert created.status_code == 201
+        user_id = created.json()["id"]
+        changed = http.patch(
+            f"/Users/{user_id}", json=patch_body({"op": "replace", "path": "password", "value": PASSWORD})
+        )
+        assert changed.status_code == 200
+        assert http.get(f"/Users?filter=userName+eq+%22{secret}%22").status_code == 200
+        assert http.get("/Users", headers={"Authorization": f"Bearer {WRONG_TOKEN}"}).status_code == 401
+        assert http.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
+        sign_in = http.post(
+            f"http://127.0.0.1:{port}/admin/login",
+            headers={"Authorization": ""},
+            data={"password": ADMIN_PASSWORD, "csrf_token": "stale"},
+        )
+        assert sign_in.status_code == 403  # without the form's token; the password still went in a body
+    output = server.output()
 
     assert secret not in output  # not from the header, nor from the query string (never logged)
     assert PASSWORD not in output
@@ -77,13 +66,13 @@ def test_json_request_lines_and_no_secret_anywhere(tmp_path: Path) -> None:
         ("POST", "/admin/login", 403),
     ]  # the health check is logged at debug level only
     create = requests[0]
-    assert create["path"] == f"/v1/scim/{idp['id']}/Users"
-    assert create["idp"] == idp["id"]
+    assert create["path"] == f"/v1/scim/{server.idp_id}/Users"
+    assert create["idp"] == server.idp_id
     assert create["client"] == "127.0.0.1"
     assert create["level"] == "info"
     assert isinstance(create["duration_ms"], float) and 0 < create["duration_ms"] < 10_000
-    assert create["message"].startswith(f"POST /v1/scim/{idp['id']}/Users 201 ")
-    assert requests[1]["path"] == f"/v1/scim/{idp['id']}/Users/{user_id}"
+    assert create["message"].startswith(f"POST /v1/scim/{server.idp_id}/Users 201 ")
+    assert requests[1]["path"] == f"/v1/scim/{server.idp_id}/Users/{user_id}"
 
 
 async def test_text_lines_keep_the_path_percent_encoded(ops: Ops, caplog: pytest.LogCaptureFixture) -> None:
@@ -108,29 +97,17 @@ async def test_probes_log_at_debug_level(ops: Ops, caplog: pytest.LogCaptureFixt
 
 def test_text_request_lines_from_a_live_server(tmp_path: Path) -> None:
     """The default format, as `make run` prints it: one line per request, level and logger first."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "SCIMLET_DATABASE_PATH": str(tmp_path / "text.db"),
-        "SCIMLET_SERVER_PORT": str(port),
-        "SCIMLET_SERVER_HOST": "127.0.0.1",
-        "SCIMLET_LOGGING_LEVEL": "info",
-        "SCIMLET_LOGGING_FORMAT": "text",
-    }
-    key = json.loads(run_cli(env, "apikey", "create", "--name", "entra", "--write", "users,groups", "--json").stdout)
-    idp = json.loads(run_cli(env, "idp", "create", "--name", "Entra", "--apikey", "entra", "--json").stdout)
-    process = start_server(env, port)
-    try:
-        with httpx.Client(
-            base_url=idp["tenant_url"], headers={"Authorization": f"Bearer {key['secret']}"}, timeout=10
-        ) as http:
-            assert http.post("/Users", json=entra_user("text@contoso.com")).status_code == 201
-            assert http.get("/Users/nope%0Aforged").status_code == 404
-    finally:
-        process.terminate()
-        output, _ = process.communicate(timeout=15)
+    server = server_at(
+        tmp_path / "text.db", tmp_path / "text.out", SCIMLET_LOGGING_LEVEL="info", SCIMLET_LOGGING_FORMAT="text"
+    )
+    with running(server), httpx.Client(base_url=server.tenant_url, headers=server.auth, timeout=10) as http:
+        assert http.post("/Users", json=entra_user("text@contoso.com")).status_code == 201
+        assert http.get("/Users/nope%0Aforged").status_code == 404
+    output = server.output()
     lines = [line for line in output.splitlines() if line.startswith("INFO scimlet.access: ")]
     assert len(lines) == 2, output
-    assert re.fullmatch(rf"INFO scimlet\.access: POST /v1/scim/{idp['id']}/Users 201 \d+\.\dms", lines[0])
-    assert re.fullmatch(rf"INFO scimlet\.access: GET /v1/scim/{idp['id']}/Users/nope%0Aforged 404 \d+\.\dms", lines[1])
-    assert key["secret"] not in output
+    assert re.fullmatch(rf"INFO scimlet\.access: POST /v1/scim/{server.idp_id}/Users 201 \d+\.\dms", lines[0])
+    assert re.fullmatch(
+        rf"INFO scimlet\.access: GET /v1/scim/{server.idp_id}/Users/nope%0Aforged 404 \d+\.\dms", lines[1]
+    )
+    assert server.secret not in output
