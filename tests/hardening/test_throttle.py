@@ -10,6 +10,9 @@ import pytest
 from web.admin.security import SignInThrottle
 from web.throttle import MAX_TRACKED_CLIENTS, AuthThrottle, AuthThrottled
 
+# The full-table test compares per-call times: run alone (serial).
+pytestmark = pytest.mark.serial
+
 
 class Clock:
     def __init__(self) -> None:

@@ -38,6 +38,9 @@ from tests.hardening.transport import (
 )
 from web.responses import ScimRequest
 
+# Each live test holds the server's memory or another client's wait to a budget: run alone (serial).
+pytestmark = pytest.mark.serial
+
 MARKER = "only-in-this-test's-bodies"
 JSON = {"Content-Type": "application/json"}
 BEARER = {"Authorization": f"Bearer {TOKEN}"}

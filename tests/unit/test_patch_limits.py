@@ -19,6 +19,9 @@ from scim.patch import MAX_PATH_LENGTH, apply_patch
 from scim.schemas import ENTERPRISE_USER, GROUP_TYPE, PATCH_OP, SCHEMAS, USER_TYPE, Limits
 from scim.validate import is_e164, validate_resource
 
+# The scaling tests time CPU work against a bound: run alone (serial), away from other workers' load.
+pytestmark = pytest.mark.serial
+
 RAISED = Limits(max_attribute_values=1_000_000, max_document_bytes=1 << 30)
 DEFAULTS = Limits()
 BASE = {"userName": "u@x", "name": {"givenName": "A", "familyName": "B"}}
