@@ -174,6 +174,7 @@ class CoalescingHttpProtocol(HttpToolsProtocol):
                 return
             piece, rest = self.unparsed[:FEED_SLICE], self.unparsed[FEED_SLICE:]
             self.unparsed = rest if rest else None
+            # uvicorn annotates bytes, but only hands them to httptools' feed_data, which takes any buffer.
             super().data_received(piece)  # type: ignore[arg-type]
         if self.unparsed is not None:
             self.flow.pause_reading()

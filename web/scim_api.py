@@ -357,7 +357,7 @@ class ScimApi:
         total, rows = await self.store.search(
             rtype.name, request.path_params["idp"], query, self.encoder(request, rtype, projection)
         )
-        # search(encode=...) encodes every row it returns; orjson's stub types Fragment as a tuple.
+        # Row.encoded is None only for a read that was not asked to encode; search(encode=...) sets it on every row.
         fragments = [orjson.Fragment(row.encoded) for row in rows]  # type: ignore[arg-type]
         return ScimResponse(_list_response(fragments, total, start))
 
