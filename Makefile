@@ -80,6 +80,7 @@ schemathesis: install $(FUZZ_STAMP)
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 # scimlet beside scim2-server (installed into bench/.venv-baseline), both pinned to CPU 0, taking their
 # phases in turn; about 5 minutes.
@@ -95,4 +96,4 @@ screenshots: install
 	SCIMLET_SCREENSHOTS=1 $(PY) -m pytest -q tests/admin/test_admin_browser.py
 
 clean:
-	rm -rf $(VENV) $(CONFORMANCE_VENV) $(FUZZ_VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(CONFORMANCE_VENV) $(FUZZ_VENV) .pytest_cache .ruff_cache .mypy_cache

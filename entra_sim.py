@@ -15,6 +15,7 @@ them at the end of the cycle.
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import time
@@ -37,7 +38,7 @@ CONTENT_TYPE = "application/scim+json; charset=utf-8"
 MANAGER = f"{ENTERPRISE}:manager"
 # Attributes of the Meta Networks Connector's mappings (and the re-addable ones the cycle uses):
 # Entra checks them against /Schemas when an admin saves the provisioning configuration.
-MAPPED = {
+MAPPED: dict[str, dict[str, tuple[str, ...]]] = {
     USER: {
         "userName": (),
         "active": (),
@@ -101,6 +102,17 @@ def json_of(response: httpx.Response) -> dict | None:
     except ValueError:
         return None
     return body if isinstance(body, dict) else None
+
+
+def _same_user_name(name: str, response: httpx.Response) -> str | None:
+    """A Get User check: the user that came back is the one asked for."""
+    if str((json_of(response) or {}).get("userName", "")).lower() == name.lower():
+        return None
+    return "a different user came back"
+
+
+def _has_active(active: bool, user: dict) -> bool:
+    return user.get("active") is active
 
 
 def holds_null(value: object) -> bool:
@@ -240,7 +252,7 @@ class Simulator:
 
     def op(self, name: str, path: str | None, value: object) -> dict:
         """An operation as the dialect spells it: capitalised in legacy, lower case with the flag."""
-        operation = {"op": name.capitalize() if self.dialect == LEGACY else name}
+        operation: dict[str, object] = {"op": name.capitalize() if self.dialect == LEGACY else name}
         if path is not None:
             operation["path"] = path
         operation["value"] = value
@@ -457,11 +469,7 @@ class Simulator:
                 "GET",
                 f"/Users/{user_id}",
                 expect=(200,),
-                check=lambda r, n=name: (
-                    None
-                    if str((json_of(r) or {}).get("userName", "")).lower() == n.lower()
-                    else "a different user came back"
-                ),
+                check=functools.partial(_same_user_name, name),
             ):
                 continue
             email = f"updated-{index}@contoso.com"
@@ -519,7 +527,7 @@ class Simulator:
                 f"/Users/{user_id}",
                 self.op("replace", "active", self.boolean(active)),
                 check=self.user_check(
-                    lambda user, a=active: user.get("active") is a, f"active did not become {str(active).lower()}"
+                    functools.partial(_has_active, active), f"active did not become {str(active).lower()}"
                 ),
             ):
                 return

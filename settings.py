@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -123,7 +124,7 @@ class Settings:
         return found
 
 
-def load_settings(path: str | os.PathLike | None = None, environ: dict[str, str] | None = None) -> Settings:
+def load_settings(path: str | os.PathLike | None = None, environ: Mapping[str, str] | None = None) -> Settings:
     environ = os.environ if environ is None else environ
     file = Path(path) if path else Path(environ.get("SCIMLET_CONFIG", DEFAULT_CONFIG))
     values = {section: dict(keys) for section, keys in DEFAULTS.items()}

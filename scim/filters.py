@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TypeVar, cast
 
 from scim2_filter_parser import ast as sfp
 from scim2_filter_parser.parser import SCIMParser, SCIMParserError
@@ -375,8 +376,10 @@ class _Resolver:
         if op == "pr":
             return Present(ref)
         value = node.comp_value.value[1] if node.comp_value is not None else None
-        if isinstance(value, _Slot):  # checked when the cached shape is filled in
-            return Compare(ref, op, value)
+        if isinstance(value, _Slot):
+            # Only a cached shape holds a slot: _fill puts the checked literal there before any node
+            # leaves parse_filter, so a Compare's value is a Value wherever it is read.
+            return Compare(ref, op, cast(Value, value))
         return Compare(ref, op, _check_value(ref, op, value))
 
     def ref(self, path: sfp.AttrPath, parent: AttrRef | None) -> AttrRef:
@@ -516,18 +519,17 @@ def _compare(ref: AttrRef, op: str, actual: object, expected: Value) -> bool:
     if isinstance(expected, (int, float)):
         if not isinstance(actual, (int, float)) or isinstance(actual, bool):
             return False
-        left, right = actual, expected
-    else:
-        if not isinstance(actual, str):
+        return _ordered(op, actual, expected)
+    if not isinstance(actual, str):
+        return False
+    left, right = actual, expected
+    if leaf.type == "dateTime":
+        try:
+            left = normalize_datetime(actual, ref.name)
+        except ScimError:
             return False
-        left, right = actual, expected
-        if leaf.type == "dateTime":
-            try:
-                left = normalize_datetime(actual, ref.name)
-            except ScimError:
-                return False
-        if not leaf.case_exact:
-            left, right = fold(left), fold(right)
+    if not leaf.case_exact:
+        left, right = fold(left), fold(right)
     if op == "eq":
         return left == right
     if op == "co":
@@ -536,6 +538,16 @@ def _compare(ref: AttrRef, op: str, actual: object, expected: Value) -> bool:
         return left.startswith(right)
     if op == "ew":
         return left.endswith(right)
+    return _ordered(op, left, right)
+
+
+# Strings compare with strings, numbers with numbers (an int is promoted to float): never one with the other.
+_Ordered = TypeVar("_Ordered", str, float)
+
+
+def _ordered(op: str, left: _Ordered, right: _Ordered) -> bool:
+    if op == "eq":
+        return left == right
     if op == "gt":
         return left > right
     if op == "ge":

@@ -33,6 +33,7 @@ from scim.validate import (
     Member,
     check_attribute,
     clean_value,
+    clean_values,
     failing_attributes,
     find_key,
     parse_members,
@@ -130,7 +131,11 @@ def _find_culprit(
             holder = replay if urn is None else replay.get(urn)
             value = holder.get(name) if isinstance(holder, dict) else None
             states[(urn, name)].append((index, orjson.dumps(value)))
-    culprits = [_first_invalid(patcher, doc, urn, name, history) for (urn, name), history in states.items() if history]
+    culprits = [
+        culprit
+        for (urn, name), history in states.items()
+        if history and (culprit := _first_invalid(patcher, doc, urn, name, history)) is not None
+    ]
     if not culprits:
         return error
     index, exc = min(culprits, key=lambda culprit: culprit[0])
@@ -277,6 +282,9 @@ class _Patcher:
     def _clean(self, attr: Attribute, value: object, name: str) -> object | None:
         return clean_value(attr, value, name, self.limits)
 
+    def _clean_values(self, attr: Attribute, value: object, name: str) -> list:
+        return clean_values(attr, value, name, self.limits) or []
+
     def _check_growth(self, elements: list, before: int, name: str) -> None:
         """A multi-valued attribute may not grow past the limit (one already past it may shrink)."""
         limit = self.limits.max_attribute_values
@@ -287,7 +295,7 @@ class _Patcher:
         holder, attr, name = _holder(work, target.urn), target.attr, _name(target)
         if target.sub is None and target.filter is None:
             if attr.multi_valued:
-                items = self._clean(attr, value, name) or []
+                items = self._clean_values(attr, value, name)
                 if op == "replace":
                     holder[attr.name] = items
                     return
@@ -310,6 +318,7 @@ class _Patcher:
                 _put(holder, attr.name, self._clean(attr, value, name))
             return
         if not attr.multi_valued:
+            assert target.sub is not None  # _resolve_target allows a filter on multi-valued attributes only
             _put(holder.setdefault(attr.name, {}), target.sub.name, self._clean(target.sub, value, name))
             return
         elements = holder.setdefault(attr.name, [])
@@ -339,19 +348,22 @@ class _Patcher:
 
     def _remove(self, work: dict, target: _Target, value: object) -> None:
         holder = work if target.urn is None else work.get(target.urn)
-        current = holder.get(target.attr.name) if isinstance(holder, dict) else None
+        if not isinstance(holder, dict):
+            return  # no such extension: nothing to remove
+        current = holder.get(target.attr.name)
         if current is None:
             return  # removing what is not there succeeds (idempotent)
         attr = target.attr
         if target.sub is None and target.filter is None:
             if attr.multi_valued and value is not None and value != "":
                 # remove with a value array removes the listed values only, as Entra means it for members.
-                gone = self._clean(attr, value, _name(target)) or []
+                gone = self._clean_values(attr, value, _name(target))
                 holder[attr.name] = _without(current, gone)
             else:
                 del holder[attr.name]
             return
         if not attr.multi_valued:
+            assert target.sub is not None  # _resolve_target allows a filter on multi-valued attributes only
             current.pop(target.sub.name, None)
             return
         chosen = _chosen(current, target)
@@ -452,9 +464,10 @@ def _without(current: list, gone: list) -> list:
     lookup instead of a comparison with every value in gone."""
     if not gone:
         return current
-    parts = {_key(part) for part in gone}
     if not all(isinstance(part, dict) for part in gone):
-        return [element for element in current if _key(element) not in parts]
+        values = {_key(part) for part in gone}
+        return [element for element in current if _key(element) not in values]
+    parts = {frozenset(part.items()) for part in gone}
     sizes = sorted({len(part) for part in parts})
     direct = len(parts) <= 8  # a few values: comparing with each is cheaper than hashing subsets
 

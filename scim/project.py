@@ -73,8 +73,8 @@ def _selection(rtype: ResourceType, names: list[str]) -> tuple[Selection, frozen
         key = (ref.urn, ref.attr.name)
         if ref.sub is None:
             selection[key] = None
-        elif selection.get(key, set()) is not None:
-            selection.setdefault(key, set()).add(ref.sub.name)
+        elif (subs := selection.setdefault(key, set())) is not None:  # None: the whole attribute is already in
+            subs.add(ref.sub.name)
     return selection, frozenset(whole)
 
 

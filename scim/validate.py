@@ -96,14 +96,14 @@ def failing_attributes(
     """The top-level attributes of a document in canonical form (as PATCH works on one) that fail
     validation, each as (extension URN or None, name); a missing required attribute counts.
     `canonical` is the stored document the PATCH started from, as for validate_resource."""
-    keys = {(None, name.partition(".")[0]) for name in _required_paths(rtype)}
+    keys: set[tuple[str | None, str]] = {(None, name.partition(".")[0]) for name in _required_paths(rtype)}
     for key, value in doc.items():
         urn = rtype.canonical_urn(key)
         if urn is None:
             keys.add((None, key))
         elif isinstance(value, dict):
             keys.update((urn, name) for name in value)
-    failing = []
+    failing: list[tuple[str | None, str]] = []
     for urn, name in sorted(keys, key=lambda key: (key[0] or "", key[1])):  # the same answer every time
         try:
             check_attribute(rtype, doc, urn, name, canonical, limits)
@@ -152,6 +152,13 @@ def clean_value(attr: Attribute, value: object, name: str, limits: Limits = DEFA
         return None
     if not attr.multi_valued:
         return _clean_one(attr, value, name, limits)
+    return clean_values(attr, value, name, limits)
+
+
+def clean_values(attr: Attribute, value: object, name: str, limits: Limits = DEFAULT_LIMITS) -> list | None:
+    """The values of a multi-valued `attr` in canonical form, None when there are none."""
+    if value is None:
+        return None
     if isinstance(value, dict) and attr.is_complex:
         value = [value]  # a lone object where a list is expected: Entra tolerance
     if not isinstance(value, list):

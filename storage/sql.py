@@ -8,11 +8,15 @@ folding ASCII letters only, exactly as scim.filters.matches does in Python.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from scim.errors import ScimError, invalid_filter, invalid_value
 from scim.filters import And, Compare, Node, Not, Or, Present, ValuePath
 from scim.paths import AttrRef
+
+# The SQL expression of one sub-attribute of the element an EXISTS walks.
+ExprOf = Callable[[AttrRef], str]
 
 
 @dataclass(frozen=True)
@@ -113,7 +117,7 @@ class _Builder:
             return self.exists(ref, lambda expr_of: self.leaf(node, expr_of(ref)))
         return self.leaf(node, self.scalar(ref))
 
-    def node_in(self, node: Node, expr_of) -> str:
+    def node_in(self, node: Node, expr_of: ExprOf) -> str:
         """A filter inside [...], over one element whose sub-attributes expr_of maps to SQL."""
         if isinstance(node, (And, Or)):
             joiner = " AND " if isinstance(node, And) else " OR "
@@ -134,7 +138,7 @@ class _Builder:
             raise invalid_filter(f"{ref.name} cannot be used in a filter")
         return f"json_extract(t.doc, '{_json_path(ref, with_sub=True)}')"
 
-    def exists(self, ref: AttrRef, inner) -> str:
+    def exists(self, ref: AttrRef, inner: Callable[[ExprOf], str]) -> str:
         """EXISTS over the elements of a multi-valued attribute; inner(expr_of) builds the test."""
         name = ref.attr.name
         if self.tmap.table == "groups" and name == "members":

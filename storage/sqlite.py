@@ -278,7 +278,7 @@ class SqliteStore:
         self.local_conn: sqlite3.Connection | None = None
         self._next_reader = 0
         self._queue: deque[tuple[Callable, asyncio.Future]] = deque()
-        self._wakeup: asyncio.Event | None = None
+        self._wakeup: asyncio.Event  # made by open(), in the event loop the store then serves
         self._writer_task: asyncio.Task | None = None
         self._checkpointer: aiosqlite.Connection | None = None
         self._checkpoint_task: asyncio.Task | None = None
@@ -304,7 +304,7 @@ class SqliteStore:
         # may scan (other filters, a group's members) goes to the reader threads.
         self.local_conn = _connect_sync(self.path, self.synchronous)
         self._wakeup = asyncio.Event()
-        self._writer_task = asyncio.create_task(self._write_loop())
+        self._writer_task = asyncio.create_task(self._write_loop(self.writer))
         # Checkpoints (copying committed pages from the WAL into the database file, then two
         # fsyncs) run on a connection of their own. SQLite runs them in the connection whose
         # commit crosses wal_autocheckpoint, the writer, and every write queued behind it waited
@@ -312,7 +312,7 @@ class SqliteStore:
         # rounds); with this, 2.4-11 ms.
         await _run(self.writer, _fetch, "PRAGMA wal_autocheckpoint=0", ())
         self._checkpointer = await self._aconnect()
-        self._checkpoint_task = asyncio.create_task(self._checkpoint_loop())
+        self._checkpoint_task = asyncio.create_task(self._checkpoint_loop(self._checkpointer))
 
     async def _aconnect(self) -> aiosqlite.Connection:
         conn = await aiosqlite.connect(self.path, isolation_level=None)
@@ -359,9 +359,11 @@ class SqliteStore:
         lookups (cheaper than the hand-off to a reader thread); stopped past IN_PLACE_STEPS, as when
         a user's groups reach far, it is done again on a reader thread (read_far)."""
         cap = self.max_user_groups
+        conn = self.local_conn
+        assert conn is not None, "the store is not open"
         try:
-            with _in_place(self.local_conn):
-                return fn(self.local_conn, cap)
+            with _in_place(conn):
+                return fn(conn, cap)
         except _TooLongInPlace:
             return await self.read_far(fn)
         except GroupWalkTooLarge as exc:
@@ -391,14 +393,14 @@ class SqliteStore:
         self._wakeup.set()
         return await future
 
-    async def _write_loop(self) -> None:
+    async def _write_loop(self, writer: aiosqlite.Connection) -> None:
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
             while self._queue:
                 batch = [self._queue.popleft() for _ in range(min(MAX_BATCH, len(self._queue)))]
                 try:
-                    outcomes = await _run(self.writer, _run_batch, [fn for fn, _ in batch])
+                    outcomes = await _run(writer, _run_batch, [fn for fn, _ in batch])
                 except Exception as exc:  # the transaction as a whole failed (disk full, I/O error)
                     failure = self._unavailable(exc) if isinstance(exc, sqlite3.Error) else exc
                     if not isinstance(failure, ScimError):
@@ -477,7 +479,7 @@ class SqliteStore:
                 return f"{free // 2**20} MiB free on the disk, below database.min_free_bytes ({wanted} MiB)"
         return None
 
-    async def _checkpoint_loop(self) -> None:
+    async def _checkpoint_loop(self, checkpointer: aiosqlite.Connection) -> None:
         """A PASSIVE checkpoint every CHECKPOINT_SECONDS after any commit: it copies what no reader
         still needs and never blocks the writer, which keeps appending to the WAL meanwhile."""
         checkpointed = self.batches
@@ -487,7 +489,7 @@ class SqliteStore:
                 continue
             checkpointed = self.batches
             try:
-                await _run(self._checkpointer, _fetch, "PRAGMA wal_checkpoint(PASSIVE)", ())
+                await _run(checkpointer, _fetch, "PRAGMA wal_checkpoint(PASSIVE)", ())
             except sqlite3.Error as exc:
                 log.warning("WAL checkpoint failed, will retry: %s", exc)
 
@@ -642,6 +644,7 @@ class SqliteStore:
         return principal
 
     def _verify(self, idp_id: str, digest: str) -> Principal | None:
+        assert self.local_conn is not None, "the store is not open"
         row = self.local_conn.execute(
             "SELECT k.id, k.secret_hash, k.users_write, k.groups_write FROM idps AS i "
             "JOIN api_keys AS k ON k.id = i.api_key_id WHERE i.id = ? AND k.revoked IS NULL",
@@ -657,6 +660,7 @@ class SqliteStore:
         moment = time.monotonic()
         if moment - self._auth_checked < AUTH_RECHECK_SECONDS:
             return
+        assert self.local_conn is not None, "the store is not open"
         epoch = self.local_conn.execute("SELECT n FROM auth_epoch").fetchone()[0]
         self._auth_checked = moment
         if epoch != self._auth_epoch:

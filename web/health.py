@@ -68,6 +68,8 @@ class Health:
         if space:
             log.warning("readiness: the database is short of space: %s", space)
             checks["disk"] = space
+        reader: list[str] | BaseException
+        writer: None | BaseException
         reader, writer = await asyncio.gather(
             self._timed(self.store.read(pending_migrations)),
             self._timed(self.store.write(_nothing)),

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -38,8 +39,16 @@ FEED_SLICE = 4096
 LINGER_SECONDS = 2.0
 LINGER_BYTES = 16 * 1024 * 1024
 
+if TYPE_CHECKING:
+    # To a type checker a CoalescingTransport is the Transport it stands in for, as uvicorn takes it:
+    # what it does not define, __getattr__ takes from the real one. At run time it is a plain class,
+    # so that no method of asyncio.Transport (which raise NotImplementedError) shadows that delegation.
+    _Transport = asyncio.Transport
+else:
+    _Transport = object
 
-class CoalescingTransport:
+
+class CoalescingTransport(_Transport):
     """A transport whose writes are held until the end of the current event loop step, then sent
     together. Everything else goes to the real transport; closing sends what is held first, and
     lingers when `unread()` says the client may still be sending."""
@@ -50,11 +59,11 @@ class CoalescingTransport:
         self.transport = transport
         self.loop = loop
         self.unread = unread
-        self.held: list[bytes] = []
+        self.held: list[bytes | bytearray | memoryview] = []
         self.lingering = False
         self.discarded = 0
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | bytearray | memoryview) -> None:
         if self.is_closing():
             return  # an answer still being sent when the connection ended: nobody will read it
         if len(data) >= LARGE_WRITE:
@@ -106,7 +115,7 @@ class QueueFlowControl(FlowControl):
     resumes only while the connection's queue has room and nothing read waits unparsed."""
 
     def __init__(self, transport: CoalescingTransport, protocol: CoalescingHttpProtocol) -> None:
-        super().__init__(transport)  # type: ignore[arg-type]
+        super().__init__(transport)
         self.protocol = protocol
 
     def resume_reading(self) -> None:
@@ -122,9 +131,13 @@ class CoalescingHttpProtocol(HttpToolsProtocol):
     unparsed: memoryview | None = None  # read but not yet fed to the parser
     write_stalled: asyncio.TimerHandle | None = None
 
+    # Only ever a CoalescingTransport once connection_made has run.
+    transport: CoalescingTransport
+
+    # The same narrowing as uvicorn's own override (asyncio's BaseProtocol takes a BaseTransport).
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         coalescing = CoalescingTransport(transport, self.loop, self.body_unread)
-        super().connection_made(coalescing)  # type: ignore[arg-type]
+        super().connection_made(coalescing)
         self.flow = QueueFlowControl(coalescing, self)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -161,6 +174,7 @@ class CoalescingHttpProtocol(HttpToolsProtocol):
                 return
             piece, rest = self.unparsed[:FEED_SLICE], self.unparsed[FEED_SLICE:]
             self.unparsed = rest if rest else None
+            # uvicorn annotates bytes, but only hands them to httptools' feed_data, which takes any buffer.
             super().data_received(piece)  # type: ignore[arg-type]
         if self.unparsed is not None:
             self.flow.pause_reading()

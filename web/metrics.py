@@ -114,7 +114,9 @@ class Metrics:
     def record_operation(self, record: LogRecord) -> None:
         """A provisioning log listener: one record per SCIM request."""
         idp = record.idp_id
-        if record.api_key_id is not None:
+        if idp is None:  # a summary of unrecorded requests that names no IdP
+            idp = UNKNOWN_IDP
+        elif record.api_key_id is not None:
             self.known_idps.add(idp)
         elif idp not in self.known_idps:
             # The IdP ID in the URL is whatever the client sent: only real ones become labels.

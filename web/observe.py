@@ -18,6 +18,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from typing import TypeVar
 
 import orjson
 
@@ -261,7 +262,11 @@ def _size(record: LogRecord) -> int:
     )
 
 
-def _clip(text: str | None, limit: int) -> str | None:
+# A text clips to a text, an absent one stays absent.
+_Clipped = TypeVar("_Clipped", str, str | None)
+
+
+def _clip(text: _Clipped, limit: int) -> _Clipped:
     return text if text is None or len(text) <= limit else text[:limit] + "…"
 
 
@@ -276,7 +281,7 @@ def _logged_request_body(raw: bytes, parsed: object) -> str | None:
     return _clip(raw.decode("utf-8", "replace"), MAX_LOGGED_BODY)
 
 
-def build_record(request: ScimRequest, status: int, response_raw: bytes, duration_ms: float) -> LogRecord:
+def build_record(request: ScimRequest, status: int, response_raw: bytes | memoryview, duration_ms: float) -> LogRecord:
     """The provisioning log record of one answered SCIM request, from what answering it kept:
     nothing here parses a body again. Every field a client's text reaches is clipped; the others
     (time, key id, resource type, status, scimType, duration) hold only values the server chose."""
@@ -305,5 +310,5 @@ def build_record(request: ScimRequest, status: int, response_raw: bytes, duratio
         duration_ms=round(duration_ms, 3),
         client=_clip(request.client_host, MAX_LOGGED_TEXT) or None,
         request_body=_logged_request_body(request.raw_body, request.body),
-        response_body=_clip(response_raw.decode("utf-8", "replace"), MAX_LOGGED_BODY) if response_raw else None,
+        response_body=_clip(str(response_raw, "utf-8", "replace"), MAX_LOGGED_BODY) if response_raw else None,
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+import threading
 import time
 from collections.abc import Iterable
 from typing import TextIO
@@ -86,9 +87,11 @@ class RequestMiddleware:
         route = scope.get("route")
         if route is None:
             return UNMATCHED
-        template = self.templates.get(id(route))
+        templates = self.templates
+        assert templates is not None, "built by the first request"
+        template = templates.get(id(route))
         if template is None:
-            template = self.templates[id(route)] = getattr(route, "path", UNMATCHED)
+            template = templates[id(route)] = getattr(route, "path", UNMATCHED)
         return template
 
 
@@ -170,6 +173,8 @@ class LogHandler(logging.StreamHandler):
     the requests answered in it; any other record, and flush, writes them out first, so the output
     keeps its order and nothing is left behind at exit.
     """
+
+    lock: threading.RLock  # made by Handler.__init__ (createLock); typeshed allows None for Handler itself
 
     def __init__(self, stream: TextIO) -> None:
         super().__init__(stream)

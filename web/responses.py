@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from urllib.parse import parse_qsl
 
 import orjson
@@ -38,7 +39,7 @@ class ScimResponse(Response):
             ]
 
 
-def error_response(error: ScimError, headers: dict[str, str] | None = None) -> ScimResponse:
+def error_response(error: ScimError, headers: Mapping[str, str] | None = None) -> ScimResponse:
     """The SCIM error body, with the headers its status calls for (RFC 6750 §3, RFC 9110 §10.2.3)."""
     headers = dict(headers or {})
     if error.status == 401:

@@ -6,7 +6,7 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 import orjson
 from starlette.exceptions import HTTPException
@@ -94,7 +94,7 @@ class ScimApi:
         started = time.perf_counter()
         request = ScimRequest(scope, receive)
         method, path = request.method, scope["path"]
-        headers: dict[str, str] | None = None
+        headers: Mapping[str, str] | None = None
         try:
             handler, request.path_params = self.route(method, request.segments)
             response = await handler(request)
@@ -137,6 +137,7 @@ class ScimApi:
         params = {"idp": idp}
         rtype = RESOURCE_ENDPOINTS.get(rest[0])
         if rtype is not None:
+            allowed: tuple[str, ...]
             if len(rest) == 1:
                 allowed, handler = ("GET", "POST"), self.list_or_create
             elif rest[1] == ".search":
@@ -156,14 +157,19 @@ class ScimApi:
             "ResourceTypes": (self.resource_types, self.resource_type, "name"),
             "Schemas": (self.schema_list, self.schema, "urn"),
         }.get(rest[0])
-        if discovery is None or (len(rest) == 2 and discovery[1] is None):
+        if discovery is None:
+            raise HTTPException(404)
+        listing, single, key = discovery
+        if len(rest) == 1:
+            answer = listing
+        elif single is not None and key is not None:
+            answer = single
+            params[key] = rest[1]
+        else:
             raise HTTPException(404)
         if method != "GET":
             raise HTTPException(405, headers={"Allow": "GET"})
-        if len(rest) == 1:
-            return discovery[0], params
-        params[discovery[2]] = rest[1]
-        return discovery[1], params
+        return answer, params
 
     # --- auth and helpers ----------------------------------------------------------------------
 
@@ -232,10 +238,11 @@ class ScimApi:
 
     @staticmethod
     def precondition(request: ScimRequest) -> Callable[[Row], None]:
-        tags = parse_etags(request.headers["if-match"]) if "if-match" in request.headers else False
+        conditional = "if-match" in request.headers
+        tags = parse_etags(request.headers["if-match"]) if conditional else None
 
         def check(row: Row) -> None:
-            if tags is not False and not etag_matches(tags, row.version):
+            if conditional and not etag_matches(tags, row.version):
                 raise ScimError(
                     412,
                     f"The resource has changed (it is now version {etag(row.version)}); "
@@ -350,7 +357,9 @@ class ScimApi:
         total, rows = await self.store.search(
             rtype.name, request.path_params["idp"], query, self.encoder(request, rtype, projection)
         )
-        return ScimResponse(_list_response([orjson.Fragment(row.encoded) for row in rows], total, start))
+        # Row.encoded is None only for a read that was not asked to encode; search(encode=...) sets it on every row.
+        fragments = [orjson.Fragment(row.encoded) for row in rows]  # type: ignore[arg-type]
+        return ScimResponse(_list_response(fragments, total, start))
 
     async def create(self, request: ScimRequest, rtype: ResourceType) -> Response:
         principal = self.authenticate(request, write=rtype)
@@ -393,6 +402,7 @@ class ScimApi:
             parse_etags(request.headers["if-none-match"]), row.version
         ):
             return Response(status_code=304, headers={"ETag": etag(row.version)})
+        assert row.encoded is not None, "get(encode=...) encodes the row"
         return encoded_response(row.encoded, {"ETag": etag(row.version)})
 
     async def replace(self, request: ScimRequest, rtype: ResourceType) -> Response:

@@ -169,7 +169,9 @@ class AdminAuth:
 
 
 def csrf_ok(session: AdminSession, submitted: str | None) -> bool:
-    return bool(submitted) and hmac.compare_digest(session.csrf_token, submitted)
+    if not submitted:
+        return False
+    return hmac.compare_digest(session.csrf_token, submitted)
 
 
 def client_address(request: Request) -> str:

@@ -22,7 +22,7 @@ from starlette.templating import Jinja2Templates
 
 from scim.errors import ScimError, shown
 from scim.schemas import GROUP_TYPE, USER_TYPE, ResourceType
-from storage import AdminSession
+from storage import AdminSession, LogRecord
 from storage.sqlite import AdminError
 from web.admin.auth import AdminAuth, Throttled, client_address, csrf_ok
 from web.admin.bodies import AdminBodies
@@ -414,7 +414,9 @@ class Console:
         params = request.query_params
         fields = {name: params.get(name, "") for name in ("idp", "outcome", "operation", "q", "since", "until")}
         idps = await self.service.idps()
-        error, records, more = None, [], False
+        error: str | None = None
+        records: list[LogRecord] = []
+        more = False
         try:
             query = log_query(
                 idp=fields["idp"],
@@ -505,10 +507,11 @@ def _pretty_json(value: object) -> str:
     if value is None:
         return ""
     if isinstance(value, str):
+        text = value
         try:
-            value = orjson.loads(value)
+            value = orjson.loads(text)
         except orjson.JSONDecodeError:
-            return value
+            return text
     return orjson.dumps(value, option=orjson.OPT_INDENT_2).decode()
 
 
