@@ -38,18 +38,19 @@ run: install
 
 # The suite on every core (pytest-xdist), then the tests marked `serial` (they measure latency or memory,
 # or load every core themselves) alone; -rs lists each skipped test with its reason.
-# `make test COVERAGE=1` (CI; `make coverage`) measures coverage in both passes and in every server they
-# start, prints the report and fails when a module of scim/ or storage/ is covered 90% or less.
+# `make test COVERAGE=1` (CI; `make coverage`) measures coverage in the parallel pass and in every server it
+# starts, prints the report and fails when a module of scim/ or storage/ is covered 90% or less.
 TEST_WORKERS ?= auto
 PYTEST := $(PY) -m pytest -q -rs
 ifeq ($(COVERAGE),1)
 COVERAGE_FLAGS := --cov --cov-report=
-SERIAL_COVERAGE_FLAGS := $(COVERAGE_FLAGS) --cov-append
 endif
 
+# The serial pass is never traced: coverage slows Python several times over, and those tests hold
+# the server's latency and memory to budgets.
 test: install
 	$(PYTEST) $(COVERAGE_FLAGS) -n $(TEST_WORKERS) -m "not serial"
-	$(PYTEST) $(SERIAL_COVERAGE_FLAGS) -m serial
+	$(PYTEST) -m serial
 	$(if $(COVERAGE_FLAGS),$(VENV)/bin/coverage report)
 	$(if $(COVERAGE_FLAGS),$(PY) tests/coverage_floor.py)
 
