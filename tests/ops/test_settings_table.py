@@ -10,7 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from settings import DEFAULT_CONFIG, DEFAULTS, TABLE, ConfigError, Setting, load_settings, markdown_table
+from settings import (
+    BY_NAME,
+    DEFAULT_CONFIG,
+    DEFAULTS,
+    SECTIONS,
+    TABLE,
+    ConfigError,
+    Setting,
+    load_settings,
+    markdown_table,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
@@ -50,6 +60,18 @@ def test_settings_py_prints_the_table_for_the_readme() -> None:
         [sys.executable, "settings.py", "--markdown"], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert result.stdout == markdown_table()
+
+
+def test_every_setting_the_docs_name_exists() -> None:
+    """`section.key` in README.md and docs/*.md (a renamed or removed setting leaves a stale mention)."""
+    mentioned = re.compile(r"`(" + "|".join(SECTIONS) + r")\.(\w+)`")
+    stale = [
+        f"{doc.name}: {match.group(0)}"
+        for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+        for match in mentioned.finditer(doc.read_text())
+        if (match.group(1), match.group(2)) not in BY_NAME and match.group(2) != "py"  # a module's file name
+    ]
+    assert stale == []
 
 
 @pytest.mark.parametrize("item", TABLE, ids=lambda item: item.name)
