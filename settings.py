@@ -1,66 +1,30 @@
-"""Settings: defaults, then config.toml (or --config PATH), then SCIMLET_<SECTION>_<KEY> variables."""
+"""Settings: defaults, then config.toml (or --config PATH), then SCIMLET_<SECTION>_<KEY> variables.
+
+Every setting is declared once, below, as a field of its section's frozen dataclass: its type, default,
+bounds or choices, a special check where one is needed, and the one line the README's configuration
+table shows. Validation, environment parsing, check-config and `python settings.py --markdown` (the
+README's table) come from these declarations; tests/ops/test_settings_table.py checks config.toml and
+the README against them.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import sys
 import tomllib
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, get_type_hints
 from urllib.parse import urlsplit
 
 DEFAULT_CONFIG = Path(__file__).parent / "config.toml"
-
-# Every setting, its default and its check. config.toml documents the same keys.
-DEFAULTS: dict[str, dict[str, Any]] = {
-    "server": {
-        "host": "127.0.0.1",
-        "port": 8000,
-        "base_url": "",
-        "max_body_bytes": 1_048_576,
-        "body_timeout": 30,
-        "write_timeout": 30,
-    },
-    "database": {
-        "path": "./data/scimlet.db",
-        "synchronous": "NORMAL",
-        "readers": 2,
-        "max_size_bytes": 0,
-        "min_free_bytes": 64 * 2**20,
-    },
-    "scim": {
-        "default_page_size": 100,
-        "max_page_size": 1000,
-        "max_operations": 1000,
-        "max_members_per_patch": 10_000,
-        "max_write_queue": 2000,
-        "max_filter_length": 4096,
-        "max_filter_depth": 32,
-        "max_name_length": 512,
-        "max_string_length": 8192,
-        "max_attribute_values": 100,
-        "max_document_bytes": 65536,
-        "max_page_bytes": 4_194_304,
-        "max_user_groups": 5000,
-    },
-    "security": {"auth_failure_limit": 20, "auth_failure_window": 60},
-    "logging": {"level": "info", "format": "text"},
-    "metrics": {"token": ""},
-    "admin": {"password": "", "token": "", "session_hours": 12},
-    "provisioning_log": {
-        "retention_days": 30,
-        "retention_rows": 1_000_000,
-        "unauthenticated_per_minute": 30,
-        "unauthenticated_total_per_minute": 300,
-    },
-}
-SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
-LEVELS = ("debug", "info", "warning", "error")
-LOG_FORMATS = ("text", "json")
 # check-config masks every setting whose name contains one of these words.
 SECRET_WORDS = ("token", "password", "secret")
+
+T = TypeVar("T", int, str)
 
 
 class ConfigError(Exception):
@@ -68,20 +32,247 @@ class ConfigError(Exception):
 
 
 @dataclass(frozen=True)
+class Setting:
+    """One setting as data: where it lives, its type and default, what a valid value is, what it means."""
+
+    section: str
+    key: str
+    type: type
+    default: int | str
+    help: str  # the README table's "meaning" cell
+    default_note: str = ""  # shown after the default in the README, e.g. "(no limit)"
+    minimum: int = 0  # for whole numbers; no setting may be negative
+    maximum: int | None = None
+    choices: tuple[str, ...] = ()  # matched without regard to case, stored as spelled here
+    # A rule beyond type, bounds and choices: returns what is wrong with a value, or None.
+    check: Callable[[Any], str | None] | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.section}.{self.key}"
+
+    @property
+    def env(self) -> str:
+        return f"SCIMLET_{self.section.upper()}_{self.key.upper()}"
+
+    def validate(self, value: Any, where: str) -> Any:
+        """The value as stored (choices in their canonical case), or ConfigError saying what to fix."""
+        if type(value) is not self.type:
+            raise ConfigError(f"{where}: {self.name} must be a {self.type.__name__}, not {value!r}")
+        if isinstance(value, int):
+            if value < 0:
+                raise ConfigError(f"{where}: {self.name} must not be negative")
+            if self.maximum is not None and not self.minimum <= value <= self.maximum:
+                raise ConfigError(
+                    f"{where}: {self.name} must be between {self.minimum} and {self.maximum}, not {value}"
+                )
+            if value < self.minimum:
+                raise ConfigError(f"{where}: {self.name} must be at least {self.minimum}")
+        if self.choices and isinstance(value, str):
+            canonical = {choice.lower(): choice for choice in self.choices}.get(value.lower())
+            if canonical is None:
+                raise ConfigError(f"{where}: {self.name} must be one of {', '.join(self.choices)}")
+            value = canonical
+        if self.check is not None and (problem := self.check(value)) is not None:
+            raise ConfigError(f"{where}: {self.name} {problem}")
+        return value
+
+    def from_env(self, raw: str) -> Any:
+        if self.type is int:
+            try:
+                return int(raw)
+            except ValueError:
+                raise ConfigError(f"{self.env} must be a whole number, not {raw!r}") from None
+        return raw
+
+
+def setting(
+    default: T,
+    help: str,
+    *,
+    default_note: str = "",
+    minimum: int = 0,
+    maximum: int | None = None,
+    choices: tuple[str, ...] = (),
+    check: Callable[[Any], str | None] | None = None,
+) -> T:
+    """A section dataclass field carrying its Setting (section and key are filled in from the class)."""
+    spec = {
+        "default": default,
+        "help": help,
+        "default_note": default_note,
+        "minimum": minimum,
+        "maximum": maximum,
+        "choices": choices,
+        "check": check,
+    }
+    return field(default=default, metadata={"setting": spec})
+
+
+def _public_url(value: str) -> str | None:
+    url = urlsplit(value)
+    if not value or (url.scheme in ("http", "https") and url.netloc and not url.query and not url.fragment):
+        return None
+    return f'must be the public http(s) URL of this server, such as "https://scim.example.com", not {value!r}'
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    host: str = setting("127.0.0.1", "where uvicorn listens")
+    port: int = setting(8000, "the port uvicorn listens on", maximum=65535)
+    base_url: str = setting(
+        "",
+        "public URL used in `meta.location`, `Location` and tenant URLs",
+        default_note="(= `http://host:port`)",
+        check=_public_url,
+    )
+    max_body_bytes: int = setting(1_048_576, "larger request bodies get 413")
+    body_timeout: int = setting(30, "seconds a request body may take to arrive; a slower one gets 408", minimum=1)
+    write_timeout: int = setting(
+        30,
+        "seconds a client may leave answers unread while more wait to be sent; then its connection is dropped",
+        minimum=1,
+    )
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    path: str = setting("./data/scimlet.db", "the SQLite file (directory created)")
+    synchronous: str = setting(
+        "NORMAL",
+        "`FULL` makes every acknowledged write survive power loss, at a cost",
+        choices=("OFF", "NORMAL", "FULL", "EXTRA"),
+    )
+    readers: int = setting(2, "reader connections", minimum=1)
+    max_size_bytes: int = setting(
+        0,
+        "a disk budget for the database file: a write that needs more gets 503 + `Retry-After`, nothing of it stored",
+        default_note="(no limit)",
+    )
+    min_free_bytes: int = setting(
+        64 * 2**20,
+        "`/readyz` answers 503 (`disk`) while the database's file system has less free space; `0` turns it off",
+        default_note="(64 MiB)",
+    )
+
+
+@dataclass(frozen=True)
+class ScimSettings:
+    default_page_size: int = setting(100, "page size when a client sends no `count`", minimum=1)
+    max_page_size: int = setting(1000, "the most resources one page returns", minimum=1)
+    max_operations: int = setting(1000, "operations per PATCH")
+    max_members_per_patch: int = setting(10_000, "members one request may change")
+    max_write_queue: int = setting(2000, "writes waiting beyond this get 429 + `Retry-After`; `0` turns it off")
+    max_filter_length: int = setting(4096, "longer filters (characters) get 400 `invalidFilter`", minimum=1)
+    # The filter resolver recurses a few frames per level: past 100 Python's recursion limit is near.
+    max_filter_depth: int = setting(
+        32, "more deeply nested `( )` and `[ ]` in a filter get 400 `invalidFilter`", minimum=1, maximum=100
+    )
+    max_name_length: int = setting(
+        512, "longest userName, displayName, externalId, in characters; longer gets 400 `invalidValue`", minimum=1
+    )
+    max_string_length: int = setting(
+        8192, "longest other string value, in characters; longer gets 400 `invalidValue`", minimum=1
+    )
+    max_attribute_values: int = setting(
+        100,
+        "most values of one multi-valued attribute; past it 400 `invalidValue` (advertised in `/Schemas`)",
+        minimum=1,
+    )
+    max_document_bytes: int = setting(
+        65536,
+        "largest stored resource in bytes of JSON; past it 400 `invalidValue` (advertised in `/Schemas`)",
+        minimum=1,
+    )
+    max_page_bytes: int = setting(
+        4_194_304,
+        "a page of a list or search ends before the resource that would pass it "
+        "(`itemsPerPage` says how many it holds); `0`: no limit",
+    )
+    max_user_groups: int = setting(
+        5000,
+        "groups (direct and nested) a user's `groups` lists; a read of a user in more gets 400 `tooMany` "
+        "unless it excludes `groups`",
+        minimum=1,
+    )
+
+
+@dataclass(frozen=True)
+class SecuritySettings:
+    auth_failure_limit: int = setting(
+        20,
+        "failed authentications per client address per window before further failures get 429 + `Retry-After`; "
+        "a valid token always passes; `0` turns it off",
+    )
+    auth_failure_window: int = setting(60, "the window of `auth_failure_limit`, in seconds")
+
+
+@dataclass(frozen=True)
+class LoggingSettings:
+    level: str = setting(
+        "info",
+        "`debug`, `info`, `warning`, `error`; requests are logged at `info`, probes at `debug`",
+        choices=("debug", "info", "warning", "error"),
+    )
+    format: str = setting(
+        "text",
+        "`json`: one JSON object per line (method, path, route, status, duration_ms, idp, client)",
+        choices=("text", "json"),
+    )
+
+
+@dataclass(frozen=True)
+class MetricsSettings:
+    token: str = setting("", "when set, `/metrics` requires `Authorization: Bearer <token>`", default_note="(open)")
+
+
+@dataclass(frozen=True)
+class AdminSettings:
+    password: str = setting(
+        "",
+        "the admin console's sign-in password; when set it wins over the stored one",
+        default_note="(generated on first start, stored hashed)",
+    )
+    token: str = setting("", "bearer token for the admin API `/v1/admin`", default_note="(off)")
+    session_hours: int = setting(12, "how long a console sign-in lasts", minimum=1)
+
+
+@dataclass(frozen=True)
+class ProvisioningLogSettings:
+    retention_days: int = setting(30, "records older than this are pruned hourly; `0` turns it off")
+    retention_rows: int = setting(1_000_000, "records beyond the newest this many are pruned hourly; `0` turns it off")
+    unauthenticated_per_minute: int = setting(
+        30,
+        "records of requests without a valid key kept per client address a minute; past it counted "
+        "(`scimlet_provisioning_log_dropped_records`) and summed up in one record a minute; `0` turns it off",
+    )
+    unauthenticated_total_per_minute: int = setting(300, "the same for all addresses together; `0` turns it off")
+
+
+@dataclass(frozen=True)
 class Settings:
-    values: dict[str, dict[str, Any]]
+    server: ServerSettings
+    database: DatabaseSettings
+    scim: ScimSettings
+    security: SecuritySettings
+    logging: LoggingSettings
+    metrics: MetricsSettings
+    admin: AdminSettings
+    provisioning_log: ProvisioningLogSettings
     source: str
 
-    def __getitem__(self, section: str) -> dict[str, Any]:
-        return self.values[section]
+    @property
+    def values(self) -> dict[str, dict[str, Any]]:
+        """Every setting by section and key (a fresh copy)."""
+        return {section: dataclasses.asdict(getattr(self, section)) for section in SECTIONS}
 
     @property
     def base_url(self) -> str:
         """The public URL prefix (no trailing slash) used in locations and tenant URLs."""
-        configured = self.values["server"]["base_url"].rstrip("/")
+        configured = self.server.base_url.rstrip("/")
         if configured:
             return configured
-        host, port = self.values["server"]["host"], self.values["server"]["port"]
+        host, port = self.server.host, self.server.port
         shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
         return f"http://{shown}:{port}"
 
@@ -96,19 +287,14 @@ class Settings:
             for key, value in keys.items():
                 if any(word in key.lower() for word in SECRET_WORDS) and value:
                     lines.append(f'{key} = "********"')
-                elif isinstance(value, bool):
-                    lines.append(f"{key} = {'true' if value else 'false'}")
-                elif isinstance(value, str):
-                    # A JSON string literal is a valid TOML basic string.
-                    lines.append(f"{key} = {json.dumps(value, ensure_ascii=False)}")
                 else:
-                    lines.append(f"{key} = {value}")
+                    lines.append(f"{key} = {toml_value(value)}")
         return "\n".join(lines).lstrip("\n")
 
     def warnings(self) -> list[str]:
         """Settings that are valid but probably not what a deployment for Entra wants."""
         found = []
-        base_url, host = self.values["server"]["base_url"], self.values["server"]["host"]
+        base_url, host = self.server.base_url, self.server.host
         if not base_url:
             found.append(
                 "server.base_url is empty: tenant URLs and meta.location will use "
@@ -122,6 +308,26 @@ class Settings:
                 "proxy unless a proxy on another machine (or a container network) must reach it"
             )
         return found
+
+
+# Section name -> its dataclass, in the order check-config prints them.
+SECTIONS: dict[str, type] = {name: cls for name, cls in get_type_hints(Settings).items() if name != "source"}
+# Every setting, in order: the one table everything else is derived from.
+TABLE: tuple[Setting, ...] = tuple(
+    Setting(section, item.name, type(item.default), **item.metadata["setting"])
+    for section, cls in SECTIONS.items()
+    for item in dataclasses.fields(cls)
+)
+BY_NAME: dict[tuple[str, str], Setting] = {(item.section, item.key): item for item in TABLE}
+DEFAULTS: dict[str, dict[str, Any]] = {
+    section: {item.key: item.default for item in TABLE if item.section == section} for section in SECTIONS
+}
+
+
+def toml_value(value: int | str) -> str:
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)  # a JSON string literal is a valid TOML basic string
+    return str(value)
 
 
 def load_settings(path: str | os.PathLike | None = None, environ: Mapping[str, str] | None = None) -> Settings:
@@ -138,77 +344,30 @@ def load_settings(path: str | os.PathLike | None = None, environ: Mapping[str, s
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{file} is not valid TOML: {exc}") from None
         for section, keys in data.items():
-            if section not in DEFAULTS or not isinstance(keys, dict):
-                raise ConfigError(f"{file}: unknown section [{section}]; known: {', '.join(DEFAULTS)}")
+            if section not in SECTIONS or not isinstance(keys, dict):
+                raise ConfigError(f"{file}: unknown section [{section}]; known: {', '.join(SECTIONS)}")
             for key, value in keys.items():
-                if key not in DEFAULTS[section]:
+                if (section, key) not in BY_NAME:
                     raise ConfigError(f"{file}: unknown setting {section}.{key}")
-                values[section][key] = _check(section, key, value, str(file))
-    for section, keys in DEFAULTS.items():
-        for key in keys:
-            name = f"SCIMLET_{section.upper()}_{key.upper()}"
-            if name in environ:
-                values[section][key] = _check(section, key, _from_env(section, key, environ[name]), name)
-    return Settings(values, str(file))
+                values[section][key] = BY_NAME[section, key].validate(value, str(file))
+    for item in TABLE:
+        if item.env in environ:
+            values[item.section][item.key] = item.validate(item.from_env(environ[item.env]), item.env)
+    sections = {section: cls(**values[section]) for section, cls in SECTIONS.items()}
+    return Settings(**sections, source=str(file))
 
 
-def _from_env(section: str, key: str, raw: str) -> Any:
-    default = DEFAULTS[section][key]
-    if isinstance(default, bool):
-        return raw.lower() in ("1", "true", "yes", "on")
-    if isinstance(default, int):
-        try:
-            return int(raw)
-        except ValueError:
-            raise ConfigError(f"SCIMLET_{section.upper()}_{key.upper()} must be a whole number, not {raw!r}") from None
-    return raw
+def markdown_table() -> str:
+    """The README's configuration table (README.md must contain exactly this; a test checks)."""
+    rows = ["| setting | default | meaning |", "|---|---|---|"]
+    for item in TABLE:
+        default = f"`{toml_value(item.default) if item.default == '' else item.default}`"
+        note = f" {item.default_note}" if item.default_note else ""
+        rows.append(f"| `{item.name}` | {default}{note} | {item.help} |")
+    return "\n".join(rows) + "\n"
 
 
-def _check(section: str, key: str, value: Any, where: str) -> Any:
-    default = DEFAULTS[section][key]
-    if type(value) is not type(default):
-        raise ConfigError(f"{where}: {section}.{key} must be a {type(default).__name__}, not {value!r}")
-    if isinstance(value, int) and value < 0:
-        raise ConfigError(f"{where}: {section}.{key} must not be negative")
-    if (section, key) == ("server", "port") and not 0 <= value <= 65535:
-        raise ConfigError(f"{where}: server.port must be between 0 and 65535, not {value}")
-    if (section, key) == ("database", "synchronous"):
-        value = value.upper()
-        if value not in SYNCHRONOUS:
-            raise ConfigError(f"{where}: database.synchronous must be one of {', '.join(SYNCHRONOUS)}")
-    if (section, key) == ("logging", "level"):
-        value = value.lower()
-        if value not in LEVELS:
-            raise ConfigError(f"{where}: logging.level must be one of {', '.join(LEVELS)}")
-    if (section, key) == ("logging", "format"):
-        value = value.lower()
-        if value not in LOG_FORMATS:
-            raise ConfigError(f"{where}: logging.format must be one of {', '.join(LOG_FORMATS)}")
-    if (section, key) == ("server", "base_url") and value:
-        url = urlsplit(value)
-        if url.scheme not in ("http", "https") or not url.netloc or url.query or url.fragment:
-            raise ConfigError(
-                f"{where}: server.base_url must be the public http(s) URL of this server, such as "
-                f'"https://scim.example.com", not {value!r}'
-            )
-    if (section, key) == ("admin", "session_hours") and value < 1:
-        raise ConfigError(f"{where}: admin.session_hours must be at least 1")
-    if (section, key) == ("database", "readers") and value < 1:
-        raise ConfigError(f"{where}: database.readers must be at least 1")
-    if (section, key) in (
-        ("scim", "max_page_size"),
-        ("scim", "default_page_size"),
-        ("scim", "max_filter_length"),
-        ("scim", "max_user_groups"),
-        ("server", "body_timeout"),
-        ("scim", "max_name_length"),
-        ("scim", "max_string_length"),
-        ("scim", "max_attribute_values"),
-        ("scim", "max_document_bytes"),
-        ("server", "write_timeout"),
-    ) and value < 1:
-        raise ConfigError(f"{where}: {section}.{key} must be at least 1")
-    # The filter resolver recurses a few frames per level: past 100 Python's recursion limit is near.
-    if (section, key) == ("scim", "max_filter_depth") and not 1 <= value <= 100:
-        raise ConfigError(f"{where}: scim.max_filter_depth must be between 1 and 100, not {value}")
-    return value
+if __name__ == "__main__":
+    if sys.argv[1:] != ["--markdown"]:
+        sys.exit("usage: python settings.py --markdown  (prints the README's configuration table)")
+    print(markdown_table(), end="")

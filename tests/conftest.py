@@ -101,8 +101,8 @@ def settings(tmp_path: Path):
 @pytest.fixture
 async def tenant(settings) -> AsyncIterator[Tenant]:
     """An IdP with a Users+Groups key, and an httpx client on the ASGI app pointed at its tenant URL."""
-    migrate(settings["database"]["path"])
-    store = SqliteStore(settings["database"]["path"])
+    migrate(settings.database.path)
+    store = SqliteStore(settings.database.path)
     await store.open()
     key, secret = await store.create_api_key("test", "", True, True)
     idp = await store.create_idp("test", "key", key.id)

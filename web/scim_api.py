@@ -64,25 +64,25 @@ class ScimApi:
         self.settings = settings
         self.metrics = metrics
         self.listeners = listeners  # each gets every provisioning log record
-        self.max_body = settings["server"]["max_body_bytes"]
-        self.default_count = settings["scim"]["default_page_size"]
-        self.max_count = settings["scim"]["max_page_size"]
-        self.max_page_bytes = settings["scim"]["max_page_bytes"]
-        self.max_members = settings["scim"]["max_members_per_patch"]
-        self.max_operations = settings["scim"]["max_operations"]
+        self.max_body = settings.server.max_body_bytes
+        self.default_count = settings.scim.default_page_size
+        self.max_count = settings.scim.max_page_size
+        self.max_page_bytes = settings.scim.max_page_bytes
+        self.max_members = settings.scim.max_members_per_patch
+        self.max_operations = settings.scim.max_operations
         self.limits = Limits(
-            max_name_length=settings["scim"]["max_name_length"],
-            max_string_length=settings["scim"]["max_string_length"],
-            max_attribute_values=settings["scim"]["max_attribute_values"],
-            max_document_bytes=settings["scim"]["max_document_bytes"],
+            max_name_length=settings.scim.max_name_length,
+            max_string_length=settings.scim.max_string_length,
+            max_attribute_values=settings.scim.max_attribute_values,
+            max_document_bytes=settings.scim.max_document_bytes,
         )
-        self.body_deadlines = BodyDeadlines(settings["server"]["body_timeout"])
+        self.body_deadlines = BodyDeadlines(settings.server.body_timeout)
         self.filter_limits = {
-            "max_length": settings["scim"]["max_filter_length"],
-            "max_depth": settings["scim"]["max_filter_depth"],
+            "max_length": settings.scim.max_filter_length,
+            "max_depth": settings.scim.max_filter_depth,
         }
-        security = settings["security"]
-        self.throttle = AuthThrottle(security["auth_failure_limit"], security["auth_failure_window"])
+        security = settings.security
+        self.throttle = AuthThrottle(security.auth_failure_limit, security.auth_failure_window)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Answer one request under /v1/scim/, then count, log and record it.

@@ -99,8 +99,8 @@ class Tenant:
 
 
 async def open_admin(settings: Settings) -> tuple[SqliteStore, Starlette]:
-    migrate(settings["database"]["path"])
-    store = SqliteStore(settings["database"]["path"])
+    migrate(settings.database.path)
+    store = SqliteStore(settings.database.path)
     await store.open()
     return store, create_app(settings, store)
 

@@ -171,7 +171,7 @@ async def test_a_key_shared_by_two_idps_in_an_old_database_keeps_working_and_is_
     """A database from before a key belonged to one IdP: both IdPs keep signing in with it, and the
     console's IdP page says so and how to fix it."""
     settings = admin_settings(tmp_path)
-    path = settings["database"]["path"]
+    path = settings.database.path
     migrate(path)
     store = SqliteStore(path)
     await store.open()

@@ -208,7 +208,7 @@ async def test_tampered_or_expired_session_cookies_are_refused(signed_in: Admin)
     assert (await signed_in.client.get("/admin/")).status_code == 303
     signed_in.client.cookies.set(SESSION_COOKIE, cookie, domain="scim.test")
     assert (await signed_in.client.get("/admin/")).status_code == 200
-    with sqlite3.connect(signed_in.settings["database"]["path"]) as conn:
+    with sqlite3.connect(signed_in.settings.database.path) as conn:
         conn.execute("UPDATE admin_sessions SET expires = '2000-01-01T00:00:00.000Z'")
     assert (await signed_in.client.get("/admin/")).status_code == 303
 
@@ -295,7 +295,7 @@ async def test_generated_password_is_stored_only_as_a_salted_hash(tmp_path: Path
         assert await service.ensure_admin_password() is None  # only the first start makes one
         stored = await store.get_setting(PASSWORD_SETTING)
         assert stored.startswith("scrypt$") and password not in stored
-        for file in Path(settings["database"]["path"]).parent.glob("admin.db*"):
+        for file in Path(settings.database.path).parent.glob("admin.db*"):
             assert password.encode() not in file.read_bytes()
         async with httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app, client=CLIENT_ADDRESS), base_url=BASE

@@ -66,7 +66,7 @@ async def timed(admin: Admin, path: str, **params: str) -> tuple[float, str]:
 
 async def test_pages_deep_in_100k_users_cost_what_the_first_one_costs(signed_in: Admin, tmp_path: Path) -> None:
     tenant = await signed_in.idp_with_key()
-    names = seed(signed_in.settings["database"]["path"], tenant.idp_id, USERS)
+    names = seed(signed_in.settings.database.path, tenant.idp_id, USERS)
     path = f"/admin/idps/{tenant.idp_id}/users"
     figures = {}
     figures["first page"], first = await timed(signed_in, path)
@@ -86,7 +86,7 @@ async def test_pages_deep_in_100k_users_cost_what_the_first_one_costs(signed_in:
         print(f"100k users, {label}: {ms:.1f} ms")
 
     # Keyset paging walks the index in order: no sort of the 100,000 rows, whatever the page.
-    with sqlite3.connect(signed_in.settings["database"]["path"]) as conn:
+    with sqlite3.connect(signed_in.settings.database.path) as conn:
         plan = " ".join(
             row[3]
             for row in conn.execute(

@@ -26,7 +26,7 @@ async def configured_tenant(
             **{f"SCIMLET_{key.upper()}": str(value) for key, value in env.items()},
         }
     )
-    migrate(settings["database"]["path"])
+    migrate(settings.database.path)
     store = create_store(settings)
     await store.open()
     try:

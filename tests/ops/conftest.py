@@ -30,8 +30,8 @@ class Ops:
 
 @contextlib.asynccontextmanager
 async def open_ops(settings: Settings) -> AsyncIterator[Ops]:
-    migrate(settings["database"]["path"])
-    store = SqliteStore(settings["database"]["path"])
+    migrate(settings.database.path)
+    store = SqliteStore(settings.database.path)
     await store.open()
     try:
         key, secret = await store.create_api_key("entra", "", True, True)

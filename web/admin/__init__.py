@@ -16,7 +16,7 @@ from web.admin.service import AdminService
 def admin_mounts(service: AdminService) -> list[Mount]:
     """The console and the admin API, sharing one sign-in state (sessions, throttle) and one body reader."""
     auth = AdminAuth(service)
-    bodies = AdminBodies(service.settings["server"]["body_timeout"])
+    bodies = AdminBodies(service.settings.server.body_timeout)
     console = Console(service, auth, bodies).app()
     console.state.auth = auth  # reachable for operators' tooling and tests (e.g. the sign-in throttle)
     return [Mount("/admin", app=console), Mount("/v1/admin", app=AdminApi(service, auth, bodies).app())]

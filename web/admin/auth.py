@@ -43,8 +43,8 @@ class AdminAuth:
     def __init__(self, service: AdminService) -> None:
         self.service = service
         self.store = service.store
-        self.session_seconds = service.settings["admin"]["session_hours"] * 3600
-        self.token = service.settings["admin"]["token"]
+        self.session_seconds = service.settings.admin.session_hours * 3600
+        self.token = service.settings.admin.token
         self.throttle = security.SignInThrottle()
         self.used_login_forms = security.UsedTokens()
         self._signer: TimestampSigner | None = None

@@ -196,9 +196,9 @@ class AdminService:
         if not text:
             return None, None
         if _FILTER_START.match(text):
-            limits = self.settings["scim"]
+            limits = self.settings.scim
             return parse_filter(
-                text, rtype, max_length=limits["max_filter_length"], max_depth=limits["max_filter_depth"]
+                text, rtype, max_length=limits.max_filter_length, max_depth=limits.max_filter_depth
             ), None
         _check_length("search text", text, MAX_NAME)
         return None, text
@@ -318,7 +318,7 @@ class AdminService:
 
     async def ensure_admin_password(self) -> str | None:
         """On first start: generate the admin password, keep only its hash and return it (else None)."""
-        if self.settings["admin"]["password"] or await self.store.get_setting(PASSWORD_SETTING):
+        if self.settings.admin.password or await self.store.get_setting(PASSWORD_SETTING):
             return None
         password = security.new_password()
         stored = await self.store.setting_or_create(
@@ -335,7 +335,7 @@ class AdminService:
         await self.store.delete_admin_sessions()
 
     async def check_admin_password(self, password: str) -> bool:
-        configured = self.settings["admin"]["password"]
+        configured = self.settings.admin.password
         if configured:
             return security.matches_configured(password, configured)
         stored = await self.store.get_setting(PASSWORD_SETTING)
@@ -345,7 +345,7 @@ class AdminService:
 
     @property
     def password_source(self) -> str:
-        return "config" if self.settings["admin"]["password"] else "database"
+        return "config" if self.settings.admin.password else "database"
 
 
 def _check_length(what: str, value: str, limit: int) -> None:
