@@ -14,6 +14,7 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route
 
 from scim.operations import classify
+from scim.routes import ROUTES
 from tests.conftest import GROUP_SCHEMA, entra_user, patch_body
 from tests.ops.conftest import Ops, open_ops, parse_metrics, settings_for, value
 from web.metrics import OPERATIONS, Metrics
@@ -222,22 +223,23 @@ def test_every_operation_a_valid_request_gets_is_a_label_of_its_own() -> None:
         patch_body({"op": "add", "path": "members", "value": []}, {"op": "remove", "path": "members"}),
         patch_body({"op": "replace", "path": "displayName", "value": "x"}),
     ]
-    requests = [("GET", [name], {}, None) for name in ("Schemas", "ResourceTypes", "ServiceProviderConfig")]
+    route = {spec.template.removeprefix("/v1/scim/{idp}/"): spec for spec in ROUTES}
+    requests = [("GET", route[name], {}, None) for name in ("Schemas", "ResourceTypes", "ServiceProviderConfig")]
     for endpoint in ("Users", "Groups"):
         requests += [
-            ("GET", [endpoint], {}, None),
-            ("GET", [endpoint], {"filter": 'x eq "y"'}, None),
-            ("GET", [endpoint], probe, None),
-            ("POST", [endpoint], {}, None),
-            ("POST", [endpoint, ".search"], {}, None),
-            ("GET", [endpoint, "id"], {}, None),
-            ("PUT", [endpoint, "id"], {}, None),
-            ("DELETE", [endpoint, "id"], {}, None),
+            ("GET", route[endpoint], {}, None),
+            ("GET", route[endpoint], {"filter": 'x eq "y"'}, None),
+            ("GET", route[endpoint], probe, None),
+            ("POST", route[endpoint], {}, None),
+            ("POST", route[f"{endpoint}/.search"], {}, None),
+            ("GET", route[f"{endpoint}/{{id}}"], {}, None),
+            ("PUT", route[f"{endpoint}/{{id}}"], {}, None),
+            ("DELETE", route[f"{endpoint}/{{id}}"], {}, None),
         ]
-        requests += [("PATCH", [endpoint, "id"], {}, body) for body in patches]
+        requests += [("PATCH", route[f"{endpoint}/{{id}}"], {}, body) for body in patches]
     names = {classify(*request)[0] for request in requests}
     assert names == OPERATIONS  # each label is reachable, and nothing reachable is missing
-    assert classify("GET", ["Bogus"], {}, None)[0] not in OPERATIONS  # made-up endpoints become "Other"
+    assert classify("GET", None, {}, None)[0] not in OPERATIONS  # made-up endpoints become "Other"
 
 
 def test_durations_fall_in_the_first_bucket_whose_bound_is_not_below_them() -> None:
