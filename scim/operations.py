@@ -16,11 +16,14 @@ TOO_DEEP = "[nested too deep to log]"
 MAX_REDACT_DEPTH = 64
 
 
-def classify(method: str, route: ScimRoute | None, query: dict[str, str], body: object) -> tuple[str, str | None]:
+def classify(
+    method: str, route: ScimRoute | None, query: dict[str, str], body: object, endpoint: str = ""
+) -> tuple[str, str | None]:
     """(operation, resource type) for a request under /v1/scim/{idp}/, from the route its path
-    matched (whatever its method: a refused method is named too), or None for an unknown path."""
+    matched (whatever its method: a refused method is named too). A path no route matched (None)
+    is named after its endpoint, the first segment after the IdP ID."""
     if route is None:
-        return "Unknown request", None
+        return (f"Read {endpoint}" if endpoint else "Unknown request"), None
     rtype = route.resource
     if rtype is None:
         return f"Read {route.endpoint}", None
