@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from pathlib import Path
 
 import httpx
@@ -209,6 +210,33 @@ async def test_mounted_apps_are_labelled_by_their_full_template(ops: Ops) -> Non
         ("/sub/{tenant}/{path}", "404"): 1,
         ("unmatched", "404"): 1,
     }
+
+
+async def test_every_route_of_the_table_is_its_own_label_and_refuses_other_methods_with_allow(ops: Ops) -> None:
+    """A request to each route of scim/routes.py, one with a method it lacks (HEAD included), and
+    a path no route matches: labels are the templates, "unmatched" only for the last."""
+    filler = {"id": "x", "name": "User", "urn": "urn:ietf:params:scim:schemas:core:2.0:User"}
+    expected: Counter[tuple[str, str, str]] = Counter()
+    for spec in ROUTES:
+        path = spec.template.removeprefix("/v1/scim/{idp}").replace("{id}", filler["id"])
+        path = path.replace("{name}", filler["name"]).replace("{urn}", filler["urn"])
+        method = spec.methods[0]
+        answer = await ops.scim.request(method, path, json={} if method == "POST" else None)
+        assert answer.status_code not in (404, 405) or spec.param is not None, (spec.template, answer.text)
+        expected[(spec.template, method, str(answer.status_code))] += 1
+        for refused in ("HEAD", "PUT", "DELETE", "POST", "OPTIONS"):
+            if refused not in spec.methods:
+                break
+        answer = await ops.scim.request(refused, path)
+        assert answer.status_code == 405, (refused, spec.template)
+        assert answer.headers["allow"] == ", ".join(spec.methods), spec.template
+        expected[(spec.template, refused, "405")] += 1
+    assert (await ops.scim.get("/Users/x/y")).status_code == 404
+    assert (await ops.scim.get("/Bogus")).status_code == 404
+    samples = await scrape(ops)
+    for (route, method, status), count in expected.items():
+        assert value(samples, "scimlet_http_requests_total", route=route, method=method, status=status) == count
+    assert value(samples, "scimlet_http_requests_total", route="unmatched", method="GET", status="404") == 2
 
 
 def test_every_operation_a_valid_request_gets_is_a_label_of_its_own() -> None:
