@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 
 from scim.filters import fold
+from scim.routes import ITEM, SEARCH, ScimRoute
 
 SENSITIVE_KEYS = frozenset({"password", "secret", "token", "authorization", "access_token", "client_secret"})
 REDACTED = "[redacted]"
@@ -15,15 +16,20 @@ TOO_DEEP = "[nested too deep to log]"
 MAX_REDACT_DEPTH = 64
 
 
-def classify(method: str, segments: list[str], query: dict[str, str], body: object) -> tuple[str, str | None]:
-    """(operation, resource type) for a request under /v1/scim/{idp}/; segments follow the IdP ID."""
-    if not segments or segments[0] not in ("Users", "Groups"):
-        name = segments[0] if segments else ""
-        return (f"Read {name}" if name else "Unknown request"), None
-    rtype = "User" if segments[0] == "Users" else "Group"
-    one = len(segments) > 1 and segments[1] != ".search"
+def classify(
+    method: str, route: ScimRoute | None, query: dict[str, str], body: object, endpoint: str = ""
+) -> tuple[str, str | None]:
+    """(operation, resource type) for a request under /v1/scim/{idp}/, from the route its path
+    matched (whatever its method: a refused method is named too). A path no route matched (None)
+    is named after its endpoint, the first segment after the IdP ID."""
+    if route is None:
+        return (f"Read {endpoint}" if endpoint else "Unknown request"), None
+    rtype = route.resource
+    if rtype is None:
+        return f"Read {route.endpoint}", None
+    one = route.kind == ITEM
     if method == "POST" and not one:
-        if len(segments) > 1:
+        if route.kind == SEARCH:
             return f"Search {rtype}s", rtype
         return f"Create {rtype}", rtype
     if method == "GET" and not one:

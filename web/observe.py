@@ -285,10 +285,11 @@ def build_record(request: ScimRequest, status: int, response_raw: bytes | memory
     """The provisioning log record of one answered SCIM request, from what answering it kept:
     nothing here parses a body again. Every field a client's text reaches is clipped; the others
     (time, key id, resource type, status, scimType, duration) hold only values the server chose."""
-    idp_id, rest = request.segments[0], [s for s in request.segments[1:] if s]
-    method = request.method
-    operation, rtype = classify(method, rest, request.query_params, request.body)
-    resource_id = rest[1] if len(rest) > 1 and rest[1] != ".search" else request.resource_id
+    idp_id, route, method = request.segments[0], request.route, request.method
+    endpoint = "" if route is not None else next((s for s in request.segments[1:] if s), "")
+    operation, rtype = classify(method, route, request.query_params, request.body, endpoint)
+    param = route.param if route is not None else None
+    resource_id = request.path_params.get(param) if param is not None else request.resource_id
     target = target_of(rtype, request.body, resource_id)
     if target is None and operation in ("Find User", "Find Group", "Test connection"):
         target = request.query_params.get("filter")

@@ -19,28 +19,15 @@ import orjson
 from starlette.routing import BaseRoute, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from scim.routes import ScimRoute
 from storage.sqlite import format_timestamp
 from web.metrics import Metrics
-from web.responses import SCIM_PREFIX
 
 log = logging.getLogger("scimlet.access")
 UNMATCHED = "unmatched"  # the route label of requests no route matched (404s), whatever their path
 # Probes come every few seconds from a supervisor or Prometheus: logged only at debug level so
 # that they do not bury the provisioning traffic.
 PROBE_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
-# SCIM route labels come from the path itself, whichever way the SCIM layer dispatches:
-# endpoint -> (template of the collection, template of one item under it, or None).
-SCIM_ENDPOINTS = {
-    name: (f"{SCIM_PREFIX}{{idp}}/{name}", f"{SCIM_PREFIX}{{idp}}/{name}/{item}" if item else None)
-    for name, item in (
-        ("Users", "{id}"),
-        ("Groups", "{id}"),
-        ("Schemas", "{urn}"),
-        ("ResourceTypes", "{name}"),
-        ("ServiceProviderConfig", None),
-    )
-}
-SEARCH = {name: f"{SCIM_PREFIX}{{idp}}/{name}/.search" for name in ("Users", "Groups")}
 TEXT_FORMAT = "%(levelname)s %(name)s: %(message)s"
 MAX_LOGGED_PATH = 256  # characters of a request line's path, IdP ID and client; "..." marks a cut path
 
@@ -103,17 +90,9 @@ def finish_request(metrics: Metrics, scope: Scope, route: str, status: int, seco
         _log_request(level, scope, route, status, seconds, idp)
 
 
-def scim_route(segments: list[str]) -> str:
-    """The template of a SCIM path ("/v1/scim/{idp}/Users/{id}") from its segments after /v1/scim/,
-    or "unmatched"."""
-    if not 2 <= len(segments) <= 3 or not segments[0] or segments[1] not in SCIM_ENDPOINTS:
-        return UNMATCHED
-    collection, item = SCIM_ENDPOINTS[segments[1]]
-    if len(segments) == 2:
-        return collection
-    if segments[2] == ".search" and segments[1] in SEARCH:
-        return SEARCH[segments[1]]
-    return item or UNMATCHED
+def scim_route(route: ScimRoute | None) -> str:
+    """The label of a SCIM request: the template of the route its path matched, or "unmatched"."""
+    return route.template if route is not None else UNMATCHED
 
 
 def _templates(routes: Iterable[BaseRoute], prefix: str) -> Iterable[tuple[int, str]]:

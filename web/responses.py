@@ -13,9 +13,9 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope
 
 from scim.errors import ScimError, invalid_syntax, shown
+from scim.routes import SCIM_PREFIX, ScimRoute
 from storage import Principal
 
-SCIM_PREFIX = "/v1/scim/"
 SCIM_JSON = "application/scim+json"
 SCIM_JSON_BYTES = SCIM_JSON.encode()
 WWW_AUTHENTICATE = 'Bearer realm="scimlet"'
@@ -95,6 +95,7 @@ class ScimRequest:
         "receive",
         "method",
         "segments",
+        "route",
         "path_params",
         "headers",
         "query_params",
@@ -111,6 +112,7 @@ class ScimRequest:
         self.method: str = scope["method"]
         # The path after /v1/scim/, split once for routing, the metrics label and the record.
         self.segments: list[str] = scope["path"][len(SCIM_PREFIX) :].rstrip("/").split("/")
+        self.route: ScimRoute | None = None  # the route the path matched, whatever the method
         self.path_params: dict[str, str] = {}
         headers: dict[str, str] = {}
         for name, value in scope["headers"]:

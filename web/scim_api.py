@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable, Mapping
 import orjson
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
+from starlette.routing import Match, Route
 from starlette.types import Receive, Scope, Send
 
 from scim import schemas
@@ -20,6 +21,7 @@ from scim.patch import MemberOp, apply_patch
 from scim.paths import resolve_text
 from scim.project import Projection, parse_projection, project
 from scim.resources import etag, etag_matches, parse_etags, to_resource
+from scim.routes import ROUTES, ScimRoute
 from scim.schemas import GROUP_TYPE, USER_TYPE, Limits, ResourceType
 from scim.validate import find_key, parse_members, validate_resource
 from settings import Settings
@@ -43,7 +45,7 @@ from web.throttle import AuthThrottle
 
 Handler = Callable[[ScimRequest], Awaitable[Response]]
 log = logging.getLogger("scimlet")
-RESOURCE_ENDPOINTS = {"Users": USER_TYPE, "Groups": GROUP_TYPE}
+RESOURCE_TYPES = {"User": USER_TYPE, "Group": GROUP_TYPE}
 MAX_SAFE_INTEGER = 2**53 - 1
 ENCODE_SLICE = 5000  # members encoded in one orjson call: a few ms
 BIG_BODY_BYTES = 1_048_576  # an encoded answer past this is not copied again into a ScimResponse
@@ -96,8 +98,7 @@ class ScimApi:
         method, path = request.method, scope["path"]
         headers: Mapping[str, str] | None = None
         try:
-            handler, request.path_params = self.route(method, request.segments)
-            response = await handler(request)
+            response = await self.route(request)(request)
         except ScimError as exc:
             request.error = detached(exc)
         except HTTPException as exc:
@@ -117,7 +118,7 @@ class ScimApi:
             finish_request(
                 self.metrics,
                 scope,
-                scim_route(request.segments),
+                scim_route(request.route),
                 response.status_code,
                 seconds,
                 request.path_params.get("idp"),
@@ -129,47 +130,36 @@ class ScimApi:
                 except Exception:
                     log.exception("a provisioning log listener failed")
 
-    def route(self, method: str, segments: list[str]) -> tuple[Handler, dict[str, str]]:
-        """The handler of /v1/scim/{idp}/<segments...> and its path parameters."""
-        idp, rest = segments[0], segments[1:]
-        if not idp or len(rest) not in (1, 2):
-            raise HTTPException(404)
-        params = {"idp": idp}
-        rtype = RESOURCE_ENDPOINTS.get(rest[0])
-        if rtype is not None:
-            allowed: tuple[str, ...]
-            if len(rest) == 1:
-                allowed, handler = ("GET", "POST"), self.list_or_create
-            elif rest[1] == ".search":
-                allowed, handler = ("POST",), self.search
-            else:
-                allowed, handler = ("GET", "PUT", "PATCH", "DELETE"), self.one
-                params["id"] = rest[1]
-            if method not in allowed:
-                raise HTTPException(405, headers={"Allow": ", ".join(allowed)})
-            return functools.partial(handler, rtype=rtype), params
-        if rest == [".search"]:
-            if method != "POST":
-                raise HTTPException(405, headers={"Allow": "POST"})
-            return self.search_all, params
-        discovery = {
-            "ServiceProviderConfig": (self.service_provider_config, None, None),
-            "ResourceTypes": (self.resource_types, self.resource_type, "name"),
-            "Schemas": (self.schema_list, self.schema, "urn"),
-        }.get(rest[0])
-        if discovery is None:
-            raise HTTPException(404)
-        listing, single, key = discovery
-        if len(rest) == 1:
-            answer = listing
-        elif single is not None and key is not None:
-            answer = single
-            params[key] = rest[1]
-        else:
-            raise HTTPException(404)
-        if method != "GET":
-            raise HTTPException(405, headers={"Allow": "GET"})
-        return answer, params
+    @functools.cached_property
+    def routes(self) -> dict[str, list[tuple[Route, ScimRoute, Handler]]]:
+        """The route table bound to this API: Starlette routes by the segment after the IdP ID, so
+        a path is tried against its own endpoint's two or three routes, not the whole table."""
+        by_endpoint: dict[str, list[tuple[Route, ScimRoute, Handler]]] = {}
+        for spec in ROUTES:
+            handler = getattr(self, spec.handler)
+            if spec.resource is not None:
+                handler = functools.partial(handler, rtype=RESOURCE_TYPES[spec.resource])
+            route = Route(spec.template, handler, methods=spec.methods)
+            by_endpoint.setdefault(spec.endpoint, []).append((route, spec, handler))
+        return by_endpoint
+
+    def route(self, request: ScimRequest) -> Handler:
+        """The handler of the request's path; sets the request's route and path parameters.
+
+        The methods checked are the table's own: a Starlette route would also let HEAD through."""
+        segments = request.segments
+        scope = request.scope
+        if scope["path"].endswith("/"):
+            scope = {**scope, "path": scope["path"].rstrip("/")}
+        for route, spec, handler in self.routes.get(segments[1], ()) if len(segments) > 1 else ():
+            match, child = route.matches(scope)
+            if match is Match.NONE:
+                continue
+            request.route, request.path_params = spec, child["path_params"]
+            if request.method not in spec.methods:
+                raise HTTPException(405, headers={"Allow": ", ".join(spec.methods)})
+            return handler
+        raise HTTPException(404)
 
     # --- auth and helpers ----------------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from pathlib import Path
 
 import httpx
@@ -14,6 +15,7 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route
 
 from scim.operations import classify
+from scim.routes import ROUTES
 from tests.conftest import GROUP_SCHEMA, entra_user, patch_body
 from tests.ops.conftest import Ops, open_ops, parse_metrics, settings_for, value
 from web.metrics import OPERATIONS, Metrics
@@ -210,6 +212,33 @@ async def test_mounted_apps_are_labelled_by_their_full_template(ops: Ops) -> Non
     }
 
 
+async def test_every_route_of_the_table_is_its_own_label_and_refuses_other_methods_with_allow(ops: Ops) -> None:
+    """A request to each route of scim/routes.py, one with a method it lacks (HEAD included), and
+    a path no route matches: labels are the templates, "unmatched" only for the last."""
+    filler = {"id": "x", "name": "User", "urn": "urn:ietf:params:scim:schemas:core:2.0:User"}
+    expected: Counter[tuple[str, str, str]] = Counter()
+    for spec in ROUTES:
+        path = spec.template.removeprefix("/v1/scim/{idp}").replace("{id}", filler["id"])
+        path = path.replace("{name}", filler["name"]).replace("{urn}", filler["urn"])
+        method = spec.methods[0]
+        answer = await ops.scim.request(method, path, json={} if method == "POST" else None)
+        assert answer.status_code not in (404, 405) or spec.param is not None, (spec.template, answer.text)
+        expected[(spec.template, method, str(answer.status_code))] += 1
+        for refused in ("HEAD", "PUT", "DELETE", "POST", "OPTIONS"):
+            if refused not in spec.methods:
+                break
+        answer = await ops.scim.request(refused, path)
+        assert answer.status_code == 405, (refused, spec.template)
+        assert answer.headers["allow"] == ", ".join(spec.methods), spec.template
+        expected[(spec.template, refused, "405")] += 1
+    assert (await ops.scim.get("/Users/x/y")).status_code == 404
+    assert (await ops.scim.get("/Bogus")).status_code == 404
+    samples = await scrape(ops)
+    for (route, method, status), count in expected.items():
+        assert value(samples, "scimlet_http_requests_total", route=route, method=method, status=status) == count
+    assert value(samples, "scimlet_http_requests_total", route="unmatched", method="GET", status="404") == 2
+
+
 def test_every_operation_a_valid_request_gets_is_a_label_of_its_own() -> None:
     """scim/operations.py names operations; a name missing from OPERATIONS would be counted as Other."""
     probe = {"filter": 'userName eq "7d420df3-9995-4831-a406-ecf8166f5f6a"'}
@@ -222,22 +251,23 @@ def test_every_operation_a_valid_request_gets_is_a_label_of_its_own() -> None:
         patch_body({"op": "add", "path": "members", "value": []}, {"op": "remove", "path": "members"}),
         patch_body({"op": "replace", "path": "displayName", "value": "x"}),
     ]
-    requests = [("GET", [name], {}, None) for name in ("Schemas", "ResourceTypes", "ServiceProviderConfig")]
+    route = {spec.template.removeprefix("/v1/scim/{idp}/"): spec for spec in ROUTES}
+    requests = [("GET", route[name], {}, None) for name in ("Schemas", "ResourceTypes", "ServiceProviderConfig")]
     for endpoint in ("Users", "Groups"):
         requests += [
-            ("GET", [endpoint], {}, None),
-            ("GET", [endpoint], {"filter": 'x eq "y"'}, None),
-            ("GET", [endpoint], probe, None),
-            ("POST", [endpoint], {}, None),
-            ("POST", [endpoint, ".search"], {}, None),
-            ("GET", [endpoint, "id"], {}, None),
-            ("PUT", [endpoint, "id"], {}, None),
-            ("DELETE", [endpoint, "id"], {}, None),
+            ("GET", route[endpoint], {}, None),
+            ("GET", route[endpoint], {"filter": 'x eq "y"'}, None),
+            ("GET", route[endpoint], probe, None),
+            ("POST", route[endpoint], {}, None),
+            ("POST", route[f"{endpoint}/.search"], {}, None),
+            ("GET", route[f"{endpoint}/{{id}}"], {}, None),
+            ("PUT", route[f"{endpoint}/{{id}}"], {}, None),
+            ("DELETE", route[f"{endpoint}/{{id}}"], {}, None),
         ]
-        requests += [("PATCH", [endpoint, "id"], {}, body) for body in patches]
+        requests += [("PATCH", route[f"{endpoint}/{{id}}"], {}, body) for body in patches]
     names = {classify(*request)[0] for request in requests}
     assert names == OPERATIONS  # each label is reachable, and nothing reachable is missing
-    assert classify("GET", ["Bogus"], {}, None)[0] not in OPERATIONS  # made-up endpoints become "Other"
+    assert classify("GET", None, {}, None, "Bogus")[0] not in OPERATIONS  # made-up endpoints become "Other"
 
 
 def test_durations_fall_in_the_first_bucket_whose_bound_is_not_below_them() -> None:

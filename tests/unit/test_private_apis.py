@@ -27,7 +27,7 @@ from scim2_filter_parser import ast as sfp
 from scim2_filter_parser.parser import SCIMParser, SCIMParserError
 from sly.lex import Token
 from starlette.responses import Response
-from starlette.routing import Mount, Route, Router
+from starlette.routing import Match, Mount, Route, Router
 from uvicorn.config import Config
 from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
@@ -278,6 +278,27 @@ async def test_starlette_router_leaves_the_matched_route_in_the_scope() -> None:
         assert scope.get("route") is route, broken(
             "starlette", f"leaves the matched route in scope['route'] for {path} (found {scope.get('route')!r})"
         )
+
+
+def test_starlette_route_matches_a_path_alone_and_hands_back_its_parameters() -> None:
+    async def endpoint(request: object) -> Response:
+        return Response(status_code=204)
+
+    route = Route("/v1/scim/{idp}/Users/{id}", endpoint, methods=("GET", "PATCH"))
+
+    def matches(method: str, path: str) -> tuple[Match, dict]:
+        return route.matches({"type": "http", "method": method, "path": path, "root_path": ""})
+
+    match, child = matches("PATCH", "/v1/scim/contoso/Users/42")
+    assert match is Match.FULL and child["path_params"] == {"idp": "contoso", "id": "42"}, broken(
+        "starlette", f"matches a path and gives its parameters in child_scope['path_params'] (got {match}, {child})"
+    )
+    match, child = matches("POST", "/v1/scim/contoso/Users/42")
+    assert match is Match.PARTIAL and child["path_params"] == {"idp": "contoso", "id": "42"}, broken(
+        "starlette", f"gives PARTIAL and the parameters for a matching path under another method (got {match})"
+    )
+    for path in ("/v1/scim/contoso/Users/42/x", "/v1/scim//Users/42", "/v1/scim/contoso/Users/"):
+        assert matches("GET", path)[0] is Match.NONE, broken("starlette", f"answers NONE for {path}")
 
 
 # --- sly: Token built by hand (scim/filters.py, _token and _describe) ---------------------------------
