@@ -270,6 +270,19 @@ def _clip(text: _Clipped, limit: int) -> _Clipped:
     return text if text is None or len(text) <= limit else text[:limit] + "…"
 
 
+def logged_response_body(raw: bytes | memoryview) -> str | None:
+    """The answer as the record keeps it: its first MAX_LOGGED_BODY characters. Only the bytes that
+    can hold them are decoded (a UTF-8 character is at most 4 bytes), never a whole 100 MB member list
+    on the event loop."""
+    if not raw:
+        return None
+    head = raw[: MAX_LOGGED_BODY * 4]
+    text = str(head, "utf-8", "replace")
+    if len(text) > MAX_LOGGED_BODY or len(raw) > len(head):
+        return text[:MAX_LOGGED_BODY] + "…"
+    return text
+
+
 def _logged_request_body(raw: bytes, parsed: object) -> str | None:
     if not raw:
         return None
@@ -311,5 +324,5 @@ def build_record(request: ScimRequest, status: int, response_raw: bytes | memory
         duration_ms=round(duration_ms, 3),
         client=_clip(request.client_host, MAX_LOGGED_TEXT) or None,
         request_body=_logged_request_body(request.raw_body, request.body),
-        response_body=_clip(str(response_raw, "utf-8", "replace"), MAX_LOGGED_BODY) if response_raw else None,
+        response_body=logged_response_body(response_raw),
     )

@@ -31,6 +31,7 @@ from web.observe import (
     OTHER_CLIENTS,
     ProvisioningLog,
     UnauthenticatedLimit,
+    logged_response_body,
 )
 from web.request_log import MAX_LOGGED_PATH
 
@@ -256,3 +257,11 @@ async def test_a_request_line_clips_the_path_and_idp_id(tmp_path: Path, caplog: 
         assert len(line.request["path"]) == MAX_LOGGED_PATH + 3 and line.request["path"].endswith("...")
         assert len(line.request["client"]) == MAX_LOGGED_PATH
     assert lines[0].request["idp"] == "L" * MAX_LOGGED_PATH + "..."
+
+
+@pytest.mark.parametrize("text", ["", "short", "é" * 20_000, "€" * 16_384, "x" * 16_384, "𝄞" * 16_385, "a" * 70_000])
+def test_a_response_body_is_kept_as_its_first_characters_whatever_its_size(text: str) -> None:
+    # Only the bytes that can hold the kept characters are decoded: the same record as decoding it all.
+    whole = text if len(text) <= MAX_LOGGED_BODY else text[:MAX_LOGGED_BODY] + "…"
+    assert logged_response_body(text.encode()) == (whole or None)
+    assert logged_response_body(memoryview(text.encode())) == (whole or None)
