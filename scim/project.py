@@ -95,6 +95,10 @@ def project(rtype: ResourceType, resource: dict, projection: Projection) -> dict
         kept_value = _project_attribute(rtype, None, key, value, projection)
         if kept_value is not None:
             out[key] = kept_value
+    if "schemas" in out:
+        # An extension the projection left out is no longer in the resource: its URN goes too
+        # (RFC 7643 §3: schemas names the schemas of the attributes the resource holds).
+        out["schemas"] = [urn for urn in out["schemas"] if urn not in rtype.extensions or urn in out]
     return out
 
 

@@ -101,3 +101,14 @@ async def test_search_names_that_are_not_strings_are_a_400_that_says_so(
     assert response.status_code == 400
     error = response.json()
     assert error["scimType"] == "invalidValue" and detail in error["detail"]
+
+
+async def test_an_extension_left_out_by_the_projection_leaves_schemas_too(tenant) -> None:
+    created = await tenant.client.post("/Users", json=entra_user("schemas@x", **{ENTERPRISE: {"department": "R&D"}}))
+    assert created.status_code == 201 and ENTERPRISE in created.json()["schemas"]
+    user_id = created.json()["id"]
+    for params in ({"excludedAttributes": ENTERPRISE}, {"attributes": "userName"}):
+        body = (await tenant.client.get(f"/Users/{user_id}", params=params)).json()
+        assert ENTERPRISE not in body and body["schemas"] == [USER_SCHEMA], (params, body)
+    kept = (await tenant.client.get(f"/Users/{user_id}", params={"attributes": f"{ENTERPRISE}:department"})).json()
+    assert kept[ENTERPRISE] == {"department": "R&D"} and ENTERPRISE in kept["schemas"]
