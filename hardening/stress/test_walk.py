@@ -12,11 +12,11 @@ import httpx
 
 from tests.conftest import PATCH_SCHEMA, entra_user
 from tests.hardening.stall import P99_BUDGET_MS
+from tests.hardening.transport import peak_rss_mib
 from tests.hardening.walk import (
     BIG_USER_SETTINGS,
     STALL_BUDGET_MS,
     client,
-    peak_rss_mib,
     probe,
     seed_big_users,
     seed_dense_groups,
@@ -68,7 +68,7 @@ def test_a_page_of_300_users_of_1_mb(server_factory, monkeypatch) -> None:
     started = time.perf_counter()
     ids = seed_big_users(server, 300, 1_000_000)
     print(f"\nseeded 300 users of about 1 MB in {time.perf_counter() - started:.1f} s", flush=True)
-    rss_before = peak_rss_mib(server)
+    rss_before = peak_rss_mib(server.process.pid)
     with client(server) as http:
         seen = probe(server, timed(lambda: http.get("/Users", params={"count": "300"})), monkeypatch)
         response, _ = seen.expensive_result
@@ -77,7 +77,7 @@ def test_a_page_of_300_users_of_1_mb(server_factory, monkeypatch) -> None:
             "GET /Users?count=300",
             seen,
             f"; {len(response.content) / 2**20:.1f} MiB, itemsPerPage {body['itemsPerPage']}, peak RSS "
-            f"{rss_before:.0f} -> {peak_rss_mib(server):.0f} MiB",
+            f"{rss_before:.0f} -> {peak_rss_mib(server.process.pid):.0f} MiB",
         )
         assert response.status_code == 200 and body["totalResults"] == 300
         assert seen.p99_ms() < P99_BUDGET_MS and max(seen.latencies_ms) < STALL_BUDGET_MS, seen.summary()

@@ -19,12 +19,12 @@ from scim.errors import ERROR_SCHEMA
 from tests.conftest import Tenant, entra_user, patch_body
 from tests.hardening.asgi import configured_tenant
 from tests.hardening.stall import P99_BUDGET_MS
+from tests.hardening.transport import peak_rss_mib
 from tests.hardening.walk import (
     BIG_USER_SETTINGS,
     STALL_BUDGET_MS,
     big_user,
     client,
-    peak_rss_mib,
     probe,
     seed_big_users,
     seed_dense_groups,
@@ -91,7 +91,7 @@ def test_a_page_of_big_users_stalls_no_one_and_ends_at_max_page_bytes(server_fac
     # and as much memory again several times over); now a page ends at scim.max_page_bytes.
     server = server_factory(**BIG_USER_SETTINGS)
     ids = seed_big_users(server, 150, 1_000_000)
-    rss_before = peak_rss_mib(server)
+    rss_before = peak_rss_mib(server.process.pid)
     with client(server) as http:
         seen = probe(server, timed(lambda: http.get("/Users", params={"count": "150"})), monkeypatch)
         response, _ = seen.expensive_result
@@ -100,7 +100,7 @@ def test_a_page_of_big_users_stalls_no_one_and_ends_at_max_page_bytes(server_fac
         assert body["totalResults"] == 150 and 1 <= body["itemsPerPage"] == len(body["Resources"]) < 150
         assert len(response.content) <= 4 * 2**20 + 1024
         assert_stays_fast(seen)
-        assert peak_rss_mib(server) - rss_before < 200, (rss_before, peak_rss_mib(server))
+        assert peak_rss_mib(server.process.pid) - rss_before < 200, (rss_before, peak_rss_mib(server.process.pid))
         found, start = [], 1
         while start <= 150:
             page = http.get("/Users", params={"count": "150", "startIndex": str(start)}).json()

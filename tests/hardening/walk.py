@@ -8,7 +8,6 @@ import json
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
 
@@ -72,14 +71,6 @@ def seed_big_users(server, count: int, size: int) -> list[str]:
 
         with ThreadPoolExecutor(4) as pool:
             return list(pool.map(create, range(count)))
-
-
-def peak_rss_mib(server) -> float:
-    """The server process's peak resident set (VmHWM), as the kernel reports it."""
-    for line in Path(f"/proc/{server.process.pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmHWM in /proc/<pid>/status")
 
 
 def timed(fn: Callable[[], httpx.Response]) -> Callable[[], tuple[httpx.Response, float]]:
