@@ -28,19 +28,17 @@ def report(label: str, seen, extra: str = "") -> None:
     print(f"\n{label}: {seen.summary()}{extra}", flush=True)
 
 
-def test_a_user_in_500_densely_nested_groups(server_factory, monkeypatch) -> None:
+def test_a_user_in_500_densely_nested_groups(server_factory) -> None:
     server = server_factory()
     started = time.perf_counter()
     ids, user_id = seed_dense_groups(server, 500)
     print(f"\nseeded 500 groups x 499 nested groups in {time.perf_counter() - started:.1f} s", flush=True)
     with client(server) as http:
         # Every figure is taken before any is checked: the run prints all of them on any code.
-        seen = probe(server, timed(lambda: http.get(f"/Users/{user_id}")), monkeypatch)
+        seen = probe(server, timed(lambda: http.get(f"/Users/{user_id}")))
         response, _ = seen.expensive_result
         report("GET /Users/{id}", seen, f"; status {response.status_code}, {len(response.content)} bytes")
-        lookup = probe(
-            server, timed(lambda: http.get("/Users", params={"filter": 'userName eq "nested@walk"'})), monkeypatch
-        )
+        lookup = probe(server, timed(lambda: http.get("/Users", params={"filter": 'userName eq "nested@walk"'})))
         found, _ = lookup.expensive_result
         report("userName eq lookup of that user", lookup, f"; status {found.status_code}")
 
@@ -50,7 +48,7 @@ def test_a_user_in_500_densely_nested_groups(server_factory, monkeypatch) -> Non
                     pool.map(lambda gid: http.get("/Users", params={"filter": f'groups eq "{gid}"'}), ids[100:102])
                 )
 
-        filters = probe(server, two_filters, monkeypatch)
+        filters = probe(server, two_filters)
         report("two groups eq filters at once", filters)
     assert response.status_code == 200, response.text[:300]
     groups = response.json()["groups"]
@@ -63,14 +61,14 @@ def test_a_user_in_500_densely_nested_groups(server_factory, monkeypatch) -> Non
         assert run.p99_ms() < P99_BUDGET_MS and max(run.latencies_ms) < STALL_BUDGET_MS, run.summary()
 
 
-def test_a_page_of_300_users_of_1_mb(server_factory, monkeypatch) -> None:
+def test_a_page_of_300_users_of_1_mb(server_factory) -> None:
     server = server_factory(**BIG_USER_SETTINGS)
     started = time.perf_counter()
     ids = seed_big_users(server, 300, 1_000_000)
     print(f"\nseeded 300 users of about 1 MB in {time.perf_counter() - started:.1f} s", flush=True)
     rss_before = peak_rss_mib(server.process.pid)
     with client(server) as http:
-        seen = probe(server, timed(lambda: http.get("/Users", params={"count": "300"})), monkeypatch)
+        seen = probe(server, timed(lambda: http.get("/Users", params={"count": "300"})))
         response, _ = seen.expensive_result
         body = response.json()
         report(
@@ -101,7 +99,7 @@ def test_a_page_of_300_users_of_1_mb(server_factory, monkeypatch) -> None:
         print(f"paged through all 300 users (ids only, then whole) in {pages} pages", flush=True)
 
 
-def test_a_group_of_100000_members(server_factory, monkeypatch) -> None:
+def test_a_group_of_100000_members(server_factory) -> None:
     server = server_factory()
     started = time.perf_counter()
     with client(server) as http:
@@ -119,7 +117,7 @@ def test_a_group_of_100000_members(server_factory, monkeypatch) -> None:
             body = {"schemas": [PATCH_SCHEMA], "Operations": [{"op": "add", "path": "members", "value": value}]}
             assert http.patch(f"/Groups/{group}", json=body).status_code == 204
         print(f"\nseeded a group of 100,000 members in {time.perf_counter() - started:.1f} s", flush=True)
-        seen = probe(server, timed(lambda: http.get(f"/Groups/{group}")), monkeypatch)
+        seen = probe(server, timed(lambda: http.get(f"/Groups/{group}")))
         response, _ = seen.expensive_result
         report("GET /Groups/{id} of 100,000 members", seen, f"; {len(response.content) / 2**20:.1f} MiB")
         assert response.status_code == 200 and len(response.json()["members"]) == 100_000

@@ -8,6 +8,7 @@ how long the expensive request took, so a test can assert that the others stayed
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import time
@@ -39,10 +40,15 @@ class Probe:
         )
 
 
+_tenant_numbers = itertools.count(1)
+
+
 def second_tenant(server) -> tuple[str, dict[str, str]]:
-    """A second IdP with its own key on `server`: its tenant URL and auth header."""
-    key = json.loads(server.cli("apikey", "create", "--name", "other", "--write", "users,groups", "--json").stdout)
-    idp = json.loads(server.cli("idp", "create", "--name", "Other", "--apikey", "other", "--json").stdout)
+    """A further IdP with its own key on `server` (a new one each call, so a test may probe several
+    times): its tenant URL and auth header."""
+    name = f"other{next(_tenant_numbers)}"
+    key = json.loads(server.cli("apikey", "create", "--name", name, "--write", "users,groups", "--json").stdout)
+    idp = json.loads(server.cli("idp", "create", "--name", name.title(), "--apikey", name, "--json").stdout)
     return idp["tenant_url"], {"Authorization": f"Bearer {key['secret']}"}
 
 

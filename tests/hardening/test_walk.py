@@ -43,11 +43,11 @@ def assert_stays_fast(seen, stall_budget_ms: float = STALL_BUDGET_MS) -> None:
     assert max(seen.latencies_ms) < stall_budget_ms, seen.summary()
 
 
-def test_a_user_in_densely_nested_groups_stalls_no_other_tenant(server_factory, monkeypatch) -> None:
+def test_a_user_in_densely_nested_groups_stalls_no_other_tenant(server_factory) -> None:
     server = server_factory()
     ids, user_id = seed_dense_groups(server, DENSE_GROUPS)
     with client(server) as http:
-        seen = probe(server, timed(lambda: http.get(f"/Users/{user_id}")), monkeypatch)
+        seen = probe(server, timed(lambda: http.get(f"/Users/{user_id}")))
         response, _ = seen.expensive_result
         assert response.status_code == 200, response.text[:300]
         groups = response.json()["groups"]
@@ -55,9 +55,7 @@ def test_a_user_in_densely_nested_groups_stalls_no_other_tenant(server_factory, 
         assert [(g["value"], g["type"]) for g in groups if g["type"] == "direct"] == [(ids[0], "direct")]
         assert_stays_fast(seen)
 
-        lookup = probe(
-            server, timed(lambda: http.get("/Users", params={"filter": 'userName eq "nested@walk"'})), monkeypatch
-        )
+        lookup = probe(server, timed(lambda: http.get("/Users", params={"filter": 'userName eq "nested@walk"'})))
         found, _ = lookup.expensive_result
         assert found.status_code == 200 and len(found.json()["Resources"][0]["groups"]) == DENSE_GROUPS
         assert_stays_fast(lookup)
@@ -78,22 +76,20 @@ def test_a_user_in_densely_nested_groups_stalls_no_other_tenant(server_factory, 
         listed = http.get("/Users", params={"filter": 'userName sw "beside"', "excludedAttributes": "groups"})
         assert listed.json()["totalResults"] == 20
 
-        by_group = probe(
-            server, timed(lambda: http.get("/Users", params={"filter": f'groups eq "{ids[-1]}"'})), monkeypatch
-        )
+        by_group = probe(server, timed(lambda: http.get("/Users", params={"filter": f'groups eq "{ids[-1]}"'})))
         filtered, _ = by_group.expensive_result
         assert [r["id"] for r in filtered.json()["Resources"]] == [user_id]
         assert_stays_fast(by_group)
 
 
-def test_a_page_of_big_users_stalls_no_one_and_ends_at_max_page_bytes(server_factory, monkeypatch) -> None:
+def test_a_page_of_big_users_stalls_no_one_and_ends_at_max_page_bytes(server_factory) -> None:
     # 150 users of 1 MB asked for in one page: 150 MB built on the event loop before (a second,
     # and as much memory again several times over); now a page ends at scim.max_page_bytes.
     server = server_factory(**BIG_USER_SETTINGS)
     ids = seed_big_users(server, 150, 1_000_000)
     rss_before = peak_rss_mib(server.process.pid)
     with client(server) as http:
-        seen = probe(server, timed(lambda: http.get("/Users", params={"count": "150"})), monkeypatch)
+        seen = probe(server, timed(lambda: http.get("/Users", params={"count": "150"})))
         response, _ = seen.expensive_result
         assert response.status_code == 200
         body = response.json()
@@ -109,7 +105,7 @@ def test_a_page_of_big_users_stalls_no_one_and_ends_at_max_page_bytes(server_fac
         assert sorted(found) == sorted(ids)
 
 
-def test_reading_a_big_group_stalls_no_other_tenant(server_factory, monkeypatch) -> None:
+def test_reading_a_big_group_stalls_no_other_tenant(server_factory) -> None:
     # 500,000 members (97 MiB of JSON) were rendered and encoded on the event loop, a stall of
     # 0.3-2 s; now on the reader thread that loads them, in slices. What is left on the event loop is
     # copying the answer into the socket's buffer and the provisioning log's clip of it: tens of ms.
@@ -136,7 +132,7 @@ def test_reading_a_big_group_stalls_no_other_tenant(server_factory, monkeypatch)
         )
     conn.close()
     with client(server) as http:
-        seen = probe(server, timed(lambda: http.get(f"/Groups/{group_id}")), monkeypatch)
+        seen = probe(server, timed(lambda: http.get(f"/Groups/{group_id}")))
         response, _ = seen.expensive_result
         assert response.status_code == 200 and len(response.json()["members"]) == members
         assert_stays_fast(seen, stall_budget_ms=250)

@@ -3,8 +3,6 @@ nested groups (each contains every other one) and users of a given size."""
 
 from __future__ import annotations
 
-import itertools
-import json
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -14,7 +12,6 @@ import httpx
 from tests.conftest import PATCH_SCHEMA, entra_user
 from tests.hardening import stall
 
-_tenants = itertools.count(1)
 # The longest any one probe of the other tenant may take. A p99 hides a single stall of the event
 # loop behind a request that then spends seconds sending its answer (hundreds of probes pass
 # meanwhile); a stall shows as one probe that waited for it. Generous for a noisy shared host.
@@ -82,17 +79,7 @@ def timed(fn: Callable[[], httpx.Response]) -> Callable[[], tuple[httpx.Response
     return run
 
 
-def probe(server, expensive: Callable[[], object], monkeypatch) -> stall.Probe:
-    """stall.other_tenant_p99, which may run several times on one server: each run adds its own
-    second tenant (stall names it "other", which can exist once)."""
-
-    def unique_tenant(target) -> tuple[str, dict[str, str]]:
-        number = next(_tenants)
-        key = target.cli("apikey", "create", "--name", f"other{number}", "--write", "users,groups", "--json")
-        idp = target.cli("idp", "create", "--name", f"Other{number}", "--apikey", f"other{number}", "--json")
-        return json.loads(idp.stdout)["tenant_url"], {"Authorization": f"Bearer {json.loads(key.stdout)['secret']}"}
-
-    monkeypatch.setattr(stall, "second_tenant", unique_tenant)
-    # At least 200 probes, so that one slow probe on a loaded host is not the p99 by itself; a stall
-    # of the event loop shows in the longest probe (STALL_BUDGET_MS).
+def probe(server, expensive: Callable[[], object]) -> stall.Probe:
+    """stall.other_tenant_p99 with at least 200 probes, so that one slow probe on a loaded host is not
+    the p99 by itself; a stall of the event loop shows in the longest probe (STALL_BUDGET_MS)."""
     return stall.other_tenant_p99(server, expensive, min_probes=200)
