@@ -23,6 +23,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from scim.errors import ScimError
+from scim.routes import SCIM_PREFIX
 from settings import ConfigError, Settings, load_settings
 from storage.sqlite import AUTH_RECHECK_SECONDS, AdminError, SqliteStore, backup, migrate, pending_migrations
 from web.admin import admin_mounts, security
@@ -33,8 +34,8 @@ from web.metrics import Metrics
 from web.observe import ProvisioningLog, UnauthenticatedLimit
 from web.openapi import openapi_document
 from web.request_log import RequestMiddleware, configure_logging
-from web.responses import SCIM_PREFIX, error_response, http_error_response, server_error_response
-from web.scim_api import ScimApi
+from web.scim.entry import ScimApi
+from web.scim.error_responses import error_response, http_error_response, server_error_response
 
 log = logging.getLogger("scimlet")
 HOUSEKEEPING_SECONDS = 5.0

@@ -1,9 +1,10 @@
 """The SCIM URL grammar, declared once: every endpoint under /v1/scim/{idp}/.
 
-web/scim_api.py binds each route's handler and matches requests with Starlette routes built from
-this table; the metrics route label, the operation name and the provisioning record read the route
-that matched. Order matters: the first route whose template matches a path wins, so a literal
-segment (".search") comes before a parameter ("{id}") in the same place.
+web/scim/entry.py binds each route to its handler (web/scim/handlers.py) and matches requests with
+Starlette routes built from this table; the metrics route label, the operation name and the
+provisioning record read the route that matched. Order matters: the first route whose template
+matches a path wins, so a literal segment (".search") comes before a parameter ("{id}") in the
+same place.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ DISCOVERY = "discovery"  # the read-only endpoints that describe the server, and
 @dataclass(frozen=True, slots=True)
 class ScimRoute:
     """One endpoint: its template (also its metrics label), the methods it answers, the name of the
-    ScimApi method that answers, and what the operation naming reads (resource type and kind)."""
+    ScimHandlers method that answers, and what the operation naming reads (resource type and kind)."""
 
     template: str  # the full path template, e.g. "/v1/scim/{idp}/Users/{id}"
     methods: tuple[str, ...]

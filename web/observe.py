@@ -25,7 +25,7 @@ import orjson
 from scim.operations import classify, may_hold_secrets, redact, target_of
 from storage import LogRecord
 from storage.sqlite import SqliteStore, now
-from web.responses import ScimRequest
+from web.scim.request import ScimRequest
 
 log = logging.getLogger("scimlet.provisioning")
 MAX_LOGGED_BODY = 16_384

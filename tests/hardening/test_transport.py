@@ -36,7 +36,7 @@ from tests.hardening.transport import (
     trickled_post,
     warmed,
 )
-from web.responses import ScimRequest
+from web.scim.request import ScimRequest
 
 # Each live test holds the server's memory or another client's wait to a budget: run alone (serial).
 pytestmark = pytest.mark.serial

@@ -37,7 +37,7 @@ from scim.filters import _KEYWORDS, _PUNCT, tokenize
 from storage.sqlite import _run
 from web.http_protocol import CoalescingHttpProtocol
 from web.metrics import BUCKETS
-from web.responses import ScimResponse
+from web.scim.responses import ScimResponse
 
 TABLE = "docs/architecture.md, section 'Private APIs of pinned packages'"
 REQUIREMENTS = Path(__file__).resolve().parents[2] / "requirements.txt"
@@ -220,7 +220,7 @@ async def test_uvicorn_httptools_protocol_writes_every_response_byte_through_tha
         theirs.close()
 
 
-# --- starlette: Response internals (web/responses.py ScimResponse, web/scim_api.py) ----------------
+# --- starlette: Response internals (web/scim/responses.py ScimResponse, web/scim/entry.py) ----------------
 
 RESPONSE_ATTRIBUTES = {"status_code", "body", "raw_headers", "background"}
 

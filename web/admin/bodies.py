@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.types import Message
 
 from scim.errors import ScimError
-from web.responses import BodyDeadlines
+from web.request_body import BodyDeadlines
 
 MAX_BODY_BYTES = 64 * 1024  # a console form or an admin API call is a few hundred bytes
 MAX_FORM_FIELDS = 50

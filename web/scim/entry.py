@@ -1,0 +1,115 @@
+"""The ASGI entry of the SCIM endpoints: routing by scim/routes.py, every error answered as SCIM,
+and each request's timing, access-log line, metrics and provisioning record."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+from starlette.routing import Match, Route
+from starlette.types import Receive, Scope, Send
+
+from scim.errors import ScimError
+from scim.routes import ROUTES, ScimRoute
+from scim.schemas import GROUP_TYPE, USER_TYPE
+from settings import Settings
+from storage.sqlite import SqliteStore
+from web.metrics import Metrics
+from web.observe import Listener, build_record
+from web.request_log import finish_request, scim_route
+from web.scim.error_responses import detached, error_response, internal_error, routing_error
+from web.scim.handlers import ScimHandlers
+from web.scim.request import ScimRequest
+
+Handler = Callable[[ScimRequest], Awaitable[Response]]
+log = logging.getLogger("scimlet")
+RESOURCE_TYPES = {"User": USER_TYPE, "Group": GROUP_TYPE}
+
+
+class ScimApi:
+    """The ASGI app app.py hands every request under /v1/scim/ to."""
+
+    def __init__(self, store: SqliteStore, settings: Settings, metrics: Metrics, listeners: list[Listener]) -> None:
+        self.metrics = metrics
+        self.listeners = listeners  # each gets every provisioning log record
+        self.handlers = ScimHandlers(store, settings)
+        self.limits = self.handlers.limits
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer one request under /v1/scim/, then count, log and record it.
+
+        The hottest path of the server, so it is one plain ASGI call: routing by path segments (one
+        dict lookup instead of trying a dozen route patterns), every error answered as SCIM, and the
+        request's metrics, log line and provisioning record taken here rather than by middleware
+        wrapping send and receive."""
+        started = time.perf_counter()
+        request = ScimRequest(scope, receive)
+        method, path = request.method, scope["path"]
+        headers: Mapping[str, str] | None = None
+        try:
+            response = await self.route(request)(request)
+        except ScimError as exc:
+            request.error = detached(exc)
+        except HTTPException as exc:
+            request.error, headers = routing_error(method, path, exc), exc.headers
+        except Exception as exc:
+            request.error = internal_error(method, path, exc)
+        if request.error is not None:
+            if request.body_unread:
+                # The protocol ends such a connection after this answer (web/http_protocol.py): say so.
+                headers = {**(headers or {}), "Connection": "close"}
+            response = error_response(request.error, headers)
+        try:
+            await send({"type": "http.response.start", "status": response.status_code, "headers": response.raw_headers})
+            await send({"type": "http.response.body", "body": response.body})
+        finally:
+            seconds = time.perf_counter() - started
+            finish_request(
+                self.metrics,
+                scope,
+                scim_route(request.route),
+                response.status_code,
+                seconds,
+                request.path_params.get("idp"),
+            )
+            record = build_record(request, response.status_code, response.body, seconds * 1000)
+            for listener in self.listeners:
+                try:
+                    listener(record)
+                except Exception:
+                    log.exception("a provisioning log listener failed")
+
+    @functools.cached_property
+    def routes(self) -> dict[str, list[tuple[Route, ScimRoute, Handler]]]:
+        """The route table bound to the handlers: Starlette routes by the segment after the IdP ID, so
+        a path is tried against its own endpoint's two or three routes, not the whole table."""
+        by_endpoint: dict[str, list[tuple[Route, ScimRoute, Handler]]] = {}
+        for spec in ROUTES:
+            handler = getattr(self.handlers, spec.handler)
+            if spec.resource is not None:
+                handler = functools.partial(handler, rtype=RESOURCE_TYPES[spec.resource])
+            route = Route(spec.template, handler, methods=spec.methods)
+            by_endpoint.setdefault(spec.endpoint, []).append((route, spec, handler))
+        return by_endpoint
+
+    def route(self, request: ScimRequest) -> Handler:
+        """The handler of the request's path; sets the request's route and path parameters.
+
+        The methods checked are the table's own: a Starlette route would also let HEAD through."""
+        segments = request.segments
+        scope = request.scope
+        if scope["path"].endswith("/"):
+            scope = {**scope, "path": scope["path"].rstrip("/")}
+        for route, spec, handler in self.routes.get(segments[1], ()) if len(segments) > 1 else ():
+            match, child = route.matches(scope)
+            if match is Match.NONE:
+                continue
+            request.route, request.path_params = spec, child["path_params"]
+            if request.method not in spec.methods:
+                raise HTTPException(405, headers={"Allow": ", ".join(spec.methods)})
+            return handler
+        raise HTTPException(404)

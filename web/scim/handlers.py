@@ -1,0 +1,239 @@
+"""The SCIM handlers, thin: parse -> scim/ -> storage -> render. scim/routes.py names each route's."""
+
+from __future__ import annotations
+
+import orjson
+from starlette.responses import Response
+
+from scim import schemas
+from scim.errors import ScimError, invalid_value, not_found, shown
+from scim.patch import MemberOp, apply_patch
+from scim.resources import etag, etag_matches, parse_etags
+from scim.schemas import GROUP_TYPE, USER_TYPE, Limits, ResourceType
+from scim.validate import find_key, parse_members, validate_resource
+from settings import Settings
+from storage import Change, Row
+from storage.sqlite import SqliteStore
+from web.request_body import BodyDeadlines, read_object
+from web.scim.auth import BearerAuth
+from web.scim.params import page_query, projection
+from web.scim.preconditions import precondition
+from web.scim.render import Renderer, list_response, loads_references
+from web.scim.request import ScimRequest
+from web.scim.responses import ScimResponse, encoded_response
+from web.throttle import AuthThrottle
+
+
+class ScimHandlers:
+    """One method per route of scim/routes.py; the resource endpoints' take the resource type."""
+
+    def __init__(self, store: SqliteStore, settings: Settings) -> None:
+        self.store = store
+        self.scim_settings = settings.scim
+        self.max_body = settings.server.max_body_bytes
+        self.max_count = settings.scim.max_page_size
+        self.max_members = settings.scim.max_members_per_patch
+        self.max_operations = settings.scim.max_operations
+        self.limits = Limits(
+            max_name_length=settings.scim.max_name_length,
+            max_string_length=settings.scim.max_string_length,
+            max_attribute_values=settings.scim.max_attribute_values,
+            max_document_bytes=settings.scim.max_document_bytes,
+        )
+        self.body_deadlines = BodyDeadlines(settings.server.body_timeout)
+        security = settings.security
+        self.auth = BearerAuth(store, AuthThrottle(security.auth_failure_limit, security.auth_failure_window))
+        self.render = Renderer(settings.base_url)
+
+    # --- discovery -------------------------------------------------------------------------------
+
+    async def service_provider_config(self, request: ScimRequest) -> Response:
+        self.auth.authenticate(request)
+        return ScimResponse(
+            schemas.service_provider_config(
+                self.render.base_url(request), self.max_count, self.max_operations, self.max_body
+            )
+        )
+
+    async def resource_types(self, request: ScimRequest) -> Response:
+        self.auth.authenticate(request)
+        base_url = self.render.base_url(request)
+        items = [rtype.to_dict(base_url, self.limits) for rtype in schemas.RESOURCE_TYPES.values()]
+        return ScimResponse(list_response(items, len(items), 1))
+
+    async def resource_type(self, request: ScimRequest) -> Response:
+        self.auth.authenticate(request)
+        name = request.path_params["name"]
+        for rtype in schemas.RESOURCE_TYPES.values():
+            if rtype.name.lower() == name.lower():
+                return ScimResponse(rtype.to_dict(self.render.base_url(request), self.limits))
+        raise not_found(f"No resource type {shown(name)}; known: User, Group")
+
+    async def schema_list(self, request: ScimRequest) -> Response:
+        self.auth.authenticate(request)
+        base_url = self.render.base_url(request)
+        items = [schema.to_dict(base_url, self.limits) for schema in schemas.SCHEMAS.values()]
+        return ScimResponse(list_response(items, len(items), 1))
+
+    async def schema(self, request: ScimRequest) -> Response:
+        self.auth.authenticate(request)
+        urn = request.path_params["urn"]
+        for schema in schemas.SCHEMAS.values():
+            if schema.id.lower() == urn.lower():
+                return ScimResponse(schema.to_dict(self.render.base_url(request), self.limits))
+        raise not_found(f"No schema {shown(urn)}")
+
+    # --- resources -------------------------------------------------------------------------------
+
+    async def list_or_create(self, request: ScimRequest, rtype: ResourceType) -> Response:
+        if request.method == "POST":
+            return await self.create(request, rtype)
+        self.auth.authenticate(request)
+        params = request.query_params
+        return await self.query(
+            request,
+            rtype,
+            {
+                "filter": params.get("filter"),
+                "sortBy": params.get("sortBy"),
+                "sortOrder": params.get("sortOrder"),
+                "startIndex": params.get("startIndex"),
+                "count": params.get("count"),
+                "attributes": params.get("attributes"),
+                "excludedAttributes": params.get("excludedAttributes"),
+            },
+        )
+
+    async def search(self, request: ScimRequest, rtype: ResourceType) -> Response:
+        self.auth.authenticate(request)
+        body = await read_object(request, self.max_body, self.body_deadlines)
+        urns = [u.lower() for u in body.get("schemas") or [] if isinstance(u, str)]
+        if urns and schemas.SEARCH_REQUEST.lower() not in urns:
+            raise ScimError(400, f'A search request\'s schemas must be ["{schemas.SEARCH_REQUEST}"]', "invalidSyntax")
+        return await self.query(request, rtype, body)
+
+    async def search_all(self, request: ScimRequest) -> Response:
+        """POST /.search at the tenant root would search users and groups at once (RFC 7644 §3.4.3).
+
+        We do not; RFC 7644 §3.12 names 501 for an operation the service provider does not support,
+        and clients (scim2-tester among them) read it as exactly that.
+        """
+        self.auth.authenticate(request)
+        raise ScimError(
+            501,
+            "Searching several resource types at once is not supported; POST /Users/.search or /Groups/.search instead",
+        )
+
+    async def query(self, request: ScimRequest, rtype: ResourceType, params: dict) -> Response:
+        query, wanted = page_query(rtype, params, self.scim_settings)
+        total, rows = await self.store.search(
+            rtype.name, request.path_params["idp"], query, self.render.encoder(request, rtype, wanted)
+        )
+        # Row.encoded is None only for a read that was not asked to encode; search(encode=...) sets it on every row.
+        fragments = [orjson.Fragment(row.encoded) for row in rows]  # type: ignore[arg-type]
+        return ScimResponse(list_response(fragments, total, query.start_index))
+
+    async def create(self, request: ScimRequest, rtype: ResourceType) -> Response:
+        principal = self.auth.authenticate(request, write=rtype)
+        body = await read_object(request, self.max_body, self.body_deadlines)
+        doc = validate_resource(rtype, body, limits=self.limits)
+        members = None
+        if rtype is GROUP_TYPE:
+            members = parse_members(find_key(body, "members"))
+            self.check_member_count(len(members))
+        row = await self.store.create(rtype.name, principal.idp_id, doc, members)
+        return self.render.single(request, rtype, row, projection(request, rtype), status=201)
+
+    async def one(self, request: ScimRequest, rtype: ResourceType) -> Response:
+        method = request.method
+        if method == "GET":
+            return await self.get(request, rtype)
+        if method == "DELETE":
+            return await self.delete(request, rtype)
+        if method == "PUT":
+            return await self.replace(request, rtype)
+        return await self.patch(request, rtype)
+
+    async def get(self, request: ScimRequest, rtype: ResourceType) -> Response:
+        principal = self.auth.authenticate(request)
+        wanted = projection(request, rtype)
+        resource_id = request.path_params["id"]
+        row = await self.store.get(
+            rtype.name,
+            principal.idp_id,
+            resource_id,
+            members=loads_references(rtype, wanted),
+            encode=self.render.encoder(request, rtype, wanted),
+        )
+        if row is None:
+            raise not_found(f"{rtype.name} {shown(resource_id)} not found")
+        if "if-none-match" in request.headers and etag_matches(
+            parse_etags(request.headers["if-none-match"]), row.version
+        ):
+            return Response(status_code=304, headers={"ETag": etag(row.version)})
+        assert row.encoded is not None, "get(encode=...) encodes the row"
+        return encoded_response(row.encoded, {"ETag": etag(row.version)})
+
+    async def replace(self, request: ScimRequest, rtype: ResourceType) -> Response:
+        principal = self.auth.authenticate(request, write=rtype)
+        body = await read_object(request, self.max_body, self.body_deadlines)
+        resource_id = request.path_params["id"]
+        if isinstance(body.get("id"), str) and body["id"] != resource_id:
+            raise ScimError(
+                400,
+                f"id is immutable: the body says {shown(body['id'])} but the URL says {shown(resource_id)}",
+                "mutability",
+            )
+        doc = validate_resource(rtype, body, limits=self.limits)
+        member_ops = []
+        if rtype is GROUP_TYPE:
+            members = parse_members(find_key(body, "members"))
+            self.check_member_count(len(members))
+            member_ops = [MemberOp("replace", tuple(members))]
+        check = precondition(request)
+
+        def change(row: Row) -> Change:
+            check(row)
+            return Change(doc=doc, member_ops=member_ops)
+
+        wanted = projection(request, rtype)
+        loaded = loads_references(rtype, wanted)
+        row = await self.store.update(rtype.name, principal.idp_id, resource_id, change, members=loaded)
+        return self.render.written(request, rtype, row, wanted, loaded)
+
+    async def patch(self, request: ScimRequest, rtype: ResourceType) -> Response:
+        principal = self.auth.authenticate(request, write=rtype)
+        body = await read_object(request, self.max_body, self.body_deadlines)
+        operations = body.get("Operations")
+        if isinstance(operations, list) and len(operations) > self.max_operations:
+            raise invalid_value(
+                f"A PATCH may carry at most {self.max_operations} operations; this one has {len(operations)}: split it"
+            )
+        check = precondition(request)
+
+        def change(row: Row) -> Change:
+            check(row)
+            doc, member_ops = apply_patch(rtype, row.doc, body, self.limits, row.id)
+            self.check_member_count(sum(len(op.members) for op in member_ops))
+            return Change(doc=doc, member_ops=member_ops)
+
+        asked = "attributes" in request.query_params or "excludedAttributes" in request.query_params
+        wanted = projection(request, rtype)
+        wants_body = rtype is USER_TYPE or asked
+        loaded = wants_body and loads_references(rtype, wanted)
+        row = await self.store.update(rtype.name, principal.idp_id, request.path_params["id"], change, members=loaded)
+        if not wants_body:
+            return Response(status_code=204, headers={"ETag": etag(row.version)})
+        return self.render.written(request, rtype, row, wanted, loaded)
+
+    async def delete(self, request: ScimRequest, rtype: ResourceType) -> Response:
+        principal = self.auth.authenticate(request, write=rtype)
+        await self.store.delete(rtype.name, principal.idp_id, request.path_params["id"], precondition(request))
+        return Response(status_code=204)
+
+    def check_member_count(self, count: int) -> None:
+        if count > self.max_members:
+            raise invalid_value(
+                f"At most {self.max_members} members may change in one request; "
+                f"this one has {count}: send them in batches"
+            )
