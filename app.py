@@ -26,14 +26,15 @@ from scim.errors import ScimError
 from scim.routes import SCIM_PREFIX
 from settings import ConfigError, Settings, load_settings
 from storage.sqlite import AUTH_RECHECK_SECONDS, AdminError, SqliteStore, backup, migrate, pending_migrations
+from web.access_log import RequestMiddleware
 from web.admin import admin_mounts, security
 from web.admin.service import AdminService
 from web.health import Health
 from web.http_protocol import http_protocol
+from web.log_setup import configure_logging
 from web.metrics import Metrics
 from web.observe import ProvisioningLog, UnauthenticatedLimit
 from web.openapi import openapi_document
-from web.request_log import RequestMiddleware, configure_logging
 from web.scim.entry import ScimApi
 from web.scim.error_responses import error_response, http_error_response, server_error_response
 
@@ -396,7 +397,7 @@ def _serve(settings: Settings) -> int:
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
     # log_config=None: uvicorn's own lines go through configure_logging's handler and format too;
-    # its access log stays off: web/request_log.py logs each request instead. The HTTP protocol is
+    # its access log stays off: web/access_log.py logs each request instead. The HTTP protocol is
     # uvicorn's httptools one, sending each response in one write (web/http_protocol.py).
     uvicorn.run(
         create_app(settings),

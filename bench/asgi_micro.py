@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from app import create_app  # noqa: E402
 from settings import load_settings  # noqa: E402
-from web.request_log import configure_logging  # noqa: E402
+from web.log_setup import configure_logging  # noqa: E402
 
 USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
 PATCH_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:PatchOp"

@@ -22,6 +22,7 @@ from storage import LogRecord
 from tests.conftest import PATCH_SCHEMA, entra_user
 from tests.hardening.asgi import configured_tenant
 from tests.hardening.flood import LOG_TEXT_COLUMNS, flood, stored_log_bytes
+from web.access_log import MAX_LOGGED_PATH
 from web.observe import (
     FLUSH_RECORDS,
     MAX_LOGGED_BODY,
@@ -33,7 +34,6 @@ from web.observe import (
     UnauthenticatedLimit,
     logged_response_body,
 )
-from web.request_log import MAX_LOGGED_PATH
 
 LONG = "Q" * 5000  # a client value: a detail quoting more than SHOWN_CHARS of it is not clipped
 MAX_DETAIL = 400  # the longest detail any of these may be, with its clipped quotation

@@ -18,8 +18,8 @@ from scim.operations import classify
 from scim.routes import ROUTES
 from tests.conftest import GROUP_SCHEMA, entra_user, patch_body
 from tests.ops.conftest import Ops, open_ops, parse_metrics, settings_for, value
+from web.access_log import RequestMiddleware
 from web.metrics import OPERATIONS, Metrics
-from web.request_log import RequestMiddleware
 
 USERS = "/v1/scim/{idp}/Users"
 ONE_USER = "/v1/scim/{idp}/Users/{id}"

@@ -18,9 +18,9 @@ from scim.routes import ROUTES, ScimRoute
 from scim.schemas import GROUP_TYPE, USER_TYPE
 from settings import Settings
 from storage.sqlite import SqliteStore
+from web.access_log import finish_request, scim_route
 from web.metrics import Metrics
 from web.observe import Listener, build_record
-from web.request_log import finish_request, scim_route
 from web.scim.error_responses import detached, error_response, internal_error, routing_error
 from web.scim.handlers import ScimHandlers
 from web.scim.request import ScimRequest
