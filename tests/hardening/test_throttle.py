@@ -10,9 +10,6 @@ import pytest
 from web.admin.security import SignInThrottle
 from web.throttle import MAX_TRACKED_CLIENTS, AuthThrottle, AuthThrottled
 
-# The full-table test compares per-call times: run alone (serial).
-pytestmark = pytest.mark.serial
-
 
 class Clock:
     def __init__(self) -> None:
@@ -87,6 +84,7 @@ def per_new_address_seconds(failed, tracked: int, calls: int = 2000) -> float:
     return min(rounds)
 
 
+@pytest.mark.serial  # compares per-call times: run alone
 @pytest.mark.parametrize("kind", ["scim", "admin sign-in"])
 def test_a_full_table_costs_a_new_address_no_more_than_an_empty_one(kind: str) -> None:
     """10,000 tracked addresses, none expired: a scan per new address made each 401 four times slower."""

@@ -38,8 +38,9 @@ from tests.hardening.transport import (
 )
 from web.scim.request import ScimRequest
 
-# Each live test holds the server's memory or another client's wait to a budget: run alone (serial).
-pytestmark = pytest.mark.serial
+# A live test that holds the server's memory (Peak) or another client's wait to a budget runs alone:
+# @pytest.mark.serial. The others assert on timeouts of seconds, with seconds of margin, or count
+# objects in their own process: they run in parallel.
 
 MARKER = "only-in-this-test's-bodies"
 JSON = {"Content-Type": "application/json"}
@@ -122,6 +123,7 @@ async def test_failing_requests_are_freed_without_the_cyclic_collector(tmp_path:
 # --- live servers: each class well past its limit, within a memory budget --------------------------
 
 
+@pytest.mark.serial
 def test_large_failing_searches_of_a_read_only_key_do_not_pile_up(server_factory) -> None:
     server = server_factory("searches", start=False)
     tenant_url, secret = read_only_tenant(server)
@@ -134,6 +136,7 @@ def test_large_failing_searches_of_a_read_only_key_do_not_pile_up(server_factory
     assert peak.mib - start < 60, (start, peak.mib)
 
 
+@pytest.mark.serial
 def test_console_and_admin_api_bodies_are_bounded_while_streaming(server_factory) -> None:
     server = server_factory("bodies", admin_password=PASSWORD, admin_token=TOKEN)
     start = warmed(server)
@@ -176,6 +179,7 @@ def test_console_and_admin_api_bodies_have_a_deadline_and_survive_a_disconnect(s
     assert server.query("SELECT count(*) FROM api_keys") == [(1,)]
 
 
+@pytest.mark.serial
 def test_pipelining_without_reading_answers_is_bounded_and_others_are_served(server_factory) -> None:
     server = server_factory("pipeline")
     start = warmed(server)
@@ -235,6 +239,7 @@ def test_a_slow_reader_that_keeps_reading_is_not_cut_off(server_factory) -> None
 SMALL_SEND_BUFFER = [(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)]
 
 
+@pytest.mark.serial
 def test_a_body_over_the_limit_always_reaches_the_client_as_413(server_factory) -> None:
     """The client reads the 413 and its detail whether it keeps the connection or not, also when its
     send buffer is small, as over a real network (a close with the body unread used to reset it)."""

@@ -115,9 +115,12 @@ def test_reading_a_big_group_stalls_no_other_tenant(server_factory) -> None:
         group_id = http.post("/Groups", json={"displayName": "everyone"}).json()["id"]
     members = 500_000
     conn = sqlite3.connect(server.db_path)
+    # Keys in ascending order, and a page cache that holds the indexes: each insert appends to every
+    # B-tree instead of landing on a random page of it (random uuid4 order took 23 s here, this 7 s).
+    conn.execute("PRAGMA cache_size = -262144")
     with conn:
         stamp = "2026-01-01T00:00:00.000Z"
-        users = [(str(uuid.uuid4()), f"m{i:06d}@walk") for i in range(members)]
+        users = [(uid, f"m{i:06d}@walk") for i, uid in enumerate(sorted(str(uuid.uuid4()) for _ in range(members)))]
         conn.executemany(
             "INSERT INTO users (id, idp_id, user_name, external_id, active, doc, version, created, modified) "
             "VALUES (?, ?, ?, NULL, 1, ?, 1, ?, ?)",
