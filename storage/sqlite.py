@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import hmac
 import logging
 import math
@@ -31,7 +30,9 @@ import orjson
 from scim.errors import ScimError, invalid_value, not_found, shown
 from scim.filters import Node, format_datetime
 from scim.patch import Member, MemberOp
+from settings import Settings
 from storage import (
+    AdminError,
     AdminSession,
     ApiKey,
     Change,
@@ -46,10 +47,13 @@ from storage import (
     Principal,
     Query,
     Row,
+    StorageStats,
 )
+from storage.common import format_timestamp, hash_secret, new_resource_id, now, readiness_failure
 from storage.sql import GROUPS, USERS, TableMap, escape_like, is_point_lookup, order_clause, where_clause
 
 log = logging.getLogger("scimlet.storage")
+health_log = logging.getLogger("scimlet.health")
 MIGRATIONS = Path(__file__).parent / "migrations"
 # How long a change to keys or IdPs made by another process may take to reach a running server.
 AUTH_RECHECK_SECONDS = 0.1
@@ -89,56 +93,6 @@ IN_PLACE_STEPS = 50_000
 PAGE_LOAD_STEPS = 2_000_000
 PAGE_LOAD_GRAIN = 10_000
 LOG_COLUMNS = LogRecord._fields[:-2]  # the columns written; id and resource_name are read back
-
-
-class AdminError(Exception):
-    """An administration request that cannot be done (unknown key, duplicate name...).
-
-    `status` is the HTTP status the admin API answers with: 400, 404 (no such key or IdP) or 409 (name taken).
-    """
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-def now() -> str:
-    """The current time as format_datetime writes it (UTC, milliseconds, Z)."""
-    return format_timestamp(time.time())
-
-
-def format_timestamp(seconds: float) -> str:
-    """A time.time() value as format_datetime writes it (a current time: a four-digit year). The
-    part up to the second is formatted once per second: a few times per request, this costs a
-    quarter of datetime's isoformat."""
-    global _second
-    whole = int(seconds)
-    cached, prefix = _second
-    if cached != whole:
-        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
-        _second = (whole, prefix)  # one tuple, replaced whole: safe across threads
-    return f"{prefix}.{int((seconds - whole) * 1000):03d}Z"
-
-
-_second: tuple[int, str] = (-1, "")
-
-
-def new_resource_id() -> str:
-    """A UUIDv7 (RFC 9562 §5.7): time first, then random bits. New users and groups sort after the
-    ones before them, so their id index entries (and their member rows, which Entra adds in batches
-    of recently created users) land on a few pages at the end of each B-tree instead of on one
-    random page per row: a batch of 100 member rows was 200 pages written, it is now a handful."""
-    millis = time.time_ns() // 1_000_000
-    random = int.from_bytes(os.urandom(10))  # one system call for both random fields
-    rand_a, rand_b = random >> 68, random & (2**62 - 1)
-    digits = f"{(millis << 80) | (0x7 << 76) | (rand_a << 64) | (0b10 << 62) | rand_b:032x}"
-    # str(uuid.UUID(int=...)) gives the same text for three times the cost.
-    return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
-
-
-def hash_secret(secret: str) -> str:
-    # Secrets are 256-bit random tokens, so a fast hash is enough: there is nothing to brute-force.
-    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 def _dumps(doc: dict) -> str:
@@ -249,8 +203,27 @@ def _statements(script: str) -> list[str]:
     return [s for s in statements if s.strip()]
 
 
+def from_settings(settings: Settings) -> SqliteStore:
+    """The store for database.url (a sqlite:/// URL) or, when it is not set, database.path."""
+    db = settings.database
+    return SqliteStore(
+        path_of(db.backend_url),
+        synchronous=db.synchronous,
+        readers=db.readers,
+        max_write_queue=settings.scim.max_write_queue,
+        max_size_bytes=db.max_size_bytes,
+        max_user_groups=settings.scim.max_user_groups,
+        min_free_bytes=db.min_free_bytes,
+    )
+
+
+def path_of(url: str) -> str:
+    """The file a sqlite:///PATH URL names (sqlite:////PATH: an absolute path)."""
+    return url.removeprefix("sqlite:///")
+
+
 class SqliteStore:
-    """The Store protocol on SQLite (see storage/__init__.py)."""
+    """The Store protocol (storage/interfaces.py) on SQLite."""
 
     def __init__(
         self,
@@ -261,8 +234,10 @@ class SqliteStore:
         max_write_queue: int = 0,
         max_size_bytes: int = 0,
         max_user_groups: int = 5000,
+        min_free_bytes: int = 0,
     ) -> None:
         self.path = path
+        self.min_free_bytes = min_free_bytes  # readiness reports "disk" below this much free space (0: never)
         self.synchronous = synchronous
         self.reader_count = readers
         self.max_write_queue = max_write_queue
@@ -345,6 +320,88 @@ class SqliteStore:
     @property
     def write_queue_depth(self) -> int:
         return len(self._queue)
+
+    # --- operations: migrations, backup, readiness, metrics, check-config ------------------------
+
+    async def migrate(self) -> list[str]:
+        return await asyncio.to_thread(migrate, self.path)
+
+    async def pending_migrations(self) -> list[str]:
+        if self.readers:
+            return await self.read(pending_migrations)
+        return await asyncio.to_thread(self._pending_read_only)
+
+    def _pending_read_only(self) -> list[str]:
+        """Pending migrations from a read-only connection: asking creates no database file."""
+        if not Path(self.path).exists():
+            return [f.name for f in sorted(MIGRATIONS.glob("*.sql"))]
+        conn = sqlite3.connect(f"{Path(self.path).resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            return pending_migrations(conn)
+        finally:
+            conn.close()
+
+    async def backup(self, destination: str) -> dict[str, int]:
+        return await asyncio.to_thread(backup, self.path, destination)
+
+    async def describe(self) -> list[str]:
+        return [f"database {self.path}: {await self._state()}"]
+
+    async def _state(self) -> str:
+        if not Path(self.path).exists():
+            return "does not exist yet; `serve` or `migrate` creates it"
+        try:
+            pending = await self.pending_migrations()
+        except sqlite3.Error as exc:
+            return f"cannot be read ({exc})"
+        return (
+            f"{len(pending)} pending migrations ({', '.join(pending)}); `migrate` or `serve` applies them"
+            if pending
+            else "exists, schema up to date"
+        )
+
+    async def readiness(self, timeout: float) -> dict[str, str]:
+        """The database file is where the config says (and is the file the server has open), a
+        reader connection answers and finds no pending migration, a write goes through the single
+        writer (an empty write joins the next group commit, so the check costs one batch slot, not
+        a transaction of its own under load), and there is room to write: no write was refused for
+        lack of space in the last minute and the disk has min_free_bytes free."""
+        checks = {"database": "ok", "migrations": "ok", "writer": "ok", "disk": "ok"}
+        # Open connections keep reading and writing a database file that was deleted or replaced,
+        # and everything written from then on is lost at the next restart: look at the path itself.
+        if not os.path.isfile(self.path):
+            health_log.warning("readiness: the database file %s is missing", self.path)
+            checks["database"] = "the database file is missing"
+        elif lost := self.check_files():
+            checks["database"] = f"{lost}; restart the server"
+        space = self.space_problem(self.min_free_bytes)
+        if space:
+            health_log.warning("readiness: the database is short of space: %s", space)
+            checks["disk"] = space
+        reader: list[str] | BaseException
+        writer: None | BaseException
+        reader, writer = await asyncio.gather(
+            asyncio.wait_for(self.read(pending_migrations), timeout),
+            asyncio.wait_for(self.write(_nothing), timeout),
+            return_exceptions=True,
+        )
+        if isinstance(reader, BaseException):
+            checks["database"] = readiness_failure("the database does not answer reads", reader, timeout)
+            checks["migrations"] = "unknown: the database does not answer"
+        elif reader:
+            checks["migrations"] = f"{len(reader)} pending: {', '.join(reader)}; run `python app.py migrate`"
+        if isinstance(writer, BaseException):
+            checks["writer"] = readiness_failure("the database writer does not complete writes", writer, timeout)
+        return checks
+
+    async def stats(self) -> StorageStats:
+        sizes = {}
+        for label, suffix in (("database", ""), ("wal", "-wal")):
+            try:
+                sizes[label] = os.stat(self.path + suffix).st_size
+            except OSError:
+                sizes[label] = 0
+        return StorageStats(write_queue_depth=len(self._queue), write_batches=self.batches, sizes=sizes)
 
     # --- the two kinds of unit of work ---------------------------------------------------------
 
@@ -1097,6 +1154,10 @@ def _run_batch(conn: sqlite3.Connection, fns: list[Callable]) -> list[tuple[bool
             conn.execute("ROLLBACK")
         raise
     return outcomes
+
+
+def _nothing(conn: sqlite3.Connection) -> None:
+    """The empty unit of work the writer check sends through the write queue."""
 
 
 def _fetch(conn: sqlite3.Connection, sql: str, params: tuple) -> list[tuple]:

@@ -20,7 +20,7 @@ from starlette.routing import BaseRoute, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from scim.routes import ScimRoute
-from storage.sqlite import format_timestamp
+from storage.common import format_timestamp
 from web.metrics import Metrics
 
 log = logging.getLogger("scimlet.access")

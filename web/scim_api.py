@@ -25,8 +25,7 @@ from scim.routes import ROUTES, ScimRoute
 from scim.schemas import GROUP_TYPE, USER_TYPE, Limits, ResourceType
 from scim.validate import find_key, parse_members, validate_resource
 from settings import Settings
-from storage import Change, Encoder, Principal, Query, Row
-from storage.sqlite import SqliteStore
+from storage import Change, Encoder, Principal, Query, ResourceStore, Row
 from web.metrics import Metrics
 from web.observe import Listener, build_record
 from web.request_log import finish_request, scim_route
@@ -61,7 +60,7 @@ class Unauthorized(ScimError):
 
 
 class ScimApi:
-    def __init__(self, store: SqliteStore, settings: Settings, metrics: Metrics, listeners: list[Listener]) -> None:
+    def __init__(self, store: ResourceStore, settings: Settings, metrics: Metrics, listeners: list[Listener]) -> None:
         self.store = store
         self.settings = settings
         self.metrics = metrics

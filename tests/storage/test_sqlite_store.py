@@ -16,8 +16,8 @@ from scim.filters import format_datetime, parse_filter
 from scim.patch import Member, MemberOp
 from scim.paths import resolve_text
 from scim.schemas import GROUP_TYPE, USER_TYPE
-from storage import Change, Query
-from storage.sqlite import AUTH_RECHECK_SECONDS, MIGRATIONS, AdminError, SqliteStore, migrate, pending_migrations
+from storage import AdminError, Change, Query
+from storage.sqlite import AUTH_RECHECK_SECONDS, MIGRATIONS, SqliteStore, migrate, pending_migrations
 
 
 def user_doc(name: str, **extra: object) -> dict:
