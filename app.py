@@ -24,7 +24,7 @@ from starlette.types import Receive, Scope, Send
 from scim.errors import ScimError
 from settings import ConfigError, Settings, load_settings
 from storage import AdminError, Store, create_store
-from storage.sqlite import AUTH_RECHECK_SECONDS
+from storage.common import AUTH_RECHECK_SECONDS
 from web.admin import admin_mounts, security
 from web.admin.service import AdminService
 from web.health import Health

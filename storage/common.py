@@ -10,6 +10,9 @@ import time
 from scim.errors import ScimError
 
 log = logging.getLogger("scimlet.health")
+# How long a change to keys or IdPs made by another process may take to reach a running server
+# (every backend's authenticate keeps to it; the CLI waits it out before it reports such a change done).
+AUTH_RECHECK_SECONDS = 0.1
 
 
 def now() -> str:

@@ -58,7 +58,7 @@ class ResourceStore(Protocol):
 
         Synchronous and cheap: answered from memory when the sign-in was verified before. A key
         revoked or an IdP deleted, also by another process, stops signing in within
-        AUTH_RECHECK_SECONDS (storage.sqlite). Records the key's last use (see AdminStore.flush_last_used)."""
+        AUTH_RECHECK_SECONDS (storage.common). Records the key's last use (see AdminStore.flush_last_used)."""
         ...
 
     async def create(self, rtype: str, idp_id: str, doc: dict, members: list[Member] | None = None) -> Row:
