@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import gc
 import logging
-import sqlite3
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -25,7 +24,8 @@ from starlette.types import Receive, Scope, Send
 from scim.errors import ScimError
 from scim.routes import SCIM_PREFIX
 from settings import ConfigError, Settings, load_settings
-from storage.sqlite import AUTH_RECHECK_SECONDS, AdminError, SqliteStore, backup, migrate, pending_migrations
+from storage import AdminError, Store, create_store
+from storage.common import AUTH_RECHECK_SECONDS
 from web.access_log import RequestMiddleware
 from web.admin import admin_mounts, security
 from web.admin.service import AdminService
@@ -44,19 +44,7 @@ PRUNE_EVERY_TICKS = 720  # hourly
 GC_THRESHOLDS = (50_000, 20, 20)
 
 
-def create_store(settings: Settings) -> SqliteStore:
-    db = settings.database
-    return SqliteStore(
-        db.path,
-        synchronous=db.synchronous,
-        readers=db.readers,
-        max_write_queue=settings.scim.max_write_queue,
-        max_size_bytes=db.max_size_bytes,
-        max_user_groups=settings.scim.max_user_groups,
-    )
-
-
-def create_app(settings: Settings, store: SqliteStore | None = None) -> Starlette:
+def create_app(settings: Settings, store: Store | None = None) -> Starlette:
     """The ASGI app. The store is opened and closed by the app's lifespan."""
     store = store or create_store(settings)
     recording = settings.provisioning_log
@@ -66,11 +54,11 @@ def create_app(settings: Settings, store: SqliteStore | None = None) -> Starlett
     )
     metrics = Metrics(store, settings.metrics.token, provisioning_log)
     scim = ScimApi(store, settings, metrics, listeners=[provisioning_log.add, metrics.record_operation])
-    health = Health(store, min_free_bytes=settings.database.min_free_bytes)
+    health = Health(store)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        migrate(settings.database.path)
+        await store.migrate()
         await store.open()
         await provisioning_log.start()
         await metrics.load_idps()
@@ -125,7 +113,7 @@ class ScimletApp(Starlette):
             await super().__call__(scope, receive, send)
 
 
-async def _housekeeping(store: SqliteStore, settings: Settings) -> None:
+async def _housekeeping(store: Store, settings: Settings) -> None:
     """Batched last-used times every few seconds; provisioning log retention at start and hourly."""
     retention = settings.provisioning_log
     ticks = 0
@@ -228,8 +216,8 @@ def _print(data: object, as_json: bool, text: str) -> None:
 
 
 async def _admin(settings: Settings, args: argparse.Namespace) -> int:
-    migrate(settings.database.path)
     store = create_store(settings)
+    await store.migrate()
     await store.open()
     service = AdminService(store, settings)
     try:
@@ -318,6 +306,7 @@ async def _admin_password(service: AdminService) -> int:
 async def _bootstrap(settings: Settings) -> None:
     """On first start, create a Default IdP and key and an admin password, and print the secrets once."""
     store = create_store(settings)
+    await store.migrate()
     await store.open()
     try:
         password = await AdminService(store, settings).ensure_admin_password()
@@ -357,38 +346,21 @@ async def _bootstrap(settings: Settings) -> None:
 
 
 def _check_config(settings: Settings) -> int:
+    store = create_store(settings)  # a database.url no backend serves is a config error, before any output
     source = Path(settings.source)
     origin = f"{source} is valid" if source.exists() else f"{source} does not exist: built-in defaults"
     print(f"# {origin}. Effective settings (file, then SCIMLET_* variables), secrets masked:\n")
     print(settings.to_toml())
-    print(f"\n# database {settings.database.path}: {_database_state(settings.database.path)}")
+    for line in asyncio.run(store.describe()):
+        print(f"\n# {line}")
     for warning in settings.warnings():
         print(f"warning: {warning}", file=sys.stderr)
     return 0
 
 
-def _database_state(path: str) -> str:
-    if not Path(path).exists():
-        return "does not exist yet; `serve` or `migrate` creates it"
-    try:
-        conn = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
-        try:
-            pending = pending_migrations(conn)
-        finally:
-            conn.close()
-    except sqlite3.Error as exc:
-        return f"cannot be read ({exc})"
-    return (
-        f"{len(pending)} pending migrations ({', '.join(pending)}); `migrate` or `serve` applies them"
-        if pending
-        else "exists, schema up to date"
-    )
-
-
 def _serve(settings: Settings) -> int:
     import uvicorn
 
-    migrate(settings.database.path)
     asyncio.run(_bootstrap(settings))
     server = settings.server
     # Requests allocate many short-lived dicts and almost no reference cycles: collecting the young
@@ -428,13 +400,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "serve":
             return _serve(settings)
         if args.command == "migrate":
-            applied = migrate(settings.database.path)
+            applied = asyncio.run(create_store(settings).migrate())
             print(f"applied {', '.join(applied)}" if applied else "database is up to date")
             return 0
         if args.command == "backup":
-            counts = backup(settings.database.path, args.path)
+            counts = asyncio.run(create_store(settings).backup(args.path))
             print(
-                f"backed up {settings.database.path} to {args.path}: "
+                f"backed up the database to {args.path}: "
                 f"{counts['users']} users, {counts['groups']} groups, integrity ok"
             )
             return 0

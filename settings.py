@@ -135,9 +135,46 @@ class ServerSettings:
     )
 
 
+def _database_url(value: str) -> str | None:
+    if not value:
+        return None
+    try:
+        url = urlsplit(value)
+    except ValueError:
+        url = urlsplit("")
+    if not url.scheme or not value.startswith(f"{url.scheme}://"):
+        return (
+            'must be a URL such as "sqlite:///./data/scimlet.db" or "postgresql://user:password@host:5432/scimlet", '
+            f"not {masked_url(value)!r}"
+        )
+    if url.scheme == "sqlite" and (url.netloc or url.path in ("", "/") or url.query or url.fragment):
+        return (
+            "must name the SQLite file as sqlite:///PATH (relative to the working directory) or "
+            f"sqlite:////PATH (absolute), not {value!r}"
+        )
+    return None
+
+
+def masked_url(value: str) -> str:
+    """The URL with its password, if any, masked (check-config and error messages print URLs)."""
+    try:
+        url = urlsplit(value)
+    except ValueError:
+        return value
+    if url.password is None:
+        return value
+    return url._replace(netloc=url.netloc.replace(f":{url.password}@", ":********@", 1)).geturl()
+
+
 @dataclass(frozen=True)
 class DatabaseSettings:
-    path: str = setting("./data/scimlet.db", "the SQLite file (directory created)")
+    url: str = setting(
+        "",
+        "the database: `sqlite:///PATH` (`sqlite:////PATH` absolute) or `postgresql://user:password@host:port/db`",
+        default_note="(= `sqlite:///` + `database.path`)",
+        check=_database_url,
+    )
+    path: str = setting("./data/scimlet.db", "the SQLite file (directory created) when `database.url` is not set")
     synchronous: str = setting(
         "NORMAL",
         "`FULL` makes every acknowledged write survive power loss, at a cost",
@@ -154,6 +191,11 @@ class DatabaseSettings:
         "`/readyz` answers 503 (`disk`) while the database's file system has less free space; `0` turns it off",
         default_note="(64 MiB)",
     )
+
+    @property
+    def backend_url(self) -> str:
+        """database.url, or the SQLite file database.path as a URL when it is not set."""
+        return self.url or f"sqlite:///{self.path}"
 
 
 @dataclass(frozen=True)
@@ -287,6 +329,8 @@ class Settings:
             for key, value in keys.items():
                 if any(word in key.lower() for word in SECRET_WORDS) and value:
                     lines.append(f'{key} = "********"')
+                elif key == "url" and isinstance(value, str):
+                    lines.append(f"{key} = {toml_value(masked_url(value))}")
                 else:
                     lines.append(f"{key} = {toml_value(value)}")
         return "\n".join(lines).lstrip("\n")

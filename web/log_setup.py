@@ -12,7 +12,7 @@ from typing import TextIO
 
 import orjson
 
-from storage.sqlite import format_timestamp
+from storage.common import format_timestamp
 
 ACCESS_LOGGER = "scimlet.access"  # the logger of request lines (web/access_log.py)
 TEXT_FORMAT = "%(levelname)s %(name)s: %(message)s"

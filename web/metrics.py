@@ -12,7 +12,6 @@ import bisect
 import hmac
 import itertools
 import logging
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -24,8 +23,7 @@ from prometheus_client.utils import floatToGoString
 from starlette.requests import Request
 from starlette.responses import Response
 
-from storage import LogRecord
-from storage.sqlite import SqliteStore
+from storage import LogRecord, Store
 from web.observe import ProvisioningLog
 
 log = logging.getLogger("scimlet.metrics")
@@ -66,8 +64,7 @@ class Snapshot:
 
     idps: list[tuple[str, str, int, int]] = field(default_factory=list)  # (id, name, users, groups)
     database_up: bool = True
-    database_bytes: int = 0
-    wal_bytes: int = 0
+    database_sizes: dict[str, int] = field(default_factory=dict)  # bytes by file label (StorageStats.sizes)
     write_queue_depth: int = 0
     write_batches: int = 0
     log_buffered: int = 0
@@ -79,7 +76,7 @@ class Snapshot:
 class Metrics:
     """The app's metrics: request counters fed per request, SCIM operations fed by provisioning records."""
 
-    def __init__(self, store: SqliteStore, token: str, provisioning_log: ProvisioningLog | None = None) -> None:
+    def __init__(self, store: Store, token: str, provisioning_log: ProvisioningLog | None = None) -> None:
         self.store = store
         self.token = token
         self.provisioning_log = provisioning_log
@@ -143,21 +140,15 @@ class Metrics:
         return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), self.token.encode())
 
     async def _read_store(self) -> Snapshot:
-        snapshot = Snapshot(write_queue_depth=self.store.write_queue_depth, write_batches=self.store.batches)
+        stats = await self.store.stats()
+        snapshot = Snapshot(
+            database_sizes=stats.sizes, write_queue_depth=stats.write_queue_depth, write_batches=stats.write_batches
+        )
         if self.provisioning_log is not None:
             snapshot.log_buffered = len(self.provisioning_log.pending)
             snapshot.log_written = self.provisioning_log.written
             snapshot.log_dropped = self.provisioning_log.dropped
             snapshot.log_lost = self.provisioning_log.lost
-        for suffix in ("", "-wal"):
-            try:
-                size = os.stat(self.store.path + suffix).st_size
-            except OSError:
-                size = 0
-            if suffix:
-                snapshot.wal_bytes = size
-            else:
-                snapshot.database_bytes = size
         try:
             idps = await self.store.list_idps()
             counts = await asyncio.gather(*(self.store.counts(idp.id) for idp in idps))
@@ -229,10 +220,12 @@ class _StoreCollector(Collector):
             value=int(snap.database_up),
         )
         size = GaugeMetricFamily(
-            "scimlet_database_size_bytes", "Size of the SQLite database file and its WAL", labels=["file"]
+            "scimlet_database_size_bytes",
+            "Size of the database's files on disk (SQLite: the file and its WAL)",
+            labels=["file"],
         )
-        size.add_metric(["database"], snap.database_bytes)
-        size.add_metric(["wal"], snap.wal_bytes)
+        for label, bytes_on_disk in snap.database_sizes.items():
+            size.add_metric([label], bytes_on_disk)
         yield size
         yield GaugeMetricFamily(
             "scimlet_write_queue_depth", "Writes waiting for the database writer", value=snap.write_queue_depth

@@ -23,8 +23,8 @@ from typing import TypeVar
 import orjson
 
 from scim.operations import classify, may_hold_secrets, redact, target_of
-from storage import LogRecord
-from storage.sqlite import SqliteStore, now
+from storage import LogRecord, LogStore
+from storage.common import now
 from web.scim.request import ScimRequest
 
 log = logging.getLogger("scimlet.provisioning")
@@ -166,7 +166,7 @@ def _refill(bucket: list[float], per_minute: int, moment: float) -> float:
 class ProvisioningLog:
     """The buffer between requests and the provisioning_log table."""
 
-    def __init__(self, store: SqliteStore, unauthenticated: UnauthenticatedLimit | None = None) -> None:
+    def __init__(self, store: LogStore, unauthenticated: UnauthenticatedLimit | None = None) -> None:
         self.store = store
         self.unauthenticated = unauthenticated or UnauthenticatedLimit(0, 0)
         self.pending: list[LogRecord] = []

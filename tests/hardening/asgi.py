@@ -8,8 +8,9 @@ from pathlib import Path
 
 import httpx
 
-from app import create_app, create_store
+from app import create_app
 from settings import load_settings
+from storage import create_store
 from storage.sqlite import migrate
 from tests.conftest import Tenant
 

@@ -13,7 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from storage.sqlite import AdminError, backup, migrate
+from storage import AdminError
+from storage.sqlite import backup, migrate
 from tests.conftest import run_cli
 from tests.hardening.load import Load, verify
 

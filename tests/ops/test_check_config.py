@@ -5,6 +5,7 @@ One test runs the real command line; the rest call app.main in process (same cod
 
 from __future__ import annotations
 
+import asyncio
 import os
 import tomllib
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 
 import app
 from settings import DEFAULTS, SECRET_WORDS, load_settings
+from storage import create_store
 from storage.sqlite import migrate
 from tests.conftest import run_cli
 
@@ -125,6 +127,10 @@ def test_database_state_and_warnings(
         ('[logging]\nformat = "xml"\n', "logging.format must be one of text, json"),
         ("[scim]\nmax_user_groups = 0\n", "scim.max_user_groups must be at least 1"),
         ("[scim]\nmax_page_bytes = -1\n", "scim.max_page_bytes must not be negative"),
+        ('[database]\nurl = "./data/scimlet.db"\n', "database.url must be a URL such as"),
+        ('[database]\nurl = "sqlite://host/scimlet.db"\n', "database.url must name the SQLite file as sqlite:///PATH"),
+        ('[database]\nurl = "sqlite:///"\n', "database.url must name the SQLite file"),
+        ('[database]\nurl = "mysql://db.example.com/scim"\n', "no storage backend for mysql://; use one of sqlite://"),
     ],
 )
 def test_bad_file_is_one_line_and_a_non_zero_exit(
@@ -145,3 +151,22 @@ def test_bad_environment_value_is_reported_too(capsys: pytest.CaptureFixture, mo
     status, _, err = check_config(capsys)
     assert status == 2
     assert err == "config error: SCIMLET_LOGGING_FORMAT: logging.format must be one of text, json\n"
+
+
+def test_database_url_wins_over_database_path(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SCIMLET_DATABASE_PATH", str(tmp_path / "from-path.db"))
+    monkeypatch.setenv("SCIMLET_DATABASE_URL", f"sqlite:///{tmp_path / 'from-url.db'}")
+    assert asyncio.run(create_store(load_settings()).migrate()) != []
+    assert (tmp_path / "from-url.db").is_file() and not (tmp_path / "from-path.db").exists()
+    status, out, _ = check_config(capsys)
+    assert status == 0
+    assert f"# database {tmp_path / 'from-url.db'}: exists, schema up to date" in out
+
+
+def test_a_password_in_database_url_is_masked() -> None:
+    settings = load_settings(environ={"SCIMLET_DATABASE_URL": "postgresql://scim:hunter2@db.example.com:5432/scim"})
+    printed = settings.to_toml()
+    assert "hunter2" not in printed
+    assert tomllib.loads(printed)["database"]["url"] == "postgresql://scim:********@db.example.com:5432/scim"

@@ -21,7 +21,7 @@ from scim.filters import fold, format_datetime, matches, parse_filter
 from scim.schemas import ENTERPRISE_USER, GROUP_TYPE, USER, USER_TYPE
 from storage.sql import GROUPS, USERS, where_clause
 
-MIGRATION = Path(__file__).resolve().parents[2] / "storage" / "migrations" / "001_initial.sql"
+MIGRATION = Path(__file__).resolve().parents[2] / "storage" / "sqlite" / "migrations" / "001_initial.sql"
 IDP = "idp-1"
 SETTINGS = settings(
     max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]

@@ -10,14 +10,15 @@ from pathlib import Path
 
 import pytest
 
-import storage.sqlite
+import storage.sqlite.engine
 from scim.errors import ScimError
 from scim.filters import format_datetime, parse_filter
 from scim.patch import Member, MemberOp
 from scim.paths import resolve_text
 from scim.schemas import GROUP_TYPE, USER_TYPE
-from storage import Change, Query
-from storage.sqlite import AUTH_RECHECK_SECONDS, MIGRATIONS, AdminError, SqliteStore, migrate, pending_migrations
+from storage import AdminError, Change, Query
+from storage.common import AUTH_RECHECK_SECONDS
+from storage.sqlite import MIGRATIONS, SqliteStore, migrate, pending_migrations
 
 
 def user_doc(name: str, **extra: object) -> dict:
@@ -148,7 +149,7 @@ async def test_commits_reach_the_database_file_without_waiting_for_a_full_wal(
 ) -> None:
     # The writer's own checkpoint (at 1,000 WAL pages) is off; a separate connection checkpoints
     # every CHECKPOINT_SECONDS after a commit, so even a small burst of writes reaches the file.
-    monkeypatch.setattr(storage.sqlite, "CHECKPOINT_SECONDS", 0.1)
+    monkeypatch.setattr(storage.sqlite.engine, "CHECKPOINT_SECONDS", 0.1)
     path = tmp_path / "checkpoint.db"
     migrate(str(path))
     add_tenants(str(path))

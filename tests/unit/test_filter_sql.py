@@ -19,7 +19,7 @@ from scim.paths import resolve_text
 from scim.schemas import ENTERPRISE_USER, GROUP_TYPE, USER_TYPE
 from storage.sql import GROUPS, USERS, order_clause, where_clause
 
-MIGRATION = Path(__file__).resolve().parents[2] / "storage" / "migrations" / "001_initial.sql"
+MIGRATION = Path(__file__).resolve().parents[2] / "storage" / "sqlite" / "migrations" / "001_initial.sql"
 IDP = "idp-1"
 OTHER_IDP = "idp-2"
 HOSTILE = "O'Brien\"; DROP TABLE users; -- x"

@@ -34,7 +34,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResp
 from uvicorn.server import ServerState
 
 from scim.filters import _KEYWORDS, _PUNCT, tokenize
-from storage.sqlite import _run
+from storage.sqlite.engine import _run
 from web.http_protocol import CoalescingHttpProtocol
 from web.metrics import BUCKETS
 from web.scim.responses import ScimResponse
@@ -66,7 +66,7 @@ def test_the_installed_versions_are_the_pinned_ones() -> None:
         assert version(package) == pinned(package), broken(package, f"is the pinned version {pinned(package)}")
 
 
-# --- aiosqlite: Connection._execute and Connection._conn (storage/sqlite.py, _run) ----------------
+# --- aiosqlite: Connection._execute and Connection._conn (storage/sqlite/engine.py, _run) ---------
 
 
 async def test_aiosqlite_execute_runs_a_function_on_the_connection_thread(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from starlette.routing import Route
 
 from scim.errors import ScimError, shown
 from scim.schemas import GROUP_TYPE, USER_TYPE, ResourceType
-from storage.sqlite import AdminError
+from storage import AdminError
 from web.admin.auth import AdminAuth, Throttled, client_address, csrf_ok
 from web.admin.bodies import AdminBodies
 from web.admin.service import AdminService, log_query

@@ -22,8 +22,7 @@ from starlette.templating import Jinja2Templates
 
 from scim.errors import ScimError, shown
 from scim.schemas import GROUP_TYPE, USER_TYPE, ResourceType
-from storage import AdminSession, LogRecord
-from storage.sqlite import AdminError
+from storage import AdminError, AdminSession, LogRecord
 from web.admin.auth import AdminAuth, Throttled, client_address, csrf_ok
 from web.admin.bodies import AdminBodies
 from web.admin.service import ENTRA_MAPPINGS, ICONS, OPERATIONS, AdminService, log_query

@@ -14,8 +14,7 @@ from scim.filters import Node, format_datetime, parse_filter
 from scim.resources import to_resource
 from scim.schemas import GROUP_TYPE, USER_TYPE, ResourceType
 from settings import Settings
-from storage import ApiKey, DirectoryPage, Idp, LogCounters, LogQuery, LogRecord
-from storage.sqlite import AdminError, SqliteStore
+from storage import AdminError, ApiKey, DirectoryPage, Idp, LogCounters, LogQuery, LogRecord, Store
 from web.admin import security
 
 # The built-in IdP icons: inline SVG (24x24 viewBox) drawn with currentColor, nothing downloaded.
@@ -101,7 +100,7 @@ class GroupDetail:
 
 
 class AdminService:
-    def __init__(self, store: SqliteStore, settings: Settings) -> None:
+    def __init__(self, store: Store, settings: Settings) -> None:
         self.store = store
         self.settings = settings
 

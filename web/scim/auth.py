@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from scim.errors import ScimError
 from scim.schemas import GROUP_TYPE, USER_TYPE, ResourceType
-from storage import Principal
-from storage.sqlite import SqliteStore
+from storage import Principal, ResourceStore
 from web.scim.request import ScimRequest
 from web.throttle import AuthThrottle
 
@@ -22,7 +21,7 @@ class Unauthorized(ScimError):
 class BearerAuth:
     """Checks the request's bearer token against the store's cached keys; failures feed the throttle."""
 
-    def __init__(self, store: SqliteStore, throttle: AuthThrottle) -> None:
+    def __init__(self, store: ResourceStore, throttle: AuthThrottle) -> None:
         self.store = store
         self.throttle = throttle
 

@@ -17,7 +17,7 @@ from scim.errors import ScimError
 from scim.routes import ROUTES, ScimRoute
 from scim.schemas import GROUP_TYPE, USER_TYPE
 from settings import Settings
-from storage.sqlite import SqliteStore
+from storage import ResourceStore
 from web.access_log import finish_request, scim_route
 from web.metrics import Metrics
 from web.observe import Listener, build_record
@@ -33,7 +33,7 @@ RESOURCE_TYPES = {"User": USER_TYPE, "Group": GROUP_TYPE}
 class ScimApi:
     """The ASGI app app.py hands every request under /v1/scim/ to."""
 
-    def __init__(self, store: SqliteStore, settings: Settings, metrics: Metrics, listeners: list[Listener]) -> None:
+    def __init__(self, store: ResourceStore, settings: Settings, metrics: Metrics, listeners: list[Listener]) -> None:
         self.metrics = metrics
         self.listeners = listeners  # each gets every provisioning log record
         self.handlers = ScimHandlers(store, settings)

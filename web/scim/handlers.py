@@ -12,8 +12,7 @@ from scim.resources import etag, etag_matches, parse_etags
 from scim.schemas import GROUP_TYPE, USER_TYPE, Limits, ResourceType
 from scim.validate import find_key, parse_members, validate_resource
 from settings import Settings
-from storage import Change, Row
-from storage.sqlite import SqliteStore
+from storage import Change, ResourceStore, Row
 from web.request_body import BodyDeadlines, read_object
 from web.scim.auth import BearerAuth
 from web.scim.params import page_query, projection
@@ -27,7 +26,7 @@ from web.throttle import AuthThrottle
 class ScimHandlers:
     """One method per route of scim/routes.py; the resource endpoints' take the resource type."""
 
-    def __init__(self, store: SqliteStore, settings: Settings) -> None:
+    def __init__(self, store: ResourceStore, settings: Settings) -> None:
         self.store = store
         self.scim_settings = settings.scim
         self.max_body = settings.server.max_body_bytes

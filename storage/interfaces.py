@@ -1,0 +1,299 @@
+"""The storage seam: what each consumer may ask of a backend, one protocol per consumer, and `Store`,
+all of them together, which every backend (storage/sqlite/, ...) implements.
+
+Who uses which: the SCIM API (web/scim_api.py) a `ResourceStore`; the provisioning log (web/observe.py)
+a `LogStore`; readiness (web/health.py) an `OperationsStore`; the admin service, the console, /metrics
+and app.py (start-up, the CLI, housekeeping) the whole `Store`.
+
+Errors: a SCIM request's failure is a scim.errors.ScimError (its status and scimType are the answer);
+a backend that cannot store or read now raises ScimError 503 with `retry_after` when it knows when to
+come back, and ScimError 429 when its write queue is full. An administration request that cannot be
+done raises storage.errors.AdminError (400, 404 unknown key or IdP, 409 name taken).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from scim.filters import Node
+from scim.patch import Member
+from storage.records import (
+    AdminSession,
+    ApiKey,
+    ChangeFn,
+    CheckFn,
+    DirectoryPage,
+    Encoder,
+    Idp,
+    LogCounters,
+    LogQuery,
+    LogRecord,
+    Principal,
+    Query,
+    Row,
+)
+
+
+@dataclass(frozen=True)
+class StorageStats:
+    """What /metrics reports about the backend, read when Prometheus scrapes."""
+
+    write_queue_depth: int  # writes waiting for the database
+    write_batches: int  # write transactions committed since open()
+    # Bytes on disk by file label ("database", "wal" for SQLite); empty when the backend has no files here.
+    sizes: dict[str, int] = field(default_factory=dict)
+
+
+class ResourceStore(Protocol):
+    """Users and groups of one IdP, and who may call (the SCIM API). `rtype` is "User" or "Group".
+
+    Shared guarantees: userName (users) and displayName (groups) are unique per IdP regardless of
+    ASCII letter case; a row's version goes up by one only when a write really changed it (its
+    document or its members); membership changes are deltas applied in order, never a rewrite of
+    the list read earlier, so concurrent member changes lose nothing."""
+
+    def authenticate(self, idp_id: str, secret: str) -> Principal | None:
+        """The principal for this IdP and bearer secret, or None (unknown IdP, wrong or revoked key).
+
+        Synchronous and cheap: answered from memory when the sign-in was verified before. A key
+        revoked or an IdP deleted, also by another process, stops signing in within
+        AUTH_RECHECK_SECONDS (storage.common). Records the key's last use (see AdminStore.flush_last_used)."""
+        ...
+
+    async def create(self, rtype: str, idp_id: str, doc: dict, members: list[Member] | None = None) -> Row:
+        """Store a new resource (`doc` is canonical: no id, meta, members or groups) with a new id,
+        version 1, created = modified = now; groups get `members` added. Returns the row with its
+        members (groups) or groups (users, none yet).
+
+        Raises ScimError 409 uniqueness (name taken in the IdP, any letter case), 400 invalidValue
+        (a member id unknown in the IdP, of the wrong type, or the group itself; nothing stored),
+        401 (the IdP was deleted while the request ran; nothing stored), 503/429 (cannot write now)."""
+        ...
+
+    async def get(
+        self, rtype: str, idp_id: str, resource_id: str, *, members: bool = True, encode: Encoder | None = None
+    ) -> Row | None:
+        """The resource, or None when the IdP has none with this id. With `members`, a group's
+        members or a user's groups (direct and nested) are loaded; with `encode`, `row.encoded` is
+        encode(row), made where the row was read.
+
+        Raises ScimError 400 tooMany when a user's groups are more than scim.max_user_groups, 503."""
+        ...
+
+    async def search(
+        self, rtype: str, idp_id: str, query: Query, encode: Encoder | None = None
+    ) -> tuple[int, list[Row]]:
+        """The number of matches and one page of them (query.start_index, query.count, sorted as
+        asked, else in creation order). With `encode`, each row gets `encoded`, and the page ends
+        before the row that takes it past query.max_bytes (0: no limit); a page whose members are
+        costly to load may end early too. A page always holds at least one row when any is left.
+
+        Filters compare strings with ASCII case folding, as scim/filters.py does in Python.
+        Raises ScimError 400 invalidFilter (a filter the database cannot evaluate), 400 tooMany, 503."""
+        ...
+
+    async def update(self, rtype: str, idp_id: str, resource_id: str, change: ChangeFn, *, members: bool = True) -> Row:
+        """Read the current row and call change(row) inside the write transaction; store what it
+        returns (a new document and/or member deltas). An exception from `change` (a failed
+        If-Match, a bad PATCH) propagates and nothing is changed. The version is bumped, and
+        `modified` set, only when the document or the membership really changed. Returns the row as
+        written, with members/groups when asked (a user's groups are None when more than
+        scim.max_user_groups).
+
+        Raises ScimError 404 (no such resource), 409 uniqueness, 400 invalidValue (unknown member),
+        401 (IdP deleted meanwhile), 503/429."""
+        ...
+
+    async def delete(self, rtype: str, idp_id: str, resource_id: str, check: CheckFn | None = None) -> None:
+        """Delete the resource and its memberships. check(row) runs first inside the write
+        transaction; an exception from it propagates and nothing is deleted. Every group the
+        resource was a member of gets its version bumped and `modified` set.
+
+        Raises ScimError 404 (no such resource), 401 (IdP deleted meanwhile), 503/429."""
+        ...
+
+
+class AdminStore(Protocol):
+    """API keys, IdPs and their counts (the admin service, the CLI, the console, /metrics).
+
+    Key and IdP names are unique (API keys regardless of letter case when looked up). A key belongs
+    to one IdP. Every change that can end a sign-in (revoke, rebind, delete) takes effect at once in
+    this process and within AUTH_RECHECK_SECONDS in others."""
+
+    async def create_api_key(
+        self, name: str, description: str, users_write: bool, groups_write: bool
+    ) -> tuple[ApiKey, str]:
+        """A new key and its secret (returned only now; only its hash is stored).
+        Raises AdminError 400 (empty name), 409 (name taken)."""
+        ...
+
+    async def list_api_keys(self) -> list[ApiKey]:
+        """Every key, oldest first, with its last use as recorded in memory or stored."""
+        ...
+
+    async def find_api_key(self, id_or_name: str) -> ApiKey:
+        """The key with this id, or this name in any letter case. Raises AdminError 404."""
+        ...
+
+    async def revoke_api_key(self, id_or_name: str) -> ApiKey:
+        """Revoke the key (again: no change) and return it; it stops signing in. Raises AdminError 404."""
+        ...
+
+    async def create_idp(self, name: str, icon: str, api_key: str | None) -> Idp:
+        """A new IdP, bound to the key with this id or name when given. Raises AdminError 400 (empty
+        name, revoked key), 404 (no such key), 409 (name taken, or the key is bound to another IdP)."""
+        ...
+
+    async def list_idps(self) -> list[Idp]:
+        """Every IdP, oldest first."""
+        ...
+
+    async def get_idp(self, idp_id: str) -> Idp:
+        """The IdP. Raises AdminError 404."""
+        ...
+
+    async def set_idp_api_key(self, idp_id: str, api_key: str) -> Idp:
+        """Bind the key (id or name) to the IdP, replacing its key; returns the IdP.
+        Raises AdminError 400 (revoked key), 404 (no such IdP or key), 409 (key bound to another IdP)."""
+        ...
+
+    async def delete_idp(self, idp_id: str) -> None:
+        """Delete the IdP with all its users, groups and memberships. Raises AdminError 404."""
+        ...
+
+    async def flush_last_used(self) -> None:
+        """Store the keys' last-use times recorded by authenticate (batched: sign-ins never write)."""
+        ...
+
+    async def counts(self, idp_id: str) -> dict[str, int]:
+        """{"users": n, "groups": n} of the IdP (0 and 0 for an unknown one)."""
+        ...
+
+
+class ConsoleStore(Protocol):
+    """The admin console's own data: settings, sessions, and pages of the directory."""
+
+    async def get_setting(self, key: str) -> str | None:
+        """The stored value, or None."""
+        ...
+
+    async def set_setting(self, key: str, value: str) -> None:
+        """Store the value, replacing any."""
+        ...
+
+    async def setting_or_create(self, key: str, value: str) -> str:
+        """The stored value, storing `value` first when there is none; racing callers get one same value."""
+        ...
+
+    async def create_admin_session(self, session: AdminSession, client: str | None) -> None:
+        """Store a session (by its id's hash); expired sessions are removed meanwhile."""
+        ...
+
+    async def get_admin_session(self, id_hash: str) -> AdminSession | None:
+        """The session, or None when unknown or expired."""
+        ...
+
+    async def delete_admin_sessions(self, id_hash: str | None = None) -> None:
+        """Delete one session (sign-out), or every session (None: the admin password changed)."""
+        ...
+
+    async def directory_page(
+        self,
+        rtype: str,
+        idp_id: str,
+        where: Node | None,
+        *,
+        text: str | None = None,
+        after: str | None = None,
+        before: str | None = None,
+        limit: int = 50,
+    ) -> DirectoryPage:
+        """A page of at most `limit` users (with their groups) or groups (with member counts) in name
+        order, after the name `after` or before the name `before` (keyset paging; fewer than a page
+        before it gives the first page), matching the filter `where` and the plain search `text`
+        (in the name, users' given or family name, or equal to the externalId or id).
+        Raises ScimError 400 invalidFilter, 400 tooMany, 503."""
+        ...
+
+    async def group_members(self, idp_id: str, group_id: str, limit: int) -> tuple[int, list[dict]]:
+        """How many direct members the group has, and the first `limit` ({"value", "type", "display"})."""
+        ...
+
+
+class LogStore(Protocol):
+    """The provisioning log: one record per SCIM request, buffered by web/observe.py."""
+
+    async def append_logs(self, records: list[LogRecord]) -> None:
+        """Store the records (their id and resource_name are ignored) in one write. Raises ScimError 503/429."""
+        ...
+
+    async def prune_logs(self, max_age_days: int, max_rows: int) -> int:
+        """Delete records older than max_age_days, and beyond the newest max_rows (0: no limit);
+        returns how many were deleted."""
+        ...
+
+    async def query_logs(self, query: LogQuery) -> tuple[list[LogRecord], bool]:
+        """Matching records newest first (time, then id), at most query.limit, and whether older ones match too."""
+        ...
+
+    async def get_log(self, log_id: int) -> LogRecord | None:
+        """The record, or None (never written, or pruned)."""
+        ...
+
+    async def log_counters(self, idp_ids: list[str], since: str) -> dict[str, LogCounters]:
+        """Per IdP: operations and failures since `since`, and the time of its newest record ever."""
+        ...
+
+
+class OperationsStore(Protocol):
+    """The backend's life cycle and health (app.py, /readyz, /metrics, the CLI)."""
+
+    batches: int  # write transactions committed since open()
+
+    async def open(self) -> None:
+        """Connect; the schema must be migrated (see migrate). Raises the driver's error when it cannot."""
+        ...
+
+    async def close(self) -> None:
+        """Store the last-use times (a database that cannot store them is logged, not raised) and disconnect."""
+        ...
+
+    async def migrate(self) -> list[str]:
+        """Apply the pending schema migrations, each in its own transaction; returns their names in
+        order (empty when up to date). Works before open(), and creates the database when needed."""
+        ...
+
+    async def pending_migrations(self) -> list[str]:
+        """The names of the migrations not applied yet (all of them for an empty database). Works before open()."""
+        ...
+
+    async def backup(self, destination: str) -> dict[str, int]:
+        """A consistent copy of the database (one snapshot, also while the server writes) at
+        `destination`, checked before it is put there; returns its {"users": n, "groups": n}.
+        Raises AdminError when there is no database, the destination exists, or the copy fails."""
+        ...
+
+    async def readiness(self, timeout: float) -> dict[str, str]:
+        """{"database", "migrations", "writer", "disk"} -> "ok" or what is wrong, in words that name
+        no path (the answer is public). Probes of the database that take longer than `timeout`
+        seconds each are reported as not answering."""
+        ...
+
+    async def stats(self) -> StorageStats:
+        """The write queue, the batches committed and the database's size on disk, for /metrics."""
+        ...
+
+    async def describe(self) -> list[str]:
+        """check-config's lines about the database: where it is and its state (missing, unreadable,
+        pending migrations, up to date). Works before open() and changes nothing."""
+        ...
+
+    @property
+    def write_queue_depth(self) -> int:
+        """Writes waiting for the database now."""
+        ...
+
+
+class Store(ResourceStore, AdminStore, ConsoleStore, LogStore, OperationsStore, Protocol):
+    """Everything a backend offers: what app.py builds with storage.create_store and hands to web/."""

@@ -1,0 +1,178 @@
+"""The records the store and its callers exchange: resources, queries, keys, IdPs, sessions, log records."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from scim.filters import Node
+from scim.patch import MemberOp
+from scim.paths import AttrRef
+
+
+@dataclass
+class Row:
+    """A stored resource: its canonical document (no id/meta/members/groups) and bookkeeping."""
+
+    id: str
+    doc: dict
+    version: int
+    created: str
+    modified: str
+    members: list[dict] | None = None  # groups, when loaded: [{"value", "type", "display"}]
+    groups: list[dict] | None = None  # users, when loaded: [{"value", "display", "type"}]
+    encoded: bytes | None = None  # the resource as the client reads it, when the read was asked to encode it
+
+
+@dataclass
+class Change:
+    """What an update does: a new document (None keeps it) and membership deltas, in order."""
+
+    doc: dict | None = None
+    member_ops: list[MemberOp] = field(default_factory=list)
+
+
+ChangeFn = Callable[[Row], Change]
+CheckFn = Callable[[Row], None]
+# Renders a row as the client reads it, as JSON; run by the store where it read the row.
+Encoder = Callable[[Row], bytes]
+
+
+@dataclass(frozen=True)
+class Query:
+    where: Node | None = None
+    sort_by: AttrRef | None = None
+    descending: bool = False
+    start_index: int = 1  # 1-based, as in SCIM
+    count: int = 100
+    members: bool = True  # load member rows (groups) / group memberships (users)
+    max_bytes: int = 0  # the page ends before the encoded rows pass this (always one row); 0: no limit
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    id: str
+    name: str
+    description: str
+    users_write: bool
+    groups_write: bool
+    created: str
+    last_used: str | None
+    revoked: str | None
+
+    @property
+    def privileges(self) -> list[str]:
+        return [name for name, on in (("users", self.users_write), ("groups", self.groups_write)) if on]
+
+
+@dataclass(frozen=True)
+class Idp:
+    id: str
+    name: str
+    icon: str
+    api_key_id: str | None
+    created: str
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: a valid, unrevoked key bound to the IdP in the URL."""
+
+    idp_id: str
+    api_key_id: str
+    users_write: bool
+    groups_write: bool
+
+
+@dataclass(frozen=True)
+class AdminSession:
+    """A signed-in admin console session (the id itself is never stored, only its hash)."""
+
+    id_hash: str
+    csrf_token: str
+    created: str
+    expires: str
+
+
+@dataclass
+class DirectoryPage:
+    """One page of users or groups in name order (userName / displayName), keyset-paged.
+
+    `first` and `last` are the names at the page's edges: the cursors for the pages before and after.
+    """
+
+    total: int
+    rows: list[Row]
+    has_previous: bool
+    has_next: bool
+    member_counts: dict[str, int] = field(default_factory=dict)  # groups: id -> number of direct members
+
+    @property
+    def first(self) -> str | None:
+        return _name_of(self.rows[0]) if self.rows else None
+
+    @property
+    def last(self) -> str | None:
+        return _name_of(self.rows[-1]) if self.rows else None
+
+
+def _name_of(row: Row) -> str:
+    return row.doc.get("userName") or row.doc.get("displayName") or ""
+
+
+@dataclass(frozen=True)
+class LogQuery:
+    """A provisioning log query; every field narrows it. Records come newest first."""
+
+    idp_id: str | None = None
+    failures: bool | None = None  # True: status >= 400 only; False: successes only
+    operation: str | None = None
+    text: str | None = None  # in target, detail or path; or the resource's id or its current name
+    since: str | None = None  # inclusive, a stored timestamp (UTC, ...Z)
+    until: str | None = None  # exclusive
+    before_id: int | None = None  # keyset cursor: records older than this one
+    limit: int = 50
+
+
+class LogRecord(NamedTuple):
+    """A provisioning log record. The columns written come first, in provisioning_log's order: a
+    tuple, because one is made for every SCIM request and goes to the database as it is. Read
+    back, a record also has its id and the resource's name now."""
+
+    time: str
+    idp_id: str | None
+    api_key_id: str | None
+    method: str
+    path: str
+    operation: str
+    resource_type: str | None
+    resource_id: str | None
+    target: str | None
+    status: int
+    scim_type: str | None
+    detail: str | None
+    duration_ms: float
+    client: str | None
+    request_body: str | None
+    response_body: str | None
+    id: int | None = None  # given by the database
+    resource_name: str | None = None  # the resource's userName / displayName now, when it still exists
+
+    @property
+    def failed(self) -> bool:
+        return self.status >= 400
+
+    @property
+    def label(self) -> str | None:
+        """What the record is about in words: a PATCH or DELETE is recorded with an id; show the name."""
+        if self.resource_name and self.target in (None, self.resource_id):
+            return self.resource_name
+        return self.target
+
+
+@dataclass(frozen=True)
+class LogCounters:
+    operations: int  # in the window asked for
+    failures: int  # in the window asked for
+    last_activity: str | None  # the newest record ever

@@ -1,0 +1,239 @@
+"""API keys, IdPs and the sign-in cache on SQLite."""
+
+from __future__ import annotations
+
+import hmac
+import math
+import secrets
+import sqlite3
+import time
+import uuid
+
+from scim.errors import shown
+from storage import (
+    AdminError,
+    ApiKey,
+    Idp,
+    Principal,
+)
+from storage.common import AUTH_RECHECK_SECONDS, format_timestamp, hash_secret, now
+from storage.sqlite.engine import Engine, fetch
+
+
+class KeysAndIdps(Engine):
+    """AdminStore's keys and IdPs, and authenticate from an in-memory cache of verified sign-ins."""
+
+    # API key id -> time.time() of its last sign-in; formatted only when read or written out.
+    _last_used: dict[str, float]
+    _principals: dict[tuple[str, str], Principal]  # (IdP ID, secret hash) -> principal
+    _auth_epoch: int
+    _auth_checked: float
+
+    def _start_auth_cache(self) -> None:
+        self._last_used = {}
+        self._principals = {}
+        self._auth_epoch = -1
+        self._auth_checked = -math.inf
+
+    async def create_api_key(
+        self, name: str, description: str, users_write: bool, groups_write: bool
+    ) -> tuple[ApiKey, str]:
+        name = name.strip()
+        if not name:
+            raise AdminError("An API key needs a name")
+        secret = secrets.token_urlsafe(32)
+        key = ApiKey(str(uuid.uuid4()), name, description, users_write, groups_write, now(), None, None)
+
+        def insert(conn: sqlite3.Connection) -> None:
+            try:
+                conn.execute(
+                    "INSERT INTO api_keys (id, name, description, secret_hash, users_write, groups_write, created)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        key.id,
+                        key.name,
+                        description,
+                        hash_secret(secret),
+                        int(users_write),
+                        int(groups_write),
+                        key.created,
+                    ),
+                )
+            except sqlite3.IntegrityError:
+                raise AdminError(f"An API key named {shown(name)} already exists", 409) from None
+
+        await self.write(insert)
+        return key, secret
+
+    async def list_api_keys(self) -> list[ApiKey]:
+        rows = await self.read(
+            fetch,
+            "SELECT id, name, description, users_write, groups_write, created, "
+            "last_used, revoked FROM api_keys ORDER BY created",
+            (),
+        )
+        return [
+            ApiKey(
+                r[0],
+                r[1],
+                r[2],
+                bool(r[3]),
+                bool(r[4]),
+                r[5],
+                format_timestamp(self._last_used[r[0]]) if r[0] in self._last_used else r[6],
+                r[7],
+            )
+            for r in rows
+        ]
+
+    async def find_api_key(self, id_or_name: str) -> ApiKey:
+        for key in await self.list_api_keys():
+            if key.id == id_or_name or key.name.lower() == id_or_name.lower():
+                return key
+        raise AdminError(f"No API key with id or name {shown(id_or_name)}", 404)
+
+    async def revoke_api_key(self, id_or_name: str) -> ApiKey:
+        key = await self.find_api_key(id_or_name)
+        if key.revoked:
+            return key
+        stamp = now()
+        await self.write(lambda conn: conn.execute("UPDATE api_keys SET revoked = ? WHERE id = ?", (stamp, key.id)))
+        self._auth_changed()
+        return await self.find_api_key(key.id)
+
+    async def create_idp(self, name: str, icon: str, api_key: str | None) -> Idp:
+        name = name.strip()
+        if not name:
+            raise AdminError("An IdP needs a name")
+        key_id = None
+        if api_key:
+            key = await self.find_api_key(api_key)
+            if key.revoked:
+                raise AdminError(f"API key {shown(key.name)} is revoked")
+            key_id = key.id
+        idp = Idp(_idp_id(), name, icon, key_id, now())
+
+        def insert(conn: sqlite3.Connection) -> None:
+            if key_id is not None:
+                _check_key_free(conn, key_id, key.name, idp.id)
+            try:
+                conn.execute(
+                    "INSERT INTO idps (id, name, icon, api_key_id, created) VALUES (?, ?, ?, ?, ?)",
+                    (idp.id, idp.name, idp.icon, idp.api_key_id, idp.created),
+                )
+            except sqlite3.IntegrityError:
+                raise AdminError(f"An IdP named {shown(name)} already exists", 409) from None
+
+        await self.write(insert)
+        return idp
+
+    async def list_idps(self) -> list[Idp]:
+        rows = await self.read(fetch, "SELECT id, name, icon, api_key_id, created FROM idps ORDER BY created", ())
+        return [Idp(*r) for r in rows]
+
+    async def get_idp(self, idp_id: str) -> Idp:
+        for idp in await self.list_idps():
+            if idp.id == idp_id:
+                return idp
+        raise AdminError(f"No IdP with id {shown(idp_id)}", 404)
+
+    async def set_idp_api_key(self, idp_id: str, api_key: str) -> Idp:
+        idp = await self.get_idp(idp_id)
+        key = await self.find_api_key(api_key)
+        if key.revoked:
+            raise AdminError(f"API key {shown(key.name)} is revoked")
+
+        def select(conn: sqlite3.Connection) -> None:
+            if idp.api_key_id != key.id:  # saving the key it has is no new binding (even a shared legacy one)
+                _check_key_free(conn, key.id, key.name, idp.id)
+            conn.execute("UPDATE idps SET api_key_id = ? WHERE id = ?", (key.id, idp.id))
+
+        await self.write(select)
+        self._auth_changed()
+        return await self.get_idp(idp.id)
+
+    async def delete_idp(self, idp_id: str) -> None:
+        idp = await self.get_idp(idp_id)
+
+        def delete(conn: sqlite3.Connection) -> None:
+            for table in ("group_members", "users", "groups"):
+                conn.execute(f"DELETE FROM {table} WHERE idp_id = ?", (idp.id,))
+            conn.execute("DELETE FROM idps WHERE id = ?", (idp.id,))
+
+        await self.write(delete)
+        self._auth_changed()
+
+    def authenticate(self, idp_id: str, secret: str) -> Principal | None:
+        """The principal for this IdP and bearer secret, or None.
+
+        Verified principals are kept in memory: a database read on the event loop cost about an
+        eighth of a SCIM request's CPU (it hands the GIL to the writer thread and back). Changes
+        that can end a sign-in move auth_epoch (migration 004): made in this process they clear
+        the cache at once; made by another (the CLI) they are seen within AUTH_RECHECK_SECONDS,
+        which the CLI waits out before it reports the change done. Failures are never cached.
+        """
+        digest = hash_secret(secret)
+        self._check_auth_epoch()
+        principal = self._principals.get((idp_id, digest))
+        if principal is None:
+            principal = self._verify(idp_id, digest)
+            if principal is None:
+                return None
+            self._principals[(idp_id, digest)] = principal
+        self._last_used[principal.api_key_id] = time.time()
+        return principal
+
+    def _verify(self, idp_id: str, digest: str) -> Principal | None:
+        assert self.local_conn is not None, "the store is not open"
+        row = self.local_conn.execute(
+            "SELECT k.id, k.secret_hash, k.users_write, k.groups_write FROM idps AS i "
+            "JOIN api_keys AS k ON k.id = i.api_key_id WHERE i.id = ? AND k.revoked IS NULL",
+            (idp_id,),
+        ).fetchone()
+        # Compare in constant time; an unknown IdP still costs one comparison, so timing tells nothing.
+        expected = row[1] if row else "0" * 64
+        if not hmac.compare_digest(expected, digest) or row is None:
+            return None
+        return Principal(idp_id, row[0], bool(row[2]), bool(row[3]))
+
+    def _check_auth_epoch(self) -> None:
+        moment = time.monotonic()
+        if moment - self._auth_checked < AUTH_RECHECK_SECONDS:
+            return
+        assert self.local_conn is not None, "the store is not open"
+        epoch = self.local_conn.execute("SELECT n FROM auth_epoch").fetchone()[0]
+        self._auth_checked = moment
+        if epoch != self._auth_epoch:
+            self._principals.clear()
+            self._auth_epoch = epoch
+
+    def _auth_changed(self) -> None:
+        """After a change to keys or IdPs made here: the next sign-in reads the database again."""
+        self._principals.clear()
+        self._auth_checked = -math.inf
+
+    async def flush_last_used(self) -> None:
+        """Persist last-used times, batched: auth itself never writes."""
+        if not self._last_used:
+            return
+        pending, self._last_used = self._last_used, {}
+        await self.write(
+            lambda conn: conn.executemany(
+                "UPDATE api_keys SET last_used = ? WHERE id = ?", [(format_timestamp(t), k) for k, t in pending.items()]
+            )
+        )
+
+
+def _idp_id() -> str:
+    return uuid.uuid4().hex
+
+
+def _check_key_free(conn: sqlite3.Connection, key_id: str, key_name: str, idp_id: str) -> None:
+    """A key belongs to one IdP: it signs in to that IdP's tenant URL and nowhere else."""
+    other = conn.execute("SELECT name FROM idps WHERE api_key_id = ? AND id <> ?", (key_id, idp_id)).fetchone()
+    if other is not None:
+        raise AdminError(
+            f"API key {key_name!r} is already selected for IdP {other[0]!r}; a key belongs to one IdP: "
+            "create a new key for this one",
+            409,
+        )

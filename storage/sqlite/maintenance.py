@@ -1,0 +1,193 @@
+"""Migrations, backup, readiness, the size metrics and check-config's report: the operations of a SQLite database."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sqlite3
+from pathlib import Path
+
+from storage import (
+    AdminError,
+    StorageStats,
+)
+from storage.common import now, readiness_failure
+from storage.sqlite.engine import Engine
+
+health_log = logging.getLogger("scimlet.health")
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def migrate(path: str) -> list[str]:
+    """Apply pending migrations (numbered .sql files); return the names applied."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, name TEXT, applied TEXT)")
+        done = {row[0] for row in conn.execute("SELECT version FROM schema_version")}
+        applied = []
+        for file in sorted(MIGRATIONS.glob("*.sql")):
+            version = int(file.name.split("_", 1)[0])
+            if version in done:
+                continue
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in _statements(file.read_text()):
+                    conn.execute(statement)
+                conn.execute("INSERT INTO schema_version VALUES (?, ?, ?)", (version, file.name, now()))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            applied.append(file.name)
+        return applied
+    finally:
+        conn.close()
+
+
+def backup(path: str, destination: str) -> dict[str, int]:
+    """Copy the database to a new file with SQLite's online backup API; returns its row counts.
+
+    The copy is made in one backup step, which reads a single snapshot under one read transaction:
+    in WAL mode the running server keeps committing meanwhile, and the copy holds exactly the writes
+    committed before it began. It is written beside the destination, converted to a standalone file
+    (rollback journal, no -wal to carry along), checked with PRAGMA integrity_check, synced, and only
+    then renamed into place, so a failed or interrupted backup never leaves a plausible-looking file.
+    """
+    if not Path(path).is_file():
+        raise AdminError(f"There is no database at {path}")
+    target = Path(destination)
+    if target.exists():
+        raise AdminError(f"{destination} already exists; back up to a new file")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".partial")
+    partial.unlink(missing_ok=True)
+    source = sqlite3.connect(path, isolation_level=None)
+    copy = sqlite3.connect(partial, isolation_level=None)
+    try:
+        source.execute("PRAGMA busy_timeout=10000")
+        source.backup(copy)
+        copy.execute("PRAGMA journal_mode=DELETE")
+        problems = [row[0] for row in copy.execute("PRAGMA integrity_check")]
+        if problems != ["ok"]:
+            raise AdminError(f"The copy failed its integrity check: {'; '.join(problems[:5])}")
+        counts = {table: copy.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in ("users", "groups")}
+    except sqlite3.Error as exc:
+        raise AdminError(f"The backup failed: {exc}") from None
+    finally:
+        copy.close()
+        source.close()
+    with open(partial, "rb+") as file:
+        os.fsync(file.fileno())
+    os.replace(partial, target)
+    return counts
+
+
+def pending_migrations(conn: sqlite3.Connection) -> list[str]:
+    try:
+        done = {row[0] for row in conn.execute("SELECT version FROM schema_version")}
+    except sqlite3.OperationalError:
+        done = set()
+    return [f.name for f in sorted(MIGRATIONS.glob("*.sql")) if int(f.name.split("_", 1)[0]) not in done]
+
+
+def _statements(script: str) -> list[str]:
+    statements, current = [], []
+    for line in script.splitlines():
+        if line.strip().startswith("--"):
+            continue
+        current.append(line)
+        if sqlite3.complete_statement("\n".join(current)):
+            statements.append("\n".join(current))
+            current = []
+    return [s for s in statements if s.strip()]
+
+
+class Maintenance(Engine):
+    """OperationsStore's methods on SQLite (migrate and backup use connections of their own)."""
+
+    async def migrate(self) -> list[str]:
+        return await asyncio.to_thread(migrate, self.path)
+
+    async def pending_migrations(self) -> list[str]:
+        if self.readers:
+            return await self.read(pending_migrations)
+        return await asyncio.to_thread(self._pending_read_only)
+
+    def _pending_read_only(self) -> list[str]:
+        """Pending migrations from a read-only connection: asking creates no database file."""
+        if not Path(self.path).exists():
+            return [f.name for f in sorted(MIGRATIONS.glob("*.sql"))]
+        conn = sqlite3.connect(f"{Path(self.path).resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            return pending_migrations(conn)
+        finally:
+            conn.close()
+
+    async def backup(self, destination: str) -> dict[str, int]:
+        return await asyncio.to_thread(backup, self.path, destination)
+
+    async def describe(self) -> list[str]:
+        return [f"database {self.path}: {await self._state()}"]
+
+    async def _state(self) -> str:
+        if not Path(self.path).exists():
+            return "does not exist yet; `serve` or `migrate` creates it"
+        try:
+            pending = await self.pending_migrations()
+        except sqlite3.Error as exc:
+            return f"cannot be read ({exc})"
+        return (
+            f"{len(pending)} pending migrations ({', '.join(pending)}); `migrate` or `serve` applies them"
+            if pending
+            else "exists, schema up to date"
+        )
+
+    async def readiness(self, timeout: float) -> dict[str, str]:
+        """The database file is where the config says (and is the file the server has open), a
+        reader connection answers and finds no pending migration, a write goes through the single
+        writer (an empty write joins the next group commit, so the check costs one batch slot, not
+        a transaction of its own under load), and there is room to write: no write was refused for
+        lack of space in the last minute and the disk has min_free_bytes free."""
+        checks = {"database": "ok", "migrations": "ok", "writer": "ok", "disk": "ok"}
+        # Open connections keep reading and writing a database file that was deleted or replaced,
+        # and everything written from then on is lost at the next restart: look at the path itself.
+        if not os.path.isfile(self.path):
+            health_log.warning("readiness: the database file %s is missing", self.path)
+            checks["database"] = "the database file is missing"
+        elif lost := self.check_files():
+            checks["database"] = f"{lost}; restart the server"
+        space = self.space_problem(self.min_free_bytes)
+        if space:
+            health_log.warning("readiness: the database is short of space: %s", space)
+            checks["disk"] = space
+        reader: list[str] | BaseException
+        writer: None | BaseException
+        reader, writer = await asyncio.gather(
+            asyncio.wait_for(self.read(pending_migrations), timeout),
+            asyncio.wait_for(self.write(_nothing), timeout),
+            return_exceptions=True,
+        )
+        if isinstance(reader, BaseException):
+            checks["database"] = readiness_failure("the database does not answer reads", reader, timeout)
+            checks["migrations"] = "unknown: the database does not answer"
+        elif reader:
+            checks["migrations"] = f"{len(reader)} pending: {', '.join(reader)}; run `python app.py migrate`"
+        if isinstance(writer, BaseException):
+            checks["writer"] = readiness_failure("the database writer does not complete writes", writer, timeout)
+        return checks
+
+    async def stats(self) -> StorageStats:
+        sizes = {}
+        for label, suffix in (("database", ""), ("wal", "-wal")):
+            try:
+                sizes[label] = os.stat(self.path + suffix).st_size
+            except OSError:
+                sizes[label] = 0
+        return StorageStats(write_queue_depth=len(self._queue), write_batches=self.batches, sizes=sizes)
+
+
+def _nothing(conn: sqlite3.Connection) -> None:
+    """The empty unit of work the writer check sends through the write queue."""

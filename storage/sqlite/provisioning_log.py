@@ -1,0 +1,125 @@
+"""The provisioning log on SQLite: appended in batches, pruned hourly, queried by the console."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime, timedelta
+
+from scim.filters import format_datetime
+from storage import (
+    LogCounters,
+    LogQuery,
+    LogRecord,
+)
+from storage.sql import escape_like
+from storage.sqlite.engine import Engine, fetch
+
+LOG_COLUMNS = LogRecord._fields[:-2]  # the columns written; id and resource_name are read back
+# The stored columns, then the resource's current name (two lookups by the unique id index).
+LOG_RECORD_COLUMNS = ", ".join(
+    [
+        *LOG_COLUMNS,
+        "id",
+        "coalesce((SELECT user_name FROM users WHERE id = resource_id), "
+        "(SELECT display_name FROM groups WHERE id = resource_id))",
+    ]
+)
+
+
+class ProvisioningLog(Engine):
+    """LogStore on SQLite."""
+
+    async def append_logs(self, records: list[LogRecord]) -> None:
+        """Write provisioning log records (without id) in one statement (called with buffered batches)."""
+        marks = ", ".join("?" * len(LOG_COLUMNS))
+        rows = [record[: len(LOG_COLUMNS)] for record in records]
+        await self.write(
+            lambda conn: conn.executemany(
+                f"INSERT INTO provisioning_log ({', '.join(LOG_COLUMNS)}) VALUES ({marks})", rows
+            )
+        )
+
+    async def prune_logs(self, max_age_days: int, max_rows: int) -> int:
+        """Delete log records older than max_age_days or beyond the newest max_rows (0 = no limit)."""
+
+        def run(conn: sqlite3.Connection) -> int:
+            before = conn.total_changes
+            if max_age_days:
+                cutoff = format_datetime(datetime.now(UTC) - timedelta(days=max_age_days))
+                conn.execute("DELETE FROM provisioning_log WHERE time < ?", (cutoff,))
+            if max_rows:
+                conn.execute(
+                    "DELETE FROM provisioning_log WHERE id <= "
+                    "(SELECT id FROM provisioning_log ORDER BY id DESC LIMIT 1 OFFSET ?)",
+                    (max_rows,),
+                )
+            return conn.total_changes - before
+
+        return await self.write(run)
+
+    async def query_logs(self, query: LogQuery) -> tuple[list[LogRecord], bool]:
+        """Records newest first, at most query.limit, and whether older ones match too."""
+        conditions, params = _log_conditions(query)
+        if query.before_id is not None:
+            # Keyset on (time, id), the order of the (time) and (idp_id, time) indexes.
+            conditions.append("(time, id) < (SELECT time, id FROM provisioning_log WHERE id = ?)")
+            params.append(query.before_id)
+        sql = (
+            f"SELECT {LOG_RECORD_COLUMNS} FROM provisioning_log WHERE {' AND '.join(conditions) or '1'} "
+            "ORDER BY time DESC, id DESC LIMIT ?"
+        )
+        rows = await self.read(fetch, sql, (*params, query.limit + 1))
+        return [LogRecord(*row) for row in rows[: query.limit]], len(rows) > query.limit
+
+    async def get_log(self, log_id: int) -> LogRecord | None:
+        rows = await self.read(fetch, f"SELECT {LOG_RECORD_COLUMNS} FROM provisioning_log WHERE id = ?", (log_id,))
+        return LogRecord(*rows[0]) if rows else None
+
+    async def log_counters(self, idp_ids: list[str], since: str) -> dict[str, LogCounters]:
+        """Per IdP: operations and failures since `since`, and the time of its newest record."""
+
+        def run(conn: sqlite3.Connection) -> dict[str, LogCounters]:
+            result = {}
+            for idp_id in idp_ids:
+                operations, failures = conn.execute(
+                    "SELECT count(*), total(status >= 400) FROM provisioning_log WHERE idp_id = ? AND time >= ?",
+                    (idp_id, since),
+                ).fetchone()
+                last = conn.execute("SELECT max(time) FROM provisioning_log WHERE idp_id = ?", (idp_id,)).fetchone()[0]
+                result[idp_id] = LogCounters(operations, int(failures), last)
+            return result
+
+        return await self.read(run)
+
+
+def like_pattern(text: str) -> str:
+    return f"%{escape_like(text)}%"
+
+
+def _log_conditions(query: LogQuery) -> tuple[list[str], list]:
+    conditions: list[str] = []
+    params: list = []
+    if query.idp_id:
+        conditions.append("idp_id = ?")
+        params.append(query.idp_id)
+    if query.failures is not None:
+        conditions.append("status >= 400" if query.failures else "status < 400")
+    if query.operation:
+        conditions.append("operation = ?")
+        params.append(query.operation)
+    if query.text:
+        pattern = like_pattern(query.text)
+        # PATCH and DELETE records name their resource by id only: match its current name as well.
+        conditions.append(
+            "(target LIKE ? ESCAPE '\\' OR detail LIKE ? ESCAPE '\\' OR path LIKE ? ESCAPE '\\' "
+            "OR resource_id = ? OR resource_id IN (SELECT id FROM users WHERE user_name LIKE ? "
+            "ESCAPE '\\' UNION ALL SELECT id FROM groups WHERE display_name LIKE ? ESCAPE '\\'))"
+        )
+        params += [pattern, pattern, pattern, query.text, pattern, pattern]
+    if query.since:
+        conditions.append("time >= ?")
+        params.append(query.since)
+    if query.until:
+        conditions.append("time < ?")
+        params.append(query.until)
+    return conditions, params

@@ -1,0 +1,420 @@
+"""Users, groups and their members on SQLite: the SCIM hot paths (create, get, search, update, delete)."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from scim.errors import ScimError, invalid_value, not_found, shown
+from scim.patch import Member, MemberOp
+from storage import (
+    Change,
+    ChangeFn,
+    CheckFn,
+    Encoder,
+    Query,
+    Row,
+)
+from storage.common import new_resource_id, now
+from storage.sql import GROUPS, USERS, TableMap, is_point_lookup, order_clause, where_clause
+from storage.sqlite.engine import Engine, GroupWalkTooLarge, TooLongInPlace, in_place
+
+TABLES: dict[str, TableMap] = {"User": USERS, "Group": GROUPS}
+# A page of users whose groups are each a long walk (all in densely nested groups) would hold a
+# reader thread for a walk per user: the page ends early, as at scim.max_page_bytes, once loading
+# its rows' groups (or members) has cost about this many VM instructions, a tenth of a second. The
+# first row is always loaded whole.
+PAGE_LOAD_STEPS = 2_000_000
+PAGE_LOAD_GRAIN = 10_000
+
+
+def _dumps(doc: dict) -> str:
+    # SQLite's JSON functions read TEXT; a BLOB would be taken for JSONB by newer SQLite.
+    return orjson.dumps(doc).decode()
+
+
+class Resources(Engine):
+    """ResourceStore's reads and writes of users and groups (authenticate is in auth.py), and counts."""
+
+    async def create(self, rtype: str, idp_id: str, doc: dict, members: list[Member] | None = None) -> Row:
+        tmap = TABLES[rtype]
+        row = Row(new_resource_id(), doc, 1, now(), "")
+        row.modified = row.created
+
+        def insert(conn: sqlite3.Connection) -> Row:
+            # Checked in the write transaction: a create that was authenticated before its IdP was
+            # deleted must not leave a row of it behind.
+            _check_idp(conn, idp_id)
+            try:
+                _insert(conn, tmap, idp_id, row)
+            except sqlite3.IntegrityError:
+                raise _uniqueness(tmap, doc) from None
+            if tmap is GROUPS:
+                if members:
+                    _apply_member_ops(conn, idp_id, row.id, [MemberOp("add", tuple(members))])
+                row.members = _load_members(conn, row.id)
+            else:
+                row.groups = []
+            return row
+
+        return await self.write(insert)
+
+    async def get(
+        self, rtype: str, idp_id: str, resource_id: str, *, members: bool = True, encode: Encoder | None = None
+    ) -> Row | None:
+        """The row, and `encoded` = encode(row) when asked, made where it was read: a group's full
+        member list (100,000 members are 20 MB of JSON) is encoded on the reader thread that read it."""
+        tmap = TABLES[rtype]
+
+        def load(conn: sqlite3.Connection, walk_cap: int) -> Row | None:
+            row = _load(conn, tmap, idp_id, resource_id, members, walk_cap)
+            if row is not None and encode is not None:
+                row.encoded = encode(row)
+            return row
+
+        if tmap is USERS or not members:  # one row by its id: a point read, unless its groups reach far
+            return await self.read_in_place(load)
+        return await self.read_far(load)
+
+    async def search(
+        self, rtype: str, idp_id: str, query: Query, encode: Encoder | None = None
+    ) -> tuple[int, list[Row]]:
+        """The total and one page of rows. With `encode`, each row gets `encoded` = encode(row),
+        made where the rows are read (a reader thread, but for point lookups), and the page ends
+        before the row that would take it past query.max_bytes of encoded rows (0: no limit). It
+        also ends before a row whose groups or members would take it past PAGE_LOAD_STEPS. It
+        always holds at least one row, so a client paging by startIndex + itemsPerPage goes on
+        where it ended."""
+        tmap = TABLES[rtype]
+        where, params = ("1", []) if query.where is None else where_clause(query.where, tmap, idp_id)
+        order = order_clause(query.sort_by, query.descending, tmap) if query.sort_by else "t.rowid"
+        base = f"FROM {tmap.table} AS t WHERE t.idp_id = ? AND {where}"
+
+        def run(conn: sqlite3.Connection, walk_cap: int) -> tuple[int, list[Row]]:
+            rows: list[Row] = []
+            size, ended_early = 0, False
+            # In place, in_place bounds the whole read already.
+            budget = None if conn is self.local_conn else _LoadBudget()
+            if query.count > 0:
+                # Row by row: the rows past a full page's bytes are never parsed, walked or encoded.
+                sql = f"SELECT t.id, t.doc, t.version, t.created, t.modified {base} ORDER BY {order} LIMIT ? OFFSET ?"
+                with contextlib.closing(
+                    conn.execute(sql, (idp_id, *params, query.count, query.start_index - 1))
+                ) as cursor:
+                    for found in cursor:
+                        row = Row(found[0], orjson.loads(found[1]), found[2], found[3], found[4])
+                        if query.members:
+                            if rows and budget is not None:
+                                if not budget.run(conn, _attach_members, conn, tmap, row, walk_cap):
+                                    ended_early = True
+                                    break
+                            else:
+                                _attach_members(conn, tmap, row, walk_cap)
+                        if encode is not None:
+                            row.encoded = encode(row)
+                            if rows and query.max_bytes and size + len(row.encoded) > query.max_bytes:
+                                ended_early = True
+                                break
+                            size += len(row.encoded)
+                        rows.append(row)
+            if not ended_early and len(rows) < query.count and (rows or query.start_index == 1):
+                # A short page is the last one: it tells the total, and a lookup by userName (one
+                # row or none, Entra's commonest request) needs no count query.
+                total = query.start_index - 1 + len(rows)
+            else:
+                total = conn.execute(f"SELECT count(*) {base}", (idp_id, *params)).fetchone()[0]
+            return total, rows
+
+        try:
+            if is_point_lookup(query.where, tmap) and (tmap is USERS or not query.members):
+                return await self.read_in_place(run)
+            return await self.read_far(run)
+        except sqlite3.OperationalError as exc:
+            raise ScimError(400, f"The filter could not be evaluated: {exc}", "invalidFilter") from None
+
+    async def update(self, rtype: str, idp_id: str, resource_id: str, change: ChangeFn, *, members: bool = True) -> Row:
+        """Apply `change` to the current row in one write; the row as written, with its members or
+        groups when asked (a user's groups are None when more than scim.max_user_groups)."""
+        tmap = TABLES[rtype]
+
+        def run(conn: sqlite3.Connection) -> Row:
+            current = _load(conn, tmap, idp_id, resource_id, members=False)
+            if current is None:
+                _check_idp(conn, idp_id)
+                raise not_found(f"{rtype} {shown(resource_id)} not found")
+            result: Change = change(current)
+            changed = False
+            columns: dict[str, object] = {}
+            if result.doc is not None and result.doc != current.doc:
+                columns = _changed_columns(tmap, current.doc, result.doc)
+                current.doc = result.doc
+                changed = True
+            if result.member_ops:
+                changed = _apply_member_ops(conn, idp_id, current.id, result.member_ops) or changed
+            if changed:
+                current.version += 1
+                current.modified = now()
+                try:
+                    _store_doc(conn, tmap, current, columns)
+                except sqlite3.IntegrityError:
+                    raise _uniqueness(tmap, current.doc) from None
+            if members and tmap is USERS:
+                try:
+                    with in_place(conn):
+                        current.groups = load_groups(conn, current.id, self.max_user_groups)
+                except (TooLongInPlace, GroupWalkTooLarge):
+                    current.groups = None  # read after the commit, on a reader thread: never far in the writer
+            elif members:
+                current.members = _load_members(conn, current.id)
+            return current
+
+        row = await self.write(run)
+        if members and tmap is USERS and row.groups is None:
+            # The write is done whatever this finds: a user in more than max_user_groups groups is
+            # returned with groups None, for the caller to answer without listing them.
+            with contextlib.suppress(GroupWalkTooLarge):
+                row.groups = await self.read(lambda conn: load_groups(conn, row.id, self.max_user_groups))
+        return row
+
+    async def delete(self, rtype: str, idp_id: str, resource_id: str, check: CheckFn | None = None) -> None:
+        tmap = TABLES[rtype]
+
+        def run(conn: sqlite3.Connection) -> None:
+            current = _load(conn, tmap, idp_id, resource_id, members=False)
+            if current is None:
+                _check_idp(conn, idp_id)
+                raise not_found(f"{rtype} {shown(resource_id)} not found")
+            if check is not None:
+                check(current)
+            stamp = now()
+            # Groups that lose a member (this resource) change: bump their version.
+            conn.execute(
+                "UPDATE groups SET version = version + 1, modified = ? WHERE id IN "
+                "(SELECT group_id FROM group_members WHERE member_id = ?)",
+                (stamp, resource_id),
+            )
+            conn.execute("DELETE FROM group_members WHERE member_id = ?", (resource_id,))
+            if tmap is GROUPS:
+                conn.execute("DELETE FROM group_members WHERE group_id = ?", (resource_id,))
+            conn.execute(f"DELETE FROM {tmap.table} WHERE id = ?", (resource_id,))
+
+        await self.write(run)
+
+    async def counts(self, idp_id: str) -> dict[str, int]:
+        def run(conn: sqlite3.Connection) -> dict[str, int]:
+            users = conn.execute("SELECT count(*) FROM users WHERE idp_id = ?", (idp_id,)).fetchone()[0]
+            groups = conn.execute("SELECT count(*) FROM groups WHERE idp_id = ?", (idp_id,)).fetchone()[0]
+            return {"users": users, "groups": groups}
+
+        return await self.read(run)
+
+
+class IdpDeleted(ScimError):
+    """401 for a request authenticated just before its IdP was deleted: the write stored nothing,
+    and the next request gets the ordinary 401 of an unknown IdP."""
+
+    def __init__(self) -> None:
+        super().__init__(401, "This IdP was deleted while the request ran; nothing was stored")
+
+
+def _check_idp(conn: sqlite3.Connection, idp_id: str) -> None:
+    if conn.execute("SELECT 1 FROM idps WHERE id = ?", (idp_id,)).fetchone() is None:
+        raise IdpDeleted()
+
+
+def _uniqueness(tmap: TableMap, doc: dict) -> ScimError:
+    if tmap is USERS:
+        return ScimError(
+            409,
+            f"userName {shown(doc.get('userName'))} is already taken in this IdP (user names are "
+            "unique regardless of letter case); look the user up with a userName filter",
+            "uniqueness",
+        )
+    return ScimError(
+        409,
+        f"displayName {shown(doc.get('displayName'))} is already taken in this IdP (group names are "
+        "unique regardless of letter case)",
+        "uniqueness",
+    )
+
+
+def _hot_columns(tmap: TableMap, doc: dict) -> dict[str, object]:
+    """The attributes kept in their own (indexed) columns, by column name, in table order."""
+    if tmap is USERS:
+        active = doc.get("active")
+        return {
+            "user_name": doc["userName"],
+            "external_id": doc.get("externalId"),
+            "active": None if active is None else int(active),
+        }
+    return {"display_name": doc["displayName"], "external_id": doc.get("externalId")}
+
+
+def _insert(conn: sqlite3.Connection, tmap: TableMap, idp_id: str, row: Row) -> None:
+    columns = _hot_columns(tmap, row.doc)
+    conn.execute(
+        f"INSERT INTO {tmap.table} (id, idp_id, {', '.join(columns)}, doc, version, created, modified)"
+        f" VALUES (?, ?{', ?' * len(columns)}, ?, ?, ?, ?)",
+        (row.id, idp_id, *columns.values(), _dumps(row.doc), row.version, row.created, row.modified),
+    )
+
+
+def _changed_columns(tmap: TableMap, old: dict, new: dict) -> dict[str, object]:
+    """The hot columns (userName/displayName, externalId, active) whose value differs, by name."""
+    before = _hot_columns(tmap, old)
+    return {name: value for name, value in _hot_columns(tmap, new).items() if value != before[name]}
+
+
+def _store_doc(conn: sqlite3.Connection, tmap: TableMap, row: Row, columns: dict[str, object]) -> None:
+    # Setting an indexed column, even to its own value, rewrites its index entries: only the hot
+    # columns that changed are set. Entra's disable (active only) costs half as much this way.
+    sets = "".join(f"{name} = ?, " for name in columns)
+    conn.execute(
+        f"UPDATE {tmap.table} SET {sets}doc = ?, version = ?, modified = ? WHERE id = ?",
+        (*columns.values(), _dumps(row.doc), row.version, row.modified, row.id),
+    )
+
+
+def _load(
+    conn: sqlite3.Connection, tmap: TableMap, idp_id: str, resource_id: str, members: bool, walk_cap: int = 0
+) -> Row | None:
+    found = conn.execute(
+        f"SELECT id, doc, version, created, modified FROM {tmap.table} WHERE id = ? AND idp_id = ?",
+        (resource_id, idp_id),
+    ).fetchone()
+    if found is None:
+        return None
+    row = Row(found[0], orjson.loads(found[1]), found[2], found[3], found[4])
+    if members:
+        _attach_members(conn, tmap, row, walk_cap)
+    return row
+
+
+def _attach_members(conn: sqlite3.Connection, tmap: TableMap, row: Row, walk_cap: int) -> None:
+    if tmap is GROUPS:
+        row.members = _load_members(conn, row.id)
+    else:
+        row.groups = load_groups(conn, row.id, walk_cap)
+
+
+def _load_members(conn: sqlite3.Connection, group_id: str) -> list[dict]:
+    rows = conn.execute(
+        "SELECT m.member_id, m.type, CASE m.type WHEN 'User' THEN "
+        "(SELECT user_name FROM users WHERE id = m.member_id) "
+        "ELSE (SELECT display_name FROM groups WHERE id = m.member_id) END "
+        "FROM group_members AS m WHERE m.group_id = ?",
+        (group_id,),
+    ).fetchall()
+    return [{"value": r[0], "type": r[1], "display": r[2]} for r in rows]
+
+
+class _LoadBudget:
+    """What is left of a page's PAGE_LOAD_STEPS."""
+
+    def __init__(self) -> None:
+        self.left = PAGE_LOAD_STEPS
+
+    def run(self, conn: sqlite3.Connection, fn: Callable[..., None], *args: Any) -> bool:
+        """fn(*args), its statements counted against the budget: False, fn stopped, when it ran out."""
+
+        def tick() -> bool:
+            self.left -= PAGE_LOAD_GRAIN
+            return self.left <= 0
+
+        conn.set_progress_handler(tick, PAGE_LOAD_GRAIN)
+        try:
+            fn(*args)
+        except sqlite3.OperationalError:
+            if self.left <= 0:
+                return False
+            raise
+        finally:
+            conn.set_progress_handler(None, 0)
+        return True
+
+
+# A user's groups: the direct ones (by name), then those reached through nesting (by name). The
+# walk is over group ids only, and UNION keeps each once: every group is visited once and each
+# membership row read once, whatever the nesting (cycles included), so the walk is linear in the
+# part of the graph above the user. LIMIT stops it one group past the cap.
+GROUP_WALK = (
+    "WITH RECURSIVE reach(gid) AS ("
+    " SELECT group_id FROM group_members WHERE member_id = :user"
+    " UNION SELECT gm.group_id FROM group_members AS gm JOIN reach ON gm.member_id = reach.gid"
+    " LIMIT :limit)"
+    " SELECT reach.gid, g.display_name,"
+    " EXISTS (SELECT 1 FROM group_members WHERE group_id = reach.gid AND member_id = :user) AS direct"
+    " FROM reach JOIN groups AS g ON g.id = reach.gid ORDER BY direct DESC, g.display_name"
+)
+
+
+def load_groups(conn: sqlite3.Connection, user_id: str, cap: int) -> list[dict]:
+    """The user's groups, direct and nested; GroupWalkTooLarge when they are more than `cap`."""
+    if conn.execute("SELECT 1 FROM group_members WHERE member_id = ? LIMIT 1", (user_id,)).fetchone() is None:
+        # In no group (every user during an initial sync): one index probe instead of the walk below.
+        return []
+    rows = conn.execute(GROUP_WALK, {"user": user_id, "limit": cap + 1}).fetchall()
+    if len(rows) > cap:
+        raise GroupWalkTooLarge(user_id)
+    return [{"value": r[0], "display": r[1], "type": "direct" if r[2] else "indirect"} for r in rows]
+
+
+def _apply_member_ops(conn: sqlite3.Connection, idp_id: str, group_id: str, ops: list[MemberOp]) -> bool:
+    """Apply membership deltas in order; True when any row changed. Unknown ids abort the change."""
+    before = conn.total_changes
+    for op in ops:
+        if op.op == "clear":
+            conn.execute("DELETE FROM group_members WHERE group_id = ?", (group_id,))
+            continue
+        if op.op == "remove":
+            conn.executemany(
+                "DELETE FROM group_members WHERE group_id = ? AND member_id = ?",
+                [(group_id, m.value) for m in op.members],
+            )
+            continue
+        typed = _member_types(conn, idp_id, group_id, op.members)
+        if op.op == "replace":
+            conn.execute("CREATE TEMP TABLE IF NOT EXISTS keep_members (id TEXT PRIMARY KEY)")
+            conn.execute("DELETE FROM temp.keep_members")
+            conn.executemany("INSERT OR IGNORE INTO temp.keep_members VALUES (?)", [(m,) for m, _ in typed])
+            conn.execute(
+                "DELETE FROM group_members WHERE group_id = ? AND member_id NOT IN (SELECT id FROM temp.keep_members)",
+                (group_id,),
+            )
+        conn.executemany(
+            "INSERT OR IGNORE INTO group_members (idp_id, group_id, member_id, type) VALUES (?, ?, ?, ?)",
+            [(idp_id, group_id, member_id, kind) for member_id, kind in typed],
+        )
+    return conn.total_changes != before
+
+
+def _member_types(
+    conn: sqlite3.Connection, idp_id: str, group_id: str, members: tuple[Member, ...]
+) -> list[tuple[str, str]]:
+    """Resolve each member to (id, "User"|"Group") within the IdP, or fail naming the unknown ids."""
+    ids = list(dict.fromkeys(m.value for m in members))
+    found: dict[str, str] = {}
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        for member_id, kind in conn.execute(
+            f"SELECT id, 'User' FROM users WHERE idp_id = ? AND id IN ({marks}) "
+            f"UNION ALL SELECT id, 'Group' FROM groups WHERE idp_id = ? AND id IN ({marks})",
+            (idp_id, *chunk, idp_id, *chunk),
+        ):
+            found[member_id] = kind
+    missing = [i for i in ids if i not in found]
+    if missing:
+        listed = ", ".join(map(shown, missing[:5])) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise invalid_value(f"members: no user or group with id {listed} in this IdP; nothing was changed")
+    if group_id in found:
+        raise invalid_value("members: a group cannot be a member of itself")
+    declared = {m.value: m.type for m in members if m.type}
+    for member_id, kind in found.items():
+        if declared.get(member_id) and declared[member_id] != kind:
+            raise invalid_value(f"members: {shown(member_id)} is a {kind}, not a {declared[member_id]}")
+    return [(i, found[i]) for i in ids]
