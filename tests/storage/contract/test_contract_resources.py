@@ -16,6 +16,7 @@ from scim.patch import Member, MemberOp
 from scim.paths import resolve_text
 from scim.schemas import GROUP_TYPE, USER_TYPE
 from storage import Change, Query, Row, Store
+from tests.backends import open_store
 
 
 def user_doc(name: str, **extra: object) -> dict:
@@ -423,3 +424,86 @@ async def test_counts_per_idp(store: Store, idp: str, other_idp: str) -> None:
     await store.create("User", other_idp, user_doc("x"))
     assert await store.counts(idp) == {"users": 3, "groups": 1}
     assert await store.counts(other_idp) == {"users": 1, "groups": 0}
+
+
+async def test_members_show_their_current_names(store: Store, idp: str) -> None:
+    user = await store.create("User", idp, user_doc("before"))
+    child = await store.create("Group", idp, {"displayName": "child before"})
+    group = await store.create("Group", idp, {"displayName": "g"}, [Member(user.id), Member(child.id)])
+    await store.update("User", idp, user.id, lambda current: Change(doc={**current.doc, "userName": "after"}))
+    await store.update("Group", idp, child.id, lambda current: Change(doc={"displayName": "child after"}))
+    after = await store.get("Group", idp, group.id)
+    assert after is not None and after.version == 1  # a member's rename is no change of the group
+    assert sorted(m["display"] for m in after.members or []) == ["after", "child after"]
+    user_row = await store.get("User", idp, user.id)
+    assert user_row is not None and user_row.groups == [{"value": group.id, "display": "g", "type": "direct"}]
+
+
+async def test_nested_groups_in_a_cycle_list_each_group_once(store: Store, idp: str) -> None:
+    user = await store.create("User", idp, user_doc("u"))
+    first = await store.create("Group", idp, {"displayName": "first"}, [Member(user.id)])
+    second = await store.create("Group", idp, {"displayName": "second"}, [Member(first.id)])
+    await store.update(
+        "Group", idp, first.id, lambda current: Change(member_ops=[MemberOp("add", (Member(second.id),))])
+    )
+    got = await store.get("User", idp, user.id)
+    assert got is not None and got.groups == [
+        {"value": first.id, "display": "first", "type": "direct"},
+        {"value": second.id, "display": "second", "type": "indirect"},
+    ]
+
+
+async def test_a_user_in_more_groups_than_an_answer_lists_is_read_as_too_many(database_url: str) -> None:
+    store = await open_store(database_url, scim_max_user_groups="2")
+    try:
+        idp = (await store.create_idp("i", "", None)).id
+        user = await store.create("User", idp, user_doc("u"))
+        for name in ["a", "b"]:
+            await store.create("Group", idp, {"displayName": name}, [Member(user.id)])
+        got = await store.get("User", idp, user.id)
+        assert got is not None and len(got.groups or []) == 2  # at the limit: listed
+        await store.create("Group", idp, {"displayName": "c"}, [Member(user.id)])
+        with pytest.raises(ScimError) as err:
+            await store.get("User", idp, user.id)
+        assert err.value.status == 400 and err.value.scim_type == "tooMany" and "max_user_groups" in err.value.detail
+        bare = await store.get("User", idp, user.id, members=False)
+        assert bare is not None and bare.groups is None
+        updated = await store.update("User", idp, user.id, lambda current: Change(doc={**current.doc, "title": "t"}))
+        assert updated.version == 2 and updated.groups is None  # written; its groups not listed
+        total, rows = await store.search("User", idp, Query(members=False))
+        assert total == 1 and rows[0].groups is None
+    finally:
+        await store.close()
+
+
+async def test_reads_encode_rows_where_they_read_them(store: Store, idp: str) -> None:
+    user = await store.create("User", idp, user_doc("u"))
+    group = await store.create("Group", idp, {"displayName": "g"}, [Member(user.id)])
+
+    def encode(row: Row) -> bytes:
+        return json.dumps({"id": row.id, "members": row.members, "groups": row.groups}).encode()
+
+    got = await store.get("Group", idp, group.id, encode=encode)
+    assert got is not None and json.loads(got.encoded or b"")["members"] == got.members == group.members
+    total, rows = await store.search("User", idp, Query(), encode)
+    assert json.loads(rows[0].encoded or b"")["groups"] == [{"value": group.id, "display": "g", "type": "direct"}]
+    updated = await store.update("Group", idp, group.id, lambda current: Change(), members=False)
+    assert updated.members is None and updated.version == 1
+
+
+async def test_writes_waiting_beyond_max_write_queue_are_refused_with_429(database_url: str) -> None:
+    store = await open_store(database_url, scim_max_write_queue="1")
+    try:
+        idp = (await store.create_idp("i", "", None)).id
+        results = await asyncio.gather(
+            *[store.create("User", idp, user_doc(f"u{i}")) for i in range(50)], return_exceptions=True
+        )
+        busy = [r for r in results if isinstance(r, ScimError) and r.status == 429]
+        created = [r for r in results if isinstance(r, Row)]
+        assert busy and len(busy) + len(created) == 50, results
+        total, rows = await store.search("User", idp, Query())
+        assert total == len(created) and {r.id for r in rows} == set(ids(created))  # a refused write stored nothing
+        assert store.write_queue_depth == 0
+        await store.create("User", idp, user_doc("after the burst"))
+    finally:
+        await store.close()
