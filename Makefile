@@ -17,7 +17,7 @@ CONFORMANCE_STAMP := $(CONFORMANCE_VENV)/.installed
 FUZZ_VENV := .venv-fuzz
 FUZZ_STAMP := $(FUZZ_VENV)/.installed
 
-.PHONY: install run test test-fast coverage stress lint bench bench-quick conformance schemathesis screenshots clean
+.PHONY: install run test test-fast coverage stress lint bench bench-quick conformance schemathesis screenshots postgres clean
 
 install: $(STAMP)
 
@@ -37,7 +37,8 @@ run: install
 	$(PY) app.py serve
 
 # The suite on every core (pytest-xdist), then the tests marked `serial` (they measure latency or memory,
-# or load every core themselves) alone; -rs lists each skipped test with its reason.
+# or load every core themselves) alone; -rs lists each skipped test with its reason. The PostgreSQL tests
+# start a throwaway PostgreSQL 15 server of their own (tests/pg_server.py), one per pass, and remove it after.
 # `make test COVERAGE=1` (CI; `make coverage`) measures coverage in the parallel pass and in every server it
 # starts, prints the report and fails when a module of scim/ or storage/ is covered 90% or less.
 TEST_WORKERS ?= auto
@@ -95,6 +96,10 @@ bench-quick: install
 # The admin console's README pictures: the browser test, with a fuller directory, saving PNGs.
 screenshots: install
 	SCIMLET_SCREENSHOTS=1 $(PY) -m pytest -q tests/admin/test_admin_browser.py
+
+# A throwaway PostgreSQL 15 server (as the tests use) until Ctrl-C: prints its URL; its data is removed after.
+postgres: install
+	$(PY) tests/pg_server.py
 
 clean:
 	rm -rf $(VENV) $(CONFORMANCE_VENV) $(FUZZ_VENV) .pytest_cache .ruff_cache .mypy_cache

@@ -1,8 +1,11 @@
-"""Shared fixtures: an in-process app on a real temporary SQLite file, and a live uvicorn server."""
+"""Shared fixtures: an in-process app on a real temporary SQLite file, a live uvicorn server, and a
+throwaway PostgreSQL server (tests/pg_server.py) with a database per test."""
 
 from __future__ import annotations
 
 import contextlib
+import os
+import re
 import types
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -14,6 +17,8 @@ import pytest
 from app import create_app
 from settings import load_settings
 from storage.sqlite import SqliteStore, migrate
+from tests import pg_server
+from tests.backends import BACKENDS
 from tests.live_server import ROOT as ROOT  # re-exported: the live-server names tests import from here
 from tests.live_server import Server as LiveServer
 from tests.live_server import free_port as free_port
@@ -59,6 +64,76 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.get_closest_marker("serial") is None and measures_latency_or_memory(item):
             item.add_marker(pytest.mark.serial)
+
+
+# --- storage backends ---------------------------------------------------------------------------
+
+
+def postgresql_required() -> bool:
+    """CI (CI=true, or SCIMLET_REQUIRE_POSTGRESQL=1 as .ci/run sets): a PostgreSQL test may not skip."""
+    return os.environ.get("CI") == "true" or os.environ.get("SCIMLET_REQUIRE_POSTGRESQL") == "1"
+
+
+def on_postgresql(item: pytest.Item) -> bool:
+    callspec = getattr(item, "callspec", None)
+    return callspec is not None and "postgresql" in callspec.params.values()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> pytest.TestReport:
+    report: pytest.TestReport = yield
+    if report.skipped and postgresql_required() and on_postgresql(item) and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        report.longrepr = f"a PostgreSQL test skipped in CI, where it must run: {report.longrepr}"
+    return report
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Tally the PostgreSQL tests that passed, for .ci/run's check (SCIMLET_POSTGRESQL_TALLY names a
+    file). Where the results arrive: the xdist controller, or the one process without xdist."""
+    tally = os.environ.get("SCIMLET_POSTGRESQL_TALLY")
+    if "PYTEST_XDIST_WORKER" in os.environ or not tally:
+        return
+    if report.when == "call" and report.passed and re.search(r"[\[-]postgresql[-\]]", report.nodeid):
+        with open(tally, "a") as out:
+            out.write(report.nodeid + "\n")
+
+
+@pytest.fixture(scope="session")
+def postgresql_url() -> Iterator[str]:
+    """The URL of the run's throwaway PostgreSQL server (database `postgres`), shared by the xdist
+    workers; skipped, with the reason, when PostgreSQL 15 is not installed (failed in CI)."""
+    bin_dir = pg_server.binaries()
+    if bin_dir is None:
+        if postgresql_required():
+            pytest.fail(pg_server.missing_reason())
+        pytest.skip(pg_server.missing_reason())
+    server = pg_server.SharedServer(bin_dir)
+    try:
+        yield server.acquire()
+    finally:
+        server.release()
+
+
+@pytest.fixture
+def postgresql_database(postgresql_url: str) -> Iterator[str]:
+    """The URL of a new empty database for this test alone, dropped after it."""
+    with pg_server.fresh_database(postgresql_url) as url:
+        yield url
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Each storage backend in turn (tests/backends.py): a test taking it runs once per backend."""
+    return request.param
+
+
+@pytest.fixture
+def database_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """An empty database of this test's own on `backend`: a SQLite file in tmp_path, or a new PostgreSQL database."""
+    if backend == "postgresql":
+        return request.getfixturevalue("postgresql_database")
+    return f"sqlite:///{tmp_path / 'scimlet.db'}"
 
 
 def entra_user(user_name: str, **extra: object) -> dict:

@@ -1,47 +1,69 @@
-"""Properties of filters: any text parses or fails as invalidFilter, and SQL selects what Python matches.
+"""Properties of filters: any text parses or fails as invalidFilter, and each backend's search selects
+what Python matches.
 
-storage.sql (filter -> SQLite WHERE) and scim.filters.matches (filter evaluated in Python) are two
-implementations of RFC 7644 §3.4.2.2 over the same AST; for generated filters over generated users
-they must select exactly the same ids.
+A backend's search (the filter translated to its SQL) and scim.filters.matches (the filter evaluated
+in Python) are two implementations of RFC 7644 §3.4.2.2 over the same AST; for generated filters over
+users written through the backend's own `create`, they must select exactly the same ids. Every test
+here runs once per backend (tests/backends.py), on a store of its own for the module.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import itertools
 import json
-import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
+from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, event, given, note, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from scim.errors import ScimError
-from scim.filters import fold, format_datetime, matches, parse_filter
+from scim.filters import Node, fold, format_datetime, matches, parse_filter
 from scim.schemas import ENTERPRISE_USER, GROUP_TYPE, USER, USER_TYPE
-from storage.sql import GROUPS, USERS, where_clause
+from storage import Query, Store
+from tests import pg_server
+from tests.backends import BACKENDS, open_store
 
-MIGRATION = Path(__file__).resolve().parents[2] / "storage" / "sqlite" / "migrations" / "001_initial.sql"
-IDP = "idp-1"
 SETTINGS = settings(
     max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
 )
 
 
-@pytest.fixture(scope="module")
-def conn(tmp_path_factory: pytest.TempPathFactory) -> sqlite3.Connection:
-    db = sqlite3.connect(tmp_path_factory.mktemp("filter_properties") / "scim.db")
-    db.executescript(MIGRATION.read_text())
-    db.execute("PRAGMA synchronous=OFF")  # every example rolls back its rows; no need to sync
-    db.execute("PRAGMA journal_mode=MEMORY")
-    yield db
-    db.close()
+@dataclass
+class Backend:
+    """A store on one backend, driven from these synchronous (hypothesis) tests through its own loop."""
+
+    runner: asyncio.Runner
+    store: Store
+    empty_idp: str  # an IdP with no resources: what an accepted filter runs against in (a)
+    tenants: Iterator[int]
+
+    def run(self, coro: Any) -> Any:
+        return self.runner.run(coro)
+
+    def ids(self, rtype: str, idp_id: str, node: Node) -> set[str]:
+        total, rows = self.run(self.store.search(rtype, idp_id, Query(where=node, count=1000, members=False)))
+        assert total == len(rows)
+        return {row.id for row in rows}
 
 
-def run_sql(conn: sqlite3.Connection, node, tmap=USERS) -> set[str]:
-    where, params = where_clause(node, tmap, IDP)
-    rows = conn.execute(f"SELECT t.id FROM {tmap.table} AS t WHERE t.idp_id = ? AND {where}", [IDP, *params])
-    return {row[0] for row in rows}
+@pytest.fixture(scope="module", params=BACKENDS)
+def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
+    with contextlib.ExitStack() as stack:
+        if request.param == "postgresql":
+            url = stack.enter_context(pg_server.fresh_database(request.getfixturevalue("postgresql_url")))
+        else:
+            url = f"sqlite:///{tmp_path_factory.mktemp('filter_properties') / 'scim.db'}"
+        runner = stack.enter_context(asyncio.Runner())
+        store = runner.run(open_store(url))
+        stack.callback(runner.run, store.close())
+        empty = runner.run(store.create_idp("no resources", "", None))
+        yield Backend(runner, store, empty.id, itertools.count())
 
 
 def assert_invalid_filter(err: ScimError) -> None:
@@ -132,8 +154,8 @@ token_soup = st.lists(st.sampled_from(TOKENS), max_size=24).map(" ".join) | st.l
 ).map("".join)
 
 
-def parse_or_invalid(conn: sqlite3.Connection, text: str) -> None:
-    for rtype, tmap in ((USER_TYPE, USERS), (GROUP_TYPE, GROUPS)):
+def parse_or_invalid(backend: Backend, text: str) -> None:
+    for rtype in (USER_TYPE, GROUP_TYPE):
         try:
             node = parse_filter(text, rtype)
         except ScimError as err:
@@ -142,21 +164,21 @@ def parse_or_invalid(conn: sqlite3.Connection, text: str) -> None:
             continue
         event(f"{rtype.name}: parsed")
         try:
-            run_sql(conn, node, tmap)  # an accepted filter always runs: no SQL error of any kind
+            backend.ids(rtype.name, backend.empty_idp, node)  # an accepted filter always runs: no SQL error
         except ScimError as err:
             assert_invalid_filter(err)  # e.g. members.display: valid syntax, but not filterable
 
 
 @SETTINGS
 @given(text=st.text())
-def test_arbitrary_text_parses_or_is_invalid_filter(conn: sqlite3.Connection, text: str) -> None:
-    parse_or_invalid(conn, text)
+def test_arbitrary_text_parses_or_is_invalid_filter(backend: Backend, text: str) -> None:
+    parse_or_invalid(backend, text)
 
 
 @settings(SETTINGS, max_examples=600)
 @given(text=token_soup)
-def test_token_soup_parses_or_is_invalid_filter(conn: sqlite3.Connection, text: str) -> None:
-    parse_or_invalid(conn, text)
+def test_token_soup_parses_or_is_invalid_filter(backend: Backend, text: str) -> None:
+    parse_or_invalid(backend, text)
 
 
 def mutate(text: str, edits: list[tuple[int, int, str]]) -> str:
@@ -177,9 +199,9 @@ edits = st.lists(st.tuples(st.integers(0, 10_000), st.integers(-6, 6), st.sample
 
 @settings(SETTINGS, max_examples=600)
 @given(data=st.data())
-def test_mutated_filters_parse_or_are_invalid_filter(conn: sqlite3.Connection, data: st.DataObject) -> None:
+def test_mutated_filters_parse_or_are_invalid_filter(backend: Backend, data: st.DataObject) -> None:
     text = data.draw(FILTERS | GROUP_FILTERS, label="valid filter")
-    parse_or_invalid(conn, data.draw(edits.map(lambda e: mutate(text, e)), label="mutated"))
+    parse_or_invalid(backend, data.draw(edits.map(lambda e: mutate(text, e)), label="mutated"))
 
 
 WRAPPERS = [
@@ -204,11 +226,11 @@ DEEP_LEAVES = [
 
 @SETTINGS
 @given(leaf=st.sampled_from(DEEP_LEAVES), wrappers=st.lists(st.sampled_from(WRAPPERS), min_size=20, max_size=40))
-def test_deeply_nested_filters_run_or_are_invalid(conn: sqlite3.Connection, leaf: str, wrappers: list[str]) -> None:
+def test_deeply_nested_filters_run_or_are_invalid(backend: Backend, leaf: str, wrappers: list[str]) -> None:
     text = leaf
     for wrapper in wrappers:
         text = wrapper.format(text)
-    parse_or_invalid(conn, text)
+    parse_or_invalid(backend, text)
 
 
 # --- (b) generated filters: SQL selects exactly what matches() selects -----------------------------
@@ -236,7 +258,7 @@ user_doc = st.fixed_dictionaries(
     },
 )
 moments = st.datetimes(min_value=datetime(100, 1, 2), max_value=datetime(9998, 12, 30), timezones=st.just(UTC))
-users = st.lists(st.tuples(user_doc, moments, moments), min_size=10, max_size=20)
+users = st.lists(user_doc, min_size=10, max_size=20)
 
 STRING_PATHS = [
     "userName",
@@ -388,53 +410,50 @@ def value_pool(docs: list[dict]) -> list[str]:
     return sorted(found) or ["a"]
 
 
-def insert_users(conn: sqlite3.Connection, rows: list[tuple[dict, datetime, datetime]]) -> dict[str, dict]:
-    resources = {}
+def create_users(backend: Backend, idp_id: str, docs: list[dict]) -> dict[str, dict]:
+    """The users, written through the backend's own create (concurrently: in a batch where it batches
+    writes); id -> the resource as matches() sees it, with the id and times the store gave it."""
     taken: set[str] = set()
-    for index, (doc, created, modified) in enumerate(rows):
-        uid = f"u{index}" if index % 3 else f"U{index}"
+    unique = []
+    for index, doc in enumerate(docs):
         if fold(doc["userName"]) in taken:  # userName is unique regardless of case
             doc = {**doc, "userName": f"{doc['userName']}{index}"}
         taken.add(fold(doc["userName"]))
-        created_text, modified_text = format_datetime(created), format_datetime(modified)
-        active = doc.get("active")
-        conn.execute(
-            "INSERT INTO users (id, idp_id, user_name, external_id, active, doc, version, created, modified) "
-            "VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?)",
-            (
-                uid,
-                IDP,
-                doc["userName"],
-                doc.get("externalId"),
-                None if active is None else int(active),
-                json.dumps(doc),
-                created_text,
-                modified_text,
-            ),
-        )
-        resources[uid] = {
-            **doc,
-            "id": uid,
-            "meta": {"resourceType": "User", "created": created_text, "lastModified": modified_text},
+        unique.append(doc)
+
+    async def create_all() -> list:
+        return await asyncio.gather(*[backend.store.create("User", idp_id, doc) for doc in unique])
+
+    rows = backend.run(create_all())
+    return {
+        row.id: {
+            **row.doc,
+            "id": row.id,
+            "meta": {"resourceType": "User", "created": row.created, "lastModified": row.modified},
         }
-    return resources
+        for row in rows
+    }
 
 
 @SETTINGS
-@given(rows=users, data=st.data())
-def test_sql_selects_what_python_matches(conn: sqlite3.Connection, rows, data: st.DataObject) -> None:
+@given(docs=users, data=st.data())
+def test_search_selects_what_python_matches(backend: Backend, docs: list[dict], data: st.DataObject) -> None:
+    idp_id = backend.run(backend.store.create_idp(f"example {next(backend.tenants)}", "", None)).id
     try:
-        resources = insert_users(conn, rows)
-        docs = [{k: v for k, v in resource.items() if k not in ("id", "meta")} for resource in resources.values()]
-        InData.strings = value_pool(docs) + [f"u{i}" for i in range(4)] + ["U0", "U3"]
-        InData.moments = [moment for _, created, modified in rows for moment in (created, modified)]
+        resources = create_users(backend, idp_id, docs)
+        assert backend.ids("User", idp_id, parse_filter("id pr", USER_TYPE)) == set(resources)
+        ids = sorted(resources)
+        InData.strings = value_pool(docs) + ids + [ids[0].upper(), ids[-1][:8]]
+        InData.moments = [
+            datetime.fromisoformat(resource["meta"][stamp])
+            for resource in resources.values()
+            for stamp in ("created", "lastModified")
+        ]
         for _ in range(5):
             text = data.draw(FILTERS, label="filter")
             node = parse_filter(text, USER_TYPE)
             expected = {uid for uid, resource in resources.items() if matches(node, resource)}
-            where, params = where_clause(node, USERS, IDP)
-            note(f"SQL: {where} {params!r}")
-            assert run_sql(conn, node) == expected, text
+            assert backend.ids("User", idp_id, node) == expected, text
             event("selects " + ("none" if not expected else "all" if len(expected) == len(resources) else "some"))
     finally:
-        conn.rollback()
+        backend.run(backend.store.delete_idp(idp_id))

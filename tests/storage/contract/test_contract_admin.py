@@ -1,0 +1,258 @@
+"""Storage contract, administration: API keys, IdPs, sign-in, console settings and sessions."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import datetime
+
+import pytest
+
+from scim.filters import format_datetime
+from scim.patch import Member
+from storage import AdminSession, Query, Store
+from storage.errors import AdminError
+from tests.backends import open_store
+
+# How soon a change made through one store reaches a sign-in remembered by another on the same
+# database (another process: the CLI, a second instance). Issue 14 sets one second for two instances.
+ELSEWHERE_SECONDS = 1.0
+
+
+def user_doc(name: str) -> dict:
+    return {"userName": name}
+
+
+def stamp(text: str) -> datetime:
+    assert text == format_datetime(datetime.fromisoformat(text)), text  # UTC, milliseconds, Z
+    return datetime.fromisoformat(text)
+
+
+async def signed_out_within(store: Store, idp_id: str, secret: str, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while store.authenticate(idp_id, secret) is not None:
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.02)
+    return True
+
+
+async def test_an_api_key_is_created_listed_and_found_by_id_or_name(store: Store) -> None:
+    key, secret = await store.create_api_key("  Entra prod  ", "the production tenant", True, False)
+    assert key.name == "Entra prod"  # trimmed
+    assert (key.description, key.users_write, key.groups_write) == ("the production tenant", True, False)
+    assert key.privileges == ["users"] and key.last_used is None and key.revoked is None
+    stamp(key.created)
+    assert len(secret) >= 43 and secret not in repr(key)  # 256 random bits, base64url; never on the key
+    second, other_secret = await store.create_api_key("second", "", False, True)
+    assert other_secret != secret
+    assert [k.id for k in await store.list_api_keys()] == [key.id, second.id]  # in creation order
+    assert await store.find_api_key(key.id) == key
+    assert await store.find_api_key("ENTRA PROD") == key  # names regardless of case
+    with pytest.raises(AdminError) as missing:
+        await store.find_api_key("nope")
+    assert missing.value.status == 404 and "nope" in str(missing.value)
+
+
+async def test_an_api_key_needs_a_name_of_its_own(store: Store) -> None:
+    await store.create_api_key("k", "", True, True)
+    with pytest.raises(AdminError) as taken:
+        await store.create_api_key("K", "", True, True)
+    assert taken.value.status == 409 and "already exists" in str(taken.value)
+    with pytest.raises(AdminError) as blank:
+        await store.create_api_key("   ", "", True, True)
+    assert blank.value.status == 400
+    assert [k.name for k in await store.list_api_keys()] == ["k"]
+
+
+async def test_revoking_a_key_ends_its_sign_ins_at_once(store: Store) -> None:
+    key, secret = await store.create_api_key("k", "", True, True)
+    idp = await store.create_idp("i", "", "k")
+    principal = store.authenticate(idp.id, secret)
+    assert principal is not None and (principal.idp_id, principal.api_key_id) == (idp.id, key.id)
+    revoked = await store.revoke_api_key("K")
+    assert revoked.id == key.id and revoked.revoked is not None
+    stamp(revoked.revoked)
+    assert store.authenticate(idp.id, secret) is None
+    assert await store.revoke_api_key(key.id) == revoked  # again: no change, the first time stays
+    with pytest.raises(AdminError) as unknown:
+        await store.revoke_api_key("no such key")
+    assert unknown.value.status == 404
+
+
+async def test_authenticate_checks_the_secret_the_idp_and_the_privileges(store: Store) -> None:
+    _, secret = await store.create_api_key("users only", "", True, False)
+    _, other_secret = await store.create_api_key("other", "", True, True)
+    idp = await store.create_idp("i", "", "users only")
+    principal = store.authenticate(idp.id, secret)
+    assert principal is not None and principal.users_write and not principal.groups_write
+    assert store.authenticate(idp.id, secret + "x") is None
+    assert store.authenticate(idp.id, other_secret) is None  # a key not bound to this IdP
+    assert store.authenticate("no-such-idp", secret) is None
+    keyless = await store.create_idp("keyless", "", None)
+    assert store.authenticate(keyless.id, secret) is None
+
+
+async def test_a_sign_in_updates_last_used_once_flushed(store: Store, database_url: str) -> None:
+    key, secret = await store.create_api_key("k", "", True, True)
+    idp = await store.create_idp("i", "", "k")
+    before = time.time()
+    assert store.authenticate(idp.id, secret) is not None
+    listed = await store.find_api_key(key.id)
+    assert listed.last_used is not None and stamp(listed.last_used).timestamp() >= before - 0.001
+    await store.flush_last_used()
+    await store.flush_last_used()  # nothing pending: a no-op
+    await store.close()
+    # What a fresh process reads: the flushed time, stored.
+    reopened = await open_store(database_url)
+    try:
+        assert (await reopened.find_api_key(key.id)).last_used == listed.last_used
+    finally:
+        await reopened.close()
+
+
+async def test_an_idp_is_created_listed_and_got(store: Store) -> None:
+    key, _ = await store.create_api_key("k", "", True, True)
+    first = await store.create_idp("  Contoso  ", "entra", "k")
+    assert (first.name, first.icon, first.api_key_id) == ("Contoso", "entra", key.id)
+    stamp(first.created)
+    second = await store.create_idp("Fabrikam", "key", None)
+    assert second.api_key_id is None and second.id != first.id
+    assert [i.id for i in await store.list_idps()] == [first.id, second.id]
+    assert await store.get_idp(first.id) == first
+    with pytest.raises(AdminError) as missing:
+        await store.get_idp("nope")
+    assert missing.value.status == 404
+
+
+async def test_an_idp_is_refused_with_a_reason(store: Store) -> None:
+    await store.create_api_key("k", "", True, True)
+    await store.create_api_key("gone", "", True, True)
+    await store.revoke_api_key("gone")
+    await store.create_idp("taken", "", "k")
+    cases = [
+        (("", "", None), 400),
+        (("taken", "", None), 409),
+        (("x", "", "no-such-key"), 404),
+        (("y", "", "gone"), 400),  # revoked
+        (("z", "", "k"), 409),  # a key belongs to one IdP
+    ]
+    for args, status in cases:
+        with pytest.raises(AdminError) as err:
+            await store.create_idp(*args)
+        assert err.value.status == status, args
+    assert [i.name for i in await store.list_idps()] == ["taken"]
+
+
+async def test_an_idp_moves_to_another_key(store: Store) -> None:
+    first, first_secret = await store.create_api_key("first", "", True, True)
+    second, second_secret = await store.create_api_key("second", "", True, True)
+    await store.create_api_key("gone", "", True, True)
+    await store.revoke_api_key("gone")
+    idp = await store.create_idp("i", "", "first")
+    other = await store.create_idp("other", "", None)
+    assert store.authenticate(idp.id, first_secret) is not None  # remembered
+    moved = await store.set_idp_api_key(idp.id, "second")
+    assert moved.api_key_id == second.id and (await store.get_idp(idp.id)).api_key_id == second.id
+    assert store.authenticate(idp.id, first_secret) is None
+    assert store.authenticate(idp.id, second_secret) is not None
+    assert (await store.set_idp_api_key(idp.id, second.id)).api_key_id == second.id  # the key it has
+    for target, key, status in [(other.id, "second", 409), (idp.id, "gone", 400), ("nope", "first", 404)]:
+        with pytest.raises(AdminError) as err:
+            await store.set_idp_api_key(target, key)
+        assert err.value.status == status, (target, key)
+    assert (await store.get_idp(other.id)).api_key_id is None
+    assert first.id != second.id
+
+
+async def test_deleting_an_idp_removes_its_resources_and_ends_its_sign_ins(store: Store) -> None:
+    _, secret = await store.create_api_key("k", "", True, True)
+    idp = await store.create_idp("doomed", "", "k")
+    kept = await store.create_idp("kept", "", None)
+    user = await store.create("User", idp.id, user_doc("alice"))
+    await store.create("Group", idp.id, {"displayName": "g"}, [Member(user.id)])
+    survivor = await store.create("User", kept.id, user_doc("alice"))
+    assert store.authenticate(idp.id, secret) is not None
+    await store.delete_idp(idp.id)
+    assert store.authenticate(idp.id, secret) is None
+    assert [i.id for i in await store.list_idps()] == [kept.id]
+    assert await store.get("User", idp.id, user.id) is None
+    assert await store.search("User", idp.id, Query()) == (0, [])
+    assert await store.search("Group", idp.id, Query()) == (0, [])
+    assert await store.counts(idp.id) == {"users": 0, "groups": 0}
+    assert (await store.get("User", kept.id, survivor.id)) is not None
+    with pytest.raises(AdminError) as again:
+        await store.delete_idp(idp.id)
+    assert again.value.status == 404
+    # A write that was authenticated before the IdP went stores nothing.
+    with pytest.raises(Exception) as late:
+        await store.create("User", idp.id, user_doc("late"))
+    assert getattr(late.value, "status", None) == 401
+    # The freed key can serve a new IdP.
+    assert (await store.create_idp("again", "", "k")).api_key_id is not None
+
+
+@pytest.mark.parametrize("change", ["revoke the key", "move the IdP to another key", "delete the IdP"])
+async def test_a_change_made_through_another_store_reaches_a_remembered_sign_in(
+    store: Store, database_url: str, change: str
+) -> None:
+    await store.create_api_key("k", "", True, True)
+    key, secret = await store.create_api_key("bound", "", True, True)
+    idp = await store.create_idp("i", "", "bound")
+    assert store.authenticate(idp.id, secret) is not None  # remembered
+    elsewhere = await open_store(database_url)  # another process on the database: the CLI, an instance
+    try:
+        if change == "revoke the key":
+            await elsewhere.revoke_api_key(key.id)
+        elif change == "move the IdP to another key":
+            await elsewhere.set_idp_api_key(idp.id, "k")
+        else:
+            await elsewhere.delete_idp(idp.id)
+    finally:
+        await elsewhere.close()
+    assert await signed_out_within(store, idp.id, secret, ELSEWHERE_SECONDS)
+
+
+async def test_settings_are_stored_replaced_and_created_once(store: Store, database_url: str) -> None:
+    assert await store.get_setting("admin.password") is None
+    await store.set_setting("admin.password", "first")
+    await store.set_setting("admin.password", "second")  # replaced
+    assert await store.get_setting("admin.password") == "second"
+    assert await store.setting_or_create("admin.password", "ignored") == "second"
+    racers = await asyncio.gather(*[store.setting_or_create("secret_key", f"candidate {i}") for i in range(20)])
+    assert len(set(racers)) == 1 and racers[0].startswith("candidate ")  # racing callers agree on one
+    elsewhere = await open_store(database_url)
+    try:
+        assert await elsewhere.setting_or_create("secret_key", "late") == racers[0]
+        assert await elsewhere.get_setting("admin.password") == "second"
+    finally:
+        await elsewhere.close()
+    assert await store.get_setting("missing") is None
+
+
+def session(name: str, expires: str = "9999-01-01T00:00:00.000Z") -> AdminSession:
+    return AdminSession(f"hash-{name}", f"csrf-{name}", "2026-01-01T00:00:00.000Z", expires)
+
+
+async def test_admin_sessions_are_found_until_they_expire_or_are_deleted(store: Store) -> None:
+    await store.create_admin_session(session("a"), "192.0.2.1")
+    await store.create_admin_session(session("b"), None)
+    assert await store.get_admin_session("hash-a") == session("a")
+    assert await store.get_admin_session("hash-unknown") is None
+    await store.create_admin_session(session("expired", "2000-01-01T00:00:00.000Z"), None)
+    assert await store.get_admin_session("hash-expired") is None  # stored, but past its time
+    await store.delete_admin_sessions("hash-a")  # sign-out
+    assert await store.get_admin_session("hash-a") is None
+    assert await store.get_admin_session("hash-b") == session("b")
+    await store.delete_admin_sessions("hash-unknown")  # nothing to delete: no error
+    await store.create_admin_session(session("c"), None)
+    await store.delete_admin_sessions()  # the password changed: every session ends
+    assert await store.get_admin_session("hash-b") is None and await store.get_admin_session("hash-c") is None
+
+
+async def test_an_idle_store_reports_an_empty_write_queue_and_counts_its_write_batches(store: Store) -> None:
+    assert store.write_queue_depth == 0
+    before = store.batches
+    await asyncio.gather(*[store.set_setting(f"k{i}", "v") for i in range(10)])
+    assert 1 <= store.batches - before <= 10  # writes are committed in batches: at least one, at most one each
+    assert store.write_queue_depth == 0
