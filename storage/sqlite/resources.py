@@ -142,10 +142,7 @@ class Resources(Engine):
         tmap = TABLES[rtype]
 
         def run(conn: sqlite3.Connection) -> Row:
-            current = _load(conn, tmap, idp_id, resource_id, members=False)
-            if current is None:
-                _check_idp(conn, idp_id)
-                raise not_found(f"{rtype} {shown(resource_id)} not found")
+            current = _load_for_write(conn, tmap, rtype, idp_id, resource_id)
             result: Change = change(current)
             changed = False
             columns: dict[str, object] = {}
@@ -184,10 +181,7 @@ class Resources(Engine):
         tmap = TABLES[rtype]
 
         def run(conn: sqlite3.Connection) -> None:
-            current = _load(conn, tmap, idp_id, resource_id, members=False)
-            if current is None:
-                _check_idp(conn, idp_id)
-                raise not_found(f"{rtype} {shown(resource_id)} not found")
+            current = _load_for_write(conn, tmap, rtype, idp_id, resource_id)
             if check is not None:
                 check(current)
             stamp = now()
@@ -277,6 +271,16 @@ def _store_doc(conn: sqlite3.Connection, tmap: TableMap, row: Row, columns: dict
         f"UPDATE {tmap.table} SET {sets}doc = ?, version = ?, modified = ? WHERE id = ?",
         (*columns.values(), _dumps(row.doc), row.version, row.modified, row.id),
     )
+
+
+def _load_for_write(conn: sqlite3.Connection, tmap: TableMap, rtype: str, idp_id: str, resource_id: str) -> Row:
+    """The row an update or delete works on, in the write transaction; 404, or 401 when the IdP
+    itself was deleted since the request was authenticated."""
+    current = _load(conn, tmap, idp_id, resource_id, members=False)
+    if current is None:
+        _check_idp(conn, idp_id)
+        raise not_found(f"{rtype} {shown(resource_id)} not found")
+    return current
 
 
 def _load(
