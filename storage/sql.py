@@ -1,9 +1,11 @@
-"""The typed filter AST (scim.filters) -> a parameterised SQLite WHERE clause, and ORDER BY.
+"""The typed filter AST (scim.filters) -> a parameterised WHERE clause and ORDER BY, in a backend's dialect.
 
-Hot attributes map to indexed columns; everything else reads the JSON document with json_extract,
-multi-valued attributes through json_each inside EXISTS, and group membership through the
-group_members rows. Every value is a bound parameter. Case rules follow the schema's caseExact,
-folding ASCII letters only, exactly as scim.filters.matches does in Python.
+This is the backend-neutral core: hot attributes map to indexed columns; everything else reads the
+JSON document, multi-valued attributes through their elements inside EXISTS, and group membership
+through the group_members rows. Every value is a bound parameter. Case rules follow the schema's
+caseExact, folding ASCII letters only, exactly as scim.filters.matches does in Python. How a value
+is read from the document and compared is each backend's `Dialect` (storage/sqlite/dialect.py,
+storage/postgresql/dialect.py).
 """
 
 from __future__ import annotations
@@ -62,18 +64,13 @@ GROUPS = TableMap(
 _MEMBER_COLUMNS = {"value": "m.member_id", "type": "m.type"}
 
 
-def _json_path(ref: AttrRef, *, with_sub: bool) -> str:
-    parts = ["$"]
-    if ref.urn:
-        parts.append(f'"{ref.urn}"')
-    parts.append(_json_key(ref.attr.name))
+def json_keys(ref: AttrRef, *, with_sub: bool) -> list[str]:
+    """The keys from the document down to the attribute (and its sub-attribute): the extension's URN first."""
+    keys = [ref.urn] if ref.urn else []
+    keys.append(ref.attr.name)
     if with_sub and ref.sub is not None:
-        parts.append(_json_key(ref.sub.name))
-    return ".".join(parts)
-
-
-def _json_key(name: str) -> str:
-    return f'"{name}"' if name.startswith("$") else name
+        keys.append(ref.sub.name)
+    return keys
 
 
 def escape_like(value: str) -> str:
@@ -81,14 +78,63 @@ def escape_like(value: str) -> str:
     return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-class _Builder:
-    def __init__(self, tmap: TableMap, idp_id: str) -> None:
+class Dialect:
+    """What differs from one database's SQL to another's: parameters, reading the JSON document, and
+    the comparisons of one value (leaf). The structure of a filter (and, or, not, value filters,
+    EXISTS over elements, group membership and the walk through nested groups) is the core's."""
+
+    creation_order = "t.rowid"  # the column that orders rows as they were created
+
+    def param(self, params: list, value: object) -> str:
+        """Bind `value`: append it to `params` and return its placeholder."""
+        raise NotImplementedError
+
+    def json_value(self, ref: AttrRef) -> str:
+        """The (singular) attribute, or sub-attribute, of the document t.doc."""
+        raise NotImplementedError
+
+    def json_elements(self, ref: AttrRef, alias: str) -> str:
+        """A table expression of the elements of a multi-valued attribute, each as `alias`.value."""
+        raise NotImplementedError
+
+    def element_sub(self, alias: str, sub: str) -> str:
+        """A sub-attribute of the element `alias` an EXISTS walks."""
+        raise NotImplementedError
+
+    def not_true(self, test: str) -> str:
+        """A test that holds unless `test` holds (it may be unknown: no value to compare)."""
+        raise NotImplementedError
+
+    def leaf(self, builder: Builder, node: Compare | Present, expr: str) -> str:
+        """One comparison (or presence test) of the value `expr`; builder.typed(expr) tells a column from JSON."""
+        raise NotImplementedError
+
+    def sort_key(self, ref: AttrRef, expr: str, typed: bool) -> list[str]:
+        """The ORDER BY terms, ascending, of the value `expr` (absent values last is the core's)."""
+        raise NotImplementedError
+
+    def first_element_sub(self, ref: AttrRef, sub: str) -> str:
+        """A multi-valued attribute's sub-attribute to sort by: the primary element's, else the first's."""
+        raise NotImplementedError
+
+
+class Builder:
+    """Translates one filter; its params are the values bound, in the dialect's order."""
+
+    def __init__(self, tmap: TableMap, idp_id: str, dialect: Dialect, params: list | None = None) -> None:
         self.tmap = tmap
         self.idp_id = idp_id
-        self.params: list = []
+        self.dialect = dialect
+        self.params: list = [] if params is None else params
         self.aliases = 0
         # Columns and member rows hold text already; JSON values may be of any JSON type.
         self.typed_exprs = {*tmap.columns.values(), *_MEMBER_COLUMNS.values(), "g.id"}
+
+    def param(self, value: object) -> str:
+        return self.dialect.param(self.params, value)
+
+    def typed(self, expr: str) -> bool:
+        return expr in self.typed_exprs
 
     def alias(self) -> str:
         self.aliases += 1
@@ -99,8 +145,8 @@ class _Builder:
             joiner = " AND " if isinstance(node, And) else " OR "
             return f"({joiner.join(self.node(item) for item in _chain(node))})"
         if isinstance(node, Not):
-            # Each test yields 1, 0 or NULL (no value to compare): "not" holds unless it is 1.
-            return f"({self.node(node.expr)} IS NOT 1)"
+            # Each test yields true, false or unknown (no value to compare): "not" holds unless it is true.
+            return self.dialect.not_true(self.node(node.expr))
         if isinstance(node, ValuePath):
             return self.exists(node.ref, lambda expr_of: self.node_in(node.filter, expr_of))
         ref = node.ref
@@ -123,20 +169,25 @@ class _Builder:
             joiner = " AND " if isinstance(node, And) else " OR "
             return f"({joiner.join(self.node_in(item, expr_of) for item in _chain(node))})"
         if isinstance(node, Not):
-            return f"({self.node_in(node.expr, expr_of)} IS NOT 1)"
+            return self.dialect.not_true(self.node_in(node.expr, expr_of))
         if isinstance(node, ValuePath):
             raise invalid_filter("A value filter cannot be nested inside another value filter")
         return self.leaf(node, expr_of(node.ref))
+
+    def leaf(self, node: Compare | Present, expr: str) -> str:
+        return self.dialect.leaf(self, node, expr)
 
     def scalar(self, ref: AttrRef) -> str:
         column = self.tmap.columns.get(ref.name.lower())
         if column is not None:
             return column
         if ref.name.lower() == "meta.resourcetype":
-            return f"'{self.tmap.resource_type}'"
+            resource_type = f"'{self.tmap.resource_type}'"
+            self.typed_exprs.add(resource_type)
+            return resource_type
         if ref.attr.name == "meta":
             raise invalid_filter(f"{ref.name} cannot be used in a filter")
-        return f"json_extract(t.doc, '{_json_path(ref, with_sub=True)}')"
+        return self.dialect.json_value(ref)
 
     def exists(self, ref: AttrRef, inner: Callable[[ExprOf], str]) -> str:
         """EXISTS over the elements of a multi-valued attribute; inner(expr_of) builds the test."""
@@ -161,11 +212,11 @@ class _Builder:
             # down from those groups for the whole query, over group ids with UNION, so each group is
             # visited once (cycles end) and the walk is linear in the graph below them. (A walk up
             # from every user of the tenant, once per row, was quadratic on dense nesting.)
-            self.params.append(self.idp_id)
+            idp = self.param(self.idp_id)
             test = inner(group_expr)
             return (
                 "t.id IN (WITH RECURSIVE down(gid) AS ("
-                f"SELECT g.id FROM groups AS g WHERE g.idp_id = ? AND {test} "
+                f"SELECT g.id FROM groups AS g WHERE g.idp_id = {idp} AND {test} "
                 "UNION SELECT m.member_id FROM group_members AS m JOIN down ON m.group_id = down.gid "
                 "WHERE m.type = 'Group') "
                 "SELECT m.member_id FROM group_members AS m JOIN down ON m.group_id = down.gid WHERE m.type = 'User')"
@@ -175,54 +226,12 @@ class _Builder:
         def element_expr(sub_ref: AttrRef) -> str:
             if sub_ref.sub is None:
                 return f"{alias}.value"
-            return f"json_extract({alias}.value, '$.{_json_key(sub_ref.sub.name)}')"
+            return self.dialect.element_sub(alias, sub_ref.sub.name)
 
-        return (
-            f"EXISTS (SELECT 1 FROM json_each(t.doc, '{_json_path(ref, with_sub=False)}') AS {alias} "
-            f"WHERE {inner(element_expr)})"
-        )
-
-    def leaf(self, node: Compare | Present, expr: str) -> str:
-        leaf = node.ref.leaf
-        if isinstance(node, Present):
-            if leaf.type == "complex":
-                return f"({expr} IS NOT NULL AND {expr} NOT IN ('', '{{}}', '[]'))"
-            return f"({expr} IS NOT NULL AND {expr} != '')"
-        op, value = node.op, node.value
-        if value is None:
-            present = self.leaf(Present(node.ref), expr)
-            return f"(NOT {present})" if op == "eq" else present
-        if op == "ne":
-            return f"(NOT coalesce({self.leaf(Compare(node.ref, 'eq', value), expr)}, 0))"
-        if leaf.type == "boolean":
-            self.params.append(1 if value else 0)
-            return f"({expr} = ?)"
-        if isinstance(value, (int, float)):
-            self.params.append(value)
-            return f"({expr} {_SQL_OPS[op]} ?)"
-        nocase = not leaf.case_exact
-        # A JSON number or boolean is never equal to a string in Python; keep SQL in step.
-        text_expr = expr if expr in self.typed_exprs else f"(CASE WHEN typeof({expr}) = 'text' THEN {expr} END)"
-        if op in ("co", "sw", "ew"):
-            if nocase:
-                pattern = escape_like(value)
-                pattern = {"co": f"%{pattern}%", "sw": f"{pattern}%", "ew": f"%{pattern}"}[op]
-                self.params.append(pattern)
-                return f"({text_expr} LIKE ? ESCAPE '\\')"
-            if op == "co":
-                self.params.append(value)
-                return f"(instr({text_expr}, ?) > 0)"
-            if op == "sw":
-                self.params.extend([value, value])
-                return f"(substr({text_expr}, 1, length(?)) = ?)"
-            self.params.extend([value, value, value])
-            return f"({text_expr} IS NOT NULL AND (? = '' OR substr({text_expr}, -length(?)) = ?))"
-        self.params.append(value)
-        collate = " COLLATE NOCASE" if nocase else ""
-        return f"({text_expr}{collate} {_SQL_OPS[op]} ?)"
+        return f"EXISTS (SELECT 1 FROM {self.dialect.json_elements(ref, alias)} WHERE {inner(element_expr)})"
 
 
-_SQL_OPS = {"eq": "=", "gt": ">", "ge": ">=", "lt": "<", "le": "<="}
+SQL_OPS = {"eq": "=", "gt": ">", "ge": ">=", "lt": "<", "le": "<="}
 
 
 def _chain(node: And | Or) -> list[Node]:
@@ -285,24 +294,23 @@ def _pins_rows(node: Node, tmap: TableMap) -> bool:
     return False
 
 
-def where_clause(node: Node, tmap: TableMap, idp_id: str) -> tuple[str, list]:
-    """SQL text (over table alias t, the rows of IdP `idp_id`) and its parameters for a resolved filter."""
-    builder = _Builder(tmap, idp_id)
+def where_clause(
+    node: Node, tmap: TableMap, idp_id: str, dialect: Dialect, params: list | None = None
+) -> tuple[str, list]:
+    """SQL text (over table alias t, the rows of IdP `idp_id`) and its parameters for a resolved
+    filter, in `dialect`; the parameters are appended to `params` when given (numbered after them)."""
+    builder = Builder(tmap, idp_id, dialect, params)
     return builder.node(node), builder.params
 
 
-def order_clause(ref: AttrRef, descending: bool, tmap: TableMap) -> str:
+def order_clause(ref: AttrRef, descending: bool, tmap: TableMap, dialect: Dialect) -> str:
     """ORDER BY for sortBy: absent values last, ties broken by creation order."""
-    builder = _Builder(tmap, "")
+    builder = Builder(tmap, "", dialect)
+    typed = False
     if ref.attr.multi_valued:
         if ref.name.lower() in ("members", "groups", "members.value", "groups.value"):
             raise invalid_value(f"sortBy {ref.name} is not supported; sort on a singular attribute")
-        sub = ref.sub.name if ref.sub else "value"
-        expr = (
-            f"(SELECT json_extract(s.value, '$.{_json_key(sub)}') FROM json_each(t.doc, "
-            f"'{_json_path(ref, with_sub=False)}') AS s "
-            "ORDER BY coalesce(json_extract(s.value, '$.primary'), 0) DESC LIMIT 1)"
-        )
+        expr = dialect.first_element_sub(ref, ref.sub.name if ref.sub else "value")
     elif ref.attr.is_complex and ref.sub is None:
         raise invalid_value(f"sortBy {ref.name} names a complex attribute; sort on a sub-attribute")
     else:
@@ -310,6 +318,7 @@ def order_clause(ref: AttrRef, descending: bool, tmap: TableMap) -> str:
             expr = builder.scalar(ref)
         except ScimError:
             raise invalid_value(f"sortBy {ref.name} is not supported") from None
-    collate = "" if ref.leaf.case_exact else " COLLATE NOCASE"
-    direction = "DESC" if descending else "ASC"
-    return f"{expr} IS NULL, {expr}{collate} {direction}, t.rowid"
+        typed = builder.typed(expr)
+    direction = " DESC" if descending else " ASC"
+    keys = ", ".join(f"{key}{direction}" for key in dialect.sort_key(ref, expr, typed))
+    return f"{expr} IS NULL, {keys}, {dialect.creation_order}"

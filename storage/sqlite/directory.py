@@ -14,6 +14,7 @@ from storage import (
     Row,
 )
 from storage.sql import GROUPS, USERS, TableMap, where_clause
+from storage.sqlite.dialect import SQLITE
 from storage.sqlite.engine import Engine
 from storage.sqlite.provisioning_log import like_pattern
 from storage.sqlite.resources import TABLES, load_groups
@@ -44,7 +45,7 @@ class Directory(Engine):
         """
         tmap = TABLES[rtype]
         name = "t.user_name" if tmap is USERS else "t.display_name"
-        clause, params = ("1", []) if where is None else where_clause(where, tmap, idp_id)
+        clause, params = ("1", []) if where is None else where_clause(where, tmap, idp_id, SQLITE)
         if text:
             text_clause, text_params = _text_search(tmap, text)
             clause, params = f"{clause} AND {text_clause}", [*params, *text_params]

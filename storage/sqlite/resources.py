@@ -21,6 +21,7 @@ from storage import (
 )
 from storage.common import new_resource_id, now
 from storage.sql import GROUPS, USERS, TableMap, is_point_lookup, order_clause, where_clause
+from storage.sqlite.dialect import SQLITE
 from storage.sqlite.engine import Engine, GroupWalkTooLarge, TooLongInPlace, in_place
 
 TABLES: dict[str, TableMap] = {"User": USERS, "Group": GROUPS}
@@ -90,8 +91,8 @@ class Resources(Engine):
         always holds at least one row, so a client paging by startIndex + itemsPerPage goes on
         where it ended."""
         tmap = TABLES[rtype]
-        where, params = ("1", []) if query.where is None else where_clause(query.where, tmap, idp_id)
-        order = order_clause(query.sort_by, query.descending, tmap) if query.sort_by else "t.rowid"
+        where, params = ("1", []) if query.where is None else where_clause(query.where, tmap, idp_id, SQLITE)
+        order = order_clause(query.sort_by, query.descending, tmap, SQLITE) if query.sort_by else "t.rowid"
         base = f"FROM {tmap.table} AS t WHERE t.idp_id = ? AND {where}"
 
         def run(conn: sqlite3.Connection, walk_cap: int) -> tuple[int, list[Row]]:

@@ -18,6 +18,7 @@ from scim.filters import Node, matches, parse_filter
 from scim.paths import resolve_text
 from scim.schemas import ENTERPRISE_USER, GROUP_TYPE, USER_TYPE
 from storage.sql import GROUPS, USERS, order_clause, where_clause
+from storage.sqlite.dialect import SQLITE
 
 MIGRATION = Path(__file__).resolve().parents[2] / "storage" / "sqlite" / "migrations" / "001_initial.sql"
 IDP = "idp-1"
@@ -144,7 +145,7 @@ def conn(tmp_path_factory: pytest.TempPathFactory) -> sqlite3.Connection:
 
 def sql_ids(conn: sqlite3.Connection, text: str, group: bool = False) -> set[str]:
     rtype, tmap = (GROUP_TYPE, GROUPS) if group else (USER_TYPE, USERS)
-    where, params = where_clause(parse_filter(text, rtype), tmap, IDP)
+    where, params = where_clause(parse_filter(text, rtype), tmap, IDP, SQLITE)
     rows = conn.execute(f"SELECT t.id FROM {tmap.table} AS t WHERE t.idp_id = ? AND {where}", [IDP, *params])
     return {row[0] for row in rows}
 
@@ -205,7 +206,7 @@ def test_id_is_case_exact(conn: sqlite3.Connection) -> None:
 
 
 def test_user_name_eq_uses_the_index(conn: sqlite3.Connection) -> None:
-    where, params = where_clause(parse_filter('userName eq "Alice@contoso.com"', USER_TYPE), USERS, IDP)
+    where, params = where_clause(parse_filter('userName eq "Alice@contoso.com"', USER_TYPE), USERS, IDP, SQLITE)
     plan = conn.execute(
         f"EXPLAIN QUERY PLAN SELECT t.id FROM users AS t WHERE t.idp_id = ? AND {where}", [IDP, *params]
     ).fetchall()
@@ -213,7 +214,7 @@ def test_user_name_eq_uses_the_index(conn: sqlite3.Connection) -> None:
 
 
 def test_group_display_name_eq_uses_the_index(conn: sqlite3.Connection) -> None:
-    where, params = where_clause(parse_filter('displayName eq "SALES"', GROUP_TYPE), GROUPS, IDP)
+    where, params = where_clause(parse_filter('displayName eq "SALES"', GROUP_TYPE), GROUPS, IDP, SQLITE)
     plan = conn.execute(
         f"EXPLAIN QUERY PLAN SELECT t.id FROM groups AS t WHERE t.idp_id = ? AND {where}", [IDP, *params]
     ).fetchall()
@@ -294,9 +295,9 @@ def test_like_wildcards_are_literal(conn: sqlite3.Connection, text: str, expecte
 def test_hostile_strings_are_values_not_sql(conn: sqlite3.Connection, value: str, attr: str, op: str) -> None:
     text = f"{attr} {op} {json.dumps(value)}"  # json.dumps: \" \\ escapes and \uXXXX surrogate pairs
     node = parse_filter(text, USER_TYPE)
-    where, params = where_clause(node, USERS, IDP)
+    where, params = where_clause(node, USERS, IDP, SQLITE)
     # The SQL text is the same as for a harmless value: the value only ever travels as a parameter.
-    harmless_where, harmless_params = where_clause(parse_filter(f'{attr} {op} "x"', USER_TYPE), USERS, IDP)
+    harmless_where, harmless_params = where_clause(parse_filter(f'{attr} {op} "x"', USER_TYPE), USERS, IDP, SQLITE)
     assert (where, len(params)) == (harmless_where, len(harmless_params))
     assert value in params or op in ("co", "sw", "ew")
     check(conn, text, python_ids(node))
@@ -481,14 +482,14 @@ def test_user_groups_direct_and_nested(conn: sqlite3.Connection, text: str, expe
 )
 def test_unfilterable_attributes_are_invalid_filter(text: str, rtype, tmap) -> None:
     with pytest.raises(ScimError) as info:
-        where_clause(parse_filter(text, rtype), tmap, IDP)
+        where_clause(parse_filter(text, rtype), tmap, IDP, SQLITE)
     assert info.value.status == 400
     assert info.value.scim_type == "invalidFilter"
 
 
 def test_values_are_always_parameters() -> None:
     node = parse_filter('userName eq "a" and emails[value co "b"] or title sw "c" and manager eq "d"', USER_TYPE)
-    where, params = where_clause(node, USERS, IDP)
+    where, params = where_clause(node, USERS, IDP, SQLITE)
     assert sorted(params) == ["%b%", "a", "c%", "d"]
     assert where.count("?") == len(params)
 
@@ -505,7 +506,7 @@ def test_long_chains_run(conn: sqlite3.Connection) -> None:
 
 
 def ordered(conn: sqlite3.Connection, path: str, descending: bool = False) -> list[str]:
-    order = order_clause(resolve_text(USER_TYPE, path), descending, USERS)
+    order = order_clause(resolve_text(USER_TYPE, path), descending, USERS, SQLITE)
     return [row[0] for row in conn.execute(f"SELECT t.id FROM users AS t WHERE t.idp_id = ? ORDER BY {order}", [IDP])]
 
 
@@ -523,7 +524,7 @@ def test_order_clause(conn: sqlite3.Connection) -> None:
 @pytest.mark.parametrize("path", ["groups", "groups.value", "name"])
 def test_order_clause_rejects_unsortable(path: str) -> None:
     with pytest.raises(ScimError) as info:
-        order_clause(resolve_text(USER_TYPE, path), False, USERS)
+        order_clause(resolve_text(USER_TYPE, path), False, USERS, SQLITE)
     assert info.value.scim_type == "invalidValue"
 
 
