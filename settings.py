@@ -199,6 +199,21 @@ class DatabaseSettings:
 
 
 @dataclass(frozen=True)
+class PostgresqlSettings:
+    pool_min: int = setting(2, "connections each instance keeps open to PostgreSQL", minimum=1)
+    pool_max: int = setting(
+        10, "the most connections an instance opens; writes past them wait (`scim.max_write_queue`)", minimum=1
+    )
+    connect_timeout: int = setting(5, "seconds to connect before the database counts as unreachable", minimum=1)
+    statement_timeout: int = setting(
+        30, "seconds one statement may run before PostgreSQL cancels it (503 to the client)", minimum=1
+    )
+    retry_after: int = setting(
+        5, "the `Retry-After` (seconds) of the 503 a request gets while PostgreSQL is unreachable", minimum=1
+    )
+
+
+@dataclass(frozen=True)
 class ScimSettings:
     default_page_size: int = setting(100, "page size when a client sends no `count`", minimum=1)
     max_page_size: int = setting(1000, "the most resources one page returns", minimum=1)
@@ -295,6 +310,7 @@ class ProvisioningLogSettings:
 class Settings:
     server: ServerSettings
     database: DatabaseSettings
+    postgresql: PostgresqlSettings
     scim: ScimSettings
     security: SecuritySettings
     logging: LoggingSettings
