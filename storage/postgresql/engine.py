@@ -131,6 +131,22 @@ class Engine:
         finally:
             self._writes -= 1
 
+    async def write_one(self, fn: Callable[[Connection], Awaitable[T]]) -> T:
+        """fn(connection) outside a transaction, for a write that is one statement (atomic by
+        itself) or that guards itself (a compare-and-set): no BEGIN and COMMIT round trips."""
+        if self.max_write_queue and self._writes >= self.max_write_queue:
+            raise ScimError(429, "The server is busy with other writes; retry after the Retry-After delay")
+        self._writes += 1
+        try:
+            async with self._pool().acquire(timeout=self.connect_timeout) as conn:
+                result = await fn(conn)
+            self.batches += 1
+            return result
+        except UNAVAILABLE as exc:
+            raise self.unavailable(exc) from None
+        finally:
+            self._writes -= 1
+
     def _pool(self) -> asyncpg.Pool:
         assert self.pool is not None, "the store is not open"
         return self.pool
