@@ -23,7 +23,7 @@ from scim.patch import Member, MemberOp
 from storage import Change, ChangeFn, CheckFn, Encoder, Query, Row
 from storage.common import new_resource_id, now
 from storage.postgresql.dialect import POSTGRESQL
-from storage.postgresql.engine import ATTEMPTS, Connection, Engine, status_count
+from storage.postgresql.engine import ATTEMPTS, Batcher, Connection, Engine, status_count
 from storage.resource_rules import IdpDeleted, changed_columns, hot_columns, typed_members, uniqueness
 from storage.sql import GROUPS, USERS, TableMap, order_clause, where_clause
 
@@ -58,42 +58,42 @@ def too_many_groups(user_id: str, cap: int) -> ScimError:
 class Resources(Engine):
     """ResourceStore's reads and writes of users and groups (authenticate is in auth.py), and counts."""
 
+    _user_creates: Batcher[tuple[str, Row], Row]
+
+    def _start_batchers(self) -> None:
+        self._user_creates = Batcher(self, insert_users)
+
     async def create(self, rtype: str, idp_id: str, doc: dict, members: list[Member] | None = None) -> Row:
         tmap = TABLES[rtype]
         stamp = now()
         row = Row(new_resource_id(), doc, 1, stamp, stamp)
+        if tmap is USERS:
+            # Concurrent creates go to the database together, as one INSERT (insert_users).
+            return await self._user_creates.submit((idp_id, row))
         columns = hot_columns(tmap, doc)
         values = ", ".join(f"${n}" for n in range(3, 7 + len(columns)))
-        # The IdP's row under a key-share lock, in the INSERT itself: a create authenticated before
-        # its IdP was deleted inserts nothing (delete_idp deletes that row first, and either waits
-        # for this statement or is seen by it).
+        # The IdP's row under a key-share lock: a create authenticated before its IdP was deleted
+        # inserts nothing (delete_idp deletes that row first, and waits for this or is seen by it).
         sql = (
             f"INSERT INTO {tmap.table} (id, idp_id, {', '.join(columns)}, doc, version, created, modified) "
             f"SELECT $1, i.id, {values} FROM idps AS i WHERE i.id = $2 FOR KEY SHARE"
         )
-        args = (row.id, idp_id, *columns.values(), dumps(doc), 1, stamp, stamp)
 
-        async def insert(conn: Connection) -> None:
+        async def insert(conn: Connection) -> Row:
             try:
-                inserted = status_count(await conn.execute(sql, *args))
+                inserted = status_count(
+                    await conn.execute(sql, row.id, idp_id, *columns.values(), dumps(doc), 1, stamp, stamp)
+                )
             except asyncpg.UniqueViolationError:
                 raise uniqueness(tmap, doc) from None
             if not inserted:
                 raise IdpDeleted()
-
-        if tmap is USERS:
-            await self.write_one(insert)  # one statement: no transaction around it
-            row.groups = []
-            return row
-
-        async def insert_group(conn: Connection) -> Row:
-            await insert(conn)
             if members:
                 await apply_member_ops(conn, idp_id, row.id, [MemberOp("add", tuple(members))])
             row.members = await load_members(conn, row.id)
             return row
 
-        return await self.write(insert_group)
+        return await self.write(insert)
 
     async def get(
         self, rtype: str, idp_id: str, resource_id: str, *, members: bool = True, encode: Encoder | None = None
@@ -307,6 +307,51 @@ async def store_doc(
     except asyncpg.UniqueViolationError:
         raise uniqueness(tmap, row.doc) from None
     return status_count(status) > 0
+
+
+# New users, many in one statement, in the order they came (their seq is their creation order). The
+# IdPs' rows are key-share locked, as a single create's are; a name taken (also by another user of
+# the same batch) is skipped by ON CONFLICT DO NOTHING, so one refused create never fails the rest.
+INSERT_USERS = (
+    "INSERT INTO users (id, idp_id, user_name, external_id, active, doc, version, created, modified) "
+    "SELECT v.id, v.idp_id, v.user_name, v.external_id, v.active, v.doc, 1, v.created, v.created "
+    "FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::boolean[], $6::jsonb[], $7::text[]) "
+    "WITH ORDINALITY AS v(id, idp_id, user_name, external_id, active, doc, created, n) "
+    "JOIN idps AS i ON i.id = v.idp_id ORDER BY v.n FOR KEY SHARE OF i "
+    "ON CONFLICT DO NOTHING RETURNING id"
+)
+
+
+async def insert_users(conn: Connection, batch: list[tuple[str, Row]]) -> list[Row | BaseException]:
+    """Store new users (IdP ID, row) in one statement; each gets its row, or 409 / 401 why not."""
+    docs = [row.doc for _, row in batch]
+    inserted = {
+        record[0]
+        for record in await conn.fetch(
+            INSERT_USERS,
+            [row.id for _, row in batch],
+            [idp_id for idp_id, _ in batch],
+            [doc["userName"] for doc in docs],
+            [doc.get("externalId") for doc in docs],
+            [doc.get("active") for doc in docs],
+            [dumps(doc) for doc in docs],
+            [row.created for _, row in batch],
+        )
+    }
+    outcomes: list[Row | BaseException] = []
+    refused = {idp_id for idp_id, row in batch if row.id not in inserted}
+    existing = (
+        {r[0] for r in await conn.fetch("SELECT id FROM idps WHERE id = ANY($1::text[])", list(refused))}
+        if refused
+        else set()
+    )
+    for idp_id, row in batch:
+        if row.id in inserted:
+            row.groups = []
+            outcomes.append(row)
+        else:
+            outcomes.append(uniqueness(USERS, row.doc) if idp_id in existing else IdpDeleted())
+    return outcomes
 
 
 async def check_idp(conn: Connection, idp_id: str) -> None:
