@@ -79,7 +79,15 @@ class Engine:
         return await asyncpg.connect(self.url, timeout=self.connect_timeout, server_settings=self._server_settings())
 
     def _server_settings(self) -> dict[str, str]:
-        return {"application_name": "scimlet", "statement_timeout": str(int(self.statement_timeout * 1000))}
+        return {
+            "application_name": "scimlet",
+            "statement_timeout": str(int(self.statement_timeout * 1000)),
+            # asyncpg prepares every statement once per connection; PostgreSQL would still plan a
+            # lookup anew at each run (a custom plan: 0.7 ms of planning for 0.1 ms of work)
+            # whenever it guesses the generic plan dearer. Ours are keyed by unique or per-IdP
+            # indexes whatever the values: the generic plan is the plan.
+            "plan_cache_mode": "force_generic_plan",
+        }
 
     async def open(self) -> None:
         self.pool = await asyncpg.create_pool(
@@ -196,7 +204,8 @@ class Batcher(Generic[Item, T]):
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._queue.append((item, future))
         engine._writes += 1
-        if self._task is None:
+        if self._task is None or self._task.get_loop() is not future.get_loop():
+            # None draining, or only one in a loop that no longer runs (a store moved to another loop).
             self._task = asyncio.create_task(self._drain())
         try:
             return await future
@@ -225,7 +234,8 @@ class Batcher(Generic[Item, T]):
                     else:
                         future.set_result(outcome)
         finally:
-            self._task = None
+            if self._task is asyncio.current_task():
+                self._task = None
 
 
 async def _keep_session(conn: asyncpg.Connection) -> None:

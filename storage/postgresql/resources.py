@@ -60,8 +60,11 @@ class Resources(Engine):
 
     _user_creates: Batcher[tuple[str, Row], Row]
 
+    _user_updates: Batcher[tuple[Row, int], bool]
+
     def _start_batchers(self) -> None:
         self._user_creates = Batcher(self, insert_users)
+        self._user_updates = Batcher(self, update_users)
 
     async def create(self, rtype: str, idp_id: str, doc: dict, members: list[Member] | None = None) -> Row:
         tmap = TABLES[rtype]
@@ -191,26 +194,21 @@ class Resources(Engine):
 
     async def _update_user(self, idp_id: str, user_id: str, change: ChangeFn, members: bool) -> Row:
         """Read, change, and store only if the version is still the one read; else again (see the module)."""
-
-        async def run(conn: Connection) -> Row | None:
-            current = await self._read_row(conn, USERS, idp_id, user_id, members, cap_groups=True)
+        for _ in range(ATTEMPTS):
+            current = await self.read(
+                lambda conn: self._read_row(conn, USERS, idp_id, user_id, members, cap_groups=True)
+            )
             if current is None:
-                await check_idp(conn, idp_id)
+                await self.read(lambda conn: check_idp(conn, idp_id))
                 raise not_found(f"User {shown(user_id)} not found")
             result: Change = change(current)
             if result.doc is None or result.doc == current.doc:
                 return current
-            columns = changed_columns(USERS, current.doc, result.doc)
             read_version = current.version
             current.doc, current.version, current.modified = result.doc, read_version + 1, now()
-            if not await store_doc(conn, USERS, current, columns, read_version=read_version):
-                return None  # changed meanwhile (or deleted): read it again
-            return current
-
-        for _ in range(ATTEMPTS):
-            row = await self.write_one(run)
-            if row is not None:
-                return row
+            # Concurrent updates go to the database together, as one UPDATE (update_users).
+            if await self._user_updates.submit((current, read_version)):
+                return current
         raise ScimError(503, "The user kept changing under concurrent writes; nothing was stored; retry")
 
     async def delete(self, rtype: str, idp_id: str, resource_id: str, check: CheckFn | None = None) -> None:
@@ -354,6 +352,51 @@ async def insert_users(conn: Connection, batch: list[tuple[str, Row]]) -> list[R
     return outcomes
 
 
+# Changed users, many in one statement, each written only while its version is the one its change
+# read (compare-and-set). Every hot column is set: PostgreSQL keeps an update HOT (no index
+# entries rewritten) when the indexed values stay the same, whatever the SET list names.
+UPDATE_USERS = (
+    "UPDATE users AS t SET user_name = v.user_name, external_id = v.external_id, active = v.active, "
+    "doc = v.doc, version = v.read_version + 1, modified = v.modified "
+    "FROM unnest($1::text[], $2::integer[], $3::text[], $4::text[], $5::boolean[], $6::jsonb[], $7::text[]) "
+    "AS v(id, read_version, user_name, external_id, active, doc, modified) "
+    "WHERE t.id = v.id AND t.version = v.read_version RETURNING t.id"
+)
+
+
+async def update_users(conn: Connection, batch: list[tuple[Row, int]]) -> list[bool | BaseException]:
+    """Store changed users (row as changed, version read) in one statement: True for each written,
+    False for one that changed meanwhile (to be read and changed again). A second change of one user
+    in the same batch waits for the next (False); a new name already taken fails the statement, and
+    then each is written alone, to refuse only that one."""
+    first = {row.id: k for k, (row, _) in reversed(list(enumerate(batch)))}
+    alone = [(row, version) for k, (row, version) in enumerate(batch) if first[row.id] == k]
+    docs = [row.doc for row, _ in alone]
+    try:
+        written = {
+            record[0]
+            for record in await conn.fetch(
+                UPDATE_USERS,
+                [row.id for row, _ in alone],
+                [version for _, version in alone],
+                [doc["userName"] for doc in docs],
+                [doc.get("externalId") for doc in docs],
+                [doc.get("active") for doc in docs],
+                [dumps(doc) for doc in docs],
+                [row.modified for row, _ in alone],
+            )
+        }
+    except asyncpg.UniqueViolationError:
+        outcomes: list[bool | BaseException] = []
+        for row, version in batch:
+            try:
+                outcomes.append(await store_doc(conn, USERS, row, hot_columns(USERS, row.doc), read_version=version))
+            except ScimError as exc:
+                outcomes.append(exc)
+        return outcomes
+    return [row.id in written and first[row.id] == k for k, (row, _) in enumerate(batch)]
+
+
 async def check_idp(conn: Connection, idp_id: str) -> None:
     """The IdP exists, and stays until this transaction ends (delete_idp waits for it)."""
     if await conn.fetchval("SELECT 1 FROM idps WHERE id = $1 FOR KEY SHARE", idp_id) is None:
@@ -392,13 +435,15 @@ async def load_members(conn: Connection, group_id: str, limit: int | None = None
 # read of the walk stops it one group past the cap, since PostgreSQL computes a recursive query only
 # as far as it is read. USER is the SQL of the user's id: a parameter, or the row's column.
 GROUP_WALK = (
-    "(WITH RECURSIVE reach(gid) AS ("
+    # In no group (every user during an initial sync): one index probe instead of the walk.
+    "(CASE WHEN EXISTS (SELECT 1 FROM group_members WHERE member_id = {user}) THEN"
+    " (WITH RECURSIVE reach(gid) AS ("
     " SELECT group_id FROM group_members WHERE member_id = {user}"
     " UNION SELECT gm.group_id FROM group_members AS gm JOIN reach ON gm.member_id = reach.gid)"
     " SELECT json_agg(json_build_array(w.gid, w.display_name, w.direct) ORDER BY w.direct DESC,"
     ' w.display_name COLLATE "C") FROM (SELECT r.gid, g.display_name,'
     " EXISTS (SELECT 1 FROM group_members WHERE group_id = r.gid AND member_id = {user}) AS direct"
-    " FROM (SELECT gid FROM reach LIMIT {limit}) AS r JOIN groups AS g ON g.id = r.gid) AS w)"
+    " FROM (SELECT gid FROM reach LIMIT {limit}) AS r JOIN groups AS g ON g.id = r.gid) AS w) END)"
 )
 USER_GROUPS = GROUP_WALK.format(user="$1", limit="$2")
 
