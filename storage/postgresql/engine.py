@@ -10,9 +10,10 @@ connections wait for one, and scim.max_write_queue bounds how many may wait.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Generic, TypeVar
 
 import asyncpg
@@ -113,23 +114,15 @@ class Engine:
 
     async def read(self, fn: Callable[[Connection], Awaitable[T]]) -> T:
         """fn(connection) on a pooled connection, outside any transaction."""
-        try:
-            async with self._pool().acquire(timeout=self.connect_timeout) as conn:
-                return await fn(conn)
-        except UNAVAILABLE as exc:
-            raise self.unavailable(exc) from None
+        return await self.run(fn)
 
     async def write(self, fn: Callable[[Connection], Awaitable[T]]) -> T:
         """fn(connection) inside one transaction, committed when it returns, rolled back when it
         raises; run again (fn must allow it) when PostgreSQL aborts it for a deadlock."""
-        if self.max_write_queue and self._writes >= self.max_write_queue:
-            raise ScimError(429, "The server is busy with other writes; retry after the Retry-After delay")
-        self._writes += 1
-        try:
+        async with self._write_slot():
             for attempt in range(1, ATTEMPTS + 1):
                 try:
-                    async with self._pool().acquire(timeout=self.connect_timeout) as conn, conn.transaction():
-                        result = await fn(conn)
+                    result = await self.run(fn, transaction=True)
                     self.batches += 1
                     return result
                 except RETRIED:
@@ -138,27 +131,51 @@ class Engine:
                             503, "The write kept conflicting with concurrent writes; nothing was stored; retry"
                         ) from None
                     await asyncio.sleep(0.01 * attempt)
-                except UNAVAILABLE as exc:
-                    raise self.unavailable(exc) from None
             raise AssertionError("unreachable")
-        finally:
-            self._writes -= 1
 
     async def write_one(self, fn: Callable[[Connection], Awaitable[T]]) -> T:
         """fn(connection) outside a transaction, for a write that is one statement (atomic by
         itself) or that guards itself (a compare-and-set): no BEGIN and COMMIT round trips."""
+        async with self._write_slot():
+            result = await self.run(fn)
+            self.batches += 1
+            return result
+
+    @contextlib.asynccontextmanager
+    async def _write_slot(self) -> AsyncIterator[None]:
+        """A place among the writes under way: 429 past scim.max_write_queue."""
         if self.max_write_queue and self._writes >= self.max_write_queue:
             raise ScimError(429, "The server is busy with other writes; retry after the Retry-After delay")
         self._writes += 1
         try:
-            async with self._pool().acquire(timeout=self.connect_timeout) as conn:
-                result = await fn(conn)
-            self.batches += 1
-            return result
-        except UNAVAILABLE as exc:
-            raise self.unavailable(exc) from None
+            yield
         finally:
             self._writes -= 1
+
+    async def run(self, fn: Callable[[Connection], Awaitable[T]], *, transaction: bool = False) -> T:
+        """fn(connection) on a pooled connection (in a transaction when asked). A connection that
+        PostgreSQL ended while it sat in the pool (a restart, pg_terminate_backend) can still look
+        open and fail its first operation with InternalClientError before anything reaches the
+        server: it is dropped and fn runs once more on a new one. A connection that fails any other
+        way is dropped too, and the request gets 503."""
+        for attempt in (1, 2):
+            try:
+                async with self._pool().acquire(timeout=self.connect_timeout) as conn:
+                    try:
+                        if not transaction:
+                            return await fn(conn)
+                        async with conn.transaction():
+                            return await fn(conn)
+                    except (*UNAVAILABLE, asyncpg.InternalClientError):
+                        conn.terminate()  # the pool opens a new connection in its place
+                        raise
+            except asyncpg.InternalClientError as exc:
+                if attempt == 2:
+                    raise self.unavailable(exc) from None
+                log.info("PostgreSQL connection found broken (%s); retrying on a new one", exc)
+            except UNAVAILABLE as exc:
+                raise self.unavailable(exc) from None
+        raise AssertionError("unreachable")
 
     def _pool(self) -> asyncpg.Pool:
         assert self.pool is not None, "the store is not open"
@@ -212,6 +229,9 @@ class Batcher(Generic[Item, T]):
         finally:
             engine._writes -= 1
 
+    def _flush_of(self, items: list[Item]) -> Callable[[Connection], Awaitable[list[T | BaseException]]]:
+        return lambda conn: self.flush(conn, items)
+
     async def _drain(self) -> None:
         try:
             while self._queue:
@@ -219,11 +239,8 @@ class Batcher(Generic[Item, T]):
                 items = [item for item, _ in batch]
                 outcomes: list[T | BaseException]
                 try:
-                    async with self.engine._pool().acquire(timeout=self.engine.connect_timeout) as conn:
-                        outcomes = await self.flush(conn, items)
+                    outcomes = await self.engine.run(self._flush_of(items))
                     self.engine.batches += 1
-                except UNAVAILABLE as exc:
-                    outcomes = [self.engine.unavailable(exc)] * len(batch)
                 except Exception as exc:  # the statement failed as a whole: every write in it gets why
                     outcomes = [exc] * len(batch)
                 for (_, future), outcome in zip(batch, outcomes, strict=True):
