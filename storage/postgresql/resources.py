@@ -13,8 +13,6 @@ CONFLICT DO NOTHING, DELETE) that must commit with its version.
 
 from __future__ import annotations
 
-import time
-
 import asyncpg
 import orjson
 
@@ -28,9 +26,10 @@ from storage.resource_rules import IdpDeleted, changed_columns, hot_columns, typ
 from storage.sql import GROUPS, USERS, TableMap, order_clause, where_clause
 
 TABLES: dict[str, TableMap] = {"User": USERS, "Group": GROUPS}
-# A page whose rows' groups (or members) are costly to load ends early once loading them took this
-# long (the first row is always loaded whole), as the SQLite backend's PAGE_LOAD_STEPS.
-PAGE_LOAD_SECONDS = 0.1
+# A page of groups ends early, before the group that would take the members loaded for it past this
+# many (the first group is always loaded whole), as the SQLite backend's PAGE_LOAD_STEPS: counted
+# in rows, not time, so what a page holds does not depend on how busy the server is.
+PAGE_LOAD_MEMBERS = 100_000
 ROW_COLUMNS = "t.id, t.doc, t.version, t.created, t.modified"
 
 
@@ -138,16 +137,17 @@ class Resources(Engine):
                     query.count,
                     query.start_index - 1,
                 )
-                deadline = time.monotonic() + PAGE_LOAD_SECONDS
+                members_loaded = 0
                 for record in found:
                     row = to_row(record)
                     if with_groups:
                         row.groups = self._groups(row.id, record[5])
                     elif query.members:
-                        if rows and time.monotonic() > deadline:
+                        row.members = await load_members(conn, row.id)
+                        members_loaded += len(row.members)
+                        if rows and members_loaded > PAGE_LOAD_MEMBERS:
                             ended_early = True
                             break
-                        row.members = await load_members(conn, row.id)
                     if encode is not None:
                         row.encoded = encode(row)
                         if rows and query.max_bytes and size + len(row.encoded) > query.max_bytes:
