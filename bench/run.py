@@ -1235,10 +1235,14 @@ def machine_meta() -> dict:
         mem = f"{kb / 1024 / 1024:.0f} GiB RAM"
     rev = "unknown revision"
     with contextlib.suppress(OSError):  # read .git without running git
-        head = (ROOT / ".git" / "HEAD").read_text().strip()
+        git = ROOT / ".git"
+        if git.is_file():  # a worktree: HEAD in its own git dir, the branches in the main one's
+            git = (ROOT / git.read_text().removeprefix("gitdir:").strip()).resolve()
+        common = (git / (git / "commondir").read_text().strip()).resolve() if (git / "commondir").exists() else git
+        head = (git / "HEAD").read_text().strip()
         if head.startswith("ref: "):
             ref = head[5:]
-            p = ROOT / ".git" / ref
+            p = common / ref
             rev = f"{ref.rsplit('/', 1)[-1]}@{p.read_text().strip()[:10]}" if p.exists() else ref
         else:
             rev = head[:10]
@@ -1450,7 +1454,11 @@ def main() -> int:
     args = ap.parse_args()
     args.skip_baseline = not args.baseline
     lg.new_event_loop_policy()
-    return asyncio.run(main_async(args))
+    try:
+        return asyncio.run(main_async(args))
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: every finally has run by now
+        log("interrupted: servers stopped, temporary data removed, no report written")
+        return 130
 
 
 if __name__ == "__main__":
