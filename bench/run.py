@@ -834,6 +834,11 @@ def cpu_pair(r: lg.PhaseResult) -> str:
     return f"{pct(r.extra.get('server_cpu'))} / {pct(r.extra.get('client_cpu'))}"
 
 
+def starved(r: lg.PhaseResult) -> str:
+    """' ⚠' when the server used under 80% of its core over a phase of some size."""
+    return " ⚠" if r.ops >= 50 and (r.extra.get("server_cpu") or 1.0) < 0.8 else ""
+
+
 def verdict(ok: bool | None, size: int | None = None, target_size: int | None = None) -> str:
     """PASS/MISS; measured below the size the target names, it says so."""
     if ok is None:
@@ -917,8 +922,7 @@ def report(plan: Plan, quick: bool, sc: dict | None, bl: dict | None, cal, meta:
         def mark(r: lg.PhaseResult | None) -> str:
             if r is None:
                 return ""
-            starved = r.ops >= 50 and (r.extra.get("server_cpu") or 1.0) < 0.8
-            return ("" if r.ok else " ✗") + (" ⏱" if r.capped else "") + (" ⚠" if starved else "")
+            return ("" if r.ok else " ✗") + (" ⏱" if r.capped else "") + starved(r)
 
         ratio = (rate(s) / rate(b)) if s and b and rate(b) else None
         w(
@@ -1117,6 +1121,12 @@ def report(plan: Plan, quick: bool, sc: dict | None, bl: dict | None, cal, meta:
         "writes share a transaction, and so an fsync), then one request at a time (one commit per create); "
         "the main run uses scimlet's default."
     )
+    if pgr:
+        w(
+            "- scimlet on PostgreSQL: the same client, bodies and checks; CPU server counts scimlet and every "
+            "PostgreSQL process (the postmaster's tree from /proc), as both share CPU 0. The PostgreSQL server "
+            "is a throwaway one (tests/pg_server.py), stopped and its directory removed at the end of the run."
+        )
     w("")
     return "\n".join(L)
 
@@ -1160,7 +1170,7 @@ def report_postgresql(w, plan: Plan, quick: bool, pgr: dict, S: dict, B: dict) -
             ok = p.items_per_s >= PG_MEMBERS_TARGET and p.ok
         cpu = p.extra.get("server_cpu")
         w(
-            f"| {label} | {f_num(rate(p))}{' ✗' if not p.ok else ''}{' ⏱' if p.capped else ''} "
+            f"| {label} | {f_num(rate(p))}{' ✗' if not p.ok else ''}{' ⏱' if p.capped else ''}{starved(p)} "
             f"| {f_ms(p.pct_ms(50))} | {f_ms(p.pct_ms(99))} | {'-' if cpu is None else f'{cpu:.0%}'} "
             f"| {f_num(rate(b)) if b else '-'} | {f_num(ratio, 1) + '×' if ratio else '-'} "
             f"| {f_num(rate(s)) if s else '-'} | {target} | {verdict(ok)} |"
@@ -1169,7 +1179,8 @@ def report_postgresql(w, plan: Plan, quick: bool, pgr: dict, S: dict, B: dict) -
     g = P.get("group member adds")
     w(
         "CPU server = scimlet plus every PostgreSQL process, over the phase's wall time (100% = the one core they "
-        "share). ✗ = correctness check failed; ⏱ = stopped by the time limit before its count."
+        "share). ✗ = correctness check failed; ⏱ = stopped by the time limit before its count; ⚠ = under 80% of "
+        "that core used (starved by other work on the machine, or waiting): compare with care."
         + (f" Group size reached: {g.extra.get('members_after', 0):,} members." if g else "")
     )
     r = pgr["side"].get("rss_users")
@@ -1207,7 +1218,8 @@ def report_postgresql(w, plan: Plan, quick: bool, pgr: dict, S: dict, B: dict) -
                 return "- | - | -"
             cpu = r.extra.get("server_cpu")
             return (
-                f"{f_num(r.ops_per_s)}{' ✗' if not r.ok else ''}{' ⏱' if r.capped else ''} | {f_ms(r.pct_ms(99))} "
+                f"{f_num(r.ops_per_s)}{' ✗' if not r.ok else ''}{' ⏱' if r.capped else ''}{starved(r)} "
+                f"| {f_ms(r.pct_ms(99))} "
                 f"| {'-' if cpu is None else f'{cpu:.0%}'}"
             )
 
