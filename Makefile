@@ -85,8 +85,9 @@ lint: install
 	$(VENV)/bin/mypy
 
 # scimlet beside scim2-server (installed into bench/.venv-baseline), both pinned to CPU 0, taking their
-# phases in turn; about 5 minutes.
-# Writes bench/results/<date>.md. bench-quick: a 30-second smoke run of the same phases.
+# phases in turn; where PostgreSQL 15 is installed, scimlet on a throwaway PostgreSQL server (pinned to
+# CPU 0 too) takes the same phases, then one instance against two on one database; about 10 minutes.
+# Writes bench/results/<date>.md. bench-quick: a one-minute smoke run of the same phases.
 bench: install
 	$(PY) bench/run.py
 

@@ -297,6 +297,7 @@ class State:
     next_member: int = 0  # index into `ids` of the next user to add to the group
     probe_users: list[int] = field(default_factory=list)  # indexes of users kept out of the group
     server_pid: int | None = None  # to report the server's CPU use per phase
+    db_pid: int | None = None  # a database server (the postmaster) whose whole process tree is counted with it
 
     def __post_init__(self):
         if self.client is None:
@@ -327,6 +328,28 @@ def cpu_seconds(pid: int | None) -> float | None:
         return None
 
 
+def tree_cpu_seconds(pid: int | None) -> float | None:
+    """cpu_seconds of a process and of its live descendants (PostgreSQL: the postmaster and its backends;
+    a backend that exits is then counted in the postmaster's reaped-children time)."""
+    if pid is None:
+        return None
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        total += cpu_seconds(p) or 0.0
+        for task in Path(f"/proc/{p}/task").glob("*"):
+            with contextlib.suppress(OSError, ValueError):
+                todo += [int(c) for c in (task / "children").read_text().split()]
+    return total
+
+
+def server_cpu_seconds(state: State) -> float | None:
+    own = cpu_seconds(state.server_pid)
+    if own is None or state.db_pid is None:
+        return own
+    return own + (tree_cpu_seconds(state.db_pid) or 0.0)
+
+
 try:
     _CLK_TCK = os.sysconf("SC_CLK_TCK")
 except (ValueError, OSError):  # pragma: no cover
@@ -334,7 +357,7 @@ except (ValueError, OSError):  # pragma: no cover
 
 
 def _cpu_mark(state: State) -> tuple[float, float | None]:
-    return time.process_time(), cpu_seconds(state.server_pid)
+    return time.process_time(), server_cpu_seconds(state)
 
 
 def _cpu_record(state: State, result: PhaseResult, mark: tuple[float, float | None]) -> None:
@@ -342,7 +365,7 @@ def _cpu_record(state: State, result: PhaseResult, mark: tuple[float, float | No
     if not result.elapsed_s:
         return
     result.extra["client_cpu"] = (time.process_time() - mark[0]) / result.elapsed_s
-    now = cpu_seconds(state.server_pid)
+    now = server_cpu_seconds(state)
     if mark[1] is not None and now is not None:
         result.extra["server_cpu"] = (now - mark[1]) / result.elapsed_s
 

@@ -1,19 +1,28 @@
 """`make bench`: scimlet against scim2-server under the same Entra-shaped load, on this machine only.
 
-    .venv/bin/python bench/run.py            # full run: N=20,000, 100,000 users/members (< 10 min)
-    .venv/bin/python bench/run.py --quick    # smoke run: N=500, 2,000 members (< 1 min)
+    .venv/bin/python bench/run.py            # full run: N=20,000, 100,000 users/members (< 15 min)
+    .venv/bin/python bench/run.py --quick    # smoke run: N=500, 2,000 members (< 2 min)
 
 The servers run pinned to CPU 0 (`taskset -c 0`) and this process, the load generator, pins itself
-to CPU 1, where taskset exists and both CPUs are ours. scimlet serves a fresh database in a
+to CPU 1, where taskset exists and both CPUs are ours. scimlet serves a fresh SQLite database in a
 temporary directory; scim2-server (PyPI, pinned in bench/requirements-baseline.txt) runs from its
 own venv, bench/.venv-baseline, made on first use. Only 127.0.0.1 is ever targeted. Every phase
 has a count and a time limit. The report goes to stdout and to bench/results/<date>-<time>.md.
+
+Where PostgreSQL 15 is installed (tests/pg_server.py finds it), the same phases run a third time with
+scimlet on PostgreSQL: a throwaway server (initdb in a temporary directory) and a fresh database.
+The PostgreSQL server is pinned to CPU 0 as well, beside scimlet: scimlet and its database share the
+one core scim2-server, which keeps its data in its own process, has to itself. Then one instance
+against two `app.py serve` processes on one database, the load split between them, everything
+server-side on CPU 0 (see `instances_compare`). The PostgreSQL server is stopped and its directory
+removed at the end, however the run ends (an exception, Ctrl-C, SIGTERM).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import contextlib
 import datetime
 import hashlib
@@ -36,13 +45,22 @@ from urllib.parse import urlsplit
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(BENCH))
+sys.path.insert(1, str(ROOT))  # tests.pg_server
 
 import loadgen as lg  # noqa: E402
+
+from tests import pg_server  # noqa: E402
 
 BASELINE_VENV = BENCH / ".venv-baseline"
 BASELINE_REQS = BENCH / "requirements-baseline.txt"
 RESULTS = BENCH / "results"
-WALL_BUDGET_S = 570.0  # whole run, full mode: stay under 10 minutes
+WALL_BUDGET_S = 870.0  # whole run, full mode: stay under 15 minutes
+QUICK_BUDGET_S = 110.0
+# The throwaway server's durability as SQLite's in scimlet's default (WAL, synchronous=NORMAL): a commit
+# does not wait for its fsync (the last moments may be lost in a power cut), but the files are fsynced and
+# never corrupt. tests/pg_server.py turns fsync off for the tests; a benchmark must not.
+PG_OPTIONS = {"fsync": "on", "full_page_writes": "on", "synchronous_commit": "off"}
+PG_PARTY = "scimlet-pg"
 
 
 @dataclass
@@ -73,6 +91,8 @@ class Plan:
             "sync_seq": 8,
             "calibrate": 10,
             "ready": 30,
+            "instances_create": 20,
+            "instances_lookup": 15,
         }
     )
     baseline_limits: dict = field(
@@ -115,6 +135,8 @@ QUICK = Plan(
         "sync_seq": 1,
         "calibrate": 2,
         "ready": 20,
+        "instances_create": 4,
+        "instances_lookup": 3,
     },
     baseline_limits={
         "create": 3,
@@ -130,6 +152,9 @@ QUICK = Plan(
 )
 
 TARGETS = {"create": 3000, "lookup": 4000, "patch": 3000}
+# scimlet on PostgreSQL: each × scim2-server in the same run, and member adds/s
+PG_RATIO_TARGET = 3.0
+PG_MEMBERS_TARGET = 20000
 
 
 # --------------------------------------------------------------------------- processes
@@ -254,14 +279,19 @@ def run_cli(args: list[str], env: dict) -> dict:
         raise RuntimeError(f"`{' '.join(cmd[1:])}` printed no JSON: {out[-500:]!r}") from None
 
 
-def scimlet_env(db: Path, port: int, extra: dict | None = None) -> dict:
+def scimlet_env(db: Path | str, port: int, extra: dict | None = None) -> dict:
+    """The environment of scimlet on `db`: a SQLite file (Path) or a postgresql:// URL (str)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SCIMLET_")}
-    env.update(SCIMLET_DATABASE_PATH=str(db), SCIMLET_SERVER_HOST="127.0.0.1", SCIMLET_SERVER_PORT=str(port))
+    if isinstance(db, Path):
+        env["SCIMLET_DATABASE_PATH"] = str(db)
+    else:
+        env["SCIMLET_DATABASE_URL"] = db
+    env.update(SCIMLET_SERVER_HOST="127.0.0.1", SCIMLET_SERVER_PORT=str(port))
     env.update(extra or {})
     return env
 
 
-def provision_scimlet(db: Path, port: int, extra: dict | None = None) -> tuple[str, str]:
+def provision_scimlet(db: Path | str, port: int, extra: dict | None = None) -> tuple[str, str]:
     """Create the API key and the IdP with the CLI; return (tenant path, secret)."""
     env = scimlet_env(db, port, extra)
     try:
@@ -276,7 +306,7 @@ def provision_scimlet(db: Path, port: int, extra: dict | None = None) -> tuple[s
 
 async def start_scimlet(
     workdir: Path,
-    db: Path,
+    db: Path | str,
     port: int,
     tenant: str,
     token: str,
@@ -437,9 +467,11 @@ async def suite(
     clock: Clock,
     on_users_loaded=None,
     turns: Turns | None = None,
+    db_pid: int | None = None,
 ) -> tuple[list[lg.PhaseResult], lg.State, dict]:
-    """The phases, in order, against one server. Returns results, state and side measurements."""
-    st = lg.State(srv.base_url, srv.token, plan.concurrency, profile, server_pid=srv.proc.pid)
+    """The phases, in order, against one server (and its database server `db_pid`, whose CPU is counted
+    with the server's). Returns results, state and side measurements."""
+    st = lg.State(srv.base_url, srv.token, plan.concurrency, profile, server_pid=srv.proc.pid, db_pid=db_pid)
     out: list[lg.PhaseResult] = []
     side: dict = {}
     args = (srv.base_url, srv.token)
@@ -595,6 +627,160 @@ async def bench_baseline(workdir: Path, plan: Plan, clock: Clock, turns: Turns |
     return {"results": results, "state": st, "side": side}
 
 
+async def bench_postgresql(
+    workdir: Path, plan: Plan, clock: Clock, pg: pg_server.PostgresServer, turns: Turns | None = None
+) -> dict:
+    """The suite against scimlet on a fresh database of `pg`, then one instance against two."""
+    db = await asyncio.to_thread(pg_server.create_database, pg.url)
+    port = free_port()
+    tenant, token = await asyncio.to_thread(provision_scimlet, db, port)
+    srv, first_start = await start_scimlet(workdir, db, port, tenant, token, plan.limits["ready"], label=PG_PARTY)
+    log(f"{PG_PARTY} up at {srv.base_url} (pid {srv.proc.pid}) in {first_start:.2f}s")
+    side: dict = {"first_start_s": first_start}
+
+    async def users_loaded(st: lg.State) -> dict:
+        await asyncio.sleep(0.5)
+        return {"rss_users": srv.rss_kb()}
+
+    try:
+        results, st, more = await suite(srv, plan, plan.limits, lg.Profile(), clock, users_loaded, turns, db_pid=pg.pid)
+        side.update(more)
+    finally:
+        srv.stop()
+        side["server_log_tail"] = srv.log_tail(15)
+    async with turns.turn(PG_PARTY) if turns else contextlib.nullcontext():
+        side["instances"] = await instances_compare(workdir, plan, clock, pg)
+    return {"results": results, "state": st, "side": side}
+
+
+def merge(name: str, parts: list[lg.PhaseResult], cpu: float | None) -> lg.PhaseResult:
+    """Phases run at once against several instances, as one: requests summed over the longest wall time."""
+    r = lg.PhaseResult(name, planned=sum(p.planned for p in parts))
+    for p in parts:
+        r.ops += p.ops
+        r.items += p.items
+        r.latencies_ns += p.latencies_ns
+        r.statuses.update(p.statuses)
+        r.errors += p.errors[:5]
+        r.ok = r.ok and p.ok
+        r.capped = r.capped or p.capped
+        r.notes += p.notes
+    r.elapsed_s = max((p.elapsed_s for p in parts), default=0.0)
+    r.check = "; ".join(f"instance {k + 1}: {p.check}" for k, p in enumerate(parts))
+    if cpu is not None and r.elapsed_s:
+        r.extra["server_cpu"] = cpu / r.elapsed_s
+    r.extra["client_cpu"] = sum(p.extra.get("client_cpu") or 0.0 for p in parts) / max(1, len(parts))
+    return r
+
+
+async def instances_compare(workdir: Path, plan: Plan, clock: Clock, pg: pg_server.PostgresServer) -> dict:
+    """Creates, then lookups, with one instance and then with two `app.py serve` processes on one database.
+
+    Each count gets a fresh database. With two, each instance has half the connections and half the
+    requests, and looks up the users created through the other one (the database is all they share).
+    Everything server-side stays on CPU 0, the load generator on CPU 1: on two cores that is the only
+    split that keeps the client off the servers' core, so the ratio shows what a second instance costs
+    or gains on the same CPU (its own event loop, pool and caches; row locks and the database shared),
+    not how instances scale across cores.
+    """
+    out: dict = {}
+    for count in (1, 2):
+        db = await asyncio.to_thread(pg_server.create_database, pg.url)
+        ports = [free_port() for _ in range(count)]
+        servers: list[Server] = []
+        states: list[lg.State] = []
+        try:
+            tenant, token = await asyncio.to_thread(provision_scimlet, db, ports[0])
+            for k, port in enumerate(ports):
+                srv, _ = await start_scimlet(
+                    workdir, db, port, tenant, token, plan.limits["ready"], label=f"{PG_PARTY}-{count}x{k + 1}"
+                )
+                servers.append(srv)
+            per = plan.concurrency // count
+            states = [
+                lg.State(s.base_url, s.token, per, seed=lg.State.seed + 1000 * count + k, server_pid=s.proc.pid)
+                for k, s in enumerate(servers)
+            ]
+
+            create = await split_phase(
+                lg.phase_create,
+                f"create, {count} instance(s)",
+                plan.n,
+                clock.limit(plan.limits["instances_create"]),
+                servers,
+                states,
+                pg,
+            )
+            if count == 2:  # each looks up what the other created
+                a, b = states
+                for attr in ("user_names", "external_ids", "ids"):
+                    va, vb = getattr(a, attr), getattr(b, attr)
+                    setattr(a, attr, vb)
+                    setattr(b, attr, va)
+            lookup = await split_phase(
+                lg.phase_lookup,
+                f"lookup, {count} instance(s)",
+                plan.n,
+                clock.limit(plan.limits["instances_lookup"]),
+                servers,
+                states,
+                pg,
+            )
+            out[count] = {"create": create, "lookup": lookup}
+        except Exception as e:
+            log(f"{PG_PARTY} ×{count}: {e}")
+            out[count] = str(e)
+        finally:
+            for st in states:
+                st.client.close()
+            for srv in servers:
+                srv.stop()
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(pg_server.drop_database, db)
+    return out
+
+
+async def split_phase(
+    phase,
+    name: str,
+    n: int,
+    limit: float,
+    servers: list[Server],
+    states: list[lg.State],
+    pg: pg_server.PostgresServer,
+) -> lg.PhaseResult:
+    """`phase` against every instance at once, `n` requests split evenly; merged into one result."""
+    cpu0 = servers_cpu(servers, pg)
+    parts = await asyncio.gather(*(phase(st.base_url, st.token, n // len(states), limit, state=st) for st in states))
+    cpu1 = servers_cpu(servers, pg)
+    r = merge(name, list(parts), cpu1 - cpu0 if cpu0 is not None and cpu1 is not None else None)
+    log(f"{PG_PARTY}: {r.summary()}")
+    return r
+
+
+def servers_cpu(servers: list[Server], pg: pg_server.PostgresServer) -> float | None:
+    """CPU seconds used so far by the scimlet processes and the whole PostgreSQL server."""
+    parts = [lg.cpu_seconds(s.proc.pid) for s in servers] + [lg.tree_cpu_seconds(pg.pid)]
+    return None if any(p is None for p in parts) else sum(p or 0.0 for p in parts)
+
+
+def start_postgresql() -> pg_server.PostgresServer | None:
+    """A throwaway PostgreSQL 15 server pinned beside the servers (CPU 0), or None when not installed."""
+    bin_dir = pg_server.binaries()
+    if bin_dir is None:
+        log(f"no PostgreSQL phases: {pg_server.missing_reason()}")
+        return None
+    pg = pg_server.PostgresServer(bin_dir, options=PG_OPTIONS, prefix=pin_prefix())
+    atexit.register(pg.stop)  # main_async stops it; this covers an exit that skips its finally
+    try:
+        pg.start()
+    except BaseException:
+        pg.stop()
+        raise
+    log(f"PostgreSQL up at {pg.url} (postmaster pid {pg.pid}, data in {pg.root})")
+    return pg
+
+
 async def calibrate(plan: Plan, clock: Clock) -> lg.PhaseResult | None:
     """The client's own ceiling: the same phase machinery against a canned-answer server on CPU 0."""
     port = free_port()
@@ -648,6 +834,11 @@ def cpu_pair(r: lg.PhaseResult) -> str:
     return f"{pct(r.extra.get('server_cpu'))} / {pct(r.extra.get('client_cpu'))}"
 
 
+def starved(r: lg.PhaseResult) -> str:
+    """' ⚠' when the server used under 80% of its core over a phase of some size."""
+    return " ⚠" if r.ops >= 50 and (r.extra.get("server_cpu") or 1.0) < 0.8 else ""
+
+
 def verdict(ok: bool | None, size: int | None = None, target_size: int | None = None) -> str:
     """PASS/MISS; measured below the size the target names, it says so."""
     if ok is None:
@@ -658,7 +849,7 @@ def verdict(ok: bool | None, size: int | None = None, target_size: int | None = 
     return v
 
 
-def report(plan: Plan, quick: bool, sc: dict | None, bl: dict | None, cal, meta: dict) -> str:
+def report(plan: Plan, quick: bool, sc: dict | None, bl: dict | None, cal, meta: dict, pgr: dict | None = None) -> str:
     L: list[str] = []
     w = L.append
     w(f"# scimlet benchmark — {meta['when']}{' (quick smoke run)' if quick else ''}")
@@ -691,6 +882,15 @@ def report(plan: Plan, quick: bool, sc: dict | None, bl: dict | None, cal, meta:
             f"- client ceiling (same client against a canned-answer server on CPU 0): **{cal.ops_per_s:,.0f} req/s** "
             f"(p50 {f_ms(cal.pct_ms(50))} ms, p99 {f_ms(cal.pct_ms(99))} ms)"
         )
+    if "postgresql" in meta:
+        w(
+            f"- scimlet on PostgreSQL: the same `app.py serve`, default config (pool_min 2, pool_max 10), on a fresh "
+            f"database of a throwaway PostgreSQL {meta['postgresql']} server (initdb in {meta['tmpfs']}; "
+            f"{', '.join(f'{k}={v}' for k, v in PG_OPTIONS.items())}: the durability of SQLite's WAL with "
+            "synchronous=NORMAL), the PostgreSQL server **pinned to CPU 0 too**: scimlet and its database share "
+            "the one core that scim2-server (in memory, one process) has to itself; its phases take their turn "
+            "with the other two servers'"
+        )
     w(f"- wall time: {meta['wall']:.0f} s")
     w("")
 
@@ -722,8 +922,7 @@ def report(plan: Plan, quick: bool, sc: dict | None, bl: dict | None, cal, meta:
         def mark(r: lg.PhaseResult | None) -> str:
             if r is None:
                 return ""
-            starved = r.ops >= 50 and (r.extra.get("server_cpu") or 1.0) < 0.8
-            return ("" if r.ok else " ✗") + (" ⏱" if r.capped else "") + (" ⚠" if starved else "")
+            return ("" if r.ok else " ✗") + (" ⏱" if r.capped else "") + starved(r)
 
         ratio = (rate(s) / rate(b)) if s and b and rate(b) else None
         w(
@@ -839,7 +1038,10 @@ def report(plan: Plan, quick: bool, sc: dict | None, bl: dict | None, cal, meta:
             )
             w("")
 
-    for label, data in (("scimlet", sc), ("scim2-server", bl)):
+    if pgr:
+        report_postgresql(w, plan, quick, pgr, S, B)
+
+    for label, data in (("scimlet", sc), ("scim2-server", bl), ("scimlet on PostgreSQL", pgr)):
         if not data:
             continue
         w(f"## {label}: every phase")
@@ -849,6 +1051,8 @@ def report(plan: Plan, quick: bool, sc: dict | None, bl: dict | None, cal, meta:
         rs = list(data["results"])
         if label == "scimlet":
             rs += [v for v in data["side"].get("sync", {}).values() if isinstance(v, lg.PhaseResult)]
+        if label == "scimlet on PostgreSQL":
+            rs += [r for v in data["side"].get("instances", {}).values() if isinstance(v, dict) for r in v.values()]
         for r in rs:
             chk = (
                 ("" if r.ok else "**FAIL** ")
@@ -917,8 +1121,117 @@ def report(plan: Plan, quick: bool, sc: dict | None, bl: dict | None, cal, meta:
         "writes share a transaction, and so an fsync), then one request at a time (one commit per create); "
         "the main run uses scimlet's default."
     )
+    if pgr:
+        w(
+            "- scimlet on PostgreSQL: the same client, bodies and checks; CPU server counts scimlet and every "
+            "PostgreSQL process (the postmaster's tree from /proc), as both share CPU 0. The PostgreSQL server "
+            "is a throwaway one (tests/pg_server.py), stopped and its directory removed at the end of the run."
+        )
     w("")
     return "\n".join(L)
+
+
+def report_postgresql(w, plan: Plan, quick: bool, pgr: dict, S: dict, B: dict) -> None:
+    """The PostgreSQL sections: each phase against scim2-server (and SQLite), then one vs two instances."""
+    P = by_name(pgr["results"])
+    w("## scimlet on PostgreSQL vs scim2-server")
+    w("")
+    w(
+        "| phase | scimlet on PostgreSQL ops/s | p50 ms | p99 ms | CPU server | scim2-server ops/s | × scim2-server "
+        "| scimlet on SQLite ops/s | target | |"
+    )
+    w("|---|---:|---:|---:|---:|---:|---:|---:|---|---|")
+    rows = [
+        ("create", "create: POST /Users", False, PG_RATIO_TARGET),
+        ("lookup", "lookup: userName eq", False, PG_RATIO_TARGET),
+        ("patch", "PATCH user (legacy dialect)", False, PG_RATIO_TARGET),
+        ("paging", "paging, count=100 (pages/s)", False, None),
+        ("user fill", "user fill: POST /Users", False, None),
+        ("group member adds", "member adds, 100 per PATCH (**members/s**)", True, None),
+        ("add 100 @ full group", "add 100 to the full group, 1 conn (PATCH/s)", False, None),
+        ("group GET excl. members", "GET group ?excludedAttributes=members", False, None),
+        ("group GET full", "GET group with all members", False, None),
+    ]
+    for key, label, items, ratio_target in rows:
+        p, b, s = P.get(key), B.get(key), S.get(key)
+        if p is None:
+            continue
+
+        def rate(r: lg.PhaseResult, items: bool = items) -> float:
+            return r.items_per_s if items else r.ops_per_s
+
+        ratio = rate(p) / rate(b) if b and rate(b) else None
+        target, ok = "", None
+        if ratio_target is not None:
+            target = f"≥ {ratio_target:.0f}× scim2-server"
+            ok = ratio is not None and ratio >= ratio_target and p.ok
+        elif key == "group member adds":
+            target = f"≥ {PG_MEMBERS_TARGET:,} members/s"
+            ok = p.items_per_s >= PG_MEMBERS_TARGET and p.ok
+        cpu = p.extra.get("server_cpu")
+        w(
+            f"| {label} | {f_num(rate(p))}{' ✗' if not p.ok else ''}{' ⏱' if p.capped else ''}{starved(p)} "
+            f"| {f_ms(p.pct_ms(50))} | {f_ms(p.pct_ms(99))} | {'-' if cpu is None else f'{cpu:.0%}'} "
+            f"| {f_num(rate(b)) if b else '-'} | {f_num(ratio, 1) + '×' if ratio else '-'} "
+            f"| {f_num(rate(s)) if s else '-'} | {target} | {verdict(ok)} |"
+        )
+    w("")
+    g = P.get("group member adds")
+    w(
+        "CPU server = scimlet plus every PostgreSQL process, over the phase's wall time (100% = the one core they "
+        "share). ✗ = correctness check failed; ⏱ = stopped by the time limit before its count; ⚠ = under 80% of "
+        "that core used (starved by other work on the machine, or waiting): compare with care."
+        + (f" Group size reached: {g.extra.get('members_after', 0):,} members." if g else "")
+    )
+    r = pgr["side"].get("rss_users")
+    if r:
+        w(
+            f"scimlet's RSS after loading {pgr['side'].get('users_loaded', 0):,} users: {mb(r['tree_kb'])} "
+            "(the scimlet process; PostgreSQL's own memory not counted)."
+        )
+    w("")
+    inst = pgr["side"].get("instances") or {}
+    if not inst:
+        return
+    w("## One instance vs two on one PostgreSQL database")
+    w("")
+    w(
+        f"Each on a fresh database: {plan.n:,} creates, then {plan.n:,} lookups by userName, {plan.concurrency} "
+        f"connections in all. Two instances: two `app.py serve` processes on different ports, each sent half the "
+        f"requests on {plan.concurrency // 2} connections, each looking up the users created through the other. "
+        "**Both instances and PostgreSQL run on CPU 0, the load generator on CPU 1**: this machine has two cores, and "
+        "giving the second instance CPU 1 would put it on the load generator's core. So this measures what a "
+        "second instance on the same CPU costs or gains (a second event loop and pool; rows, locks and the "
+        "database shared), not how instances scale across cores: a ratio near 1× means running two costs "
+        "nothing; scaling out needs a core per instance, which this machine cannot give."
+    )
+    w("")
+    w("| phase | 1 instance req/s | p99 ms | CPU server | 2 instances req/s | p99 ms | CPU server | 2 / 1 |")
+    w("|---|---:|---:|---:|---:|---:|---:|---:|")
+    one, two = inst.get(1), inst.get(2)
+    for key in ("create", "lookup"):
+        a = one.get(key) if isinstance(one, dict) else None
+        b = two.get(key) if isinstance(two, dict) else None
+
+        def cells(r: lg.PhaseResult | None) -> str:
+            if r is None:
+                return "- | - | -"
+            cpu = r.extra.get("server_cpu")
+            return (
+                f"{f_num(r.ops_per_s)}{' ✗' if not r.ok else ''}{' ⏱' if r.capped else ''}{starved(r)} "
+                f"| {f_ms(r.pct_ms(99))} "
+                f"| {'-' if cpu is None else f'{cpu:.0%}'}"
+            )
+
+        ratio = b.ops_per_s / a.ops_per_s if a and b and a.ops_per_s else None
+        w(f"| {key} | {cells(a)} | {cells(b)} | {f_num(ratio, 2) + '×' if ratio else '-'} |")
+    for count, v in inst.items():
+        if not isinstance(v, dict):
+            w(f"\n{count} instance(s) failed: `{str(v)[:300]}`")
+    w("")
+    if quick:
+        w("Quick run: these numbers only show the harness works.")
+        w("")
 
 
 def machine_meta() -> dict:
@@ -934,10 +1247,14 @@ def machine_meta() -> dict:
         mem = f"{kb / 1024 / 1024:.0f} GiB RAM"
     rev = "unknown revision"
     with contextlib.suppress(OSError):  # read .git without running git
-        head = (ROOT / ".git" / "HEAD").read_text().strip()
+        git = ROOT / ".git"
+        if git.is_file():  # a worktree: HEAD in its own git dir, the branches in the main one's
+            git = (ROOT / git.read_text().removeprefix("gitdir:").strip()).resolve()
+        common = (git / (git / "commondir").read_text().strip()).resolve() if (git / "commondir").exists() else git
+        head = (git / "HEAD").read_text().strip()
         if head.startswith("ref: "):
             ref = head[5:]
-            p = ROOT / ".git" / ref
+            p = common / ref
             rev = f"{ref.rsplit('/', 1)[-1]}@{p.read_text().strip()[:10]}" if p.exists() else ref
         else:
             rev = head[:10]
@@ -954,6 +1271,12 @@ def machine_meta() -> dict:
         "scimlet_rev": rev,
         "baseline_version": bv,
     }
+
+
+def pg_version(pg: pg_server.PostgresServer) -> str:
+    with contextlib.suppress(Exception):
+        return pg_server.psql(pg.url, "SHOW server_version", pg.bin_dir).strip()
+    return "15"
 
 
 def cpu_busy(seconds: float = 1.0) -> float:
@@ -988,7 +1311,7 @@ def fs_type(path: Path) -> str:
     return str(path)
 
 
-def summary_json(plan, sc, bl, cal, meta) -> dict:
+def summary_json(plan, sc, bl, cal, meta, pgr=None) -> dict:
     def rj(r: lg.PhaseResult) -> dict:
         return {
             "name": r.name,
@@ -1014,6 +1337,11 @@ def summary_json(plan, sc, bl, cal, meta) -> dict:
         s.pop("server_log_tail", None)
         if "sync" in s:
             s["sync"] = {k: (rj(v) if isinstance(v, lg.PhaseResult) else v) for k, v in s["sync"].items()}
+        if "instances" in s:
+            s["instances"] = {
+                str(k): ({n: rj(r) for n, r in v.items()} if isinstance(v, dict) else v)
+                for k, v in s["instances"].items()
+            }
         return s
 
     return {
@@ -1022,6 +1350,7 @@ def summary_json(plan, sc, bl, cal, meta) -> dict:
         "client_ceiling": rj(cal) if cal else None,
         "scimlet": {"phases": [rj(r) for r in sc["results"]], "side": side(sc)} if sc else None,
         "scim2_server": {"phases": [rj(r) for r in bl["results"]], "side": side(bl)} if bl else None,
+        "scimlet_postgresql": {"phases": [rj(r) for r in pgr["results"]], "side": side(pgr)} if pgr else None,
     }
 
 
@@ -1037,7 +1366,7 @@ async def main_async(args) -> int:
     plan.users = max(plan.users, plan.n, plan.members)
     meta_bg = background_note()
     PINNED = pin_self()
-    clock = Clock(WALL_BUDGET_S if not args.quick else 55.0)
+    clock = Clock(WALL_BUDGET_S if not args.quick else QUICK_BUDGET_S)
     meta = machine_meta()
     meta["background"] = meta_bg
     started = datetime.datetime.now()
@@ -1050,13 +1379,25 @@ async def main_async(args) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="scimlet-bench-"))
     meta["tmpfs"] = fs_type(workdir)
     failures: list[str] = []
-    sc = bl = cal = None
+    sc = bl = cal = pgr = None
+    pg: pg_server.PostgresServer | None = None
+    # SIGTERM ends the run as Ctrl-C does: through every finally, so the servers stop and their data goes.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         if args.baseline and not args.skip_baseline:
             await asyncio.to_thread(ensure_baseline_venv)
             meta.update(baseline_version=machine_meta()["baseline_version"])
+        if args.postgresql:
+            pg = await asyncio.to_thread(start_postgresql)
+            if pg is not None:
+                meta["postgresql"] = pg_version(pg)
         cal = await calibrate(plan, clock)
-        turns = Turns(["scimlet", "scim2-server"]) if args.scimlet and args.baseline else None
+        parties = (
+            (["scimlet"] if args.scimlet else [])
+            + (["scim2-server"] if args.baseline else [])
+            + ([PG_PARTY] if pg is not None else [])
+        )
+        turns = Turns(parties) if len(parties) > 1 else None
 
         async def run(name: str, bench: Awaitable[dict]) -> dict:
             try:
@@ -1070,22 +1411,28 @@ async def main_async(args) -> int:
             runs["scimlet"] = run("scimlet", bench_scimlet(workdir, plan, clock, turns))
         if args.baseline:
             runs["scim2-server"] = run("scim2-server", bench_baseline(workdir, plan, clock, turns))
+        if pg is not None:
+            runs[PG_PARTY] = run(PG_PARTY, bench_postgresql(workdir, plan, clock, pg, turns))
         outcomes = dict(zip(runs, await asyncio.gather(*runs.values(), return_exceptions=True), strict=True))
         for name, outcome in outcomes.items():
             if isinstance(outcome, BaseException):
                 failures.append(f"{name}: {outcome}")
                 log(f"{name} run failed: {outcome}")
-        sc, bl = (
-            None if isinstance(o, BaseException) else o for o in (outcomes.get("scimlet"), outcomes.get("scim2-server"))
+        sc, bl, pgr = (
+            None if isinstance(o, BaseException) else o
+            for o in (outcomes.get("scimlet"), outcomes.get("scim2-server"), outcomes.get(PG_PARTY))
         )
     finally:
+        if pg is not None:
+            pg.stop()
+            log("PostgreSQL stopped, its directory removed")
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
         else:
             log(f"kept {workdir}")
     meta["wall"] = clock.elapsed
     meta["background_after"] = background_note("just after the run")
-    text = report(plan, args.quick, sc, bl, cal, meta)
+    text = report(plan, args.quick, sc, bl, cal, meta, pgr)
     if failures:
         text += "\n## Runs that failed\n\n" + "\n".join(f"```\n{f}\n```" for f in failures) + "\n"
     outdir = Path(args.results_dir) if args.results_dir else RESULTS
@@ -1093,10 +1440,10 @@ async def main_async(args) -> int:
     stamp = started.strftime("%Y-%m-%d-%H%M") + ("-quick" if args.quick else "")
     md = outdir / f"{stamp}.md"
     md.write_text(text)
-    (outdir / f"{stamp}.json").write_text(json.dumps(summary_json(plan, sc, bl, cal, meta), indent=1, default=str))
+    (outdir / f"{stamp}.json").write_text(json.dumps(summary_json(plan, sc, bl, cal, meta, pgr), indent=1, default=str))
     print(text)
     log(f"wrote {md}")
-    bad = [r for d in (sc, bl) if d for r in d["results"] if not r.ok]
+    bad = [r for d in (sc, bl, pgr) if d for r in d["results"] if not r.ok]
     if failures or bad:
         log("FAILED: " + "; ".join(failures + [f"{r.name}: {r.errors[:1]}" for r in bad]))
         return 1
@@ -1111,12 +1458,19 @@ def main() -> int:
     ap.add_argument("--members", type=int, help="members to put in the group (default 100,000)")
     ap.add_argument("--skip-baseline", dest="baseline", action="store_false", help="scimlet only")
     ap.add_argument("--baseline-only", dest="scimlet", action="store_false", help="scim2-server only")
+    ap.add_argument(
+        "--skip-postgresql", dest="postgresql", action="store_false", help="no phases with scimlet on PostgreSQL"
+    )
     ap.add_argument("--results-dir", help="where to write the report (default bench/results/)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory (databases, server logs)")
     args = ap.parse_args()
     args.skip_baseline = not args.baseline
     lg.new_event_loop_policy()
-    return asyncio.run(main_async(args))
+    try:
+        return asyncio.run(main_async(args))
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: every finally has run by now
+        log("interrupted: servers stopped, temporary data removed, no report written")
+        return 130
 
 
 if __name__ == "__main__":

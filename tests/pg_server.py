@@ -25,7 +25,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: the repository root, for tests.live_server
@@ -76,9 +76,20 @@ def _as_server_user(command: list[str]) -> list[str]:
 class PostgresServer:
     """One server: a data directory under a temporary directory, and the postmaster on `port`."""
 
-    def __init__(self, bin_dir: Path, root: Path | None = None, port: int = 0) -> None:
-        """A new server in a new temporary directory, or the one already in `root`."""
+    def __init__(
+        self,
+        bin_dir: Path,
+        root: Path | None = None,
+        port: int = 0,
+        options: dict[str, str] | None = None,
+        prefix: Sequence[str] = (),
+    ) -> None:
+        """A new server in a new temporary directory, or the one already in `root`. `options` override
+        SERVER_OPTIONS (the bench turns durability back on); `prefix` goes before the start command and
+        so applies to every server process (the bench's `taskset -c 0`)."""
         self.bin_dir = bin_dir
+        self.options = {**SERVER_OPTIONS, **(options or {})}
+        self.prefix = list(prefix)
         self.root = root or Path(tempfile.mkdtemp(prefix="scimlet-pg-"))
         self.data = self.root / "data"
         self.log = self.root / "server.log"
@@ -109,9 +120,10 @@ class PostgresServer:
         )
         for _ in range(START_ATTEMPTS):
             self.port = free_port()
-            options = " ".join(f"-c {name}={value!r}" for name, value in {**SERVER_OPTIONS, "port": self.port}.items())
+            options = " ".join(f"-c {name}={value!r}" for name, value in {**self.options, "port": self.port}.items())
             started = subprocess.run(
-                _as_server_user(
+                self.prefix
+                + _as_server_user(
                     [str(self.bin_dir / "pg_ctl"), "start", "-w", "-D", str(self.data), "-l", str(self.log)]
                     + ["-o", options]
                 ),
@@ -122,6 +134,14 @@ class PostgresServer:
                 return self.url
             # Most likely the port was taken between choosing it and binding it: another port.
         raise RuntimeError(f"PostgreSQL did not start; its log:\n{self.log_text()}")
+
+    @property
+    def pid(self) -> int | None:
+        """The postmaster's process id while it runs (every server process is its child)."""
+        try:
+            return int((self.data / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
 
     def stop(self) -> None:
         """Stop the server (immediate: nothing to flush) and remove its directory."""

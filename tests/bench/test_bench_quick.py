@@ -1,4 +1,5 @@
-"""The benchmark harness itself: a quick run against scimlet completes and reports every phase."""
+"""The benchmark harness itself: a quick run against scimlet (on SQLite, and on PostgreSQL where it is
+installed) completes and reports every phase."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import pg_server
 from tests.conftest import ROOT
 
 # Run alone: the harness pins the server to one CPU and its load generator to the other and loads both,
@@ -32,3 +34,16 @@ def test_quick_bench_runs_every_phase_with_correct_answers(tmp_path: Path) -> No
     for phase in ("create", "lookup", "patch", "group member adds", "group GET excl. members"):
         assert f"| {phase} |" in report, phase
     assert "✗" not in report.split("## scimlet: every phase")[1].split("##")[0]
+    if pg_server.binaries() is not None:
+        on_postgresql = report.split("## scimlet on PostgreSQL: every phase")[1].split("##")[0]
+        for phase in (
+            "create",
+            "lookup",
+            "patch",
+            "group member adds",
+            "create, 2 instance(s)",
+            "lookup, 2 instance(s)",
+        ):
+            assert f"| {phase} |" in on_postgresql, phase
+        assert "✗" not in on_postgresql
+        assert "## One instance vs two on one PostgreSQL database" in report
