@@ -149,3 +149,222 @@ async def test_a_key_made_or_revoked_on_one_instance_takes_effect_on_the_other_w
         async with scim_client(b) as on_b:
             took = await until_status(on_b, 401, SIGN_IN_PROPAGATION)
             assert took <= SIGN_IN_PROPAGATION, f"a key revoked by the CLI still signed in on B for {took:.2f} s"
+
+
+# --- 3. member PATCH race ------------------------------------------------------------------------
+
+
+@pytest.mark.serial
+async def test_members_added_concurrently_through_both_instances_are_all_kept(
+    tmp_path: Path, postgresql_database: str
+) -> None:
+    with two_instances(tmp_path, postgresql_database) as (a, b):
+        async with scim_client(a) as on_a, scim_client(b) as on_b:
+            users = await asyncio.gather(*(on_a.post("/Users", json=entra_user(f"member{i}@x")) for i in range(40)))
+            assert all(u.status_code == 201 for u in users), [u.text for u in users if u.status_code != 201]
+            user_ids = {u.json()["id"] for u in users}
+            group = await on_a.post("/Groups", json={"schemas": [GROUP_SCHEMA], "displayName": "Raced"})
+            assert group.status_code == 201, failure(a, group)
+            path = f"/Groups/{group.json()['id']}"
+
+            adds = [
+                (on_a if i % 2 else on_b).patch(
+                    path, json=patch_body({"op": "add", "path": "members", "value": [{"value": user_id}]})
+                )
+                for i, user_id in enumerate(sorted(user_ids))
+            ]
+            answers = await asyncio.gather(*adds)
+            assert all(r.status_code in (200, 204) for r in answers), [
+                f"{r.status_code} {r.text}" for r in answers if r.status_code not in (200, 204)
+            ]
+            for client in (on_a, on_b):
+                after = await client.get(path)
+                assert after.status_code == 200, after.text
+                assert {m["value"] for m in after.json()["members"]} == user_ids
+                assert after.json()["meta"]["version"] != group.json()["meta"]["version"]
+
+
+# --- 4. If-Match across instances ----------------------------------------------------------------
+
+
+async def test_an_etag_read_on_one_instance_is_stale_after_a_change_on_the_other(
+    tmp_path: Path, postgresql_database: str
+) -> None:
+    with two_instances(tmp_path, postgresql_database) as (a, b):
+        async with scim_client(a) as on_a, scim_client(b) as on_b:
+            created = await on_a.post("/Users", json=entra_user("etag@x"))
+            assert created.status_code == 201, failure(a, created)
+            path = f"/Users/{created.json()['id']}"
+            read = await on_a.get(path)
+            old_etag = read.headers["etag"]
+
+            changed = await on_b.patch(
+                path,
+                json=patch_body({"op": "replace", "path": "displayName", "value": "Changed on B"}),
+                headers={"If-Match": old_etag},
+            )
+            assert changed.status_code == 200, failure(b, changed)
+            new_etag = changed.headers["etag"]
+            assert new_etag != old_etag
+
+            stale = await on_a.patch(
+                path,
+                json=patch_body({"op": "replace", "path": "displayName", "value": "Changed on A"}),
+                headers={"If-Match": old_etag},
+            )
+            assert stale.status_code == 412, failure(a, stale)
+            assert ERROR_SCHEMA in stale.json()["schemas"]
+            for client in (on_a, on_b):
+                now = await client.get(path)
+                assert now.json()["displayName"] == "Changed on B"
+                assert now.headers["etag"] == new_etag
+
+
+# --- 5. provisioning log -------------------------------------------------------------------------
+
+
+async def logged_names(server: Server, expected: set[str], timeout: float = 10) -> set[str]:
+    """The resource names in the provisioning log read from `server`, once they hold `expected`
+    (the log is appended in batches) or `timeout` passes."""
+    deadline = time.monotonic() + timeout
+    async with admin_client(server) as admin:
+        while True:
+            response = await admin.get("/v1/admin/logs", params={"operation": "Create User", "count": 100})
+            assert response.status_code == 200, failure(server, response)
+            names = {r["resource_name"] for r in response.json()["Resources"]}
+            if expected <= names or time.monotonic() > deadline:
+                return names
+            await asyncio.sleep(0.1)
+
+
+async def test_the_provisioning_log_read_from_either_instance_shows_both_instances_requests(
+    tmp_path: Path, postgresql_database: str
+) -> None:
+    with two_instances(tmp_path, postgresql_database) as (a, b):
+        async with scim_client(a) as on_a, scim_client(b) as on_b:
+            assert (await on_a.post("/Users", json=entra_user("logged-on-a@x"))).status_code == 201
+            assert (await on_b.post("/Users", json=entra_user("logged-on-b@x"))).status_code == 201
+        expected = {"logged-on-a@x", "logged-on-b@x"}
+        for server in (a, b):
+            assert expected <= await logged_names(server, expected)
+
+
+# --- 6. SIGKILL under load -----------------------------------------------------------------------
+
+
+@pytest.mark.serial
+async def test_an_instance_killed_under_load_loses_no_acknowledged_create_and_comes_back(
+    tmp_path: Path, postgresql_database: str
+) -> None:
+    with two_instances(tmp_path, postgresql_database) as (a, b):
+        created: dict[str, str] = {}  # userName -> id, for every 201
+        b_errors: list[str] = []
+        stop = asyncio.Event()
+
+        async def load(client: httpx.AsyncClient, side: str, worker: int) -> None:
+            n = 0
+            while not stop.is_set():
+                name = f"load-{side}{worker}-{n}@x"
+                n += 1
+                try:
+                    response = await client.post("/Users", json=entra_user(name))
+                except httpx.TransportError:
+                    if side == "b":
+                        raise
+                    await asyncio.sleep(0.05)  # A is down: its clients only see refused connections
+                    continue
+                if response.status_code == 201:
+                    created[name] = response.json()["id"]
+                elif side == "b":
+                    b_errors.append(f"{response.status_code} {response.text[:300]}")
+
+        async with scim_client(a) as on_a, scim_client(b) as on_b:
+            workers = [
+                asyncio.create_task(load(client, side, w))
+                for side, client in (("a", on_a), ("b", on_b))
+                for w in range(4)
+            ]
+            await asyncio.sleep(1.5)
+            before_kill = len(created)
+            assert a.stop(signal.SIGKILL) == -signal.SIGKILL
+            await asyncio.sleep(2)
+            after_kill = len(created)
+            stop.set()
+            await asyncio.gather(*workers)
+            assert before_kill > 0
+            assert after_kill > before_kill, "B made no user after A was killed"
+            assert not b_errors, f"{b_errors[:5]}\nB's log tail:\n{b.output()[-2000:]}"
+
+            for name, user_id in created.items():
+                got = await on_b.get(f"/Users/{user_id}")
+                assert got.status_code == 200 and got.json()["userName"] == name, failure(b, got)
+
+            a.start()
+            async with scim_client(a) as restarted:
+                found = await restarted.get("/Users", params={"filter": 'userName sw "load-"', "count": 1})
+                assert found.status_code == 200, failure(a, found)
+                assert found.json()["totalResults"] >= len(created)
+                assert (await restarted.post("/Users", json=entra_user("after-restart@x"))).status_code == 201
+
+
+# --- 7. database loss and recovery ---------------------------------------------------------------
+
+
+def assert_unavailable(server: Server, response: httpx.Response, took: float, limit: float) -> None:
+    assert response.status_code == 503, failure(server, response)
+    assert int(response.headers["retry-after"]) >= 1, response.headers
+    body = response.json()
+    assert ERROR_SCHEMA in body["schemas"] and body["status"] == "503", body
+    assert took < limit, f"{response.request.method} {response.request.url} took {took:.1f} s"
+
+
+async def timed(request: object) -> tuple[httpx.Response, float]:
+    started = time.monotonic()
+    response = await request  # type: ignore[misc]
+    return response, time.monotonic() - started
+
+
+async def test_scim_answers_503_while_postgresql_is_away_and_recovers_without_a_restart(tmp_path: Path) -> None:
+    bin_dir = pg_server.binaries()
+    if bin_dir is None:
+        pytest.skip(pg_server.missing_reason())
+    database = pg_server.PostgresServer(bin_dir)
+    try:
+        url = pg_server.create_database(database.start())
+        server = instance(
+            tmp_path,
+            "alone",
+            url,
+            provision=True,
+            SCIMLET_POSTGRESQL_CONNECT_TIMEOUT="2",
+            SCIMLET_POSTGRESQL_RETRY_AFTER="3",
+        )
+        with running(server):
+            async with scim_client(server) as scim, httpx.AsyncClient(base_url=server.base, timeout=30) as plain:
+                assert (await scim.post("/Users", json=entra_user("before@x"))).status_code == 201
+                assert (await plain.get("/readyz")).status_code == 200
+
+                database.halt()
+                limit = 5.0
+                for _ in range(3):
+                    response, took = await timed(scim.get("/Users"))
+                    assert_unavailable(server, response, took, limit)
+                    assert response.headers["retry-after"] == "3"
+                    response, took = await timed(scim.post("/Users", json=entra_user("during@x")))
+                    assert_unavailable(server, response, took, limit)
+                ready, took = await timed(plain.get("/readyz"))
+                assert ready.status_code == 503 and ready.json()["status"] == "unavailable", ready.text
+                assert took < limit
+
+                database.resume()
+                deadline = time.monotonic() + 15
+                while (response := await scim.post("/Users", json=entra_user("after@x"))).status_code != 201:
+                    assert response.status_code == 503, failure(server, response)
+                    assert time.monotonic() < deadline, failure(server, response)
+                    await asyncio.sleep(0.2)
+                found = await find_user(scim, "before@x")
+                assert found["totalResults"] == 1
+                assert (await find_user(scim, "during@x"))["totalResults"] == 0
+                assert (await plain.get("/readyz")).status_code == 200
+    finally:
+        database.stop()
