@@ -3,8 +3,9 @@
 Each test gets a fresh database on the run's throwaway PostgreSQL server (tests/pg_server.py) and
 starts instances A and B on it; A's CLI provisions the Entra IdP and its key, B serves the same
 tenant. What one instance writes, the other must see: uniqueness, group members, versions, sign-ins
-(LISTEN/NOTIFY plus a 1 s poll) and the provisioning log. The last test stops a PostgreSQL server of
-its own under a running instance.
+(LISTEN/NOTIFY plus a 1 s poll) and the provisioning log. One test stops a PostgreSQL server of its
+own under a running instance; another ends the instances' connections with pg_terminate_backend.
+docs/deploy.md ("Two instances on PostgreSQL") states what these tests show.
 """
 
 from __future__ import annotations
@@ -324,6 +325,7 @@ async def timed(request: Awaitable[httpx.Response]) -> tuple[httpx.Response, flo
     return response, time.monotonic() - started
 
 
+@pytest.mark.serial
 async def test_scim_answers_503_while_postgresql_is_away_and_recovers_without_a_restart(tmp_path: Path) -> None:
     bin_dir = pg_server.binaries()
     if bin_dir is None:
@@ -388,6 +390,7 @@ def end_scimlet_connections(url: str) -> int:
     return ended.split().count("t")
 
 
+@pytest.mark.serial
 @pytest.mark.xfail(
     strict=True,
     reason="backend bug: a pooled connection whose backend PostgreSQL ended is handed out again; BEGIN on it "
@@ -424,3 +427,11 @@ async def test_connections_ended_by_postgresql_are_replaced_on_both_instances(
                 assert revoked.status_code == 200, failure(a, revoked)
             took = await until_status(on_b, 401, SIGN_IN_PROPAGATION)
             assert took <= SIGN_IN_PROPAGATION, f"a key revoked after the reconnection signed in on B for {took:.2f} s"
+
+
+def test_backup_refuses_a_postgresql_database_and_names_pg_dump(tmp_path: Path, postgresql_database: str) -> None:
+    server = instance(tmp_path, "backup", postgresql_database, provision=True)
+    done = server.cli("backup", str(tmp_path / "copy.db"))
+    assert done.returncode != 0
+    assert "pg_dump --format=custom" in done.stderr, done.stderr
+    assert not (tmp_path / "copy.db").exists()
