@@ -120,17 +120,7 @@ class PostgresServer:
         )
         for _ in range(START_ATTEMPTS):
             self.port = free_port()
-            options = " ".join(f"-c {name}={value!r}" for name, value in {**self.options, "port": self.port}.items())
-            started = subprocess.run(
-                self.prefix
-                + _as_server_user(
-                    [str(self.bin_dir / "pg_ctl"), "start", "-w", "-D", str(self.data), "-l", str(self.log)]
-                    + ["-o", options]
-                ),
-                capture_output=True,
-                text=True,
-            )
-            if started.returncode == 0:
+            if self._launch():
                 return self.url
             # Most likely the port was taken between choosing it and binding it: another port.
         raise RuntimeError(f"PostgreSQL did not start; its log:\n{self.log_text()}")
@@ -142,6 +132,29 @@ class PostgresServer:
             return int((self.data / "postmaster.pid").read_text().split()[0])
         except (OSError, ValueError, IndexError):
             return None
+
+    def _launch(self) -> bool:
+        """The postmaster started on self.port and accepting connections, or False."""
+        options = " ".join(f"-c {name}={value!r}" for name, value in {**self.options, "port": self.port}.items())
+        started = subprocess.run(
+            self.prefix
+            + _as_server_user(
+                [str(self.bin_dir / "pg_ctl"), "start", "-w", "-D", str(self.data), "-l", str(self.log)]
+                + ["-o", options]
+            ),
+            capture_output=True,
+            text=True,
+        )
+        return started.returncode == 0
+
+    def halt(self) -> None:
+        """Stop the server (fast: its connections end), keeping its data for resume()."""
+        self._run(self.bin_dir / "pg_ctl", "stop", "-w", "-D", str(self.data), "-m", "fast")
+
+    def resume(self) -> None:
+        """Start a halted server again on the same port and data: as a database coming back."""
+        if not self._launch():
+            raise RuntimeError(f"PostgreSQL did not start again on port {self.port}; its log:\n{self.log_text()}")
 
     def stop(self) -> None:
         """Stop the server (immediate: nothing to flush) and remove its directory."""

@@ -63,10 +63,9 @@ class KeysAndIdps(Engine):
 
     async def _close_auth(self) -> None:
         if self._auth_task is not None:
-            self._auth_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._auth_task
-            self._auth_task = None
+            task, self._auth_task = self._auth_task, None
+            task.cancel()
+            await asyncio.wait({task}, timeout=self.connect_timeout)
         if self._listener is not None:
             listener, self._listener = self._listener, None
             with contextlib.suppress(*UNAVAILABLE):
@@ -82,8 +81,12 @@ class KeysAndIdps(Engine):
     async def _auth_loop(self) -> None:
         """Reload on a notification; poll the epoch (and reconnect the listener) every AUTH_POLL_SECONDS."""
         while True:
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for drops a cancellation that comes
+            # as the event fires (this store's own change notifies as close() cancels the loop),
+            # and close() then waited for ever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._reload_wanted.wait(), AUTH_POLL_SECONDS)
+                async with asyncio.timeout(AUTH_POLL_SECONDS):
+                    await self._reload_wanted.wait()
             try:
                 if self._reload_wanted.is_set():
                     self._reload_wanted.clear()
