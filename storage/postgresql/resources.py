@@ -30,6 +30,10 @@ TABLES: dict[str, TableMap] = {"User": USERS, "Group": GROUPS}
 # many (the first group is always loaded whole), as the SQLite backend's PAGE_LOAD_STEPS: counted
 # in rows, not time, so what a page holds does not depend on how busy the server is.
 PAGE_LOAD_MEMBERS = 100_000
+# The same for a page of users: it ends before the user that would take the groups listed past this
+# many (a user's groups are walked in the page's one statement; the number listed stands for the
+# walk's cost). 100 users in 40 groups each make a full page.
+PAGE_LOAD_GROUPS = 4_000
 ROW_COLUMNS = "t.id, t.doc, t.version, t.created, t.modified"
 
 
@@ -142,6 +146,10 @@ class Resources(Engine):
                     row = to_row(record)
                     if with_groups:
                         row.groups = self._groups(row.id, record[5])
+                        members_loaded += len(row.groups)
+                        if rows and members_loaded > PAGE_LOAD_GROUPS:
+                            ended_early = True
+                            break
                     elif query.members:
                         row.members = await load_members(conn, row.id)
                         members_loaded += len(row.members)
