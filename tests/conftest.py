@@ -1,5 +1,5 @@
-"""Shared fixtures: an in-process app on a real temporary SQLite file, a live uvicorn server, and a
-throwaway PostgreSQL server (tests/pg_server.py) with a database per test."""
+"""Shared fixtures: an in-process app on a database of each backend (a real temporary SQLite file, a
+database of its own on the throwaway PostgreSQL server, tests/pg_server.py), and a live uvicorn server."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ import httpx
 import pytest
 
 from app import create_app
-from settings import load_settings
-from storage.sqlite import SqliteStore, migrate
+from settings import Settings, load_settings
+from storage import Store
 from tests import pg_server
-from tests.backends import BACKENDS
+from tests.backends import BACKENDS, open_store, sqlite_url
 from tests.live_server import ROOT as ROOT  # re-exported: the live-server names tests import from here
 from tests.live_server import Server as LiveServer
 from tests.live_server import free_port as free_port
@@ -133,7 +133,7 @@ def database_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -
     """An empty database of this test's own on `backend`: a SQLite file in tmp_path, or a new PostgreSQL database."""
     if backend == "postgresql":
         return request.getfixturevalue("postgresql_database")
-    return f"sqlite:///{tmp_path / 'scimlet.db'}"
+    return sqlite_url(tmp_path / "scimlet.db")
 
 
 def entra_user(user_name: str, **extra: object) -> dict:
@@ -160,25 +160,23 @@ def patch_body(*operations: dict) -> dict:
 @dataclass
 class Tenant:
     client: httpx.AsyncClient
-    store: SqliteStore
+    store: Store
     idp_id: str
     secret: str
     url: str
 
 
 @pytest.fixture
-def settings(tmp_path: Path):
-    return load_settings(
-        environ={"SCIMLET_DATABASE_PATH": str(tmp_path / "scimlet.db"), "SCIMLET_SERVER_BASE_URL": "https://scim.test"}
-    )
+def settings(database_url: str) -> Settings:
+    """The app's settings on this test's database (of each backend in turn, see `backend`)."""
+    return load_settings(environ={"SCIMLET_DATABASE_URL": database_url, "SCIMLET_SERVER_BASE_URL": "https://scim.test"})
 
 
 @pytest.fixture
-async def tenant(settings) -> AsyncIterator[Tenant]:
-    """An IdP with a Users+Groups key, and an httpx client on the ASGI app pointed at its tenant URL."""
-    migrate(settings.database.path)
-    store = SqliteStore(settings.database.path)
-    await store.open()
+async def tenant(settings: Settings) -> AsyncIterator[Tenant]:
+    """An IdP with a Users+Groups key, and an httpx client on the ASGI app pointed at its tenant URL;
+    once per backend."""
+    store = await open_store(settings.database.url)
     key, secret = await store.create_api_key("test", "", True, True)
     idp = await store.create_idp("test", "key", key.id)
     app = create_app(settings, store)
