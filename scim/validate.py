@@ -213,6 +213,9 @@ def _clean_simple(attr: Attribute, value: object, name: str, limits: Limits) -> 
     # Before anything else looks at the value: a megabyte-long one must not reach an index or a cache.
     if len(value) > limits.max_length(attr):
         raise invalid_value(f"{name} is {len(value)} characters long; at most {limits.max_length(attr)} are allowed")
+    if "\x00" in value:
+        # No attribute means a NUL, and PostgreSQL's text and jsonb cannot hold one: every backend refuses it alike.
+        raise invalid_value(f"{name} contains a NUL character (\\u0000), which no attribute may hold; remove it")
     if attr.type == "dateTime":
         try:
             datetime.fromisoformat(value.replace("Z", "+00:00"))

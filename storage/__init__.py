@@ -1,6 +1,6 @@
 """Storage: the records and the interfaces the HTTP layer uses (storage/interfaces.py), and
 `create_store`, which builds the backend that `database.url` names. A backend is a package
-(storage/sqlite/) implementing `Store`; nothing outside storage/ imports one."""
+(storage/sqlite/, storage/postgresql/) implementing `Store`; nothing outside storage/ imports one."""
 
 from __future__ import annotations
 
@@ -70,8 +70,18 @@ def _sqlite(settings: Settings) -> Store:
     return from_settings(settings)
 
 
+def _postgresql(settings: Settings) -> Store:
+    from storage.postgresql import from_settings
+
+    return from_settings(settings)
+
+
 # database.url's scheme -> the function that builds that backend's store from the settings.
-BACKENDS: dict[str, Callable[[Settings], Store]] = {"sqlite": _sqlite}
+BACKENDS: dict[str, Callable[[Settings], Store]] = {
+    "sqlite": _sqlite,
+    "postgresql": _postgresql,
+    "postgres": _postgresql,  # libpq accepts both spellings
+}
 
 
 def create_store(settings: Settings) -> Store:

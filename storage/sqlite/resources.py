@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from scim.errors import ScimError, invalid_value, not_found, shown
+from scim.errors import ScimError, not_found, shown
 from scim.patch import Member, MemberOp
 from storage import (
     Change,
@@ -20,6 +20,7 @@ from storage import (
     Row,
 )
 from storage.common import new_resource_id, now
+from storage.resource_rules import IdpDeleted, changed_columns, hot_columns, typed_members, uniqueness
 from storage.sql import GROUPS, USERS, TableMap, is_point_lookup, order_clause, where_clause
 from storage.sqlite.dialect import SQLITE
 from storage.sqlite.engine import Engine, GroupWalkTooLarge, TooLongInPlace, in_place
@@ -53,7 +54,7 @@ class Resources(Engine):
             try:
                 _insert(conn, tmap, idp_id, row)
             except sqlite3.IntegrityError:
-                raise _uniqueness(tmap, doc) from None
+                raise uniqueness(tmap, doc) from None
             if tmap is GROUPS:
                 if members:
                     _apply_member_ops(conn, idp_id, row.id, [MemberOp("add", tuple(members))])
@@ -148,7 +149,7 @@ class Resources(Engine):
             changed = False
             columns: dict[str, object] = {}
             if result.doc is not None and result.doc != current.doc:
-                columns = _changed_columns(tmap, current.doc, result.doc)
+                columns = changed_columns(tmap, current.doc, result.doc)
                 current.doc = result.doc
                 changed = True
             if result.member_ops:
@@ -159,7 +160,7 @@ class Resources(Engine):
                 try:
                     _store_doc(conn, tmap, current, columns)
                 except sqlite3.IntegrityError:
-                    raise _uniqueness(tmap, current.doc) from None
+                    raise uniqueness(tmap, current.doc) from None
             if members and tmap is USERS:
                 try:
                     with in_place(conn):
@@ -208,60 +209,18 @@ class Resources(Engine):
         return await self.read(run)
 
 
-class IdpDeleted(ScimError):
-    """401 for a request authenticated just before its IdP was deleted: the write stored nothing,
-    and the next request gets the ordinary 401 of an unknown IdP."""
-
-    def __init__(self) -> None:
-        super().__init__(401, "This IdP was deleted while the request ran; nothing was stored")
-
-
 def _check_idp(conn: sqlite3.Connection, idp_id: str) -> None:
     if conn.execute("SELECT 1 FROM idps WHERE id = ?", (idp_id,)).fetchone() is None:
         raise IdpDeleted()
 
 
-def _uniqueness(tmap: TableMap, doc: dict) -> ScimError:
-    if tmap is USERS:
-        return ScimError(
-            409,
-            f"userName {shown(doc.get('userName'))} is already taken in this IdP (user names are "
-            "unique regardless of letter case); look the user up with a userName filter",
-            "uniqueness",
-        )
-    return ScimError(
-        409,
-        f"displayName {shown(doc.get('displayName'))} is already taken in this IdP (group names are "
-        "unique regardless of letter case)",
-        "uniqueness",
-    )
-
-
-def _hot_columns(tmap: TableMap, doc: dict) -> dict[str, object]:
-    """The attributes kept in their own (indexed) columns, by column name, in table order."""
-    if tmap is USERS:
-        active = doc.get("active")
-        return {
-            "user_name": doc["userName"],
-            "external_id": doc.get("externalId"),
-            "active": None if active is None else int(active),
-        }
-    return {"display_name": doc["displayName"], "external_id": doc.get("externalId")}
-
-
 def _insert(conn: sqlite3.Connection, tmap: TableMap, idp_id: str, row: Row) -> None:
-    columns = _hot_columns(tmap, row.doc)
+    columns = hot_columns(tmap, row.doc)
     conn.execute(
         f"INSERT INTO {tmap.table} (id, idp_id, {', '.join(columns)}, doc, version, created, modified)"
         f" VALUES (?, ?{', ?' * len(columns)}, ?, ?, ?, ?)",
         (row.id, idp_id, *columns.values(), _dumps(row.doc), row.version, row.created, row.modified),
     )
-
-
-def _changed_columns(tmap: TableMap, old: dict, new: dict) -> dict[str, object]:
-    """The hot columns (userName/displayName, externalId, active) whose value differs, by name."""
-    before = _hot_columns(tmap, old)
-    return {name: value for name, value in _hot_columns(tmap, new).items() if value != before[name]}
 
 
 def _store_doc(conn: sqlite3.Connection, tmap: TableMap, row: Row, columns: dict[str, object]) -> None:
@@ -412,14 +371,4 @@ def _member_types(
             (idp_id, *chunk, idp_id, *chunk),
         ):
             found[member_id] = kind
-    missing = [i for i in ids if i not in found]
-    if missing:
-        listed = ", ".join(map(shown, missing[:5])) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
-        raise invalid_value(f"members: no user or group with id {listed} in this IdP; nothing was changed")
-    if group_id in found:
-        raise invalid_value("members: a group cannot be a member of itself")
-    declared = {m.value: m.type for m in members if m.type}
-    for member_id, kind in found.items():
-        if declared.get(member_id) and declared[member_id] != kind:
-            raise invalid_value(f"members: {shown(member_id)} is a {kind}, not a {declared[member_id]}")
-    return [(i, found[i]) for i in ids]
+    return typed_members(group_id, members, found)

@@ -1,0 +1,301 @@
+"""API keys, IdPs and sign-ins on PostgreSQL.
+
+authenticate is synchronous and must not wait for the database: every instance keeps each IdP's
+key (its hash and privileges) in memory, loaded at open() and again whenever a change could end or
+start a sign-in. Made here, the change is reloaded before the call returns; made by another
+instance, the CLI or psql, the tables' triggers (migration 001) notify channel scimlet_auth and the
+listener reloads at once, and a poll of auth_epoch every AUTH_POLL_SECONDS catches a notification
+lost with its connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import secrets
+import time
+import uuid
+from typing import NamedTuple
+
+import asyncpg
+
+from scim.errors import shown
+from storage import AdminError, ApiKey, Idp, Principal
+from storage.common import format_timestamp, hash_secret, now
+from storage.postgresql.engine import UNAVAILABLE, Connection, Engine
+
+log = logging.getLogger("scimlet.storage")
+AUTH_POLL_SECONDS = 1.0
+CHANNEL = "scimlet_auth"
+
+
+class Binding(NamedTuple):
+    """An IdP's unrevoked key, as a sign-in checks it."""
+
+    secret_hash: str
+    principal: Principal
+
+
+class KeysAndIdps(Engine):
+    """AdminStore's keys and IdPs, and authenticate from the in-memory bindings."""
+
+    _last_used: dict[str, float]  # API key id -> time.time() of its last sign-in here, not yet stored
+    _bindings: dict[str, Binding]  # IdP ID -> its key
+    _auth_epoch: int
+    _listener: Connection | None
+    _auth_task: asyncio.Task | None
+    _reload_wanted: asyncio.Event
+
+    def _start_auth_cache(self) -> None:
+        self._last_used = {}
+        self._bindings = {}
+        self._auth_epoch = -1
+        self._listener = None
+        self._auth_task = None
+
+    async def _open_auth(self) -> None:
+        self._reload_wanted = asyncio.Event()
+        await self._reload_bindings()
+        await self._listen()
+        self._auth_task = asyncio.create_task(self._auth_loop())
+
+    async def _close_auth(self) -> None:
+        if self._auth_task is not None:
+            self._auth_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._auth_task
+            self._auth_task = None
+        if self._listener is not None:
+            listener, self._listener = self._listener, None
+            with contextlib.suppress(*UNAVAILABLE):
+                await asyncio.wait_for(listener.close(), self.connect_timeout)
+
+    async def _listen(self) -> None:
+        self._listener = await self.connect()
+        await self._listener.add_listener(CHANNEL, self._notified)
+
+    def _notified(self, *_: object) -> None:
+        self._reload_wanted.set()
+
+    async def _auth_loop(self) -> None:
+        """Reload on a notification; poll the epoch (and reconnect the listener) every AUTH_POLL_SECONDS."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._reload_wanted.wait(), AUTH_POLL_SECONDS)
+            try:
+                if self._reload_wanted.is_set():
+                    self._reload_wanted.clear()
+                    await self._reload_bindings()
+                    continue
+                if self._listener is None or self._listener.is_closed():
+                    await self._listen()
+                    await self._reload_bindings()
+                elif await self._listener.fetchval("SELECT n FROM auth_epoch") != self._auth_epoch:
+                    await self._reload_bindings()
+            except (*UNAVAILABLE, asyncpg.PostgresError) as exc:
+                # The sign-ins already known keep working; the next round tries again.
+                log.warning("API keys not reloaded from PostgreSQL: %s", exc)
+                if self._listener is not None and not self._listener.is_closed():
+                    self._listener.terminate()
+                self._listener = None
+
+    async def _reload_bindings(self) -> None:
+        async def load(conn: Connection) -> tuple[int, list[asyncpg.Record]]:
+            async with conn.transaction(isolation="repeatable_read", readonly=True):
+                epoch = await conn.fetchval("SELECT n FROM auth_epoch")
+                rows = await conn.fetch(
+                    "SELECT i.id, k.id, k.secret_hash, k.users_write, k.groups_write FROM idps AS i "
+                    "JOIN api_keys AS k ON k.id = i.api_key_id WHERE k.revoked IS NULL"
+                )
+            return epoch, rows
+
+        epoch, rows = await self.read(load)
+        self._bindings = {r[0]: Binding(r[2], Principal(r[0], r[1], r[3], r[4])) for r in rows}
+        self._auth_epoch = epoch
+
+    def authenticate(self, idp_id: str, secret: str) -> Principal | None:
+        digest = hash_secret(secret)
+        binding = self._bindings.get(idp_id)
+        # Compare in constant time; an unknown IdP still costs one comparison, so timing tells nothing.
+        expected = binding.secret_hash if binding else "0" * 64
+        if not hmac.compare_digest(expected, digest) or binding is None:
+            return None
+        self._last_used[binding.principal.api_key_id] = time.time()
+        return binding.principal
+
+    async def create_api_key(
+        self, name: str, description: str, users_write: bool, groups_write: bool
+    ) -> tuple[ApiKey, str]:
+        name = _checked_name(name, "An API key")
+        secret = secrets.token_urlsafe(32)
+        key = ApiKey(str(uuid.uuid4()), name, description, users_write, groups_write, now(), None, None)
+
+        async def insert(conn: Connection) -> None:
+            try:
+                await conn.execute(
+                    "INSERT INTO api_keys (id, name, description, secret_hash, users_write, groups_write, created)"
+                    " VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    key.id,
+                    key.name,
+                    description.replace("\x00", ""),
+                    hash_secret(secret),
+                    users_write,
+                    groups_write,
+                    key.created,
+                )
+            except asyncpg.UniqueViolationError:
+                raise AdminError(f"An API key named {shown(name)} already exists", 409) from None
+
+        await self.write(insert)
+        return key, secret
+
+    async def list_api_keys(self) -> list[ApiKey]:
+        rows = await self.read(
+            lambda conn: conn.fetch(
+                "SELECT id, name, description, users_write, groups_write, created, last_used, revoked "
+                'FROM api_keys ORDER BY created COLLATE "C", id'
+            )
+        )
+        return [
+            ApiKey(
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                r[4],
+                r[5],
+                format_timestamp(self._last_used[r[0]]) if r[0] in self._last_used else r[6],
+                r[7],
+            )
+            for r in rows
+        ]
+
+    async def find_api_key(self, id_or_name: str) -> ApiKey:
+        for key in await self.list_api_keys():
+            if key.id == id_or_name or key.name.lower() == id_or_name.lower():
+                return key
+        raise AdminError(f"No API key with id or name {shown(id_or_name)}", 404)
+
+    async def revoke_api_key(self, id_or_name: str) -> ApiKey:
+        key = await self.find_api_key(id_or_name)
+        if key.revoked:
+            return key
+        stamp = now()
+        await self.write(lambda conn: conn.execute("UPDATE api_keys SET revoked = $1 WHERE id = $2", stamp, key.id))
+        await self._reload_bindings()
+        return await self.find_api_key(key.id)
+
+    async def create_idp(self, name: str, icon: str, api_key: str | None) -> Idp:
+        name = _checked_name(name, "An IdP")
+        key_id = None
+        key_name = ""
+        if api_key:
+            key = await self.find_api_key(api_key)
+            if key.revoked:
+                raise AdminError(f"API key {shown(key.name)} is revoked")
+            key_id, key_name = key.id, key.name
+        idp = Idp(uuid.uuid4().hex, name, icon.replace("\x00", ""), key_id, now())
+
+        async def insert(conn: Connection) -> None:
+            if key_id is not None:
+                await _check_key_free(conn, key_id, key_name, idp.id)
+            try:
+                await conn.execute(
+                    "INSERT INTO idps (id, name, icon, api_key_id, created) VALUES ($1, $2, $3, $4, $5)",
+                    idp.id,
+                    idp.name,
+                    idp.icon,
+                    idp.api_key_id,
+                    idp.created,
+                )
+            except asyncpg.UniqueViolationError:
+                raise AdminError(f"An IdP named {shown(name)} already exists", 409) from None
+            except asyncpg.ForeignKeyViolationError:
+                raise AdminError(f"No API key with id or name {shown(api_key)}", 404) from None
+
+        await self.write(insert)
+        await self._reload_bindings()
+        return idp
+
+    async def list_idps(self) -> list[Idp]:
+        rows = await self.read(
+            lambda conn: conn.fetch(
+                'SELECT id, name, icon, api_key_id, created FROM idps ORDER BY created COLLATE "C", id'
+            )
+        )
+        return [Idp(*r) for r in rows]
+
+    async def get_idp(self, idp_id: str) -> Idp:
+        row = await self.read(
+            lambda conn: conn.fetchrow("SELECT id, name, icon, api_key_id, created FROM idps WHERE id = $1", idp_id)
+        )
+        if row is None:
+            raise AdminError(f"No IdP with id {shown(idp_id)}", 404)
+        return Idp(*row)
+
+    async def set_idp_api_key(self, idp_id: str, api_key: str) -> Idp:
+        idp = await self.get_idp(idp_id)
+        key = await self.find_api_key(api_key)
+        if key.revoked:
+            raise AdminError(f"API key {shown(key.name)} is revoked")
+
+        async def select(conn: Connection) -> None:
+            if idp.api_key_id != key.id:  # saving the key it has is no new binding (even a shared legacy one)
+                await _check_key_free(conn, key.id, key.name, idp.id)
+            await conn.execute("UPDATE idps SET api_key_id = $1 WHERE id = $2", key.id, idp.id)
+
+        await self.write(select)
+        await self._reload_bindings()
+        return await self.get_idp(idp.id)
+
+    async def delete_idp(self, idp_id: str) -> None:
+        idp = await self.get_idp(idp_id)
+
+        async def delete(conn: Connection) -> None:
+            # The IdP's row first: creates still running in it hold a key-share lock on it and are
+            # waited for, and those after see it gone (resources.check_idp).
+            await conn.execute("DELETE FROM idps WHERE id = $1", idp.id)
+            for table in ("group_members", "users", "groups"):
+                await conn.execute(f"DELETE FROM {table} WHERE idp_id = $1", idp.id)
+
+        await self.write(delete)
+        await self._reload_bindings()
+
+    async def flush_last_used(self) -> None:
+        """Store the last-use times, batched: sign-ins never write. The later time wins, whichever
+        instance stores it."""
+        if not self._last_used:
+            return
+        pending, self._last_used = self._last_used, {}
+        await self.write(
+            lambda conn: conn.execute(
+                "UPDATE api_keys AS k SET last_used = greatest(k.last_used, u.at) "
+                "FROM unnest($1::text[], $2::text[]) AS u(id, at) WHERE k.id = u.id",
+                list(pending),
+                [format_timestamp(at) for at in pending.values()],
+            )
+        )
+
+
+def _checked_name(name: str, what: str) -> str:
+    name = name.strip()
+    if not name:
+        raise AdminError(f"{what} needs a name")
+    if "\x00" in name:
+        raise AdminError(f"{what}'s name cannot hold a NUL character")
+    return name
+
+
+async def _check_key_free(conn: Connection, key_id: str, key_name: str, idp_id: str) -> None:
+    """A key belongs to one IdP: it signs in to that IdP's tenant URL and nowhere else. The key's
+    row stays locked until the transaction ends, so two instances cannot bind it to two IdPs at once."""
+    await conn.execute("SELECT 1 FROM api_keys WHERE id = $1 FOR UPDATE", key_id)
+    other = await conn.fetchval("SELECT name FROM idps WHERE api_key_id = $1 AND id <> $2", key_id, idp_id)
+    if other is not None:
+        raise AdminError(
+            f"API key {key_name!r} is already selected for IdP {other!r}; a key belongs to one IdP: "
+            "create a new key for this one",
+            409,
+        )

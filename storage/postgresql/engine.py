@@ -1,0 +1,157 @@
+"""The PostgreSQL connection engine: an asyncpg pool shared by reads and writes, each write one
+transaction (retried when PostgreSQL picks it as a deadlock or serialization victim), and the mapping
+of a database that cannot be reached to 503 with Retry-After.
+
+Unlike SQLite's single writer there is no write queue of our own: PostgreSQL's row locks order
+concurrent writes, also those of other instances sharing the database. Writes beyond the pool's
+connections wait for one, and scim.max_write_queue bounds how many may wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import asyncpg
+
+from scim.errors import ScimError
+from settings import masked_url
+
+log = logging.getLogger("scimlet.storage")
+T = TypeVar("T")
+# A pooled connection (what read and write hand their functions) or one of its own (connect).
+Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+# A transaction PostgreSQL aborted to resolve a deadlock or a serialization conflict is run again.
+RETRIED = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
+ATTEMPTS = 5
+# The database cannot be reached or cannot work now: down, restarting, out of connections or disk,
+# a statement past statement_timeout, a standby after a failover. The client may retry.
+UNAVAILABLE = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.OperatorInterventionError,
+    asyncpg.InsufficientResourcesError,
+    asyncpg.ReadOnlySQLTransactionError,
+)
+
+
+class Engine:
+    """The pool of one PostgreSQL database and the two kinds of unit of work: reads and writes."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_min: int = 2,
+        pool_max: int = 10,
+        connect_timeout: float = 5,
+        statement_timeout: float = 30,
+        retry_after: int = 5,
+        max_write_queue: int = 0,
+        max_user_groups: int = 5000,
+    ) -> None:
+        self.url = url
+        self.pool_min = min(pool_min, pool_max)
+        self.pool_max = pool_max
+        self.connect_timeout = connect_timeout
+        self.statement_timeout = statement_timeout
+        self.retry_after = retry_after
+        self.max_write_queue = max_write_queue
+        self.max_user_groups = max_user_groups
+        self.pool: asyncpg.Pool | None = None
+        self.batches = 0
+        self._writes = 0  # writes started and not finished
+
+    @property
+    def shown_url(self) -> str:
+        return masked_url(self.url)
+
+    async def connect(self) -> Connection:
+        """A connection of its own (migrations, the sign-in listener), outside the pool."""
+        return await asyncpg.connect(self.url, timeout=self.connect_timeout, server_settings=self._server_settings())
+
+    def _server_settings(self) -> dict[str, str]:
+        return {"application_name": "scimlet", "statement_timeout": str(int(self.statement_timeout * 1000))}
+
+    async def open(self) -> None:
+        self.pool = await asyncpg.create_pool(
+            self.url,
+            min_size=self.pool_min,
+            max_size=self.pool_max,
+            timeout=self.connect_timeout,
+            server_settings=self._server_settings(),
+        )
+
+    async def close(self) -> None:
+        if self.pool is not None:
+            pool, self.pool = self.pool, None
+            try:
+                await asyncio.wait_for(pool.close(), self.connect_timeout)
+            except (TimeoutError, *UNAVAILABLE):
+                pool.terminate()
+
+    @property
+    def write_queue_depth(self) -> int:
+        return self._writes
+
+    async def read(self, fn: Callable[[Connection], Awaitable[T]]) -> T:
+        """fn(connection) on a pooled connection, outside any transaction."""
+        try:
+            async with self._pool().acquire(timeout=self.connect_timeout) as conn:
+                return await fn(conn)
+        except UNAVAILABLE as exc:
+            raise self.unavailable(exc) from None
+
+    async def write(self, fn: Callable[[Connection], Awaitable[T]]) -> T:
+        """fn(connection) inside one transaction, committed when it returns, rolled back when it
+        raises; run again (fn must allow it) when PostgreSQL aborts it for a deadlock."""
+        if self.max_write_queue and self._writes >= self.max_write_queue:
+            raise ScimError(429, "The server is busy with other writes; retry after the Retry-After delay")
+        self._writes += 1
+        try:
+            for attempt in range(1, ATTEMPTS + 1):
+                try:
+                    async with self._pool().acquire(timeout=self.connect_timeout) as conn, conn.transaction():
+                        result = await fn(conn)
+                    self.batches += 1
+                    return result
+                except RETRIED:
+                    if attempt == ATTEMPTS:
+                        raise ScimError(
+                            503, "The write kept conflicting with concurrent writes; nothing was stored; retry"
+                        ) from None
+                    await asyncio.sleep(0.01 * attempt)
+                except UNAVAILABLE as exc:
+                    raise self.unavailable(exc) from None
+            raise AssertionError("unreachable")
+        finally:
+            self._writes -= 1
+
+    def _pool(self) -> asyncpg.Pool:
+        assert self.pool is not None, "the store is not open"
+        return self.pool
+
+    def unavailable(self, exc: BaseException) -> ScimError:
+        if isinstance(exc, asyncpg.QueryCanceledError):
+            what = "took longer than postgresql.statement_timeout"
+        elif isinstance(exc, asyncpg.DiskFullError):
+            what = "has no disk space left"
+        elif isinstance(exc, asyncpg.ReadOnlySQLTransactionError):
+            what = "is read-only (a standby?)"
+        else:
+            what = f"cannot be reached ({type(exc).__name__})"
+        log.warning("PostgreSQL %s: %s", what, exc)
+        return ScimError(
+            503,
+            f"The database {what}; nothing was stored; retry after the Retry-After delay",
+            retry_after=self.retry_after,
+        )
+
+
+def status_count(status: str) -> int:
+    """The rows a statement changed, from its status ("INSERT 0 3", "DELETE 2", "UPDATE 1")."""
+    return int(status.rsplit(" ", 1)[-1])

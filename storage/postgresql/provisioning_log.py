@@ -1,0 +1,129 @@
+"""The provisioning log on PostgreSQL: appended in batches, pruned hourly, queried by the console."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from scim.filters import fold, format_datetime
+from storage import LogCounters, LogQuery, LogRecord
+from storage.postgresql.engine import Connection, Engine, status_count
+from storage.sql import escape_like
+
+LOG_COLUMNS = LogRecord._fields[:-2]  # the columns written; id and resource_name are read back
+# The stored columns, then the resource's current name (two lookups by the unique id index).
+LOG_RECORD_COLUMNS = ", ".join(
+    [
+        *LOG_COLUMNS,
+        "id",
+        "coalesce((SELECT user_name FROM users WHERE id = resource_id), "
+        "(SELECT display_name FROM groups WHERE id = resource_id))",
+    ]
+)
+
+
+def without_nul(value: object) -> object:
+    # PostgreSQL's text cannot hold NUL, and a record keeps what the client sent: shown as JSON writes it.
+    return value.replace("\x00", "\\u0000") if isinstance(value, str) else value
+
+
+def like_pattern(text: str) -> str:
+    """A LIKE pattern matching text anywhere, ASCII letters folded (compare with scim_fold(column))."""
+    return f"%{escape_like(fold(text).replace(chr(0), ''))}%"
+
+
+class ProvisioningLog(Engine):
+    """LogStore on PostgreSQL."""
+
+    async def append_logs(self, records: list[LogRecord]) -> None:
+        rows = [tuple(without_nul(value) for value in record[: len(LOG_COLUMNS)]) for record in records]
+        columns = ", ".join(LOG_COLUMNS)
+        marks = ", ".join(f"${n}" for n in range(1, len(LOG_COLUMNS) + 1))
+
+        async def run(conn: Connection) -> None:
+            await conn.executemany(f"INSERT INTO provisioning_log ({columns}) VALUES ({marks})", rows)
+
+        await self.write(run)
+
+    async def prune_logs(self, max_age_days: int, max_rows: int) -> int:
+        async def run(conn: Connection) -> int:
+            deleted = 0
+            if max_age_days:
+                cutoff = format_datetime(datetime.now(UTC) - timedelta(days=max_age_days))
+                deleted += status_count(await conn.execute("DELETE FROM provisioning_log WHERE time < $1", cutoff))
+            if max_rows:
+                deleted += status_count(
+                    await conn.execute(
+                        "DELETE FROM provisioning_log WHERE id <= "
+                        "(SELECT id FROM provisioning_log ORDER BY id DESC LIMIT 1 OFFSET $1)",
+                        max_rows,
+                    )
+                )
+            return deleted
+
+        return await self.write(run)
+
+    async def query_logs(self, query: LogQuery) -> tuple[list[LogRecord], bool]:
+        conditions, params = _log_conditions(query)
+        if query.before_id is not None:
+            params.append(query.before_id)
+            # Keyset on (time, id), the order of the (time, id) index.
+            conditions.append(f"(time, id) < (SELECT time, id FROM provisioning_log WHERE id = ${len(params)})")
+        params.append(query.limit + 1)
+        sql = (
+            f"SELECT {LOG_RECORD_COLUMNS} FROM provisioning_log WHERE {' AND '.join(conditions) or 'true'} "
+            f"ORDER BY time DESC, id DESC LIMIT ${len(params)}"
+        )
+        rows = await self.read(lambda conn: conn.fetch(sql, *params))
+        return [LogRecord(*row) for row in rows[: query.limit]], len(rows) > query.limit
+
+    async def get_log(self, log_id: int) -> LogRecord | None:
+        row = await self.read(
+            lambda conn: conn.fetchrow(f"SELECT {LOG_RECORD_COLUMNS} FROM provisioning_log WHERE id = $1", log_id)
+        )
+        return LogRecord(*row) if row else None
+
+    async def log_counters(self, idp_ids: list[str], since: str) -> dict[str, LogCounters]:
+        async def run(conn: Connection) -> dict[str, LogCounters]:
+            rows = await conn.fetch(
+                "SELECT i.id, "
+                "(SELECT count(*) FROM provisioning_log WHERE idp_id = i.id AND time >= $2), "
+                "(SELECT count(*) FROM provisioning_log WHERE idp_id = i.id AND time >= $2 AND status >= 400), "
+                "(SELECT max(time) FROM provisioning_log WHERE idp_id = i.id) "
+                "FROM unnest($1::text[]) AS i(id)",
+                idp_ids,
+                since,
+            )
+            return {r[0]: LogCounters(r[1], r[2], r[3]) for r in rows}
+
+        return await self.read(run)
+
+
+def _log_conditions(query: LogQuery) -> tuple[list[str], list]:
+    conditions: list[str] = []
+    params: list = []
+
+    def bind(value: object) -> str:
+        params.append(value)
+        return f"${len(params)}"
+
+    if query.idp_id:
+        conditions.append(f"idp_id = {bind(query.idp_id)}")
+    if query.failures is not None:
+        conditions.append("status >= 400" if query.failures else "status < 400")
+    if query.operation:
+        conditions.append(f"operation = {bind(query.operation)}")
+    if query.text:
+        pattern = bind(like_pattern(query.text))
+        exact = bind(query.text.replace("\x00", ""))
+        # PATCH and DELETE records name their resource by id only: match its current name as well.
+        conditions.append(
+            f"(scim_fold(target) LIKE {pattern} ESCAPE '\\' OR scim_fold(detail) LIKE {pattern} ESCAPE '\\' "
+            f"OR scim_fold(path) LIKE {pattern} ESCAPE '\\' OR resource_id = {exact} "
+            f"OR resource_id IN (SELECT id FROM users WHERE scim_fold(user_name) LIKE {pattern} ESCAPE '\\' "
+            f"UNION ALL SELECT id FROM groups WHERE scim_fold(display_name) LIKE {pattern} ESCAPE '\\'))"
+        )
+    if query.since:
+        conditions.append(f"time >= {bind(query.since)}")
+    if query.until:
+        conditions.append(f"time < {bind(query.until)}")
+    return conditions, params
