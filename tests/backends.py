@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-from pathlib import Path
 
 from settings import load_settings
 from storage import Store, create_store
@@ -20,8 +19,3 @@ async def open_store(database_url: str, **settings: str) -> Store:
     await store.migrate()
     await store.open()
     return store
-
-
-def sqlite_url(path: Path) -> str:
-    """The database.url of the SQLite file at `path` (absolute: sqlite:////...)."""
-    return f"sqlite:///{path}"

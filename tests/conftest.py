@@ -18,12 +18,12 @@ from app import create_app
 from settings import Settings, load_settings
 from storage import Store
 from tests import pg_server
-from tests.backends import BACKENDS, open_store, sqlite_url
+from tests.backends import BACKENDS, open_store
 from tests.live_server import ROOT as ROOT  # re-exported: the live-server names tests import from here
 from tests.live_server import Server as LiveServer
 from tests.live_server import free_port as free_port
 from tests.live_server import run_cli as run_cli
-from tests.live_server import running, server_at
+from tests.live_server import running, server_at, sqlite_url
 
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
@@ -190,17 +190,37 @@ async def tenant(settings: Settings) -> AsyncIterator[Tenant]:
 
 
 @contextlib.contextmanager
-def serve_live(db_path: Path, **extra_env: str) -> Iterator[LiveServer]:
-    """A started live server on `db_path` (see tests/live_server.py), stopped after the block.
+def serve_live(database: Path | str, output_path: Path, **extra_env: str) -> Iterator[LiveServer]:
+    """A started live server on `database` (a SQLite file or a database URL, see tests/live_server.py),
+    its output in `output_path`, stopped after the block.
 
     extra_env adds SCIMLET_* settings (e.g. SCIMLET_SCIM_MAX_WRITE_QUEUE="1").
     """
-    with running(server_at(db_path, db_path.with_suffix(".out"), **extra_env)) as server:
+    with running(server_at(database, output_path, **extra_env)) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def backend_database(backend: str, directory: Path, request: pytest.FixtureRequest) -> Iterator[str]:
+    """The URL of an empty database on `backend` for the block: a SQLite file in `directory`, or a new
+    PostgreSQL database, dropped after it. For fixtures wider than a test (see `database_url`)."""
+    if backend == "postgresql":
+        with pg_server.fresh_database(request.getfixturevalue("postgresql_url")) as url:
+            yield url
+    else:
+        yield sqlite_url(directory / "scimlet.db")
+
+
+@pytest.fixture
+def live_server(database_url: str, tmp_path: Path) -> Iterator[LiveServer]:
+    """A live server on a fresh database for one test (see serve_live); once per backend."""
+    with serve_live(database_url, tmp_path / "live.out") as server:
         yield server
 
 
 @pytest.fixture
-def live_server(tmp_path: Path) -> Iterator[LiveServer]:
-    """A live server on a fresh database for one test (see serve_live)."""
-    with serve_live(tmp_path / "live.db") as server:
+def sqlite_live_server(tmp_path: Path) -> Iterator[LiveServer]:
+    """A live server on a fresh SQLite file, for a test that reads the file, or that is about the
+    HTTP transport (the same whatever the backend)."""
+    with serve_live(tmp_path / "live.db", tmp_path / "live.out") as server:
         yield server

@@ -19,10 +19,10 @@ import pytest
 
 from scim.errors import SHOWN_CHARS
 from storage import LogRecord
-from tests.backends import sqlite_url
 from tests.conftest import PATCH_SCHEMA, entra_user
 from tests.hardening.asgi import configured_tenant
 from tests.hardening.flood import LOG_TEXT_COLUMNS, flood, stored_log_bytes
+from tests.live_server import sqlite_url
 from web.access_log import MAX_LOGGED_PATH
 from web.observe import (
     FLUSH_RECORDS,

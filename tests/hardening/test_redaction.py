@@ -9,9 +9,9 @@ import orjson
 import pytest
 
 from scim.operations import REDACTED, may_hold_secrets, redact
-from tests.backends import sqlite_url
 from tests.conftest import PATCH_SCHEMA, entra_user
 from tests.hardening.asgi import configured_tenant
+from tests.live_server import sqlite_url
 from web.observe import _logged_request_body
 
 ENTERPRISE_PASSWORD = "urn:ietf:params:scim:schemas:core:2.0:User:password"
