@@ -20,6 +20,8 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -176,6 +178,23 @@ class Server:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"server did not print {pattern!r} in {timeout:.0f} s: {self.output()}")
             time.sleep(0.05)
+
+    def provisioning_log(self) -> list[dict]:
+        """Every provisioning log record, newest first, as GET /v1/admin/logs shows it, read from this
+        server started again after it stopped (a clean stop stores all it buffered): the same on every
+        backend. The server's environment must set SCIMLET_ADMIN_TOKEN."""
+        assert self.process is None or self.process.poll() is not None, "stop the server first"
+        headers = {"Authorization": f"Bearer {self.env['SCIMLET_ADMIN_TOKEN']}"}
+        records: list[dict] = []
+        page: dict = {"next": ""}
+        with running(self):
+            while page["next"] is not None:
+                query = urllib.parse.urlencode({"count": 200, **({"before": page["next"]} if page["next"] else {})})
+                request = urllib.request.Request(f"{self.base}/v1/admin/logs?{query}", headers=headers)
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    page = json.load(response)
+                records += page["Resources"]
+        return records
 
     def query(self, sql: str, params: tuple = ()) -> list[tuple]:
         """Read the SQLite file directly, as an operator would (a fresh connection sees all commits)."""
