@@ -2,12 +2,15 @@
 
     taskset -c 0 .venv/bin/python bench/asgi_micro.py              # 2,000 of each, 3 runs
     taskset -c 0 .venv/bin/python bench/asgi_micro.py -n 5000 --runs 5
+    taskset -c 0 .venv/bin/python bench/asgi_micro.py --database-url postgresql://postgres@127.0.0.1:5432/postgres
 
 No socket, no HTTP parser, no client: each request is one `await app(scope, receive, send)` on a
 fresh SQLite database in a temporary directory, so the figure is the server's own CPU and I/O per
 request (routing, authentication, parsing, scim/, storage, rendering, the access log at INFO to
 /dev/null, metrics and the provisioning record), the part a change to web/ moves. Requests go one
-after another; the median of the runs is printed per operation, in µs per request.
+after another; the median of the runs is printed per operation, in µs per request. With
+--database-url (a PostgreSQL server, e.g. from `make postgres`) each run is on a new database of that
+server, dropped after it; the figure then includes the round trips to PostgreSQL.
 """
 
 from __future__ import annotations
@@ -20,8 +23,9 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import orjson
 
@@ -73,15 +77,28 @@ async def call(
     return answer["status"], answer["body"]  # type: ignore[return-value]
 
 
-async def run(n: int) -> dict[str, float]:
+@contextlib.asynccontextmanager
+async def fresh_database(server_url: str | None) -> AsyncIterator[dict[str, str]]:
+    """The settings of a new empty database: a SQLite file, or a database on the PostgreSQL server."""
+    if server_url is None:
+        with tempfile.TemporaryDirectory(prefix="scimlet-micro-") as tmp:
+            yield {"SCIMLET_DATABASE_PATH": str(Path(tmp) / "scimlet.db")}
+        return
+    import asyncpg
+
+    name = f"scimlet_micro_{os.getpid()}_{time.monotonic_ns()}"
+    yield {"SCIMLET_DATABASE_URL": urlsplit(server_url)._replace(path=f"/{name}").geturl()}
+    conn = await asyncpg.connect(server_url)
+    try:
+        await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    finally:
+        await conn.close()
+
+
+async def run(n: int, server_url: str | None) -> dict[str, float]:
     """µs per request of each operation over n requests, on a fresh database."""
-    with tempfile.TemporaryDirectory(prefix="scimlet-micro-") as tmp:
-        settings = load_settings(
-            environ={
-                "SCIMLET_DATABASE_PATH": str(Path(tmp) / "scimlet.db"),
-                "SCIMLET_SERVER_BASE_URL": "http://scim.bench",
-            }
-        )
+    async with fresh_database(server_url) as database:
+        settings = load_settings(environ={**database, "SCIMLET_SERVER_BASE_URL": "http://scim.bench"})
         app = create_app(settings)
         async with app.router.lifespan_context(app):
             store = app.state.store
@@ -134,10 +151,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-n", type=int, default=2000, help="requests per operation and run (default 2000)")
     parser.add_argument("--runs", type=int, default=3, help="runs, each on a fresh database (default 3)")
+    parser.add_argument("--database-url", help="a PostgreSQL server's URL: run on new databases there, not SQLite")
     args = parser.parse_args()
     with open(os.devnull, "w") as devnull, contextlib.redirect_stderr(devnull):
         configure_logging("info", "text")  # the default access log, one line per request, to /dev/null
-        results = [asyncio.run(run(args.n)) for _ in range(args.runs)]
+        results = [asyncio.run(run(args.n, args.database_url)) for _ in range(args.runs)]
     for name in results[0]:
         runs = [result[name] for result in results]
         shown = " ".join(f"{value:.0f}" for value in runs)

@@ -50,6 +50,7 @@ class PostgresqlStore(Maintenance, KeysAndIdps, Resources, ProvisioningLog, Cons
             max_user_groups=max_user_groups,
         )
         self._start_auth_cache()
+        self._start_batchers()
 
     async def open(self) -> None:
         await super().open()

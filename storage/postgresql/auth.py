@@ -112,6 +112,10 @@ class KeysAndIdps(Engine):
             return epoch, rows
 
         epoch, rows = await self.read(load)
+        if epoch < self._auth_epoch:
+            # A reload that read before a later one finished (the listener's, racing this
+            # instance's own after a change): what it read is older than what is installed.
+            return
         self._bindings = {r[0]: Binding(r[2], Principal(r[0], r[1], r[3], r[4])) for r in rows}
         self._auth_epoch = epoch
 

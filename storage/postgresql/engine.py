@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 import asyncpg
 
@@ -21,6 +22,9 @@ from settings import masked_url
 
 log = logging.getLogger("scimlet.storage")
 T = TypeVar("T")
+Item = TypeVar("Item")
+# The most writes one batched statement carries (SQLite's group commit takes up to 256).
+MAX_BATCH = 256
 # A pooled connection (what read and write hand their functions) or one of its own (connect).
 Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 # A transaction PostgreSQL aborted to resolve a deadlock or a serialization conflict is run again.
@@ -84,6 +88,7 @@ class Engine:
             max_size=self.pool_max,
             timeout=self.connect_timeout,
             server_settings=self._server_settings(),
+            reset=_keep_session,
         )
 
     async def close(self) -> None:
@@ -131,6 +136,22 @@ class Engine:
         finally:
             self._writes -= 1
 
+    async def write_one(self, fn: Callable[[Connection], Awaitable[T]]) -> T:
+        """fn(connection) outside a transaction, for a write that is one statement (atomic by
+        itself) or that guards itself (a compare-and-set): no BEGIN and COMMIT round trips."""
+        if self.max_write_queue and self._writes >= self.max_write_queue:
+            raise ScimError(429, "The server is busy with other writes; retry after the Retry-After delay")
+        self._writes += 1
+        try:
+            async with self._pool().acquire(timeout=self.connect_timeout) as conn:
+                result = await fn(conn)
+            self.batches += 1
+            return result
+        except UNAVAILABLE as exc:
+            raise self.unavailable(exc) from None
+        finally:
+            self._writes -= 1
+
     def _pool(self) -> asyncpg.Pool:
         assert self.pool is not None, "the store is not open"
         return self.pool
@@ -150,6 +171,69 @@ class Engine:
             f"The database {what}; nothing was stored; retry after the Retry-After delay",
             retry_after=self.retry_after,
         )
+
+
+class Batcher(Generic[Item, T]):
+    """Concurrent writes of one kind sent as one statement, PostgreSQL's equivalent of the SQLite
+    backend's group commit: while one batch is with the database the next writes queue up, and
+    then all of them go together. A write alone goes at once (the next turn of the event loop).
+
+    flush(connection, items) runs one batch outside a transaction (its statement is atomic by
+    itself) and returns an outcome per item: its result, or the exception that item gets."""
+
+    def __init__(
+        self, engine: Engine, flush: Callable[[Connection, list[Item]], Awaitable[list[T | BaseException]]]
+    ) -> None:
+        self.engine = engine
+        self.flush = flush
+        self._queue: deque[tuple[Item, asyncio.Future[T]]] = deque()
+        self._task: asyncio.Task | None = None
+
+    async def submit(self, item: Item) -> T:
+        engine = self.engine
+        if engine.max_write_queue and engine._writes >= engine.max_write_queue:
+            raise ScimError(429, "The server is busy with other writes; retry after the Retry-After delay")
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.append((item, future))
+        engine._writes += 1
+        if self._task is None:
+            self._task = asyncio.create_task(self._drain())
+        try:
+            return await future
+        finally:
+            engine._writes -= 1
+
+    async def _drain(self) -> None:
+        try:
+            while self._queue:
+                batch = [self._queue.popleft() for _ in range(min(MAX_BATCH, len(self._queue)))]
+                items = [item for item, _ in batch]
+                outcomes: list[T | BaseException]
+                try:
+                    async with self.engine._pool().acquire(timeout=self.engine.connect_timeout) as conn:
+                        outcomes = await self.flush(conn, items)
+                    self.engine.batches += 1
+                except UNAVAILABLE as exc:
+                    outcomes = [self.engine.unavailable(exc)] * len(batch)
+                except Exception as exc:  # the statement failed as a whole: every write in it gets why
+                    outcomes = [exc] * len(batch)
+                for (_, future), outcome in zip(batch, outcomes, strict=True):
+                    if future.done():  # its request was cancelled meanwhile
+                        continue
+                    if isinstance(outcome, BaseException):
+                        future.set_exception(outcome)
+                    else:
+                        future.set_result(outcome)
+        finally:
+            self._task = None
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Nothing to reset when a connection goes back to the pool: the pooled sessions never change
+    their state (no SET, LISTEN, cursor or advisory lock: the sign-in listener and migrations use
+    connections of their own), and asyncpg still rolls back a transaction left open. asyncpg's own
+    reset (RESET ALL, UNLISTEN *, ...) is one more round trip per request: without it lookups by
+    userName went from 1,109/s to 2,087/s (32 connections; scimlet and PostgreSQL on one core)."""
 
 
 def status_count(status: str) -> int:

@@ -1,9 +1,14 @@
 """Users, groups and their members on PostgreSQL: the SCIM hot paths (create, get, search, update, delete).
 
-Every write is one transaction. An update reads its row with SELECT ... FOR UPDATE and runs the
-change function on it there, so concurrent writes to one resource (from this instance or another)
-are applied one after the other, each to what the one before it stored. Member changes are row
-deltas (INSERT ... ON CONFLICT DO NOTHING, DELETE), never a rewrite of a list read earlier.
+Round trips to the database are what a request costs here (each is a wait, and a statement for
+PostgreSQL to run): the common requests take one or two. A user is read with its groups in one
+statement (the walk through nested groups is a subquery of the row's); a create is one INSERT that
+also takes the IdP's key-share lock. A user's update reads the row, runs the change function, and
+stores the result only if the row's version is still the one read (compare-and-set), else reads
+again and runs the change on what is there now: concurrent writes to one user (from this instance
+or another) each apply to what the one before stored. A group's update runs in a transaction, on
+its row read with SELECT ... FOR UPDATE, because its member changes are row deltas (INSERT ... ON
+CONFLICT DO NOTHING, DELETE) that must commit with its version.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from scim.patch import Member, MemberOp
 from storage import Change, ChangeFn, CheckFn, Encoder, Query, Row
 from storage.common import new_resource_id, now
 from storage.postgresql.dialect import POSTGRESQL
-from storage.postgresql.engine import Connection, Engine, status_count
+from storage.postgresql.engine import ATTEMPTS, Batcher, Connection, Engine, status_count
 from storage.resource_rules import IdpDeleted, changed_columns, hot_columns, typed_members, uniqueness
 from storage.sql import GROUPS, USERS, TableMap, order_clause, where_clause
 
@@ -53,32 +58,39 @@ def too_many_groups(user_id: str, cap: int) -> ScimError:
 class Resources(Engine):
     """ResourceStore's reads and writes of users and groups (authenticate is in auth.py), and counts."""
 
+    _user_creates: Batcher[tuple[str, Row], Row]
+
+    def _start_batchers(self) -> None:
+        self._user_creates = Batcher(self, insert_users)
+
     async def create(self, rtype: str, idp_id: str, doc: dict, members: list[Member] | None = None) -> Row:
         tmap = TABLES[rtype]
         stamp = now()
         row = Row(new_resource_id(), doc, 1, stamp, stamp)
+        if tmap is USERS:
+            # Concurrent creates go to the database together, as one INSERT (insert_users).
+            return await self._user_creates.submit((idp_id, row))
         columns = hot_columns(tmap, doc)
-        marks = ", ".join(f"${n}" for n in range(3, 3 + len(columns)))
-        n = 3 + len(columns)
+        values = ", ".join(f"${n}" for n in range(3, 7 + len(columns)))
+        # The IdP's row under a key-share lock: a create authenticated before its IdP was deleted
+        # inserts nothing (delete_idp deletes that row first, and waits for this or is seen by it).
         sql = (
             f"INSERT INTO {tmap.table} (id, idp_id, {', '.join(columns)}, doc, version, created, modified) "
-            f"VALUES ($1, $2, {marks}, ${n}, ${n + 1}, ${n + 2}, ${n + 3})"
+            f"SELECT $1, i.id, {values} FROM idps AS i WHERE i.id = $2 FOR KEY SHARE"
         )
 
         async def insert(conn: Connection) -> Row:
-            # Under a key-share lock of the IdP's row: a create authenticated before its IdP was
-            # deleted must not leave a row of it behind (delete_idp deletes that row first).
-            await check_idp(conn, idp_id)
             try:
-                await conn.execute(sql, row.id, idp_id, *columns.values(), dumps(doc), 1, stamp, stamp)
+                inserted = status_count(
+                    await conn.execute(sql, row.id, idp_id, *columns.values(), dumps(doc), 1, stamp, stamp)
+                )
             except asyncpg.UniqueViolationError:
                 raise uniqueness(tmap, doc) from None
-            if tmap is GROUPS:
-                if members:
-                    await apply_member_ops(conn, idp_id, row.id, [MemberOp("add", tuple(members))])
-                row.members = await load_members(conn, row.id)
-            else:
-                row.groups = []
+            if not inserted:
+                raise IdpDeleted()
+            if members:
+                await apply_member_ops(conn, idp_id, row.id, [MemberOp("add", tuple(members))])
+            row.members = await load_members(conn, row.id)
             return row
 
         return await self.write(insert)
@@ -89,15 +101,8 @@ class Resources(Engine):
         tmap = TABLES[rtype]
 
         async def load(conn: Connection) -> Row | None:
-            found = await conn.fetchrow(
-                f"SELECT {ROW_COLUMNS} FROM {tmap.table} AS t WHERE t.id = $1 AND t.idp_id = $2", resource_id, idp_id
-            )
-            if found is None:
-                return None
-            row = to_row(found)
-            if members:
-                await self._attach_members(conn, tmap, row)
-            if encode is not None:
+            row = await self._read_row(conn, tmap, idp_id, resource_id, members)
+            if row is not None and encode is not None:
                 row.encoded = encode(row)
             return row
 
@@ -111,6 +116,13 @@ class Resources(Engine):
         where = "true" if query.where is None else where_clause(query.where, tmap, idp_id, POSTGRESQL, params)[0]
         order = order_clause(query.sort_by, query.descending, tmap, POSTGRESQL) if query.sort_by else "t.seq"
         base = f"FROM {tmap.table} AS t WHERE t.idp_id = $1 AND {where}"
+        count_params = list(params)
+        with_groups = query.members and tmap is USERS
+        if with_groups:
+            params.append(self.max_user_groups + 1)
+            columns = f"{ROW_COLUMNS}, {GROUP_WALK.format(user='t.id', limit=f'${len(params)}')}"
+        else:
+            columns = ROW_COLUMNS
         n = len(params)
 
         async def run(conn: Connection) -> tuple[int, list[Row]]:
@@ -118,7 +130,7 @@ class Resources(Engine):
             size, ended_early = 0, False
             if query.count > 0:
                 found = await conn.fetch(
-                    f"SELECT {ROW_COLUMNS} {base} ORDER BY {order} LIMIT ${n + 1} OFFSET ${n + 2}",
+                    f"SELECT {columns} {base} ORDER BY {order} LIMIT ${n + 1} OFFSET ${n + 2}",
                     *params,
                     query.count,
                     query.start_index - 1,
@@ -126,11 +138,13 @@ class Resources(Engine):
                 deadline = time.monotonic() + PAGE_LOAD_SECONDS
                 for record in found:
                     row = to_row(record)
-                    if query.members:
+                    if with_groups:
+                        row.groups = self._groups(row.id, record[5])
+                    elif query.members:
                         if rows and time.monotonic() > deadline:
                             ended_early = True
                             break
-                        await self._attach_members(conn, tmap, row)
+                        row.members = await load_members(conn, row.id)
                     if encode is not None:
                         row.encoded = encode(row)
                         if rows and query.max_bytes and size + len(row.encoded) > query.max_bytes:
@@ -142,7 +156,7 @@ class Resources(Engine):
                 # A short page is the last one: it tells the total, and a lookup by userName (one
                 # row or none, Entra's commonest request) needs no count query.
                 return query.start_index - 1 + len(rows), rows
-            return await conn.fetchval(f"SELECT count(*) {base}", *params), rows
+            return await conn.fetchval(f"SELECT count(*) {base}", *count_params), rows
 
         try:
             return await self.read(run)
@@ -151,6 +165,8 @@ class Resources(Engine):
 
     async def update(self, rtype: str, idp_id: str, resource_id: str, change: ChangeFn, *, members: bool = True) -> Row:
         tmap = TABLES[rtype]
+        if tmap is USERS:
+            return await self._update_user(idp_id, resource_id, change, members)
 
         async def run(conn: Connection) -> Row:
             current = await load_for_write(conn, tmap, rtype, idp_id, resource_id)
@@ -166,30 +182,36 @@ class Resources(Engine):
             if changed:
                 current.version += 1
                 current.modified = now()
-                sets = "".join(f"{name} = ${n}, " for n, name in enumerate(columns, start=5))
-                try:
-                    await conn.execute(
-                        f"UPDATE {tmap.table} SET {sets}doc = $1, version = $2, modified = $3 WHERE id = $4",
-                        dumps(current.doc),
-                        current.version,
-                        current.modified,
-                        current.id,
-                        *columns.values(),
-                    )
-                except asyncpg.UniqueViolationError:
-                    raise uniqueness(tmap, current.doc) from None
-            if members and tmap is GROUPS:
+                await store_doc(conn, tmap, current, columns)
+            if members:
                 current.members = await load_members(conn, current.id)
             return current
 
-        row = await self.write(run)
-        if members and tmap is USERS:
-            # Read after the commit: a user's groups may be a long walk, never held in the write.
-            try:
-                row.groups = await self.read(lambda conn: load_groups(conn, row.id, self.max_user_groups))
-            except GroupWalkTooLarge:
-                row.groups = None
-        return row
+        return await self.write(run)
+
+    async def _update_user(self, idp_id: str, user_id: str, change: ChangeFn, members: bool) -> Row:
+        """Read, change, and store only if the version is still the one read; else again (see the module)."""
+
+        async def run(conn: Connection) -> Row | None:
+            current = await self._read_row(conn, USERS, idp_id, user_id, members, cap_groups=True)
+            if current is None:
+                await check_idp(conn, idp_id)
+                raise not_found(f"User {shown(user_id)} not found")
+            result: Change = change(current)
+            if result.doc is None or result.doc == current.doc:
+                return current
+            columns = changed_columns(USERS, current.doc, result.doc)
+            read_version = current.version
+            current.doc, current.version, current.modified = result.doc, read_version + 1, now()
+            if not await store_doc(conn, USERS, current, columns, read_version=read_version):
+                return None  # changed meanwhile (or deleted): read it again
+            return current
+
+        for _ in range(ATTEMPTS):
+            row = await self.write_one(run)
+            if row is not None:
+                return row
+        raise ScimError(503, "The user kept changing under concurrent writes; nothing was stored; retry")
 
     async def delete(self, rtype: str, idp_id: str, resource_id: str, check: CheckFn | None = None) -> None:
         tmap = TABLES[rtype]
@@ -220,14 +242,116 @@ class Resources(Engine):
 
         return await self.read(run)
 
-    async def _attach_members(self, conn: Connection, tmap: TableMap, row: Row) -> None:
-        if tmap is GROUPS:
+    async def _read_row(
+        self,
+        conn: Connection,
+        tmap: TableMap,
+        idp_id: str,
+        row_id: str,
+        members: bool,
+        *,
+        cap_groups: bool = False,
+    ) -> Row | None:
+        """The row, with its members or (in the same statement) its groups when asked. A user in
+        more than scim.max_user_groups groups is 400 tooMany, or with cap_groups has groups None."""
+        cap = self.max_user_groups
+        if members and tmap is USERS:
+            found = await conn.fetchrow(
+                f"SELECT {ROW_COLUMNS}, {GROUP_WALK.format(user='t.id', limit='$3')} FROM users AS t "
+                "WHERE t.id = $1 AND t.idp_id = $2",
+                row_id,
+                idp_id,
+                cap + 1,
+            )
+        else:
+            found = await conn.fetchrow(
+                f"SELECT {ROW_COLUMNS} FROM {tmap.table} AS t WHERE t.id = $1 AND t.idp_id = $2", row_id, idp_id
+            )
+        if found is None:
+            return None
+        row = to_row(found)
+        if members and tmap is USERS:
+            try:
+                row.groups = groups_of(row.id, found[5], cap)
+            except GroupWalkTooLarge:
+                if not cap_groups:
+                    raise too_many_groups(row.id, cap) from None
+        elif members:
             row.members = await load_members(conn, row.id)
-            return
+        return row
+
+    def _groups(self, user_id: str, walk: str | None) -> list[dict]:
         try:
-            row.groups = await load_groups(conn, row.id, self.max_user_groups)
+            return groups_of(user_id, walk, self.max_user_groups)
         except GroupWalkTooLarge:
-            raise too_many_groups(row.id, self.max_user_groups) from None
+            raise too_many_groups(user_id, self.max_user_groups) from None
+
+
+async def store_doc(
+    conn: Connection, tmap: TableMap, row: Row, columns: dict[str, object], *, read_version: int | None = None
+) -> bool:
+    """Write the row's document, version and modified, and the hot columns that changed; with
+    read_version only while the stored version is still that one. False when nothing was written."""
+    args: list = [dumps(row.doc), row.version, row.modified, row.id]
+    guard = ""
+    if read_version is not None:
+        args.append(read_version)
+        guard = f" AND version = ${len(args)}"
+    sets = "".join(f"{name} = ${n}, " for n, name in enumerate(columns, start=len(args) + 1))
+    try:
+        status = await conn.execute(
+            f"UPDATE {tmap.table} SET {sets}doc = $1, version = $2, modified = $3 WHERE id = $4{guard}",
+            *args,
+            *columns.values(),
+        )
+    except asyncpg.UniqueViolationError:
+        raise uniqueness(tmap, row.doc) from None
+    return status_count(status) > 0
+
+
+# New users, many in one statement, in the order they came (their seq is their creation order). The
+# IdPs' rows are key-share locked, as a single create's are; a name taken (also by another user of
+# the same batch) is skipped by ON CONFLICT DO NOTHING, so one refused create never fails the rest.
+INSERT_USERS = (
+    "INSERT INTO users (id, idp_id, user_name, external_id, active, doc, version, created, modified) "
+    "SELECT v.id, v.idp_id, v.user_name, v.external_id, v.active, v.doc, 1, v.created, v.created "
+    "FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::boolean[], $6::jsonb[], $7::text[]) "
+    "WITH ORDINALITY AS v(id, idp_id, user_name, external_id, active, doc, created, n) "
+    "JOIN idps AS i ON i.id = v.idp_id ORDER BY v.n FOR KEY SHARE OF i "
+    "ON CONFLICT DO NOTHING RETURNING id"
+)
+
+
+async def insert_users(conn: Connection, batch: list[tuple[str, Row]]) -> list[Row | BaseException]:
+    """Store new users (IdP ID, row) in one statement; each gets its row, or 409 / 401 why not."""
+    docs = [row.doc for _, row in batch]
+    inserted = {
+        record[0]
+        for record in await conn.fetch(
+            INSERT_USERS,
+            [row.id for _, row in batch],
+            [idp_id for idp_id, _ in batch],
+            [doc["userName"] for doc in docs],
+            [doc.get("externalId") for doc in docs],
+            [doc.get("active") for doc in docs],
+            [dumps(doc) for doc in docs],
+            [row.created for _, row in batch],
+        )
+    }
+    outcomes: list[Row | BaseException] = []
+    refused = {idp_id for idp_id, row in batch if row.id not in inserted}
+    existing = (
+        {r[0] for r in await conn.fetch("SELECT id FROM idps WHERE id = ANY($1::text[])", list(refused))}
+        if refused
+        else set()
+    )
+    for idp_id, row in batch:
+        if row.id in inserted:
+            row.groups = []
+            outcomes.append(row)
+        else:
+            outcomes.append(uniqueness(USERS, row.doc) if idp_id in existing else IdpDeleted())
+    return outcomes
 
 
 async def check_idp(conn: Connection, idp_id: str) -> None:
@@ -263,26 +387,33 @@ async def load_members(conn: Connection, group_id: str, limit: int | None = None
     return [{"value": r[0], "type": r[1], "display": r[2]} for r in await conn.fetch(sql, group_id)]
 
 
-# A user's groups: the direct ones (by name), then those reached through nesting (by name). UNION
-# visits each group once (cycles end); the LIMIT on the read of the walk stops it one group past
-# the cap, since PostgreSQL computes a recursive query only as far as it is read.
+# A user's groups, as JSON [[id, displayName, direct], ...]: the direct ones (by name), then those
+# reached through nesting (by name). UNION visits each group once (cycles end); the LIMIT on the
+# read of the walk stops it one group past the cap, since PostgreSQL computes a recursive query only
+# as far as it is read. USER is the SQL of the user's id: a parameter, or the row's column.
 GROUP_WALK = (
-    "WITH RECURSIVE reach(gid) AS ("
-    " SELECT group_id FROM group_members WHERE member_id = $1"
+    "(WITH RECURSIVE reach(gid) AS ("
+    " SELECT group_id FROM group_members WHERE member_id = {user}"
     " UNION SELECT gm.group_id FROM group_members AS gm JOIN reach ON gm.member_id = reach.gid)"
-    " SELECT r.gid, g.display_name,"
-    " EXISTS (SELECT 1 FROM group_members WHERE group_id = r.gid AND member_id = $1) AS direct"
-    " FROM (SELECT gid FROM reach LIMIT $2) AS r JOIN groups AS g ON g.id = r.gid"
-    ' ORDER BY direct DESC, g.display_name COLLATE "C"'
+    " SELECT json_agg(json_build_array(w.gid, w.display_name, w.direct) ORDER BY w.direct DESC,"
+    ' w.display_name COLLATE "C") FROM (SELECT r.gid, g.display_name,'
+    " EXISTS (SELECT 1 FROM group_members WHERE group_id = r.gid AND member_id = {user}) AS direct"
+    " FROM (SELECT gid FROM reach LIMIT {limit}) AS r JOIN groups AS g ON g.id = r.gid) AS w)"
 )
+USER_GROUPS = GROUP_WALK.format(user="$1", limit="$2")
+
+
+def groups_of(user_id: str, walk: str | None, cap: int) -> list[dict]:
+    """The groups GROUP_WALK found (its JSON text); GroupWalkTooLarge when they are more than `cap`."""
+    found = orjson.loads(walk) if walk else []
+    if len(found) > cap:
+        raise GroupWalkTooLarge(user_id)
+    return [{"value": g[0], "display": g[1], "type": "direct" if g[2] else "indirect"} for g in found]
 
 
 async def load_groups(conn: Connection, user_id: str, cap: int) -> list[dict]:
     """The user's groups, direct and nested; GroupWalkTooLarge when they are more than `cap`."""
-    rows = await conn.fetch(GROUP_WALK, user_id, cap + 1)
-    if len(rows) > cap:
-        raise GroupWalkTooLarge(user_id)
-    return [{"value": r[0], "display": r[1], "type": "direct" if r[2] else "indirect"} for r in rows]
+    return groups_of(user_id, await conn.fetchval(f"SELECT {USER_GROUPS}", user_id, cap + 1), cap)
 
 
 async def apply_member_ops(conn: Connection, idp_id: str, group_id: str, ops: list[MemberOp]) -> bool:

@@ -213,6 +213,18 @@ async def test_a_change_made_through_another_store_reaches_a_remembered_sign_in(
     assert await signed_out_within(store, idp.id, secret, ELSEWHERE_SECONDS)
 
 
+async def test_a_new_idp_signs_in_at_once_and_stays_signed_in(store: Store) -> None:
+    """In the process that made them, a new key and IdP sign in as soon as create_idp returns, and
+    keep doing so while the change's own notifications (if the backend has them) arrive after it."""
+    for n in range(10):
+        _, secret = await store.create_api_key(f"key {n}", "", True, True)
+        idp = await store.create_idp(f"idp {n}", "", f"key {n}")
+        assert store.authenticate(idp.id, secret) is not None
+        for _ in range(5):
+            await asyncio.sleep(0.01)
+            assert store.authenticate(idp.id, secret) is not None, f"IdP {n} stopped signing in"
+
+
 async def test_settings_are_stored_replaced_and_created_once(store: Store, database_url: str) -> None:
     assert await store.get_setting("admin.password") is None
     await store.set_setting("admin.password", "first")
