@@ -69,15 +69,21 @@ stress: install
 $(CONFORMANCE_STAMP): conformance/requirements.txt
 	$(call make_venv,$(CONFORMANCE_VENV),$<,$@)
 
+# `make conformance DATABASE_URL=postgresql://...` (and the same for schemathesis): the server on that
+# empty database instead of a temporary SQLite file (.ci/run makes one with tests/pg_server.py). Taken from
+# make's command line only: a DATABASE_URL in the environment may name a database that matters.
+DATABASE_FLAG := $(if $(filter command line,$(origin DATABASE_URL)),--database-url '$(DATABASE_URL)')
+
 conformance: install $(CONFORMANCE_STAMP)
-	$(CONFORMANCE_VENV)/bin/python conformance/run.py --server-python $(PY)
+	$(CONFORMANCE_VENV)/bin/python conformance/run.py --server-python $(PY) $(DATABASE_FLAG)
 
 $(FUZZ_STAMP): hardening/requirements.txt
 	$(call make_venv,$(FUZZ_VENV),$<,$@)
 
-# Fuzz a fresh server from its /openapi.json; fails on any 5xx. SCHEMATHESIS_EXAMPLES=N for more.
+# Fuzz a fresh server from its /openapi.json; fails on any 5xx. SCHEMATHESIS_EXAMPLES=N for more;
+# DATABASE_URL=... as for conformance.
 schemathesis: install $(FUZZ_STAMP)
-	$(PY) hardening/schemathesis_run.py --server-python $(PY)
+	$(PY) hardening/schemathesis_run.py --server-python $(PY) $(DATABASE_FLAG)
 
 lint: install
 	$(VENV)/bin/ruff check .
@@ -99,6 +105,7 @@ screenshots: install
 	SCIMLET_SCREENSHOTS=1 $(PY) -m pytest -q tests/admin/test_admin_browser.py
 
 # A throwaway PostgreSQL 15 server (as the tests use) until Ctrl-C: prints its URL; its data is removed after.
+# `python tests/pg_server.py createdb URL` prints the URL of a new empty database on it.
 postgres: install
 	$(PY) tests/pg_server.py
 

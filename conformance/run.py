@@ -2,7 +2,8 @@
 
 `make conformance` runs this with the interpreter of .venv-conformance (where the checkers are
 installed) and points --server-python at the project's .venv. It starts `app.py serve` on a
-temporary database and a free port, creates an API key and an IdP through the CLI, then runs
+temporary SQLite file (or the empty database --database-url names) and a free port, creates an API
+key and an IdP through the CLI, then runs
 
   * scim2-tester's check_server (every tag), through scim2-client's httpx2 engine, and
   * scim-sanity's live probe in strict mode (`scim-sanity probe URL --json-output`),
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import sqlite3
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -28,7 +29,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script from its own venv: the tests' live-server helper is found here
-from tests.live_server import running, server_at  # noqa: E402 - needs ROOT on sys.path first
+from tests.live_server import Server, running, server_at  # noqa: E402 - needs ROOT on sys.path first
 
 SANITY = Path(sys.executable).with_name("scim-sanity")
 
@@ -62,15 +63,21 @@ class Outcome:
 
 
 @contextmanager
-def scimlet(python: str, workdir: Path) -> Iterator[tuple[str, str, Path]]:
-    """A server on a temporary database: yields (tenant URL, secret, database path)."""
+def scimlet(python: str, workdir: Path, database_url: str = "") -> Iterator[tuple[str, str, Server]]:
+    """A server on `database_url`, else a temporary SQLite file: yields (tenant URL, secret, server),
+    the server stopped after the block."""
     server = server_at(
-        workdir / "conformance.db", workdir / "server.log", provision=False, python=python, SCIMLET_SERVER_BASE_URL=""
+        database_url or workdir / "conformance.db",
+        workdir / "server.log",
+        provision=False,
+        python=python,
+        SCIMLET_SERVER_BASE_URL="",
+        SCIMLET_ADMIN_TOKEN=secrets.token_urlsafe(32),  # server_errors reads the log through the admin API
     )
     key = server.cli_json("apikey", "create", "--name", "conformance", "--write", "users,groups")
     idp = server.cli_json("idp", "create", "--name", "Conformance", "--apikey", "conformance")
     with running(server):
-        yield idp["tenant_url"], key["secret"], server.db_path
+        yield idp["tenant_url"], key["secret"], server
 
 
 # --- scim2-tester ------------------------------------------------------------------------------
@@ -159,12 +166,11 @@ def run_scim_sanity(url: str, secret: str) -> list[Outcome]:
 # --- scimlet's own log -------------------------------------------------------------------------
 
 
-def server_errors(db: Path) -> list[Outcome]:
+def server_errors(records: list[dict]) -> list[Outcome]:
     """A 500 is a bug whatever the request: the provisioning log shows whether any was answered."""
-    with sqlite3.connect(db) as conn:
-        rows = conn.execute("SELECT method, path, detail FROM provisioning_log WHERE status = 500").fetchall()
-    detail = "; ".join(f"{method} {path}: {text}" for method, path, text in rows[:5])
-    return [Outcome("scimlet", "no 500 answered during the run", "failed" if rows else "passed", detail)]
+    errors = [record for record in records if record["status"] == 500]
+    detail = "; ".join(f"{r['method']} {r['path']}: {r['detail']}" for r in errors[:5])
+    return [Outcome("scimlet", "no 500 answered during the run", "failed" if errors else "passed", detail)]
 
 
 # --- report ------------------------------------------------------------------------------------
@@ -212,19 +218,25 @@ def main(argv: list[str] | None = None) -> int:
         default=str(ROOT / ".venv" / "bin" / "python"),
         help="interpreter with scimlet's dependencies (default: .venv/bin/python)",
     )
+    parser.add_argument(
+        "--database-url",
+        default="",
+        metavar="URL",
+        help="an empty database for the server, such as postgresql://... (default: a temporary SQLite file)",
+    )
     args = parser.parse_args(argv)
     from importlib.metadata import version
 
     versions = {tool: version(tool) for tool in ("scim2-tester", "scim-sanity")}
     with tempfile.TemporaryDirectory(prefix="scimlet-conformance-") as tmp:
-        with scimlet(args.server_python, Path(tmp)) as (url, secret, db):
+        with scimlet(args.server_python, Path(tmp), args.database_url) as (url, secret, server):
             print(
                 f"scimlet under test: {url}; checkers: " + ", ".join(f"{tool} {v}" for tool, v in versions.items()),
                 flush=True,
             )
             outcomes = run_scim2_tester(url, secret) + run_scim_sanity(url, secret)
         # Read once the server has stopped: its shutdown writes the last buffered log records.
-        outcomes += server_errors(db)
+        outcomes += server_errors(server.provisioning_log())
     outcomes, matched = apply_exclusions(outcomes)
     return report(outcomes, matched, versions)
 

@@ -1,5 +1,5 @@
-"""Shared fixtures: an in-process app on a real temporary SQLite file, a live uvicorn server, and a
-throwaway PostgreSQL server (tests/pg_server.py) with a database per test."""
+"""Shared fixtures: an in-process app on a database of each backend (a real temporary SQLite file, a
+database of its own on the throwaway PostgreSQL server, tests/pg_server.py), and a live uvicorn server."""
 
 from __future__ import annotations
 
@@ -15,15 +15,15 @@ import httpx
 import pytest
 
 from app import create_app
-from settings import load_settings
-from storage.sqlite import SqliteStore, migrate
+from settings import Settings, load_settings
+from storage import Store
 from tests import pg_server
-from tests.backends import BACKENDS
+from tests.backends import BACKENDS, open_store
 from tests.live_server import ROOT as ROOT  # re-exported: the live-server names tests import from here
 from tests.live_server import Server as LiveServer
 from tests.live_server import free_port as free_port
 from tests.live_server import run_cli as run_cli
-from tests.live_server import running, server_at
+from tests.live_server import running, server_at, sqlite_url
 
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
@@ -133,7 +133,7 @@ def database_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -
     """An empty database of this test's own on `backend`: a SQLite file in tmp_path, or a new PostgreSQL database."""
     if backend == "postgresql":
         return request.getfixturevalue("postgresql_database")
-    return f"sqlite:///{tmp_path / 'scimlet.db'}"
+    return sqlite_url(tmp_path / "scimlet.db")
 
 
 def entra_user(user_name: str, **extra: object) -> dict:
@@ -160,25 +160,23 @@ def patch_body(*operations: dict) -> dict:
 @dataclass
 class Tenant:
     client: httpx.AsyncClient
-    store: SqliteStore
+    store: Store
     idp_id: str
     secret: str
     url: str
 
 
 @pytest.fixture
-def settings(tmp_path: Path):
-    return load_settings(
-        environ={"SCIMLET_DATABASE_PATH": str(tmp_path / "scimlet.db"), "SCIMLET_SERVER_BASE_URL": "https://scim.test"}
-    )
+def settings(database_url: str) -> Settings:
+    """The app's settings on this test's database (of each backend in turn, see `backend`)."""
+    return load_settings(environ={"SCIMLET_DATABASE_URL": database_url, "SCIMLET_SERVER_BASE_URL": "https://scim.test"})
 
 
 @pytest.fixture
-async def tenant(settings) -> AsyncIterator[Tenant]:
-    """An IdP with a Users+Groups key, and an httpx client on the ASGI app pointed at its tenant URL."""
-    migrate(settings.database.path)
-    store = SqliteStore(settings.database.path)
-    await store.open()
+async def tenant(settings: Settings) -> AsyncIterator[Tenant]:
+    """An IdP with a Users+Groups key, and an httpx client on the ASGI app pointed at its tenant URL;
+    once per backend."""
+    store = await open_store(settings.database.url)
     key, secret = await store.create_api_key("test", "", True, True)
     idp = await store.create_idp("test", "key", key.id)
     app = create_app(settings, store)
@@ -192,17 +190,37 @@ async def tenant(settings) -> AsyncIterator[Tenant]:
 
 
 @contextlib.contextmanager
-def serve_live(db_path: Path, **extra_env: str) -> Iterator[LiveServer]:
-    """A started live server on `db_path` (see tests/live_server.py), stopped after the block.
+def serve_live(database: Path | str, output_path: Path, **extra_env: str) -> Iterator[LiveServer]:
+    """A started live server on `database` (a SQLite file or a database URL, see tests/live_server.py),
+    its output in `output_path`, stopped after the block.
 
     extra_env adds SCIMLET_* settings (e.g. SCIMLET_SCIM_MAX_WRITE_QUEUE="1").
     """
-    with running(server_at(db_path, db_path.with_suffix(".out"), **extra_env)) as server:
+    with running(server_at(database, output_path, **extra_env)) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def backend_database(backend: str, directory: Path, request: pytest.FixtureRequest) -> Iterator[str]:
+    """The URL of an empty database on `backend` for the block: a SQLite file in `directory`, or a new
+    PostgreSQL database, dropped after it. For fixtures wider than a test (see `database_url`)."""
+    if backend == "postgresql":
+        with pg_server.fresh_database(request.getfixturevalue("postgresql_url")) as url:
+            yield url
+    else:
+        yield sqlite_url(directory / "scimlet.db")
+
+
+@pytest.fixture
+def live_server(database_url: str, tmp_path: Path) -> Iterator[LiveServer]:
+    """A live server on a fresh database for one test (see serve_live); once per backend."""
+    with serve_live(database_url, tmp_path / "live.out") as server:
         yield server
 
 
 @pytest.fixture
-def live_server(tmp_path: Path) -> Iterator[LiveServer]:
-    """A live server on a fresh database for one test (see serve_live)."""
-    with serve_live(tmp_path / "live.db") as server:
+def sqlite_live_server(tmp_path: Path) -> Iterator[LiveServer]:
+    """A live server on a fresh SQLite file, for a test that reads the file, or that is about the
+    HTTP transport (the same whatever the backend)."""
+    with serve_live(tmp_path / "live.db", tmp_path / "live.out") as server:
         yield server

@@ -1,7 +1,7 @@
 """The one way to run a live server: `python app.py serve` as a subprocess on a loopback port and a
-temporary SQLite file, its output kept in a file, with an Entra IdP and a Users+Groups key made by
-the CLI. The test fixtures (tests/conftest.py, tests/hardening/conftest.py) and the conformance and
-schemathesis runners all start their servers here.
+database (a temporary SQLite file, or any database.url: a PostgreSQL database), its output kept in a
+file, with an Entra IdP and a Users+Groups key made by the CLI. The test fixtures (tests/conftest.py,
+tests/hardening/conftest.py) and the conformance and schemathesis runners all start their servers here.
 
 Standard library only: the conformance runner imports it from its own venv.
 """
@@ -20,6 +20,8 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,6 +69,11 @@ def run_cli(env: dict, *args: str, python: str = sys.executable) -> subprocess.C
     return subprocess.run([python, "app.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
 
 
+def sqlite_url(path: Path) -> str:
+    """The database.url of the SQLite file at `path` (sqlite:////... when it is absolute)."""
+    return f"sqlite:///{path}"
+
+
 def settings_env(**settings: object) -> dict[str, str]:
     """Settings as the server reads them from its environment: scim_max_page_size=5 →
     SCIMLET_SCIM_MAX_PAGE_SIZE=5."""
@@ -77,7 +84,7 @@ def settings_env(**settings: object) -> dict[str, str]:
 class Server:
     env: dict
     port: int
-    db_path: Path
+    database_url: str
     output_path: Path
     tenant_url: str = ""
     secret: str = ""
@@ -85,6 +92,14 @@ class Server:
     process: subprocess.Popen | None = None
     extra: dict = field(default_factory=dict)
     python: str = sys.executable
+
+    @property
+    def db_path(self) -> Path:
+        """The SQLite file, for a test about the file itself; a server on another backend has none."""
+        scheme, _, path = self.database_url.partition(":///")
+        if scheme != "sqlite":
+            raise ValueError(f"not a SQLite database: {scheme}://")
+        return Path(path)
 
     @property
     def base(self) -> str:
@@ -164,8 +179,25 @@ class Server:
                 raise RuntimeError(f"server did not print {pattern!r} in {timeout:.0f} s: {self.output()}")
             time.sleep(0.05)
 
+    def provisioning_log(self) -> list[dict]:
+        """Every provisioning log record, newest first, as GET /v1/admin/logs shows it, read from this
+        server started again after it stopped (a clean stop stores all it buffered): the same on every
+        backend. The server's environment must set SCIMLET_ADMIN_TOKEN."""
+        assert self.process is None or self.process.poll() is not None, "stop the server first"
+        headers = {"Authorization": f"Bearer {self.env['SCIMLET_ADMIN_TOKEN']}"}
+        records: list[dict] = []
+        page: dict = {"next": ""}
+        with running(self):
+            while page["next"] is not None:
+                query = urllib.parse.urlencode({"count": 200, **({"before": page["next"]} if page["next"] else {})})
+                request = urllib.request.Request(f"{self.base}/v1/admin/logs?{query}", headers=headers)
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    page = json.load(response)
+                records += page["Resources"]
+        return records
+
     def query(self, sql: str, params: tuple = ()) -> list[tuple]:
-        """Read the database directly, as an operator would (a fresh connection sees all commits)."""
+        """Read the SQLite file directly, as an operator would (a fresh connection sees all commits)."""
         conn = sqlite3.connect(self.db_path)
         try:
             return conn.execute(sql, params).fetchall()
@@ -174,30 +206,34 @@ class Server:
 
 
 def server_at(
-    db_path: Path, output_path: Path, *, provision: bool = True, python: str = sys.executable, **env: str
+    database: Path | str, output_path: Path, *, provision: bool = True, python: str = sys.executable, **env: str
 ) -> Server:
-    """A server (not yet started) on `db_path`, its output in `output_path`; `env` adds SCIMLET_*
-    variables by their names and wins over the defaults here. provision=False leaves the database
-    empty (serve then bootstraps a Default IdP on its first start)."""
+    """A server (not yet started) on `database`, a SQLite file's path or a database URL (such as
+    postgresql://...), its output in `output_path`; `env` adds SCIMLET_* variables by their names and
+    wins over the defaults here. provision=False leaves the database empty (serve then bootstraps a
+    Default IdP on its first start)."""
     port = free_port()
+    database_url = sqlite_url(database) if isinstance(database, Path) else database
     server_env = {
         **os.environ,
-        "SCIMLET_DATABASE_PATH": str(db_path),
+        "SCIMLET_DATABASE_URL": database_url,
         "SCIMLET_SERVER_PORT": str(port),
         "SCIMLET_SERVER_HOST": "127.0.0.1",
         "SCIMLET_LOGGING_LEVEL": "warning",
         **env,
     }
-    server = Server(server_env, port, db_path, output_path, python=python)
+    server = Server(server_env, port, database_url, output_path, python=python)
     if provision:
         server.provision()
     return server
 
 
-def make_server(tmp_path: Path, name: str = "live", **settings: object) -> Server:
-    """A server (not yet started) on tmp_path/<name>.db, with settings as keyword arguments
-    (scim_max_page_size=5 → SCIMLET_SCIM_MAX_PAGE_SIZE=5)."""
-    return server_at(tmp_path / f"{name}.db", tmp_path / f"{name}.out", **settings_env(**settings))
+def make_server(tmp_path: Path, name: str = "live", database_url: str = "", **settings: object) -> Server:
+    """A server (not yet started) on `database_url`, else on tmp_path/<name>.db, its output in
+    tmp_path/<name>.out, with settings as keyword arguments (scim_max_page_size=5 →
+    SCIMLET_SCIM_MAX_PAGE_SIZE=5)."""
+    database = database_url or tmp_path / f"{name}.db"
+    return server_at(database, tmp_path / f"{name}.out", **settings_env(**settings))
 
 
 @contextlib.contextmanager

@@ -7,7 +7,9 @@ gets a database of its own (`fresh_database`). As root (CI) the server runs as t
 PostgreSQL refuses to run as root. Durability is off (fsync, synchronous_commit, full_page_writes):
 a test server's data is worth nothing after a crash.
 
-`python tests/pg_server.py` starts one and prints its URL until Ctrl-C (for the bench and by hand).
+`python tests/pg_server.py` starts one and prints its URL until Ctrl-C or SIGTERM (for the bench,
+.ci/run and by hand); `python tests/pg_server.py createdb URL` makes an empty database on the server
+at URL and prints its URL (for `make conformance DATABASE_URL=...`).
 Standard library only, psql as the client: it runs outside the venv too.
 """
 
@@ -288,6 +290,11 @@ class SharedServer:
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["createdb"]:
+        if len(sys.argv) != 3:
+            sys.exit("usage: python tests/pg_server.py createdb SERVER_URL")
+        print(create_database(sys.argv[2]))
+        return
     bin_dir = binaries()
     if bin_dir is None:
         sys.exit(missing_reason())

@@ -1,6 +1,6 @@
 """The Entra replay suite: every request shape of docs/entra.md against one live server.
 
-One `python app.py serve` process serves the whole suite (starting one per test would dominate its
+One `python app.py serve` process per backend serves the whole suite (starting one per test would dominate its
 run time); every test makes its own users and groups with unique names, so tests stay independent.
 """
 
@@ -11,14 +11,20 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.conftest import LiveServer, serve_live
+from tests.backends import BACKENDS
+from tests.conftest import LiveServer, backend_database, serve_live
 
 
-@pytest.fixture(scope="session")
-def entra_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+@pytest.fixture(scope="session", params=BACKENDS)
+def entra_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """The suite's server, once per backend (each test runs on each)."""
+    directory = tmp_path_factory.mktemp("entra")
     # The suite provokes a few dozen 401s on purpose; the failed-authentication throttle (its own
     # tests live elsewhere) would turn the later ones into 429s.
-    with serve_live(tmp_path_factory.mktemp("entra") / "entra.db", SCIMLET_SECURITY_AUTH_FAILURE_LIMIT="0") as server:
+    with (
+        backend_database(request.param, directory, request) as database,
+        serve_live(database, directory / "entra.out", SCIMLET_SECURITY_AUTH_FAILURE_LIMIT="0") as server,
+    ):
         yield server
 
 

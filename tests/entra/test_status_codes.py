@@ -126,9 +126,9 @@ async def _burst(server: LiveServer, count: int) -> list[httpx.Response]:
         return await asyncio.gather(*(client.post("/Users", content=body) for body in bodies))
 
 
-def test_overload_is_429_with_retry_after(tmp_path: Path) -> None:
+def test_overload_is_429_with_retry_after(database_url: str, tmp_path: Path) -> None:
     """With room for one waiting write, a burst of concurrent creates overflows the write queue."""
-    with serve_live(tmp_path / "busy.db", SCIMLET_SCIM_MAX_WRITE_QUEUE="1") as server:
+    with serve_live(database_url, tmp_path / "busy.out", SCIMLET_SCIM_MAX_WRITE_QUEUE="1") as server:
         refused: list[httpx.Response] = []
         accepted: list[httpx.Response] = []
         for _ in range(10):  # bounded: a few bursts at most

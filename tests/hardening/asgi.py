@@ -4,36 +4,29 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import httpx
 
 from app import create_app
 from settings import load_settings
-from storage import create_store
-from storage.sqlite import migrate
+from tests.backends import open_store
 from tests.conftest import Tenant
+from tests.live_server import settings_env
 
 
 @contextlib.asynccontextmanager
 async def configured_tenant(
-    tmp_path: Path, client: tuple[str, int] = ("127.0.0.1", 50000), **env: object
+    database_url: str, client: tuple[str, int] = ("127.0.0.1", 50000), **env: object
 ) -> AsyncIterator[Tenant]:
-    """Like the `tenant` fixture, with settings such as server_body_timeout=1 and a client address."""
-    settings = load_settings(
-        environ={
-            "SCIMLET_DATABASE_PATH": str(tmp_path / "scimlet.db"),
-            "SCIMLET_SERVER_BASE_URL": "https://scim.test",
-            **{f"SCIMLET_{key.upper()}": str(value) for key, value in env.items()},
-        }
-    )
-    migrate(settings.database.path)
-    store = create_store(settings)
-    await store.open()
+    """Like the `tenant` fixture, on the database at `database_url` (the `database_url` fixture, or a
+    SQLite file for a test that reads it), with settings such as server_body_timeout=1 and a client address."""
+    settings = {"server_base_url": "https://scim.test", **{key: str(value) for key, value in env.items()}}
+    store = await open_store(database_url, **settings)
     try:
         key, secret = await store.create_api_key("test", "", True, True)
         idp = await store.create_idp("test", "key", key.id)
-        app = create_app(settings, store)
+        environ = {**settings_env(**settings), "SCIMLET_DATABASE_URL": database_url}
+        app = create_app(load_settings(environ=environ), store)
         url = f"https://scim.test/v1/scim/{idp.id}"
         async with httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app, client=client),

@@ -4,7 +4,6 @@ never locks out a valid token, tenant isolation between IdPs, write privileges (
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import httpx
 
@@ -19,8 +18,8 @@ def observable(response: httpx.Response) -> tuple:
     return response.status_code, response.content, headers
 
 
-async def test_unknown_idp_wrong_token_and_missing_token_look_the_same(tmp_path: Path) -> None:
-    async with configured_tenant(tmp_path) as tenant:
+async def test_unknown_idp_wrong_token_and_missing_token_look_the_same(database_url: str) -> None:
+    async with configured_tenant(database_url) as tenant:
         other_key, other_secret = await tenant.store.create_api_key("other", "", True, True)
         await tenant.store.create_idp("other", "key", other_key.id)
         revoked_key, revoked_secret = await tenant.store.create_api_key("revoked", "", True, True)
@@ -47,8 +46,8 @@ async def test_unknown_idp_wrong_token_and_missing_token_look_the_same(tmp_path:
         assert (await tenant.client.get("/Users")).status_code == 200
 
 
-async def test_repeated_failures_are_throttled_but_a_valid_token_always_passes(tmp_path: Path) -> None:
-    async with configured_tenant(tmp_path, security_auth_failure_limit=3, security_auth_failure_window=2) as tenant:
+async def test_repeated_failures_are_throttled_but_a_valid_token_always_passes(database_url: str) -> None:
+    async with configured_tenant(database_url, security_auth_failure_limit=3, security_auth_failure_window=2) as tenant:
         bad = {"Authorization": "Bearer guess"}
         for _ in range(50):  # successes never count towards the limit
             assert (await tenant.client.get("/Users")).status_code == 200
@@ -70,8 +69,8 @@ async def test_repeated_failures_are_throttled_but_a_valid_token_always_passes(t
         assert (await tenant.client.get("/Users", headers=bad)).status_code == 401
 
 
-async def test_one_idps_key_sees_and_touches_nothing_of_another(tmp_path: Path) -> None:
-    async with configured_tenant(tmp_path) as a:
+async def test_one_idps_key_sees_and_touches_nothing_of_another(database_url: str) -> None:
+    async with configured_tenant(database_url) as a:
         b_key, b_secret = await a.store.create_api_key("b", "", True, True)
         b_idp = await a.store.create_idp("b", "key", b_key.id)
         b_url = f"https://scim.test/v1/scim/{b_idp.id}"
@@ -106,8 +105,8 @@ async def test_one_idps_key_sees_and_touches_nothing_of_another(tmp_path: Path) 
         assert (await a.client.get(f"{b_url}/Users/{user['id']}", headers=b_auth)).content == before
 
 
-async def test_write_privileges_are_enforced_with_403(tmp_path: Path) -> None:
-    async with configured_tenant(tmp_path) as tenant:
+async def test_write_privileges_are_enforced_with_403(database_url: str) -> None:
+    async with configured_tenant(database_url) as tenant:
         user = (await tenant.client.post("/Users", json=entra_user("kept@x"))).json()
         group = (await tenant.client.post("/Groups", json={"displayName": "Kept"})).json()
         users_only_key, users_only = await tenant.store.create_api_key("users only", "", True, False)

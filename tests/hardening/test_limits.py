@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from pathlib import Path
 
 import httpx
 
@@ -24,8 +23,8 @@ def assert_error(response: httpx.Response, status: int, scim_type: str | None = 
     return body
 
 
-async def test_writes_past_the_queue_depth_get_429_with_retry_after_and_nothing_is_lost(tmp_path: Path) -> None:
-    async with configured_tenant(tmp_path, scim_max_write_queue=3) as tenant:
+async def test_writes_past_the_queue_depth_get_429_with_retry_after_and_nothing_is_lost(database_url: str) -> None:
+    async with configured_tenant(database_url, scim_max_write_queue=3) as tenant:
         names = [f"burst{i}@x" for i in range(200)]
         responses = await asyncio.gather(*(tenant.client.post("/Users", json=entra_user(n)) for n in names))
         refused = [name for name, r in zip(names, responses, strict=True) if r.status_code == 429]
@@ -43,8 +42,8 @@ async def test_writes_past_the_queue_depth_get_429_with_retry_after_and_nothing_
         assert sorted(u["userName"] for u in page.json()["Resources"]) == sorted(names)
 
 
-async def test_filter_length_and_depth_limits_come_from_the_config(tmp_path: Path) -> None:
-    async with configured_tenant(tmp_path, scim_max_filter_length=60, scim_max_filter_depth=2) as tenant:
+async def test_filter_length_and_depth_limits_come_from_the_config(database_url: str) -> None:
+    async with configured_tenant(database_url, scim_max_filter_length=60, scim_max_filter_depth=2) as tenant:
         await tenant.client.post("/Users", json=entra_user("deep@x"))
         ok = await tenant.client.get("/Users", params={"filter": '((userName eq "deep@x"))'})
         assert ok.status_code == 200 and ok.json()["totalResults"] == 1
@@ -57,8 +56,8 @@ async def test_filter_length_and_depth_limits_come_from_the_config(tmp_path: Pat
         assert_error(search, 400, "invalidFilter")
 
 
-async def test_defaults_accept_what_entra_sends_and_refuse_a_flood(tmp_path: Path) -> None:
-    async with configured_tenant(tmp_path) as tenant:
+async def test_defaults_accept_what_entra_sends_and_refuse_a_flood(database_url: str) -> None:
+    async with configured_tenant(database_url) as tenant:
         await tenant.client.post("/Users", json=entra_user("alice@contoso.com"))
         found = await tenant.client.get("/Users", params={"filter": 'userName eq "alice@contoso.com"'})
         assert found.json()["totalResults"] == 1
@@ -68,8 +67,8 @@ async def test_defaults_accept_what_entra_sends_and_refuse_a_flood(tmp_path: Pat
         assert_error(await tenant.client.get("/Users", params={"filter": nested}), 400, "invalidFilter")
 
 
-async def test_a_body_that_trickles_past_the_timeout_gets_408_and_writes_nothing(tmp_path: Path) -> None:
-    async with configured_tenant(tmp_path, server_body_timeout=1) as tenant:
+async def test_a_body_that_trickles_past_the_timeout_gets_408_and_writes_nothing(database_url: str) -> None:
+    async with configured_tenant(database_url, server_body_timeout=1) as tenant:
 
         async def trickle():
             yield b'{"userName": "slow@x", '
@@ -85,8 +84,8 @@ async def test_a_body_that_trickles_past_the_timeout_gets_408_and_writes_nothing
         assert (await tenant.store.counts(tenant.idp_id))["users"] == 0
 
 
-async def test_openapi_describes_every_route_and_attribute(tmp_path: Path) -> None:
-    async with configured_tenant(tmp_path) as tenant:
+async def test_openapi_describes_every_route_and_attribute(database_url: str) -> None:
+    async with configured_tenant(database_url) as tenant:
         response = await tenant.client.get("https://scim.test/openapi.json", headers={"Authorization": ""})
         assert response.status_code == 200
         assert response.headers["content-type"] == "application/json"

@@ -22,6 +22,7 @@ from storage import LogRecord
 from tests.conftest import PATCH_SCHEMA, entra_user
 from tests.hardening.asgi import configured_tenant
 from tests.hardening.flood import LOG_TEXT_COLUMNS, flood, stored_log_bytes
+from tests.live_server import sqlite_url
 from web.access_log import MAX_LOGGED_PATH
 from web.observe import (
     FLUSH_RECORDS,
@@ -47,8 +48,8 @@ def clipped_detail(response: httpx.Response, status: int) -> str:
     return detail
 
 
-async def test_every_error_detail_quotes_a_client_value_clipped(tmp_path: Path) -> None:
-    async with configured_tenant(tmp_path) as tenant:
+async def test_every_error_detail_quotes_a_client_value_clipped(database_url: str) -> None:
+    async with configured_tenant(database_url) as tenant:
         http = tenant.client
         user = (await http.post("/Users", json=entra_user("clip@x"))).json()
         group = (await http.post("/Groups", json={"displayName": "clip group"})).json()
@@ -118,7 +119,8 @@ async def test_every_error_detail_quotes_a_client_value_clipped(tmp_path: Path) 
 
 
 async def test_every_stored_field_of_a_provisioning_log_record_is_clipped(tmp_path: Path) -> None:
-    async with configured_tenant(tmp_path, client=("1" * 5000, 1)) as tenant:
+    # SQLite only: the test reads the stored records with sqlite3, below the store.
+    async with configured_tenant(sqlite_url(tmp_path / "scimlet.db"), client=("1" * 5000, 1)) as tenant:
         http = tenant.client
         huge = "Z" * 30_000  # httpx sends URLs up to 64 KiB
         await http.get(f'/Users?filter=userName eq "{huge[:4000]}"')
@@ -187,8 +189,11 @@ def test_many_addresses_share_one_budget_and_a_bounded_table() -> None:
 
 
 async def test_authenticated_records_are_never_limited(tmp_path: Path) -> None:
+    # SQLite only: the test reads the stored records with sqlite3, below the store.
     async with configured_tenant(
-        tmp_path, provisioning_log_unauthenticated_per_minute=2, provisioning_log_unauthenticated_total_per_minute=3
+        sqlite_url(tmp_path / "scimlet.db"),
+        provisioning_log_unauthenticated_per_minute=2,
+        provisioning_log_unauthenticated_total_per_minute=3,
     ) as tenant:
         http = tenant.client
         for _ in range(20):
@@ -229,7 +234,8 @@ def test_a_flood_of_large_unauthenticated_requests_stores_a_bounded_log(server_f
 
 
 async def test_stopping_while_a_flush_is_in_flight_writes_each_record_once(tmp_path: Path) -> None:
-    async with configured_tenant(tmp_path) as tenant:
+    # SQLite only: the test reads the stored records with sqlite3, below the store.
+    async with configured_tenant(sqlite_url(tmp_path / "scimlet.db")) as tenant:
         provisioning_log = ProvisioningLog(tenant.store)
         await provisioning_log.start()
         large = "b" * MAX_LOGGED_BODY  # records that take the writer a while
@@ -244,9 +250,9 @@ async def test_stopping_while_a_flush_is_in_flight_writes_each_record_once(tmp_p
     assert count == FLUSH_RECORDS - 100 == provisioning_log.written
 
 
-async def test_a_request_line_clips_the_path_and_idp_id(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_request_line_clips_the_path_and_idp_id(database_url: str, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="scimlet.access")
-    async with configured_tenant(tmp_path, client=("c" * 5000, 1)) as tenant:
+    async with configured_tenant(database_url, client=("c" * 5000, 1)) as tenant:
         long = "L" * 30_000
         assert (await tenant.client.get(f"https://scim.test/v1/scim/{long}/Users")).status_code == 401
         assert (await tenant.client.get(f"https://scim.test/elsewhere/{long}")).status_code == 404

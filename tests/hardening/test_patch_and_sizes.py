@@ -9,7 +9,6 @@ import json
 import random
 import threading
 import time
-from pathlib import Path
 
 import httpx
 
@@ -66,14 +65,14 @@ async def test_sizes_past_the_limits_are_400_naming_the_limit_and_change_nothing
     assert listed["totalResults"] == 1
 
 
-async def test_configured_limits_are_enforced_and_advertised(tmp_path: Path) -> None:
+async def test_configured_limits_are_enforced_and_advertised(database_url: str) -> None:
     settings = {
         "scim_max_name_length": 20,
         "scim_max_string_length": 30,
         "scim_max_attribute_values": 3,
         "scim_max_document_bytes": 500,
     }
-    async with configured_tenant(tmp_path, **settings) as tenant:
+    async with configured_tenant(database_url, **settings) as tenant:
         schema = (await tenant.client.get(f"/Schemas/{USER}")).json()
         described = {attr["name"]: attr["description"] for attr in schema["attributes"]}
         assert described["userName"].endswith("; at most 20 characters")

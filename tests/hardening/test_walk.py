@@ -10,7 +10,6 @@ from __future__ import annotations
 import sqlite3
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
 import orjson
@@ -161,8 +160,8 @@ async def chain(tenant: Tenant, user_id: str, length: int, name: str = "chain") 
     return ids
 
 
-async def test_nesting_depth_costs_nothing_and_cycles_are_tolerated(tmp_path: Path) -> None:
-    async with configured_tenant(tmp_path) as tenant:
+async def test_nesting_depth_costs_nothing_and_cycles_are_tolerated(database_url: str) -> None:
+    async with configured_tenant(database_url) as tenant:
         user_id = await make_user(tenant, "deep@walk")
         ids = await chain(tenant, user_id, 150)  # deeper than the 64 levels the old walk stopped at
         # A cycle: the outermost group becomes a member of the innermost.
@@ -185,8 +184,8 @@ async def test_nesting_depth_costs_nothing_and_cycles_are_tolerated(tmp_path: Pa
         assert patched.status_code == 200 and len(patched.json()["groups"]) == 150
 
 
-async def test_a_user_in_more_groups_than_max_user_groups_gets_too_many(tmp_path: Path) -> None:
-    async with configured_tenant(tmp_path, scim_max_user_groups=100) as tenant:
+async def test_a_user_in_more_groups_than_max_user_groups_gets_too_many(database_url: str) -> None:
+    async with configured_tenant(database_url, scim_max_user_groups=100) as tenant:
         user_id = await make_user(tenant, "wide@walk")
         other_id = await make_user(tenant, "narrow@walk")
         await chain(tenant, user_id, 101)
@@ -213,8 +212,8 @@ async def test_a_user_in_more_groups_than_max_user_groups_gets_too_many(tmp_path
         assert narrow.status_code == 200 and len(narrow.json()["groups"]) == 100
 
 
-async def test_pages_end_before_max_page_bytes_and_paging_goes_on(tmp_path: Path) -> None:
-    async with configured_tenant(tmp_path, scim_max_page_bytes=20_000) as tenant:
+async def test_pages_end_before_max_page_bytes_and_paging_goes_on(database_url: str) -> None:
+    async with configured_tenant(database_url, scim_max_page_bytes=20_000) as tenant:
         # Entitlements of 1 KiB each; a user is about 800 bytes more.
         sizes = [4, 8, 30, 1, 8, 10, 4, 4]
         ids = []
@@ -249,11 +248,11 @@ async def test_pages_end_before_max_page_bytes_and_paging_goes_on(tmp_path: Path
         assert small.json()["itemsPerPage"] == len(sizes)
 
 
-async def test_a_page_ends_early_when_its_users_groups_cost_too_much_to_read(tmp_path: Path) -> None:
+async def test_a_page_ends_early_when_its_users_groups_cost_too_much_to_read(database_url: str) -> None:
     # 40 users in 120 groups that each contain the other 119: each user's groups are a walk of
     # 14,000 membership rows. A page of them ends once its walks have cost a tenth of a second or
     # so, and paging on reads every user, each with all its groups.
-    async with configured_tenant(tmp_path) as tenant:
+    async with configured_tenant(database_url) as tenant:
         ids = []
         for i in range(120):
             response = await tenant.client.post("/Groups", json={"displayName": f"dense-{i:03d}"})

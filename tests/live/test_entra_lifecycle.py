@@ -136,9 +136,9 @@ def test_group_lifecycle(live_server: LiveServer) -> None:
         assert http.get(f"/Groups/{group_id}").status_code == 404
 
 
-def test_first_start_prints_tenant_url_and_secret_once(tmp_path: Path) -> None:
+def test_first_start_prints_tenant_url_and_secret_once(database_url: str, tmp_path: Path) -> None:
     # A fresh database with no IdP bootstraps a Default IdP and key on the first start.
-    first = server_at(tmp_path / "fresh.db", tmp_path / "first.out", provision=False)
+    first = server_at(database_url, tmp_path / "first.out", provision=False)
     with running(first):
         assert "Default" in first.cli("idp", "list", "--json").stdout
     output = first.output()

@@ -55,10 +55,10 @@ def read_response(sock: socket.socket, buffered: bytearray) -> tuple[int, dict[s
     return int(status_line.split(" ")[1]), headers, body
 
 
-def test_expect_100_continue_gets_the_interim_answer_before_the_body_is_sent(live_server: LiveServer) -> None:
+def test_expect_100_continue_gets_the_interim_answer_before_the_body_is_sent(sqlite_live_server: LiveServer) -> None:
     body = json.dumps(entra_user("continue@x")).encode()
-    with connect(live_server) as sock:
-        sock.sendall(request_bytes(live_server, "POST", "/Users", length=len(body), Expect="100-continue"))
+    with connect(sqlite_live_server) as sock:
+        sock.sendall(request_bytes(sqlite_live_server, "POST", "/Users", length=len(body), Expect="100-continue"))
         buffered = bytearray()
         while b"\r\n\r\n" not in buffered:
             buffered += sock.recv(65536)
@@ -70,13 +70,13 @@ def test_expect_100_continue_gets_the_interim_answer_before_the_body_is_sent(liv
     assert headers["location"].endswith(json.loads(answer)["id"])
 
 
-def test_pipelined_requests_are_answered_in_order_on_one_connection(live_server: LiveServer) -> None:
+def test_pipelined_requests_are_answered_in_order_on_one_connection(sqlite_live_server: LiveServer) -> None:
     names = [f"pipe{i}@x" for i in range(5)]
     burst = b"".join(
-        request_bytes(live_server, "POST", "/Users", json.dumps(entra_user(name)).encode()) for name in names
+        request_bytes(sqlite_live_server, "POST", "/Users", json.dumps(entra_user(name)).encode()) for name in names
     )
-    burst += request_bytes(live_server, "GET", "/Users?filter=userName+sw+%22pipe%22&sortBy=userName")
-    with connect(live_server) as sock:
+    burst += request_bytes(sqlite_live_server, "GET", "/Users?filter=userName+sw+%22pipe%22&sortBy=userName")
+    with connect(sqlite_live_server) as sock:
         sock.sendall(burst)
         buffered = bytearray()
         created = [read_response(sock, buffered) for _ in names]
@@ -85,9 +85,9 @@ def test_pipelined_requests_are_answered_in_order_on_one_connection(live_server:
     assert status == 200 and [u["userName"] for u in json.loads(listed)["Resources"]] == names
 
 
-def test_connection_close_gets_the_whole_answer_then_end_of_stream(live_server: LiveServer) -> None:
-    with connect(live_server) as sock:
-        sock.sendall(request_bytes(live_server, "GET", "/ServiceProviderConfig", Connection="close"))
+def test_connection_close_gets_the_whole_answer_then_end_of_stream(sqlite_live_server: LiveServer) -> None:
+    with connect(sqlite_live_server) as sock:
+        sock.sendall(request_bytes(sqlite_live_server, "GET", "/ServiceProviderConfig", Connection="close"))
         data = b""
         while chunk := sock.recv(65536):
             data += chunk
@@ -96,19 +96,19 @@ def test_connection_close_gets_the_whole_answer_then_end_of_stream(live_server: 
     assert json.loads(body)["patch"]["supported"] is True
 
 
-def test_a_204_and_a_large_answer_share_a_connection_intact(live_server: LiveServer) -> None:
-    auth = {"Authorization": f"Bearer {live_server.secret}"}
-    with httpx.Client(base_url=live_server.tenant_url, headers=auth, timeout=30) as http:
+def test_a_204_and_a_large_answer_share_a_connection_intact(sqlite_live_server: LiveServer) -> None:
+    auth = {"Authorization": f"Bearer {sqlite_live_server.secret}"}
+    with httpx.Client(base_url=sqlite_live_server.tenant_url, headers=auth, timeout=30) as http:
         ids = [
             http.post("/Users", json=entra_user(f"wide{i}@x", displayName="w" * 500)).json()["id"] for i in range(300)
         ]
         group = http.post(
             "/Groups", json={"schemas": [GROUP_SCHEMA], "displayName": "Wide", "members": [{"value": i} for i in ids]}
         ).json()
-    with connect(live_server) as sock:
+    with connect(sqlite_live_server) as sock:
         sock.sendall(
             request_bytes(
-                live_server,
+                sqlite_live_server,
                 "PATCH",
                 f"/Groups/{group['id']}",
                 json.dumps(
@@ -118,7 +118,7 @@ def test_a_204_and_a_large_answer_share_a_connection_intact(live_server: LiveSer
                     }
                 ).encode(),
             )
-            + request_bytes(live_server, "GET", "/Users?count=300")
+            + request_bytes(sqlite_live_server, "GET", "/Users?count=300")
         )
         buffered = bytearray()
         patched, _, empty = read_response(sock, buffered)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
@@ -53,6 +54,12 @@ def settings_for(tmp_path: object, **env: str) -> Settings:
     return load_settings(
         environ={"SCIMLET_DATABASE_PATH": f"{tmp_path}/scimlet.db", "SCIMLET_SERVER_BASE_URL": BASE, **env}
     )
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """SQLite only, unlike the shared fixture: these tests read the store's files (size, WAL, paths)."""
+    return settings_for(tmp_path)
 
 
 @pytest.fixture

@@ -102,14 +102,14 @@ def test_caddy_validates_the_caddyfile() -> None:
 
 
 @needs_caddy
-def test_caddy_in_front_of_a_live_server(live_server: LiveServer, tmp_path: Path) -> None:
+def test_caddy_in_front_of_a_live_server(sqlite_live_server: LiveServer, tmp_path: Path) -> None:
     """The Caddyfile's own site block, served on plain HTTP: SCIM goes through, /metrics does not."""
     port = free_port()
     site = (
         (DEPLOY / "Caddyfile")
         .read_text()
         .replace("scim.example.com {", f"http://127.0.0.1:{port} {{")
-        .replace("127.0.0.1:8000", f"127.0.0.1:{live_server.port}")
+        .replace("127.0.0.1:8000", f"127.0.0.1:{sqlite_live_server.port}")
     )
     config = tmp_path / "Caddyfile"
     config.write_text("{\n\tadmin off\n}\n\n" + site)
@@ -133,15 +133,15 @@ def test_caddy_in_front_of_a_live_server(live_server: LiveServer, tmp_path: Path
                 time.sleep(0.1)
         assert health.status_code == 200 and health.json() == {"status": "ok"}
         assert httpx.get(f"{proxied}/metrics", timeout=5).status_code == 404
-        tenant = proxied + live_server.tenant_url.split(f":{live_server.port}", 1)[1]
+        tenant = proxied + sqlite_live_server.tenant_url.split(f":{sqlite_live_server.port}", 1)[1]
         probe = httpx.get(
             f"{tenant}/Users",
             params={"filter": 'userName eq "7d420df3-9995-4831-a406-ecf8166f5f6a"'},
-            headers={"Authorization": f"Bearer {live_server.secret}"},
+            headers={"Authorization": f"Bearer {sqlite_live_server.secret}"},
             timeout=5,
         )
         assert probe.status_code == 200 and probe.json()["totalResults"] == 0
-        direct = httpx.get(f"http://127.0.0.1:{live_server.port}/metrics", timeout=5)
+        direct = httpx.get(f"http://127.0.0.1:{sqlite_live_server.port}/metrics", timeout=5)
         assert direct.status_code == 200 and 'route="/v1/scim/{idp}/Users"' in direct.text
     finally:
         caddy.terminate()
