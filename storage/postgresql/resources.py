@@ -429,7 +429,8 @@ MEMBERS = (
     "SELECT m.member_id, m.type, CASE m.type WHEN 'User' THEN "
     "(SELECT user_name FROM users WHERE id = m.member_id) "
     "ELSE (SELECT display_name FROM groups WHERE id = m.member_id) END "
-    "FROM group_members AS m WHERE m.group_id = $1"
+    # In member id order, as SQLite's (its rows are keyed by (group_id, member_id)): both list alike.
+    "FROM group_members AS m WHERE m.group_id = $1 ORDER BY m.member_id"
 )
 
 
