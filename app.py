@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import gc
 import logging
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -23,9 +25,10 @@ from starlette.types import Receive, Scope, Send
 
 from scim.errors import ScimError
 from scim.routes import SCIM_PREFIX
-from settings import ConfigError, Settings, load_settings
+from settings import ConfigError, Settings, load_settings, masked_url
 from storage import AdminError, Store, create_store
 from storage.common import AUTH_RECHECK_SECONDS
+from storage.copy import copy_database
 from web.access_log import RequestMiddleware
 from web.admin import admin_mounts, security
 from web.admin.service import AdminService
@@ -156,6 +159,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     copy = commands.add_parser("backup", help="copy the database consistently, also while the server runs")
     copy.add_argument("path", metavar="PATH", help="the backup file to write (must not exist)")
+    move = commands.add_parser(
+        "copy-database", help="copy every row of the database into an empty one at URL (either backend), and verify it"
+    )
+    move.add_argument("--to", required=True, metavar="URL", help="the target: sqlite:///PATH or postgresql://...")
 
     apikey = commands.add_parser("apikey", help="manage API keys").add_subparsers(dest="action", required=True)
     create = apikey.add_parser("create", help="create a key; prints its secret once")
@@ -345,6 +352,30 @@ async def _bootstrap(settings: Settings) -> None:
         await store.close()
 
 
+async def _copy_database(settings: Settings, url: str) -> int:
+    target_settings = dataclasses.replace(settings, database=dataclasses.replace(settings.database, url=url))
+    source, target = create_store(settings), create_store(target_settings)
+    if settings.database.backend_url == url:
+        raise AdminError(f"--to names the configured database itself ({masked_url(url)})")
+    started = time.monotonic()
+    checks = await copy_database(source, target)
+    print(
+        f"copied {masked_url(settings.database.backend_url)} to {masked_url(url)} in {time.monotonic() - started:.1f} s"
+    )
+    print(f"{'table':<18} {'rows':>10}  checksum")
+    for check in checks:
+        rows = (
+            str(check.target_rows)
+            if check.source_rows == check.target_rows
+            else f"{check.source_rows}->{check.target_rows}"
+        )
+        print(f"{check.table:<18} {rows:>10}  {'match' if check.matches else 'DIFFERS'}")
+    if all(check.matches for check in checks):
+        return 0
+    print("error: the copy differs from the source", file=sys.stderr)
+    return 1
+
+
 def _check_config(settings: Settings) -> int:
     store = create_store(settings)  # a database.url no backend serves is a config error, before any output
     source = Path(settings.source)
@@ -410,6 +441,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{counts['users']} users, {counts['groups']} groups, integrity ok"
             )
             return 0
+        if args.command == "copy-database":
+            return asyncio.run(_copy_database(settings, args.to))
         return asyncio.run(_admin(settings, args))
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)

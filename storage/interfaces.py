@@ -13,6 +13,7 @@ done raises storage.errors.AdminError (400, 404 unknown key or IdP, 409 name tak
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -246,6 +247,11 @@ class LogStore(Protocol):
         ...
 
 
+# Every table that holds data, in an order that satisfies the foreign keys (api_keys before idps):
+# what copy-database copies. schema_version and auth_epoch belong to the schema, not the data.
+TABLES = ("api_keys", "idps", "users", "groups", "group_members", "provisioning_log", "settings", "admin_sessions")
+
+
 class OperationsStore(Protocol):
     """The backend's life cycle and health (app.py, /readyz, /metrics, the CLI)."""
 
@@ -272,6 +278,20 @@ class OperationsStore(Protocol):
         """A consistent copy of the database (one snapshot, also while the server writes) at
         `destination`, checked before it is put there; returns its {"users": n, "groups": n}.
         Raises AdminError when there is no database, the destination exists, or the copy fails."""
+        ...
+
+    def export_rows(self, table: str, batch_size: int) -> AsyncIterator[list[dict]]:
+        """The rows of `table` (one of TABLES) in batches of at most `batch_size`, in creation order
+        (primary key order), all read from one snapshot. Values are backend-neutral: booleans as
+        bool, documents as dict, timestamps as their stored ISO text, and the creation order of
+        users and groups as "seq" (SQLite's rowid). Works before open()."""
+        ...
+
+    async def import_rows(self, batches: AsyncIterable[tuple[str, list[dict]]]) -> dict[str, int]:
+        """Insert (table, rows) batches as export_rows gives them, all in one transaction, after
+        migrating; identity sequences are then set past the largest value so new rows continue.
+        Returns the rows inserted per table. Raises AdminError, having written nothing, when any
+        table of TABLES already has rows. Works before open()."""
         ...
 
     async def readiness(self, timeout: float) -> dict[str, str]:

@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterable, AsyncIterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import asyncpg
+import orjson
 
 from scim.errors import ScimError
 from storage import AdminError, StorageStats
 from storage.common import now, readiness_failure
+from storage.copy import DOCUMENTS, refuse_non_empty
+from storage.interfaces import TABLES
 from storage.postgresql.engine import UNAVAILABLE, Connection, Engine
 
 health_log = logging.getLogger("scimlet.health")
@@ -37,6 +41,12 @@ async def applied_versions(conn: Connection) -> set[int]:
     if await conn.fetchval("SELECT to_regclass('schema_version')") is None:
         return set()
     return {row[0] for row in await conn.fetch("SELECT version FROM schema_version")}
+
+
+# The columns GENERATED ALWAYS AS IDENTITY: after a copy their sequences continue past the largest.
+IDENTITIES = {"users": "seq", "groups": "seq", "provisioning_log": "id"}
+# The order export_rows reads in, the same bytewise order as SQLite's (COLLATE "C" columns).
+ORDER = {"group_members": "group_id, member_id", **IDENTITIES}
 
 
 class Maintenance(Engine):
@@ -102,6 +112,66 @@ class Maintenance(Engine):
             f"pg_dump --format=custom --file {destination} '{self.shown_url}' (or continuous archiving); "
             "`backup` copies SQLite databases only"
         )
+
+    async def export_rows(self, table: str, batch_size: int) -> AsyncIterator[list[dict]]:
+        conn = await self._copy_connection()
+        try:
+            async with conn.transaction(isolation="repeatable_read", readonly=True):
+                order = ORDER.get(table, "1")
+                cursor = await conn.cursor(f"SELECT * FROM {table} ORDER BY {order}")
+                while rows := await cursor.fetch(batch_size):
+                    batch = [dict(row) for row in rows]
+                    for row in batch:
+                        for column in DOCUMENTS.get(table, ()):
+                            row[column] = orjson.loads(row[column])
+                    yield batch
+        finally:
+            await conn.close()
+
+    async def import_rows(self, batches: AsyncIterable[tuple[str, list[dict]]]) -> dict[str, int]:
+        try:
+            await self.migrate()
+        except (*UNAVAILABLE, asyncpg.PostgresError) as exc:
+            raise AdminError(f"Cannot reach the target database {self.shown_url}: {exc}") from None
+        conn = await self._copy_connection()
+        counts = dict.fromkeys(TABLES, 0)
+        try:
+            async with conn.transaction():
+                # No other writer meanwhile: the check for an empty database holds until the commit.
+                await conn.execute(f"LOCK TABLE {', '.join(TABLES)} IN EXCLUSIVE MODE")
+                refuse_non_empty(
+                    {table: await conn.fetchval(f"SELECT count(*) FROM {table}") for table in TABLES}, self.shown_url
+                )
+                async for table, rows in batches:
+                    if not rows:
+                        continue
+                    names = list(rows[0])
+                    records = [
+                        tuple(orjson.dumps(row[n]).decode() if n in DOCUMENTS.get(table, ()) else row[n] for n in names)
+                        for row in rows
+                    ]
+                    # COPY writes identity columns as given (as INSERT ... OVERRIDING SYSTEM VALUE).
+                    await conn.copy_records_to_table(table, records=records, columns=names)
+                    counts[table] += len(rows)
+                for table, column in IDENTITIES.items():
+                    await conn.execute(
+                        f"SELECT setval(pg_get_serial_sequence('{table}', '{column}'), "
+                        f"coalesce(max({column}), 0) + 1, false) FROM {table}"
+                    )
+        except asyncpg.PostgresError as exc:
+            raise AdminError(f"The copy into {self.shown_url} failed: {exc}") from None
+        finally:
+            await conn.close()
+        return counts
+
+    async def _copy_connection(self) -> Connection:
+        """A connection of its own for copy-database, without the statement timeout: a table may take longer."""
+        try:
+            conn = await asyncpg.connect(self.url, timeout=self.connect_timeout)
+        except (*UNAVAILABLE, asyncpg.PostgresError) as exc:
+            raise AdminError(f"Cannot reach the database {self.shown_url}: {exc}") from None
+        await conn.execute("SET statement_timeout = 0")
+        return conn
 
     async def describe(self) -> list[str]:
         return [f"database {self.shown_url} (PostgreSQL): {await self._state()}"]

@@ -6,13 +6,18 @@ import asyncio
 import logging
 import os
 import sqlite3
+from collections.abc import AsyncIterable, AsyncIterator
 from pathlib import Path
+
+import orjson
 
 from storage import (
     AdminError,
     StorageStats,
 )
 from storage.common import now, readiness_failure
+from storage.copy import BOOLEANS, DOCUMENTS, refuse_non_empty
+from storage.interfaces import TABLES
 from storage.sqlite.engine import Engine
 
 health_log = logging.getLogger("scimlet.health")
@@ -105,6 +110,36 @@ def _statements(script: str) -> list[str]:
     return [s for s in statements if s.strip()]
 
 
+def _neutral(table: str, names: list[str], values: tuple) -> dict:
+    """A row as copy-database carries it: SQLite's rowid as seq, 0/1 as bool, documents parsed."""
+    row = dict(zip(("seq" if name == "rowid" else name for name in names), values, strict=True))
+    for column in BOOLEANS.get(table, ()):
+        if row[column] is not None:
+            row[column] = bool(row[column])
+    for column in DOCUMENTS.get(table, ()):
+        row[column] = orjson.loads(row[column])
+    return row
+
+
+def _stored(table: str, row: dict) -> dict:
+    """The inverse of _neutral: the values as SQLite stores them."""
+    stored = {("rowid" if name == "seq" else name): value for name, value in row.items()}
+    for column in BOOLEANS.get(table, ()):
+        if stored[column] is not None:
+            stored[column] = int(stored[column])
+    for column in DOCUMENTS.get(table, ()):
+        stored[column] = orjson.dumps(stored[column]).decode()
+    return stored
+
+
+def _select_all(table: str) -> str:
+    # rowid named explicitly: users and groups declare it as their INTEGER PRIMARY KEY, the creation order.
+    order = "rowid" if table in ("users", "groups", "provisioning_log") else "1"
+    if table == "group_members":
+        order = "group_id, member_id"
+    return f"SELECT * FROM {table} ORDER BY {order}"
+
+
 class Maintenance(Engine):
     """OperationsStore's methods on SQLite (migrate and backup use connections of their own)."""
 
@@ -128,6 +163,54 @@ class Maintenance(Engine):
 
     async def backup(self, destination: str) -> dict[str, int]:
         return await asyncio.to_thread(backup, self.path, destination)
+
+    async def export_rows(self, table: str, batch_size: int) -> AsyncIterator[list[dict]]:
+        if not Path(self.path).is_file():
+            raise AdminError(f"There is no database at {self.path}")
+        conn = sqlite3.connect(
+            f"{Path(self.path).resolve().as_uri()}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+        )
+        try:
+            conn.execute("PRAGMA busy_timeout=10000")
+            conn.execute("BEGIN")  # one read transaction: every table from the same snapshot
+            cursor = await asyncio.to_thread(conn.execute, _select_all(table))
+            names = [column[0] for column in cursor.description]
+            while rows := await asyncio.to_thread(cursor.fetchmany, batch_size):
+                yield [_neutral(table, names, row) for row in rows]
+        finally:
+            conn.close()
+
+    async def import_rows(self, batches: AsyncIterable[tuple[str, list[dict]]]) -> dict[str, int]:
+        try:
+            await self.migrate()
+        except (sqlite3.Error, OSError) as exc:
+            raise AdminError(f"Cannot open the target database {self.path}: {exc}") from None
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        counts = dict.fromkeys(TABLES, 0)
+        try:
+            conn.execute("PRAGMA busy_timeout=10000")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                refuse_non_empty(
+                    {table: conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in TABLES}, self.path
+                )
+                async for table, rows in batches:
+                    if not rows:
+                        continue
+                    stored = [_stored(table, row) for row in rows]
+                    names = list(stored[0])
+                    sql = f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
+                    await asyncio.to_thread(conn.executemany, sql, [tuple(row[n] for n in names) for row in stored])
+                    counts[table] += len(rows)
+                conn.execute("COMMIT")  # rowid continues past the largest by itself: no sequence to set
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise AdminError(f"The copy into {self.path} failed: {exc}") from None
+        finally:
+            conn.close()
+        return counts
 
     async def describe(self) -> list[str]:
         return [f"database {self.path}: {await self._state()}"]
