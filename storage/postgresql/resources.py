@@ -124,23 +124,24 @@ class Resources(Engine):
         base = f"FROM {tmap.table} AS t WHERE t.idp_id = $1 AND {where}"
         count_params = list(params)
         with_groups = query.members and tmap is USERS
-        if with_groups:
-            params.append(self.max_user_groups + 1)
-            columns = f"{ROW_COLUMNS}, {GROUP_WALK.format(user='t.id', limit=f'${len(params)}')}"
-        else:
-            columns = ROW_COLUMNS
         n = len(params)
+        page = f"SELECT {ROW_COLUMNS} {base} ORDER BY {order} LIMIT ${n + 1} OFFSET ${n + 2}"
+        if with_groups:
+            # The walks on the page's rows only: in one SELECT with OFFSET, PostgreSQL would compute
+            # them for the skipped rows too. The page (named t again, so `order` applies) is sorted
+            # again outside, a sort of at most one page.
+            params.append(self.max_user_groups + 1)
+            walk = GROUP_WALK.format(user="t.id", limit=f"${n + 3}")
+            page = (
+                f"SELECT {ROW_COLUMNS}, {walk} FROM (SELECT t.* {base} ORDER BY {order} "
+                f"LIMIT ${n + 1} OFFSET ${n + 2}) AS t ORDER BY {order}"
+            )
 
         async def run(conn: Connection) -> tuple[int, list[Row]]:
             rows: list[Row] = []
             size, ended_early = 0, False
             if query.count > 0:
-                found = await conn.fetch(
-                    f"SELECT {columns} {base} ORDER BY {order} LIMIT ${n + 1} OFFSET ${n + 2}",
-                    *params,
-                    query.count,
-                    query.start_index - 1,
-                )
+                found = await conn.fetch(page, *params[:n], query.count, query.start_index - 1, *params[n:])
                 members_loaded = 0
                 for record in found:
                     row = to_row(record)
