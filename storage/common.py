@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import os
 import time
+from collections.abc import Awaitable
 
-from scim.errors import ScimError
+from scim.errors import ScimError, shown
+from storage.errors import AdminError
+from storage.records import ApiKey
 
 log = logging.getLogger("scimlet.health")
 # How long a change to keys or IdPs made by another process may take to reach a running server
@@ -64,3 +68,33 @@ def readiness_failure(what: str, exc: BaseException, timeout: float) -> str:
         return f"{what}: the database cannot store writes"
     log.warning("readiness: %s: %s", what, exc)
     return f"{what}: {type(exc).__name__}"
+
+
+def key_named(keys: list[ApiKey], id_or_name: str) -> ApiKey:
+    """The key with this id, or this name in any letter case; AdminError 404 when none has it."""
+    for key in keys:
+        if key.id == id_or_name or key.name.lower() == id_or_name.lower():
+            return key
+    raise AdminError(f"No API key with id or name {shown(id_or_name)}", 404)
+
+
+async def probe_reads_and_writes(
+    checks: dict[str, str], read: Awaitable[list[str]], write: Awaitable[None], timeout: float, writer_failure: str
+) -> BaseException | None:
+    """Readiness's "database", "migrations" and "writer" checks, in `checks`: `read` (the pending
+    migrations) and `write` (an empty write) run together, each within `timeout`. Returns the
+    write's failure, if any."""
+    reader: list[str] | BaseException
+    writer: None | BaseException
+    reader, writer = await asyncio.gather(
+        asyncio.wait_for(read, timeout), asyncio.wait_for(write, timeout), return_exceptions=True
+    )
+    if isinstance(reader, BaseException):
+        checks["database"] = readiness_failure("the database does not answer reads", reader, timeout)
+        checks["migrations"] = "unknown: the database does not answer"
+    elif reader:
+        checks["migrations"] = f"{len(reader)} pending: {', '.join(reader)}; run `python app.py migrate`"
+    if isinstance(writer, BaseException):
+        checks["writer"] = readiness_failure(writer_failure, writer, timeout)
+        return writer
+    return None

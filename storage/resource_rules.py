@@ -61,3 +61,13 @@ def typed_members(group_id: str, members: tuple[Member, ...], found: dict[str, s
         if declared.get(member_id) and declared[member_id] != kind:
             raise invalid_value(f"members: {shown(member_id)} is a {kind}, not a {declared[member_id]}")
     return [(i, found[i]) for i in ids]
+
+
+def too_many_groups(user_id: str, cap: int) -> ScimError:
+    """400 tooMany for a read of a user in more groups (counting nested ones) than scim.max_user_groups."""
+    return ScimError(
+        400,
+        f"User {user_id} is in more than {cap} groups counting nested ones, more than this server lists "
+        "(scim.max_user_groups); read it with excludedAttributes=groups",
+        "tooMany",
+    )

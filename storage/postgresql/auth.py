@@ -23,7 +23,7 @@ import asyncpg
 
 from scim.errors import shown
 from storage import AdminError, ApiKey, Idp, Principal
-from storage.common import format_timestamp, hash_secret, now
+from storage.common import format_timestamp, hash_secret, key_named, now
 from storage.postgresql.engine import UNAVAILABLE, Connection, Engine
 
 log = logging.getLogger("scimlet.storage")
@@ -180,10 +180,7 @@ class KeysAndIdps(Engine):
         ]
 
     async def find_api_key(self, id_or_name: str) -> ApiKey:
-        for key in await self.list_api_keys():
-            if key.id == id_or_name or key.name.lower() == id_or_name.lower():
-                return key
-        raise AdminError(f"No API key with id or name {shown(id_or_name)}", 404)
+        return key_named(await self.list_api_keys(), id_or_name)
 
     async def revoke_api_key(self, id_or_name: str) -> ApiKey:
         key = await self.find_api_key(id_or_name)

@@ -18,8 +18,8 @@ from storage.postgresql.resources import (
     GroupWalkTooLarge,
     load_groups,
     load_members,
-    too_many_groups,
 )
+from storage.resource_rules import too_many_groups
 from storage.sql import USERS, TableMap, where_clause
 
 

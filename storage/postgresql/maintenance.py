@@ -18,7 +18,7 @@ import orjson
 
 from scim.errors import ScimError
 from storage import AdminError, StorageStats
-from storage.common import now, readiness_failure
+from storage.common import now, probe_reads_and_writes
 from storage.copy import DOCUMENTS, refuse_non_empty
 from storage.interfaces import TABLES
 from storage.postgresql.engine import UNAVAILABLE, Connection, Engine
@@ -194,22 +194,11 @@ class Maintenance(Engine):
         transaction commits. PostgreSQL manages its own storage: "disk" reports a write refused
         for lack of space, which the writer check sees."""
         checks = {"database": "ok", "migrations": "ok", "writer": "ok", "disk": "ok"}
-        reader: list[str] | BaseException
-        writer: None | BaseException
-        reader, writer = await asyncio.gather(
-            asyncio.wait_for(self.pending_migrations(), timeout),
-            asyncio.wait_for(self.write(_nothing), timeout),
-            return_exceptions=True,
+        writer = await probe_reads_and_writes(
+            checks, self.pending_migrations(), self.write(_nothing), timeout, "the database does not complete writes"
         )
-        if isinstance(reader, BaseException):
-            checks["database"] = readiness_failure("the database does not answer reads", reader, timeout)
-            checks["migrations"] = "unknown: the database does not answer"
-        elif reader:
-            checks["migrations"] = f"{len(reader)} pending: {', '.join(reader)}; run `python app.py migrate`"
-        if isinstance(writer, BaseException):
-            checks["writer"] = readiness_failure("the database does not complete writes", writer, timeout)
-            if "disk space" in str(writer):
-                checks["disk"] = "full: PostgreSQL has no disk space left"
+        if writer is not None and "disk space" in str(writer):
+            checks["disk"] = "full: PostgreSQL has no disk space left"
         return checks
 
     async def stats(self) -> StorageStats:

@@ -22,7 +22,14 @@ from storage import Change, ChangeFn, CheckFn, Encoder, Query, Row
 from storage.common import new_resource_id, now
 from storage.postgresql.dialect import POSTGRESQL
 from storage.postgresql.engine import ATTEMPTS, Batcher, Connection, Engine, status_count
-from storage.resource_rules import IdpDeleted, changed_columns, hot_columns, typed_members, uniqueness
+from storage.resource_rules import (
+    IdpDeleted,
+    changed_columns,
+    hot_columns,
+    too_many_groups,
+    typed_members,
+    uniqueness,
+)
 from storage.sql import GROUPS, USERS, TableMap, order_clause, where_clause
 
 TABLES: dict[str, TableMap] = {"User": USERS, "Group": GROUPS}
@@ -47,15 +54,6 @@ def to_row(record: asyncpg.Record) -> Row:
 
 class GroupWalkTooLarge(Exception):
     """A user's groups reach more groups than the walk was allowed to visit."""
-
-
-def too_many_groups(user_id: str, cap: int) -> ScimError:
-    return ScimError(
-        400,
-        f"User {user_id} is in more than {cap} groups counting nested ones, more than this server lists "
-        "(scim.max_user_groups); read it with excludedAttributes=groups",
-        "tooMany",
-    )
 
 
 class Resources(Engine):

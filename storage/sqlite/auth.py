@@ -16,7 +16,7 @@ from storage import (
     Idp,
     Principal,
 )
-from storage.common import AUTH_RECHECK_SECONDS, format_timestamp, hash_secret, now
+from storage.common import AUTH_RECHECK_SECONDS, format_timestamp, hash_secret, key_named, now
 from storage.sqlite.engine import Engine, fetch
 
 
@@ -87,10 +87,7 @@ class KeysAndIdps(Engine):
         ]
 
     async def find_api_key(self, id_or_name: str) -> ApiKey:
-        for key in await self.list_api_keys():
-            if key.id == id_or_name or key.name.lower() == id_or_name.lower():
-                return key
-        raise AdminError(f"No API key with id or name {shown(id_or_name)}", 404)
+        return key_named(await self.list_api_keys(), id_or_name)
 
     async def revoke_api_key(self, id_or_name: str) -> ApiKey:
         key = await self.find_api_key(id_or_name)

@@ -24,6 +24,7 @@ from typing import Any
 import aiosqlite
 
 from scim.errors import ScimError
+from storage.resource_rules import too_many_groups
 
 log = logging.getLogger("scimlet.storage")
 CHECKPOINT_SECONDS = 2.0
@@ -377,12 +378,3 @@ class GroupWalkTooLarge(Exception):
     def __init__(self, user_id: str) -> None:
         super().__init__(user_id)
         self.user_id = user_id
-
-
-def too_many_groups(user_id: str, cap: int) -> ScimError:
-    return ScimError(
-        400,
-        f"User {user_id} is in more than {cap} groups counting nested ones, more than this server lists "
-        "(scim.max_user_groups); read it with excludedAttributes=groups",
-        "tooMany",
-    )

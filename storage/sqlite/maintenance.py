@@ -15,7 +15,7 @@ from storage import (
     AdminError,
     StorageStats,
 )
-from storage.common import now, readiness_failure
+from storage.common import now, probe_reads_and_writes
 from storage.copy import BOOLEANS, DOCUMENTS, refuse_non_empty
 from storage.interfaces import TABLES
 from storage.sqlite.engine import Engine
@@ -246,20 +246,13 @@ class Maintenance(Engine):
         if space:
             health_log.warning("readiness: the database is short of space: %s", space)
             checks["disk"] = space
-        reader: list[str] | BaseException
-        writer: None | BaseException
-        reader, writer = await asyncio.gather(
-            asyncio.wait_for(self.read(pending_migrations), timeout),
-            asyncio.wait_for(self.write(_nothing), timeout),
-            return_exceptions=True,
+        await probe_reads_and_writes(
+            checks,
+            self.read(pending_migrations),
+            self.write(_nothing),
+            timeout,
+            "the database writer does not complete writes",
         )
-        if isinstance(reader, BaseException):
-            checks["database"] = readiness_failure("the database does not answer reads", reader, timeout)
-            checks["migrations"] = "unknown: the database does not answer"
-        elif reader:
-            checks["migrations"] = f"{len(reader)} pending: {', '.join(reader)}; run `python app.py migrate`"
-        if isinstance(writer, BaseException):
-            checks["writer"] = readiness_failure("the database writer does not complete writes", writer, timeout)
         return checks
 
     async def stats(self) -> StorageStats:
