@@ -8,6 +8,7 @@ import logging
 import os
 import time
 from collections.abc import Awaitable
+from typing import Any, Protocol
 
 from scim.errors import ScimError, shown
 from storage.errors import AdminError
@@ -68,6 +69,19 @@ def readiness_failure(what: str, exc: BaseException, timeout: float) -> str:
         return f"{what}: the database cannot store writes"
     log.warning("readiness: %s: %s", what, exc)
     return f"{what}: {type(exc).__name__}"
+
+
+class Columns(Protocol):
+    """A row as a driver returns it (sqlite3's tuple, asyncpg's Record): its columns by position."""
+
+    def __getitem__(self, index: int, /) -> Any: ...
+
+
+def api_key_of(row: Columns, last_used: dict[str, float]) -> ApiKey:
+    """An API key from its row (id, name, description, users_write, groups_write, created,
+    last_used, revoked), with the last sign-in recorded in memory and not stored yet, if later."""
+    stored_use = format_timestamp(last_used[row[0]]) if row[0] in last_used else row[6]
+    return ApiKey(row[0], row[1], row[2], bool(row[3]), bool(row[4]), row[5], stored_use, row[7])
 
 
 def key_named(keys: list[ApiKey], id_or_name: str) -> ApiKey:

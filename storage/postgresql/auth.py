@@ -23,7 +23,7 @@ import asyncpg
 
 from scim.errors import shown
 from storage import AdminError, ApiKey, Idp, Principal
-from storage.common import format_timestamp, hash_secret, key_named, now
+from storage.common import api_key_of, format_timestamp, hash_secret, key_named, now
 from storage.postgresql.engine import UNAVAILABLE, Connection, Engine
 
 log = logging.getLogger("scimlet.storage")
@@ -165,19 +165,7 @@ class KeysAndIdps(Engine):
                 'FROM api_keys ORDER BY created COLLATE "C", id'
             )
         )
-        return [
-            ApiKey(
-                r[0],
-                r[1],
-                r[2],
-                r[3],
-                r[4],
-                r[5],
-                format_timestamp(self._last_used[r[0]]) if r[0] in self._last_used else r[6],
-                r[7],
-            )
-            for r in rows
-        ]
+        return [api_key_of(r, self._last_used) for r in rows]
 
     async def find_api_key(self, id_or_name: str) -> ApiKey:
         return key_named(await self.list_api_keys(), id_or_name)

@@ -16,7 +16,7 @@ from storage import (
     Idp,
     Principal,
 )
-from storage.common import AUTH_RECHECK_SECONDS, format_timestamp, hash_secret, key_named, now
+from storage.common import AUTH_RECHECK_SECONDS, api_key_of, format_timestamp, hash_secret, key_named, now
 from storage.sqlite.engine import Engine, fetch
 
 
@@ -72,19 +72,7 @@ class KeysAndIdps(Engine):
             "last_used, revoked FROM api_keys ORDER BY created",
             (),
         )
-        return [
-            ApiKey(
-                r[0],
-                r[1],
-                r[2],
-                bool(r[3]),
-                bool(r[4]),
-                r[5],
-                format_timestamp(self._last_used[r[0]]) if r[0] in self._last_used else r[6],
-                r[7],
-            )
-            for r in rows
-        ]
+        return [api_key_of(r, self._last_used) for r in rows]
 
     async def find_api_key(self, id_or_name: str) -> ApiKey:
         return key_named(await self.list_api_keys(), id_or_name)
