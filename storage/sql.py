@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from scim.errors import ScimError, invalid_filter, invalid_value
 from scim.filters import And, Compare, Node, Not, Or, Present, ValuePath
@@ -60,6 +61,9 @@ GROUPS = TableMap(
     frozenset({"id", "externalid", "displayname"}),
 )
 
+# The table map of each resource type, by its name ("User", "Group").
+TABLES: dict[str, TableMap] = {"User": USERS, "Group": GROUPS}
+
 # Member rows answer filters on Group.members and User.groups; these are the sub-attributes they keep.
 _MEMBER_COLUMNS = {"value": "m.member_id", "type": "m.type"}
 
@@ -78,44 +82,44 @@ def escape_like(value: str) -> str:
     return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-class Dialect:
+class Dialect(Protocol):
     """What differs from one database's SQL to another's: parameters, reading the JSON document, and
     the comparisons of one value (leaf). The structure of a filter (and, or, not, value filters,
     EXISTS over elements, group membership and the walk through nested groups) is the core's."""
 
-    creation_order = "t.rowid"  # the column that orders rows as they were created
+    creation_order: str  # the column that orders rows as they were created
 
     def param(self, params: list, value: object) -> str:
         """Bind `value`: append it to `params` and return its placeholder."""
-        raise NotImplementedError
+        ...
 
     def json_value(self, ref: AttrRef) -> str:
         """The (singular) attribute, or sub-attribute, of the document t.doc."""
-        raise NotImplementedError
+        ...
 
     def json_elements(self, ref: AttrRef, alias: str) -> str:
         """A table expression of the elements of a multi-valued attribute, each as `alias`.value."""
-        raise NotImplementedError
+        ...
 
     def element_sub(self, alias: str, sub: str) -> str:
         """A sub-attribute of the element `alias` an EXISTS walks."""
-        raise NotImplementedError
+        ...
 
     def not_true(self, test: str) -> str:
         """A test that holds unless `test` holds (it may be unknown: no value to compare)."""
-        raise NotImplementedError
+        ...
 
     def leaf(self, builder: Builder, node: Compare | Present, expr: str) -> str:
         """One comparison (or presence test) of the value `expr`; builder.typed(expr) tells a column from JSON."""
-        raise NotImplementedError
+        ...
 
     def sort_key(self, ref: AttrRef, expr: str, typed: bool) -> list[str]:
         """The ORDER BY terms, ascending, of the value `expr` (absent values last is the core's)."""
-        raise NotImplementedError
+        ...
 
     def first_element_sub(self, ref: AttrRef, sub: str) -> str:
         """A multi-valued attribute's sub-attribute to sort by: the primary element's, else the first's."""
-        raise NotImplementedError
+        ...
 
 
 class Builder:

@@ -14,13 +14,12 @@ from storage.postgresql.engine import Connection, Engine
 from storage.postgresql.provisioning_log import like_pattern
 from storage.postgresql.resources import (
     ROW_COLUMNS,
-    TABLES,
     GroupWalkTooLarge,
     load_groups,
     load_members,
 )
 from storage.resource_rules import too_many_groups
-from storage.sql import USERS, TableMap, where_clause
+from storage.sql import TABLES, USERS, TableMap, where_clause
 
 
 class ConsoleData(Engine):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from scim.filters import Compare, Present, fold
 from scim.paths import AttrRef
-from storage.sql import SQL_OPS, Builder, Dialect, escape_like, json_keys
+from storage.sql import SQL_OPS, Builder, escape_like, json_keys
 
 # Columns that hold booleans; every other column holds text.
 BOOLEAN_COLUMNS = frozenset({"t.active"})
@@ -36,7 +36,7 @@ def json_elements_of(expr: str, alias: str, *, ordinality: bool = False) -> str:
     )
 
 
-class PostgresqlDialect(Dialect):
+class PostgresqlDialect:
     creation_order = "t.seq"
 
     def param(self, params: list, value: object) -> str:

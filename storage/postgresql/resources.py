@@ -30,9 +30,8 @@ from storage.resource_rules import (
     typed_members,
     uniqueness,
 )
-from storage.sql import GROUPS, USERS, TableMap, order_clause, where_clause
+from storage.sql import GROUPS, TABLES, USERS, TableMap, order_clause, where_clause
 
-TABLES: dict[str, TableMap] = {"User": USERS, "Group": GROUPS}
 # A page of groups ends early, before the group that would take the members loaded for it past this
 # many (the first group is always loaded whole), as the SQLite backend's PAGE_LOAD_STEPS: counted
 # in rows, not time, so what a page holds does not depend on how busy the server is.

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from scim.filters import Compare, Present
 from scim.paths import AttrRef
-from storage.sql import SQL_OPS, Builder, Dialect, escape_like, json_keys
+from storage.sql import SQL_OPS, Builder, escape_like, json_keys
 
 
 def _json_path(keys: list[str]) -> str:
     return ".".join(["$", *(f'"{key}"' if key.startswith("$") or ":" in key else key for key in keys)])
 
 
-class SqliteDialect(Dialect):
+class SqliteDialect:
     creation_order = "t.rowid"
 
     def param(self, params: list, value: object) -> str:

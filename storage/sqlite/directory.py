@@ -13,11 +13,11 @@ from storage import (
     DirectoryPage,
     Row,
 )
-from storage.sql import GROUPS, USERS, TableMap, where_clause
+from storage.sql import GROUPS, TABLES, USERS, TableMap, where_clause
 from storage.sqlite.dialect import SQLITE
 from storage.sqlite.engine import Engine
 from storage.sqlite.provisioning_log import like_pattern
-from storage.sqlite.resources import TABLES, load_groups
+from storage.sqlite.resources import load_groups
 
 
 class Directory(Engine):

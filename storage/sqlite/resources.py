@@ -21,11 +21,10 @@ from storage import (
 )
 from storage.common import new_resource_id, now
 from storage.resource_rules import IdpDeleted, changed_columns, hot_columns, typed_members, uniqueness
-from storage.sql import GROUPS, USERS, TableMap, is_point_lookup, order_clause, where_clause
+from storage.sql import GROUPS, TABLES, USERS, TableMap, is_point_lookup, order_clause, where_clause
 from storage.sqlite.dialect import SQLITE
 from storage.sqlite.engine import Engine, GroupWalkTooLarge, TooLongInPlace, in_place
 
-TABLES: dict[str, TableMap] = {"User": USERS, "Group": GROUPS}
 # A page of users whose groups are each a long walk (all in densely nested groups) would hold a
 # reader thread for a walk per user: the page ends early, as at scim.max_page_bytes, once loading
 # its rows' groups (or members) has cost about this many VM instructions, a tenth of a second. The
