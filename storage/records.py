@@ -27,10 +27,15 @@ class Row:
 
 @dataclass
 class Change:
-    """What an update does: a new document (None keeps it) and membership deltas, in order."""
+    """What an update does: a new document (None keeps it) and membership deltas, in order.
+
+    A change that keeps the document and only adds or removes listed members holds on any later
+    version of the row with the same document, and a backend may apply it there (the deltas do not
+    depend on the version); `if_version` says it holds only on that version (an If-Match)."""
 
     doc: dict | None = None
     member_ops: list[MemberOp] = field(default_factory=list)
+    if_version: int | None = None
 
 
 ChangeFn = Callable[[Row], Change]

@@ -190,10 +190,11 @@ class ScimHandlers:
             self.check_member_count(len(members))
             member_ops = [MemberOp("replace", tuple(members))]
         check = precondition(request)
+        conditional = "if-match" in request.headers
 
         def change(row: Row) -> Change:
             check(row)
-            return Change(doc=doc, member_ops=member_ops)
+            return Change(doc=doc, member_ops=member_ops, if_version=row.version if conditional else None)
 
         wanted = projection(request, rtype)
         loaded = loads_references(rtype, wanted)
@@ -209,12 +210,13 @@ class ScimHandlers:
                 f"A PATCH may carry at most {self.max_operations} operations; this one has {len(operations)}: split it"
             )
         check = precondition(request)
+        conditional = "if-match" in request.headers
 
         def change(row: Row) -> Change:
             check(row)
             doc, member_ops = apply_patch(rtype, row.doc, body, self.limits, row.id)
             self.check_member_count(sum(len(op.members) for op in member_ops))
-            return Change(doc=doc, member_ops=member_ops)
+            return Change(doc=doc, member_ops=member_ops, if_version=row.version if conditional else None)
 
         asked = "attributes" in request.query_params or "excludedAttributes" in request.query_params
         wanted = projection(request, rtype)
