@@ -36,6 +36,7 @@ from scim.validate import (
     clean_values,
     failing_attributes,
     find_key,
+    not_kept,
     parse_members,
     validate_resource,
 )
@@ -75,6 +76,7 @@ def apply_patch(
     body: dict,
     limits: Limits = DEFAULT_LIMITS,
     resource_id: str | None = None,
+    ignored: list[str] | None = None,
 ) -> tuple[dict, list[MemberOp]]:
     """Apply a PatchOp request to a canonical document; returns the new document and member deltas.
 
@@ -82,10 +84,12 @@ def apply_patch(
     is linear in the values it touches (hashed, never compared pairwise) and no multi-valued
     attribute grows past limits.max_attribute_values, so the work is bounded by the operation count
     times that limit: this runs on the single writer thread, where every other write waits for it.
-    `resource_id` is the resource's own id, which an operation may echo unchanged.
+    `resource_id` is the resource's own id, which an operation may echo unchanged. Each path (or
+    path-less key) naming what the tenant does not keep is appended to `ignored`; a strict tenant
+    refuses it instead (see scim.validate.not_kept).
     """
     operations = _operations(body)
-    patcher = _Patcher(rtype, limits, resource_id)
+    patcher = _Patcher(rtype, limits, resource_id, ignored)
     work = _copy(doc)
     member_ops: list[MemberOp] = []
     touched: list[set[tuple[str | None, str | None]]] = []  # by each operation, for _find_culprit
@@ -214,10 +218,11 @@ class _Patcher:
     """Applies operations to a working document; `touched` collects the top-level attributes they
     change, as (extension URN or None, name), with (URN, None) for a whole extension."""
 
-    def __init__(self, rtype: ResourceType, limits: Limits, resource_id: str | None) -> None:
+    def __init__(self, rtype: ResourceType, limits: Limits, resource_id: str | None, ignored: list[str] | None) -> None:
         self.rtype = rtype
         self.limits = limits
         self.resource_id = resource_id
+        self.ignored = ignored
         self.touched: set[tuple[str | None, str | None]] = set()
 
     def apply(self, work: dict, operation: dict) -> list[MemberOp]:
@@ -266,6 +271,7 @@ class _Patcher:
             return []  # the resource's own id, echoed: it changes nothing (PUT accepts it too)
         target = _target(self.rtype, path)
         if target is None:
+            not_kept(self.rtype, path, self.ignored)
             return []
         if target.attr.name in STORED_APART:
             return [_member_op(op, target, value)]

@@ -6,6 +6,7 @@ The same definitions drive validation, filters, PATCH, projection and the discov
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 USER = "urn:ietf:params:scim:schemas:core:2.0:User"
@@ -341,23 +342,59 @@ SCHEMAS: dict[str, Schema] = {
 }
 
 
-@dataclass(frozen=True)
+def with_required(attributes: tuple[Attribute, ...], paths: tuple[str, ...]) -> tuple[Attribute, ...]:
+    """The attributes with `required` set exactly on `paths` ("userName", "name.givenName"): a
+    complex attribute is required when one of its sub-attributes is."""
+    wanted = set(paths)
+    out = []
+    for attr in attributes:
+        subs = tuple(
+            dataclasses.replace(sub, required=f"{attr.name}.{sub.name}" in wanted) for sub in attr.sub_attributes
+        )
+        required = attr.name in wanted or any(sub.required for sub in subs)
+        out.append(dataclasses.replace(attr, required=required, sub_attributes=subs))
+    return tuple(out)
+
+
+@dataclass(frozen=True, eq=False)
 class ResourceType:
-    """A resource type with case-insensitive lookup of its attributes and schema URNs."""
+    """A resource type as one tenant (IdP) has it: its core schema and extension schemas, with
+    case-insensitive lookup of attributes and URNs, and the tenant's rules. Compared by identity:
+    each tenant's rules make one (scim.tenant caches them), and caches keyed by it stay apart."""
 
     name: str
     endpoint: str
     schema: str
     extensions: tuple[str, ...]
     description: str
-    core: dict[str, Attribute] = field(default_factory=dict, compare=False, repr=False)
-    urns: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+    schemas: dict[str, Schema] = field(default_factory=dict, repr=False)  # by URN: core, then extensions
+    profile: str = "meta-networks"
+    e164_work_phones: bool = True  # phoneNumbers[type eq "work"].value must be E.164
+    strict: bool = False  # an attribute it does not keep is refused (400), not ignored
+    core: dict[str, Attribute] = field(default_factory=dict, init=False, repr=False)
+    urns: dict[str, str] = field(default_factory=dict, init=False, repr=False)
+    # Required attributes as paths ("userName", "name.givenName", "urn:...:costCenter").
+    required: tuple[str, ...] = field(default=(), init=False, repr=False)
 
     def __post_init__(self) -> None:
-        for attr in (*COMMON_ATTRIBUTES, *SCHEMAS[self.schema].attributes):
+        if not self.schemas:
+            self.schemas.update({urn: SCHEMAS[urn] for urn in (self.schema, *self.extensions)})
+        for attr in (*COMMON_ATTRIBUTES, *self.schemas[self.schema].attributes):
             self.core[attr.name.lower()] = attr
         for urn in (self.schema, *self.extensions):
             self.urns[urn.lower()] = urn
+        paths = []
+        for urn in (self.schema, *self.extensions):
+            prefix = "" if urn == self.schema else f"{urn}:"
+            for attr in self.schemas[urn].attributes:
+                if attr.required:
+                    subs = [f"{prefix}{attr.name}.{sub.name}" for sub in attr.sub_attributes if sub.required]
+                    paths.extend(subs or [f"{prefix}{attr.name}"])
+        object.__setattr__(self, "required", tuple(paths))
+
+    def extension_required(self, urn: str) -> bool:
+        """Whether the extension has a required attribute: then every resource carries it."""
+        return any(attr.required for attr in self.schemas[urn].attributes)
 
     def canonical_urn(self, urn: str) -> str | None:
         """The schema URN as we spell it, for any letter case; None when it is not ours."""
@@ -368,7 +405,7 @@ class ResourceType:
         if urn is None or urn == self.schema:
             return self.core.get(name.lower())
         if urn in self.extensions:
-            return SCHEMAS[urn].by_lower.get(name.lower())
+            return self.schemas[urn].by_lower.get(name.lower())
         return None
 
     def to_dict(self, base_url: str, limits: Limits | None = None) -> dict:
@@ -382,7 +419,7 @@ class ResourceType:
             "endpoint": self.endpoint,
             "description": description,
             "schema": self.schema,
-            "schemaExtensions": [{"schema": urn, "required": False} for urn in self.extensions],
+            "schemaExtensions": [{"schema": urn, "required": self.extension_required(urn)} for urn in self.extensions],
             "meta": {"resourceType": "ResourceType", "location": f"{base_url}/ResourceTypes/{self.name}"},
         }
 

@@ -4,21 +4,25 @@ The canonical document spells every attribute as the schema does, keeps enterpri
 attributes under their schema URN, and holds nothing that is absent: null, "" (Entra's way of
 clearing an attribute), empty lists and empty objects are all dropped. Read-only attributes (id,
 meta, groups), the write-only password and group members are never part of it. Anything the schema
-does not know is ignored rather than rejected, because Entra sends extra URNs and attributes.
+does not know is ignored rather than rejected, because Entra sends extra URNs and attributes; the
+caller hears which (`ignored`), and a strict tenant (ResourceType.strict) refuses them instead.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
-from datetime import datetime
-from functools import cache, lru_cache
+from datetime import UTC, datetime
+from functools import lru_cache
 from typing import NamedTuple
 
 import orjson
 import phonenumbers
 
 from scim.errors import ScimError, invalid_syntax, invalid_value, shown
+from scim.filters import format_datetime
+from scim.paths import split_urn
 from scim.schemas import DEFAULT_LIMITS, ENTERPRISE_USER, SCHEMAS, STORED_APART, Attribute, Limits, ResourceType
 
 _MANAGER = SCHEMAS[ENTERPRISE_USER].by_lower["manager"]
@@ -26,6 +30,8 @@ _E164 = re.compile(r"\+[1-9]\d{1,14}")
 _E164_MAX_LENGTH = 16  # "+" and at most 15 digits
 _LEGACY_GROWTH = 1024  # bytes a document stored past scim.max_document_bytes may still grow by
 _MEMBER_TYPES = {"user": "User", "group": "Group"}
+_INTEGER = re.compile(r"[+-]?\d{1,20}")
+_NUMBER = re.compile(r"[+-]?\d{1,20}(\.\d{1,20})?([eE][+-]?\d{1,3})?")
 
 
 # Defined here rather than in scim.patch (which re-exports it) because scim.patch imports this
@@ -48,9 +54,16 @@ def find_key(obj: dict, name: str) -> object:
 
 
 def validate_resource(
-    rtype: ResourceType, body: dict, canonical: dict | None = None, limits: Limits = DEFAULT_LIMITS
+    rtype: ResourceType,
+    body: dict,
+    canonical: dict | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+    ignored: list[str] | None = None,
 ) -> dict:
     """The canonical document for a resource body, or ScimError(400) naming what is wrong.
+
+    Each attribute the tenant does not keep is appended to `ignored` (as sent: "nickname",
+    "urn:...:costCenter"); on a strict tenant it is 400 invalidValue instead.
 
     `canonical` is a document this function returned before (a PATCH passes the stored one): a value
     equal to its value there is kept as it is, not cleaned again. A PATCH changes a few attributes
@@ -61,10 +74,13 @@ def validate_resource(
     doc: dict = {}
     extensions: dict[str, dict] = {}
     # Walk what was sent, not the whole schema: a create touches a handful of its 30-odd attributes.
-    for (urn, lower), given in _collect(rtype, body).items():
+    for (urn, lower), (sent, given) in _collect(rtype, body, ignored).items():
         core = urn == rtype.schema
-        attr = rtype.core.get(lower) if core else SCHEMAS[urn].by_lower.get(lower)
-        if attr is None or attr.mutability == "readOnly" or attr.name in STORED_APART:
+        attr = rtype.core.get(lower) if core else rtype.schemas[urn].by_lower.get(lower)
+        if attr is None:
+            not_kept(rtype, sent, ignored)
+            continue
+        if attr.mutability == "readOnly" or attr.name in STORED_APART:
             continue
         known = None
         if canonical is not None:
@@ -78,9 +94,22 @@ def validate_resource(
             (doc if core else extensions.setdefault(urn, {}))[attr.name] = value
     doc.update(extensions)
     _check_required(rtype, doc)
-    _check_work_phones(doc)
+    if rtype.e164_work_phones:
+        _check_work_phones(doc)
     _check_size(rtype, doc, canonical, limits)
     return doc
+
+
+def not_kept(rtype: ResourceType, name: str, ignored: list[str] | None) -> None:
+    """An attribute (or PATCH path) the tenant does not keep: noted in `ignored`, or on a strict
+    tenant refused."""
+    if rtype.strict:
+        raise invalid_value(
+            f"{shown(name)} is not an attribute of this IdP's {rtype.name} schemas, and this IdP is strict; "
+            "declare it as an extension attribute, or leave it out of the request"
+        )
+    if ignored is not None and name not in ignored:
+        ignored.append(name)
 
 
 def _limits_for(known: object, limits: Limits) -> Limits:
@@ -96,7 +125,7 @@ def failing_attributes(
     """The top-level attributes of a document in canonical form (as PATCH works on one) that fail
     validation, each as (extension URN or None, name); a missing required attribute counts.
     `canonical` is the stored document the PATCH started from, as for validate_resource."""
-    keys: set[tuple[str | None, str]] = {(None, name.partition(".")[0]) for name in _required_paths(rtype)}
+    keys: set[tuple[str | None, str]] = {_top_level(path) for path in rtype.required}
     for key, value in doc.items():
         urn = rtype.canonical_urn(key)
         if urn is None:
@@ -117,7 +146,7 @@ def check_attribute(
 ) -> None:
     """Raise what validate_resource would raise for this one top-level attribute of a document in
     canonical form: its value, whether it is required, and the work phone rule."""
-    attr = rtype.core.get(name.lower()) if urn is None else SCHEMAS[urn].by_lower.get(name.lower())
+    attr = rtype.core.get(name.lower()) if urn is None else rtype.schemas[urn].by_lower.get(name.lower())
     if attr is None or attr.mutability == "readOnly" or attr.name in STORED_APART:
         return
     holder = doc if urn is None else doc.get(urn)
@@ -125,22 +154,35 @@ def check_attribute(
     known = canonical.get(attr.name) if urn is None else canonical.get(urn, {}).get(attr.name)
     value = clean_value(attr, given, attr.name if urn is None else f"{urn}:{attr.name}", _limits_for(known, limits))
     alone = {} if value is None else {attr.name: value}
-    if urn is None and attr.required:
-        _check_required(rtype, alone, attr.name)
-    _check_work_phones(alone)
+    if attr.required:
+        _check_required(rtype, alone if urn is None else {urn: alone}, (urn, attr.name))
+    if rtype.e164_work_phones:
+        _check_work_phones(alone)
 
 
-def _collect(rtype: ResourceType, body: dict) -> dict[tuple[str, str], object]:
-    """Body values keyed by (schema URN, lower-case name); our schema URN keys are containers."""
-    given: dict[tuple[str, str], object] = {}
+def _collect(rtype: ResourceType, body: dict, ignored: list[str] | None) -> dict[tuple[str, str], tuple[str, object]]:
+    """Body values keyed by (schema URN, lower-case name), each with its name as sent. Our schema
+    URN keys are containers; a key "<our URN>:<name>" (Entra's path-less form) is that schema's
+    attribute. A key under a URN the tenant does not have is noted as ignored, whole."""
+    given: dict[tuple[str, str], tuple[str, object]] = {}
     for key, value in body.items():
         urn = rtype.canonical_urn(key)
+        if urn is not None:
+            if isinstance(value, dict):
+                given.update(((urn, name.lower()), (f"{urn}:{name}", item)) for name, item in value.items())
+            elif value is not None:
+                raise invalid_value(f"{urn} must be an object holding that schema's attributes")
+            continue
+        prefix, name = split_urn(key)
+        if prefix is None:
+            if key.lower() != "schemas":  # the message's schema list, not an attribute
+                given[(rtype.schema, key.lower())] = (key, value)
+            continue
+        urn = rtype.canonical_urn(prefix)
         if urn is None:
-            given[(rtype.schema, key.lower())] = value
-        elif isinstance(value, dict):
-            given.update(((urn, name.lower()), item) for name, item in value.items())
-        elif value is not None:
-            raise invalid_value(f"{urn} must be an object holding that schema's attributes")
+            not_kept(rtype, key, ignored)
+        else:
+            given[(urn, name.lower())] = (key, value)
     return given
 
 
@@ -205,7 +247,9 @@ def _clean_simple(attr: Attribute, value: object, name: str, limits: Limits) -> 
         return None
     if attr.type == "boolean":
         return coerce_bool(value, name)
-    # Every other simple type in our schemas (string, reference, binary, dateTime) is a JSON string.
+    if attr.type in ("integer", "decimal"):
+        return _number(attr, value, name)
+    # Every other simple type (string, reference, binary, dateTime) is a JSON string.
     if not isinstance(value, str):
         # A write-only value (the password) is never quoted back: error details reach logs.
         quoted = "" if attr.mutability == "writeOnly" else f" {shown(value)}"
@@ -218,12 +262,31 @@ def _clean_simple(attr: Attribute, value: object, name: str, limits: Limits) -> 
         raise invalid_value(f"{name} contains a NUL character (\\u0000), which no attribute may hold; remove it")
     if attr.type == "dateTime":
         try:
-            datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+            # Stored in the one form filters compare with (UTC, milliseconds, Z), so that text order is time order.
+            return format_datetime(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
+        except (ValueError, OverflowError):
             raise invalid_value(
                 f'{name} must be a dateTime such as "2026-01-31T12:00:00Z", not {shown(value)}'
             ) from None
     return value
+
+
+def _number(attr: Attribute, value: object, name: str) -> int | float:
+    """An integer or decimal: a JSON number, or a string holding one (Entra sends "42")."""
+    if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+        value = float(value) if attr.type == "decimal" or not _INTEGER.fullmatch(value.strip()) else int(value)
+    if attr.type == "integer" and isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if attr.type == "integer" and isinstance(value, int) and not isinstance(value, bool):
+        if abs(value) < 2**63:
+            return value
+        raise invalid_value(f"{name} is an integer of more than 64 bits; at most {2**63 - 1} in size")
+    finite = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if attr.type == "decimal" and finite and isinstance(value, (int, float)):
+        return float(value)
+    kind = "an integer such as 42" if attr.type == "integer" else "a decimal number such as 4.5"
+    raise invalid_value(f"{name} must be {kind}, not {_json_type(value)} {shown(value)}")
 
 
 def coerce_bool(value: object, name: str) -> bool:
@@ -258,33 +321,32 @@ def _json_type(value: object) -> str:
     return "object"
 
 
-def _check_required(rtype: ResourceType, doc: dict, only: str | None = None) -> None:
-    """Every required path is present (`only`: the paths of that one attribute)."""
-    # Only core attributes: RFC 7643 extension schemas are optional, and ours has no required ones.
-    required = _required_paths(rtype)
-    for path in required:
-        name, _, sub = path.partition(".")
-        if only is not None and name != only:
+def _check_required(rtype: ResourceType, doc: dict, only: tuple[str | None, str] | None = None) -> None:
+    """Every required path is present (`only`: the paths of that one top-level attribute)."""
+    for path in rtype.required:
+        urn, name, sub = _split_required(path)
+        if only is not None and (urn, name) != only:
             continue
-        value = doc.get(name)
+        holder = doc if urn is None else doc.get(urn)
+        value = holder.get(name) if isinstance(holder, dict) else None
         if sub and isinstance(value, dict):
             value = value.get(sub)
         if value is None:
             raise invalid_value(
-                f"{path} is required but missing or empty; every {rtype.name} needs {', '.join(required)}"
+                f"{path} is required but missing or empty; every {rtype.name} needs {', '.join(rtype.required)}"
             )
 
 
-@cache  # one entry per resource type
-def _required_paths(rtype: ResourceType) -> tuple[str, ...]:
-    """Required attributes as paths; a required complex attribute contributes its required subs."""
-    paths = []
-    for attr in SCHEMAS[rtype.schema].attributes:
-        if not attr.required:
-            continue
-        subs = [f"{attr.name}.{sub.name}" for sub in attr.sub_attributes if sub.required]
-        paths.extend(subs or [attr.name])
-    return tuple(paths)
+def _split_required(path: str) -> tuple[str | None, str, str]:
+    """'urn:...:attr.sub' -> ('urn:...', 'attr', 'sub'); 'name.givenName' -> (None, 'name', 'givenName')."""
+    urn, rest = split_urn(path)
+    name, _, sub = rest.partition(".")
+    return urn, name, sub
+
+
+def _top_level(path: str) -> tuple[str | None, str]:
+    urn, name, _ = _split_required(path)
+    return urn, name
 
 
 def _check_work_phones(doc: dict) -> None:

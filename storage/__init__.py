@@ -27,12 +27,14 @@ from storage.records import (
     DirectoryPage,
     Encoder,
     Idp,
+    IgnoredAttribute,
     LogCounters,
     LogQuery,
     LogRecord,
     Principal,
     Query,
     Row,
+    SchemaConfig,
 )
 
 __all__ = [
@@ -48,6 +50,7 @@ __all__ = [
     "DirectoryPage",
     "Encoder",
     "Idp",
+    "IgnoredAttribute",
     "LogCounters",
     "LogQuery",
     "LogRecord",
@@ -57,6 +60,7 @@ __all__ = [
     "Query",
     "ResourceStore",
     "Row",
+    "SchemaConfig",
     "StorageStats",
     "Store",
     "create_store",

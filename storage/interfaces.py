@@ -27,12 +27,14 @@ from storage.records import (
     DirectoryPage,
     Encoder,
     Idp,
+    IgnoredAttribute,
     LogCounters,
     LogQuery,
     LogRecord,
     Principal,
     Query,
     Row,
+    SchemaConfig,
 )
 
 
@@ -141,9 +143,16 @@ class AdminStore(Protocol):
         """Revoke the key (again: no change) and return it; it stops signing in. Raises AdminError 404."""
         ...
 
-    async def create_idp(self, name: str, icon: str, api_key: str | None) -> Idp:
-        """A new IdP, bound to the key with this id or name when given. Raises AdminError 400 (empty
-        name, revoked key), 404 (no such key), 409 (name taken, or the key is bound to another IdP)."""
+    async def create_idp(self, name: str, icon: str, api_key: str | None, schema: SchemaConfig | None = None) -> Idp:
+        """A new IdP, bound to the key with this id or name when given, with the schema
+        configuration given (default: SchemaConfig()). Raises AdminError 400 (empty name, revoked
+        key), 404 (no such key), 409 (name taken, or the key is bound to another IdP)."""
+        ...
+
+    async def set_idp_schema(self, idp_id: str, schema: SchemaConfig) -> Idp:
+        """Replace the IdP's schema configuration (the caller has checked it); stored data is never
+        touched. Takes effect for the next request at once in this process and within
+        AUTH_RECHECK_SECONDS in others (authenticate's Principal carries it). Raises AdminError 404."""
         ...
 
     async def list_idps(self) -> list[Idp]:
@@ -244,6 +253,12 @@ class LogStore(Protocol):
 
     async def log_counters(self, idp_ids: list[str], since: str) -> dict[str, LogCounters]:
         """Per IdP: operations and failures since `since`, and the time of its newest record ever."""
+        ...
+
+    async def ignored_attributes(self, idp_id: str, limit: int = 50) -> list[IgnoredAttribute]:
+        """What the IdP's logged requests sent that its tenant did not keep (LogRecord.ignored),
+        summed per name over the records still in the log: most requests first, then by name; at
+        most `limit`."""
         ...
 
 

@@ -78,6 +78,20 @@ class Idp:
     icon: str
     api_key_id: str | None
     created: str
+    schema: SchemaConfig = field(default_factory=lambda: SchemaConfig())
+
+
+@dataclass(frozen=True)
+class SchemaConfig:
+    """The rules an IdP's SCIM tenant enforces: its schema profile (scim.profiles), whether an
+    attribute it does not keep is refused rather than ignored, and its declared extension schemas
+    as the JSON text of their canonical declarations (scim.extensions.parse_declarations). The
+    store keeps the text as given; scim.tenant.tenant(profile, strict, extensions) makes the
+    resource types."""
+
+    profile: str = "meta-networks"
+    strict: bool = False
+    extensions: str = "[]"
 
 
 @dataclass(frozen=True)
@@ -88,6 +102,7 @@ class Principal:
     api_key_id: str
     users_write: bool
     groups_write: bool
+    schema: SchemaConfig = field(default_factory=lambda: SchemaConfig())
 
 
 @dataclass(frozen=True)
@@ -127,6 +142,17 @@ def _name_of(row: Row) -> str:
 
 
 @dataclass(frozen=True)
+class IgnoredAttribute:
+    """An attribute (or PATCH path) an IdP's requests carried that its tenant does not keep,
+    summed over the provisioning log's records of the IdP."""
+
+    name: str  # as sent, e.g. "urn:ietf:params:scim:schemas:extension:Acme:2.0:User:costCenter"
+    requests: int  # records naming it
+    first: str  # the oldest such record's time
+    last: str  # the newest
+
+
+@dataclass(frozen=True)
 class LogQuery:
     """A provisioning log query; every field narrows it. Records come newest first."""
 
@@ -161,6 +187,9 @@ class LogRecord(NamedTuple):
     client: str | None
     request_body: str | None
     response_body: str | None
+    # The attributes and PATCH paths the request sent that the tenant does not keep, as a JSON
+    # array of their names as sent (None when there were none).
+    ignored: str | None = None
     id: int | None = None  # given by the database
     resource_name: str | None = None  # the resource's userName / displayName now, when it still exists
 

@@ -260,10 +260,12 @@ def test_one_primary_among_several_is_fine():
     assert [e["primary"] for e in doc["emails"]] == [True, False]
 
 
-def test_date_time_must_parse():
-    # No writable dateTime attribute exists in our schemas (meta is read-only), so test the cleaner.
+def test_date_time_must_parse_and_is_stored_in_the_form_filters_compare():
+    # A declared extension's dateTime is stored as UTC with milliseconds, so text order is time order.
     when = Attribute("when", "dateTime")
-    assert clean_value(when, "2026-01-31T12:00:00Z", "when") == "2026-01-31T12:00:00Z"
+    assert clean_value(when, "2026-01-31T12:00:00Z", "when") == "2026-01-31T12:00:00.000Z"
+    assert clean_value(when, "2026-01-31T13:00:00+01:00", "when") == "2026-01-31T12:00:00.000Z"
+    assert clean_value(when, "2026-01-31", "when") == "2026-01-31T00:00:00.000Z"
     with pytest.raises(ScimError) as info:
         clean_value(when, "yesterday", "when")
     assert info.value.scim_type == "invalidValue"
