@@ -88,7 +88,7 @@ def parse_declaration(value: object, where: str = "the schema") -> dict:
     resource_type = value.get("resourceType", "User")
     if resource_type not in RESOURCE_TYPES:
         raise invalid_value(f'{where}: resourceType must be "User" or "Group", not {shown(resource_type)}')
-    name = _text(value, "name", where, default=urn.rsplit(":", 2)[-2] if urn.count(":") > 2 else urn)
+    name = _text(value, "name", where, default=_name_in(urn))
     attributes = value.get("attributes")
     if not isinstance(attributes, list) or not attributes:
         raise invalid_value(f'{where}: "attributes" must be a non-empty array of attribute definitions')
@@ -102,6 +102,14 @@ def parse_declaration(value: object, where: str = "the schema") -> dict:
         "description": _text(value, "description", where, default=""),
         "attributes": parsed,
     }
+
+
+def _name_in(urn: str) -> str:
+    """A name for the schema from its URN: "Acme" for urn:...:extension:Acme:2.0:User."""
+    for segment in reversed(urn.split(":")[2:]):
+        if segment not in RESOURCE_TYPES and not re.fullmatch(r"[\d.]+", segment):
+            return segment
+    return urn
 
 
 def _attributes(items: list, where: str, *, top: bool) -> list[dict]:

@@ -195,7 +195,7 @@ def parse_filter(
         # The commonest filter by far, `attribute op "value"` (Entra's every lookup), skips the
         # tokenizer once its shape is known. A string without backslashes needs no decoding, and
         # the pattern admits no control character.
-        simple_shape = (rtype.name, simple["attr"], simple["op"].lower())
+        simple_shape = (rtype, simple["attr"], simple["op"].lower())
         template = _TEMPLATES.get(simple_shape)
         if template is not None:
             return _fill(template, [simple["value"]])
@@ -203,7 +203,7 @@ def parse_filter(
     # Checked on every call, not only when a shape is first parsed: the limit may differ per caller.
     _check_depth(tokens, max_depth)
     literals = [tok.value[1] for tok in tokens if tok.type in _LITERAL_TYPES]
-    shape = (rtype.name, *(tok.type if tok.type in _LITERAL_TYPES else (tok.type, tok.value) for tok in tokens))
+    shape = (rtype, *(tok.type if tok.type in _LITERAL_TYPES else (tok.type, tok.value) for tok in tokens))
     template = _TEMPLATES.get(shape)
     if template is None:
         slot = 0

@@ -30,6 +30,8 @@ from web.scim.request import ScimRequest
 log = logging.getLogger("scimlet.provisioning")
 MAX_LOGGED_BODY = 16_384
 MAX_LOGGED_DETAIL = 1024
+# At most this many ignored attribute names are recorded per request.
+MAX_LOGGED_IGNORED = 20
 MAX_LOGGED_TEXT = 256  # path, target, operation, ids, client: real ones are well under 200
 FLUSH_SECONDS = 0.5
 FLUSH_RECORDS = 500
@@ -325,4 +327,13 @@ def build_record(request: ScimRequest, status: int, response_raw: bytes | memory
         client=_clip(request.client_host, MAX_LOGGED_TEXT) or None,
         request_body=_logged_request_body(request.raw_body, request.body),
         response_body=logged_response_body(response_raw),
+        ignored=_logged_ignored(request.ignored),
     )
+
+
+def _logged_ignored(names: list[str]) -> str | None:
+    """The names the request sent that its tenant does not keep, as a JSON array, each clipped;
+    the first MAX_LOGGED_IGNORED of them (a body can name thousands)."""
+    if not names:
+        return None
+    return orjson.dumps([_clip(name, MAX_LOGGED_TEXT) for name in names[:MAX_LOGGED_IGNORED]]).decode()

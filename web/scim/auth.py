@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from scim.errors import ScimError
-from scim.schemas import GROUP_TYPE, USER_TYPE, ResourceType
+from scim.schemas import ResourceType
 from storage import Principal, ResourceStore
 from web.scim.request import ScimRequest
 from web.throttle import AuthThrottle
@@ -39,8 +39,9 @@ class BearerAuth:
             self.throttle.failed(request.client_host)
             raise Unauthorized()
         request.principal = principal
-        if write is USER_TYPE and not principal.users_write:
+        kind = write.name if write is not None else None
+        if kind == "User" and not principal.users_write:
             raise ScimError(403, "This API key does not have the Users write privilege; grant it to the key")
-        if write is GROUP_TYPE and not principal.groups_write:
+        if kind == "Group" and not principal.groups_write:
             raise ScimError(403, "This API key does not have the Groups write privilege; grant it to the key")
         return principal

@@ -9,10 +9,11 @@ from scim import schemas
 from scim.errors import ScimError, invalid_value, not_found, shown
 from scim.patch import MemberOp, apply_patch
 from scim.resources import etag, etag_matches, parse_etags
-from scim.schemas import GROUP_TYPE, USER_TYPE, Limits, ResourceType
+from scim.schemas import Limits, ResourceType
+from scim.tenant import Tenant, tenant
 from scim.validate import find_key, parse_members, validate_resource
 from settings import Settings
-from storage import Change, ResourceStore, Row
+from storage import Change, Principal, ResourceStore, Row
 from web.request_body import BodyDeadlines, read_object
 from web.scim.auth import BearerAuth
 from web.scim.params import page_query, projection
@@ -55,29 +56,29 @@ class ScimHandlers:
         )
 
     async def resource_types(self, request: ScimRequest) -> Response:
-        self.auth.authenticate(request)
+        types = tenant_of(self.auth.authenticate(request)).types
         base_url = self.render.base_url(request)
-        items = [rtype.to_dict(base_url, self.limits) for rtype in schemas.RESOURCE_TYPES.values()]
+        items = [rtype.to_dict(base_url, self.limits) for rtype in types.values()]
         return ScimResponse(list_response(items, len(items), 1))
 
     async def resource_type(self, request: ScimRequest) -> Response:
-        self.auth.authenticate(request)
+        types = tenant_of(self.auth.authenticate(request)).types
         name = request.path_params["name"]
-        for rtype in schemas.RESOURCE_TYPES.values():
+        for rtype in types.values():
             if rtype.name.lower() == name.lower():
                 return ScimResponse(rtype.to_dict(self.render.base_url(request), self.limits))
         raise not_found(f"No resource type {shown(name)}; known: User, Group")
 
     async def schema_list(self, request: ScimRequest) -> Response:
-        self.auth.authenticate(request)
+        declared = tenant_of(self.auth.authenticate(request)).schemas
         base_url = self.render.base_url(request)
-        items = [schema.to_dict(base_url, self.limits) for schema in schemas.SCHEMAS.values()]
+        items = [schema.to_dict(base_url, self.limits) for schema in declared]
         return ScimResponse(list_response(items, len(items), 1))
 
     async def schema(self, request: ScimRequest) -> Response:
-        self.auth.authenticate(request)
+        declared = tenant_of(self.auth.authenticate(request)).schemas
         urn = request.path_params["urn"]
-        for schema in schemas.SCHEMAS.values():
+        for schema in declared:
             if schema.id.lower() == urn.lower():
                 return ScimResponse(schema.to_dict(self.render.base_url(request), self.limits))
         raise not_found(f"No schema {shown(urn)}")
@@ -87,7 +88,7 @@ class ScimHandlers:
     async def list_or_create(self, request: ScimRequest, rtype: ResourceType) -> Response:
         if request.method == "POST":
             return await self.create(request, rtype)
-        self.auth.authenticate(request)
+        rtype = tenant_type(self.auth.authenticate(request), rtype)
         params = request.query_params
         return await self.query(
             request,
@@ -104,7 +105,7 @@ class ScimHandlers:
         )
 
     async def search(self, request: ScimRequest, rtype: ResourceType) -> Response:
-        self.auth.authenticate(request)
+        rtype = tenant_type(self.auth.authenticate(request), rtype)
         body = await read_object(request, self.max_body, self.body_deadlines)
         urns = [u.lower() for u in body.get("schemas") or [] if isinstance(u, str)]
         if urns and schemas.SEARCH_REQUEST.lower() not in urns:
@@ -134,10 +135,11 @@ class ScimHandlers:
 
     async def create(self, request: ScimRequest, rtype: ResourceType) -> Response:
         principal = self.auth.authenticate(request, write=rtype)
+        rtype = tenant_type(principal, rtype)
         body = await read_object(request, self.max_body, self.body_deadlines)
-        doc = validate_resource(rtype, body, limits=self.limits)
+        doc = validate_resource(rtype, body, limits=self.limits, ignored=request.ignored)
         members = None
-        if rtype is GROUP_TYPE:
+        if rtype.name == "Group":
             members = parse_members(find_key(body, "members"))
             self.check_member_count(len(members))
         row = await self.store.create(rtype.name, principal.idp_id, doc, members)
@@ -155,6 +157,7 @@ class ScimHandlers:
 
     async def get(self, request: ScimRequest, rtype: ResourceType) -> Response:
         principal = self.auth.authenticate(request)
+        rtype = tenant_type(principal, rtype)
         wanted = projection(request, rtype)
         resource_id = request.path_params["id"]
         row = await self.store.get(
@@ -175,6 +178,7 @@ class ScimHandlers:
 
     async def replace(self, request: ScimRequest, rtype: ResourceType) -> Response:
         principal = self.auth.authenticate(request, write=rtype)
+        rtype = tenant_type(principal, rtype)
         body = await read_object(request, self.max_body, self.body_deadlines)
         resource_id = request.path_params["id"]
         if isinstance(body.get("id"), str) and body["id"] != resource_id:
@@ -183,9 +187,9 @@ class ScimHandlers:
                 f"id is immutable: the body says {shown(body['id'])} but the URL says {shown(resource_id)}",
                 "mutability",
             )
-        doc = validate_resource(rtype, body, limits=self.limits)
+        doc = validate_resource(rtype, body, limits=self.limits, ignored=request.ignored)
         member_ops = []
-        if rtype is GROUP_TYPE:
+        if rtype.name == "Group":
             members = parse_members(find_key(body, "members"))
             self.check_member_count(len(members))
             member_ops = [MemberOp("replace", tuple(members))]
@@ -203,6 +207,7 @@ class ScimHandlers:
 
     async def patch(self, request: ScimRequest, rtype: ResourceType) -> Response:
         principal = self.auth.authenticate(request, write=rtype)
+        rtype = tenant_type(principal, rtype)
         body = await read_object(request, self.max_body, self.body_deadlines)
         operations = body.get("Operations")
         if isinstance(operations, list) and len(operations) > self.max_operations:
@@ -214,13 +219,15 @@ class ScimHandlers:
 
         def change(row: Row) -> Change:
             check(row)
-            doc, member_ops = apply_patch(rtype, row.doc, body, self.limits, row.id)
+            # A change may run again (on a row changed meanwhile): the last run's names are the request's.
+            request.ignored = []
+            doc, member_ops = apply_patch(rtype, row.doc, body, self.limits, row.id, request.ignored)
             self.check_member_count(sum(len(op.members) for op in member_ops))
             return Change(doc=doc, member_ops=member_ops, if_version=row.version if conditional else None)
 
         asked = "attributes" in request.query_params or "excludedAttributes" in request.query_params
         wanted = projection(request, rtype)
-        wants_body = rtype is USER_TYPE or asked
+        wants_body = rtype.name == "User" or asked
         loaded = wants_body and loads_references(rtype, wanted)
         row = await self.store.update(rtype.name, principal.idp_id, request.path_params["id"], change, members=loaded)
         if not wants_body:
@@ -238,3 +245,14 @@ class ScimHandlers:
                 f"At most {self.max_members} members may change in one request; "
                 f"this one has {count}: send them in batches"
             )
+
+
+def tenant_of(principal: Principal) -> Tenant:
+    """The resource types of the principal's IdP (its profile, extensions and strict switch)."""
+    config = principal.schema
+    return tenant(config.profile, config.strict, config.extensions)
+
+
+def tenant_type(principal: Principal, route_type: ResourceType) -> ResourceType:
+    """The IdP's own version of the route's resource type (the route table binds the default one)."""
+    return tenant_of(principal).type_named(route_type.name)

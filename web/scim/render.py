@@ -8,7 +8,7 @@ from starlette.responses import Response
 from scim import schemas
 from scim.project import Projection, project
 from scim.resources import etag, to_resource
-from scim.schemas import GROUP_TYPE, USER_TYPE, ResourceType
+from scim.schemas import ResourceType
 from storage import Encoder, Row
 from web.scim.request import ScimRequest
 from web.scim.responses import ScimResponse
@@ -60,14 +60,14 @@ class Renderer:
     ) -> Response:
         """The answer to a PUT or PATCH that was applied: the resource, or, for a user in more groups
         than an answer lists (scim.max_user_groups), no body (RFC 7644 §3.5.2) with its ETag."""
-        if loaded and rtype is USER_TYPE and row.groups is None:
+        if loaded and rtype.name == "User" and row.groups is None:
             return Response(status_code=204, headers={"ETag": etag(row.version)})
         return self.single(request, rtype, row, projection)
 
 
 def loads_references(rtype: ResourceType, projection: Projection) -> bool:
     """Whether member rows (groups) or memberships (users) must be read for this answer."""
-    return projection.wants("members" if rtype is GROUP_TYPE else "groups")
+    return projection.wants("members" if rtype.name == "Group" else "groups")
 
 
 def encode_resource(resource: dict) -> bytes:

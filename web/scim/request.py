@@ -33,6 +33,7 @@ class ScimRequest:
         "body",
         "resource_id",
         "error",
+        "ignored",
     )
 
     def __init__(self, scope: Scope, receive: Receive) -> None:
@@ -57,6 +58,8 @@ class ScimRequest:
         self.body: object = None  # the parsed body, when it was valid JSON
         self.resource_id: str | None = None  # the id of a resource this request created
         self.error: ScimError | None = None
+        # What the body sent that the tenant does not keep (scim.validate.not_kept), for the log.
+        self.ignored: list[str] = []
 
     @property
     def body_unread(self) -> bool:
