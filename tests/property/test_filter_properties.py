@@ -23,8 +23,10 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from scim.errors import ScimError
+from scim.extensions import parse_declarations
 from scim.filters import Node, fold, format_datetime, matches, parse_filter
 from scim.schemas import ENTERPRISE_USER, GROUP_TYPE, USER, USER_TYPE
+from scim.tenant import tenant
 from storage import Query, Store
 from tests import pg_server
 from tests.backends import BACKENDS, open_store
@@ -452,6 +454,101 @@ def test_search_selects_what_python_matches(backend: Backend, docs: list[dict], 
         for _ in range(5):
             text = data.draw(FILTERS, label="filter")
             node = parse_filter(text, USER_TYPE)
+            expected = {uid for uid, resource in resources.items() if matches(node, resource)}
+            assert backend.ids("User", idp_id, node) == expected, text
+            event("selects " + ("none" if not expected else "all" if len(expected) == len(resources) else "some"))
+    finally:
+        backend.run(backend.store.delete_idp(idp_id))
+
+
+# --- (c) declared extension attributes: the same agreement on a tenant's own schema ---------------
+
+ACME = "urn:ietf:params:scim:schemas:extension:Acme:2.0:User"
+ACME_TENANT = tenant(
+    "rfc7643",
+    False,
+    json.dumps(
+        parse_declarations(
+            [
+                {
+                    "id": ACME,
+                    "attributes": [
+                        {"name": "costCenter"},
+                        {"name": "code", "caseExact": True},
+                        {"name": "badge", "type": "integer"},
+                        {"name": "rate", "type": "decimal"},
+                        {"name": "remote", "type": "boolean"},
+                        {"name": "hired", "type": "dateTime"},
+                        {"name": "skills", "multiValued": True},
+                        {
+                            "name": "office",
+                            "type": "complex",
+                            "subAttributes": [{"name": "building"}, {"name": "floor", "type": "integer"}],
+                        },
+                    ],
+                }
+            ]
+        )
+    ),
+)
+ACME_USER = ACME_TENANT.user
+numbers = st.integers(-(2**40), 2**40)
+decimals = st.floats(-1e9, 1e9, allow_nan=False).map(lambda f: round(f, 3)) | numbers.map(float)
+acme_doc = st.fixed_dictionaries(
+    {"userName": word},
+    optional={
+        ACME: st.fixed_dictionaries(
+            {},
+            optional={
+                "costCenter": word,
+                "code": word,
+                "badge": numbers,
+                "rate": decimals,
+                "remote": st.booleans(),
+                "hired": moments.map(format_datetime),
+                "skills": st.lists(word, min_size=1, max_size=3),
+                "office": st.fixed_dictionaries({}, optional={"building": word, "floor": st.integers(-5, 200)}),
+            },
+        ).filter(bool)
+    },
+)
+
+
+def acme_filters(strings: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    def path(name: str) -> st.SearchStrategy[str]:
+        # Qualified in any case, or bare (resolved in the extensions, as Entra writes them).
+        return st.sampled_from([f"{ACME}:{name}", f"{ACME.lower()}:{name}", name, name.upper()])
+
+    def compare(names: list[str], ops: list[str], values: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+        return st.builds("{} {} {}".format, st.sampled_from(names).flatmap(path), st.sampled_from(ops), values)
+
+    hired_values = st.builds(date_text, moments, st.integers(0, 3), st.integers(-600, 600)).map(json.dumps)
+    leaf = st.one_of(
+        compare(["costCenter", "code", "skills", "office.building"], STRING_OPS, quoted(strings)),
+        compare(["badge", "office.floor"], DATE_OPS, numbers.map(str) | st.integers(-5, 200).map(str)),
+        compare(["rate"], DATE_OPS, decimals.map(repr) | numbers.map(str)),
+        compare(["remote"], ["eq", "ne"], st.sampled_from(["true", "false", '"True"'])),
+        compare(["hired"], DATE_OPS, hired_values),
+        st.builds("{} pr".format, st.sampled_from(["costCenter", "badge", "skills", "office.floor"]).flatmap(path)),
+    )
+    return st.recursive(leaf, combine, max_leaves=4)
+
+
+ACME_FILTERS = acme_filters(InData.pick("strings") | small_text)
+
+
+@SETTINGS
+@given(docs=st.lists(acme_doc, min_size=10, max_size=20), data=st.data())
+def test_search_on_declared_attributes_selects_what_python_matches(
+    backend: Backend, docs: list[dict], data: st.DataObject
+) -> None:
+    idp_id = backend.run(backend.store.create_idp(f"acme {next(backend.tenants)}", "", None)).id
+    try:
+        resources = create_users(backend, idp_id, docs)
+        InData.strings = value_pool(docs)
+        for _ in range(5):
+            text = data.draw(ACME_FILTERS, label="filter")
+            node = parse_filter(text, ACME_USER)
             expected = {uid for uid, resource in resources.items() if matches(node, resource)}
             assert backend.ids("User", idp_id, node) == expected, text
             event("selects " + ("none" if not expected else "all" if len(expected) == len(resources) else "some"))
