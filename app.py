@@ -24,6 +24,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from scim.errors import ScimError
+from scim.profiles import PROFILES
 from scim.routes import SCIM_PREFIX
 from settings import ConfigError, Settings, load_settings, masked_url
 from storage import AdminError, Store, create_store
@@ -31,7 +32,7 @@ from storage.common import AUTH_RECHECK_SECONDS
 from storage.copy import copy_database
 from web.access_log import RequestMiddleware
 from web.admin import admin_mounts, security
-from web.admin.service import AdminService
+from web.admin.service import AdminService, FailingUsers, failing_json, schema_json
 from web.health import Health
 from web.http_protocol import http_protocol
 from web.log_setup import configure_logging
@@ -180,7 +181,19 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--name", required=True)
     create.add_argument("--icon", default="key")
     create.add_argument("--apikey", required=True, metavar="ID_OR_NAME")
+    _schema_arguments(create)
     create.add_argument("--json", action="store_true")
+    update = idp.add_parser(
+        "update", help="change an IdP's schema profile, strict switch or extension schemas; says what it means"
+    )
+    update.add_argument("id", metavar="ID")
+    _schema_arguments(update)
+    update.add_argument("--json", action="store_true")
+    show = idp.add_parser(
+        "show", help="an IdP's schema rules, the Entra mapping they imply and what Entra sent that it ignores"
+    )
+    show.add_argument("id", metavar="ID")
+    show.add_argument("--json", action="store_true")
     listing = idp.add_parser("list", help="list IdPs and their tenant URLs")
     listing.add_argument("--json", action="store_true")
     delete = idp.add_parser("delete", help="delete an IdP with all its users and groups")
@@ -208,6 +221,34 @@ def _parser() -> argparse.ArgumentParser:
         help="Entra's PATCH dialect(s) to replay (default both, one cycle each)",
     )
     return parser
+
+
+def _schema_arguments(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--profile",
+        choices=tuple(PROFILES),
+        help="schema profile: meta-networks (the connector's rules, default) or rfc7643",
+    )
+    command.add_argument(
+        "--strict",
+        action=argparse.BooleanOptionalAction,
+        help="refuse (400) an attribute the IdP does not keep instead of ignoring it and naming it in the log",
+    )
+    command.add_argument(
+        "--extensions",
+        metavar="FILE",
+        help="a JSON file with the extension schemas to declare (an array of {id, resourceType, attributes}); "
+        "replaces the declared ones; '-' reads standard input",
+    )
+
+
+def _declarations(path: str | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        return sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise AdminError(f"cannot read the extension schemas from {path}: {exc}") from None
 
 
 def _privileges(text: str) -> tuple[bool, bool]:
@@ -268,13 +309,45 @@ async def _apikey(service: AdminService, args: argparse.Namespace) -> int:
 
 async def _idp(service: AdminService, args: argparse.Namespace) -> int:
     if args.action == "create":
-        idp = await service.create_idp(args.name, args.icon, args.apikey)
+        idp = await service.create_idp(
+            args.name,
+            args.icon,
+            args.apikey,
+            profile=args.profile,
+            strict=bool(args.strict),
+            extensions=_declarations(args.extensions),
+        )
         url = service.settings.tenant_url(idp.id)
         _print(
-            {"id": idp.id, "name": idp.name, "tenant_url": url},
+            {"id": idp.id, "name": idp.name, "tenant_url": url, "schema": schema_json(idp.schema)},
             args.json,
-            f"IdP {idp.name}: IdP ID {idp.id}\nTenant URL: {url}",
+            f"IdP {idp.name}: IdP ID {idp.id}\nTenant URL: {url}\nSchema profile: {idp.schema.profile}"
+            f"{' (strict)' if idp.schema.strict else ''}",
         )
+    elif args.action == "update":
+        update = await service.update_idp_schema(
+            args.id, profile=args.profile, strict=args.strict, extensions=_declarations(args.extensions)
+        )
+        if update.changes:
+            await _until_servers_notice()
+        _print(
+            {
+                **service.idp_json(update.idp),
+                "changes": update.changes,
+                "failing_users": failing_json(update.failing),
+            },
+            args.json,
+            "\n".join(
+                [
+                    *(f"- {change}" for change in update.changes or ["Nothing changed."]),
+                    _failing_text(update.failing),
+                ]
+            ),
+        )
+    elif args.action == "show":
+        idp = await service.idp(args.id)
+        data = await service.idp_schema_report(idp)
+        _print(data, args.json, _schema_text(idp.name, data))
     elif args.action == "list":
         idps = await service.idps()
         _print(
@@ -289,6 +362,35 @@ async def _idp(service: AdminService, args: argparse.Namespace) -> int:
         await _until_servers_notice()
         print(f"IdP {idp.name} ({idp.id}) deleted with its users and groups")
     return 0
+
+
+def _failing_text(failing: FailingUsers) -> str:
+    checked = f"{failing.checked} stored users checked" + ("" if failing.complete else " (the first, by userName)")
+    lines = [f"{failing.failing} of {checked} would not pass these rules on their next write."]
+    lines += [f"  {name} ({user_id}): {detail}" for user_id, name, detail in failing.examples]
+    return "\n".join(lines)
+
+
+def _schema_text(name: str, data: dict) -> str:
+    schema = data["schema"]
+    lines = [
+        f"IdP {name}: schema profile {schema['profile']}{' (strict)' if schema['strict'] else ''}",
+        f"  {schema['profile_summary']}",
+        "Entra attribute mapping:",
+        *(f"  {m['resource_type']:<6} {m['source']} -> {m['target']}  {m['rule']}" for m in schema["mappings"]),
+        "Declared extension schemas:" if schema["extensions"] else "No extension schemas declared.",
+    ]
+    for declared in schema["extensions"]:
+        lines.append(f"  {declared['id']} ({declared['resourceType']})")
+        lines += [f"    {attr['name']}: {attr['type']}" for attr in declared["attributes"]]
+    failing = data["failing_users"]
+    lines.append(f"{failing['failing']} of {failing['checked']} stored users would not pass these rules.")
+    ignored = data["ignored"]
+    lines.append(
+        "Sent by the IdP but not kept (from the provisioning log):" if ignored else "Nothing sent was ignored."
+    )
+    lines += [f"  {item['name']}: {item['requests']} requests, last {item['last']}" for item in ignored]
+    return "\n".join(lines)
 
 
 async def _until_servers_notice() -> None:

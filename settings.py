@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any, TypeVar, get_type_hints
 from urllib.parse import urlsplit
 
+from scim.schemas import Limits
+
 DEFAULT_CONFIG = Path(__file__).parent / "config.toml"
 # check-config masks every setting whose name contains one of these words.
 SECRET_WORDS = ("token", "password", "secret")
@@ -252,6 +254,16 @@ class ScimSettings:
         "unless it excludes `groups`",
         minimum=1,
     )
+
+    @property
+    def limits(self) -> Limits:
+        """The limits validation enforces on a resource."""
+        return Limits(
+            max_name_length=self.max_name_length,
+            max_string_length=self.max_string_length,
+            max_attribute_values=self.max_attribute_values,
+            max_document_bytes=self.max_document_bytes,
+        )
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ def to_resource(
 ) -> dict:
     """Assemble the full resource; members/groups are included when they were loaded."""
     location = f"{base_url}{rtype.endpoint}/{resource_id}"
+    doc = rtype.answered_doc(doc)
     schemas = [rtype.schema, *(urn for urn in rtype.extensions if urn in doc)]
     resource: dict = {"schemas": schemas, "id": resource_id, **doc}
     if members is not None:

@@ -375,6 +375,8 @@ class ResourceType:
     urns: dict[str, str] = field(default_factory=dict, init=False, repr=False)
     # Required attributes as paths ("userName", "name.givenName", "urn:...:costCenter").
     required: tuple[str, ...] = field(default=(), init=False, repr=False)
+    # Per extension URN: the attributes a SCIM answer may carry (declared, returned is not never).
+    answered: dict[str, frozenset[str]] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.schemas:
@@ -391,6 +393,30 @@ class ResourceType:
                     subs = [f"{prefix}{attr.name}.{sub.name}" for sub in attr.sub_attributes if sub.required]
                     paths.extend(subs or [f"{prefix}{attr.name}"])
         object.__setattr__(self, "required", tuple(paths))
+        for urn in self.extensions:
+            self.answered[urn] = frozenset(
+                attr.name for attr in self.schemas[urn].attributes if attr.returned != "never"
+            )
+
+    def answered_doc(self, doc: dict) -> dict:
+        """The stored document as a SCIM answer carries it. Values stored under an extension this
+        tenant no longer declares, under an attribute it no longer declares, or of a returned:
+        never attribute stay stored (the console shows them) but are not answered."""
+        out = None
+        for key, value in doc.items():
+            if ":" not in key:  # a core attribute: its name holds no colon, an extension URN does
+                continue
+            names = self.answered.get(key)
+            if names is not None and value.keys() <= names:
+                continue
+            if out is None:
+                out = dict(doc)
+            kept = {name: item for name, item in value.items() if name in names} if names else {}
+            if kept:
+                out[key] = kept
+            else:
+                del out[key]
+        return doc if out is None else out
 
     def extension_required(self, urn: str) -> bool:
         """Whether the extension has a required attribute: then every resource carries it."""

@@ -73,11 +73,21 @@ def validate_resource(
         raise invalid_syntax(f"A {rtype.name} must be a JSON object")
     doc: dict = {}
     extensions: dict[str, dict] = {}
+    if canonical is not None:
+        # Values stored under an extension the tenant no longer declares pass a PATCH untouched
+        # (a configuration change never deletes stored data, nor makes a stored user unwritable).
+        extensions.update(_stored_undeclared(rtype, body, canonical))
+        if extensions:
+            body = {key: value for key, value in body.items() if key not in extensions}
     # Walk what was sent, not the whole schema: a create touches a handful of its 30-odd attributes.
     for (urn, lower), (sent, given) in _collect(rtype, body, ignored).items():
         core = urn == rtype.schema
         attr = rtype.core.get(lower) if core else rtype.schemas[urn].by_lower.get(lower)
         if attr is None:
+            name = sent.rsplit(":", 1)[-1]
+            if not core and canonical is not None and given is not None and canonical.get(urn, {}).get(name) == given:
+                extensions.setdefault(urn, {})[name] = given  # an attribute no longer declared, as stored
+                continue
             not_kept(rtype, sent, ignored)
             continue
         if attr.mutability == "readOnly" or attr.name in STORED_APART:
@@ -110,6 +120,16 @@ def not_kept(rtype: ResourceType, name: str, ignored: list[str] | None) -> None:
         )
     if ignored is not None and name not in ignored:
         ignored.append(name)
+
+
+def _stored_undeclared(rtype: ResourceType, body: dict, canonical: dict) -> dict[str, dict]:
+    """The extension containers of `body` that the tenant does not declare and that hold what the
+    stored document holds under them."""
+    return {
+        key: value
+        for key, value in body.items()
+        if ":" in key and isinstance(value, dict) and rtype.canonical_urn(key) is None and canonical.get(key) == value
+    }
 
 
 def _limits_for(known: object, limits: Limits) -> Limits:

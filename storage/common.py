@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from scim.errors import ScimError, shown
 from storage.errors import AdminError
-from storage.records import ApiKey
+from storage.records import ApiKey, Idp, SchemaConfig
 
 log = logging.getLogger("scimlet.health")
 # How long a change to keys or IdPs made by another process may take to reach a running server
@@ -112,3 +112,12 @@ async def probe_reads_and_writes(
         checks["writer"] = readiness_failure(writer_failure, writer, timeout)
         return writer
     return None
+
+
+# An IdP's columns as idp_of reads them, in both backends.
+IDP_COLUMNS = "id, name, icon, api_key_id, created, schema_profile, schema_strict, schema_extensions"
+
+
+def idp_of(row: Columns) -> Idp:
+    """An Idp from a row of IDP_COLUMNS."""
+    return Idp(row[0], row[1], row[2], row[3], row[4], SchemaConfig(row[5], bool(row[6]), row[7]))

@@ -18,7 +18,7 @@ from storage.interfaces import TABLES, Store
 
 BATCH_SIZE = 1000
 # The boolean and document columns: stored as INTEGER and TEXT by SQLite, boolean and jsonb by PostgreSQL.
-BOOLEANS = {"api_keys": ("users_write", "groups_write"), "users": ("active",)}
+BOOLEANS = {"api_keys": ("users_write", "groups_write"), "idps": ("schema_strict",), "users": ("active",)}
 DOCUMENTS = {"users": ("doc",), "groups": ("doc",)}
 
 

@@ -333,7 +333,9 @@ def build_record(request: ScimRequest, status: int, response_raw: bytes | memory
 
 def _logged_ignored(names: list[str]) -> str | None:
     """The names the request sent that its tenant does not keep, as a JSON array, each clipped;
-    the first MAX_LOGGED_IGNORED of them (a body can name thousands)."""
+    the first MAX_LOGGED_IGNORED of them (a body can name thousands). A NUL or a lone surrogate in
+    a name is replaced: the backends read the array back as JSON text, which cannot hold them."""
     if not names:
         return None
-    return orjson.dumps([_clip(name, MAX_LOGGED_TEXT) for name in names[:MAX_LOGGED_IGNORED]]).decode()
+    shown = [_clip(name, MAX_LOGGED_TEXT).replace("\x00", "\ufffd") for name in names[:MAX_LOGGED_IGNORED]]
+    return orjson.dumps([name.encode("utf-8", "replace").decode() for name in shown]).decode()

@@ -22,8 +22,8 @@ from typing import NamedTuple
 import asyncpg
 
 from scim.errors import shown
-from storage import AdminError, ApiKey, Idp, Principal
-from storage.common import api_key_of, format_timestamp, hash_secret, key_named, now
+from storage import AdminError, ApiKey, Idp, Principal, SchemaConfig
+from storage.common import IDP_COLUMNS, api_key_of, format_timestamp, hash_secret, idp_of, key_named, now
 from storage.postgresql.engine import UNAVAILABLE, Connection, Engine
 
 log = logging.getLogger("scimlet.storage")
@@ -109,7 +109,8 @@ class KeysAndIdps(Engine):
             async with conn.transaction(isolation="repeatable_read", readonly=True):
                 epoch = await conn.fetchval("SELECT n FROM auth_epoch")
                 rows = await conn.fetch(
-                    "SELECT i.id, k.id, k.secret_hash, k.users_write, k.groups_write FROM idps AS i "
+                    "SELECT i.id, k.id, k.secret_hash, k.users_write, k.groups_write, "
+                    "i.schema_profile, i.schema_strict, i.schema_extensions FROM idps AS i "
                     "JOIN api_keys AS k ON k.id = i.api_key_id WHERE k.revoked IS NULL"
                 )
             return epoch, rows
@@ -119,7 +120,9 @@ class KeysAndIdps(Engine):
             # A reload that read before a later one finished (the listener's, racing this
             # instance's own after a change): what it read is older than what is installed.
             return
-        self._bindings = {r[0]: Binding(r[2], Principal(r[0], r[1], r[3], r[4])) for r in rows}
+        self._bindings = {
+            r[0]: Binding(r[2], Principal(r[0], r[1], r[3], r[4], SchemaConfig(r[5], r[6], r[7]))) for r in rows
+        }
         self._auth_epoch = epoch
 
     def authenticate(self, idp_id: str, secret: str) -> Principal | None:
@@ -179,7 +182,7 @@ class KeysAndIdps(Engine):
         await self._reload_bindings()
         return await self.find_api_key(key.id)
 
-    async def create_idp(self, name: str, icon: str, api_key: str | None) -> Idp:
+    async def create_idp(self, name: str, icon: str, api_key: str | None, schema: SchemaConfig | None = None) -> Idp:
         name = _checked_name(name, "An IdP")
         key_id = None
         key_name = ""
@@ -188,19 +191,22 @@ class KeysAndIdps(Engine):
             if key.revoked:
                 raise AdminError(f"API key {shown(key.name)} is revoked")
             key_id, key_name = key.id, key.name
-        idp = Idp(uuid.uuid4().hex, name, icon.replace("\x00", ""), key_id, now())
+        idp = Idp(uuid.uuid4().hex, name, icon.replace("\x00", ""), key_id, now(), schema or SchemaConfig())
 
         async def insert(conn: Connection) -> None:
             if key_id is not None:
                 await _check_key_free(conn, key_id, key_name, idp.id)
             try:
                 await conn.execute(
-                    "INSERT INTO idps (id, name, icon, api_key_id, created) VALUES ($1, $2, $3, $4, $5)",
+                    f"INSERT INTO idps ({IDP_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                     idp.id,
                     idp.name,
                     idp.icon,
                     idp.api_key_id,
                     idp.created,
+                    idp.schema.profile,
+                    idp.schema.strict,
+                    idp.schema.extensions,
                 )
             except asyncpg.UniqueViolationError:
                 raise AdminError(f"An IdP named {shown(name)} already exists", 409) from None
@@ -213,19 +219,15 @@ class KeysAndIdps(Engine):
 
     async def list_idps(self) -> list[Idp]:
         rows = await self.read(
-            lambda conn: conn.fetch(
-                'SELECT id, name, icon, api_key_id, created FROM idps ORDER BY created COLLATE "C", id'
-            )
+            lambda conn: conn.fetch(f'SELECT {IDP_COLUMNS} FROM idps ORDER BY created COLLATE "C", id')
         )
-        return [Idp(*r) for r in rows]
+        return [idp_of(r) for r in rows]
 
     async def get_idp(self, idp_id: str) -> Idp:
-        row = await self.read(
-            lambda conn: conn.fetchrow("SELECT id, name, icon, api_key_id, created FROM idps WHERE id = $1", idp_id)
-        )
+        row = await self.read(lambda conn: conn.fetchrow(f"SELECT {IDP_COLUMNS} FROM idps WHERE id = $1", idp_id))
         if row is None:
             raise AdminError(f"No IdP with id {shown(idp_id)}", 404)
-        return Idp(*row)
+        return idp_of(row)
 
     async def set_idp_api_key(self, idp_id: str, api_key: str) -> Idp:
         idp = await self.get_idp(idp_id)
@@ -239,6 +241,20 @@ class KeysAndIdps(Engine):
             await conn.execute("UPDATE idps SET api_key_id = $1 WHERE id = $2", key.id, idp.id)
 
         await self.write(select)
+        await self._reload_bindings()
+        return await self.get_idp(idp.id)
+
+    async def set_idp_schema(self, idp_id: str, schema: SchemaConfig) -> Idp:
+        idp = await self.get_idp(idp_id)
+        await self.write(
+            lambda conn: conn.execute(
+                "UPDATE idps SET schema_profile = $1, schema_strict = $2, schema_extensions = $3 WHERE id = $4",
+                schema.profile,
+                schema.strict,
+                schema.extensions.replace("\x00", ""),
+                idp.id,
+            )
+        )
         await self._reload_bindings()
         return await self.get_idp(idp.id)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from scim.filters import fold, format_datetime
-from storage import LogCounters, LogQuery, LogRecord
+from storage import IgnoredAttribute, LogCounters, LogQuery, LogRecord
 from storage.postgresql.engine import Connection, Engine, status_count
 from storage.sql import escape_like
 
@@ -101,6 +101,19 @@ class ProvisioningLog(Engine):
             return {r[0]: LogCounters(r[1], r[2], r[3]) for r in rows}
 
         return await self.read(run)
+
+    async def ignored_attributes(self, idp_id: str, limit: int = 50) -> list[IgnoredAttribute]:
+        rows = await self.read(
+            lambda conn: conn.fetch(
+                "SELECT j.name, count(*), min(l.time), max(l.time) "
+                "FROM provisioning_log AS l, jsonb_array_elements_text(l.ignored::jsonb) AS j(name) "
+                "WHERE l.idp_id = $1 AND l.ignored IS NOT NULL "
+                'GROUP BY j.name ORDER BY count(*) DESC, j.name COLLATE "C" LIMIT $2',
+                idp_id,
+                limit,
+            )
+        )
+        return [IgnoredAttribute(*row) for row in rows]
 
 
 def _log_conditions(query: LogQuery) -> tuple[list[str], list]:

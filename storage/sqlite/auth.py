@@ -15,8 +15,18 @@ from storage import (
     ApiKey,
     Idp,
     Principal,
+    SchemaConfig,
 )
-from storage.common import AUTH_RECHECK_SECONDS, api_key_of, format_timestamp, hash_secret, key_named, now
+from storage.common import (
+    AUTH_RECHECK_SECONDS,
+    IDP_COLUMNS,
+    api_key_of,
+    format_timestamp,
+    hash_secret,
+    idp_of,
+    key_named,
+    now,
+)
 from storage.sqlite.engine import Engine, fetch
 
 
@@ -86,7 +96,7 @@ class KeysAndIdps(Engine):
         self._auth_changed()
         return await self.find_api_key(key.id)
 
-    async def create_idp(self, name: str, icon: str, api_key: str | None) -> Idp:
+    async def create_idp(self, name: str, icon: str, api_key: str | None, schema: SchemaConfig | None = None) -> Idp:
         name = name.strip()
         if not name:
             raise AdminError("An IdP needs a name")
@@ -96,15 +106,24 @@ class KeysAndIdps(Engine):
             if key.revoked:
                 raise AdminError(f"API key {shown(key.name)} is revoked")
             key_id = key.id
-        idp = Idp(_idp_id(), name, icon, key_id, now())
+        idp = Idp(_idp_id(), name, icon, key_id, now(), schema or SchemaConfig())
 
         def insert(conn: sqlite3.Connection) -> None:
             if key_id is not None:
                 _check_key_free(conn, key_id, key.name, idp.id)
             try:
                 conn.execute(
-                    "INSERT INTO idps (id, name, icon, api_key_id, created) VALUES (?, ?, ?, ?, ?)",
-                    (idp.id, idp.name, idp.icon, idp.api_key_id, idp.created),
+                    f"INSERT INTO idps ({IDP_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        idp.id,
+                        idp.name,
+                        idp.icon,
+                        idp.api_key_id,
+                        idp.created,
+                        idp.schema.profile,
+                        int(idp.schema.strict),
+                        idp.schema.extensions,
+                    ),
                 )
             except sqlite3.IntegrityError:
                 raise AdminError(f"An IdP named {shown(name)} already exists", 409) from None
@@ -113,8 +132,8 @@ class KeysAndIdps(Engine):
         return idp
 
     async def list_idps(self) -> list[Idp]:
-        rows = await self.read(fetch, "SELECT id, name, icon, api_key_id, created FROM idps ORDER BY created", ())
-        return [Idp(*r) for r in rows]
+        rows = await self.read(fetch, f"SELECT {IDP_COLUMNS} FROM idps ORDER BY created", ())
+        return [idp_of(r) for r in rows]
 
     async def get_idp(self, idp_id: str) -> Idp:
         for idp in await self.list_idps():
@@ -134,6 +153,17 @@ class KeysAndIdps(Engine):
             conn.execute("UPDATE idps SET api_key_id = ? WHERE id = ?", (key.id, idp.id))
 
         await self.write(select)
+        self._auth_changed()
+        return await self.get_idp(idp.id)
+
+    async def set_idp_schema(self, idp_id: str, schema: SchemaConfig) -> Idp:
+        idp = await self.get_idp(idp_id)
+        await self.write(
+            lambda conn: conn.execute(
+                "UPDATE idps SET schema_profile = ?, schema_strict = ?, schema_extensions = ? WHERE id = ?",
+                (schema.profile, int(schema.strict), schema.extensions, idp.id),
+            )
+        )
         self._auth_changed()
         return await self.get_idp(idp.id)
 
@@ -171,7 +201,8 @@ class KeysAndIdps(Engine):
     def _verify(self, idp_id: str, digest: str) -> Principal | None:
         assert self.local_conn is not None, "the store is not open"
         row = self.local_conn.execute(
-            "SELECT k.id, k.secret_hash, k.users_write, k.groups_write FROM idps AS i "
+            "SELECT k.id, k.secret_hash, k.users_write, k.groups_write, "
+            "i.schema_profile, i.schema_strict, i.schema_extensions FROM idps AS i "
             "JOIN api_keys AS k ON k.id = i.api_key_id WHERE i.id = ? AND k.revoked IS NULL",
             (idp_id,),
         ).fetchone()
@@ -179,7 +210,7 @@ class KeysAndIdps(Engine):
         expected = row[1] if row else "0" * 64
         if not hmac.compare_digest(expected, digest) or row is None:
             return None
-        return Principal(idp_id, row[0], bool(row[2]), bool(row[3]))
+        return Principal(idp_id, row[0], bool(row[2]), bool(row[3]), SchemaConfig(row[4], bool(row[5]), row[6]))
 
     def _check_auth_epoch(self) -> None:
         moment = time.monotonic()

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from scim.filters import format_datetime
 from storage import (
+    IgnoredAttribute,
     LogCounters,
     LogQuery,
     LogRecord,
@@ -90,6 +91,17 @@ class ProvisioningLog(Engine):
             return result
 
         return await self.read(run)
+
+    async def ignored_attributes(self, idp_id: str, limit: int = 50) -> list[IgnoredAttribute]:
+        rows = await self.read(
+            fetch,
+            "SELECT j.value, count(*), min(l.time), max(l.time) "
+            "FROM provisioning_log AS l, json_each(l.ignored) AS j "
+            "WHERE l.idp_id = ? AND l.ignored IS NOT NULL "
+            "GROUP BY j.value ORDER BY count(*) DESC, j.value LIMIT ?",
+            (idp_id, limit),
+        )
+        return [IgnoredAttribute(*row) for row in rows]
 
 
 def like_pattern(text: str) -> str:

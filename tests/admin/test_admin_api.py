@@ -250,3 +250,109 @@ async def test_unknown_endpoints_and_methods(api: httpx.AsyncClient) -> None:
     assert missing.status_code == 404 and missing.json()["detail"].startswith("No admin API endpoint")
     wrong = await api.patch("/apikeys")
     assert wrong.status_code == 405 and wrong.json()["status"] == 405
+
+
+ACME = "urn:ietf:params:scim:schemas:extension:Acme:2.0:User"
+
+
+async def test_an_idps_schema_is_set_at_creation_read_changed_and_reported(api: httpx.AsyncClient) -> None:
+    key = (await api.post("/apikeys", json={"name": "k", "users_write": True, "groups_write": True})).json()
+    created = await api.post(
+        "/idps",
+        json={
+            "name": "Any app",
+            "api_key": key["id"],
+            "profile": "rfc7643",
+            "extensions": [{"id": ACME, "attributes": [{"name": "costCenter"}]}],
+        },
+    )
+    assert created.status_code == 201, created.text
+    idp = created.json()
+    assert (idp["schema"]["profile"], idp["schema"]["strict"]) == ("rfc7643", False)
+    assert idp["schema"]["extensions"][0]["attributes"][0] == {
+        "name": "costCenter",
+        "type": "string",
+        "multiValued": False,
+        "description": "",
+        "required": False,
+        "caseExact": False,
+        "mutability": "readWrite",
+        "returned": "default",
+        "uniqueness": "none",
+        "canonicalValues": [],
+        "referenceTypes": [],
+        "subAttributes": [],
+    }
+    report = (await api.get(f"/idps/{idp['id']}/schema")).json()
+    assert report["schema"] == idp["schema"] and report["ignored"] == []
+    assert report["failing_users"] == {"failing": 0, "checked": 0, "complete": True, "examples": []}
+    assert ("User", "userPrincipalName", "userName") in {
+        (m["resource_type"], m["source"], m["target"]) for m in report["schema"]["mappings"]
+    }
+
+    # PATCH changes what it names and keeps the rest.
+    patched = await api.patch(f"/idps/{idp['id']}/schema", json={"strict": True})
+    assert patched.status_code == 200
+    assert patched.json()["changes"] == [
+        "Strict on: a request that sends an attribute this IdP does not keep is refused with 400 invalidValue."
+    ]
+    assert patched.json()["schema"]["profile"] == "rfc7643" and patched.json()["schema"]["extensions"]
+    # PUT replaces the whole: what it leaves out gets its default.
+    replaced = (await api.put(f"/idps/{idp['id']}/schema", json={"profile": "meta-networks"})).json()
+    assert (replaced["schema"]["profile"], replaced["schema"]["strict"], replaced["schema"]["extensions"]) == (
+        "meta-networks",
+        False,
+        [],
+    )
+    assert any(change.startswith("Removed " + ACME) for change in replaced["changes"])
+    assert (await api.get(f"/idps/{idp['id']}")).json()["schema"] == replaced["schema"]
+
+
+async def test_a_stricter_profile_counts_the_stored_users_it_would_refuse(api: httpx.AsyncClient, admin: Admin) -> None:
+    tenant = await admin.idp_with_key()
+    await api.put(f"/idps/{tenant.idp_id}/schema", json={"profile": "rfc7643"})
+    for body in (
+        {"userName": "nameless@x"},
+        {
+            "userName": "dashes@x",
+            "name": {"givenName": "A", "familyName": "B"},
+            "phoneNumbers": [{"type": "work", "value": "312-320-0932"}],
+        },
+        entra_user("fine@x"),
+    ):
+        response = await tenant.scim.post("/Users", json=body)
+        assert response.status_code == 201, response.text
+    stricter = (await api.patch(f"/idps/{tenant.idp_id}/schema", json={"profile": "meta-networks"})).json()
+    assert stricter["changes"][0].startswith("Schema profile rfc7643 → meta-networks")
+    assert {k: stricter["failing_users"][k] for k in ("failing", "checked", "complete")} == {
+        "failing": 2,
+        "checked": 3,
+        "complete": True,
+    }
+    examples = {e["userName"]: e["detail"] for e in stricter["failing_users"]["examples"]}
+    assert set(examples) == {"nameless@x", "dashes@x"} and "E.164" in examples["dashes@x"]
+    # Nothing stored changed: each user reads back as it was written.
+    listed = (await tenant.scim.get("/Users", params={"filter": 'userName eq "dashes@x"'})).json()
+    assert listed["Resources"][0]["phoneNumbers"] == [{"type": "work", "value": "312-320-0932"}]
+
+
+async def test_schema_changes_are_refused_with_what_to_fix(api: httpx.AsyncClient) -> None:
+    idp = (await api.post("/idps", json={"name": "x"})).json()
+    for body, detail in (
+        ({"profile": "okta"}, "Unknown schema profile 'okta'; choose one of meta-networks, rfc7643"),
+        ({"extensions": {"id": ACME}}, "Extension schemas are a JSON array of schema declarations"),
+        ({"extensions": [{"id": ACME, "attributes": [{"name": "a", "type": "float"}]}]}, "type"),
+        (
+            {"extensions": [{"id": "urn:ietf:params:scim:schemas:core:2.0:User", "attributes": [{"name": "a"}]}]},
+            "one of the server's own schemas",
+        ),
+        ({"colour": "red"}, "Unknown field 'colour'"),
+    ):
+        response = await api.patch(f"/idps/{idp['id']}/schema", json=body)
+        assert response.status_code == 400, body
+        assert detail in response.json()["detail"], response.json()
+    created = await api.post("/idps", json={"name": "y", "profile": "nope"})
+    assert created.status_code == 400 and "Unknown schema profile" in created.json()["detail"]
+    assert [i["name"] for i in (await api.get("/idps")).json()["Resources"]] == ["x"]
+    assert (await api.patch("/idps/missing/schema", json={"strict": True})).status_code == 404
+    assert (await api.get(f"/idps/{idp['id']}/schema")).json()["schema"]["profile"] == "meta-networks"

@@ -40,8 +40,10 @@ def test_cli_keys_and_idps_go_through_the_service(tmp_path: Path) -> None:
             "api_key_id": key["id"],
             "created": listed[0]["created"],
             "tenant_url": idp["tenant_url"],
+            "schema": listed[0]["schema"],
         }
     ]
+    assert (listed[0]["schema"]["profile"], listed[0]["schema"]["strict"]) == ("meta-networks", False)
     keys = json.loads(run_cli(env, "apikey", "list", "--json").stdout)
     assert [(k["name"], k["privileges"], k["revoked"]) for k in keys] == [("Entra", ["users", "groups"], None)]
     assert "secret" not in keys[0]
@@ -51,6 +53,49 @@ def test_cli_keys_and_idps_go_through_the_service(tmp_path: Path) -> None:
     assert duplicate.returncode == 2 and "already exists" in duplicate.stderr
     deleted = run_cli(env, "idp", "delete", idp["id"], "--yes")
     assert deleted.returncode == 0 and json.loads(run_cli(env, "idp", "list", "--json").stdout) == []
+
+
+def test_cli_sets_an_idps_profile_strictness_and_extensions_and_says_what_changed(tmp_path: Path) -> None:
+    env = cli_env(tmp_path)
+    run_cli(env, "apikey", "create", "--name", "k", "--write", "users,groups")
+    idp = json.loads(
+        run_cli(env, "idp", "create", "--name", "Demo", "--apikey", "k", "--profile", "rfc7643", "--json").stdout
+    )
+    assert (idp["schema"]["profile"], idp["schema"]["strict"], idp["schema"]["extensions"]) == ("rfc7643", False, [])
+    declarations = tmp_path / "acme.json"
+    declarations.write_text(
+        json.dumps(
+            [
+                {
+                    "id": "urn:ietf:params:scim:schemas:extension:Acme:2.0:User",
+                    "attributes": [
+                        {"name": "costCenter"},
+                        {"name": "badge", "type": "integer", "uniqueness": "server"},
+                    ],
+                }
+            ]
+        )
+    )
+    updated = run_cli(env, "idp", "update", idp["id"], "--extensions", str(declarations), "--strict")
+    assert updated.returncode == 0, updated.stderr
+    assert "Declared urn:ietf:params:scim:schemas:extension:Acme:2.0:User (User): costCenter, badge." in updated.stdout
+    assert "Strict on" in updated.stdout and "0 of 0 stored users checked" in updated.stdout
+    shown = run_cli(env, "idp", "show", idp["id"])
+    assert "schema profile rfc7643 (strict)" in shown.stdout and "    badge: integer" in shown.stdout
+    assert "userPrincipalName -> userName" in shown.stdout
+    report = json.loads(run_cli(env, "idp", "show", idp["id"], "--json").stdout)
+    assert [a["name"] for a in report["schema"]["extensions"][0]["attributes"]] == ["costCenter", "badge"]
+    assert report["schema"]["extensions"][0]["attributes"][1]["uniqueness"] == "server"
+    again = run_cli(env, "idp", "update", idp["id"], "--extensions", str(declarations), "--strict")
+    assert "Nothing changed." in again.stdout
+    declarations.write_text('[{"id": "not a urn", "attributes": [{"name": "x"}]}]')
+    refused = run_cli(env, "idp", "update", idp["id"], "--extensions", str(declarations))
+    assert refused.returncode == 2 and "'not a urn' is not a schema URN" in refused.stderr
+    missing = run_cli(env, "idp", "update", idp["id"], "--extensions", str(tmp_path / "nope.json"))
+    assert missing.returncode == 2 and "cannot read the extension schemas" in missing.stderr
+    bad_profile = run_cli(env, "idp", "update", idp["id"], "--profile", "okta")
+    assert bad_profile.returncode == 2 and "invalid choice: 'okta'" in bad_profile.stderr
+    assert json.loads(run_cli(env, "idp", "show", idp["id"], "--json").stdout)["schema"] == report["schema"]
 
 
 def test_cli_admin_password_replaces_the_hash_and_ends_sessions(tmp_path: Path) -> None:

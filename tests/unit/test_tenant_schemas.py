@@ -9,6 +9,7 @@ from scim.extensions import parse_declarations
 from scim.filters import matches, parse_filter
 from scim.patch import apply_patch
 from scim.profiles import PROFILES, profile_named
+from scim.resources import to_resource
 from scim.schemas import ENTERPRISE_USER, PATCH_OP, USER
 from scim.tenant import DEFAULT, tenant
 from scim.validate import validate_resource
@@ -274,3 +275,39 @@ def test_a_declaration_is_stored_in_canonical_form_as_schemas_lists_it() -> None
     assert schema["id"] == ACME and schema["attributes"][0]["referenceTypes"] == ["external"]
     # What /Schemas returns can be declared again as it is.
     assert parse_declarations([{**schema, "resourceType": "User"}])[0]["attributes"][0]["name"] == "site"
+
+
+# --- a declaration changed under stored data -------------------------------------------------------
+
+
+def test_answers_leave_out_what_the_tenant_no_longer_declares_or_never_returns() -> None:
+    declared = [
+        {"id": ACME, "attributes": [{"name": "costCenter"}, {"name": "pin", "returned": "never"}]},
+    ]
+    rtype = acme(declarations=declared).user
+    stored = {
+        "userName": "a",
+        ACME: {"costCenter": "42", "pin": "1234", "dropped": "x"},
+        "urn:example:gone:1.0": {"old": 1},
+    }
+    answer = to_resource(rtype, "id1", stored, version=1, created="t", modified="t", base_url="http://x")
+    assert answer[ACME] == {"costCenter": "42"} and "urn:example:gone:1.0" not in answer
+    assert answer["schemas"] == [USER, ACME]
+    assert stored[ACME] == {"costCenter": "42", "pin": "1234", "dropped": "x"}  # the stored document is untouched
+    plain = {"userName": "b", ENTERPRISE_USER: {"department": "D"}}
+    assert rtype.answered_doc(plain) is plain  # nothing to leave out: no copy
+    only_hidden = {"userName": "c", ACME: {"pin": "1"}}
+    assert rtype.answered_doc(only_hidden) == {"userName": "c"}
+
+
+def test_a_patch_keeps_stored_values_the_tenant_no_longer_declares_even_when_strict() -> None:
+    stored = {"userName": "a", "urn:example:gone:1.0": {"old": 1}, ACME: {"costCenter": "42", "dropped": "x"}}
+    body = {"schemas": [PATCH_OP], "Operations": [{"op": "replace", "path": "title", "value": "T"}]}
+    for strict in (False, True):
+        ignored: list[str] = []
+        doc, _ = apply_patch(acme(strict=strict).user, stored, body, ignored=ignored)
+        assert doc == {**stored, "title": "T"} and ignored == []
+    # A replace of the whole document (PUT) is checked as sent: what is not declared is not kept.
+    ignored = []
+    assert validate_resource(acme().user, stored, ignored=ignored) == {"userName": "a", ACME: {"costCenter": "42"}}
+    assert ignored == ["urn:example:gone:1.0", f"{ACME}:dropped"]

@@ -21,7 +21,7 @@ from scim.schemas import GROUP_TYPE, USER_TYPE, ResourceType
 from storage import AdminError
 from web.admin.auth import AdminAuth, Throttled, client_address, csrf_ok
 from web.admin.bodies import AdminBodies
-from web.admin.service import AdminService, log_query
+from web.admin.service import AdminService, failing_json, log_query
 
 UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 WWW_AUTHENTICATE = {"WWW-Authenticate": 'Bearer realm="scimlet-admin"'}
@@ -63,6 +63,8 @@ class AdminApi:
             route("/idps/{idp}", self.get_idp, ["GET"]),
             route("/idps/{idp}", self.delete_idp, ["DELETE"]),
             route("/idps/{idp}/apikey", self.configure_scim, ["PUT"]),
+            route("/idps/{idp}/schema", self.idp_schema, ["GET"]),
+            route("/idps/{idp}/schema", self.update_idp_schema, ["PUT", "PATCH"]),
             route("/idps/{idp}/users", self._bind(self.directory, USER_TYPE), ["GET"]),
             route("/idps/{idp}/users/{id}", self.user, ["GET"]),
             route("/idps/{idp}/groups", self._bind(self.directory, GROUP_TYPE), ["GET"]),
@@ -181,9 +183,39 @@ class AdminApi:
     async def create_idp(self, request: Request) -> Response:
         body = await self._body(request)
         idp = await self.service.create_idp(
-            _text(body, "name", required=True), _text(body, "icon") or "key", _text(body, "api_key") or None
+            _text(body, "name", required=True),
+            _text(body, "icon") or "key",
+            _text(body, "api_key") or None,
+            profile=_text(body, "profile") or None,
+            strict=_flag(body, "strict"),
+            extensions=body.get("extensions"),
         )
         return JsonResponse(self.service.idp_json(idp), status_code=201)
+
+    async def idp_schema(self, request: Request) -> Response:
+        idp = await self.service.idp(request.path_params["idp"])
+        return JsonResponse(await self.service.idp_schema_report(idp))
+
+    async def update_idp_schema(self, request: Request) -> Response:
+        """PUT replaces the whole configuration (what is left out gets its default); PATCH changes what it names."""
+        body = await self._body(request)
+        unknown = sorted(set(body) - {"profile", "strict", "extensions"})
+        if unknown:
+            raise ApiError(400, f"Unknown field {shown(unknown[0])}; send profile, strict and extensions")
+        whole = request.method == "PUT"
+        update = await self.service.update_idp_schema(
+            request.path_params["idp"],
+            profile=_text(body, "profile") or ("meta-networks" if whole else None),
+            strict=_flag(body, "strict") if whole or "strict" in body else None,
+            extensions=body.get("extensions", [] if whole else None),
+        )
+        return JsonResponse(
+            {
+                **self.service.idp_json(update.idp),
+                "changes": update.changes,
+                "failing_users": failing_json(update.failing),
+            }
+        )
 
     async def configure_scim(self, request: Request) -> Response:
         body = await self._body(request)

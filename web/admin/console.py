@@ -25,7 +25,7 @@ from scim.schemas import GROUP_TYPE, USER_TYPE, ResourceType
 from storage import AdminError, AdminSession, LogRecord
 from web.admin.auth import AdminAuth, Throttled, client_address, csrf_ok
 from web.admin.bodies import AdminBodies
-from web.admin.service import ENTRA_MAPPINGS, ICONS, OPERATIONS, AdminService, log_query
+from web.admin.service import ICONS, OPERATIONS, AdminService, log_query, schema_json
 
 HERE = Path(__file__).parent
 SECURITY_HEADERS = {
@@ -316,7 +316,7 @@ class Console:
                 "keys": await self.service.selectable_keys(idp.id),
                 "shared_with": [other for other in shared if other.id != idp.id],
                 "tenant_url": self.service.settings.tenant_url(idp.id),
-                "mappings": ENTRA_MAPPINGS,
+                "schema": schema_json(idp.schema),
                 "counters": counters,
                 "counts": await self.service.store.counts(idp.id),
             },

@@ -9,13 +9,31 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from scim.errors import shown
+import orjson
+
+from scim.errors import ScimError, shown
+from scim.extensions import parse_declarations
 from scim.filters import Node, format_datetime, parse_filter
+from scim.profiles import PROFILES, Profile, profile_named
 from scim.resources import to_resource
 from scim.schemas import GROUP_TYPE, USER_TYPE, ResourceType
+from scim.tenant import Tenant, tenant
+from scim.validate import validate_resource
 from settings import Settings
-from storage import AdminError, ApiKey, DirectoryPage, Idp, LogCounters, LogQuery, LogRecord, Store
+from storage import (
+    AdminError,
+    ApiKey,
+    DirectoryPage,
+    Idp,
+    IgnoredAttribute,
+    LogCounters,
+    LogQuery,
+    LogRecord,
+    SchemaConfig,
+    Store,
+)
 from web.admin import security
+from web.admin.schema_changes import describe_changes
 
 # The built-in IdP icons: inline SVG (24x24 viewBox) drawn with currentColor, nothing downloaded.
 ICONS: dict[str, tuple[str, str]] = {
@@ -69,28 +87,40 @@ OPERATIONS = (
     "Read ResourceTypes",
 )
 
-# The attribute mappings the Meta Networks Connector expects in Entra (README, docs/entra.md).
-ENTRA_MAPPINGS = (
-    ("User", "userPrincipalName", "userName", "required, matching attribute, unique regardless of case"),
-    ("User", "Switch([IsSoftDeleted], ...)", "active", '"True"/"False" strings accepted'),
-    ("User", "telephoneNumber", 'phoneNumbers[type eq "work"].value', 'E.164, e.g. +16175551212; "" clears it'),
-    ("User", "givenName", "name.givenName", "required"),
-    ("User", "surname", "name.familyName", "required"),
-    ("Group", "displayName", "displayName", "required, matching attribute, unique regardless of case"),
-    ("Group", "members", "members", "users or groups of the same IdP"),
-)
-
 PASSWORD_SETTING = "admin_password"
 MAX_NAME = 100
 MAX_DESCRIPTION = 500
 MAX_PAGE = 200
 MEMBERS_SHOWN = 500
 MAX_LOG_SEARCH = 200
+# How many stored users the IdP page checks against the IdP's rules (a page, not a batch job: a
+# larger directory is said to be checked in part), and how many failing ones it names.
+MAX_CHECKED_USERS = 20_000
+FAILING_EXAMPLES = 10
 MAX_ROW_ID = 2**63 - 1  # SQLite's largest INTEGER: a larger number is no row's id, and SQLite refuses to compare it
 # A search that starts like `attr op ...`, `(` or `not (` is a SCIM filter; anything else is plain text.
 _FILTER_START = re.compile(
     r"^\s*(\(|not\s*\(|[a-z][\w.:$-]*(\[[^\]]*\])?(\.[a-z]\w*)?\s+(eq|ne|co|sw|ew|gt|ge|lt|le|pr)\b)", re.I
 )
+
+
+@dataclass
+class FailingUsers:
+    """Stored users that the IdP's rules would refuse on their next write, as the IdP page says."""
+
+    failing: int
+    checked: int
+    complete: bool  # every stored user was checked (else the first MAX_CHECKED_USERS by name)
+    examples: list[tuple[str, str, str]]  # (id, userName, what fails) of the first FAILING_EXAMPLES
+
+
+@dataclass
+class SchemaUpdate:
+    """An IdP after its schema configuration changed, what changed, and the stored users it affects."""
+
+    idp: Idp
+    changes: list[str]
+    failing: FailingUsers
 
 
 @dataclass
@@ -143,11 +173,74 @@ class AdminService:
     async def idp(self, idp_id: str) -> Idp:
         return await self.store.get_idp(idp_id)
 
-    async def create_idp(self, name: str, icon: str, api_key: str | None) -> Idp:
+    async def create_idp(
+        self,
+        name: str,
+        icon: str,
+        api_key: str | None,
+        *,
+        profile: str | None = None,
+        strict: bool = False,
+        extensions: object = None,
+    ) -> Idp:
+        """A new IdP; its schema profile (default meta-networks), strict switch and extension
+        declarations (a JSON array, see scim.extensions) are checked first: AdminError 400 says what to fix."""
         _check_length("name", name.strip(), MAX_NAME)
         if icon not in ICONS:
             raise AdminError(f"Unknown icon {shown(icon)}; choose one of {', '.join(ICONS)}")
-        return await self.store.create_idp(name, icon, api_key or None)
+        schema = schema_config(SchemaConfig(), profile=profile, strict=strict, extensions=extensions)
+        return await self.store.create_idp(name, icon, api_key or None, schema)
+
+    async def update_idp_schema(
+        self, idp_id: str, *, profile: str | None = None, strict: bool | None = None, extensions: object = None
+    ) -> SchemaUpdate:
+        """Change what is given of the IdP's schema configuration (None: keep it). Stored data is
+        never touched; the answer says what changed and which stored users the new rules refuse."""
+        idp = await self.store.get_idp(idp_id)
+        schema = schema_config(idp.schema, profile=profile, strict=strict, extensions=extensions)
+        changes = describe_changes(idp.schema, schema)
+        if changes:
+            idp = await self.store.set_idp_schema(idp.id, schema)
+        return SchemaUpdate(idp, changes, await self.failing_users(idp))
+
+    async def failing_users(self, idp: Idp) -> FailingUsers:
+        """The stored users (the first MAX_CHECKED_USERS by userName) that the IdP's rules refuse."""
+        rtype = tenant_of(idp).user
+        failing, checked = 0, 0
+        examples: list[tuple[str, str, str]] = []
+        after: str | None = None
+        while checked < MAX_CHECKED_USERS:
+            page = await self.store.directory_page(
+                USER_TYPE.name, idp.id, None, after=after, limit=min(MAX_PAGE, MAX_CHECKED_USERS - checked)
+            )
+            for row in page.rows:
+                try:
+                    validate_resource(rtype, dict(row.doc), limits=self.settings.scim.limits)
+                except ScimError as exc:
+                    failing += 1
+                    if len(examples) < FAILING_EXAMPLES:
+                        examples.append((row.id, str(row.doc.get("userName", "")), exc.detail))
+            checked += len(page.rows)
+            if not page.has_next:
+                return FailingUsers(failing, checked, True, examples)
+            after = page.last
+        return FailingUsers(failing, checked, False, examples)
+
+    async def ignored_attributes(self, idp_id: str) -> list[IgnoredAttribute]:
+        """What the IdP's requests sent that its tenant does not keep, most often sent first."""
+        return await self.store.ignored_attributes(idp_id)
+
+    async def idp_schema_report(self, idp: Idp) -> dict:
+        """The IdP's schema configuration, the Entra mapping it implies, the stored users its rules
+        refuse and what its requests sent that it does not keep (the admin API's and CLI's view)."""
+        return {
+            "schema": schema_json(idp.schema),
+            "failing_users": failing_json(await self.failing_users(idp)),
+            "ignored": [
+                {"name": item.name, "requests": item.requests, "first": item.first, "last": item.last}
+                for item in await self.ignored_attributes(idp.id)
+            ],
+        }
 
     async def configure_scim(self, idp_id: str, api_key: str) -> Idp:
         """Select the API key whose secret Entra sends for this IdP (the connector's "Configure SCIM")."""
@@ -185,9 +278,14 @@ class AdminService:
             "api_key_id": idp.api_key_id,
             "created": idp.created,
             "tenant_url": self.settings.tenant_url(idp.id),
+            "schema": schema_json(idp.schema),
         }
 
     # --- directory ------------------------------------------------------------------------------
+
+    async def tenant(self, idp_id: str) -> Tenant:
+        """The IdP's resource types, as its SCIM requests get them (raises AdminError 404)."""
+        return tenant_of(await self.store.get_idp(idp_id))
 
     def parse_search(self, rtype: ResourceType, text: str | None) -> tuple[Node | None, str | None]:
         """The admin's search box: (a SCIM filter, None) or (None, plain text to look for in the names)."""
@@ -345,6 +443,64 @@ class AdminService:
     @property
     def password_source(self) -> str:
         return "config" if self.settings.admin.password else "database"
+
+
+def tenant_of(idp: Idp) -> Tenant:
+    """The IdP's resource types: its profile, declared extensions and strict switch."""
+    return tenant(idp.schema.profile, idp.schema.strict, idp.schema.extensions)
+
+
+def schema_config(
+    current: SchemaConfig, *, profile: str | None = None, strict: bool | None = None, extensions: object = None
+) -> SchemaConfig:
+    """`current` with what is given replaced, each part checked: AdminError 400 says what to fix.
+    `extensions` is the declarations as parsed JSON (a list) or JSON text."""
+    if profile is not None:
+        try:
+            profile_named(profile)
+        except ValueError:
+            raise AdminError(f"Unknown schema profile {shown(profile)}; choose one of {', '.join(PROFILES)}") from None
+    declared = current.extensions
+    if extensions is not None:
+        if isinstance(extensions, str | bytes):
+            try:
+                extensions = orjson.loads(extensions)
+            except orjson.JSONDecodeError as exc:
+                raise AdminError(f"The extension schemas are not valid JSON: {exc}") from None
+        try:
+            declared = orjson.dumps(parse_declarations(extensions)).decode()
+        except ScimError as exc:
+            raise AdminError(exc.detail) from None
+    return SchemaConfig(
+        current.profile if profile is None else profile,
+        current.strict if strict is None else strict,
+        declared,
+    )
+
+
+def schema_json(schema: SchemaConfig) -> dict:
+    """An IdP's schema configuration as the admin API shows it, with the Entra mapping its profile implies."""
+    rules: Profile = profile_named(schema.profile)
+    return {
+        "profile": rules.name,
+        "profile_summary": rules.summary,
+        "strict": schema.strict,
+        "extensions": orjson.loads(schema.extensions),
+        "mappings": [
+            {"resource_type": resource_type, "source": m.source, "target": m.target, "rule": m.rule}
+            for resource_type, mappings in (("User", rules.user_mappings), ("Group", rules.group_mappings))
+            for m in mappings
+        ],
+    }
+
+
+def failing_json(failing: FailingUsers) -> dict:
+    return {
+        "failing": failing.failing,
+        "checked": failing.checked,
+        "complete": failing.complete,
+        "examples": [{"id": i, "userName": name, "detail": detail} for i, name, detail in failing.examples],
+    }
 
 
 def _check_length(what: str, value: str, limit: int) -> None:

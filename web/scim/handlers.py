@@ -9,7 +9,7 @@ from scim import schemas
 from scim.errors import ScimError, invalid_value, not_found, shown
 from scim.patch import MemberOp, apply_patch
 from scim.resources import etag, etag_matches, parse_etags
-from scim.schemas import Limits, ResourceType
+from scim.schemas import ResourceType
 from scim.tenant import Tenant, tenant
 from scim.validate import find_key, parse_members, validate_resource
 from settings import Settings
@@ -34,12 +34,7 @@ class ScimHandlers:
         self.max_count = settings.scim.max_page_size
         self.max_members = settings.scim.max_members_per_patch
         self.max_operations = settings.scim.max_operations
-        self.limits = Limits(
-            max_name_length=settings.scim.max_name_length,
-            max_string_length=settings.scim.max_string_length,
-            max_attribute_values=settings.scim.max_attribute_values,
-            max_document_bytes=settings.scim.max_document_bytes,
-        )
+        self.limits = settings.scim.limits
         self.body_deadlines = BodyDeadlines(settings.server.body_timeout)
         security = settings.security
         self.auth = BearerAuth(store, AuthThrottle(security.auth_failure_limit, security.auth_failure_window))

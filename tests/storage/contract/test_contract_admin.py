@@ -10,7 +10,7 @@ import pytest
 
 from scim.filters import format_datetime
 from scim.patch import Member
-from storage import AdminSession, Query, Store
+from storage import AdminSession, Query, SchemaConfig, Store
 from storage.errors import AdminError
 from tests.backends import open_store
 
@@ -123,6 +123,40 @@ async def test_an_idp_is_created_listed_and_got(store: Store) -> None:
     with pytest.raises(AdminError) as missing:
         await store.get_idp("nope")
     assert missing.value.status == 404
+
+
+async def test_an_idp_keeps_its_schema_configuration_and_its_sign_ins_carry_it(store: Store) -> None:
+    _, secret = await store.create_api_key("k", "", True, True)
+    plain = await store.create_idp("plain", "key", "k")
+    assert plain.schema == SchemaConfig("meta-networks", False, "[]")  # the default
+    assert store.authenticate(plain.id, secret).schema == plain.schema  # type: ignore[union-attr]
+    declared = '[{"id": "urn:acme:1", "attributes": []}]'
+    other = await store.create_idp("other", "key", None, SchemaConfig("rfc7643", True, declared))
+    assert (await store.get_idp(other.id)).schema == SchemaConfig("rfc7643", True, declared)
+    changed = await store.set_idp_schema(plain.id, SchemaConfig("rfc7643", True, declared))
+    assert changed.schema == SchemaConfig("rfc7643", True, declared) == (await store.get_idp(plain.id)).schema
+    assert [i.schema.profile for i in await store.list_idps()] == ["rfc7643", "rfc7643"]
+    principal = store.authenticate(plain.id, secret)  # at once, in the process that changed it
+    assert principal is not None and principal.schema == changed.schema
+    with pytest.raises(AdminError) as missing:
+        await store.set_idp_schema("nope", SchemaConfig())
+    assert missing.value.status == 404
+
+
+async def test_a_schema_change_made_elsewhere_reaches_a_remembered_sign_in(store: Store, database_url: str) -> None:
+    _, secret = await store.create_api_key("k", "", True, True)
+    idp = await store.create_idp("i", "", "k")
+    assert store.authenticate(idp.id, secret) is not None  # remembered
+    elsewhere = await open_store(database_url)
+    try:
+        await elsewhere.set_idp_schema(idp.id, SchemaConfig("rfc7643", False, "[]"))
+    finally:
+        await elsewhere.close()
+    deadline = time.monotonic() + ELSEWHERE_SECONDS
+    while (principal := store.authenticate(idp.id, secret)) is not None and principal.schema.profile != "rfc7643":
+        assert time.monotonic() < deadline, "the other store's schema change did not arrive"
+        await asyncio.sleep(0.02)
+    assert principal is not None
 
 
 async def test_an_idp_is_refused_with_a_reason(store: Store) -> None:

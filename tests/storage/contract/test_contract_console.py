@@ -236,3 +236,24 @@ async def test_prune_logs_by_age_and_by_rows(store: Store) -> None:
     records, _ = await store.query_logs(LogQuery())
     assert [r.target for r in records] == ["recent 4", "recent 3"]
     assert await store.prune_logs(0, 2) == 0
+
+
+async def test_ignored_attributes_are_summed_per_name_most_requests_first(store: Store) -> None:
+    urn = "urn:ietf:params:scim:schemas:extension:Acme:2.0:User:costCenter"
+    await store.append_logs(
+        [
+            record(ago(hours=3), "i1", ignored=f'["{urn}", "nickName"]'),
+            record(ago(hours=2), "i1", ignored=f'["{urn}"]'),
+            record(ago(hours=1), "i1"),
+            record(ago(minutes=5), "i1", ignored='["adresses", "x\\"y"]'),
+            record(ago(minutes=1), "i2", ignored=f'["{urn}"]'),
+        ]
+    )
+    summary = await store.ignored_attributes("i1")
+    assert [(a.name, a.requests) for a in summary] == [(urn, 2), ("adresses", 1), ("nickName", 1), ('x"y', 1)]
+    assert summary[0].first < summary[0].last
+    assert [a.name for a in await store.ignored_attributes("i1", limit=2)] == [urn, "adresses"]
+    assert [(a.name, a.requests) for a in await store.ignored_attributes("i2")] == [(urn, 1)]
+    assert await store.ignored_attributes("i3") == []
+    records, _ = await store.query_logs(LogQuery(idp_id="i1", limit=1))
+    assert records[0].ignored == '["adresses", "x\\"y"]'  # read back as written
