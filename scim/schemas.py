@@ -377,6 +377,8 @@ class ResourceType:
     required: tuple[str, ...] = field(default=(), init=False, repr=False)
     # Per extension URN: the attributes a SCIM answer may carry (declared, returned is not never).
     answered: dict[str, frozenset[str]] = field(default_factory=dict, init=False, repr=False)
+    # The declared extension attributes with uniqueness server, as (URN, attribute).
+    unique: tuple[tuple[str, Attribute], ...] = field(default=(), init=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.schemas:
@@ -397,6 +399,13 @@ class ResourceType:
             self.answered[urn] = frozenset(
                 attr.name for attr in self.schemas[urn].attributes if attr.returned != "never"
             )
+        unique = [
+            (urn, attr)
+            for urn in self.extensions
+            for attr in self.schemas[urn].attributes
+            if attr.uniqueness == "server" and urn not in SCHEMAS
+        ]
+        object.__setattr__(self, "unique", tuple(unique))
 
     def answered_doc(self, doc: dict) -> dict:
         """The stored document as a SCIM answer carries it. Values stored under an extension this

@@ -21,7 +21,7 @@ import orjson
 import phonenumbers
 
 from scim.errors import ScimError, invalid_syntax, invalid_value, shown
-from scim.filters import format_datetime
+from scim.filters import Node, format_datetime, parse_filter
 from scim.paths import split_urn
 from scim.schemas import DEFAULT_LIMITS, ENTERPRISE_USER, SCHEMAS, STORED_APART, Attribute, Limits, ResourceType
 
@@ -130,6 +130,27 @@ def _stored_undeclared(rtype: ResourceType, body: dict, canonical: dict) -> dict
         for key, value in body.items()
         if ":" in key and isinstance(value, dict) and rtype.canonical_urn(key) is None and canonical.get(key) == value
     }
+
+
+def server_unique(rtype: ResourceType, doc: dict) -> list[tuple[Node, str]]:
+    """For each declared `uniqueness: server` attribute the document holds: a filter that another
+    resource holding the same value matches (compared as the attribute's caseExact says), and the
+    409 detail that names it. The store runs them in the write's transaction."""
+    checks: list[tuple[Node, str]] = []
+    for urn, attr in rtype.unique:
+        value = doc.get(urn, {}).get(attr.name)
+        if value is None:
+            continue
+        text = f"{urn}:{attr.name} eq {orjson.dumps(value).decode()}"
+        where = parse_filter(text, rtype, max_length=len(text))
+        checks.append(
+            (
+                where,
+                f"{urn}:{attr.name} {shown(value)} is already another {rtype.name}'s in this IdP "
+                "(uniqueness: server); send a value of its own",
+            )
+        )
+    return checks
 
 
 def _limits_for(known: object, limits: Limits) -> Limits:

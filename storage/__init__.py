@@ -35,6 +35,7 @@ from storage.records import (
     Query,
     Row,
     SchemaConfig,
+    UniqueValue,
 )
 
 __all__ = [
@@ -61,6 +62,7 @@ __all__ = [
     "ResourceStore",
     "Row",
     "SchemaConfig",
+    "UniqueValue",
     "StorageStats",
     "Store",
     "create_store",

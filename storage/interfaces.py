@@ -35,6 +35,7 @@ from storage.records import (
     Query,
     Row,
     SchemaConfig,
+    UniqueValue,
 )
 
 
@@ -64,12 +65,20 @@ class ResourceStore(Protocol):
         AUTH_RECHECK_SECONDS (storage.common). Records the key's last use (see AdminStore.flush_last_used)."""
         ...
 
-    async def create(self, rtype: str, idp_id: str, doc: dict, members: list[Member] | None = None) -> Row:
+    async def create(
+        self,
+        rtype: str,
+        idp_id: str,
+        doc: dict,
+        members: list[Member] | None = None,
+        unique: tuple[UniqueValue, ...] = (),
+    ) -> Row:
         """Store a new resource (`doc` is canonical: no id, meta, members or groups) with a new id,
         version 1, created = modified = now; groups get `members` added. Returns the row with its
         members (groups) or groups (users, none yet).
 
-        Raises ScimError 409 uniqueness (name taken in the IdP, any letter case), 400 invalidValue
+        Raises ScimError 409 uniqueness (name taken in the IdP, any letter case; or another resource
+        of the type in the IdP matches one of `unique`, checked atomically with the write), 400 invalidValue
         (a member id unknown in the IdP, of the wrong type, or the group itself; nothing stored),
         401 (the IdP was deleted while the request ran; nothing stored), 503/429 (cannot write now)."""
         ...
@@ -103,6 +112,9 @@ class ResourceStore(Protocol):
         `modified` set, only when the document or the membership really changed. Returns the row as
         written, with members/groups when asked (a user's groups are None when more than
         scim.max_user_groups).
+
+        When the document changes, no other resource of the type in the IdP may match one of the
+        change's `unique` values (checked atomically with the write).
 
         Raises ScimError 404 (no such resource), 409 uniqueness, 400 invalidValue (unknown member),
         401 (IdP deleted meanwhile), 503/429."""

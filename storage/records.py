@@ -36,6 +36,16 @@ class Change:
     doc: dict | None = None
     member_ops: list[MemberOp] = field(default_factory=list)
     if_version: int | None = None
+    unique: tuple[UniqueValue, ...] = ()  # the new document's values no other resource may share
+
+
+@dataclass(frozen=True)
+class UniqueValue:
+    """A value of a `uniqueness: server` attribute that a write stores: no other resource of the
+    same type in the IdP may match `where`, or the write is refused with 409 `detail`."""
+
+    where: Node
+    detail: str
 
 
 ChangeFn = Callable[[Row], Change]

@@ -307,6 +307,15 @@ def where_clause(
     return builder.node(node), builder.params
 
 
+def taken_query(tmap: TableMap, idp_id: str, resource_id: str, where: Node, dialect: Dialect) -> tuple[str, list]:
+    """A query whose one row says that a resource of the IdP other than `resource_id` matches
+    `where` (a uniqueness: server value is taken), and its parameters."""
+    params: list = []
+    idp, me = dialect.param(params, idp_id), dialect.param(params, resource_id)
+    condition, params = where_clause(where, tmap, idp_id, dialect, params)
+    return f"SELECT 1 FROM {tmap.table} AS t WHERE t.idp_id = {idp} AND t.id <> {me} AND ({condition}) LIMIT 1", params
+
+
 def order_clause(ref: AttrRef, descending: bool, tmap: TableMap, dialect: Dialect) -> str:
     """ORDER BY for sortBy: absent values last, ties broken by creation order."""
     builder = Builder(tmap, "", dialect)

@@ -11,6 +11,9 @@ its row read with SELECT ... FOR UPDATE, because its member changes are row delt
 CONFLICT DO NOTHING, DELETE) that must commit with its version; the common one, a PATCH that
 only adds or removes listed members, is one statement instead (migrations/002_member_delta.sql):
 the group's row is then locked while PostgreSQL runs it, not for round trips to this process.
+A write that must keep a declared `uniqueness: server` value unique (UniqueValue) checks it in a
+transaction that holds an advisory lock on (IdP, table) first, so two instances cannot both find a
+value free and both store it; such writes skip the batched statements.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import orjson
 
 from scim.errors import ScimError, not_found, shown
 from scim.patch import Member, MemberOp
-from storage import Change, ChangeFn, CheckFn, Encoder, Query, Row
+from storage import Change, ChangeFn, CheckFn, Encoder, Query, Row, UniqueValue
 from storage.common import new_resource_id, now
 from storage.postgresql.dialect import POSTGRESQL
 from storage.postgresql.engine import ATTEMPTS, Batcher, Connection, Engine, status_count
@@ -32,7 +35,7 @@ from storage.resource_rules import (
     typed_members,
     uniqueness,
 )
-from storage.sql import GROUPS, TABLES, USERS, TableMap, order_clause, where_clause
+from storage.sql import GROUPS, TABLES, USERS, TableMap, order_clause, taken_query, where_clause
 
 # A page of groups ends early, before the group that would take the members loaded for it past this
 # many (the first group is always loaded whole), as the SQLite backend's PAGE_LOAD_STEPS: counted
@@ -68,11 +71,18 @@ class Resources(Engine):
         self._user_creates = Batcher(self, insert_users)
         self._user_updates = Batcher(self, update_users)
 
-    async def create(self, rtype: str, idp_id: str, doc: dict, members: list[Member] | None = None) -> Row:
+    async def create(
+        self,
+        rtype: str,
+        idp_id: str,
+        doc: dict,
+        members: list[Member] | None = None,
+        unique: tuple[UniqueValue, ...] = (),
+    ) -> Row:
         tmap = TABLES[rtype]
         stamp = now()
         row = Row(new_resource_id(), doc, 1, stamp, stamp)
-        if tmap is USERS:
+        if tmap is USERS and not unique:
             # Concurrent creates go to the database together, as one INSERT (insert_users).
             return await self._user_creates.submit((idp_id, row))
         columns = hot_columns(tmap, doc)
@@ -85,6 +95,7 @@ class Resources(Engine):
         )
 
         async def insert(conn: Connection) -> Row:
+            await check_unique(conn, tmap, idp_id, row.id, unique)
             try:
                 inserted = status_count(
                     await conn.execute(sql, row.id, idp_id, *columns.values(), dumps(doc), 1, stamp, stamp)
@@ -93,6 +104,9 @@ class Resources(Engine):
                 raise uniqueness(tmap, doc) from None
             if not inserted:
                 raise IdpDeleted()
+            if tmap is USERS:
+                row.groups = []
+                return row
             if members:
                 await apply_member_ops(conn, idp_id, row.id, [MemberOp("add", tuple(members))])
             row.members = await load_members(conn, row.id)
@@ -194,7 +208,7 @@ class Resources(Engine):
             if members:
                 current.members = await self.read(lambda conn: load_members(conn, group_id))
             return current
-        return await self._update_locked(idp_id, group_id, change, members)
+        return await self._update_locked(GROUPS, idp_id, group_id, change, members)
 
     async def _apply_delta(self, idp_id: str, current: Row, op: MemberOp) -> bool:
         """Apply `op` to the group in one statement and update `current` to match; False when the
@@ -226,15 +240,19 @@ class Resources(Engine):
         current.version, current.modified = version, modified
         return True
 
-    async def _update_locked(self, idp_id: str, group_id: str, change: ChangeFn, members: bool) -> Row:
-        tmap = GROUPS
+    async def _update_locked(
+        self, tmap: TableMap, idp_id: str, resource_id: str, change: ChangeFn, members: bool
+    ) -> Row:
+        """The change in a transaction on the row read FOR UPDATE: every group change but a member
+        delta, and a user change that must keep a value unique."""
 
         async def run(conn: Connection) -> Row:
-            current = await load_for_write(conn, tmap, "Group", idp_id, group_id)
+            current = await load_for_write(conn, tmap, tmap.resource_type, idp_id, resource_id)
             result: Change = change(current)
             changed = False
             columns: dict[str, object] = {}
             if result.doc is not None and result.doc != current.doc:
+                await check_unique(conn, tmap, idp_id, current.id, result.unique)
                 columns = changed_columns(tmap, current.doc, result.doc)
                 current.doc = result.doc
                 changed = True
@@ -244,11 +262,15 @@ class Resources(Engine):
                 current.version += 1
                 current.modified = now()
                 await store_doc(conn, tmap, current, columns)
-            if members:
+            if members and tmap is GROUPS:
                 current.members = await load_members(conn, current.id)
             return current
 
-        return await self.write(run)
+        row = await self.write(run)
+        if members and tmap is USERS:
+            read = await self.read(lambda conn: self._read_row(conn, USERS, idp_id, resource_id, True, cap_groups=True))
+            row.groups = read.groups if read is not None else []
+        return row
 
     async def _update_user(self, idp_id: str, user_id: str, change: ChangeFn, members: bool) -> Row:
         """Read, change, and store only if the version is still the one read; else again (see the module)."""
@@ -262,6 +284,8 @@ class Resources(Engine):
             result: Change = change(current)
             if result.doc is None or result.doc == current.doc:
                 return current
+            if result.unique:
+                return await self._update_locked(USERS, idp_id, user_id, change, members)
             read_version = current.version
             current.doc, current.version, current.modified = result.doc, read_version + 1, now()
             # Concurrent updates go to the database together, as one UPDATE (update_users).
@@ -363,6 +387,20 @@ async def store_doc(
     except asyncpg.UniqueViolationError:
         raise uniqueness(tmap, row.doc) from None
     return status_count(status) > 0
+
+
+async def check_unique(
+    conn: Connection, tmap: TableMap, idp_id: str, resource_id: str, unique: tuple[UniqueValue, ...]
+) -> None:
+    """409 when another resource holds one of the values. The (IdP, table) advisory lock, held to
+    the end of the transaction, makes the check and the write one step for every instance."""
+    if not unique:
+        return
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"scimlet-unique:{idp_id}:{tmap.table}")
+    for value in unique:
+        sql, params = taken_query(tmap, idp_id, resource_id, value.where, POSTGRESQL)
+        if await conn.fetchval(sql, *params) is not None:
+            raise ScimError(409, value.detail, "uniqueness")
 
 
 # New users, many in one statement, in the order they came (their seq is their creation order). The

@@ -18,10 +18,11 @@ from storage import (
     Encoder,
     Query,
     Row,
+    UniqueValue,
 )
 from storage.common import new_resource_id, now
 from storage.resource_rules import IdpDeleted, changed_columns, hot_columns, typed_members, uniqueness
-from storage.sql import GROUPS, TABLES, USERS, TableMap, is_point_lookup, order_clause, where_clause
+from storage.sql import GROUPS, TABLES, USERS, TableMap, is_point_lookup, order_clause, taken_query, where_clause
 from storage.sqlite.dialect import SQLITE
 from storage.sqlite.engine import Engine, GroupWalkTooLarge, TooLongInPlace, in_place
 
@@ -41,7 +42,14 @@ def _dumps(doc: dict) -> str:
 class Resources(Engine):
     """ResourceStore's reads and writes of users and groups (authenticate is in auth.py), and counts."""
 
-    async def create(self, rtype: str, idp_id: str, doc: dict, members: list[Member] | None = None) -> Row:
+    async def create(
+        self,
+        rtype: str,
+        idp_id: str,
+        doc: dict,
+        members: list[Member] | None = None,
+        unique: tuple[UniqueValue, ...] = (),
+    ) -> Row:
         tmap = TABLES[rtype]
         row = Row(new_resource_id(), doc, 1, now(), "")
         row.modified = row.created
@@ -50,6 +58,7 @@ class Resources(Engine):
             # Checked in the write transaction: a create that was authenticated before its IdP was
             # deleted must not leave a row of it behind.
             _check_idp(conn, idp_id)
+            _check_unique(conn, tmap, idp_id, row.id, unique)
             try:
                 _insert(conn, tmap, idp_id, row)
             except sqlite3.IntegrityError:
@@ -148,6 +157,7 @@ class Resources(Engine):
             changed = False
             columns: dict[str, object] = {}
             if result.doc is not None and result.doc != current.doc:
+                _check_unique(conn, tmap, idp_id, current.id, result.unique)
                 columns = changed_columns(tmap, current.doc, result.doc)
                 current.doc = result.doc
                 changed = True
@@ -211,6 +221,16 @@ class Resources(Engine):
 def _check_idp(conn: sqlite3.Connection, idp_id: str) -> None:
     if conn.execute("SELECT 1 FROM idps WHERE id = ?", (idp_id,)).fetchone() is None:
         raise IdpDeleted()
+
+
+def _check_unique(
+    conn: sqlite3.Connection, tmap: TableMap, idp_id: str, resource_id: str, unique: tuple[UniqueValue, ...]
+) -> None:
+    """409 when another resource holds one of the values (the writer is the only one: no race)."""
+    for value in unique:
+        sql, params = taken_query(tmap, idp_id, resource_id, value.where, SQLITE)
+        if conn.execute(sql, params).fetchone() is not None:
+            raise ScimError(409, value.detail, "uniqueness")
 
 
 def _insert(conn: sqlite3.Connection, tmap: TableMap, idp_id: str, row: Row) -> None:

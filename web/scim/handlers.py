@@ -11,9 +11,9 @@ from scim.patch import MemberOp, apply_patch
 from scim.resources import etag, etag_matches, parse_etags
 from scim.schemas import ResourceType
 from scim.tenant import Tenant, tenant
-from scim.validate import find_key, parse_members, validate_resource
+from scim.validate import find_key, parse_members, server_unique, validate_resource
 from settings import Settings
-from storage import Change, Principal, ResourceStore, Row
+from storage import Change, Principal, ResourceStore, Row, UniqueValue
 from web.request_body import BodyDeadlines, read_object
 from web.scim.auth import BearerAuth
 from web.scim.params import page_query, projection
@@ -137,7 +137,7 @@ class ScimHandlers:
         if rtype.name == "Group":
             members = parse_members(find_key(body, "members"))
             self.check_member_count(len(members))
-        row = await self.store.create(rtype.name, principal.idp_id, doc, members)
+        row = await self.store.create(rtype.name, principal.idp_id, doc, members, unique_values(rtype, doc))
         return self.render.single(request, rtype, row, projection(request, rtype), status=201)
 
     async def one(self, request: ScimRequest, rtype: ResourceType) -> Response:
@@ -191,9 +191,13 @@ class ScimHandlers:
         check = precondition(request)
         conditional = "if-match" in request.headers
 
+        unique = unique_values(rtype, doc)
+
         def change(row: Row) -> Change:
             check(row)
-            return Change(doc=doc, member_ops=member_ops, if_version=row.version if conditional else None)
+            return Change(
+                doc=doc, member_ops=member_ops, if_version=row.version if conditional else None, unique=unique
+            )
 
         wanted = projection(request, rtype)
         loaded = loads_references(rtype, wanted)
@@ -218,7 +222,12 @@ class ScimHandlers:
             request.ignored = []
             doc, member_ops = apply_patch(rtype, row.doc, body, self.limits, row.id, request.ignored)
             self.check_member_count(sum(len(op.members) for op in member_ops))
-            return Change(doc=doc, member_ops=member_ops, if_version=row.version if conditional else None)
+            return Change(
+                doc=doc,
+                member_ops=member_ops,
+                if_version=row.version if conditional else None,
+                unique=unique_values(rtype, doc),
+            )
 
         asked = "attributes" in request.query_params or "excludedAttributes" in request.query_params
         wanted = projection(request, rtype)
@@ -240,6 +249,13 @@ class ScimHandlers:
                 f"At most {self.max_members} members may change in one request; "
                 f"this one has {count}: send them in batches"
             )
+
+
+def unique_values(rtype: ResourceType, doc: dict) -> tuple[UniqueValue, ...]:
+    """The document's values of declared `uniqueness: server` attributes, for the store to check."""
+    if not rtype.unique:
+        return ()
+    return tuple(UniqueValue(where, detail) for where, detail in server_unique(rtype, doc))
 
 
 def tenant_of(principal: Principal) -> Tenant:

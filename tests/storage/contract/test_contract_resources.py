@@ -11,11 +11,14 @@ from datetime import datetime
 import pytest
 
 from scim.errors import ScimError
+from scim.extensions import parse_declarations
 from scim.filters import format_datetime, parse_filter
 from scim.patch import Member, MemberOp
 from scim.paths import resolve_text
 from scim.schemas import GROUP_TYPE, USER_TYPE
-from storage import Change, Query, Row, Store
+from scim.tenant import tenant
+from scim.validate import server_unique
+from storage import Change, Query, Row, Store, UniqueValue
 from tests.backends import open_store
 
 
@@ -147,6 +150,90 @@ async def test_a_failing_write_among_concurrent_ones_leaves_the_others_stored(st
     )
     assert [type(r).__name__ for r in results] == ["Row", "ScimError", "Row"]
     assert (await search_users(store, idp))[0] == 3
+
+
+ACME = "urn:ietf:params:scim:schemas:extension:Acme:2.0:User"
+UNIQUE_BADGE = tenant(
+    "rfc7643",
+    False,
+    json.dumps(
+        parse_declarations(
+            [
+                {
+                    "id": ACME,
+                    "attributes": [
+                        {"name": "badge", "type": "integer", "uniqueness": "server"},
+                        {"name": "code", "uniqueness": "server"},
+                    ],
+                }
+            ]
+        )
+    ),
+).user
+
+
+def badge_doc(name: str, badge: int, code: str = "") -> dict:
+    return {"userName": name, ACME: {"badge": badge, **({"code": code} if code else {})}}
+
+
+def unique_of(doc: dict) -> tuple[UniqueValue, ...]:
+    return tuple(UniqueValue(where, detail) for where, detail in server_unique(UNIQUE_BADGE, doc))
+
+
+async def test_declared_unique_values_are_refused_when_another_resource_holds_them(
+    store: Store, idp: str, other_idp: str
+) -> None:
+    first = badge_doc("a", 7, "x-1")
+    await store.create("User", idp, first, unique=unique_of(first))
+    for taken in (badge_doc("b", 7), badge_doc("b", 8, "X-1")):  # the code in another case: caseExact is false
+        with pytest.raises(ScimError) as err:
+            await store.create("User", idp, taken, unique=unique_of(taken))
+        assert (
+            err.value.status == 409
+            and err.value.scim_type == "uniqueness"
+            and "already another User's" in err.value.detail
+        )
+    assert (await search_users(store, idp))[0] == 1
+    elsewhere = badge_doc("a", 7, "x-1")  # another IdP's users are apart
+    await store.create("User", other_idp, elsewhere, unique=unique_of(elsewhere))
+    second = badge_doc("b", 8)
+    row = await store.create("User", idp, second, unique=unique_of(second))
+
+    def take(badge: int):
+        def change(current: Row) -> Change:
+            doc = {**current.doc, ACME: {"badge": badge}, "title": f"t{badge}"}
+            return Change(doc=doc, unique=unique_of(doc))
+
+        return change
+
+    with pytest.raises(ScimError) as err:
+        await store.update("User", idp, row.id, take(7))
+    assert err.value.status == 409
+    after = await store.get("User", idp, row.id)
+    assert after is not None and after.doc == second and after.version == 1
+    kept = await store.update("User", idp, row.id, take(8))  # its own value is no conflict
+    assert kept.version == 2 and kept.doc["title"] == "t8" and kept.groups == []
+
+
+async def test_concurrent_creates_of_one_unique_value_give_exactly_one_row(
+    store: Store, idp: str, database_url: str
+) -> None:
+    other = await open_store(database_url)  # another instance on the same database
+    try:
+        docs = [badge_doc(f"u{n}", 42) for n in range(20)]
+        results = await asyncio.gather(
+            *[
+                (store if n % 2 else other).create("User", idp, doc, unique=unique_of(doc))
+                for n, doc in enumerate(docs)
+            ],
+            return_exceptions=True,
+        )
+    finally:
+        await other.close()
+    created = [r for r in results if isinstance(r, Row)]
+    refused = [r for r in results if isinstance(r, ScimError) and r.status == 409]
+    assert len(created) == 1 and len(refused) == 19, results
+    assert (await search_users(store, idp))[0] == 1
 
 
 async def test_a_write_to_an_unknown_idp_is_refused(store: Store) -> None:
