@@ -2,15 +2,16 @@
 
 `make conformance` runs this with the interpreter of .venv-conformance (where the checkers are
 installed) and points --server-python at the project's .venv. It starts `app.py serve` on a
-temporary SQLite file (or the empty database --database-url names) and a free port, creates an API
-key and an IdP through the CLI, then runs
+temporary SQLite file (or the empty database --database-url names) and a free port, and through the
+CLI creates one IdP of each schema profile (PROFILE_RUNS: meta-networks, and rfc7643 with a declared
+extension schema), each with its own API key. Against each tenant URL it runs
 
   * scim2-tester's check_server (every tag), through scim2-client's httpx2 engine, and
-  * scim-sanity's live probe in strict mode (`scim-sanity probe URL --json-output`),
+  * scim-sanity's live probe in strict mode (`scim-sanity probe URL --json-output`).
 
-against the tenant URL. Checks that contradict docs/entra.md or the connector's rules are excluded by
-name below, each with its reason (docs/conformance.md explains them at length). The last line is
-`N passed, N failed, N skipped`; the exit status is 1 when anything failed.
+Checks that contradict docs/entra.md or the connector's rules are excluded by name below, each with
+its reason (docs/conformance.md explains them at length). The last line is
+`N passed, N failed, N skipped` over every profile; the exit status is 1 when anything failed.
 """
 
 from __future__ import annotations
@@ -47,25 +48,58 @@ EXCLUDED: dict[str, str] = {
 }
 
 
+# The IdPs a run checks: (schema profile, the extension schemas declared for it). The rfc7643 one
+# declares an extension of every simple type, so the checkers also write, read and filter
+# attributes an admin declared (they discover it in /Schemas and /ResourceTypes).
+ACME = "urn:ietf:params:scim:schemas:extension:Acme:2.0:User"
+PROFILE_RUNS: tuple[tuple[str, list[dict]], ...] = (
+    ("meta-networks", []),
+    (
+        "rfc7643",
+        [
+            {
+                "id": ACME,
+                "description": "Attributes an Entra admin added to the mapping",
+                "attributes": [
+                    {"name": "costCenter", "description": "Cost center"},
+                    {"name": "badgeNumber", "type": "integer"},
+                    {"name": "remote", "type": "boolean"},
+                    {"name": "hireDate", "type": "dateTime"},
+                    {"name": "skills", "multiValued": True},
+                ],
+            }
+        ],
+    ),
+)
+
+
 @dataclass
 class Outcome:
     tool: str
     name: str
     status: str  # "passed", "failed" or "skipped"
     detail: str = ""
+    profile: str = "meta-networks"  # of the IdP checked
 
     @property
     def key(self) -> str:
         return f"{self.tool} {self.name}"
 
 
+@dataclass
+class Tenant:
+    profile: str
+    url: str
+    secret: str
+
+
 # --- the server -------------------------------------------------------------------------------
 
 
 @contextmanager
-def scimlet(python: str, workdir: Path, database_url: str = "") -> Iterator[tuple[str, str, Server]]:
-    """A server on `database_url`, else a temporary SQLite file: yields (tenant URL, secret, server),
-    the server stopped after the block."""
+def scimlet(python: str, workdir: Path, database_url: str = "") -> Iterator[tuple[list[Tenant], Server]]:
+    """A server on `database_url`, else a temporary SQLite file, with an IdP of each PROFILE_RUNS:
+    yields (their tenants, server), the server stopped after the block."""
     server = server_at(
         database_url or workdir / "conformance.db",
         workdir / "server.log",
@@ -74,10 +108,26 @@ def scimlet(python: str, workdir: Path, database_url: str = "") -> Iterator[tupl
         SCIMLET_SERVER_BASE_URL="",
         SCIMLET_ADMIN_TOKEN=secrets.token_urlsafe(32),  # server_errors reads the log through the admin API
     )
-    key = server.cli_json("apikey", "create", "--name", "conformance", "--write", "users,groups")
-    idp = server.cli_json("idp", "create", "--name", "Conformance", "--apikey", "conformance")
+    tenants = []
+    for profile, extensions in PROFILE_RUNS:
+        key = server.cli_json("apikey", "create", "--name", f"conformance {profile}", "--write", "users,groups")
+        declared = workdir / f"{profile}.json"
+        declared.write_text(json.dumps(extensions))
+        idp = server.cli_json(
+            "idp",
+            "create",
+            "--name",
+            f"Conformance {profile}",
+            "--apikey",
+            key["id"],
+            "--profile",
+            profile,
+            "--extensions",
+            str(declared),
+        )
+        tenants.append(Tenant(profile, idp["tenant_url"], key["secret"]))
     with running(server):
-        yield idp["tenant_url"], key["secret"], server
+        yield tenants, server
 
 
 # --- scim2-tester ------------------------------------------------------------------------------
@@ -110,22 +160,42 @@ def _is_phone_value(path: Any) -> bool:
     )
 
 
-def run_scim2_tester(url: str, secret: str) -> list[Outcome]:
+@contextmanager
+def generated_values(e164: bool) -> Iterator[None]:
+    """scim2-tester's value generator, with phone numbers in E.164 form when `e164` (the
+    meta-networks profile's rule; an rfc7643 IdP takes its ten random digits as they are)."""
+    from scim2_tester import filling
+
+    original = filling.generate_random_value
+    adapted = e164_phones(original) if e164 else original
+    # The checker modules imported the function by name: replace every such binding, and restore it.
+    bound = [
+        module
+        for name, module in list(sys.modules.items())
+        if name.startswith("scim2_tester") and getattr(module, "generate_random_value", None) is original
+    ]
+    for module in bound:
+        module.generate_random_value = adapted
+    try:
+        yield
+    finally:
+        for module in bound:
+            module.generate_random_value = original
+
+
+def run_scim2_tester(url: str, secret: str, profile: str = "meta-networks") -> list[Outcome]:
     # Imported here: the checkers exist only in .venv-conformance, and the tally code above and
     # below is also imported by scimlet's own tests, which run in .venv.
     import httpx2
     import scim2_tester
     from scim2_client.engines.httpx2 import SyncSCIMClient
-    from scim2_tester import Status, check_server, filling
+    from scim2_tester import Status, check_server
 
-    original = filling.generate_random_value
-    adapted = e164_phones(original)
-    # The checker modules imported the function by name: replace every such binding.
-    for name, module in list(sys.modules.items()):
-        if name.startswith("scim2_tester") and getattr(module, "generate_random_value", None) is original:
-            module.generate_random_value = adapted
     passed = {Status.SUCCESS, Status.COMPLIANT, Status.ACCEPTABLE}
-    with httpx2.Client(base_url=url, headers={"Authorization": f"Bearer {secret}"}, timeout=30) as http:
+    with (
+        generated_values(e164=profile == "meta-networks"),
+        httpx2.Client(base_url=url, headers={"Authorization": f"Bearer {secret}"}, timeout=30) as http,
+    ):
         results = check_server(SyncSCIMClient(http), include_tags=set(scim2_tester.get_all_available_tags()))
     outcomes = []
     for result in results:
@@ -133,14 +203,14 @@ def run_scim2_tester(url: str, secret: str) -> list[Outcome]:
         if isinstance(result.data, dict) and isinstance(result.data.get("urn"), str):
             name += f"[{result.data['urn']}]"
         status = "passed" if result.status in passed else "skipped" if result.status is Status.SKIPPED else "failed"
-        outcomes.append(Outcome("scim2-tester", name, status, f"{result.status.name}: {result.reason or ''}"))
+        outcomes.append(Outcome("scim2-tester", name, status, f"{result.status.name}: {result.reason or ''}", profile))
     return outcomes
 
 
 # --- scim-sanity -------------------------------------------------------------------------------
 
 
-def run_scim_sanity(url: str, secret: str) -> list[Outcome]:
+def run_scim_sanity(url: str, secret: str, profile: str = "meta-networks") -> list[Outcome]:
     done = subprocess.run(
         [str(SANITY), "probe", url, "--token", secret, "--i-accept-side-effects", "--strict", "--json-output"],
         capture_output=True,
@@ -158,6 +228,7 @@ def run_scim_sanity(url: str, secret: str) -> list[Outcome]:
             result["name"],
             statuses.get(result["status"], "failed"),
             f"{result['status']}: {result.get('message', '')}",
+            profile,
         )
         for result in report["results"]
     ]
@@ -170,7 +241,7 @@ def server_errors(records: list[dict]) -> list[Outcome]:
     """A 500 is a bug whatever the request: the provisioning log shows whether any was answered."""
     errors = [record for record in records if record["status"] == 500]
     detail = "; ".join(f"{r['method']} {r['path']}: {r['detail']}" for r in errors[:5])
-    return [Outcome("scimlet", "no 500 answered during the run", "failed" if errors else "passed", detail)]
+    return [Outcome("scimlet", "no 500 answered during the run", "failed" if errors else "passed", detail, "every IdP")]
 
 
 # --- report ------------------------------------------------------------------------------------
@@ -188,23 +259,23 @@ def apply_exclusions(outcomes: list[Outcome]) -> tuple[list[Outcome], set[str]]:
 
 
 def report(outcomes: list[Outcome], matched: set[str], versions: dict[str, str]) -> int:
-    tools = list(dict.fromkeys(outcome.tool for outcome in outcomes))
+    """The failures, the exclusions, a tally per profile and tool, and the total last."""
     for outcome in outcomes:
         if outcome.status == "failed":
-            print(f"FAIL  {outcome.key}\n      {outcome.detail.strip()[:2000]}")
+            print(f"FAIL  [{outcome.profile}] {outcome.key}\n      {outcome.detail.strip()[:2000]}")
     for key in sorted(matched):
         print(f"EXCLUDED  {key}: {EXCLUDED[key]}")
     for key in sorted(set(EXCLUDED) - matched):
         print(f"note: the excluded check {key!r} did not fail this time; the exclusion may be stale")
     print()
-    for tool in tools:
-        mine = [outcome for outcome in outcomes if outcome.tool == tool]
+    for profile, tool in dict.fromkeys((outcome.profile, outcome.tool) for outcome in outcomes):
+        mine = [outcome for outcome in outcomes if outcome.tool == tool and outcome.profile == profile]
         counts = {status: sum(1 for o in mine if o.status == status) for status in ("passed", "failed", "skipped")}
-        excluded = sum(1 for o in mine if o.key in matched)
+        excluded = sum(1 for o in mine if o.key in matched and o.status == "skipped")
         version = f" {versions[tool]}" if tool in versions else ""
         print(
-            f"{tool}{version}: {counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped"
-            f" ({excluded} of them excluded)"
+            f"{profile}: {tool}{version}: {counts['passed']} passed, {counts['failed']} failed, "
+            f"{counts['skipped']} skipped ({excluded} of them excluded)"
         )
     totals = {status: sum(1 for o in outcomes if o.status == status) for status in ("passed", "failed", "skipped")}
     print(f"{totals['passed']} passed, {totals['failed']} failed, {totals['skipped']} skipped")
@@ -229,12 +300,16 @@ def main(argv: list[str] | None = None) -> int:
 
     versions = {tool: version(tool) for tool in ("scim2-tester", "scim-sanity")}
     with tempfile.TemporaryDirectory(prefix="scimlet-conformance-") as tmp:
-        with scimlet(args.server_python, Path(tmp), args.database_url) as (url, secret, server):
-            print(
-                f"scimlet under test: {url}; checkers: " + ", ".join(f"{tool} {v}" for tool, v in versions.items()),
-                flush=True,
-            )
-            outcomes = run_scim2_tester(url, secret) + run_scim_sanity(url, secret)
+        outcomes: list[Outcome] = []
+        with scimlet(args.server_python, Path(tmp), args.database_url) as (tenants, server):
+            for tenant in tenants:
+                print(
+                    f"scimlet under test: {tenant.url} (schema profile {tenant.profile}); checkers: "
+                    + ", ".join(f"{tool} {v}" for tool, v in versions.items()),
+                    flush=True,
+                )
+                outcomes += run_scim2_tester(tenant.url, tenant.secret, tenant.profile)
+                outcomes += run_scim_sanity(tenant.url, tenant.secret, tenant.profile)
         # Read once the server has stopped: its shutdown writes the last buffered log records.
         outcomes += server_errors(server.provisioning_log())
     outcomes, matched = apply_exclusions(outcomes)

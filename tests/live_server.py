@@ -121,9 +121,13 @@ class Server:
 
     def provision(self) -> None:
         """An Entra IdP with a Users+Groups key, as docs/entra.md has an admin make them."""
-        key = self.cli_json("apikey", "create", "--name", "entra", "--write", "users,groups")
-        idp = self.cli_json("idp", "create", "--name", "Entra", "--apikey", "entra")
-        self.tenant_url, self.secret, self.idp_id = idp["tenant_url"], key["secret"], idp["id"]
+        self.tenant_url, self.secret, self.idp_id = self.add_idp("Entra")
+
+    def add_idp(self, name: str, profile: str = "meta-networks") -> tuple[str, str, str]:
+        """Another IdP of that schema profile with a Users+Groups key of its own: (tenant URL, secret, IdP ID)."""
+        key = self.cli_json("apikey", "create", "--name", f"{name} key", "--write", "users,groups")
+        idp = self.cli_json("idp", "create", "--name", name, "--apikey", key["id"], "--profile", profile)
+        return idp["tenant_url"], key["secret"], idp["id"]
 
     def start(self) -> None:
         """Start serving (appending to the output file) and return once the port accepts connections."""

@@ -22,14 +22,14 @@ def test_all_passing_exits_zero_with_the_summary_last(capsys: pytest.CaptureFixt
     )
     assert code == 0
     assert lines[-1] == "1 passed, 0 failed, 1 skipped"
-    assert "scim-sanity 0.7.4: 1 passed, 0 failed, 1 skipped (0 of them excluded)" in lines
+    assert "meta-networks: scim-sanity 0.7.4: 1 passed, 0 failed, 1 skipped (0 of them excluded)" in lines
 
 
 def test_a_failure_fails_the_run_and_is_shown(capsys: pytest.CaptureFixture[str]) -> None:
     code, lines = run([Outcome("scim-sanity", "POST /Users", "failed", "fail: Expected 201, got 400")], capsys)
     assert code == 1
     assert lines[-1] == "0 passed, 1 failed, 0 skipped"
-    assert "FAIL  scim-sanity POST /Users" in lines and any("Expected 201" in line for line in lines)
+    assert "FAIL  [meta-networks] scim-sanity POST /Users" in lines and any("Expected 201" in line for line in lines)
 
 
 def test_an_excluded_check_counts_as_skipped_only_when_it_fails(capsys: pytest.CaptureFixture[str]) -> None:
