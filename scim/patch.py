@@ -38,6 +38,7 @@ from scim.validate import (
     find_key,
     not_kept,
     parse_members,
+    unknown_subs,
     validate_resource,
 )
 
@@ -101,7 +102,7 @@ def apply_patch(
             raise _blamed(exc, index, operation) from None
         touched.append(patcher.touched)
     try:
-        return validate_resource(rtype, work, canonical=doc, limits=limits), member_ops
+        return validate_resource(rtype, work, canonical=doc, limits=limits, ignored=ignored), member_ops
     except ScimError as exc:
         raise _find_culprit(patcher, doc, work, operations, touched, exc) from None
 
@@ -302,6 +303,9 @@ class _Patcher:
         if target.sub is None and target.filter is None:
             if attr.multi_valued:
                 items = self._clean_values(attr, value, name)
+                if attr.is_complex:
+                    for sub in unknown_subs(attr, value):
+                        not_kept(self.rtype, f"{name}.{sub}", self.ignored)
                 if op == "replace":
                     holder[attr.name] = items
                     return
@@ -349,7 +353,9 @@ class _Patcher:
         """Set the given sub-attributes of a complex value; the others stay (RFC 7644 §3.5.2.3)."""
         for key, item in value.items():
             sub = attr.sub(key)
-            if sub is not None and sub.mutability != "readOnly":
+            if sub is None:
+                not_kept(self.rtype, f"{name}.{key}", self.ignored)
+            elif sub.mutability != "readOnly":
                 _put(element, sub.name, self._clean(sub, item, f"{name}.{sub.name}"))
 
     def _remove(self, work: dict, target: _Target, value: object) -> None:

@@ -99,6 +99,9 @@ def validate_resource(
             value = known
         else:
             value = clean_value(attr, given, attr.name if core else f"{urn}:{attr.name}", _limits_for(known, limits))
+            if attr.is_complex and (rtype.strict or ignored is not None):
+                for sub in unknown_subs(attr, given):
+                    not_kept(rtype, f"{sent}.{sub}", ignored)
         # writeOnly (password) is type-checked above but never stored.
         if value is not None and attr.mutability != "writeOnly":
             (doc if core else extensions.setdefault(urn, {}))[attr.name] = value
@@ -120,6 +123,16 @@ def not_kept(rtype: ResourceType, name: str, ignored: list[str] | None) -> None:
         )
     if ignored is not None and name not in ignored:
         ignored.append(name)
+
+
+def unknown_subs(attr: Attribute, value: object) -> list[str]:
+    """The sub-attribute names, as sent, that a value of the complex `attr` holds and `attr` does not have."""
+    items = value if isinstance(value, list) else [value]
+    unknown: list[str] = []
+    for item in items:
+        if isinstance(item, dict):
+            unknown += [key for key in item if key.lower() not in attr.by_lower and key not in unknown]
+    return unknown
 
 
 def _stored_undeclared(rtype: ResourceType, body: dict, canonical: dict) -> dict[str, dict]:

@@ -311,3 +311,18 @@ def test_a_patch_keeps_stored_values_the_tenant_no_longer_declares_even_when_str
     ignored = []
     assert validate_resource(acme().user, stored, ignored=ignored) == {"userName": "a", ACME: {"costCenter": "42"}}
     assert ignored == ["urn:example:gone:1.0", f"{ACME}:dropped"]
+
+
+def test_unknown_sub_attributes_of_known_complex_attributes_are_named_or_refused() -> None:
+    ignored: list[str] = []
+    body = {"userName": "a", "name": {"givenName": "G", "nickname": "N"}, "emails": [{"value": "a@x", "label": "home"}]}
+    doc = validate_resource(tenant("rfc7643").user, body, ignored=ignored)
+    assert doc["name"] == {"givenName": "G"} and doc["emails"] == [{"value": "a@x"}]
+    assert ignored == ["name.nickname", "emails.label"]
+    error = refused(validate_resource, tenant("rfc7643", True).user, body)
+    assert error.scim_type == "invalidValue" and "name.nickname" in error.detail
+    ignored = []
+    patch = {"schemas": [PATCH_OP], "Operations": [{"op": "add", "path": "name", "value": {"middle": "M"}}]}
+    apply_patch(tenant("rfc7643").user, {"userName": "a"}, patch, ignored=ignored)
+    assert ignored == ["name.middle"]
+    assert refused(apply_patch, tenant("rfc7643", True).user, {"userName": "a"}, patch).scim_type == "invalidValue"
