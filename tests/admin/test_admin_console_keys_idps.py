@@ -7,12 +7,14 @@ import json
 import re
 
 import httpx
+import pytest
 from markupsafe import escape
 
 from scim.profiles import PROFILES
 from tests.admin.conftest import BASE, Admin
 from tests.conftest import GROUP_SCHEMA, USER_SCHEMA, entra_user
 from tests.unit.test_tenant_schemas import DECLARATIONS
+from web.admin import service as service_module
 
 
 def scim_client(admin: Admin, idp_id: str, secret: str) -> httpx.AsyncClient:
@@ -513,7 +515,9 @@ async def test_declarations_textarea_replaces_the_whole_list(signed_in: Admin) -
     assert cleared.status_code == 200 and await declared(signed_in, tenant.idp_id) == []
 
 
-async def test_idp_page_shows_failing_users_and_what_entra_sent_that_is_not_kept(signed_in: Admin) -> None:
+async def test_idp_page_shows_failing_users_and_what_entra_sent_that_is_not_kept(
+    signed_in: Admin, monkeypatch: pytest.MonkeyPatch
+) -> None:
     tenant = await signed_in.idp_with_key()
     path = f"/admin/idps/{tenant.idp_id}/schema"
     assert (await signed_in.post(path, {"action": "rules", "profile": "rfc7643"})).status_code == 200
@@ -542,10 +546,21 @@ async def test_idp_page_shows_failing_users_and_what_entra_sent_that_is_not_kept
     assert "1 of 2 stored users would not pass these rules." in stricter.text
     examples = re.search(r'<table id="failing-examples".*?</table>', stricter.text, re.S)
     assert examples and f'users/{nameless.json()["id"]}">nameless@x</a>' in examples.group(0)
-    assert "name.givenName is required" in examples.group(0) or "is required" in examples.group(0)
+    assert "name.familyName is required but missing or empty" in examples.group(0)
     again = await signed_in.client.get(f"/admin/idps/{tenant.idp_id}")
     assert "<strong>1 of 2</strong> stored users would not pass these rules." in again.text
     assert "only the first" not in again.text
+    # Once declared, the ignored name is marked so: the log still counts what was sent before.
+    assert (await signed_in.post(path, attribute_form())).status_code == 200
+    declared_page = await signed_in.client.get(f"/admin/idps/{tenant.idp_id}")
+    ignored = re.search(r'<table id="ignored-attributes".*?</table>', declared_page.text, re.S)
+    assert ignored and "declared since" in ignored.group(0) and "?declare=" not in ignored.group(0)
+    # A directory larger than the page checks is said to be checked in part.
+    monkeypatch.setattr(service_module, "MAX_CHECKED_USERS", 1)  # cost@x, the first by userName, passes
+    partial = await signed_in.client.get(f"/admin/idps/{tenant.idp_id}")
+    assert (
+        "<strong>0 of 1</strong> stored user would not pass these rules (only the first 1 by userName were checked)."
+    ) in partial.text
 
 
 async def test_user_page_shows_declared_extension_values_and_stored_ones_no_longer_declared(signed_in: Admin) -> None:

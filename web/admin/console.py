@@ -372,6 +372,12 @@ class Console:
                 "counts": await self.service.store.counts(idp.id),
                 "failing": failing,
                 "ignored": await self.service.ignored_attributes(idp.id),
+                # An ignored name declared since it was last sent: the log still counts it.
+                "declared_names": {
+                    f"{item['id']}:{attr['name']}".lower()
+                    for item in schema["extensions"]
+                    for attr in item["attributes"]
+                },
                 "update": update,
                 "schema_error": error,
                 "schema_action": action,
