@@ -612,3 +612,17 @@ async def test_user_page_shows_declared_extension_values_and_stored_ones_no_long
     group_page = await signed_in.client.get(f"/admin/idps/{tenant.idp_id}/groups/{group.json()['id']}")
     assert 'id="extension-values"' not in group_page.text
     assert "stored, no longer declared: not in SCIM answers" in group_page.text and "budget" in group_page.text
+
+
+async def test_user_page_shows_a_returned_never_value_that_scim_answers_leave_out(signed_in: Admin) -> None:
+    tenant = await signed_in.idp_with_key()
+    path = f"/admin/idps/{tenant.idp_id}/schema"
+    assert (await signed_in.post(path, attribute_form(name="pin", returned="never"))).status_code == 200
+    created = await tenant.scim.post("/Users", json=entra_user("ann@x", **{f"{ACME}:pin": "0042"}))
+    assert created.status_code == 201 and ACME not in created.json()
+    page = await signed_in.client.get(f"/admin/idps/{tenant.idp_id}/users/{created.json()['id']}")
+    stored = re.search(r'<section class="card" id="unanswered">(.*?)</section>', page.text, re.S)
+    assert stored and "pin" in stored.group(1) and "0042" in stored.group(1)
+    assert "stored, declared returned: never: not in SCIM answers" in stored.group(1)
+    assert 'id="extension-values"' not in page.text  # nothing answerable is stored under an extension
+    assert "0042" not in re.search(r'<pre class="json" id="scim-json">(.*?)</pre>', page.text, re.S).group(1)
