@@ -589,6 +589,7 @@ async def test_user_page_shows_declared_extension_values_and_stored_ones_no_long
     found = await signed_in.client.get(f"/admin/idps/{tenant.idp_id}/users", params={"q": f"{ACME}:badge gt 4000"})
     assert found.status_code == 200, found.text
     assert "ann@x" in found.text and '<p class="muted small" id="total">1 user match</p>' in found.text
+    assert f"<code>{ACME}:badge</code>" in found.text  # the search box names what it may filter on
     sub = await signed_in.client.get(f"/admin/idps/{tenant.idp_id}/users", params={"q": 'office.building eq "B9"'})
     assert sub.status_code == 200 and '<p class="muted small" id="total">0 users match</p>' in sub.text
     # badge removed: SCIM answers leave the stored value out; the console shows it, labelled.

@@ -492,6 +492,12 @@ class Console:
                 "error": error,
                 "links": links,
                 "here": here,
+                "declared": [
+                    f"{item['id']}:{attr['name']}"
+                    for item in schema_json(idp.schema)["extensions"]
+                    if item["resourceType"] == rtype.name
+                    for attr in item["attributes"]
+                ],
             },
             400 if error else 200,
         )
