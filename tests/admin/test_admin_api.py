@@ -356,3 +356,17 @@ async def test_schema_changes_are_refused_with_what_to_fix(api: httpx.AsyncClien
     assert [i["name"] for i in (await api.get("/idps")).json()["Resources"]] == ["x"]
     assert (await api.patch("/idps/missing/schema", json={"strict": True})).status_code == 404
     assert (await api.get(f"/idps/{idp['id']}/schema")).json()["schema"]["profile"] == "meta-networks"
+
+
+async def test_user_reads_and_listings_answer_declared_extension_values(api: httpx.AsyncClient, admin: Admin) -> None:
+    tenant = await admin.idp_with_key()
+    declarations = [{"id": ACME, "attributes": [{"name": "costCenter"}, {"name": "badge", "type": "integer"}]}]
+    assert (await api.patch(f"/idps/{tenant.idp_id}/schema", json={"extensions": declarations})).status_code == 200
+    body = entra_user("ann@x", **{f"{ACME}:costCenter": "CC-7", f"{ACME}:badge": 7})
+    created = await tenant.scim.post("/Users", json=body)
+    assert created.status_code == 201, created.text
+    one = (await api.get(f"/idps/{tenant.idp_id}/users/{created.json()['id']}")).json()
+    assert one[ACME] == {"costCenter": "CC-7", "badge": 7}
+    listed = await api.get(f"/idps/{tenant.idp_id}/users", params={"filter": f"{ACME}:badge ge 7"})
+    assert listed.status_code == 200, listed.text
+    assert [r[ACME] for r in listed.json()["Resources"]] == [{"costCenter": "CC-7", "badge": 7}]

@@ -31,6 +31,7 @@ from tests.live_server import Server, running, server_at
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 SCREENSHOTS = ROOT / "docs" / "screenshots"
+ACME = "urn:ietf:params:scim:schemas:extension:Acme:2.0:User"
 INSTALL_HINT = (
     "the browser test needs Debian's Chromium and its driver: run `apt-get update && apt-get install -y "
     "chromium chromium-driver` as root (.ci/run does this in CI)"
@@ -186,12 +187,34 @@ def test_admin_wires_up_entra_and_watches_it_provision(server: Server, browser: 
     assert tenant_url == f"{base}/v1/scim/{idp_id}"
     shoot(driver, "idp")
 
+    # The IdP's schema: declare an extension attribute through the form, then switch the profile.
+    find(By.ID, "ext-urn").send_keys(ACME)
+    find(By.ID, "ext-name").send_keys("costCenter")
+    Select(find(By.ID, "ext-type")).select_by_visible_text("string")
+    find(By.ID, "ext-description").send_keys("Where the cost is booked")
+    navigate(driver, find(By.ID, "add-attribute-button"))
+    assert f"Declared {ACME} (User): costCenter." in find(By.ID, "schema-changes").text
+    row = find(By.CSS_SELECTOR, f".extension[data-urn='{ACME}'] tr[data-attribute='costCenter']")
+    assert "string" in row.text and "Where the cost is booked" in row.text
+    assert find(By.ID, "schema-profile").text == "meta-networks"
+    find(By.ID, "profile-rfc7643").click()
+    navigate(driver, find(By.ID, "save-rules"))
+    assert "Schema profile meta-networks → rfc7643" in find(By.ID, "schema-changes").text
+    assert find(By.ID, "schema-profile").text == "rfc7643"
+    assert find(By.ID, "profile-rfc7643").is_selected()
+    assert "0 of 0 stored users would not pass these rules" in find(By.ID, "failing-users").text
+
     # Entra provisions through the tenant URL with the secret.
     with httpx.Client(base_url=tenant_url, headers={"Authorization": f"Bearer {secret}"}, timeout=10) as scim:
         probe = scim.get("/Users", params={"filter": 'userName eq "7d420df3-9995-4831-a406-ecf8166f5f6a"'})
         assert probe.json()["totalResults"] == 0
         user = scim.post(
-            "/Users", json=entra_user("ada.lovelace@contoso.com", name={"givenName": "Ada", "familyName": "Lovelace"})
+            "/Users",
+            json=entra_user(
+                "ada.lovelace@contoso.com",
+                name={"givenName": "Ada", "familyName": "Lovelace"},
+                **{f"{ACME}:costCenter": "CC-1843"},
+            ),
         )
         assert user.status_code == 201
         group = scim.post("/Groups", json={"displayName": "Analytical Engines"})
@@ -215,6 +238,7 @@ def test_admin_wires_up_entra_and_watches_it_provision(server: Server, browser: 
     assert len(rows) == 1 and "ada.lovelace@contoso.com" in rows[0].text and "Analytical Engines" in rows[0].text
     navigate(driver, find(By.LINK_TEXT, "ada.lovelace@contoso.com"))
     assert '"userName": "ada.lovelace@contoso.com"' in find(By.ID, "scim-json").text
+    assert "costCenter\nCC-1843" in find(By.ID, "extension-values").text
     shoot(driver, "user")
     driver.get(f"{base}/admin/idps/{idp_id}/users")
     shoot(driver, "users")

@@ -237,6 +237,7 @@ class AdminApi:
             raise ApiError(400, "filter is empty")
         count = _whole(params.get("count"), "count", 50)
         idp_id = request.path_params["idp"]
+        rtype = (await self.service.tenant(idp_id)).type_named(rtype.name)  # its declared extensions answered
         page = await self.service.directory(
             rtype, idp_id, text, after=params.get("after"), before=params.get("before"), count=count
         )
@@ -245,7 +246,7 @@ class AdminApi:
             resource = self.service.resource(
                 rtype, idp_id, row.id, row.doc, row.version, row.created, row.modified, groups=row.groups
             )
-            if rtype is GROUP_TYPE:
+            if rtype.name == "Group":
                 resource["memberCount"] = page.member_counts.get(row.id, 0)
             resources.append(resource)
         return JsonResponse(

@@ -21,11 +21,22 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from scim.errors import ScimError, shown
+from scim.extensions import MUTABILITY, RESOURCE_TYPES, RETURNED, TYPES, UNIQUENESS
+from scim.profiles import DEFAULT_PROFILE, PROFILES
 from scim.schemas import GROUP_TYPE, USER_TYPE, ResourceType
-from storage import AdminError, AdminSession, LogRecord
+from storage import AdminError, AdminSession, Idp, LogRecord
 from web.admin.auth import AdminAuth, Throttled, client_address, csrf_ok
 from web.admin.bodies import AdminBodies
-from web.admin.service import ICONS, OPERATIONS, AdminService, log_query, schema_json
+from web.admin.service import (
+    ICONS,
+    OPERATIONS,
+    AdminService,
+    FailingUsers,
+    SchemaUpdate,
+    log_query,
+    schema_json,
+    tenant_of,
+)
 
 HERE = Path(__file__).parent
 SECURITY_HEADERS = {
@@ -62,7 +73,16 @@ class Console:
             lstrip_blocks=True,
         )
         env.filters.update(when=_when, icon=_icon, json=_pretty_json, phone=_work_phone)
-        env.globals.update(icons=ICONS, operations=OPERATIONS)
+        env.globals.update(
+            icons=ICONS,
+            operations=OPERATIONS,
+            profiles=PROFILES,
+            attribute_types=TYPES,
+            mutabilities=MUTABILITY,
+            returns=RETURNED,
+            uniquenesses=UNIQUENESS,
+            resource_types=RESOURCE_TYPES,
+        )
         self.templates = Jinja2Templates(env=env)
 
     def app(self) -> Starlette:
@@ -76,6 +96,7 @@ class Console:
             Route("/idps/new", self._page(self.new_idp)),
             Route("/idps/{idp}", self._page(self.idp)),
             Route("/idps/{idp}/scim", self._page(self.configure_scim), methods=["POST"]),
+            Route("/idps/{idp}/schema", self._page(self.idp_schema), methods=["GET", "POST"]),
             Route("/idps/{idp}/delete", self._page(self.delete_idp), methods=["GET", "POST"]),
             Route("/directory", self._page(self.directory)),
             Route("/idps/{idp}/users", self._page(self.users)),
@@ -272,9 +293,21 @@ class Console:
     async def idps(self, request: Request, session: AdminSession) -> Response:
         if request.method == "POST":
             form = request.state.form
-            values = {"name": form.get("name", ""), "icon": form.get("icon", ""), "api_key": form.get("api_key", "")}
+            values = {
+                "name": form.get("name", ""),
+                "icon": form.get("icon", ""),
+                "api_key": form.get("api_key", ""),
+                "profile": form.get("profile") or DEFAULT_PROFILE,  # no choice sent: the default
+                "strict": form.get("strict") == "on",
+            }
             try:
-                idp = await self.service.create_idp(values["name"], values["icon"], values["api_key"])
+                idp = await self.service.create_idp(
+                    values["name"],
+                    values["icon"],
+                    values["api_key"],
+                    profile=values["profile"],
+                    strict=values["strict"],
+                )
             except AdminError as exc:
                 return await self._idp_form(request, values, str(exc), 400)
             return _secure(RedirectResponse(f"{_base(request)}/idps/{idp.id}?notice=idp-created", status_code=303))
@@ -292,7 +325,8 @@ class Console:
         )
 
     async def new_idp(self, request: Request, session: AdminSession) -> Response:
-        return await self._idp_form(request, {"name": "", "icon": "key", "api_key": ""}, None, 200)
+        values = {"name": "", "icon": "key", "api_key": "", "profile": DEFAULT_PROFILE, "strict": False}
+        return await self._idp_form(request, values, None, 200)
 
     async def _idp_form(self, request: Request, values: dict, error: str | None, status: int) -> Response:
         keys = await self.service.selectable_keys()
@@ -302,10 +336,27 @@ class Console:
 
     async def idp(self, request: Request, session: AdminSession) -> Response:
         idp = await self.service.idp(request.path_params["idp"])
+        return await self._idp_page(request, idp, attribute=_declare_values(request.query_params.get("declare", "")))
+
+    async def _idp_page(
+        self,
+        request: Request,
+        idp: Idp,
+        *,
+        update: SchemaUpdate | None = None,
+        error: str | None = None,
+        action: str = "",
+        attribute: dict | None = None,
+        declarations: str | None = None,
+    ) -> Response:
+        """The IdP page; after a schema form, with what changed (`update`) or why it was refused
+        (`error`, shown at the form named by `action`, the form keeping what was typed)."""
         keys = await self.service.api_keys()
         key = next((k for k in keys if k.id == idp.api_key_id), None)
         counters = (await self.service.counters()).get(idp.id)
         shared = (await self.service.shared_keys()).get(idp.api_key_id or "", [])
+        schema = schema_json(idp.schema)
+        failing: FailingUsers = update.failing if update else await self.service.failing_users(idp)
         return self.render(
             request,
             "idp.html",
@@ -316,11 +367,62 @@ class Console:
                 "keys": await self.service.selectable_keys(idp.id),
                 "shared_with": [other for other in shared if other.id != idp.id],
                 "tenant_url": self.service.settings.tenant_url(idp.id),
-                "schema": schema_json(idp.schema),
+                "schema": schema,
                 "counters": counters,
                 "counts": await self.service.store.counts(idp.id),
+                "failing": failing,
+                "ignored": await self.service.ignored_attributes(idp.id),
+                # An ignored name declared since it was last sent: the log still counts it.
+                "declared_names": {
+                    f"{item['id']}:{attr['name']}".lower()
+                    for item in schema["extensions"]
+                    for attr in item["attributes"]
+                },
+                "update": update,
+                "schema_error": error,
+                "schema_action": action,
+                "attribute": attribute or _declare_values(""),
+                "declarations": _pretty_json(schema["extensions"]) if declarations is None else declarations,
             },
+            400 if error else 200,
         )
+
+    async def idp_schema(self, request: Request, session: AdminSession) -> Response:
+        """The Schema card's forms: profile and strict, add an extension attribute, remove one or a
+        whole schema, or replace the declarations with pasted JSON. Each builds the full new
+        configuration and saves it through the service, which checks it whole; the answer is the
+        IdP page saying what changed, or the form again with what to fix (nothing saved)."""
+        idp = await self.service.idp(request.path_params["idp"])
+        if request.method == "GET":  # a reload of a form's answer page
+            return _secure(RedirectResponse(f"{_base(request)}/idps/{idp.id}", status_code=303))
+        form = request.state.form
+        action = form.get("action", "")
+        attribute, declarations = None, None
+        try:
+            if action == "rules":
+                update = await self.service.update_idp_schema(
+                    idp.id, profile=form.get("profile") or None, strict=form.get("strict") == "on"
+                )
+            elif action == "add-attribute":
+                attribute = {name: form.get(name, "") for name in _ATTRIBUTE_FIELDS}
+                attribute.update({flag: form.get(flag) == "on" for flag in _ATTRIBUTE_FLAGS})
+                update = await self.service.add_extension_attribute(
+                    idp.id, attribute["urn"], attribute["resource_type"], _declared_attribute(attribute)
+                )
+            elif action == "remove":
+                update = await self.service.remove_extension(idp.id, form.get("urn", ""), form.get("attribute") or None)
+            elif action == "declarations":
+                declarations = form.get("declarations", "")
+                update = await self.service.update_idp_schema(idp.id, extensions=declarations)
+            else:
+                raise AdminError(f"Unknown schema form action {shown(action)}")
+        except AdminError as exc:
+            if exc.status == 404:
+                raise
+            return await self._idp_page(
+                request, idp, error=str(exc), action=action, attribute=attribute, declarations=declarations
+            )
+        return await self._idp_page(request, update.idp, update=update)
 
     async def configure_scim(self, request: Request, session: AdminSession) -> Response:
         idp = await self.service.configure_scim(request.path_params["idp"], request.state.form.get("api_key", ""))
@@ -355,6 +457,7 @@ class Console:
 
     async def _listing(self, request: Request, rtype: ResourceType) -> Response:
         idp = await self.service.idp(request.path_params["idp"])
+        rtype = tenant_of(idp).type_named(rtype.name)
         params = request.query_params
         text = params.get("q", "")
         error, page = None, None
@@ -368,7 +471,7 @@ class Console:
             if exc.status == 404:
                 raise
             error = str(exc)
-        here = f"{_base(request)}/idps/{idp.id}/{'users' if rtype is USER_TYPE else 'groups'}"
+        here = f"{_base(request)}/idps/{idp.id}/{'users' if rtype.name == 'User' else 'groups'}"
         links = {}
         if page is not None:
             query = {"q": text} if text else {}
@@ -389,14 +492,30 @@ class Console:
                 "error": error,
                 "links": links,
                 "here": here,
+                "declared": [
+                    f"{item['id']}:{attr['name']}"
+                    for item in schema_json(idp.schema)["extensions"]
+                    if item["resourceType"] == rtype.name
+                    for attr in item["attributes"]
+                ],
             },
             400 if error else 200,
         )
 
     async def user(self, request: Request, session: AdminSession) -> Response:
         idp = await self.service.idp(request.path_params["idp"])
-        resource = await self.service.user(idp.id, request.path_params["id"])
-        return self.render(request, "user.html", {"section": "directory", "idp": idp, "user": resource})
+        view = await self.service.user_view(idp.id, request.path_params["id"])
+        return self.render(
+            request,
+            "user.html",
+            {
+                "section": "directory",
+                "idp": idp,
+                "user": view.resource,
+                "extensions": view.extensions,
+                "unanswered": view.unanswered,
+            },
+        )
 
     async def group(self, request: Request, session: AdminSession) -> Response:
         idp = await self.service.idp(request.path_params["idp"])
@@ -404,7 +523,14 @@ class Console:
         return self.render(
             request,
             "group.html",
-            {"section": "directory", "idp": idp, "group": detail.resource, "member_total": detail.member_total},
+            {
+                "section": "directory",
+                "idp": idp,
+                "group": detail.resource,
+                "member_total": detail.member_total,
+                "extensions": detail.extensions,
+                "unanswered": detail.unanswered,
+            },
         )
 
     # --- provisioning logs -------------------------------------------------------------------------
@@ -461,6 +587,70 @@ class Console:
 
 
 # --- helpers ---------------------------------------------------------------------------------------
+
+# The add-attribute form's fields, as typed (re-shown when the service refuses them).
+_ATTRIBUTE_FIELDS = (
+    "urn",
+    "resource_type",
+    "name",
+    "type",
+    "sub_attributes",
+    "mutability",
+    "returned",
+    "uniqueness",
+    "canonical_values",
+    "description",
+)
+_ATTRIBUTE_FLAGS = ("multi_valued", "required", "case_exact")
+
+
+def _declare_values(sent: str) -> dict:
+    """The add-attribute form's starting values; for a name Entra sent that the IdP does not keep
+    (the ignored attributes' "Declare" link), its URN and attribute name filled in."""
+    urn, _, name = sent.rpartition(":") if sent.startswith("urn:") else ("", "", sent)
+    values: dict = {field: "" for field in _ATTRIBUTE_FIELDS}
+    values.update({flag: False for flag in _ATTRIBUTE_FLAGS})
+    values.update(
+        urn=urn,
+        resource_type="Group" if urn.endswith(":Group") else "User",
+        name=name,
+        type="string",
+        mutability="readWrite",
+        returned="default",
+        uniqueness="none",
+    )
+    return values
+
+
+def _declared_attribute(values: dict) -> dict:
+    """The add-attribute form as an attribute declaration (scim.extensions checks it whole)."""
+    attribute: dict = {
+        "name": values["name"].strip(),
+        "type": values["type"],
+        "multiValued": values["multi_valued"],
+        "required": values["required"],
+        "caseExact": values["case_exact"],
+        "mutability": values["mutability"],
+        "returned": values["returned"],
+        "uniqueness": values["uniqueness"],
+        "canonicalValues": [item.strip() for item in values["canonical_values"].split(",") if item.strip()],
+        "description": values["description"].strip(),
+    }
+    subs = [item.strip() for item in values["sub_attributes"].split(",") if item.strip()]
+    if subs:
+        attribute["subAttributes"] = [_sub_attribute(item) for item in subs]
+    return attribute
+
+
+def _sub_attribute(text: str) -> dict:
+    """`building` or `floor:integer` -> a sub-attribute declaration (a string unless typed)."""
+    name, colon, kind = (part.strip() for part in text.partition(":"))
+    if not name or (colon and not kind) or ":" in kind:
+        raise AdminError(
+            f"Write each sub-attribute as name or name:type, separated by commas "
+            f"(e.g. building, floor:integer); not {shown(text)}"
+        )
+    return {"name": name, "type": kind or "string"}
 
 
 def _base(request: Request) -> str:

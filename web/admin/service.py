@@ -124,9 +124,38 @@ class SchemaUpdate:
 
 
 @dataclass
-class GroupDetail:
-    resource: dict  # the SCIM resource, with at most MEMBERS_SHOWN members
-    member_total: int
+class ExtensionValues:
+    """The values a resource carries under one extension schema, as the console lists them."""
+
+    urn: str
+    title: str  # the schema's name ("Acme"), the URN when the schema is no longer declared
+    values: dict
+
+
+@dataclass
+class UnansweredValue:
+    """A stored value that SCIM answers leave out: its attribute is no longer declared, or it is
+    declared returned: never. The stored document keeps it; the console shows it."""
+
+    urn: str
+    name: str
+    value: object
+    reason: str  # "no longer declared" or "returned: never"
+
+
+@dataclass
+class ResourceView:
+    """A user or group as the console shows it: the SCIM resource, its extension values by schema,
+    and what is stored but not answered."""
+
+    resource: dict
+    extensions: list[ExtensionValues]
+    unanswered: list[UnansweredValue]
+
+
+@dataclass
+class GroupDetail(ResourceView):
+    member_total: int  # the resource carries at most MEMBERS_SHOWN members
 
 
 class AdminService:
@@ -202,6 +231,41 @@ class AdminService:
         if changes:
             idp = await self.store.set_idp_schema(idp.id, schema)
         return SchemaUpdate(idp, changes, await self.failing_users(idp))
+
+    async def add_extension_attribute(self, idp_id: str, urn: str, resource_type: str, attribute: dict) -> SchemaUpdate:
+        """Declare one more attribute: in the declared schema `urn` (any letter case), or in a new
+        schema of that URN extending `resource_type`. The whole declaration list is checked again."""
+        idp = await self.store.get_idp(idp_id)
+        declarations: list[dict] = orjson.loads(idp.schema.extensions)
+        urn = urn.strip()
+        declared = next((item for item in declarations if item["id"].lower() == urn.lower()), None)
+        if declared is None:
+            declarations.append({"id": urn, "resourceType": resource_type, "attributes": [attribute]})
+        elif declared["resourceType"] != resource_type:
+            raise AdminError(
+                f"{declared['id']} extends {declared['resourceType']}, not {shown(resource_type)}: "
+                f"choose {declared['resourceType']}, or declare a schema of another URN for {shown(resource_type)}"
+            )
+        else:
+            declared["attributes"].append(attribute)
+        return await self.update_idp_schema(idp.id, extensions=declarations)
+
+    async def remove_extension(self, idp_id: str, urn: str, attribute: str | None = None) -> SchemaUpdate:
+        """Remove one declared attribute (its schema too when it was the last), or a whole schema.
+        Stored values stay; SCIM answers leave them out from now on."""
+        idp = await self.store.get_idp(idp_id)
+        declarations: list[dict] = orjson.loads(idp.schema.extensions)
+        declared = next((item for item in declarations if item["id"] == urn), None)
+        if declared is None:
+            raise AdminError(f"This IdP declares no extension schema {shown(urn)}")
+        if attribute is not None:
+            kept = [attr for attr in declared["attributes"] if attr["name"] != attribute]
+            if len(kept) == len(declared["attributes"]):
+                raise AdminError(f"{urn} declares no attribute {shown(attribute)}")
+            declared["attributes"] = kept
+        if attribute is None or not declared["attributes"]:
+            declarations.remove(declared)
+        return await self.update_idp_schema(idp.id, extensions=declarations)
 
     async def failing_users(self, idp: Idp) -> FailingUsers:
         """The stored users (the first MAX_CHECKED_USERS by userName) that the IdP's rules refuse."""
@@ -310,8 +374,10 @@ class AdminService:
         before: str | None = None,
         count: int = 50,
     ) -> DirectoryPage:
-        """A page of users or groups of one IdP in name order; raises ScimError for a bad filter."""
-        await self.store.get_idp(idp_id)
+        """A page of users or groups of one IdP in name order; raises ScimError for a bad filter.
+        The filter is read with the IdP's own resource type (`rtype` says which), so it may name
+        the IdP's declared extension attributes."""
+        rtype = (await self.tenant(idp_id)).type_named(rtype.name)
         where, plain = self.parse_search(rtype, text)
         return await self.store.directory_page(
             rtype.name,
@@ -349,25 +415,30 @@ class AdminService:
         )
 
     async def user(self, idp_id: str, user_id: str) -> dict:
-        await self.store.get_idp(idp_id)
+        """The user as a SCIM client of this IdP reads it."""
+        return (await self.user_view(idp_id, user_id)).resource
+
+    async def user_view(self, idp_id: str, user_id: str) -> ResourceView:
+        rtype = (await self.tenant(idp_id)).user
         row = await self.store.get(USER_TYPE.name, idp_id, user_id, members=True)
         if row is None:
             raise AdminError(f"No user with id {shown(user_id)} in this IdP", 404)
-        return self.resource(
-            USER_TYPE, idp_id, row.id, row.doc, row.version, row.created, row.modified, groups=row.groups
+        resource = self.resource(
+            rtype, idp_id, row.id, row.doc, row.version, row.created, row.modified, groups=row.groups
         )
+        return ResourceView(resource, extension_values(rtype, resource), unanswered_values(rtype, row.doc))
 
     async def group(self, idp_id: str, group_id: str) -> GroupDetail:
         """A group with its first MEMBERS_SHOWN members: a 100,000-member group is never loaded whole."""
-        await self.store.get_idp(idp_id)
+        rtype = (await self.tenant(idp_id)).group
         row = await self.store.get(GROUP_TYPE.name, idp_id, group_id, members=False)
         if row is None:
             raise AdminError(f"No group with id {shown(group_id)} in this IdP", 404)
         total, members = await self.store.group_members(idp_id, group_id, MEMBERS_SHOWN)
-        return GroupDetail(
-            self.resource(GROUP_TYPE, idp_id, row.id, row.doc, row.version, row.created, row.modified, members=members),
-            total,
+        resource = self.resource(
+            rtype, idp_id, row.id, row.doc, row.version, row.created, row.modified, members=members
         )
+        return GroupDetail(resource, extension_values(rtype, resource), unanswered_values(rtype, row.doc), total)
 
     # --- provisioning logs ------------------------------------------------------------------------
 
@@ -448,6 +519,31 @@ class AdminService:
 def tenant_of(idp: Idp) -> Tenant:
     """The IdP's resource types: its profile, declared extensions and strict switch."""
     return tenant(idp.schema.profile, idp.schema.strict, idp.schema.extensions)
+
+
+def extension_values(rtype: ResourceType, resource: dict) -> list[ExtensionValues]:
+    """The extension containers of an answered resource, in the order the resource type lists them."""
+    return [
+        ExtensionValues(urn, rtype.schemas[urn].name, resource[urn])
+        for urn in rtype.extensions
+        if isinstance(resource.get(urn), dict)
+    ]
+
+
+def unanswered_values(rtype: ResourceType, doc: dict) -> list[UnansweredValue]:
+    """The stored extension values that rtype.answered_doc leaves out of SCIM answers, and why."""
+    out: list[UnansweredValue] = []
+    for urn, container in doc.items():
+        if ":" not in urn or not isinstance(container, dict):
+            continue
+        answered = rtype.answered.get(urn, frozenset())
+        schema = rtype.schemas.get(urn) if urn in rtype.extensions else None
+        for name, value in container.items():
+            if name in answered:
+                continue
+            declared = schema is not None and any(attr.name == name for attr in schema.attributes)
+            out.append(UnansweredValue(urn, name, value, "returned: never" if declared else "no longer declared"))
+    return out
 
 
 def schema_config(
