@@ -6,6 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+import orjson
+
 from scim.filters import Node
 from scim.patch import MemberOp
 from scim.paths import AttrRef
@@ -213,6 +215,11 @@ class LogRecord(NamedTuple):
         if self.resource_name and self.target in (None, self.resource_id):
             return self.resource_name
         return self.target
+
+    @property
+    def ignored_names(self) -> list[str]:
+        """The attributes and PATCH paths the request sent that its tenant did not keep."""
+        return orjson.loads(self.ignored) if self.ignored else []
 
 
 @dataclass(frozen=True)

@@ -121,11 +121,12 @@ class Server:
 
     def provision(self) -> None:
         """An Entra IdP with a Users+Groups key, as docs/entra.md has an admin make them."""
-        self.tenant_url, self.secret, self.idp_id = self.add_idp("Entra")
+        self.tenant_url, self.secret, self.idp_id = self.add_idp("Entra", key_name="entra")
 
-    def add_idp(self, name: str, profile: str = "meta-networks") -> tuple[str, str, str]:
-        """Another IdP of that schema profile with a Users+Groups key of its own: (tenant URL, secret, IdP ID)."""
-        key = self.cli_json("apikey", "create", "--name", f"{name} key", "--write", "users,groups")
+    def add_idp(self, name: str, profile: str = "meta-networks", key_name: str = "") -> tuple[str, str, str]:
+        """Another IdP of that schema profile with a Users+Groups key of its own (named `key_name`,
+        else "<name> key"): (tenant URL, secret, IdP ID)."""
+        key = self.cli_json("apikey", "create", "--name", key_name or f"{name} key", "--write", "users,groups")
         idp = self.cli_json("idp", "create", "--name", name, "--apikey", key["id"], "--profile", profile)
         return idp["tenant_url"], key["secret"], idp["id"]
 

@@ -54,7 +54,8 @@ def test_an_admin_declares_an_extension_and_entra_provisions_with_it(database_ur
         ) as scim:
             provision_and_query(scim)
             change_the_declaration(admin, scim, idp["id"])
-        check_the_console(server.base, idp["id"])
+        first_create = admin.get("/logs", params={"idp": idp["id"], "operation": "Create User"}).json()
+        check_the_console(server.base, idp["id"], first_create["Resources"][-1]["id"])
 
 
 def provision_and_query(scim: httpx.Client) -> None:
@@ -118,6 +119,12 @@ def change_the_declaration(admin: httpx.Client, scim: httpx.Client, idp_id: str)
         assert time.monotonic() < deadline, "the ignored attribute never reached the provisioning log"
         time.sleep(0.2)
     assert [(i["name"], i["requests"]) for i in ignored] == [(f"{ACME}:shoeSize", 2)]
+    creates = admin.get("/logs", params={"idp": idp_id, "operation": "Create User"}).json()["Resources"]
+    assert [r["ignored"] for r in creates if r["status"] == 201] == [[f"{ACME}:shoeSize"]] * 2
+    assert all(
+        r["ignored"] == []
+        for r in admin.get("/logs", params={"idp": idp_id, "operation": "Update User"}).json()["Resources"]
+    )
 
     changed = admin.patch(
         f"/idps/{idp_id}/schema",
@@ -160,7 +167,7 @@ def change_the_declaration(admin: httpx.Client, scim: httpx.Client, idp_id: str)
     assert kept.status_code == 200 and kept.json()[ACME]["shoeSize"] == 43
 
 
-def check_the_console(base: str, idp_id: str) -> None:
+def check_the_console(base: str, idp_id: str, log_id: int) -> None:
     with httpx.Client(base_url=base, timeout=10) as browser:
         login = browser.get("/admin/login")
         signed_in = browser.post(
@@ -176,3 +183,5 @@ def check_the_console(base: str, idp_id: str) -> None:
         user_page = browser.get(bob.split('"', 1)[0])
         assert user_page.status_code == 200
         assert "no longer declared" in user_page.text and "costCenter" in user_page.text and ">100<" in user_page.text
+        record = browser.get(f"/admin/logs/{log_id}")
+        assert record.status_code == 200 and f"<code>{ACME}:shoeSize</code>" in record.text

@@ -474,6 +474,7 @@ class AdminService:
             "outcome": "failure" if record.failed else "success",
             "scim_type": record.scim_type,
             "detail": record.detail,
+            "ignored": record.ignored_names,
             "duration_ms": record.duration_ms,
             "client": record.client,
         }
