@@ -62,6 +62,9 @@ class Attribute:
     # (lower-case name, sub-attribute) of the sub-attributes a client may set, in schema order:
     # what validation walks for every complex value it cleans.
     settable_subs: tuple[tuple[str, Attribute], ...] = field(default=(), init=False, compare=False, repr=False)
+    # The sub-attribute names as the schema spells them: a value whose keys are all among them (what
+    # clients send) is read without folding each key's case.
+    sub_names: frozenset[str] = field(default=frozenset(), init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         self.by_lower.update({sub.name.lower(): sub for sub in self.sub_attributes})
@@ -70,6 +73,7 @@ class Attribute:
             "settable_subs",
             tuple((sub.name.lower(), sub) for sub in self.sub_attributes if sub.mutability != "readOnly"),
         )
+        object.__setattr__(self, "sub_names", frozenset(sub.name for sub in self.sub_attributes))
 
     def sub(self, name: str) -> Attribute | None:
         return self.by_lower.get(name.lower())

@@ -130,7 +130,7 @@ def unknown_subs(attr: Attribute, value: object) -> list[str]:
     items = value if isinstance(value, list) else [value]
     unknown: list[str] = []
     for item in items:
-        if isinstance(item, dict):
+        if isinstance(item, dict) and not item.keys() <= attr.sub_names:
             unknown += [key for key in item if key.lower() not in attr.by_lower and key not in unknown]
     return unknown
 
@@ -220,6 +220,10 @@ def _collect(rtype: ResourceType, body: dict, ignored: list[str] | None) -> dict
     attribute. A key under a URN the tenant does not have is noted as ignored, whole."""
     given: dict[tuple[str, str], tuple[str, object]] = {}
     for key, value in body.items():
+        if ":" not in key:  # a core attribute (most keys): no URN to look for
+            if key.lower() != "schemas":  # the message's schema list, not an attribute
+                given[(rtype.schema, key.lower())] = (key, value)
+            continue
         urn = rtype.canonical_urn(key)
         if urn is not None:
             if isinstance(value, dict):
@@ -283,11 +287,13 @@ def _clean_one(attr: Attribute, value: object, name: str, limits: Limits) -> obj
     if not isinstance(value, dict):
         subs = ", ".join(sub.name for sub in attr.sub_attributes[:3])
         raise invalid_value(f"{name} must be an object with sub-attributes such as {subs}, not {_json_type(value)}")
-    given = {key.lower(): item for key, item in value.items()}
+    exact = value.keys() <= attr.sub_names  # spelled as the schema spells them: no case folding
+    given = value if exact else {key.lower(): item for key, item in value.items()}
     out = {}
     for lower, sub in attr.settable_subs:
-        if lower in given:
-            item = _clean_simple(sub, given[lower], f"{name}.{sub.name}", limits)
+        key = sub.name if exact else lower
+        if key in given:
+            item = _clean_simple(sub, given[key], f"{name}.{sub.name}", limits)
             if item is not None:
                 out[sub.name] = item
     # An email, phone or manager without its value is nothing: this is how "" clears one.
@@ -378,7 +384,7 @@ def _json_type(value: object) -> str:
 def _check_required(rtype: ResourceType, doc: dict, only: tuple[str | None, str] | None = None) -> None:
     """Every required path is present (`only`: the paths of that one top-level attribute)."""
     for path in rtype.required:
-        urn, name, sub = _split_required(path)
+        urn, name, sub = split_required(path)
         if only is not None and (urn, name) != only:
             continue
         holder = doc if urn is None else doc.get(urn)
@@ -391,7 +397,8 @@ def _check_required(rtype: ResourceType, doc: dict, only: tuple[str | None, str]
             )
 
 
-def _split_required(path: str) -> tuple[str | None, str, str]:
+@lru_cache(maxsize=1024)
+def split_required(path: str) -> tuple[str | None, str, str]:
     """'urn:...:attr.sub' -> ('urn:...', 'attr', 'sub'); 'name.givenName' -> (None, 'name', 'givenName')."""
     urn, rest = split_urn(path)
     name, _, sub = rest.partition(".")
@@ -399,7 +406,7 @@ def _split_required(path: str) -> tuple[str | None, str, str]:
 
 
 def _top_level(path: str) -> tuple[str | None, str]:
-    urn, name, _ = _split_required(path)
+    urn, name, _ = split_required(path)
     return urn, name
 
 
