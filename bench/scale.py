@@ -94,6 +94,8 @@ TARGET_ROWS = [
     "userName lookup p50",
     "userName lookup p99",
     "PATCH throughput",
+    "server CPU per lookup",
+    "server CPU per PATCH",
     "RSS idle",
     "RSS under load",
     "start-up to first 200",
@@ -437,6 +439,7 @@ class Measured:
 
     def json(self) -> dict:
         r = self.result
+        cpu = r.extra.get("server_cpu")
         return {
             "label": LABELS[self.key],
             "ops": r.ops,
@@ -447,7 +450,10 @@ class Measured:
             "capped": r.capped,
             "check": r.check,
             "errors": r.errors[:3],
-            "server_cpu": r.extra.get("server_cpu"),
+            "server_cpu": cpu,
+            # CPU time the server (scimlet, and PostgreSQL's processes) spent per request: unlike latency and
+            # throughput, it does not move when other work on the machine takes the server's core away.
+            "server_cpu_ms_per_op": cpu * r.elapsed_s / r.ops * 1000 if cpu is not None and r.ops else None,
         }
 
 
@@ -748,6 +754,22 @@ def targets(sizes: list[dict]) -> list[tuple[str, str, str, bool | None]]:
             f"at {at} ≥ 1/{RATIO} of the figure at {ref}",
             higher_better=True,
         ),
+        ratio_row(
+            "server CPU per lookup",
+            "lookup",
+            "server_cpu_ms_per_op",
+            small,
+            big,
+            f"at {at} ≤ {RATIO}× the figure at {ref}",
+        ),
+        ratio_row(
+            "server CPU per PATCH",
+            "patch",
+            "server_cpu_ms_per_op",
+            small,
+            big,
+            f"at {at} ≤ {RATIO}× the figure at {ref}",
+        ),
         (
             "RSS idle",
             f"{big['rss_idle_kb'] / 1024:.1f} MB",
@@ -821,7 +843,12 @@ def report(meta: dict, runs: dict[str, list[dict]], failures: list[str]) -> str:
                     cells.append("-")
                     continue
                 mark = "" if o["ok"] else " ✗"
-                rate = f", {o['ops_per_s']:,.0f}/s" if conns > 1 else ""
+                rate = ""
+                if conns > 1:
+                    per = o.get("server_cpu_ms_per_op")
+                    share = o.get("server_cpu")
+                    starved = " ⚠" if share is not None and share < 0.8 else ""
+                    rate = f", {o['ops_per_s']:,.0f}/s" + (f", {per:.2f} ms CPU{starved}" if per is not None else "")
                 cells.append(f"{fmt_ms(o['p50_ms'])} / {fmt_ms(o['p99_ms'])} ms{rate}{mark}")
             w(f"| {label} | {' | '.join(cells)} |")
         rows = [
@@ -833,7 +860,12 @@ def report(meta: dict, runs: dict[str, list[dict]], failures: list[str]) -> str:
         for label, cell in rows:
             w(f"| {label} | {' | '.join(cell(s) for s in sizes)} |")
         w("")
-        w("Cells: p50 / p99 latency; for the 32-connection phases also requests/s. ✗ = a wrong answer (see JSON).")
+        w(
+            "Cells: p50 / p99 latency; for the 32-connection phases also requests/s and the server's CPU time per "
+            "request (scimlet plus PostgreSQL's processes). ⚠ = the server had under 80% of its core in that phase "
+            "(other work on the machine took it): its latency and rate say more about the machine than about "
+            "scimlet; its CPU per request still holds. ✗ = a wrong answer (see the JSON)."
+        )
         w("")
         w(f"### {backend}: targets")
         w("")
@@ -861,11 +893,14 @@ def plot(runs: dict[str, list[dict]], path: Path) -> None:
     fig, axes = plt.subplots(1, max(1, len(backends)), figsize=(7 * max(1, len(backends)), 6), squeeze=False)
     for ax, backend in zip(axes[0], backends, strict=False):
         sizes = runs[backend]
-        for key, label, _ in OPERATIONS:
+        colours = plt.get_cmap("tab20").colors
+        for n, (key, label, _) in enumerate(OPERATIONS):
             xs = [s["size"] for s in sizes if s.get("ops", {}).get(key, {}).get("p50_ms") is not None]
             ys = [s["ops"][key]["p50_ms"] for s in sizes if s.get("ops", {}).get(key, {}).get("p50_ms") is not None]
             if xs:
-                ax.plot(xs, ys, marker="o", label=label)
+                ax.plot(
+                    xs, ys, marker="os^D"[n % 4], linestyle="-" if n % 2 == 0 else "--", color=colours[n], label=label
+                )
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("users in the directory")
