@@ -732,6 +732,44 @@ async def phase_paging(
     return res
 
 
+async def phase_gets(
+    base_url: str,
+    token: str,
+    n: int,
+    time_limit: float,
+    *,
+    state: State | None = None,
+    name: str,
+    path,
+    check,
+    concurrency: int | None = None,
+) -> PhaseResult:
+    """GET path(k) for k in 0..n-1 (until the time limit), each 200 answer's document checked by
+    check(k, doc), which returns what is wrong with it or None. For the queries whose latency is read
+    at one size against another (bench/scale.py): `concurrency` 1 times one request at a time."""
+    state = _state(base_url, token, state)
+    res = PhaseResult(name)
+    good = 0
+
+    def make(k):
+        return "GET", path(k), None
+
+    def handle(k, status, body):
+        nonlocal good
+        if status != 200:
+            res.fail(f"GET {path(k)}: {_describe(status, body)}")
+            return
+        wrong = check(k, loads(body))
+        if wrong:
+            res.fail(f"GET {path(k)}: {wrong}")
+            return
+        good += 1
+
+    await _drive(state, res, n, time_limit, make, handle, concurrency)
+    res.check = f"{good}/{res.ops} right answers"
+    return res
+
+
 async def create_group(state: State) -> tuple[int, bytes]:
     state.group_name = f"Bench Group {state.tag}"
     body = dumps(
