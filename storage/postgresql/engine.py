@@ -181,6 +181,28 @@ class Engine:
                 raise self.unavailable(exc) from None
         raise AssertionError("unreachable")
 
+    async def snapshot(self) -> tuple[Connection, Callable[[], Awaitable[None]]]:
+        """A pooled connection of its own in a read-only REPEATABLE READ transaction (one snapshot
+        across many statements), and the function that ends it and gives the connection back
+        (idempotent). A connection found broken is replaced once, as in run()."""
+        pool = self._pool()
+        for attempt in (1, 2):
+            try:
+                conn = await pool.acquire(timeout=self.connect_timeout)
+            except UNAVAILABLE as exc:
+                raise self.unavailable(exc) from None
+            transaction = conn.transaction(isolation="repeatable_read", readonly=True)
+            try:
+                await transaction.start()
+            except (*UNAVAILABLE, asyncpg.InternalClientError) as exc:
+                conn.terminate()
+                await pool.release(conn)
+                if attempt == 2 or not isinstance(exc, asyncpg.InternalClientError):
+                    raise self.unavailable(exc) from None
+                continue
+            return conn, _releaser(pool, conn, transaction)
+        raise AssertionError("unreachable")
+
     def _pool(self) -> asyncpg.Pool:
         assert self.pool is not None, "the store is not open"
         return self.pool
@@ -265,6 +287,26 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     connections of their own), and asyncpg still rolls back a transaction left open. asyncpg's own
     reset (RESET ALL, UNLISTEN *, ...) is one more round trip per request: without it lookups by
     userName went from 1,109/s to 2,087/s (32 connections; scimlet and PostgreSQL on one core)."""
+
+
+def _releaser(
+    pool: asyncpg.Pool, conn: asyncpg.pool.PoolConnectionProxy, transaction: asyncpg.transaction.Transaction
+) -> Callable[[], Awaitable[None]]:
+    """The function that ends a snapshot's transaction and gives its connection back, once."""
+    held: asyncpg.pool.PoolConnectionProxy | None = conn
+
+    async def release() -> None:
+        nonlocal held
+        if held is None:
+            return
+        taken, held = held, None
+        try:
+            await transaction.rollback()  # read only: nothing to keep
+        except Exception:
+            taken.terminate()  # cut off mid-statement: the pool opens a new one in its place
+        await pool.release(taken)
+
+    return release
 
 
 def status_count(status: str) -> int:

@@ -18,15 +18,18 @@ value free and both store it; such writes skip the batched statements.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import asyncpg
 import orjson
 
 from scim.errors import ScimError, not_found, shown
 from scim.patch import Member, MemberOp
-from storage import Change, ChangeFn, CheckFn, Encoder, Query, Row, UniqueValue
+from storage import Change, ChangeFn, CheckFn, Encoder, MemberEncoder, MemberStream, Query, Row, UniqueValue
 from storage.common import new_resource_id, now
 from storage.postgresql.dialect import POSTGRESQL
-from storage.postgresql.engine import ATTEMPTS, Batcher, Connection, Engine, status_count
+from storage.postgresql.engine import ATTEMPTS, UNAVAILABLE, Batcher, Connection, Engine, status_count
+from storage.records import MEMBER_CHUNK
 from storage.resource_rules import (
     IdpDeleted,
     changed_columns,
@@ -126,6 +129,41 @@ class Resources(Engine):
             return row
 
         return await self.read(load)
+
+    async def stream_members(self, idp_id: str, group_id: str, encode: MemberEncoder) -> MemberStream | None:
+        """The group and its members in one read-only REPEATABLE READ transaction on a pooled
+        connection of its own (Engine.snapshot): MEMBER_CHUNK members per statement, keyset paged
+        along the primary key. A group whose members fit in one slice gives its connection back at once."""
+        conn, release = await self.snapshot()
+        try:
+            row = await self._read_row(conn, GROUPS, idp_id, group_id, False)
+            first = [] if row is None else await members_after(conn, group_id, "")
+        except UNAVAILABLE as exc:
+            await release()
+            raise self.unavailable(exc) from None
+        except BaseException:
+            await release()
+            raise
+        if row is None or len(first) < MEMBER_CHUNK:
+            await release()  # nothing more to read
+        if row is None:
+            return None
+        held = conn if len(first) == MEMBER_CHUNK else None
+
+        async def chunks() -> AsyncIterator[bytes]:
+            members = first
+            while members:
+                yield encode(members)
+                if held is None or len(members) < MEMBER_CHUNK:
+                    break
+                try:
+                    members = await members_after(held, group_id, members[-1]["value"])
+                except UNAVAILABLE as exc:
+                    await release()
+                    raise self.unavailable(exc) from None
+            await release()
+
+        return MemberStream(row, chunks(), release)
 
     async def search(
         self, rtype: str, idp_id: str, query: Query, encode: Encoder | None = None
@@ -530,6 +568,16 @@ MEMBERS = (
     # In member id order, as SQLite's (its rows are keyed by (group_id, member_id)): both list alike.
     "FROM group_members AS m WHERE m.group_id = $1 ORDER BY m.member_id"
 )
+
+
+# The slice of a group's members after a member id, in member id order (keyset paging).
+MEMBERS_AFTER = f"{MEMBERS.removesuffix(' ORDER BY m.member_id')} AND m.member_id > $2 ORDER BY m.member_id LIMIT $3"
+
+
+async def members_after(conn: Connection, group_id: str, after: str) -> list[dict]:
+    """At most MEMBER_CHUNK of the group's members, those after the member id `after`."""
+    found = await conn.fetch(MEMBERS_AFTER, group_id, after, MEMBER_CHUNK)
+    return [{"value": r[0], "type": r[1], "display": r[2]} for r in found]
 
 
 async def load_members(conn: Connection, group_id: str, limit: int | None = None) -> list[dict]:
