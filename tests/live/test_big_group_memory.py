@@ -9,8 +9,10 @@ creates and adds would leave behind); the group itself is made through SCIM.
 from __future__ import annotations
 
 import asyncio
+import socket
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 import asyncpg
@@ -74,17 +76,22 @@ def read_whole(url: str, headers: dict[str, str], answers: list, index: int) -> 
         answers[index] = (response.status_code, response.headers.get("etag"), response.content)
 
 
-@pytest.mark.serial
-def test_three_full_reads_of_a_100k_member_group_stay_under_150_mb(live_server: LiveServer) -> None:
-    with httpx.Client(base_url=live_server.tenant_url, headers=live_server.auth, timeout=60) as client:
+def big_group(server: LiveServer) -> str:
+    """A group of MEMBERS users, made through SCIM and filled with bulk SQL; its id."""
+    with httpx.Client(base_url=server.tenant_url, headers=server.auth, timeout=60) as client:
         created = client.post("/Groups", json={"schemas": [GROUP_SCHEMA], "displayName": "Everyone"})
         assert created.status_code == 201, created.text
         group_id = created.json()["id"]
-    if live_server.database_url.startswith("sqlite"):
-        seed_sqlite(live_server.db_path, live_server.idp_id, group_id)
+    if server.database_url.startswith("sqlite"):
+        seed_sqlite(server.db_path, server.idp_id, group_id)
     else:
-        asyncio.run(seed_postgresql(live_server.database_url, live_server.idp_id, group_id))
+        asyncio.run(seed_postgresql(server.database_url, server.idp_id, group_id))
+    return group_id
 
+
+@pytest.mark.serial
+def test_three_full_reads_of_a_100k_member_group_stay_under_150_mb(live_server: LiveServer) -> None:
+    group_id = big_group(live_server)
     assert live_server.process is not None
     pid = live_server.process.pid
     answers: list = [None] * READERS
@@ -108,3 +115,64 @@ def test_three_full_reads_of_a_100k_member_group_stay_under_150_mb(live_server: 
     assert [m["value"] for m in group["members"]] == [row[0] for row in user_rows(live_server.idp_id)]
     assert group["members"][7]["display"] == "member000007@contoso.com"
     assert high_water < PEAK_BUDGET_MIB, f"peak RSS {high_water:.1f} MiB with {READERS} full reads at once"
+
+
+def leave_mid_answer(server: LiveServer, group_id: str) -> None:
+    """GET the group, read the start of the answer, and hang up."""
+    target = f"{server.tenant_url.removeprefix(server.base)}/Groups/{group_id}"
+    request = f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {server.secret}\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(request.encode())
+        received = b""
+        while len(received) < 100_000:
+            chunk = sock.recv(65536)
+            assert chunk, "the server ended the answer early"
+            received += chunk
+        assert received.startswith(b"HTTP/1.1 200 ") and b"transfer-encoding: chunked" in received.lower()
+
+
+def readers_in_transaction(server: LiveServer) -> int:
+    """How many of the server's database sessions hold a read transaction (a snapshot) now."""
+    if server.database_url.startswith("sqlite"):
+        # A checkpoint that empties the WAL cannot complete (busy) while a reader holds a snapshot
+        # older than the last write: it would change the pages under it.
+        conn = sqlite3.connect(server.db_path, timeout=1)
+        try:
+            busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        finally:
+            conn.close()
+        return busy
+
+    async def idle_in_transaction() -> int:
+        conn = await asyncpg.connect(server.database_url)
+        try:
+            return await conn.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND state LIKE 'idle in transaction%' AND pid <> pg_backend_pid()"
+            )
+        finally:
+            await conn.close()
+
+    return asyncio.run(idle_in_transaction())
+
+
+def test_clients_that_hang_up_mid_answer_leave_no_reader_behind(live_server: LiveServer) -> None:
+    group_id = big_group(live_server)
+    with httpx.Client(base_url=live_server.tenant_url, headers=live_server.auth, timeout=60) as client:
+        rename = {
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{"op": "replace", "path": "displayName", "value": "Everyone, renamed"}],
+        }
+        # More clients than the server has readers, stream connections or pooled PostgreSQL
+        # connections (10): a stream left open by each would exhaust them, or stay in transaction.
+        for _ in range(12):
+            leave_mid_answer(live_server, group_id)
+        # A write after their snapshots: one still held would keep SQLite's checkpoint busy.
+        assert client.patch(f"/Groups/{group_id}", json=rename).status_code == 204
+        deadline = time.monotonic() + 10
+        while (held := readers_in_transaction(live_server)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert held == 0, f"{held} database sessions still in a transaction after the clients left"
+        whole = client.get(f"/Groups/{group_id}")
+    assert whole.status_code == 200 and whole.headers["etag"] == 'W/"2"'
+    assert len(whole.json()["members"]) == MEMBERS
