@@ -56,6 +56,11 @@ FULL_REPORTED_SECONDS = 60.0
 # groups a few thousand.
 IN_PLACE_STEPS = 50_000
 STREAM_CACHE_KIB = 2048  # the page cache of a member stream's connection (Engine.streamer)
+# Member streams under way at once, each with its connection and thread; one more waits up to
+# STREAM_WAIT_SECONDS for one to end (a stalled client holds its stream up to server.write_timeout),
+# then gets 503. PostgreSQL's are bounded the same way by its pool.
+MAX_STREAMS = 16
+STREAM_WAIT_SECONDS = 5.0
 
 
 def _connect_sync(path: str, synchronous: str) -> sqlite3.Connection:
@@ -113,6 +118,7 @@ class Engine:
         # Connections of finished member streams (stream_members), each with its thread, kept for
         # the next: a stream holds its connection, and its snapshot, for as long as it is sent.
         self._streamers: list[aiosqlite.Connection] = []
+        self._stream_slots = asyncio.Semaphore(MAX_STREAMS)
         self.batches = 0
 
     async def open(self) -> None:
@@ -202,13 +208,24 @@ class Engine:
 
     async def streamer(self) -> aiosqlite.Connection:
         """A reader connection of its own, for a read that spans many hops to its thread in one
-        snapshot (a member stream); give it back with release_streamer."""
+        snapshot (a member stream); give it back with release_streamer. At most MAX_STREAMS are
+        out at once: ScimError 503 when none comes back within STREAM_WAIT_SECONDS."""
+        try:
+            await asyncio.wait_for(self._stream_slots.acquire(), STREAM_WAIT_SECONDS)
+        except TimeoutError:
+            raise ScimError(
+                503, f"{MAX_STREAMS} group member lists are being sent already; retry after the Retry-After delay"
+            ) from None
         if self._streamers:
             return self._streamers.pop()
-        conn = await self._aconnect()
-        # A stream reads its pages once, in order: the readers' 32 MB page cache would only grow
-        # the process by that much per stream under way (three 100,000-member reads: 90 MB more).
-        await _run(conn, fetch, f"PRAGMA cache_size=-{STREAM_CACHE_KIB}", ())
+        try:
+            conn = await self._aconnect()
+            # A stream reads its pages once, in order: the readers' 32 MB page cache would only grow
+            # the process by that much per stream under way (three 100,000-member reads: 90 MB more).
+            await _run(conn, fetch, f"PRAGMA cache_size=-{STREAM_CACHE_KIB}", ())
+        except BaseException:
+            self._stream_slots.release()
+            raise
         return conn
 
     async def release_streamer(self, conn: aiosqlite.Connection) -> None:
@@ -219,6 +236,8 @@ class Engine:
         except BaseException:
             await conn.close()
             raise
+        finally:
+            self._stream_slots.release()
         if self.writer is not None and len(self._streamers) < self.reader_count:
             self._streamers.append(conn)
         else:
