@@ -228,11 +228,13 @@ class Engine:
             raise
         return conn
 
-    async def release_streamer(self, conn: aiosqlite.Connection) -> None:
-        """End the connection's read transaction, if any, and keep it for the next stream (as many
-        as there are readers; the others are closed, with their threads)."""
+    async def release_streamer(self, conn: aiosqlite.Connection, *, reading: bool = True) -> None:
+        """End the connection's read transaction, if any (reading=False: the caller knows it has
+        none, and no hop to its thread is needed), and keep it for the next stream (as many as
+        there are readers; the others are closed, with their threads)."""
         try:
-            await _run(conn, _end_read)
+            if reading:
+                await _run(conn, _end_read)
         except BaseException:
             await conn.close()
             raise

@@ -105,26 +105,29 @@ class Resources(Engine):
             await self.release_streamer(conn)
             raise
         if opened is None:
-            await self.release_streamer(conn)
+            await self.release_streamer(conn, reading=False)
             return None
         row, first, after = opened
         held: Any = conn
+        reading = after is not None  # whether its read transaction is still open
 
         async def release() -> None:
             nonlocal held
             if held is not None:
                 taken, held = held, None
-                await self.release_streamer(taken)
+                await self.release_streamer(taken, reading=reading)
 
-        if after is None:
+        if not reading:
             await release()
 
         async def chunks() -> AsyncIterator[bytes]:
+            nonlocal reading
             if first is not None:
                 yield first
             following = after
             while following is not None and held is not None:
                 chunk, following = await run_on(held, _next_members, group_id, following, encode)
+                reading = following is not None
                 if chunk is not None:
                     yield chunk
             await release()
@@ -350,11 +353,12 @@ def _open_members(
     conn: sqlite3.Connection, idp_id: str, group_id: str, encode: MemberEncoder
 ) -> tuple[Row, bytes | None, str | None] | None:
     """Begin the stream's snapshot: the group's row, its first slice of members encoded (None: it
-    has none) and the member id the next slice starts after (None: that was all). None, with the
-    transaction left for release_streamer to end, when there is no such group."""
+    has none) and the member id the next slice starts after (None: that was all, and the snapshot
+    is ended here). None, the snapshot ended, when there is no such group."""
     conn.execute("BEGIN")
     row = _load(conn, GROUPS, idp_id, group_id, members=False)
     if row is None:
+        conn.execute("ROLLBACK")
         return None
     members = _members_after(conn, group_id, "")
     if len(members) < MEMBER_CHUNK:
