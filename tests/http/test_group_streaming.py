@@ -6,16 +6,19 @@ held whole (no Content-Length for a streamed group), small ones as before."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
+import httpx
 import orjson
 import pytest
 
+from scim.errors import ScimError
 from scim.patch import Member
 from scim.project import parse_projection, project
 from scim.resources import to_resource
 from scim.schemas import ResourceType
 from scim.tenant import tenant as tenant_schemas
-from storage import LogQuery, Row
+from storage import LogQuery, MemberEncoder, MemberStream, Row
 from storage.records import MEMBER_CHUNK
 from tests.conftest import Tenant
 from tests.hardening.asgi import configured_tenant
@@ -69,6 +72,40 @@ def expected(rtype: ResourceType, row: Row, tenant: Tenant, params: dict) -> byt
     )
     projection = parse_projection(rtype, params.get("attributes"), params.get("excludedAttributes"))
     return orjson.dumps(project(rtype, resource, projection))
+
+
+async def asgi_get(tenant: Tenant, path: str) -> list[dict]:
+    """The messages the app sends for a GET of `path` under the tenant URL, called as a server calls it."""
+    url = httpx.URL(f"{tenant.url}{path}")
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "https",
+        "path": url.path,
+        "raw_path": url.raw_path,
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"host", b"scim.test"), (b"authorization", f"Bearer {tenant.secret}".encode())],
+        "client": ("127.0.0.1", 50000),
+        "server": ("scim.test", 443),
+    }
+    sent: list[dict] = []
+    done = asyncio.Event()
+
+    async def receive() -> dict:
+        if not sent:
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await done.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    await tenant.app(scope, receive, send)
+    done.set()
+    return sent
 
 
 @pytest.fixture
@@ -173,3 +210,47 @@ async def test_the_provisioning_record_of_a_streamed_group_keeps_the_start_of_it
         records, _ = await tenant.store.query_logs(LogQuery(idp_id=tenant.idp_id, operation="Get Group"))
     assert [(r.status, r.resource_id) for r in records] == [(200, group.id)]
     assert records[0].response_body == response.text[:MAX_LOGGED_BODY] + "…"
+
+
+async def test_a_store_failure_mid_stream_cuts_the_answer_off_and_the_record_says_why(database_url: str) -> None:
+    async with configured_tenant(database_url) as tenant:
+        people = await users(tenant, 3 * MEMBER_CHUNK)
+        group = await tenant.store.create(
+            "Group", tenant.idp_id, {"displayName": "Failing"}, [Member(u.id, "User") for u in people]
+        )
+        real = tenant.store.stream_members
+        closed: list[bool] = []
+
+        async def failing(idp_id: str, group_id: str, encode: MemberEncoder) -> MemberStream | None:
+            stream = await real(idp_id, group_id, encode)
+            assert stream is not None
+
+            async def chunks() -> AsyncIterator[bytes]:
+                yield await anext(stream.chunks)
+                yield await anext(stream.chunks)
+                raise ScimError(503, "The database cannot be reached (ConnectionResetError); retry")
+
+            async def release() -> None:
+                closed.append(True)
+                await stream.aclose()
+
+            return MemberStream(stream.row, chunks(), release)
+
+        tenant.store.stream_members = failing  # type: ignore[method-assign]
+        sent = await asgi_get(tenant, f"/Groups/{group.id}")
+        # The status line went out before the failure: the body is never ended (no last message
+        # without more_body), so the server drops the connection and the client sees it cut off.
+        assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 200
+        assert b"content-length" not in dict(sent[0]["headers"])
+        bodies = sent[1:]
+        assert len(bodies) == 2 and all(m["type"] == "http.response.body" and m["more_body"] for m in bodies)
+        assert bodies[0]["body"].startswith(b'{"schemas":')
+        assert closed == [True]
+        tenant.store.stream_members = real  # type: ignore[method-assign]
+        whole = await tenant.client.get(f"/Groups/{group.id}")
+        assert len(whole.json()["members"]) == 3 * MEMBER_CHUNK
+        await tenant.app.state.provisioning_log.flush()
+        records, _ = await tenant.store.query_logs(LogQuery(idp_id=tenant.idp_id, operation="Get Group"))
+    cut = records[-1]  # newest first: the failed read is the older one
+    assert cut.status == 200 and cut.detail is not None and "cannot be reached" in cut.detail
+    assert records[0].detail is None
