@@ -131,9 +131,22 @@ class Resources(Engine):
         return await self.read(load)
 
     async def stream_members(self, idp_id: str, group_id: str, encode: MemberEncoder) -> MemberStream | None:
-        """The group and its members in one read-only REPEATABLE READ transaction on a pooled
-        connection of its own (Engine.snapshot): MEMBER_CHUNK members per statement, keyset paged
-        along the primary key. A group whose members fit in one slice gives its connection back at once."""
+        """The group and its members. The row and its first MEMBER_CHUNK + 1 members are one
+        statement (one snapshot by itself): a group whose members fit in one slice is read in one
+        round trip, as a group was before streaming. A bigger one is read again in a read-only
+        REPEATABLE READ transaction on a pooled connection of its own (Engine.snapshot),
+        MEMBER_CHUNK members per statement, keyset paged along the primary key."""
+        found = await self.read(lambda conn: conn.fetchrow(GROUP_AND_FIRST_MEMBERS, group_id, idp_id, MEMBER_CHUNK + 1))
+        if found is None:
+            return None
+        listed = [{"value": m[0], "type": m[1], "display": m[2]} for m in orjson.loads(found[5] or "[]")]
+        if len(listed) <= MEMBER_CHUNK:
+
+            async def whole() -> AsyncIterator[bytes]:
+                if listed:
+                    yield encode(listed)
+
+            return MemberStream(to_row(found), whole(), _nothing_held)
         conn, release = await self.snapshot()
         try:
             row = await self._read_row(conn, GROUPS, idp_id, group_id, False)
@@ -568,6 +581,20 @@ MEMBERS = (
     # In member id order, as SQLite's (its rows are keyed by (group_id, member_id)): both list alike.
     "FROM group_members AS m WHERE m.group_id = $1 ORDER BY m.member_id"
 )
+
+
+# A group's row and, as JSON [[id, type, display], ...], its first $3 members in member id order.
+GROUP_AND_FIRST_MEMBERS = (
+    f"SELECT {ROW_COLUMNS}, (SELECT json_agg(json_build_array(m.member_id, m.type, CASE m.type WHEN 'User' "
+    "THEN (SELECT user_name FROM users WHERE id = m.member_id) "
+    "ELSE (SELECT display_name FROM groups WHERE id = m.member_id) END) ORDER BY m.member_id) "
+    "FROM (SELECT member_id, type FROM group_members WHERE group_id = t.id ORDER BY member_id LIMIT $3) AS m) "
+    "FROM groups AS t WHERE t.id = $1 AND t.idp_id = $2"
+)
+
+
+async def _nothing_held() -> None:
+    """The release of a member stream read in one statement: it holds nothing."""
 
 
 # The slice of a group's members after a member id, in member id order (keyset paging).
