@@ -102,10 +102,11 @@ class ResourceStore(Protocol):
         members are the ones of the row's version, whatever is written meanwhile. The stream's
         chunks are encode(members) of consecutive slices of at most MEMBER_CHUNK members
         ({"value", "type", "display"} as get() loads them) in member id order, the order get()
-        lists them in; encode runs where the members were read, off the event loop. A group
-        without members yields no chunk. Until its chunks are exhausted or it is closed
-        (MemberStream.aclose), the stream holds a reader of its own: the caller closes it in
-        every case, also when it stops early (a client gone).
+        lists them in; encode runs where the members were read (as get's encode: SQLite's on
+        the stream's thread). A group without members yields no chunk. Until its chunks are
+        exhausted or it is closed (MemberStream.aclose), a stream of more than one slice holds a
+        reader of its own: the caller closes it in every case, also when it stops early (a
+        client gone). At most a backend-defined number are open at once; past it, 503.
 
         Raises ScimError 503 (also from the chunks, when the database fails while they are read)."""
         ...
