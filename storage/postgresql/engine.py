@@ -31,6 +31,8 @@ Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 # A transaction PostgreSQL aborted to resolve a deadlock or a serialization conflict is run again.
 RETRIED = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
 ATTEMPTS = 5
+# How long a member stream waits for one of the snapshot slots (Engine.snapshot) before its 503.
+SNAPSHOT_WAIT_SECONDS = 5.0
 # The database cannot be reached or cannot work now: down, restarting, out of connections or disk,
 # a statement past statement_timeout, a standby after a failover. The client may retry.
 UNAVAILABLE = (
@@ -62,6 +64,9 @@ class Engine:
         self.url = url
         self.pool_min = min(pool_min, pool_max)
         self.pool_max = pool_max
+        # Snapshots (member streams) hold a pooled connection while their answer is sent, as long
+        # as a slow client takes: at most half the pool, so that the other requests keep the rest.
+        self._snapshot_slots = asyncio.Semaphore(max(1, self.pool_max // 2))
         self.connect_timeout = connect_timeout
         self.statement_timeout = statement_timeout
         self.retry_after = retry_after
@@ -184,8 +189,25 @@ class Engine:
     async def snapshot(self) -> tuple[Connection, Callable[[], Awaitable[None]]]:
         """A pooled connection of its own in a read-only REPEATABLE READ transaction (one snapshot
         across many statements), and the function that ends it and gives the connection back
-        (idempotent). A connection found broken is replaced once, as in run()."""
+        (idempotent). A connection found broken is replaced once, as in run(). At most half the
+        pool at once: ScimError 503 when none is given back within SNAPSHOT_WAIT_SECONDS."""
         pool = self._pool()
+        try:
+            await asyncio.wait_for(self._snapshot_slots.acquire(), SNAPSHOT_WAIT_SECONDS)
+        except TimeoutError:
+            raise ScimError(
+                503,
+                f"{max(1, self.pool_max // 2)} group member lists are being sent already; "
+                "retry after the Retry-After delay",
+            ) from None
+        try:
+            return await self._begin_snapshot(pool)
+        except BaseException:
+            self._snapshot_slots.release()
+            raise
+
+    async def _begin_snapshot(self, pool: asyncpg.Pool) -> tuple[Connection, Callable[[], Awaitable[None]]]:
+        """snapshot()'s connection and transaction, once its slot is taken."""
         for attempt in (1, 2):
             try:
                 conn = await pool.acquire(timeout=self.connect_timeout)
@@ -200,7 +222,7 @@ class Engine:
                 if attempt == 2 or not isinstance(exc, asyncpg.InternalClientError):
                     raise self.unavailable(exc) from None
                 continue
-            return conn, _releaser(pool, conn, transaction)
+            return conn, _releaser(pool, conn, transaction, self._snapshot_slots)
         raise AssertionError("unreachable")
 
     def _pool(self) -> asyncpg.Pool:
@@ -290,9 +312,12 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
 
 
 def _releaser(
-    pool: asyncpg.Pool, conn: asyncpg.pool.PoolConnectionProxy, transaction: asyncpg.transaction.Transaction
+    pool: asyncpg.Pool,
+    conn: asyncpg.pool.PoolConnectionProxy,
+    transaction: asyncpg.transaction.Transaction,
+    slots: asyncio.Semaphore,
 ) -> Callable[[], Awaitable[None]]:
-    """The function that ends a snapshot's transaction and gives its connection back, once."""
+    """The function that ends a snapshot's transaction and gives its connection and slot back, once."""
     held: asyncpg.pool.PoolConnectionProxy | None = conn
 
     async def release() -> None:
@@ -304,7 +329,10 @@ def _releaser(
             await transaction.rollback()  # read only: nothing to keep
         except Exception:
             taken.terminate()  # cut off mid-statement: the pool opens a new one in its place
-        await pool.release(taken)
+        try:
+            await pool.release(taken)
+        finally:
+            slots.release()
 
     return release
 
