@@ -25,6 +25,21 @@ def etag_matches(tags: set[str] | None, version: int) -> bool:
     return any(tag.removeprefix("W/") == opaque for tag in tags)
 
 
+def member_references(members: list[dict], base_url: str) -> list[dict]:
+    """A group's members as its resource lists them: each with its $ref, and its display when it has one."""
+    return [
+        {
+            "value": m["value"],
+            "type": m["type"],
+            "display": m["display"],
+            "$ref": f"{base_url}/{m['type']}s/{m['value']}",
+        }
+        if m.get("display") is not None
+        else {"value": m["value"], "type": m["type"], "$ref": f"{base_url}/{m['type']}s/{m['value']}"}
+        for m in members
+    ]
+
+
 def to_resource(
     rtype: ResourceType,
     resource_id: str,
@@ -43,17 +58,7 @@ def to_resource(
     schemas = [rtype.schema, *(urn for urn in rtype.extensions if urn in doc)]
     resource: dict = {"schemas": schemas, "id": resource_id, **doc}
     if members is not None:
-        resource["members"] = [
-            {
-                "value": m["value"],
-                "type": m["type"],
-                "display": m["display"],
-                "$ref": f"{base_url}/{m['type']}s/{m['value']}",
-            }
-            if m.get("display") is not None
-            else {"value": m["value"], "type": m["type"], "$ref": f"{base_url}/{m['type']}s/{m['value']}"}
-            for m in members
-        ]
+        resource["members"] = member_references(members, base_url)
     if groups:
         resource["groups"] = [
             {"value": g["value"], "$ref": f"{base_url}/Groups/{g['value']}", "display": g["display"], "type": g["type"]}

@@ -31,6 +31,8 @@ from storage.records import (
     LogCounters,
     LogQuery,
     LogRecord,
+    MemberEncoder,
+    MemberStream,
     Principal,
     Query,
     Row,
@@ -91,6 +93,22 @@ class ResourceStore(Protocol):
         encode(row), made where the row was read.
 
         Raises ScimError 400 tooMany when a user's groups are more than scim.max_user_groups, 503."""
+        ...
+
+    async def stream_members(self, idp_id: str, group_id: str, encode: MemberEncoder) -> MemberStream | None:
+        """The group and all its direct members without holding them all at once (a group of
+        100,000 members is 20 MB of JSON), or None when the IdP has no such group (nothing is
+        then held). The row (members None) and every member come from one snapshot, so the
+        members are the ones of the row's version, whatever is written meanwhile. The stream's
+        chunks are encode(members) of consecutive slices of at most MEMBER_CHUNK members
+        ({"value", "type", "display"} as get() loads them) in member id order, the order get()
+        lists them in; encode runs where the members were read (as get's encode: SQLite's on
+        the stream's thread). A group without members yields no chunk. Until its chunks are
+        exhausted or it is closed (MemberStream.aclose), a stream of more than one slice holds a
+        reader of its own: the caller closes it in every case, also when it stops early (a
+        client gone). At most a backend-defined number are open at once; past it, 503.
+
+        Raises ScimError 503 (also from the chunks, when the database fails while they are read)."""
         ...
 
     async def search(

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -54,6 +55,27 @@ ChangeFn = Callable[[Row], Change]
 CheckFn = Callable[[Row], None]
 # Renders a row as the client reads it, as JSON; run by the store where it read the row.
 Encoder = Callable[[Row], bytes]
+# Renders a slice of a group's members ({"value", "type", "display"}, in member id order) as the
+# answer lists them, as JSON; run by the store where it read them.
+MemberEncoder = Callable[[list[dict]], bytes]
+# The members a streamed read takes from the database at a time: what one chunk costs in memory.
+MEMBER_CHUNK = 2000
+
+
+@dataclass
+class MemberStream:
+    """A group and its direct members as stream_members reads them, from one snapshot: `row` (its
+    members None) as it was when the members were read, and `chunks`, the members encoded
+    MEMBER_CHUNK at a time. It holds a database reader and its snapshot until `chunks` is exhausted
+    or aclose() is called: the caller calls aclose() in every case (again is harmless)."""
+
+    row: Row
+    chunks: AsyncIterator[bytes]
+    release: Callable[[], Awaitable[None]]  # ends the snapshot and gives the reader back; idempotent
+
+    async def aclose(self) -> None:
+        # Shielded: a request cancelled while it closes its stream must still give the reader back.
+        await asyncio.shield(self.release())
 
 
 @dataclass(frozen=True)

@@ -272,7 +272,7 @@ def _clip(text: _Clipped, limit: int) -> _Clipped:
     return text if text is None or len(text) <= limit else text[:limit] + "…"
 
 
-def logged_response_body(raw: bytes | memoryview) -> str | None:
+def logged_response_body(raw: bytes | bytearray | memoryview) -> str | None:
     """The answer as the record keeps it: its first MAX_LOGGED_BODY characters. Only the bytes that
     can hold them are decoded (a UTF-8 character is at most 4 bytes), never a whole 100 MB member list
     on the event loop."""
@@ -296,7 +296,9 @@ def _logged_request_body(raw: bytes, parsed: object) -> str | None:
     return _clip(raw.decode("utf-8", "replace"), MAX_LOGGED_BODY)
 
 
-def build_record(request: ScimRequest, status: int, response_raw: bytes | memoryview, duration_ms: float) -> LogRecord:
+def build_record(
+    request: ScimRequest, status: int, response_raw: bytes | bytearray | memoryview, duration_ms: float
+) -> LogRecord:
     """The provisioning log record of one answered SCIM request, from what answering it kept:
     nothing here parses a body again. Every field a client's text reaches is clipped; the others
     (time, key id, resource type, status, scimType, duration) hold only values the server chose."""

@@ -31,6 +31,8 @@ Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 # A transaction PostgreSQL aborted to resolve a deadlock or a serialization conflict is run again.
 RETRIED = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
 ATTEMPTS = 5
+# How long a member stream waits for one of the snapshot slots (Engine.snapshot) before its 503.
+SNAPSHOT_WAIT_SECONDS = 5.0
 # The database cannot be reached or cannot work now: down, restarting, out of connections or disk,
 # a statement past statement_timeout, a standby after a failover. The client may retry.
 UNAVAILABLE = (
@@ -62,6 +64,9 @@ class Engine:
         self.url = url
         self.pool_min = min(pool_min, pool_max)
         self.pool_max = pool_max
+        # Snapshots (member streams) hold a pooled connection while their answer is sent, as long
+        # as a slow client takes: at most half the pool, so that the other requests keep the rest.
+        self._snapshot_slots = asyncio.Semaphore(max(1, self.pool_max // 2))
         self.connect_timeout = connect_timeout
         self.statement_timeout = statement_timeout
         self.retry_after = retry_after
@@ -181,6 +186,45 @@ class Engine:
                 raise self.unavailable(exc) from None
         raise AssertionError("unreachable")
 
+    async def snapshot(self) -> tuple[Connection, Callable[[], Awaitable[None]]]:
+        """A pooled connection of its own in a read-only REPEATABLE READ transaction (one snapshot
+        across many statements), and the function that ends it and gives the connection back
+        (idempotent). A connection found broken is replaced once, as in run(). At most half the
+        pool at once: ScimError 503 when none is given back within SNAPSHOT_WAIT_SECONDS."""
+        pool = self._pool()
+        try:
+            await asyncio.wait_for(self._snapshot_slots.acquire(), SNAPSHOT_WAIT_SECONDS)
+        except TimeoutError:
+            raise ScimError(
+                503,
+                f"{max(1, self.pool_max // 2)} group member lists are being sent already; "
+                "retry after the Retry-After delay",
+            ) from None
+        try:
+            return await self._begin_snapshot(pool)
+        except BaseException:
+            self._snapshot_slots.release()
+            raise
+
+    async def _begin_snapshot(self, pool: asyncpg.Pool) -> tuple[Connection, Callable[[], Awaitable[None]]]:
+        """snapshot()'s connection and transaction, once its slot is taken."""
+        for attempt in (1, 2):
+            try:
+                conn = await pool.acquire(timeout=self.connect_timeout)
+            except UNAVAILABLE as exc:
+                raise self.unavailable(exc) from None
+            transaction = conn.transaction(isolation="repeatable_read", readonly=True)
+            try:
+                await transaction.start()
+            except (*UNAVAILABLE, asyncpg.InternalClientError) as exc:
+                conn.terminate()
+                await pool.release(conn)
+                if attempt == 2 or not isinstance(exc, asyncpg.InternalClientError):
+                    raise self.unavailable(exc) from None
+                continue
+            return conn, _releaser(pool, conn, transaction, self._snapshot_slots)
+        raise AssertionError("unreachable")
+
     def _pool(self) -> asyncpg.Pool:
         assert self.pool is not None, "the store is not open"
         return self.pool
@@ -265,6 +309,32 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     connections of their own), and asyncpg still rolls back a transaction left open. asyncpg's own
     reset (RESET ALL, UNLISTEN *, ...) is one more round trip per request: without it lookups by
     userName went from 1,109/s to 2,087/s (32 connections; scimlet and PostgreSQL on one core)."""
+
+
+def _releaser(
+    pool: asyncpg.Pool,
+    conn: asyncpg.pool.PoolConnectionProxy,
+    transaction: asyncpg.transaction.Transaction,
+    slots: asyncio.Semaphore,
+) -> Callable[[], Awaitable[None]]:
+    """The function that ends a snapshot's transaction and gives its connection and slot back, once."""
+    held: asyncpg.pool.PoolConnectionProxy | None = conn
+
+    async def release() -> None:
+        nonlocal held
+        if held is None:
+            return
+        taken, held = held, None
+        try:
+            await transaction.rollback()  # read only: nothing to keep
+        except Exception:
+            taken.terminate()  # cut off mid-statement: the pool opens a new one in its place
+        try:
+            await pool.release(taken)
+        finally:
+            slots.release()
+
+    return release
 
 
 def status_count(status: str) -> int:

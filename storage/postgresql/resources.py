@@ -18,15 +18,18 @@ value free and both store it; such writes skip the batched statements.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import asyncpg
 import orjson
 
 from scim.errors import ScimError, not_found, shown
 from scim.patch import Member, MemberOp
-from storage import Change, ChangeFn, CheckFn, Encoder, Query, Row, UniqueValue
+from storage import Change, ChangeFn, CheckFn, Encoder, MemberEncoder, MemberStream, Query, Row, UniqueValue
 from storage.common import new_resource_id, now
 from storage.postgresql.dialect import POSTGRESQL
-from storage.postgresql.engine import ATTEMPTS, Batcher, Connection, Engine, status_count
+from storage.postgresql.engine import ATTEMPTS, UNAVAILABLE, Batcher, Connection, Engine, status_count
+from storage.records import MEMBER_CHUNK
 from storage.resource_rules import (
     IdpDeleted,
     changed_columns,
@@ -126,6 +129,54 @@ class Resources(Engine):
             return row
 
         return await self.read(load)
+
+    async def stream_members(self, idp_id: str, group_id: str, encode: MemberEncoder) -> MemberStream | None:
+        """The group and its members. The row and its first MEMBER_CHUNK + 1 members are one
+        statement (one snapshot by itself): a group whose members fit in one slice is read in one
+        round trip, as a group was before streaming. A bigger one is read again in a read-only
+        REPEATABLE READ transaction on a pooled connection of its own (Engine.snapshot),
+        MEMBER_CHUNK members per statement, keyset paged along the primary key."""
+        found = await self.read(lambda conn: conn.fetchrow(GROUP_AND_FIRST_MEMBERS, group_id, idp_id, MEMBER_CHUNK + 1))
+        if found is None:
+            return None
+        listed = [{"value": m[0], "type": m[1], "display": m[2]} for m in orjson.loads(found[5] or "[]")]
+        if len(listed) <= MEMBER_CHUNK:
+
+            async def whole() -> AsyncIterator[bytes]:
+                if listed:
+                    yield encode(listed)
+
+            return MemberStream(to_row(found), whole(), _nothing_held)
+        conn, release = await self.snapshot()
+        try:
+            row = await self._read_row(conn, GROUPS, idp_id, group_id, False)
+            first = [] if row is None else await members_after(conn, group_id, "")
+        except UNAVAILABLE as exc:
+            await release()
+            raise self.unavailable(exc) from None
+        except BaseException:
+            await release()
+            raise
+        if row is None or len(first) < MEMBER_CHUNK:
+            await release()  # nothing more to read
+        if row is None:
+            return None
+        held = conn if len(first) == MEMBER_CHUNK else None
+
+        async def chunks() -> AsyncIterator[bytes]:
+            members = first
+            while members:
+                yield encode(members)
+                if held is None or len(members) < MEMBER_CHUNK:
+                    break
+                try:
+                    members = await members_after(held, group_id, members[-1]["value"])
+                except UNAVAILABLE as exc:
+                    await release()
+                    raise self.unavailable(exc) from None
+            await release()
+
+        return MemberStream(row, chunks(), release)
 
     async def search(
         self, rtype: str, idp_id: str, query: Query, encode: Encoder | None = None
@@ -530,6 +581,30 @@ MEMBERS = (
     # In member id order, as SQLite's (its rows are keyed by (group_id, member_id)): both list alike.
     "FROM group_members AS m WHERE m.group_id = $1 ORDER BY m.member_id"
 )
+
+
+# A group's row and, as JSON [[id, type, display], ...], its first $3 members in member id order.
+GROUP_AND_FIRST_MEMBERS = (
+    f"SELECT {ROW_COLUMNS}, (SELECT json_agg(json_build_array(m.member_id, m.type, CASE m.type WHEN 'User' "
+    "THEN (SELECT user_name FROM users WHERE id = m.member_id) "
+    "ELSE (SELECT display_name FROM groups WHERE id = m.member_id) END) ORDER BY m.member_id) "
+    "FROM (SELECT member_id, type FROM group_members WHERE group_id = t.id ORDER BY member_id LIMIT $3) AS m) "
+    "FROM groups AS t WHERE t.id = $1 AND t.idp_id = $2"
+)
+
+
+async def _nothing_held() -> None:
+    """The release of a member stream read in one statement: it holds nothing."""
+
+
+# The slice of a group's members after a member id, in member id order (keyset paging).
+MEMBERS_AFTER = f"{MEMBERS.removesuffix(' ORDER BY m.member_id')} AND m.member_id > $2 ORDER BY m.member_id LIMIT $3"
+
+
+async def members_after(conn: Connection, group_id: str, after: str) -> list[dict]:
+    """At most MEMBER_CHUNK of the group's members, those after the member id `after`."""
+    found = await conn.fetch(MEMBERS_AFTER, group_id, after, MEMBER_CHUNK)
+    return [{"value": r[0], "type": r[1], "display": r[2]} for r in found]
 
 
 async def load_members(conn: Connection, group_id: str, limit: int | None = None) -> list[dict]:

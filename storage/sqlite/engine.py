@@ -55,6 +55,12 @@ FULL_REPORTED_SECONDS = 60.0
 # of thousands of nested groups. A point read takes a few hundred; the groups of a user in a few
 # groups a few thousand.
 IN_PLACE_STEPS = 50_000
+STREAM_CACHE_KIB = 2048  # the page cache of a member stream's connection (Engine.streamer)
+# Member streams under way at once, each with its connection and thread; one more waits up to
+# STREAM_WAIT_SECONDS for one to end (a stalled client holds its stream up to server.write_timeout),
+# then gets 503. PostgreSQL's are bounded the same way by its pool.
+MAX_STREAMS = 16
+STREAM_WAIT_SECONDS = 5.0
 
 
 def _connect_sync(path: str, synchronous: str) -> sqlite3.Connection:
@@ -109,6 +115,10 @@ class Engine:
         self._writer_task: asyncio.Task | None = None
         self._checkpointer: aiosqlite.Connection | None = None
         self._checkpoint_task: asyncio.Task | None = None
+        # Connections of finished member streams (stream_members), each with its thread, kept for
+        # the next: a stream holds its connection, and its snapshot, for as long as it is sent.
+        self._streamers: list[aiosqlite.Connection] = []
+        self._stream_slots = asyncio.Semaphore(MAX_STREAMS)
         self.batches = 0
 
     async def open(self) -> None:
@@ -150,10 +160,10 @@ class Engine:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._checkpoint_task
             self._checkpoint_task = None
-        for conn in [self.writer, *self.readers, self._checkpointer]:
+        for conn in [self.writer, *self.readers, self._checkpointer, *self._streamers]:
             if conn is not None:
                 await conn.close()
-        self.writer, self.readers, self._checkpointer = None, [], None
+        self.writer, self.readers, self._checkpointer, self._streamers = None, [], None, []
         if self.local_conn is not None:
             self.local_conn.close()
             self.local_conn = None
@@ -195,6 +205,45 @@ class Engine:
                 raise too_many_groups(exc.user_id, cap) from None
 
         return await self.read(run)
+
+    async def streamer(self) -> aiosqlite.Connection:
+        """A reader connection of its own, for a read that spans many hops to its thread in one
+        snapshot (a member stream); give it back with release_streamer. At most MAX_STREAMS are
+        out at once: ScimError 503 when none comes back within STREAM_WAIT_SECONDS."""
+        try:
+            await asyncio.wait_for(self._stream_slots.acquire(), STREAM_WAIT_SECONDS)
+        except TimeoutError:
+            raise ScimError(
+                503, f"{MAX_STREAMS} group member lists are being sent already; retry after the Retry-After delay"
+            ) from None
+        if self._streamers:
+            return self._streamers.pop()
+        try:
+            conn = await self._aconnect()
+            # A stream reads its pages once, in order: the readers' 32 MB page cache would only grow
+            # the process by that much per stream under way (three 100,000-member reads: 90 MB more).
+            await _run(conn, fetch, f"PRAGMA cache_size=-{STREAM_CACHE_KIB}", ())
+        except BaseException:
+            self._stream_slots.release()
+            raise
+        return conn
+
+    async def release_streamer(self, conn: aiosqlite.Connection, *, reading: bool = True) -> None:
+        """End the connection's read transaction, if any (reading=False: the caller knows it has
+        none, and no hop to its thread is needed), and keep it for the next stream (as many as
+        there are readers; the others are closed, with their threads)."""
+        try:
+            if reading:
+                await _run(conn, _end_read)
+        except BaseException:
+            await conn.close()
+            raise
+        finally:
+            self._stream_slots.release()
+        if self.writer is not None and len(self._streamers) < self.reader_count:
+            self._streamers.append(conn)
+        else:
+            await conn.close()
 
     async def write(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run fn(sqlite3_connection, *args) in the next write transaction (group commit)."""
@@ -308,6 +357,11 @@ class Engine:
                 log.warning("WAL checkpoint failed, will retry: %s", exc)
 
 
+async def run_on(conn: aiosqlite.Connection, fn: Callable[..., Any], *args: Any) -> Any:
+    """fn(sqlite3_connection, *args) on the thread of this connection (one of Engine.streamer's)."""
+    return await _run(conn, fn, *args)
+
+
 async def _run(conn: aiosqlite.Connection, fn: Callable[..., Any], *args: Any) -> Any:
     # aiosqlite has no public call to run a function on its thread; _execute is that call (the
     # version is pinned). One hop per unit of work is what keeps requests cheap.
@@ -335,6 +389,11 @@ def _run_batch(conn: sqlite3.Connection, fns: list[Callable]) -> list[tuple[bool
             conn.execute("ROLLBACK")
         raise
     return outcomes
+
+
+def _end_read(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")  # a read transaction: nothing to keep
 
 
 def fetch(conn: sqlite3.Connection, sql: str, params: tuple) -> list[tuple]:

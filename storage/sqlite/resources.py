@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import orjson
@@ -16,15 +16,18 @@ from storage import (
     ChangeFn,
     CheckFn,
     Encoder,
+    MemberEncoder,
+    MemberStream,
     Query,
     Row,
     UniqueValue,
 )
 from storage.common import new_resource_id, now
+from storage.records import MEMBER_CHUNK
 from storage.resource_rules import IdpDeleted, changed_columns, hot_columns, typed_members, uniqueness
 from storage.sql import GROUPS, TABLES, USERS, TableMap, is_point_lookup, order_clause, taken_query, where_clause
 from storage.sqlite.dialect import SQLITE
-from storage.sqlite.engine import Engine, GroupWalkTooLarge, TooLongInPlace, in_place
+from storage.sqlite.engine import Engine, GroupWalkTooLarge, TooLongInPlace, in_place, run_on
 
 # A page of users whose groups are each a long walk (all in densely nested groups) would hold a
 # reader thread for a walk per user: the page ends early, as at scim.max_page_bytes, once loading
@@ -89,6 +92,47 @@ class Resources(Engine):
         if tmap is USERS or not members:  # one row by its id: a point read, unless its groups reach far
             return await self.read_in_place(load)
         return await self.read_far(load)
+
+    async def stream_members(self, idp_id: str, group_id: str, encode: MemberEncoder) -> MemberStream | None:
+        """The group and its members on a connection of its own (Engine.streamer), in one read
+        transaction, its snapshot: MEMBER_CHUNK members per hop to the connection's thread, each
+        slice encoded there. A group whose members fit in one slice takes one hop, its connection
+        given back at once."""
+        conn = await self.streamer()
+        try:
+            opened = await run_on(conn, _open_members, idp_id, group_id, encode)
+        except BaseException:
+            await self.release_streamer(conn)
+            raise
+        if opened is None:
+            await self.release_streamer(conn, reading=False)
+            return None
+        row, first, after = opened
+        held: Any = conn
+        reading = after is not None  # whether its read transaction is still open
+
+        async def release() -> None:
+            nonlocal held
+            if held is not None:
+                taken, held = held, None
+                await self.release_streamer(taken, reading=reading)
+
+        if not reading:
+            await release()
+
+        async def chunks() -> AsyncIterator[bytes]:
+            nonlocal reading
+            if first is not None:
+                yield first
+            following = after
+            while following is not None and held is not None:
+                chunk, following = await run_on(held, _next_members, group_id, following, encode)
+                reading = following is not None
+                if chunk is not None:
+                    yield chunk
+            await release()
+
+        return MemberStream(row, chunks(), release)
 
     async def search(
         self, rtype: str, idp_id: str, query: Query, encode: Encoder | None = None
@@ -284,15 +328,55 @@ def _attach_members(conn: sqlite3.Connection, tmap: TableMap, row: Row, walk_cap
         row.groups = load_groups(conn, row.id, walk_cap)
 
 
+# A group's members with their names, in member id order (the primary key's: no sort).
+MEMBERS = (
+    "SELECT m.member_id, m.type, CASE m.type WHEN 'User' THEN "
+    "(SELECT user_name FROM users WHERE id = m.member_id) "
+    "ELSE (SELECT display_name FROM groups WHERE id = m.member_id) END "
+    "FROM group_members AS m WHERE m.group_id = ?"
+)
+# The slice of them after a member id (keyset paging along the primary key).
+MEMBERS_AFTER = f"{MEMBERS} AND m.member_id > ? ORDER BY m.member_id LIMIT ?"
+
+
 def _load_members(conn: sqlite3.Connection, group_id: str) -> list[dict]:
-    rows = conn.execute(
-        "SELECT m.member_id, m.type, CASE m.type WHEN 'User' THEN "
-        "(SELECT user_name FROM users WHERE id = m.member_id) "
-        "ELSE (SELECT display_name FROM groups WHERE id = m.member_id) END "
-        "FROM group_members AS m WHERE m.group_id = ?",
-        (group_id,),
-    ).fetchall()
+    rows = conn.execute(f"{MEMBERS} ORDER BY m.member_id", (group_id,)).fetchall()
     return [{"value": r[0], "type": r[1], "display": r[2]} for r in rows]
+
+
+def _members_after(conn: sqlite3.Connection, group_id: str, after: str) -> list[dict]:
+    rows = conn.execute(MEMBERS_AFTER, (group_id, after, MEMBER_CHUNK)).fetchall()
+    return [{"value": r[0], "type": r[1], "display": r[2]} for r in rows]
+
+
+def _open_members(
+    conn: sqlite3.Connection, idp_id: str, group_id: str, encode: MemberEncoder
+) -> tuple[Row, bytes | None, str | None] | None:
+    """Begin the stream's snapshot: the group's row, its first slice of members encoded (None: it
+    has none) and the member id the next slice starts after (None: that was all, and the snapshot
+    is ended here). None, the snapshot ended, when there is no such group."""
+    conn.execute("BEGIN")
+    row = _load(conn, GROUPS, idp_id, group_id, members=False)
+    if row is None:
+        conn.execute("ROLLBACK")
+        return None
+    members = _members_after(conn, group_id, "")
+    if len(members) < MEMBER_CHUNK:
+        conn.execute("COMMIT")
+        return row, encode(members) if members else None, None
+    return row, encode(members), members[-1]["value"]
+
+
+def _next_members(
+    conn: sqlite3.Connection, group_id: str, after: str, encode: MemberEncoder
+) -> tuple[bytes | None, str | None]:
+    """The next slice of the stream's members encoded (None: there were none left), and the
+    member id the one after starts after (None: this was the last; the snapshot is ended here)."""
+    members = _members_after(conn, group_id, after)
+    if len(members) < MEMBER_CHUNK:
+        conn.execute("COMMIT")
+        return encode(members) if members else None, None
+    return encode(members), members[-1]["value"]
 
 
 class _LoadBudget:

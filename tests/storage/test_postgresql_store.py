@@ -8,11 +8,16 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import orjson
 import pytest
 
+import storage.postgresql.engine
+from scim.errors import ScimError
+from scim.patch import Member
 from settings import load_settings
 from storage import AdminError, create_store
 from storage.postgresql import PostgresqlStore
+from storage.records import MEMBER_CHUNK
 from tests import pg_server
 from tests.backends import open_store
 
@@ -104,5 +109,37 @@ async def test_while_postgresql_is_away_readiness_names_the_checks_and_comes_bac
         own_server.resume()
         assert await store.readiness(3.0) == {"database": "ok", "migrations": "ok", "writer": "ok", "disk": "ok"}
         assert [idp.name for idp in await store.list_idps()] == ["before"]
+    finally:
+        await store.close()
+
+
+async def test_member_streams_take_at_most_half_the_pool_and_past_it_get_503(
+    postgresql_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(storage.postgresql.engine, "SNAPSHOT_WAIT_SECONDS", 0.2)
+    store = await open_store(postgresql_database, postgresql_pool_max="4")
+    try:
+        idp = (await store.create_idp("streams", "key", None)).id
+        people = [await store.create("User", idp, {"userName": f"m{i}@x"}) for i in range(MEMBER_CHUNK + 1)]
+        group = await store.create("Group", idp, {"displayName": "Big"}, [Member(u.id, "User") for u in people])
+        held = [await store.stream_members(idp, group.id, orjson.dumps) for _ in range(2)]
+        with pytest.raises(ScimError) as refused:
+            await store.stream_members(idp, group.id, orjson.dumps)
+        assert refused.value.status == 503 and "2 group member lists" in refused.value.detail
+        # The other half of the pool still answers everything else, small groups' members included.
+        assert (await store.get("User", idp, people[0].id)) is not None
+        small = await store.create("Group", idp, {"displayName": "Small"}, [Member(people[0].id, "User")])
+        one = await store.stream_members(idp, small.id, orjson.dumps)
+        assert one is not None and [orjson.loads(c) async for c in one.chunks] == [
+            [{"value": people[0].id, "type": "User", "display": "m0@x"}]
+        ]
+        await one.aclose()
+        for stream in held:
+            assert stream is not None
+            await stream.aclose()
+        again = [await store.stream_members(idp, group.id, orjson.dumps) for _ in range(2)]
+        for stream in again:
+            assert stream is not None
+            await stream.aclose()
     finally:
         await store.close()

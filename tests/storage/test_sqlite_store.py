@@ -8,12 +8,17 @@ import asyncio
 import sqlite3
 from pathlib import Path
 
+import orjson
 import pytest
 
 import storage.sqlite.engine
+from scim.errors import ScimError
+from scim.patch import Member
 from storage import Query
 from storage.common import AUTH_RECHECK_SECONDS
+from storage.records import MEMBER_CHUNK
 from storage.sqlite import MIGRATIONS, SqliteStore, migrate, pending_migrations
+from storage.sqlite.engine import MAX_STREAMS
 
 
 def user_doc(name: str, **extra: object) -> dict:
@@ -120,3 +125,27 @@ async def test_planner_never_walks_an_idp_to_find_ids(store: SqliteStore) -> Non
         ).fetchall()
     assert "sqlite_autoindex_users_1 (id=?)" in str(member_check)
     assert "users_idp (idp_id=?)" in str(page) and "TEMP B-TREE" not in str(page)
+
+
+async def test_member_streams_past_max_streams_wait_then_get_503(
+    store: SqliteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(storage.sqlite.engine, "STREAM_WAIT_SECONDS", 0.2)
+    people = [await store.create("User", "idp", user_doc(f"m{i}@x")) for i in range(MEMBER_CHUNK + 1)]
+    group = await store.create("Group", "idp", {"displayName": "Big"}, [Member(u.id, "User") for u in people])
+    held = [await store.stream_members("idp", group.id, orjson.dumps) for _ in range(MAX_STREAMS)]
+    with pytest.raises(ScimError) as refused:
+        await store.stream_members("idp", group.id, orjson.dumps)
+    assert refused.value.status == 503 and f"{MAX_STREAMS} group member lists" in refused.value.detail
+    # One closed frees its slot for the next; every one closed, they all may open again.
+    first = held.pop()
+    assert first is not None
+    await first.aclose()
+    held.append(await store.stream_members("idp", group.id, orjson.dumps))
+    for stream in held:
+        assert stream is not None
+        await stream.aclose()
+    again = [await store.stream_members("idp", group.id, orjson.dumps) for _ in range(MAX_STREAMS)]
+    for stream in again:
+        assert stream is not None
+        await stream.aclose()

@@ -3,6 +3,7 @@ and each request's timing, access-log line, metrics and provisioning record."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import time
@@ -20,14 +21,26 @@ from settings import Settings
 from storage import ResourceStore
 from web.access_log import finish_request, scim_route
 from web.metrics import Metrics
-from web.observe import Listener, build_record
+from web.observe import MAX_LOGGED_BODY, Listener, build_record
 from web.scim.error_responses import detached, error_response, internal_error, routing_error
 from web.scim.handlers import ScimHandlers
 from web.scim.request import ScimRequest
+from web.scim.responses import StreamedResponse
 
 Handler = Callable[[ScimRequest], Awaitable[Response]]
 log = logging.getLogger("scimlet")
 RESOURCE_TYPES = {"User": USER_TYPE, "Group": GROUP_TYPE}
+
+
+# What a streamed answer keeps for its provisioning record: logged_response_body's bytes, and one
+# more to tell that the answer went on.
+LOGGED_HEAD_BYTES = MAX_LOGGED_BODY * 4 + 1
+
+
+async def client_gone(receive: Receive) -> None:
+    """Returns once the client has disconnected (uvicorn's receive says so once the request's body is read)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 class ScimApi:
@@ -63,9 +76,14 @@ class ScimApi:
                 # The protocol ends such a connection after this answer (web/http_protocol.py): say so.
                 headers = {**(headers or {}), "Connection": "close"}
             response = error_response(request.error, headers)
+        sent: bytes | bytearray | memoryview = response.body  # what the provisioning record keeps the start of
         try:
             await send({"type": "http.response.start", "status": response.status_code, "headers": response.raw_headers})
-            await send({"type": "http.response.body", "body": response.body})
+            if isinstance(response, StreamedResponse):
+                sent = bytearray()
+                await self.send_parts(request, response, send, sent)
+            else:
+                await send({"type": "http.response.body", "body": response.body})
         finally:
             seconds = time.perf_counter() - started
             finish_request(
@@ -76,12 +94,36 @@ class ScimApi:
                 seconds,
                 request.path_params.get("idp"),
             )
-            record = build_record(request, response.status_code, response.body, seconds * 1000)
+            record = build_record(request, response.status_code, sent, seconds * 1000)
             for listener in self.listeners:
                 try:
                     listener(record)
                 except Exception:
                     log.exception("a provisioning log listener failed")
+
+    async def send_parts(self, request: ScimRequest, response: StreamedResponse, send: Send, head: bytearray) -> None:
+        """Send a streamed answer's body part by part, keeping in `head` only what the provisioning
+        record keeps of it; stop reading it as soon as the client is gone, and close it in any case.
+
+        A part that fails cannot change the status line already sent: the answer is cut off (its
+        connection ends without the body's end, which the client sees) and the record says why."""
+        gone = asyncio.ensure_future(client_gone(request.receive))
+        try:
+            async for part in response.parts:
+                if gone.done():
+                    return
+                if len(head) < LOGGED_HEAD_BYTES:
+                    head += part[: LOGGED_HEAD_BYTES - len(head)]
+                await send({"type": "http.response.body", "body": part, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+        except ScimError as exc:
+            log.warning("%s %s: answer cut off after its status line: %s", request.method, request.scope["path"], exc)
+            request.error = detached(exc)
+        except Exception as exc:
+            request.error = internal_error(request.method, request.scope["path"], exc)
+        finally:
+            gone.cancel()
+            await response.close()
 
     @functools.cached_property
     def routes(self) -> dict[str, list[tuple[Route, ScimRoute, Handler]]]:

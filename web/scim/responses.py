@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+
 import orjson
 from starlette.responses import Response
 
@@ -33,3 +35,64 @@ def encoded_response(body: bytes, headers: dict[str, str]) -> Response:
     if len(body) < BIG_BODY_BYTES:
         return ScimResponse(orjson.Fragment(body), headers=headers)
     return Response(body, headers=headers, media_type=SCIM_JSON)
+
+
+class StreamedResponse(Response):
+    """An answer whose body is sent a part at a time, as `parts` gives them, and never held whole:
+    ScimApi (web/scim/entry.py) sends it, then calls `close` (also when the client left before the
+    end, or a part failed). With Content-Length when the whole size is known before the first part
+    (`length`), else chunked."""
+
+    media_type = SCIM_JSON
+
+    def __init__(
+        self,
+        parts: AsyncIterator[bytes],
+        headers: dict[str, str],
+        *,
+        length: int | None = None,
+        close: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self.status_code = 200
+        self.body = b""  # the parts are the body
+        self.background = None
+        self.parts = parts
+        self.closer = close
+        self.raw_headers = [(b"content-type", SCIM_JSON_BYTES)]
+        if length is not None:
+            self.raw_headers.append((b"content-length", str(length).encode()))
+        self.raw_headers += [
+            (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()
+        ]
+
+    async def close(self) -> None:
+        if self.closer is not None:
+            await self.closer()
+
+
+def parts_response(parts: list[bytes]) -> Response:
+    """An answer made of encoded parts (a ListResponse around its resources' JSON): joined when
+    small, else sent part by part with its Content-Length, each part let go once it is sent."""
+    length = sum(len(part) for part in parts)
+    if length < BIG_BODY_BYTES:
+        return ScimResponse(orjson.Fragment(b"".join(parts)))
+    return StreamedResponse(_taken(parts), {}, length=length)
+
+
+async def _taken(parts: list[bytes]) -> AsyncIterator[bytes]:
+    """The parts in order, each dropped from the list as it is given."""
+    parts.reverse()
+    while parts:
+        yield parts.pop()
+
+
+def chained(first: Iterable[bytes], rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """`first`'s parts, then `rest`'s."""
+
+    async def parts() -> AsyncIterator[bytes]:
+        for part in first:
+            yield part
+        async for part in rest:
+            yield part
+
+    return parts()
