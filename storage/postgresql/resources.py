@@ -615,7 +615,10 @@ async def load_members(conn: Connection, group_id: str, limit: int | None = None
 # A user's groups, as JSON [[id, displayName, direct], ...]: the direct ones (by name), then those
 # reached through nesting (by name). UNION visits each group once (cycles end); the LIMIT on the
 # read of the walk stops it one group past the cap, since PostgreSQL computes a recursive query only
-# as far as it is read. USER is the SQL of the user's id: a parameter, or the row's column.
+# as far as it is read. USER is the SQL of the user's id: a parameter, or the row's column. Each
+# group's name is a subquery of its own, an index probe: as a join, the planner (which cannot tell
+# how far the walk reaches) scanned every group of the table to hash them, 3.6 ms with 10,000 groups
+# for a user in one.
 GROUP_WALK = (
     # In no group (every user during an initial sync): one index probe instead of the walk.
     "(CASE WHEN EXISTS (SELECT 1 FROM group_members WHERE member_id = {user}) THEN"
@@ -623,9 +626,10 @@ GROUP_WALK = (
     " SELECT group_id FROM group_members WHERE member_id = {user}"
     " UNION SELECT gm.group_id FROM group_members AS gm JOIN reach ON gm.member_id = reach.gid)"
     " SELECT json_agg(json_build_array(w.gid, w.display_name, w.direct) ORDER BY w.direct DESC,"
-    ' w.display_name COLLATE "C") FROM (SELECT r.gid, g.display_name,'
+    ' w.display_name COLLATE "C") FROM (SELECT r.gid,'
+    " (SELECT g.display_name FROM groups AS g WHERE g.id = r.gid) AS display_name,"
     " EXISTS (SELECT 1 FROM group_members WHERE group_id = r.gid AND member_id = {user}) AS direct"
-    " FROM (SELECT gid FROM reach LIMIT {limit}) AS r JOIN groups AS g ON g.id = r.gid) AS w) END)"
+    " FROM (SELECT gid FROM reach LIMIT {limit}) AS r) AS w WHERE w.display_name IS NOT NULL) END)"
 )
 USER_GROUPS = GROUP_WALK.format(user="$1", limit="$2")
 
