@@ -225,7 +225,7 @@ class Engine:
         try:
             conn = await self._aconnect()
             # A stream reads its pages once, in order: the readers' 16 MB page cache would only grow
-            # the process by that much per stream under way (three 100,000-member reads: 90 MB more).
+            # the process by that much per stream under way (three 100,000-member reads: 48 MB more).
             await _run(conn, fetch, f"PRAGMA cache_size=-{STREAM_CACHE_KIB}", ())
         except BaseException:
             self._stream_slots.release()

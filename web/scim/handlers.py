@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import orjson
 from starlette.responses import Response
 
 from scim import schemas
@@ -20,7 +21,7 @@ from web.scim.params import page_query, projection
 from web.scim.preconditions import precondition
 from web.scim.render import Renderer, list_parts, list_response, loads_references
 from web.scim.request import ScimRequest
-from web.scim.responses import ScimResponse, encoded_response, parts_response
+from web.scim.responses import BIG_BODY_BYTES, ScimResponse, encoded_response, parts_response
 from web.throttle import AuthThrottle
 
 
@@ -127,6 +128,10 @@ class ScimHandlers:
         # Row.encoded is None only for a read that was not asked to encode; search(encode=...) sets it on every row.
         encoded: list[bytes] = [row.encoded for row in rows]  # type: ignore[misc]
         rows.clear()
+        if sum(len(resource) for resource in encoded) < BIG_BODY_BYTES:
+            # Entra's lookups (a page of one or none): one orjson call around the fragments, 2 µs
+            # less than building the parts and joining them.
+            return ScimResponse(list_response([orjson.Fragment(e) for e in encoded], total, query.start_index))
         return parts_response(list_parts(encoded, total, query.start_index))
 
     async def create(self, request: ScimRequest, rtype: ResourceType) -> Response:

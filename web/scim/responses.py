@@ -71,12 +71,9 @@ class StreamedResponse(Response):
 
 
 def parts_response(parts: list[bytes]) -> Response:
-    """An answer made of encoded parts (a ListResponse around its resources' JSON): joined when
-    small, else sent part by part with its Content-Length, each part let go once it is sent."""
-    length = sum(len(part) for part in parts)
-    if length < BIG_BODY_BYTES:
-        return ScimResponse(orjson.Fragment(b"".join(parts)))
-    return StreamedResponse(_taken(parts), {}, length=length)
+    """A big answer made of encoded parts (a ListResponse around its resources' JSON), sent part by
+    part with its Content-Length, each part let go once it is sent."""
+    return StreamedResponse(_taken(parts), {}, length=sum(len(part) for part in parts))
 
 
 async def _taken(parts: list[bytes]) -> AsyncIterator[bytes]:
