@@ -17,6 +17,7 @@ from tests.hardening.asgi import configured_tenant
 from tests.hardening.flood import flood
 from tests.hardening.transport import Peak, warmed
 from web import observe
+from web.admin.security import SignInThrottle
 from web.observe import OTHER_CLIENTS, ProvisioningLog, UnauthenticatedLimit
 
 # --- metrics label sets --------------------------------------------------------------------------
@@ -109,6 +110,25 @@ async def test_the_sqlite_sign_in_cache_starts_over_at_its_cap(tmp_path, monkeyp
                 assert principal is not None and principal.idp_id == idp_id
                 assert cached_signins(tenant.store) <= 3
         assert (await tenant.client.get("/Users")).status_code == 200
+
+
+# --- the admin console's sign-in throttle --------------------------------------------------------
+
+
+def test_the_console_sign_in_throttle_tracks_at_most_max_clients_addresses() -> None:
+    now = [0.0]
+    throttle = SignInThrottle(free=2, clock=lambda: now[0], max_clients=100)
+    for i in range(5000):  # password guesses from as many addresses, none of them idle yet
+        client = f"2001:db8::{i:x}"
+        assert throttle.reserve(client) == 0
+        throttle.release(client)
+        throttle.failed(client)
+        now[0] += 0.001
+    assert len(throttle.clients) <= 100 and throttle.checking == set()
+    for _ in range(3):
+        throttle.failed("attacker")
+    assert throttle.reserve("attacker") > 0  # the newest address is tracked and locked out
+    assert len(throttle.clients) <= 100
 
 
 # --- the provisioning log ------------------------------------------------------------------------
