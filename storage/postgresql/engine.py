@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Generic, TypeVar
@@ -130,12 +131,15 @@ class Engine:
         timeout_ms = max(1, round(self.read_timeout * 1000))
 
         async def run(conn: Connection) -> T:
+            started = time.monotonic()
             try:
                 async with conn.transaction(readonly=True):
                     await conn.execute(f"SET LOCAL statement_timeout = {timeout_ms}")
                     return await fn(conn)
-            except asyncpg.QueryCanceledError as exc:
-                if "statement timeout" not in str(exc):  # cancelled by an operator: as before, 503
+            except asyncpg.QueryCanceledError:
+                # By the elapsed time, not the message (lc_messages may translate it): sooner, an
+                # operator cancelled it (pg_cancel_backend), a 503 as before.
+                if time.monotonic() - started < self.read_timeout:
                     raise
                 raise ReadTooLong(self.read_timeout) from None
 
