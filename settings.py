@@ -188,6 +188,12 @@ class DatabaseSettings:
         "a disk budget for the database file: a write that needs more gets 503 + `Retry-After`, nothing of it stored",
         default_note="(no limit)",
     )
+    read_timeout_ms: int = setting(
+        30_000,
+        "milliseconds one read may run (a filter that scans, such as `co` on an unindexed attribute, a deep walk "
+        "of nested groups); past it the request gets 400 `tooMany`; writes are not cut; `0`: no limit",
+        default_note="(30 s)",
+    )
     min_free_bytes: int = setting(
         64 * 2**20,
         "`/readyz` answers 503 (`disk`) while the database's file system has less free space; `0` turns it off",

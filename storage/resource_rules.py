@@ -16,6 +16,23 @@ class IdpDeleted(ScimError):
         super().__init__(401, "This IdP was deleted while the request ran; nothing was stored")
 
 
+class ReadTooLong(ScimError):
+    """400 tooMany (RFC 7644 §3.4.2.2: more than the server is willing to calculate or process) for
+    a read stopped at database.read_timeout_ms: a scan of a big directory (a `co` filter on an
+    unindexed attribute), or a walk of deeply nested groups, holds a database connection no other
+    request gets meanwhile."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(
+            400,
+            f"The request took longer than this server spends on one read ({seconds * 1000:.0f} ms, "
+            "database.read_timeout_ms) and was stopped: narrow the filter, filter on an indexed attribute "
+            "(id, userName, externalId, displayName) rather than a scan such as `co` or `sw` on other "
+            "attributes, ask for excludedAttributes=groups (or members), or have the operator raise the setting",
+            "tooMany",
+        )
+
+
 def uniqueness(tmap: TableMap, doc: dict) -> ScimError:
     if tmap is USERS:
         return ScimError(

@@ -96,7 +96,7 @@ class Metrics:
 
     async def load_idps(self) -> None:
         """Learn the IdP IDs, so that failed requests to a real IdP are counted under its ID."""
-        self.known_idps = {idp.id for idp in await self.store.list_idps()}
+        self.forget_deleted_idps({idp.id for idp in await self.store.list_idps()})
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         method = METHODS.get(method, "other")
@@ -121,6 +121,13 @@ class Metrics:
         operation = record.operation if record.operation in OPERATIONS else "Other"
         key = (idp, operation, record.status < 400)
         self.operations[key] = self.operations.get(key, 0) + 1
+
+    def forget_deleted_idps(self, idp_ids: set[str]) -> None:
+        """Make `idp_ids` the IdPs there are, dropping the operation series of any other: an IdP's
+        label lives as long as the IdP, so creating and deleting IdPs grows no label set."""
+        self.known_idps = idp_ids
+        for key in [key for key in self.operations if key[0] != UNKNOWN_IDP and key[0] not in idp_ids]:
+            del self.operations[key]
 
     async def endpoint(self, request: Request) -> Response:
         if self.token and not self._authorized(request):
@@ -156,7 +163,7 @@ class Metrics:
             log.exception("metrics: could not count users and groups")
             snapshot.database_up = False
             return snapshot
-        self.known_idps = {idp.id for idp in idps}
+        self.forget_deleted_idps({idp.id for idp in idps})
         snapshot.idps = [(idp.id, idp.name, c["users"], c["groups"]) for idp, c in zip(idps, counts, strict=True)]
         return snapshot
 

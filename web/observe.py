@@ -96,6 +96,10 @@ class UnauthenticatedLimit:
             return True
         self.dropped_total += 1
         counted = self.dropped.get(client)
+        if counted is None and len(self.dropped) >= self.max_clients:
+            # Without per-address buckets (per_minute 0) nothing above bounds the addresses counted.
+            client = OTHER_CLIENTS
+            counted = self.dropped.get(client)
         if counted is None:
             self.dropped[client] = [1, record.time, record.time, record.idp_id]
         else:
@@ -173,6 +177,7 @@ class ProvisioningLog:
         self.unauthenticated = unauthenticated or UnauthenticatedLimit(0, 0)
         self.pending: list[LogRecord] = []
         self.pending_chars = 0  # the size of `pending`, as _size counts it
+        self.flushing_chars = 0  # the size of the records a flush is writing: they count against the budget
         self.task: asyncio.Task | None = None
         self.flushing: set[asyncio.Task] = set()
         self.written = 0
@@ -187,12 +192,14 @@ class ProvisioningLog:
         if record.api_key_id is None and self.unauthenticated.enabled and not self.unauthenticated.admit(record):
             return
         size = _size(record)
-        if self.pending_chars + size > MAX_PENDING_CHARS:
+        if self.pending_chars + self.flushing_chars + size > MAX_PENDING_CHARS:
             self.lost += 1
             return
         self.pending.append(record)
         self.pending_chars += size
-        if len(self.pending) >= FLUSH_RECORDS and self.task is not None:
+        # One flush at a time: a database that takes seconds to refuse each write (PostgreSQL
+        # unreachable) would otherwise have a flush in flight per FLUSH_RECORDS requests.
+        if len(self.pending) >= FLUSH_RECORDS and self.task is not None and not self.flushing:
             self._flush_soon()
 
     async def start(self) -> None:
@@ -226,16 +233,19 @@ class ProvisioningLog:
         if not self.pending:
             return
         records, chars, self.pending, self.pending_chars = self.pending, self.pending_chars, [], 0
+        self.flushing_chars += chars
         try:
             await self.store.append_logs(records)
         except BaseException:
             # Put back in front, as far as the budget allows: records added meanwhile came later.
+            self.flushing_chars -= chars
             self.pending[:0] = records
             self.pending_chars += chars
-            while self.pending_chars > MAX_PENDING_CHARS and self.pending:
+            while self.pending_chars + self.flushing_chars > MAX_PENDING_CHARS and self.pending:
                 self.pending_chars -= _size(self.pending.pop())
                 self.lost += 1
             raise
+        self.flushing_chars -= chars
         self.written += len(records)
 
     def _keep(self, records: list[LogRecord]) -> None:

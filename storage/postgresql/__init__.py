@@ -38,6 +38,7 @@ class PostgresqlStore(Maintenance, KeysAndIdps, Resources, ProvisioningLog, Cons
         retry_after: int = 5,
         max_write_queue: int = 0,
         max_user_groups: int = 5000,
+        read_timeout: float = 0,
     ) -> None:
         super().__init__(
             url,
@@ -48,6 +49,7 @@ class PostgresqlStore(Maintenance, KeysAndIdps, Resources, ProvisioningLog, Cons
             retry_after=retry_after,
             max_write_queue=max_write_queue,
             max_user_groups=max_user_groups,
+            read_timeout=read_timeout,
         )
         self._start_auth_cache()
         self._start_batchers()
@@ -82,4 +84,5 @@ def from_settings(settings: Settings) -> PostgresqlStore:
         retry_after=pg.retry_after,
         max_write_queue=settings.scim.max_write_queue,
         max_user_groups=settings.scim.max_user_groups,
+        read_timeout=settings.database.read_timeout_ms / 1000,
     )

@@ -158,7 +158,7 @@ class ConsoleData(Engine):
             return DirectoryPage(total, rows, has_previous, has_next, counts)
 
         try:
-            return await self.read(run)
+            return await self.read(run, timed=True)
         except (asyncpg.DataError, asyncpg.SyntaxOrAccessError) as exc:
             raise ScimError(400, f"The filter could not be evaluated: {exc}", "invalidFilter") from None
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Generic, TypeVar
@@ -20,6 +21,7 @@ import asyncpg
 
 from scim.errors import ScimError
 from settings import masked_url
+from storage.resource_rules import ReadTooLong
 
 log = logging.getLogger("scimlet.storage")
 T = TypeVar("T")
@@ -60,8 +62,10 @@ class Engine:
         retry_after: int = 5,
         max_write_queue: int = 0,
         max_user_groups: int = 5000,
+        read_timeout: float = 0,
     ) -> None:
         self.url = url
+        self.read_timeout = read_timeout  # seconds a timed read may run (0: no limit)
         self.pool_min = min(pool_min, pool_max)
         self.pool_max = pool_max
         # Snapshots (member streams) hold a pooled connection while their answer is sent, as long
@@ -121,9 +125,30 @@ class Engine:
     def write_queue_depth(self) -> int:
         return self._writes
 
-    async def read(self, fn: Callable[[Connection], Awaitable[T]]) -> T:
-        """fn(connection) on a pooled connection, outside any transaction."""
-        return await self.run(fn)
+    async def read(self, fn: Callable[[Connection], Awaitable[T]], *, timed: bool = False) -> T:
+        """fn(connection) on a pooled connection, outside any transaction. Timed (a read that may
+        scan: a filter that is not a lookup by an indexed attribute, the console's directory), in a
+        read-only transaction whose statements PostgreSQL cancels past database.read_timeout_ms:
+        400 tooMany, and the connection goes back to the pool usable. (Two more round trips, so
+        the lookups that make most of the traffic are not timed.)"""
+        if not timed or not self.read_timeout:
+            return await self.run(fn)
+        timeout_ms = max(1, round(self.read_timeout * 1000))
+
+        async def run(conn: Connection) -> T:
+            started = time.monotonic()
+            try:
+                async with conn.transaction(readonly=True):
+                    await conn.execute(f"SET LOCAL statement_timeout = {timeout_ms}")
+                    return await fn(conn)
+            except asyncpg.QueryCanceledError:
+                # By the elapsed time, not the message (lc_messages may translate it): sooner, an
+                # operator cancelled it (pg_cancel_backend), a 503 as before.
+                if time.monotonic() - started < self.read_timeout:
+                    raise
+                raise ReadTooLong(self.read_timeout) from None
+
+        return await self.run(run)
 
     async def write(self, fn: Callable[[Connection], Awaitable[T]]) -> T:
         """fn(connection) inside one transaction, committed when it returns, rolled back when it

@@ -38,7 +38,7 @@ from storage.resource_rules import (
     typed_members,
     uniqueness,
 )
-from storage.sql import GROUPS, TABLES, USERS, TableMap, order_clause, taken_query, where_clause
+from storage.sql import GROUPS, TABLES, USERS, TableMap, is_point_lookup, order_clause, taken_query, where_clause
 
 # A page of groups ends early, before the group that would take the members loaded for it past this
 # many (the first group is always loaded whole), as the SQLite backend's PAGE_LOAD_STEPS: counted
@@ -235,7 +235,7 @@ class Resources(Engine):
             return await conn.fetchval(f"SELECT count(*) {base}", *count_params), rows
 
         try:
-            return await self.read(run)
+            return await self.read(run, timed=not is_point_lookup(query.where, tmap))
         except (asyncpg.DataError, asyncpg.SyntaxOrAccessError) as exc:
             raise ScimError(400, f"The filter could not be evaluated: {exc}", "invalidFilter") from None
 

@@ -38,6 +38,7 @@ class SqliteStore(Maintenance, KeysAndIdps, Resources, ProvisioningLog, ConsoleD
         max_size_bytes: int = 0,
         max_user_groups: int = 5000,
         min_free_bytes: int = 0,
+        read_timeout: float = 0,
     ) -> None:
         super().__init__(
             path,
@@ -47,6 +48,7 @@ class SqliteStore(Maintenance, KeysAndIdps, Resources, ProvisioningLog, ConsoleD
             max_size_bytes=max_size_bytes,
             max_user_groups=max_user_groups,
             min_free_bytes=min_free_bytes,
+            read_timeout=read_timeout,
         )
         self._start_auth_cache()
 
@@ -70,6 +72,7 @@ def from_settings(settings: Settings) -> SqliteStore:
         max_size_bytes=db.max_size_bytes,
         max_user_groups=settings.scim.max_user_groups,
         min_free_bytes=db.min_free_bytes,
+        read_timeout=db.read_timeout_ms / 1000,
     )
 
 

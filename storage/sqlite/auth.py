@@ -29,6 +29,11 @@ from storage.common import (
 )
 from storage.sqlite.engine import Engine, fetch
 
+# Only verified sign-ins are cached, one per IdP (an IdP has one key, whose change clears the
+# cache), so a client cannot grow it; this bounds it should IdPs be created by the hundred thousand:
+# past it the cache starts over, and the next sign-ins are verified again.
+MAX_CACHED_SIGNINS = 10_000
+
 
 class KeysAndIdps(Engine):
     """AdminStore's keys and IdPs, and authenticate from an in-memory cache of verified sign-ins."""
@@ -194,6 +199,8 @@ class KeysAndIdps(Engine):
             principal = self._verify(idp_id, digest)
             if principal is None:
                 return None
+            if len(self._principals) >= MAX_CACHED_SIGNINS:
+                self._principals.clear()
             self._principals[(idp_id, digest)] = principal
         self._last_used[principal.api_key_id] = time.time()
         return principal

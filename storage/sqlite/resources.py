@@ -24,7 +24,7 @@ from storage import (
 )
 from storage.common import new_resource_id, now
 from storage.records import MEMBER_CHUNK
-from storage.resource_rules import IdpDeleted, changed_columns, hot_columns, typed_members, uniqueness
+from storage.resource_rules import IdpDeleted, ReadTooLong, changed_columns, hot_columns, typed_members, uniqueness
 from storage.sql import GROUPS, TABLES, USERS, TableMap, is_point_lookup, order_clause, taken_query, where_clause
 from storage.sqlite.dialect import SQLITE
 from storage.sqlite.engine import Engine, GroupWalkTooLarge, TooLongInPlace, in_place, run_on
@@ -226,9 +226,10 @@ class Resources(Engine):
 
         row = await self.write(run)
         if members and tmap is USERS and row.groups is None:
-            # The write is done whatever this finds: a user in more than max_user_groups groups is
-            # returned with groups None, for the caller to answer without listing them.
-            with contextlib.suppress(GroupWalkTooLarge):
+            # The write is done whatever this finds: a user in more than max_user_groups groups, or
+            # whose groups take longer than database.read_timeout_ms to walk, is returned with groups
+            # None, for the caller to answer without listing them.
+            with contextlib.suppress(GroupWalkTooLarge, ReadTooLong):
                 row.groups = await self.read(lambda conn: load_groups(conn, row.id, self.max_user_groups))
         return row
 
