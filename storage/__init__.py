@@ -35,6 +35,7 @@ from storage.records import (
     Query,
     Row,
     SchemaConfig,
+    SignInFailure,
     UniqueValue,
 )
 
@@ -58,6 +59,7 @@ __all__ = [
     "LogStore",
     "OperationsStore",
     "Principal",
+    "SignInFailure",
     "Query",
     "ResourceStore",
     "Row",

@@ -35,6 +35,7 @@ from storage.records import (
     Query,
     Row,
     SchemaConfig,
+    SignInFailure,
     UniqueValue,
 )
 
@@ -63,6 +64,12 @@ class ResourceStore(Protocol):
         Synchronous and cheap: answered from memory when the sign-in was verified before. A key
         revoked or an IdP deleted, also by another process, stops signing in within
         AUTH_RECHECK_SECONDS (storage.common). Records the key's last use (see AdminStore.flush_last_used)."""
+        ...
+
+    def sign_in_failure(self, idp_id: str, secret: str) -> SignInFailure:
+        """Why this secret did not sign in to this IdP, for the provisioning log: called only after
+        authenticate returned None (the sign-in itself never pays for it). Synchronous and cheap:
+        from memory, or primary-key and small-table reads; failures are throttled (AuthThrottle)."""
         ...
 
     async def create(

@@ -118,6 +118,19 @@ class Principal:
 
 
 @dataclass(frozen=True)
+class SignInFailure:
+    """What the store knows about a bearer secret that did not sign in to an IdP: for the
+    provisioning log, which tells the admin why (the client is never told)."""
+
+    idp_name: str | None  # the IdP in the URL; None: no IdP has this ID
+    idp_key_name: str | None  # the key selected for that IdP, if any
+    key_name: str | None  # the API key whose secret was sent; None: no key has this secret
+    key_revoked: str | None  # when that key was revoked
+    key_idp_id: str | None  # the IdP that key is selected for, if any
+    key_idp_name: str | None
+
+
+@dataclass(frozen=True)
 class AdminSession:
     """A signed-in admin console session (the id itself is never stored, only its hash)."""
 

@@ -16,6 +16,7 @@ from storage import (
     Idp,
     Principal,
     SchemaConfig,
+    SignInFailure,
 )
 from storage.common import (
     AUTH_RECHECK_SECONDS,
@@ -211,6 +212,23 @@ class KeysAndIdps(Engine):
         if not hmac.compare_digest(expected, digest) or row is None:
             return None
         return Principal(idp_id, row[0], bool(row[2]), bool(row[3]), SchemaConfig(row[4], bool(row[5]), row[6]))
+
+    def sign_in_failure(self, idp_id: str, secret: str) -> SignInFailure:
+        """Read on the event loop like _verify's: the IdP by its primary key, the key by its hash
+        among the admin's few keys (a failed sign-in already costs one such read; failures are throttled)."""
+        assert self.local_conn is not None, "the store is not open"
+        idp = self.local_conn.execute(
+            "SELECT i.name, k.name FROM idps AS i LEFT JOIN api_keys AS k ON k.id = i.api_key_id WHERE i.id = ?",
+            (idp_id,),
+        ).fetchone()
+        key = self.local_conn.execute(
+            "SELECT k.name, k.revoked, i.id, i.name FROM api_keys AS k LEFT JOIN idps AS i ON i.api_key_id = k.id "
+            "WHERE k.secret_hash = ?",
+            (hash_secret(secret),),
+        ).fetchone()
+        return SignInFailure(
+            idp[0] if idp else None, idp[1] if idp else None, *(key if key else (None, None, None, None))
+        )
 
     def _check_auth_epoch(self) -> None:
         moment = time.monotonic()
