@@ -1,0 +1,44 @@
+"""What the provisioning log keeps of names that are gone: a deleted resource's, in its delete's record."""
+
+from __future__ import annotations
+
+from storage import LogQuery
+from tests.conftest import entra_user
+from tests.hardening.asgi import configured_tenant
+
+
+async def test_a_delete_is_recorded_with_the_name_and_found_by_it(database_url: str) -> None:
+    async with configured_tenant(database_url) as tenant:
+        user = (await tenant.client.post("/Users", json=entra_user("dora@contoso.com"))).json()
+        group = (await tenant.client.post("/Groups", json={"displayName": "Night Shift"})).json()
+        assert (await tenant.client.delete(f"/Users/{user['id']}")).status_code == 204
+        assert (await tenant.client.delete(f"/Groups/{group['id']}")).status_code == 204
+        stale = await tenant.client.delete(f"/Users/{user['id']}")
+        assert stale.status_code == 404
+        await tenant.app.state.provisioning_log.flush()
+
+        found, _ = await tenant.store.query_logs(LogQuery(text="dora@contoso"))
+        assert [(r.operation, r.target, r.resource_id, r.status) for r in found] == [
+            ("Delete User", "dora@contoso.com", user["id"], 204),
+            ("Create User", "dora@contoso.com", user["id"], 201),
+        ]
+        assert found[0].label == "dora@contoso.com"
+        found, _ = await tenant.store.query_logs(LogQuery(text="night shift"))
+        assert [(r.operation, r.target) for r in found] == [
+            ("Delete Group", "Night Shift"),
+            ("Create Group", "Night Shift"),
+        ]
+        # A delete of what is no longer there names only the id it was asked for.
+        gone, _ = await tenant.store.query_logs(LogQuery(failures=True))
+        assert [(r.operation, r.target, r.status) for r in gone] == [("Delete User", user["id"], 404)]
+
+
+async def test_a_refused_delete_names_the_resource_too(database_url: str) -> None:
+    async with configured_tenant(database_url) as tenant:
+        user = (await tenant.client.post("/Users", json=entra_user("eve@contoso.com"))).json()
+        refused = await tenant.client.delete(f"/Users/{user['id']}", headers={"If-Match": 'W/"999"'})
+        assert refused.status_code == 412
+        assert (await tenant.client.get(f"/Users/{user['id']}")).status_code == 200
+        await tenant.app.state.provisioning_log.flush()
+        records, _ = await tenant.store.query_logs(LogQuery(failures=True))
+        assert [(r.operation, r.target, r.status) for r in records] == [("Delete User", "eve@contoso.com", 412)]
