@@ -177,12 +177,23 @@ class IgnoredAttribute:
     last: str  # the newest
 
 
+# Which records are Test Connection's probes, in SQL both backends speak: Entra asks for a user (and
+# a group) named by a random GUID, which scim.operations names "Test connection", and checks that a
+# wrong secret gets 401. Answered 2xx, or 401 on an IdP that exists, such a request is a probe, not a
+# failure. A 401 on an IdP ID that does not exist (a mistyped tenant URL), and any other error (404:
+# wrong path, 429, 5xx), stays a failure. (A Test Connection whose secret is really wrong cannot be
+# told from the deliberate wrong-secret probe: its record still says why, see web/scim/auth.py.)
+PROBE_SQL = "(operation = 'Test connection' AND (status < 400 OR (status = 401 AND idp_id IN (SELECT id FROM idps))))"
+# A failure as the console counts it: status >= 400 and not a probe.
+FAILURE_SQL = f"(status >= 400 AND NOT {PROBE_SQL})"
+
+
 @dataclass(frozen=True)
 class LogQuery:
     """A provisioning log query; every field narrows it. Records come newest first."""
 
     idp_id: str | None = None
-    failures: bool | None = None  # True: status >= 400 only; False: successes only
+    failures: bool | None = None  # True: failures only (FAILURE_SQL: probes are not); False: status < 400
     operation: str | None = None
     text: str | None = None  # in target, detail or path; or the resource's id or its current name
     since: str | None = None  # inclusive, a stored timestamp (UTC, ...Z)
@@ -217,10 +228,11 @@ class LogRecord(NamedTuple):
     ignored: str | None = None
     id: int | None = None  # given by the database
     resource_name: str | None = None  # the resource's userName / displayName now, when it still exists
+    probe: bool = False  # read back: one of Test Connection's probes (PROBE_SQL), never counted a failure
 
     @property
     def failed(self) -> bool:
-        return self.status >= 400
+        return self.status >= 400 and not self.probe
 
     @property
     def label(self) -> str | None:

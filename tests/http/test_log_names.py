@@ -1,6 +1,9 @@
-"""What the provisioning log keeps of names that are gone: a deleted resource's, in its delete's record."""
+"""What the provisioning log keeps of names that are gone (a deleted resource's, in its delete's record), and
+which of its records are Test Connection's probes rather than failures."""
 
 from __future__ import annotations
+
+import uuid
 
 from storage import LogQuery
 from tests.conftest import entra_user
@@ -42,3 +45,29 @@ async def test_a_refused_delete_names_the_resource_too(database_url: str) -> Non
         await tenant.app.state.provisioning_log.flush()
         records, _ = await tenant.store.query_logs(LogQuery(failures=True))
         assert [(r.operation, r.target, r.status) for r in records] == [("Delete User", "eve@contoso.com", 412)]
+
+
+async def test_test_connection_probes_are_not_failures(database_url: str) -> None:
+    async with configured_tenant(database_url) as tenant:
+        probe = {"filter": f'userName eq "{uuid.uuid4()}"'}
+        assert (await tenant.client.get("/Users", params=probe)).status_code == 200
+        wrong = await tenant.client.get(
+            "/Users", params=probe, headers={"Authorization": f"Bearer wrong-{uuid.uuid4().hex}"}
+        )
+        assert wrong.status_code == 401
+        mistyped = f"https://scim.test/v1/scim/{uuid.uuid4().hex}/Users"
+        assert (await tenant.client.get(mistyped, params=probe)).status_code == 401
+        assert (await tenant.client.get("/Users/no-such-id")).status_code == 404
+        await tenant.app.state.provisioning_log.flush()
+
+        records, _ = await tenant.store.query_logs(LogQuery())
+        assert [(r.operation, r.status, bool(r.probe), r.failed) for r in records] == [
+            ("Get User", 404, False, True),
+            ("Test connection", 401, False, True),  # a mistyped tenant URL is a failure, probe or not
+            ("Test connection", 401, True, False),
+            ("Test connection", 200, True, False),
+        ]
+        failures, _ = await tenant.store.query_logs(LogQuery(failures=True))
+        assert [(r.operation, r.status) for r in failures] == [("Get User", 404), ("Test connection", 401)]
+        counters = await tenant.store.log_counters([tenant.idp_id], "2000-01-01T00:00:00Z")
+        assert (counters[tenant.idp_id].operations, counters[tenant.idp_id].failures) == (3, 1)

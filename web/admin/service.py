@@ -471,7 +471,7 @@ class AdminService:
             "target": record.target,
             "resource_name": record.resource_name,
             "status": record.status,
-            "outcome": "failure" if record.failed else "success",
+            "outcome": "probe" if record.probe else "failure" if record.failed else "success",
             "scim_type": record.scim_type,
             "detail": record.detail,
             "ignored": record.ignored_names,
