@@ -188,7 +188,12 @@ class AdminStore(Protocol):
         ...
 
     async def delete_idp(self, idp_id: str) -> None:
-        """Delete the IdP with all its users, groups and memberships. Raises AdminError 404."""
+        """Delete the IdP with all its users, groups and memberships; its name is kept (deleted_idp_names)
+        for the provisioning log records that outlive it. Raises AdminError 404."""
+        ...
+
+    async def deleted_idp_names(self) -> dict[str, str]:
+        """IdP ID -> name of every IdP deleted."""
         ...
 
     async def flush_last_used(self) -> None:
@@ -283,7 +288,17 @@ class LogStore(Protocol):
 
 # Every table that holds data, in an order that satisfies the foreign keys (api_keys before idps):
 # what copy-database copies. schema_version and auth_epoch belong to the schema, not the data.
-TABLES = ("api_keys", "idps", "users", "groups", "group_members", "provisioning_log", "settings", "admin_sessions")
+TABLES = (
+    "api_keys",
+    "idps",
+    "users",
+    "groups",
+    "group_members",
+    "provisioning_log",
+    "settings",
+    "admin_sessions",
+    "deleted_idps",
+)
 
 
 class OperationsStore(Protocol):

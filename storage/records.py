@@ -179,11 +179,15 @@ class IgnoredAttribute:
 
 # Which records are Test Connection's probes, in SQL both backends speak: Entra asks for a user (and
 # a group) named by a random GUID, which scim.operations names "Test connection", and checks that a
-# wrong secret gets 401. Answered 2xx, or 401 on an IdP that exists, such a request is a probe, not a
-# failure. A 401 on an IdP ID that does not exist (a mistyped tenant URL), and any other error (404:
-# wrong path, 429, 5xx), stays a failure. (A Test Connection whose secret is really wrong cannot be
-# told from the deliberate wrong-secret probe: its record still says why, see web/scim/auth.py.)
-PROBE_SQL = "(operation = 'Test connection' AND (status < 400 OR (status = 401 AND idp_id IN (SELECT id FROM idps))))"
+# wrong secret gets 401. Answered 2xx, or 401 on an IdP that exists (or existed: deleted_idps), such
+# a request is a probe, not a failure. A 401 on an IdP ID that never existed (a mistyped tenant
+# URL), and any other error (404: wrong path, 429, 5xx), stays a failure. (A Test Connection whose
+# secret is really wrong cannot be told from the deliberate wrong-secret probe: its record still
+# says why, see web/scim/auth.py.)
+PROBE_SQL = (
+    "(operation = 'Test connection' AND (status < 400 OR (status = 401 AND "
+    "idp_id IN (SELECT id FROM idps UNION ALL SELECT id FROM deleted_idps))))"
+)
 # A failure as the console counts it: status >= 400 and not a probe.
 FAILURE_SQL = f"(status >= 400 AND NOT {PROBE_SQL})"
 

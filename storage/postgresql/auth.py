@@ -306,9 +306,19 @@ class KeysAndIdps(Engine):
             await conn.execute("DELETE FROM idps WHERE id = $1", idp.id)
             for table in ("group_members", "users", "groups"):
                 await conn.execute(f"DELETE FROM {table} WHERE idp_id = $1", idp.id)
+            await conn.execute(
+                "INSERT INTO deleted_idps (id, name, deleted) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING",
+                idp.id,
+                idp.name,
+                now(),
+            )
 
         await self.write(delete)
         await self._reload_bindings()
+
+    async def deleted_idp_names(self) -> dict[str, str]:
+        rows = await self.read(lambda conn: conn.fetch("SELECT id, name FROM deleted_idps"))
+        return {r[0]: r[1] for r in rows}
 
     async def flush_last_used(self) -> None:
         """Store the last-use times, batched: sign-ins never write. The later time wins, whichever

@@ -175,9 +175,16 @@ class KeysAndIdps(Engine):
             for table in ("group_members", "users", "groups"):
                 conn.execute(f"DELETE FROM {table} WHERE idp_id = ?", (idp.id,))
             conn.execute("DELETE FROM idps WHERE id = ?", (idp.id,))
+            conn.execute(
+                "INSERT INTO deleted_idps (id, name, deleted) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING",
+                (idp.id, idp.name, now()),
+            )
 
         await self.write(delete)
         self._auth_changed()
+
+    async def deleted_idp_names(self) -> dict[str, str]:
+        return dict(await self.read(fetch, "SELECT id, name FROM deleted_idps", ()))
 
     def authenticate(self, idp_id: str, secret: str) -> Principal | None:
         """The principal for this IdP and bearer secret, or None.

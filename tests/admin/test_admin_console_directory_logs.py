@@ -362,3 +362,20 @@ async def test_test_connection_probes_show_as_probes_not_failures(signed_in: Adm
         "/v1/admin/logs", params={"operation": "Test connection"}, headers={"Authorization": f"Bearer {TOKEN}"}
     )
     assert [r["outcome"] for r in api.json()["Resources"]] == ["probe", "probe"]
+
+
+async def test_records_of_a_deleted_idp_keep_its_name(signed_in: Admin) -> None:
+    tenant = await signed_in.idp_with_key("Fabrikam")
+    await tenant.scim.post("/Users", json=entra_user("judy@fabrikam.com"))
+    await signed_in.flush_logs()
+    deleted = await signed_in.post(f"/admin/idps/{tenant.idp_id}/delete")
+    assert deleted.status_code == 303, deleted.text
+    rows = await log_rows(signed_in)
+    assert [(r["operation"], r["idp"], r["target"]) for r in rows] == [
+        ("Create User", "Fabrikam (deleted)", "judy@fabrikam.com")
+    ]
+    record = (await signed_in.store.query_logs(LogQuery()))[0][0]
+    shown = await signed_in.client.get(f"/admin/logs/{record.id}")
+    assert "Fabrikam (deleted)" in shown.text and "unknown IdP" not in shown.text
+    by_idp = await log_rows(signed_in, idp=tenant.idp_id)
+    assert [r["target"] for r in by_idp] == ["judy@fabrikam.com"]

@@ -71,3 +71,15 @@ async def test_test_connection_probes_are_not_failures(database_url: str) -> Non
         assert [(r.operation, r.status) for r in failures] == [("Get User", 404), ("Test connection", 401)]
         counters = await tenant.store.log_counters([tenant.idp_id], "2000-01-01T00:00:00Z")
         assert (counters[tenant.idp_id].operations, counters[tenant.idp_id].failures) == (3, 1)
+
+
+async def test_a_deleted_idps_name_is_kept(database_url: str) -> None:
+    async with configured_tenant(database_url) as tenant:
+        key, _ = await tenant.store.create_api_key("gone key", "", True, True)
+        gone = await tenant.store.create_idp("Fabrikam", "key", key.id)
+        assert await tenant.store.deleted_idp_names() == {}
+        await tenant.store.delete_idp(gone.id)
+        assert await tenant.store.deleted_idp_names() == {gone.id: "Fabrikam"}
+        # A new IdP may take the name: the deleted one keeps it under its own ID.
+        again = await tenant.store.create_idp("Fabrikam", "key", None)
+        assert (await tenant.store.deleted_idp_names())[gone.id] == "Fabrikam" and again.id != gone.id
