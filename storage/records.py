@@ -128,6 +128,7 @@ class SignInFailure:
     key_revoked: str | None  # when that key was revoked
     key_idp_id: str | None  # the IdP that key is selected for, if any
     key_idp_name: str | None
+    deleted_idp_name: str | None = None  # when no IdP has the ID: the name of the deleted IdP that had it
 
 
 @dataclass(frozen=True)

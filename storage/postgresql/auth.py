@@ -119,9 +119,7 @@ class KeysAndIdps(Engine):
                 self._listener = None
 
     async def _reload_bindings(self) -> None:
-        async def load(
-            conn: Connection,
-        ) -> tuple[int, list[asyncpg.Record], list[asyncpg.Record], list[asyncpg.Record]]:
+        async def load(conn: Connection) -> tuple[int, Rows, Rows, Rows, Rows]:
             async with conn.transaction(isolation="repeatable_read", readonly=True):
                 epoch = await conn.fetchval("SELECT n FROM auth_epoch")
                 rows = await conn.fetch(
@@ -136,9 +134,10 @@ class KeysAndIdps(Engine):
                     "SELECT k.secret_hash, k.name, k.revoked, i.id FROM api_keys AS k "
                     "LEFT JOIN idps AS i ON i.api_key_id = k.id"
                 )
-            return epoch, rows, idps, keys
+                deleted = await conn.fetch("SELECT id, name FROM deleted_idps")
+            return epoch, rows, idps, keys, deleted
 
-        epoch, rows, idps, keys = await self.read(load)
+        epoch, rows, idps, keys, deleted = await self.read(load)
         if epoch < self._auth_epoch:
             # A reload that read before a later one finished (the listener's, racing this
             # instance's own after a change): what it read is older than what is installed.
@@ -148,6 +147,7 @@ class KeysAndIdps(Engine):
         }
         self._idp_names = {r[0]: (r[1], r[2]) for r in idps}
         self._key_owners = {r[0]: KeyOwner(r[1], r[2], r[3]) for r in keys}
+        self._deleted_idps = {r[0]: r[1] for r in deleted}
         self._auth_epoch = epoch
 
     def authenticate(self, idp_id: str, secret: str) -> Principal | None:
@@ -171,6 +171,7 @@ class KeysAndIdps(Engine):
             key.revoked if key else None,
             key.idp_id if key else None,
             key_idp[0] if key_idp else None,
+            None if idp else self._deleted_idps.get(idp_id),
         )
 
     async def create_api_key(

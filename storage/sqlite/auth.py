@@ -221,8 +221,9 @@ class KeysAndIdps(Engine):
         return Principal(idp_id, row[0], bool(row[2]), bool(row[3]), SchemaConfig(row[4], bool(row[5]), row[6]))
 
     def sign_in_failure(self, idp_id: str, secret: str) -> SignInFailure:
-        """Read on the event loop like _verify's: the IdP by its primary key, the key by its hash
-        among the admin's few keys (a failed sign-in already costs one such read; failures are throttled)."""
+        """Read on the event loop like _verify's: the IdP (or the deleted one) by its primary key, the
+        key by its hash among the admin's few keys (a failed sign-in already costs one such read;
+        failures are throttled)."""
         assert self.local_conn is not None, "the store is not open"
         idp = self.local_conn.execute(
             "SELECT i.name, k.name FROM idps AS i LEFT JOIN api_keys AS k ON k.id = i.api_key_id WHERE i.id = ?",
@@ -233,8 +234,18 @@ class KeysAndIdps(Engine):
             "WHERE k.secret_hash = ?",
             (hash_secret(secret),),
         ).fetchone()
+        deleted = (
+            None if idp else self.local_conn.execute("SELECT name FROM deleted_idps WHERE id = ?", (idp_id,)).fetchone()
+        )
+        key_name, revoked, key_idp_id, key_idp_name = key if key else (None, None, None, None)
         return SignInFailure(
-            idp[0] if idp else None, idp[1] if idp else None, *(key if key else (None, None, None, None))
+            idp[0] if idp else None,
+            idp[1] if idp else None,
+            key_name,
+            revoked,
+            key_idp_id,
+            key_idp_name,
+            deleted[0] if deleted else None,
         )
 
     def _check_auth_epoch(self) -> None:

@@ -16,6 +16,14 @@ def observable(response: httpx.Response) -> tuple:
     return response.status_code, response.content, headers
 
 
+async def get(client: httpx.AsyncClient, url: str, headers: dict[str, str]) -> httpx.Response:
+    """GET with these headers only: without an Authorization header when they hold none."""
+    request = client.build_request("GET", url, headers=headers)
+    if "Authorization" not in headers:
+        del request.headers["Authorization"]  # the client's default one
+    return await client.send(request)
+
+
 async def test_each_401_is_recorded_with_its_reason_and_answered_alike(database_url: str) -> None:
     async with configured_tenant(database_url) as tenant:
         other_key, other_secret = await tenant.store.create_api_key("k2", "", True, True)
@@ -36,12 +44,7 @@ async def test_each_401_is_recorded_with_its_reason_and_answered_alike(database_
             "no such IdP": (f"{base}/{mistyped}/Users", {"Authorization": f"Bearer {tenant.secret}"}),
             "no such IdP, unknown secret": (f"{base}/{mistyped}/Users", {"Authorization": "Bearer guess"}),
         }
-        answers = set()
-        for url, headers in attempts.values():
-            request = tenant.client.build_request("GET", url, headers=headers)
-            if "Authorization" not in headers:
-                del request.headers["Authorization"]  # the client's default one
-            answers.add(observable(await tenant.client.send(request)))
+        answers = {observable(await get(tenant.client, url, headers)) for url, headers in attempts.values()}
         assert len(answers) == 1, answers
         status, content, headers = answers.pop()
         assert status == 401 and dict(headers)["www-authenticate"] == 'Bearer realm="scimlet"'
@@ -100,3 +103,23 @@ async def test_an_idp_without_a_key_says_so(database_url: str) -> None:
             "tenant URL is IdP 'Keyless': it has no API key selected: create one and select it on the IdP's page, "
             "or create a new key for it"
         )
+
+
+async def test_the_tenant_url_of_a_deleted_idp_is_named(database_url: str) -> None:
+    async with configured_tenant(database_url) as tenant:
+        key, secret = await tenant.store.create_api_key("fab key", "", True, True)
+        gone = await tenant.store.create_idp("Fabrikam", "key", key.id)
+        await tenant.store.delete_idp(gone.id)
+        url = f"https://scim.test/v1/scim/{gone.id}/Users"
+        answers = [await tenant.client.get(url, headers={"Authorization": f"Bearer {s}"}) for s in (secret, "guess")]
+        assert {observable(a) for a in answers} == {observable(await get(tenant.client, url, {}))}
+        await tenant.app.state.provisioning_log.flush()
+        records, _ = await tenant.store.query_logs(LogQuery(idp_id=gone.id))
+        reason = f"401: the IdP ID '{gone.id}' in the tenant URL is that of IdP 'Fabrikam', which was deleted"
+        # The deleted IdP's key is selected for no IdP now: the secret names no other tenant URL.
+        assert [r.detail for r in reversed(records)] == [
+            f"{reason}; point the client at the tenant URL of an IdP that exists (or create one)",
+            f"{reason}; point the client at the tenant URL of an IdP that exists (or create one)",
+            "401: the request has no Authorization header; the client must send 'Authorization: Bearer <secret>' "
+            "with the secret of the API key selected for this IdP",
+        ]

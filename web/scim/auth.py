@@ -73,12 +73,20 @@ def rejected(idp_id: str, failure: SignInFailure) -> str:
     """The log's reason for a Bearer secret that did not sign in, and what to fix."""
     key = f"API key {failure.key_name!r}"
     if failure.idp_name is None:
-        reason = f"401: no IdP has the ID {shown(idp_id)} in the tenant URL (mistyped or from a deleted IdP?)"
+        if failure.deleted_idp_name is not None:
+            reason = (
+                f"401: the IdP ID {shown(idp_id)} in the tenant URL is that of IdP {failure.deleted_idp_name!r}, "
+                "which was deleted"
+            )
+        else:
+            reason = f"401: no IdP has the ID {shown(idp_id)} in the tenant URL (mistyped or from a deleted IdP?)"
         if failure.key_idp_id is not None:
             return (
                 f"{reason}; the secret is that of {key}, selected for IdP {failure.key_idp_name!r}, whose "
                 f"tenant URL ends in /v1/scim/{failure.key_idp_id}: fix the IdP ID in the tenant URL"
             )
+        if failure.deleted_idp_name is not None:
+            return f"{reason}; point the client at the tenant URL of an IdP that exists (or create one)"
         return f"{reason}; {FIX_TENANT_URL}"
     this = f"this tenant URL is IdP {failure.idp_name!r}"
     own = (
