@@ -234,9 +234,8 @@ class KeysAndIdps(Engine):
             "WHERE k.secret_hash = ?",
             (hash_secret(secret),),
         ).fetchone()
-        deleted = (
-            None if idp else self.local_conn.execute("SELECT name FROM deleted_idps WHERE id = ?", (idp_id,)).fetchone()
-        )
+        # Read whether or not the IdP exists: a failure costs the same reads whichever the reason.
+        deleted = self.local_conn.execute("SELECT name FROM deleted_idps WHERE id = ?", (idp_id,)).fetchone()
         key_name, revoked, key_idp_id, key_idp_name = key if key else (None, None, None, None)
         return SignInFailure(
             idp[0] if idp else None,
@@ -245,7 +244,7 @@ class KeysAndIdps(Engine):
             revoked,
             key_idp_id,
             key_idp_name,
-            deleted[0] if deleted else None,
+            deleted[0] if deleted and not idp else None,
         )
 
     def _check_auth_epoch(self) -> None:
