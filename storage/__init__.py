@@ -37,6 +37,7 @@ from storage.records import (
     Query,
     Row,
     SchemaConfig,
+    SignInFailure,
     UniqueValue,
 )
 
@@ -62,6 +63,7 @@ __all__ = [
     "MemberStream",
     "OperationsStore",
     "Principal",
+    "SignInFailure",
     "Query",
     "ResourceStore",
     "Row",

@@ -37,6 +37,7 @@ from storage.records import (
     Query,
     Row,
     SchemaConfig,
+    SignInFailure,
     UniqueValue,
 )
 
@@ -65,6 +66,12 @@ class ResourceStore(Protocol):
         Synchronous and cheap: answered from memory when the sign-in was verified before. A key
         revoked or an IdP deleted, also by another process, stops signing in within
         AUTH_RECHECK_SECONDS (storage.common). Records the key's last use (see AdminStore.flush_last_used)."""
+        ...
+
+    def sign_in_failure(self, idp_id: str, secret: str) -> SignInFailure:
+        """Why this secret did not sign in to this IdP, for the provisioning log: called only after
+        authenticate returned None (the sign-in itself never pays for it). Synchronous and cheap:
+        from memory, or primary-key and small-table reads; failures are throttled (AuthThrottle)."""
         ...
 
     async def create(
@@ -199,7 +206,12 @@ class AdminStore(Protocol):
         ...
 
     async def delete_idp(self, idp_id: str) -> None:
-        """Delete the IdP with all its users, groups and memberships. Raises AdminError 404."""
+        """Delete the IdP with all its users, groups and memberships; its name is kept (deleted_idp_names)
+        for the provisioning log records that outlive it. Raises AdminError 404."""
+        ...
+
+    async def deleted_idp_names(self) -> dict[str, str]:
+        """IdP ID -> name of every IdP deleted."""
         ...
 
     async def flush_last_used(self) -> None:
@@ -294,7 +306,17 @@ class LogStore(Protocol):
 
 # Every table that holds data, in an order that satisfies the foreign keys (api_keys before idps):
 # what copy-database copies. schema_version and auth_epoch belong to the schema, not the data.
-TABLES = ("api_keys", "idps", "users", "groups", "group_members", "provisioning_log", "settings", "admin_sessions")
+TABLES = (
+    "api_keys",
+    "idps",
+    "users",
+    "groups",
+    "group_members",
+    "provisioning_log",
+    "settings",
+    "admin_sessions",
+    "deleted_idps",
+)
 
 
 class OperationsStore(Protocol):

@@ -140,6 +140,20 @@ class Principal:
 
 
 @dataclass(frozen=True)
+class SignInFailure:
+    """What the store knows about a bearer secret that did not sign in to an IdP: for the
+    provisioning log, which tells the admin why (the client is never told)."""
+
+    idp_name: str | None  # the IdP in the URL; None: no IdP has this ID
+    idp_key_name: str | None  # the key selected for that IdP, if any
+    key_name: str | None  # the API key whose secret was sent; None: no key has this secret
+    key_revoked: str | None  # when that key was revoked
+    key_idp_id: str | None  # the IdP that key is selected for, if any
+    key_idp_name: str | None
+    deleted_idp_name: str | None = None  # when no IdP has the ID: the name of the deleted IdP that had it
+
+
+@dataclass(frozen=True)
 class AdminSession:
     """A signed-in admin console session (the id itself is never stored, only its hash)."""
 
@@ -186,12 +200,27 @@ class IgnoredAttribute:
     last: str  # the newest
 
 
+# Which records are Test Connection's probes, in SQL both backends speak: Entra asks for a user (and
+# a group) named by a random GUID, which scim.operations names "Test connection", and checks that a
+# wrong secret gets 401. Answered 2xx, or 401 on an IdP that exists (or existed: deleted_idps), such
+# a request is a probe, not a failure. A 401 on an IdP ID that never existed (a mistyped tenant
+# URL), and any other error (404: wrong path, 429, 5xx), stays a failure. (A Test Connection whose
+# secret is really wrong cannot be told from the deliberate wrong-secret probe: its record still
+# says why, see web/scim/auth.py.)
+PROBE_SQL = (
+    "(operation = 'Test connection' AND (status < 400 OR (status = 401 AND "
+    "idp_id IN (SELECT id FROM idps UNION ALL SELECT id FROM deleted_idps))))"
+)
+# A failure as the console counts it: status >= 400 and not a probe.
+FAILURE_SQL = f"(status >= 400 AND NOT {PROBE_SQL})"
+
+
 @dataclass(frozen=True)
 class LogQuery:
     """A provisioning log query; every field narrows it. Records come newest first."""
 
     idp_id: str | None = None
-    failures: bool | None = None  # True: status >= 400 only; False: successes only
+    failures: bool | None = None  # True: failures only (FAILURE_SQL: probes are not); False: status < 400
     operation: str | None = None
     text: str | None = None  # in target, detail or path; or the resource's id or its current name
     since: str | None = None  # inclusive, a stored timestamp (UTC, ...Z)
@@ -226,10 +255,11 @@ class LogRecord(NamedTuple):
     ignored: str | None = None
     id: int | None = None  # given by the database
     resource_name: str | None = None  # the resource's userName / displayName now, when it still exists
+    probe: bool = False  # read back: one of Test Connection's probes (PROBE_SQL), never counted a failure
 
     @property
     def failed(self) -> bool:
-        return self.status >= 400
+        return self.status >= 400 and not self.probe
 
     @property
     def label(self) -> str | None:

@@ -317,7 +317,7 @@ def build_record(
     operation, rtype = classify(method, route, request.query_params, request.body, endpoint)
     param = route.param if route is not None else None
     resource_id = request.path_params.get(param) if param is not None else request.resource_id
-    target = target_of(rtype, request.body, resource_id)
+    target = request.target_name or target_of(rtype, request.body, resource_id)
     if target is None and operation in ("Find User", "Find Group", "Test connection"):
         target = request.query_params.get("filter")
     error = request.error
@@ -334,7 +334,7 @@ def build_record(
         target=_clip(target, MAX_LOGGED_TEXT),
         status=status,
         scim_type=error.scim_type if error is not None else None,
-        detail=_clip(error.detail, MAX_LOGGED_DETAIL) if error is not None else None,
+        detail=_clip(request.log_detail or error.detail, MAX_LOGGED_DETAIL) if error is not None else None,
         duration_ms=round(duration_ms, 3),
         client=_clip(request.client_host, MAX_LOGGED_TEXT) or None,
         request_body=_logged_request_body(request.raw_body, request.body),

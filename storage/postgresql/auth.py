@@ -22,13 +22,14 @@ from typing import NamedTuple
 import asyncpg
 
 from scim.errors import shown
-from storage import AdminError, ApiKey, Idp, Principal, SchemaConfig
+from storage import AdminError, ApiKey, Idp, Principal, SchemaConfig, SignInFailure
 from storage.common import IDP_COLUMNS, api_key_of, format_timestamp, hash_secret, idp_of, key_named, now
 from storage.postgresql.engine import UNAVAILABLE, Connection, Engine
 
 log = logging.getLogger("scimlet.storage")
 AUTH_POLL_SECONDS = 1.0
 CHANNEL = "scimlet_auth"
+Rows = list[asyncpg.Record]
 
 
 class Binding(NamedTuple):
@@ -38,11 +39,22 @@ class Binding(NamedTuple):
     principal: Principal
 
 
+class KeyOwner(NamedTuple):
+    """An API key as a failed sign-in's reason names it (SignInFailure)."""
+
+    name: str
+    revoked: str | None
+    idp_id: str | None  # the IdP it is selected for
+
+
 class KeysAndIdps(Engine):
     """AdminStore's keys and IdPs, and authenticate from the in-memory bindings."""
 
     _last_used: dict[str, float]  # API key id -> time.time() of its last sign-in here, not yet stored
     _bindings: dict[str, Binding]  # IdP ID -> its key
+    # For the reasons of failed sign-ins, loaded with the bindings: no database read on a failure.
+    _idp_names: dict[str, tuple[str, str | None]]  # IdP ID -> (its name, its key's name)
+    _key_owners: dict[str, KeyOwner]  # secret hash -> the key
     _auth_epoch: int
     _listener: Connection | None
     _auth_task: asyncio.Task | None
@@ -51,6 +63,8 @@ class KeysAndIdps(Engine):
     def _start_auth_cache(self) -> None:
         self._last_used = {}
         self._bindings = {}
+        self._idp_names = {}
+        self._key_owners = {}
         self._auth_epoch = -1
         self._listener = None
         self._auth_task = None
@@ -105,7 +119,7 @@ class KeysAndIdps(Engine):
                 self._listener = None
 
     async def _reload_bindings(self) -> None:
-        async def load(conn: Connection) -> tuple[int, list[asyncpg.Record]]:
+        async def load(conn: Connection) -> tuple[int, Rows, Rows, Rows, Rows]:
             async with conn.transaction(isolation="repeatable_read", readonly=True):
                 epoch = await conn.fetchval("SELECT n FROM auth_epoch")
                 rows = await conn.fetch(
@@ -113,9 +127,17 @@ class KeysAndIdps(Engine):
                     "i.schema_profile, i.schema_strict, i.schema_extensions FROM idps AS i "
                     "JOIN api_keys AS k ON k.id = i.api_key_id WHERE k.revoked IS NULL"
                 )
-            return epoch, rows
+                idps = await conn.fetch(
+                    "SELECT i.id, i.name, k.name FROM idps AS i LEFT JOIN api_keys AS k ON k.id = i.api_key_id"
+                )
+                keys = await conn.fetch(
+                    "SELECT k.secret_hash, k.name, k.revoked, i.id FROM api_keys AS k "
+                    "LEFT JOIN idps AS i ON i.api_key_id = k.id"
+                )
+                deleted = await conn.fetch("SELECT id, name FROM deleted_idps")
+            return epoch, rows, idps, keys, deleted
 
-        epoch, rows = await self.read(load)
+        epoch, rows, idps, keys, deleted = await self.read(load)
         if epoch < self._auth_epoch:
             # A reload that read before a later one finished (the listener's, racing this
             # instance's own after a change): what it read is older than what is installed.
@@ -123,6 +145,9 @@ class KeysAndIdps(Engine):
         self._bindings = {
             r[0]: Binding(r[2], Principal(r[0], r[1], r[3], r[4], SchemaConfig(r[5], r[6], r[7]))) for r in rows
         }
+        self._idp_names = {r[0]: (r[1], r[2]) for r in idps}
+        self._key_owners = {r[0]: KeyOwner(r[1], r[2], r[3]) for r in keys}
+        self._deleted_idps = {r[0]: r[1] for r in deleted}
         self._auth_epoch = epoch
 
     def authenticate(self, idp_id: str, secret: str) -> Principal | None:
@@ -134,6 +159,20 @@ class KeysAndIdps(Engine):
             return None
         self._last_used[binding.principal.api_key_id] = time.time()
         return binding.principal
+
+    def sign_in_failure(self, idp_id: str, secret: str) -> SignInFailure:
+        idp = self._idp_names.get(idp_id)
+        key = self._key_owners.get(hash_secret(secret))
+        key_idp = self._idp_names.get(key.idp_id) if key is not None and key.idp_id is not None else None
+        return SignInFailure(
+            idp[0] if idp else None,
+            idp[1] if idp else None,
+            key.name if key else None,
+            key.revoked if key else None,
+            key.idp_id if key else None,
+            key_idp[0] if key_idp else None,
+            None if idp else self._deleted_idps.get(idp_id),
+        )
 
     async def create_api_key(
         self, name: str, description: str, users_write: bool, groups_write: bool
@@ -159,6 +198,7 @@ class KeysAndIdps(Engine):
                 raise AdminError(f"An API key named {shown(name)} already exists", 409) from None
 
         await self.write(insert)
+        await self._reload_bindings()  # a failed sign-in with the new secret is named by its key at once
         return key, secret
 
     async def list_api_keys(self) -> list[ApiKey]:
@@ -267,9 +307,19 @@ class KeysAndIdps(Engine):
             await conn.execute("DELETE FROM idps WHERE id = $1", idp.id)
             for table in ("group_members", "users", "groups"):
                 await conn.execute(f"DELETE FROM {table} WHERE idp_id = $1", idp.id)
+            await conn.execute(
+                "INSERT INTO deleted_idps (id, name, deleted) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING",
+                idp.id,
+                idp.name,
+                now(),
+            )
 
         await self.write(delete)
         await self._reload_bindings()
+
+    async def deleted_idp_names(self) -> dict[str, str]:
+        rows = await self.read(lambda conn: conn.fetch("SELECT id, name FROM deleted_idps"))
+        return {r[0]: r[1] for r in rows}
 
     async def flush_last_used(self) -> None:
         """Store the last-use times, batched: sign-ins never write. The later time wins, whichever

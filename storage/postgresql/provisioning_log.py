@@ -7,9 +7,10 @@ from datetime import UTC, datetime, timedelta
 from scim.filters import fold, format_datetime
 from storage import IgnoredAttribute, LogCounters, LogQuery, LogRecord
 from storage.postgresql.engine import Connection, Engine, status_count
+from storage.records import FAILURE_SQL, PROBE_SQL
 from storage.sql import escape_like
 
-LOG_COLUMNS = LogRecord._fields[:-2]  # the columns written; id and resource_name are read back
+LOG_COLUMNS = LogRecord._fields[:-3]  # the columns written; id, resource_name and probe are read back
 # The stored columns, then the resource's current name (two lookups by the unique id index).
 LOG_RECORD_COLUMNS = ", ".join(
     [
@@ -17,6 +18,7 @@ LOG_RECORD_COLUMNS = ", ".join(
         "id",
         "coalesce((SELECT user_name FROM users WHERE id = resource_id), "
         "(SELECT display_name FROM groups WHERE id = resource_id))",
+        PROBE_SQL,
     ]
 )
 
@@ -92,7 +94,8 @@ class ProvisioningLog(Engine):
             rows = await conn.fetch(
                 "SELECT i.id, "
                 "(SELECT count(*) FROM provisioning_log WHERE idp_id = i.id AND time >= $2), "
-                "(SELECT count(*) FROM provisioning_log WHERE idp_id = i.id AND time >= $2 AND status >= 400), "
+                "(SELECT count(*) FROM provisioning_log WHERE idp_id = i.id AND time >= $2 AND status >= 400 "
+                "AND NOT (status = 401 AND operation = 'Test connection')), "  # the probes (PROBE_SQL)
                 "(SELECT max(time) FROM provisioning_log WHERE idp_id = i.id) "
                 "FROM unnest($1::text[]) AS i(id)",
                 idp_ids,
@@ -127,7 +130,7 @@ def _log_conditions(query: LogQuery) -> tuple[list[str], list]:
     if query.idp_id:
         conditions.append(f"idp_id = {bind(query.idp_id)}")
     if query.failures is not None:
-        conditions.append("status >= 400" if query.failures else "status < 400")
+        conditions.append(FAILURE_SQL if query.failures else "status < 400")
     if query.operation:
         conditions.append(f"operation = {bind(query.operation)}")
     if query.text:

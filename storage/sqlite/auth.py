@@ -16,6 +16,7 @@ from storage import (
     Idp,
     Principal,
     SchemaConfig,
+    SignInFailure,
 )
 from storage.common import (
     AUTH_RECHECK_SECONDS,
@@ -179,9 +180,16 @@ class KeysAndIdps(Engine):
             for table in ("group_members", "users", "groups"):
                 conn.execute(f"DELETE FROM {table} WHERE idp_id = ?", (idp.id,))
             conn.execute("DELETE FROM idps WHERE id = ?", (idp.id,))
+            conn.execute(
+                "INSERT INTO deleted_idps (id, name, deleted) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING",
+                (idp.id, idp.name, now()),
+            )
 
         await self.write(delete)
         self._auth_changed()
+
+    async def deleted_idp_names(self) -> dict[str, str]:
+        return dict(await self.read(fetch, "SELECT id, name FROM deleted_idps", ()))
 
     def authenticate(self, idp_id: str, secret: str) -> Principal | None:
         """The principal for this IdP and bearer secret, or None.
@@ -218,6 +226,33 @@ class KeysAndIdps(Engine):
         if not hmac.compare_digest(expected, digest) or row is None:
             return None
         return Principal(idp_id, row[0], bool(row[2]), bool(row[3]), SchemaConfig(row[4], bool(row[5]), row[6]))
+
+    def sign_in_failure(self, idp_id: str, secret: str) -> SignInFailure:
+        """Read on the event loop like _verify's: the IdP (or the deleted one) by its primary key, the
+        key by its hash among the admin's few keys (a failed sign-in already costs one such read;
+        failures are throttled)."""
+        assert self.local_conn is not None, "the store is not open"
+        idp = self.local_conn.execute(
+            "SELECT i.name, k.name FROM idps AS i LEFT JOIN api_keys AS k ON k.id = i.api_key_id WHERE i.id = ?",
+            (idp_id,),
+        ).fetchone()
+        key = self.local_conn.execute(
+            "SELECT k.name, k.revoked, i.id, i.name FROM api_keys AS k LEFT JOIN idps AS i ON i.api_key_id = k.id "
+            "WHERE k.secret_hash = ?",
+            (hash_secret(secret),),
+        ).fetchone()
+        # Read whether or not the IdP exists: a failure costs the same reads whichever the reason.
+        deleted = self.local_conn.execute("SELECT name FROM deleted_idps WHERE id = ?", (idp_id,)).fetchone()
+        key_name, revoked, key_idp_id, key_idp_name = key if key else (None, None, None, None)
+        return SignInFailure(
+            idp[0] if idp else None,
+            idp[1] if idp else None,
+            key_name,
+            revoked,
+            key_idp_id,
+            key_idp_name,
+            deleted[0] if deleted and not idp else None,
+        )
 
     def _check_auth_epoch(self) -> None:
         moment = time.monotonic()

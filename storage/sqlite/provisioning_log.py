@@ -12,10 +12,11 @@ from storage import (
     LogQuery,
     LogRecord,
 )
+from storage.records import FAILURE_SQL, PROBE_SQL
 from storage.sql import escape_like
 from storage.sqlite.engine import Engine, fetch
 
-LOG_COLUMNS = LogRecord._fields[:-2]  # the columns written; id and resource_name are read back
+LOG_COLUMNS = LogRecord._fields[:-3]  # the columns written; id, resource_name and probe are read back
 # The stored columns, then the resource's current name (two lookups by the unique id index).
 LOG_RECORD_COLUMNS = ", ".join(
     [
@@ -23,6 +24,7 @@ LOG_RECORD_COLUMNS = ", ".join(
         "id",
         "coalesce((SELECT user_name FROM users WHERE id = resource_id), "
         "(SELECT display_name FROM groups WHERE id = resource_id))",
+        PROBE_SQL,
     ]
 )
 
@@ -86,6 +88,14 @@ class ProvisioningLog(Engine):
                     "SELECT count(*), total(status >= 400) FROM provisioning_log WHERE idp_id = ? AND time >= ?",
                     (idp_id, since),
                 ).fetchone()
+                # Less the probes (PROBE_SQL, on an IdP that exists): only the 401s' rows are read,
+                # the rest is answered by the (idp_id, time, status) index.
+                probes = conn.execute(
+                    "SELECT count(*) FROM provisioning_log WHERE idp_id = ? AND time >= ? AND status = 401 "
+                    "AND operation = 'Test connection'",
+                    (idp_id, since),
+                ).fetchone()[0]
+                failures -= probes
                 last = conn.execute("SELECT max(time) FROM provisioning_log WHERE idp_id = ?", (idp_id,)).fetchone()[0]
                 result[idp_id] = LogCounters(operations, int(failures), last)
             return result
@@ -115,7 +125,7 @@ def _log_conditions(query: LogQuery) -> tuple[list[str], list]:
         conditions.append("idp_id = ?")
         params.append(query.idp_id)
     if query.failures is not None:
-        conditions.append("status >= 400" if query.failures else "status < 400")
+        conditions.append(FAILURE_SQL if query.failures else "status < 400")
     if query.operation:
         conditions.append("operation = ?")
         params.append(query.operation)

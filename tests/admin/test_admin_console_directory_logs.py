@@ -6,7 +6,7 @@ import html
 import re
 
 from storage import LogQuery
-from tests.admin.conftest import Admin, Tenant
+from tests.admin.conftest import TOKEN, Admin, Tenant
 from tests.conftest import entra_user, patch_body
 
 
@@ -330,3 +330,52 @@ async def test_search_finds_names_with_quotes_and_backslashes(signed_in: Admin) 
     path = f"/admin/idps/{tenant.idp_id}/users"
     for text in ('"hi"', "k\\s", "SAY"):
         assert user_names((await signed_in.client.get(path, params={"q": text})).text) == ["odd@contoso.com"], text
+
+
+async def test_test_connection_probes_show_as_probes_not_failures(signed_in: Admin) -> None:
+    tenant = await signed_in.idp_with_key("Probed")
+    probe = {"filter": 'userName eq "0f8fad5b-d9cb-469f-a165-70867728950e"'}
+    assert (await tenant.scim.get("/Users", params=probe)).status_code == 200
+    wrong = await tenant.scim.get("/Users", params=probe, headers={"Authorization": "Bearer wrong-secret"})
+    assert wrong.status_code == 401
+    assert (await tenant.scim.get("/Users/nope")).status_code == 404
+    await signed_in.flush_logs()
+    page = await signed_in.client.get("/admin/logs")
+    counters = re.search(r'<table id="counters">.*?</table>', page.text, re.S).group(0)
+    cells = [re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", counters, re.S)]
+    assert cells[:3] == ["Probed", "3", "1"]
+    assert [(r["operation"], r["status"]) for r in await log_rows(signed_in, outcome="failure")] == [
+        ("Get User", "404")
+    ]
+    overview = await signed_in.client.get("/admin/")
+    recent = re.search(r"<h2>Recent failures</h2>.*?</table>", overview.text, re.S).group(0)
+    assert "Get User" in recent and "Test connection" not in recent
+    assert re.search(r"<dt>Failures</dt><dd[^>]*>1</dd>", overview.text)
+    records, _ = await signed_in.store.query_logs(LogQuery(operation="Test connection"))
+    for record in records:
+        shown = await signed_in.client.get(f"/admin/logs/{record.id}")
+        outcome = re.search(r'<dd id="log-outcome">(.*?)</dd>', shown.text, re.S).group(1)
+        assert ">Probe<" in outcome and "not counted as a failure" in outcome
+    listing = await signed_in.client.get("/admin/logs", params={"operation": "Test connection"})
+    assert listing.text.count('class="badge info" title="Test Connection') == 2
+    api = await signed_in.client.get(
+        "/v1/admin/logs", params={"operation": "Test connection"}, headers={"Authorization": f"Bearer {TOKEN}"}
+    )
+    assert [r["outcome"] for r in api.json()["Resources"]] == ["probe", "probe"]
+
+
+async def test_records_of_a_deleted_idp_keep_its_name(signed_in: Admin) -> None:
+    tenant = await signed_in.idp_with_key("Fabrikam")
+    await tenant.scim.post("/Users", json=entra_user("judy@fabrikam.com"))
+    await signed_in.flush_logs()
+    deleted = await signed_in.post(f"/admin/idps/{tenant.idp_id}/delete")
+    assert deleted.status_code == 303, deleted.text
+    rows = await log_rows(signed_in)
+    assert [(r["operation"], r["idp"], r["target"]) for r in rows] == [
+        ("Create User", "Fabrikam (deleted)", "judy@fabrikam.com")
+    ]
+    record = (await signed_in.store.query_logs(LogQuery()))[0][0]
+    shown = await signed_in.client.get(f"/admin/logs/{record.id}")
+    assert "Fabrikam (deleted)" in shown.text and "unknown IdP" not in shown.text
+    by_idp = await log_rows(signed_in, idp=tenant.idp_id)
+    assert [r["target"] for r in by_idp] == ["judy@fabrikam.com"]

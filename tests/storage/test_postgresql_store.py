@@ -55,8 +55,18 @@ async def test_migrate_creates_the_database_it_is_pointed_at(missing_database: s
     assert await store.describe() == [
         f"database {missing_database} (PostgreSQL): has no scimlet schema yet; `serve` or `migrate` creates it"
     ]
-    assert await store.pending_migrations() == ["001_initial.sql", "002_member_delta.sql", "003_idp_schema.sql"]
-    assert await store.migrate() == ["001_initial.sql", "002_member_delta.sql", "003_idp_schema.sql"]
+    assert await store.pending_migrations() == [
+        "001_initial.sql",
+        "002_member_delta.sql",
+        "003_idp_schema.sql",
+        "004_deleted_idp_names.sql",
+    ]
+    assert await store.migrate() == [
+        "001_initial.sql",
+        "002_member_delta.sql",
+        "003_idp_schema.sql",
+        "004_deleted_idp_names.sql",
+    ]
     assert await store.migrate() == []  # once only
     assert await store.pending_migrations() == []
     assert (await store.describe())[0].endswith(": reachable, schema up to date")

@@ -247,7 +247,7 @@ class Console:
                 "counters": counters,
                 "counts": counts,
                 "failures": failures,
-                "names": {idp.id: idp.name for idp in idps},
+                "names": await self.service.idp_names(),
                 "keys": {k.id: k for k in await self.service.api_keys()},
             },
         )
@@ -568,7 +568,7 @@ class Console:
             {
                 "section": "logs",
                 "idps": idps,
-                "names": {idp.id: idp.name for idp in idps},
+                "names": await self.service.idp_names(),
                 "keys": {k.id: k.name for k in await self.service.api_keys()},
                 "counters": await self.service.counters(),
                 "fields": fields,
@@ -581,9 +581,9 @@ class Console:
 
     async def log(self, request: Request, session: AdminSession) -> Response:
         record = await self.service.log(request.path_params["id"])
-        idps = {idp.id: idp.name for idp in await self.service.idps()}
+        names = await self.service.idp_names()
         keys = {k.id: k.name for k in await self.service.api_keys()}
-        return self.render(request, "log.html", {"section": "logs", "record": record, "names": idps, "keys": keys})
+        return self.render(request, "log.html", {"section": "logs", "record": record, "names": names, "keys": keys})
 
 
 # --- helpers ---------------------------------------------------------------------------------------

@@ -199,6 +199,12 @@ class AdminService:
     async def idps(self) -> list[Idp]:
         return await self.store.list_idps()
 
+    async def idp_names(self) -> dict[str, str]:
+        """IdP ID -> name, for naming the IdP of log records: those of a deleted IdP outlive it."""
+        names = {idp_id: f"{name} (deleted)" for idp_id, name in (await self.store.deleted_idp_names()).items()}
+        names.update((idp.id, idp.name) for idp in await self.store.list_idps())
+        return names
+
     async def idp(self, idp_id: str) -> Idp:
         return await self.store.get_idp(idp_id)
 
@@ -471,7 +477,7 @@ class AdminService:
             "target": record.target,
             "resource_name": record.resource_name,
             "status": record.status,
-            "outcome": "failure" if record.failed else "success",
+            "outcome": "probe" if record.probe else "failure" if record.failed else "success",
             "scim_type": record.scim_type,
             "detail": record.detail,
             "ignored": record.ignored_names,

@@ -7,6 +7,7 @@ from starlette.responses import Response
 
 from scim import schemas
 from scim.errors import ScimError, invalid_value, not_found, shown
+from scim.operations import target_of
 from scim.patch import MemberOp, apply_patch
 from scim.project import Projection
 from scim.resources import etag, etag_matches, parse_etags
@@ -264,7 +265,14 @@ class ScimHandlers:
 
     async def delete(self, request: ScimRequest, rtype: ResourceType) -> Response:
         principal = self.auth.authenticate(request, write=rtype)
-        await self.store.delete(rtype.name, principal.idp_id, request.path_params["id"], precondition(request))
+        if_match = precondition(request)
+
+        def named(row: Row) -> None:
+            # The record names what was deleted: the log's search by name finds the deletion too.
+            request.target_name = target_of(rtype.name, row.doc, None)
+            if_match(row)
+
+        await self.store.delete(rtype.name, principal.idp_id, request.path_params["id"], named)
         return Response(status_code=204)
 
     def check_member_count(self, count: int) -> None:

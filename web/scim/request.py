@@ -33,6 +33,8 @@ class ScimRequest:
         "body",
         "resource_id",
         "error",
+        "log_detail",
+        "target_name",
         "ignored",
     )
 
@@ -58,6 +60,11 @@ class ScimRequest:
         self.body: object = None  # the parsed body, when it was valid JSON
         self.resource_id: str | None = None  # the id of a resource this request created
         self.error: ScimError | None = None
+        # What the log says instead of the error's detail when the admin may know more than the
+        # client (why a sign-in failed); None: the error's own detail.
+        self.log_detail: str | None = None
+        # The name of the resource a DELETE removed: the record's target, so a search by name finds it.
+        self.target_name: str | None = None
         # What the body sent that the tenant does not keep (scim.validate.not_kept), for the log.
         self.ignored: list[str] = []
 

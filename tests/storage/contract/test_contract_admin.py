@@ -10,7 +10,7 @@ import pytest
 
 from scim.filters import format_datetime
 from scim.patch import Member
-from storage import AdminSession, Query, SchemaConfig, Store
+from storage import AdminSession, Query, SchemaConfig, SignInFailure, Store
 from storage.errors import AdminError
 from tests.backends import open_store
 
@@ -91,6 +91,29 @@ async def test_authenticate_checks_the_secret_the_idp_and_the_privileges(store: 
     assert store.authenticate("no-such-idp", secret) is None
     keyless = await store.create_idp("keyless", "", None)
     assert store.authenticate(keyless.id, secret) is None
+
+
+async def test_a_failed_sign_in_is_explained(store: Store) -> None:
+    mine, secret = await store.create_api_key("mine", "", True, True)
+    _, other_secret = await store.create_api_key("other", "", True, True)
+    _, spare_secret = await store.create_api_key("spare", "", True, True)
+    idp = await store.create_idp("Contoso", "", "mine")
+    other = await store.create_idp("Other", "", "other")
+    gone = await store.create_idp("Gone", "", None)
+    await store.delete_idp(gone.id)
+    assert await store.deleted_idp_names() == {gone.id: "Gone"}
+    assert store.sign_in_failure(idp.id, "guess") == SignInFailure("Contoso", "mine", None, None, None, None)
+    assert store.sign_in_failure(idp.id, other_secret) == SignInFailure(
+        "Contoso", "mine", "other", None, other.id, "Other"
+    )
+    assert store.sign_in_failure(idp.id, spare_secret) == SignInFailure("Contoso", "mine", "spare", None, None, None)
+    assert store.sign_in_failure("no-such-idp", secret) == SignInFailure(None, None, "mine", None, idp.id, "Contoso")
+    assert store.sign_in_failure(gone.id, "guess") == SignInFailure(None, None, None, None, None, None, "Gone")
+    revoked = await store.revoke_api_key("other")
+    assert store.sign_in_failure(idp.id, other_secret) == SignInFailure(
+        "Contoso", "mine", "other", revoked.revoked, other.id, "Other"
+    )
+    assert mine.id == idp.api_key_id
 
 
 async def test_a_sign_in_updates_last_used_once_flushed(store: Store, database_url: str) -> None:
