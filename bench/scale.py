@@ -572,36 +572,31 @@ async def run_phases(
         await step("create", lg.phase_create(st.base_url, st.token, max(100, shape.users // 10), limit(), state=st))
         created = sum(1 for i in st.ids[len(directory.sample) :] if i is not None)
         users = shape.users + created
+
+        async def one_at_a_time(
+            key: str, path: str, check: Callable[[int, dict], str | None], *, admin_api: bool = False
+        ) -> None:
+            """A GET of `path` timed one request at a time (SCIM, or the admin API), checked by `check`."""
+            on = admin if admin_api else st
+            await step(
+                key,
+                lg.phase_gets(
+                    on.base_url,
+                    on.token,
+                    many,
+                    limit(),
+                    state=on,
+                    name=key,
+                    path=lambda k: path,
+                    check=check,
+                    concurrency=1,
+                ),
+            )
+
         nest = lg.filter_query("groups.value", directory.nest_top)
-        await step(
-            "groups_filter",
-            lg.phase_gets(
-                st.base_url,
-                st.token,
-                many,
-                limit(),
-                state=st,
-                name="groups_filter",
-                path=lambda k: f"/Users?{nest}&count=100",
-                check=total_is(directory.nest_users),
-                concurrency=1,
-            ),
-        )
+        await one_at_a_time("groups_filter", f"/Users?{nest}&count=100", total_is(directory.nest_users))
         unindexed = "filter=" + quote('title co "x"', safe="")
-        await step(
-            "unindexed",
-            lg.phase_gets(
-                st.base_url,
-                st.token,
-                many,
-                limit(),
-                state=st,
-                name="unindexed",
-                path=lambda k: f"/Users?{unindexed}&count=100",
-                check=total_is(0),
-                concurrency=1,
-            ),
-        )
+        await one_at_a_time("unindexed", f"/Users?{unindexed}&count=100", total_is(0))
 
         def page(start: int, rows: int) -> Callable[[int, dict], str | None]:
             def check(k: int, doc: dict) -> str | None:
@@ -614,34 +609,8 @@ async def run_phases(
 
         last = max(1, users - 99)
         for key, start in (("page_first", 1), ("page_last", last)):
-            await step(
-                key,
-                lg.phase_gets(
-                    st.base_url,
-                    st.token,
-                    many,
-                    limit(),
-                    state=st,
-                    name=key,
-                    path=lambda k, start=start: f"/Users?startIndex={start}&count=100",
-                    check=page(start, min(100, users - start + 1)),
-                    concurrency=1,
-                ),
-            )
-        await step(
-            "count0",
-            lg.phase_gets(
-                st.base_url,
-                st.token,
-                many,
-                limit(),
-                state=st,
-                name="count0",
-                path=lambda k: "/Users?count=0",
-                check=total_is(users),
-                concurrency=1,
-            ),
-        )
+            await one_at_a_time(key, f"/Users?startIndex={start}&count=100", page(start, min(100, users - start + 1)))
+        await one_at_a_time("count0", "/Users?count=0", total_is(users))
 
         def directory_page(first: bool) -> Callable[[int, dict], str | None]:
             # A page fetched with `before` always offers a `next` cursor (the storage does not look past the
@@ -662,40 +631,14 @@ async def run_phases(
             ("console_first", users_path, True),
             ("console_last", f"{users_path}&before={end}", False),
         ):
-            await step(
-                key,
-                lg.phase_gets(
-                    admin.base_url,
-                    admin.token,
-                    many,
-                    limit(),
-                    state=admin,
-                    name=key,
-                    path=lambda k, path=path: path,
-                    check=directory_page(first),
-                    concurrency=1,
-                ),
-            )
+            await one_at_a_time(key, path, directory_page(first), admin_api=True)
         patched = sorted(st.patched)
         target = st.user_names[patched[0]] if patched else st.user_names[0]
 
         def found(k: int, doc: dict) -> str | None:
             return None if doc.get("Resources") else f"no log record for {target}"
 
-        await step(
-            "log_query",
-            lg.phase_gets(
-                admin.base_url,
-                admin.token,
-                many,
-                limit(),
-                state=admin,
-                name="log_query",
-                path=lambda k: f"/logs?q={quote(target, safe='')}",
-                check=found,
-                concurrency=1,
-            ),
-        )
+        await one_at_a_time("log_query", f"/logs?q={quote(target, safe='')}", found, admin_api=True)
     finally:
         st.client.close()
         admin.client.close()
