@@ -12,6 +12,7 @@ import orjson
 from scim.filters import Node
 from scim.patch import MemberOp
 from scim.paths import AttrRef
+from scim.tenant import Tenant, tenant
 
 
 @dataclass
@@ -126,6 +127,12 @@ class SchemaConfig:
     profile: str = "meta-networks"
     strict: bool = False
     extensions: str = "[]"
+
+    @property
+    def tenant(self) -> Tenant:
+        """The resource types this configuration makes (cached by scim.tenant: the same objects for
+        every request of the IdP)."""
+        return tenant(self.profile, self.strict, self.extensions)
 
 
 @dataclass(frozen=True)

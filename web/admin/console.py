@@ -35,7 +35,6 @@ from web.admin.service import (
     SchemaUpdate,
     log_query,
     schema_json,
-    tenant_of,
 )
 
 HERE = Path(__file__).parent
@@ -457,7 +456,7 @@ class Console:
 
     async def _listing(self, request: Request, rtype: ResourceType) -> Response:
         idp = await self.service.idp(request.path_params["idp"])
-        rtype = tenant_of(idp).type_named(rtype.name)
+        rtype = idp.schema.tenant.type_named(rtype.name)
         params = request.query_params
         text = params.get("q", "")
         error, page = None, None

@@ -17,7 +17,7 @@ from scim.filters import Node, format_datetime, parse_filter
 from scim.profiles import PROFILES, Profile, profile_named
 from scim.resources import to_resource
 from scim.schemas import GROUP_TYPE, USER_TYPE, ResourceType
-from scim.tenant import Tenant, tenant
+from scim.tenant import Tenant
 from scim.validate import validate_resource
 from settings import Settings
 from storage import (
@@ -275,7 +275,7 @@ class AdminService:
 
     async def failing_users(self, idp: Idp) -> FailingUsers:
         """The stored users (the first MAX_CHECKED_USERS by userName) that the IdP's rules refuse."""
-        rtype = tenant_of(idp).user
+        rtype = idp.schema.tenant.user
         failing, checked = 0, 0
         examples: list[tuple[str, str, str]] = []
         after: str | None = None
@@ -355,7 +355,7 @@ class AdminService:
 
     async def tenant(self, idp_id: str) -> Tenant:
         """The IdP's resource types, as its SCIM requests get them (raises AdminError 404)."""
-        return tenant_of(await self.store.get_idp(idp_id))
+        return (await self.store.get_idp(idp_id)).schema.tenant
 
     def parse_search(self, rtype: ResourceType, text: str | None) -> tuple[Node | None, str | None]:
         """The admin's search box: (a SCIM filter, None) or (None, plain text to look for in the names)."""
@@ -521,11 +521,6 @@ class AdminService:
     @property
     def password_source(self) -> str:
         return "config" if self.settings.admin.password else "database"
-
-
-def tenant_of(idp: Idp) -> Tenant:
-    """The IdP's resource types: its profile, declared extensions and strict switch."""
-    return tenant(idp.schema.profile, idp.schema.strict, idp.schema.extensions)
 
 
 def extension_values(rtype: ResourceType, resource: dict) -> list[ExtensionValues]:

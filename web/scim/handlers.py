@@ -12,7 +12,6 @@ from scim.patch import MemberOp, apply_patch
 from scim.project import Projection
 from scim.resources import etag, etag_matches, parse_etags
 from scim.schemas import ResourceType
-from scim.tenant import Tenant, tenant
 from scim.validate import find_key, parse_members, server_unique, validate_resource
 from settings import Settings
 from storage import Change, Principal, ResourceStore, Row, UniqueValue
@@ -53,13 +52,13 @@ class ScimHandlers:
         )
 
     async def resource_types(self, request: ScimRequest) -> Response:
-        types = tenant_of(self.auth.authenticate(request)).types
+        types = self.auth.authenticate(request).schema.tenant.types
         base_url = self.render.base_url(request)
         items = [rtype.to_dict(base_url, self.limits) for rtype in types.values()]
         return ScimResponse(list_response(items, len(items), 1))
 
     async def resource_type(self, request: ScimRequest) -> Response:
-        types = tenant_of(self.auth.authenticate(request)).types
+        types = self.auth.authenticate(request).schema.tenant.types
         name = request.path_params["name"]
         for rtype in types.values():
             if rtype.name.lower() == name.lower():
@@ -67,13 +66,13 @@ class ScimHandlers:
         raise not_found(f"No resource type {shown(name)}; known: User, Group")
 
     async def schema_list(self, request: ScimRequest) -> Response:
-        declared = tenant_of(self.auth.authenticate(request)).schemas
+        declared = self.auth.authenticate(request).schema.tenant.schemas
         base_url = self.render.base_url(request)
         items = [schema.to_dict(base_url, self.limits) for schema in declared]
         return ScimResponse(list_response(items, len(items), 1))
 
     async def schema(self, request: ScimRequest) -> Response:
-        declared = tenant_of(self.auth.authenticate(request)).schemas
+        declared = self.auth.authenticate(request).schema.tenant.schemas
         urn = request.path_params["urn"]
         for schema in declared:
             if schema.id.lower() == urn.lower():
@@ -295,12 +294,6 @@ def unique_values(rtype: ResourceType, doc: dict) -> tuple[UniqueValue, ...]:
     return tuple(UniqueValue(where, detail) for where, detail in server_unique(rtype, doc))
 
 
-def tenant_of(principal: Principal) -> Tenant:
-    """The resource types of the principal's IdP (its profile, extensions and strict switch)."""
-    config = principal.schema
-    return tenant(config.profile, config.strict, config.extensions)
-
-
 def tenant_type(principal: Principal, route_type: ResourceType) -> ResourceType:
     """The IdP's own version of the route's resource type (the route table binds the default one)."""
-    return tenant_of(principal).type_named(route_type.name)
+    return principal.schema.tenant.type_named(route_type.name)
