@@ -6,7 +6,8 @@ statement (the walk through nested groups is a subquery of the row's); a create 
 also takes the IdP's key-share lock. A user's update reads the row, runs the change function, and
 stores the result only if the row's version is still the one read (compare-and-set), else reads
 again and runs the change on what is there now: concurrent writes to one user (from this instance
-or another) each apply to what the one before stored. A group's update runs in a transaction, on
+or another) each apply to what the one before stored; one that keeps losing that race takes the
+row's lock (SELECT ... FOR UPDATE) at its last attempt. A group's update runs in a transaction, on
 its row read with SELECT ... FOR UPDATE, because its member changes are row deltas (INSERT ... ON
 CONFLICT DO NOTHING, DELETE) that must commit with its version; the common one, a PATCH that
 only adds or removes listed members, is one statement instead (migrations/002_member_delta.sql):
@@ -324,8 +325,9 @@ class Resources(Engine):
         return row
 
     async def _update_user(self, idp_id: str, user_id: str, change: ChangeFn, members: bool) -> Row:
-        """Read, change, and store only if the version is still the one read; else again (see the module)."""
-        for _ in range(ATTEMPTS):
+        """Read, change, and store only if the version is still the one read; else again, and at the
+        last attempt on the locked row (see the module)."""
+        for _ in range(ATTEMPTS - 1):
             current = await self.read(
                 lambda conn: self._read_row(conn, USERS, idp_id, user_id, members, cap_groups=True)
             )
@@ -342,7 +344,9 @@ class Resources(Engine):
             # Concurrent updates go to the database together, as one UPDATE (update_users).
             if await self._user_updates.submit((current, read_version)):
                 return current
-        raise ScimError(503, "The user kept changing under concurrent writes; nothing was stored; retry")
+        # Still changing under concurrent writers: wait for the row's lock instead, where the
+        # change cannot lose to another.
+        return await self._update_locked(USERS, idp_id, user_id, change, members)
 
     async def delete(self, rtype: str, idp_id: str, resource_id: str, check: CheckFn | None = None) -> None:
         tmap = TABLES[rtype]

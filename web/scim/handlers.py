@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import orjson
 from starlette.responses import Response
 
@@ -14,7 +16,7 @@ from scim.resources import etag, etag_matches, parse_etags
 from scim.schemas import ResourceType
 from scim.validate import find_key, parse_members, server_unique, validate_resource
 from settings import Settings
-from storage import Change, Principal, ResourceStore, Row, UniqueValue
+from storage import Change, ChangeFn, Principal, ResourceStore, Row, UniqueValue
 from web.request_body import BodyDeadlines, read_object
 from web.scim.auth import BearerAuth
 from web.scim.params import page_query, projection
@@ -240,7 +242,7 @@ class ScimHandlers:
         check = precondition(request)
         conditional = "if-match" in request.headers
 
-        def change(row: Row) -> Change:
+        def patched(row: Row) -> Change:
             check(row)
             # A change may run again (on a row changed meanwhile): the last run's names are the request's.
             request.ignored = []
@@ -253,6 +255,9 @@ class ScimHandlers:
                 unique=unique_values(rtype, doc),
             )
 
+        change: ChangeFn = patched
+        if isinstance(operations, list) and patch_work(operations) > PRECOMPUTED_PATCH_WORK:
+            change = await self.precomputed(rtype, principal.idp_id, request.path_params["id"], patched)
         asked = "attributes" in request.query_params or "excludedAttributes" in request.query_params
         wanted = projection(request, rtype)
         wants_body = rtype.name == "User" or asked
@@ -274,12 +279,39 @@ class ScimHandlers:
         await self.store.delete(rtype.name, principal.idp_id, request.path_params["id"], named)
         return Response(status_code=204)
 
+    async def precomputed(self, rtype: ResourceType, idp_id: str, resource_id: str, compute: ChangeFn) -> ChangeFn:
+        """compute(row) run on the row as read now, on a worker thread; the change function returned
+        gives that result when the row is still that version at the write, else computes again."""
+        row = await self.store.get(rtype.name, idp_id, resource_id, members=False)
+        if row is None:
+            return compute  # the write answers the 404 (or the 401 of an IdP deleted meanwhile)
+        result = await asyncio.to_thread(compute, row)
+        version = row.version
+
+        def change(current: Row) -> Change:
+            return result if current.version == version else compute(current)
+
+        return change
+
     def check_member_count(self, count: int) -> None:
         if count > self.max_members:
             raise invalid_value(
                 f"At most {self.max_members} members may change in one request; "
                 f"this one has {count}: send them in batches"
             )
+
+
+# A PATCH of more operations and values than this is applied before the write, off the event loop:
+# the single writer then compares a version and stores, instead of holding every tenant's writes
+# for the tens of milliseconds that 1000 filtered operations on 100 emails take. Entra's PATCHes,
+# a few operations each, stay one trip to the writer.
+PRECOMPUTED_PATCH_WORK = 64
+
+
+def patch_work(operations: list) -> int:
+    """A PATCH's size as its work goes: its operations and the values they carry."""
+    values = (op.get("value") for op in operations if isinstance(op, dict))
+    return len(operations) + sum(len(value) for value in values if isinstance(value, list | dict))
 
 
 def not_modified(request: ScimRequest, version: int) -> bool:
