@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import logging
 import os
+import secrets
 import time
 from collections.abc import Awaitable
 from typing import Any, Protocol
@@ -52,6 +53,15 @@ def new_resource_id() -> str:
     digits = f"{(millis << 80) | (0x7 << 76) | (rand_a << 64) | (0b10 << 62) | rand_b:032x}"
     # str(uuid.UUID(int=...)) gives the same text for three times the cost.
     return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
+
+
+def new_api_secret() -> str:
+    """A key's secret: 43 URL-safe characters, never starting with "-" (a command line would read
+    `--token -x...` as an option: one secret in 64 broke `entra-sim --token SECRET`)."""
+    while True:
+        secret = secrets.token_urlsafe(32)
+        if not secret.startswith("-"):
+            return secret
 
 
 def hash_secret(secret: str) -> str:

@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import hmac
 import logging
-import secrets
 import time
 import uuid
 from typing import NamedTuple
@@ -23,7 +22,16 @@ import asyncpg
 
 from scim.errors import shown
 from storage import AdminError, ApiKey, Idp, Principal, SchemaConfig, SignInFailure
-from storage.common import IDP_COLUMNS, api_key_of, format_timestamp, hash_secret, idp_of, key_named, now
+from storage.common import (
+    IDP_COLUMNS,
+    api_key_of,
+    format_timestamp,
+    hash_secret,
+    idp_of,
+    key_named,
+    new_api_secret,
+    now,
+)
 from storage.postgresql.engine import UNAVAILABLE, Connection, Engine
 
 log = logging.getLogger("scimlet.storage")
@@ -178,7 +186,7 @@ class KeysAndIdps(Engine):
         self, name: str, description: str, users_write: bool, groups_write: bool
     ) -> tuple[ApiKey, str]:
         name = _checked_name(name, "An API key")
-        secret = secrets.token_urlsafe(32)
+        secret = new_api_secret()
         key = ApiKey(str(uuid.uuid4()), name, description, users_write, groups_write, now(), None, None)
 
         async def insert(conn: Connection) -> None:

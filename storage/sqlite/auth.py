@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hmac
 import math
-import secrets
 import sqlite3
 import time
 import uuid
@@ -26,6 +25,7 @@ from storage.common import (
     hash_secret,
     idp_of,
     key_named,
+    new_api_secret,
     now,
 )
 from storage.sqlite.engine import Engine, fetch
@@ -57,7 +57,7 @@ class KeysAndIdps(Engine):
         name = name.strip()
         if not name:
             raise AdminError("An API key needs a name")
-        secret = secrets.token_urlsafe(32)
+        secret = new_api_secret()
         key = ApiKey(str(uuid.uuid4()), name, description, users_write, groups_write, now(), None, None)
 
         def insert(conn: sqlite3.Connection) -> None:
