@@ -1,8 +1,9 @@
 """End to end in a real browser: headless Chromium (Debian's, driven by its chromedriver) against a
 live `python app.py serve`, the way an admin wires scimlet up for Entra.
 
-With SCIMLET_SCREENSHOTS=1 (`make screenshots`) it provisions a fuller directory and saves one PNG
-of each main page under docs/screenshots/.
+Every main page is checked at 420 px (a phone), 1280 px and 1600 px wide: nothing wider than the
+viewport, its key columns and controls on screen. With SCIMLET_SCREENSHOTS=1 (`make screenshots`) it provisions a
+fuller directory and saves a PNG of each main page at both widths under docs/screenshots/.
 """
 
 from __future__ import annotations
@@ -105,15 +106,78 @@ def navigate(driver: WebDriver, element: WebElement) -> None:
     wait_until(loaded, "the next page")
 
 
-def shoot(driver: WebDriver, name: str) -> None:
-    """One PNG per page for the README, the page's full height (at most 1500 px)."""
+# A phone, and a wide monitor; between them a laptop at 1280 px, where the tables used to scroll sideways.
+NARROW, LAPTOP, WIDE = 420, 1280, 1600
+WIDTHS = (NARROW, LAPTOP, WIDE)
+# Every element whose box reaches past the viewport's right edge (or is wider than it), described enough
+# to find it; clientWidth, not innerWidth: a vertical scrollbar takes its width from the page.
+OVERFLOWING_ELEMENTS = """
+const width = document.documentElement.clientWidth;
+const found = [];
+for (const element of document.querySelectorAll("body *")) {
+  const box = element.getBoundingClientRect();
+  if (box.width > 0 && (box.right > width + 0.5 || box.width > width + 0.5)) {
+    const named = typeof element.className === "string" && element.className;
+    const classes = named ? "." + element.className.trim().replace(/\\s+/g, ".") : "";
+    const id = element.id ? "#" + element.id : "";
+    found.push(`${element.tagName.toLowerCase()}${id}${classes} right=${Math.round(box.right)}`);
+  }
+}
+return {width: width, scrollWidth: document.documentElement.scrollWidth, found: found.slice(0, 8)};
+"""
+
+
+def set_viewport(driver: WebDriver, width: int, height: int = 900) -> None:
+    """The page laid out for exactly that viewport, as a phone or a wide monitor shows it."""
+    driver.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
+    )
+
+
+def reset_viewport(driver: WebDriver) -> None:
+    driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
+def assert_fits(driver: WebDriver, page: str, width: int) -> None:
+    report = driver.execute_script(OVERFLOWING_ELEMENTS)
+    assert report["scrollWidth"] <= report["width"] and not report["found"], (
+        f"{page} at {width} px scrolls sideways: the page is {report['scrollWidth']} px wide for {report['width']} px; "
+        f"past the right edge: {report['found']}"
+    )
+
+
+def assert_shown(driver: WebDriver, page: str, width: int, selectors: tuple[str, ...]) -> None:
+    for selector in selectors:
+        elements = driver.find_elements(By.CSS_SELECTOR, selector)
+        assert elements, f"{page}: nothing matches {selector}"
+        assert all(element.is_displayed() for element in elements), f"{page} at {width} px hides {selector}"
+
+
+def shoot(driver: WebDriver, name: str, width: int) -> None:
+    """A PNG of the page from its top for the README, its full height (at most 1500 px wide, 2600 narrow)."""
     if os.environ.get("SCIMLET_SCREENSHOTS") != "1":
         return
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    driver.execute_script("window.scrollTo(0, 0)")
     height = driver.execute_script("return document.documentElement.scrollHeight")
-    driver.set_window_size(1440, min(max(900, height), 1500))
-    driver.save_screenshot(str(SCREENSHOTS / f"{name}.png"))
-    driver.set_window_size(1440, 900)
+    set_viewport(driver, width, min(max(900, height), 1500 if width == WIDE else 2600))
+    driver.save_screenshot(str(SCREENSHOTS / (f"{name}.png" if width == WIDE else f"{name}-{width}.png")))
+    set_viewport(driver, width)
+
+
+def check_page(driver: WebDriver, page: str, key: tuple[str, ...], wide: tuple[str, ...] = ()) -> None:
+    """The page at 420, 1280 and 1600 px: it fits, its key elements (CSS selectors) are on screen at each
+    width, and the columns a narrower screen leaves out (wide) are back at 1600 px. PNGs at 420 and 1600."""
+    try:
+        for width in WIDTHS:
+            set_viewport(driver, width)
+            assert_fits(driver, page, width)
+            assert_shown(driver, page, width, key + (wide if width == WIDE else ()))
+            if width != LAPTOP:
+                shoot(driver, page, width)
+    finally:
+        reset_viewport(driver)
 
 
 def fuller_directory(scim: httpx.Client, user_ids: list[str]) -> None:
@@ -144,7 +208,7 @@ def test_admin_wires_up_entra_and_watches_it_provision(server: Server, browser: 
     # Sign in with the password the first start printed.
     driver.get(f"{base}/admin/")
     assert driver.current_url.startswith(f"{base}/admin/login")
-    shoot(driver, "sign-in")
+    check_page(driver, "sign-in", ("#password", "#sign-in"))
     find(By.ID, "password").send_keys("not the password")
     navigate(driver, find(By.ID, "sign-in"))
     assert "Wrong password" in find(By.CSS_SELECTOR, ".error").text
@@ -162,14 +226,14 @@ def test_admin_wires_up_entra_and_watches_it_provision(server: Server, browser: 
     assert "will not be shown again" in find(By.CSS_SELECTOR, ".warning").text
     secret = find(By.ID, "secret").text
     assert len(secret) >= 40
-    shoot(driver, "api-key-created")
+    check_page(driver, "api-key-created", ("#secret", "button[data-copy='secret']"))
 
     # Settings -> IdP: create one with an icon and that key.
     driver.get(f"{base}/admin/idps/new")
     find(By.ID, "idp-name").send_keys("Contoso Entra ID")
     find(By.CSS_SELECTOR, "label[title='Four squares']").click()
     Select(find(By.ID, "idp-key")).select_by_visible_text("Entra production")
-    shoot(driver, "idp-new")
+    check_page(driver, "idp-new", ("#idp-name", ".icon-grid", "#idp-key", "#create-idp"))
     navigate(driver, find(By.ID, "create-idp"))
     assert "IdP created" in find(By.CSS_SELECTOR, ".notice").text
     assert 'viewBox="0 0 24 24"' in find(By.CSS_SELECTOR, "h1 .idp-icon").get_attribute("innerHTML")
@@ -185,7 +249,6 @@ def test_admin_wires_up_entra_and_watches_it_provision(server: Server, browser: 
     )
     idp_id = find(By.ID, "idp-id").text
     assert tenant_url == f"{base}/v1/scim/{idp_id}"
-    shoot(driver, "idp")
 
     # The IdP's schema: declare an extension attribute through the form, then switch the profile.
     find(By.ID, "ext-urn").send_keys(ACME)
@@ -203,6 +266,20 @@ def test_admin_wires_up_entra_and_watches_it_provision(server: Server, browser: 
     assert find(By.ID, "schema-profile").text == "rfc7643"
     assert find(By.ID, "profile-rfc7643").is_selected()
     assert "0 of 0 stored users would not pass these rules" in find(By.ID, "failing-users").text
+    driver.get(f"{base}/admin/idps/{idp_id}")
+    check_page(
+        driver,
+        "idp",
+        (
+            "button[data-copy='tenant-url']",
+            "#idp-id",
+            "#save-scim",
+            "tr[data-attribute='costCenter'] td[data-label='Attribute']",
+            "tr[data-attribute='costCenter'] td[data-label='Type']",
+            "tr[data-attribute='costCenter'] .actions button",
+            "#add-attribute-button",
+        ),
+    )
 
     # Entra provisions through the tenant URL with the secret.
     with httpx.Client(base_url=tenant_url, headers={"Authorization": f"Bearer {secret}"}, timeout=10) as scim:
@@ -231,6 +308,7 @@ def test_admin_wires_up_entra_and_watches_it_provision(server: Server, browser: 
 
     # Directory: find the user and the group.
     navigate(driver, find(By.LINK_TEXT, "Users and groups"))
+    check_page(driver, "directories", ("#directories td[data-label='IdP'] a", "#directories td[data-label='Users']"))
     navigate(driver, find(By.XPATH, "//table[@id='directories']//a[normalize-space()='Contoso Entra ID']"))
     find(By.ID, "search").send_keys("lovelace")
     navigate(driver, find(By.CSS_SELECTOR, "form.search button"))
@@ -239,13 +317,26 @@ def test_admin_wires_up_entra_and_watches_it_provision(server: Server, browser: 
     navigate(driver, find(By.LINK_TEXT, "ada.lovelace@contoso.com"))
     assert '"userName": "ada.lovelace@contoso.com"' in find(By.ID, "scim-json").text
     assert "costCenter\nCC-1843" in find(By.ID, "extension-values").text
-    shoot(driver, "user")
+    check_page(driver, "user", ("h1", "#scim-json", "#extension-values", "dl.attrs dd"))
     driver.get(f"{base}/admin/idps/{idp_id}/users")
-    shoot(driver, "users")
+    check_page(
+        driver,
+        "users",
+        ("#search", "#users td[data-label='userName'] a", "#users td[data-label='Active'] .badge"),
+        ("#users td[data-label='Created (UTC)']",),
+    )
     navigate(driver, find(By.LINK_TEXT, "Groups"))
     group_row = find(By.XPATH, "//table[@id='groups']//tr[td/a[text()='Analytical Engines']]")
     assert group_row.find_element(By.CSS_SELECTOR, "td.num").text == "1"
-    shoot(driver, "groups")
+    check_page(
+        driver,
+        "groups",
+        ("#groups td[data-label='displayName'] a", "#groups td[data-label='Members']"),
+        ("#groups td[data-label='Created (UTC)']",),
+    )
+    navigate(driver, group_row.find_element(By.TAG_NAME, "a"))
+    assert find(By.TAG_NAME, "h1").text == "Analytical Engines"
+    check_page(driver, "group", ("#members td a", "#members td.id", "#scim-json"))
 
     # Provisioning logs: the operations in words, and the wrong token as a failure.
     driver.get(f"{base}/admin/logs")
@@ -259,7 +350,19 @@ def test_admin_wires_up_entra_and_watches_it_provision(server: Server, browser: 
     # Entra's Test Connection is shown as the probe it is, not as a failure.
     for operation in ("Test connection probe", "Create User", "Create Group", "Add members", "List Users"):
         assert operation in operations
-    shoot(driver, "logs")
+    check_page(
+        driver,
+        "logs",
+        (
+            "#filter-idp",
+            "#apply-filters",
+            "#logs td[data-label='Time'] a",
+            "#logs td[data-label='Operation']",
+            "#logs td[data-label='Status'] .badge",
+            "#counters td[data-label='IdP'] a",
+        ),
+        ("#logs td[data-label='API key']", "#logs td[data-label='scimType']", "#logs td[data-label='ms']"),
+    )
     Select(find(By.ID, "filter-outcome")).select_by_visible_text("Failure")
     Select(find(By.ID, "filter-idp")).select_by_visible_text("Contoso Entra ID")
     navigate(driver, find(By.ID, "apply-filters"))
@@ -274,17 +377,51 @@ def test_admin_wires_up_entra_and_watches_it_provision(server: Server, browser: 
     assert "the client got the one 401 every failed sign-in gets" in reason
     assert "The bearer token is missing, unknown, revoked" in find(By.ID, "response-body").text
     if os.environ.get("SCIMLET_SCREENSHOTS") == "1":  # the README shows a record with a request body
-        driver.back()
+        driver.get(f"{base}/admin/logs")  # all outcomes: the Failure filter has no successful Create User
         navigate(driver, find(By.XPATH, "//table[@id='logs']//tr[td[normalize-space()='Create User']]/td/a"))
-    shoot(driver, "log-detail")
+    check_page(driver, "log-detail", ("h1 .badge", "#log-detail", "#log-reason"))
 
     navigate(driver, find(By.LINK_TEXT, "Overview"))
     assert "Contoso Entra ID" in find(By.CSS_SELECTOR, ".cards").text
-    shoot(driver, "overview")
+    check_page(
+        driver,
+        "overview",
+        (".idp-card h2 a", ".idp-card .stats", "#recent-failures td[data-label='Operation']"),
+    )
     driver.get(f"{base}/admin/keys")
-    shoot(driver, "api-keys")
+    check_page(
+        driver,
+        "api-keys",
+        (
+            "#api-keys td[data-label='Name'] strong",
+            "#api-keys td[data-label='Privileges'] .badge",
+            "#api-keys td[data-label='Status'] .badge",
+            "#api-keys .actions a",
+        ),
+        ("#api-keys td[data-label='Created (UTC)']",),
+    )
     driver.get(f"{base}/admin/idps")
-    shoot(driver, "idps")
+    check_page(
+        driver,
+        "idps",
+        ("#idps td[data-label='Name'] a", "#idps td[data-label='IdP ID']", "#idps td[data-label='API key']"),
+        ("#idps td[data-label='Created (UTC)']",),
+    )
+
+    # At 420 px the sidebar is a bar with a menu button: the menu opens on it and navigates.
+    set_viewport(driver, NARROW)
+    try:
+        logs_link = find(By.CSS_SELECTOR, ".sidebar nav a[href$='/logs']")
+        assert not logs_link.is_displayed() and not find(By.ID, "sign-out").is_displayed()
+        find(By.CSS_SELECTOR, "label[for='nav-toggle']").click()
+        assert logs_link.is_displayed() and find(By.ID, "sign-out").is_displayed()
+        assert_fits(driver, "the open menu", NARROW)
+        shoot(driver, "menu", NARROW)
+        navigate(driver, logs_link)
+        assert find(By.TAG_NAME, "h1").text == "Provisioning logs"
+        assert not find(By.CSS_SELECTOR, ".sidebar nav a[href$='/keys']").is_displayed()
+    finally:
+        reset_viewport(driver)
 
     navigate(driver, find(By.ID, "sign-out"))
     assert "You are signed out" in find(By.CSS_SELECTOR, ".notice").text
