@@ -155,7 +155,7 @@ def assert_shown(driver: WebDriver, page: str, width: int, selectors: tuple[str,
 
 
 def shoot(driver: WebDriver, name: str, width: int) -> None:
-    """A PNG of the page from its top for the README, its full height (at most 1500 px wide, 2600 narrow)."""
+    """A PNG of the page from its top for the README, its full height (at most 1500 px; 2600 px at 420)."""
     if os.environ.get("SCIMLET_SCREENSHOTS") != "1":
         return
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
