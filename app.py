@@ -220,6 +220,11 @@ def _parser() -> argparse.ArgumentParser:
         default="both",
         help="Entra's PATCH dialect(s) to replay (default both, one cycle each)",
     )
+    sim.add_argument(
+        "--keep",
+        action="store_true",
+        help="leave the users and groups it provisioned (named entra-sim-<run>-...) instead of deleting them",
+    )
     return parser
 
 
@@ -524,7 +529,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "entra-sim":  # a client of any SCIM server: needs no config, no database
         from entra_sim import simulate  # imported here so that the server never loads the HTTP client
 
-        return simulate(args.url, args.token, users=args.users, groups=args.groups, dialect=args.dialect)
+        return simulate(
+            args.url, args.token, users=args.users, groups=args.groups, dialect=args.dialect, keep=args.keep
+        )
     try:
         settings = load_settings(args.config)
         if args.command == "check-config":  # prints, never logs: leaves logging as it found it

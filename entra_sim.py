@@ -10,7 +10,8 @@ the end. The exit status is 1 when the server answered anything Entra would coun
 Besides the requests Entra sends, the simulator reads back what it changed ("Verify ..." steps):
 Entra would not notice a server that wipes a group on a member removal, but its admins would.
 It works against any SCIM server; it creates users and groups named entra-sim-<run>-... and deletes
-them at the end of the cycle.
+them at the end of the cycle, unless `--keep` asks it to leave them (to look at in the console):
+then the cycle stops before the deprovisioning and the report lists what it left.
 """
 
 from __future__ import annotations
@@ -583,7 +584,7 @@ class Simulator:
                 "Find User", name, "GET", f"/Users?{eq('userName', name)}", expect=(200,), check=list_check(set())
             )
 
-    def cycle(self, users: int, groups: int) -> None:
+    def cycle(self, users: int, groups: int, keep: bool = False) -> None:
         if not self.test_connection():
             print(
                 f"{'':6}Test Connection failed: Entra would not save these credentials, and would not "
@@ -604,6 +605,13 @@ class Simulator:
                 self.remove_member(name, group_id, members)
             if index == 0:
                 self.rename_group(name, group_id)
+        if keep:
+            print(
+                f"{'':6}-- Kept (--keep): {len(user_ids)} users and {len(group_ids)} groups named "
+                f"entra-sim-{self.run}-{self.tag}... stay on the server",
+                file=self.out,
+            )
+            return
         self.delete_all(user_ids, group_ids)
 
 
@@ -614,10 +622,12 @@ def simulate(
     users: int = 5,
     groups: int = 2,
     dialect: str = "both",
+    keep: bool = False,
     out: TextIO = sys.stdout,
     timeout: float = 60.0,
 ) -> int:
-    """Run the cycle in one dialect or both; print the report; 0 when Entra would count no failure."""
+    """Run the cycle in one dialect or both; print the report; 0 when Entra would count no failure.
+    With `keep`, what the cycle provisioned is left on the server instead of deprovisioned."""
     if users < 1 or groups < 0:
         print("entra-sim: --users must be at least 1 and --groups at least 0", file=sys.stderr)
         return 2
@@ -638,7 +648,7 @@ def simulate(
                 f"{'#':>4}  {'Action':<24} {'Identity':<46} {'Result':<8} {'HTTP':>4} {'ms':>7}",
                 file=out,
             )
-            Simulator(client, name, report, out, run).cycle(users, groups)
+            Simulator(client, name, report, out, run).cycle(users, groups, keep)
     failures = [step for step in report.steps if step.result == "Failure"]
     print(
         f"\nSummary: {len(report.steps)} operations: {report.count('Success')} succeeded, {len(failures)} failed, "

@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from entra_sim import simulate
+from entra_sim import LEGACY, simulate
 from tests.conftest import ROOT, LiveServer, free_port
 
 SCIM_ERROR = "urn:ietf:params:scim:api:messages:2.0:Error"
@@ -208,3 +208,20 @@ def test_bad_arguments_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     for users, groups in ((0, 1), (1, -1)):
         assert simulate("http://127.0.0.1:9/v1/scim/x", "t", users=users, groups=groups) == 2
         assert "--users must be at least 1" in capsys.readouterr().err
+
+
+def test_keep_leaves_what_the_cycle_provisioned(entra_server: LiveServer) -> None:
+    out = io.StringIO()
+    code = simulate(entra_server.tenant_url, entra_server.secret, users=2, groups=1, dialect=LEGACY, keep=True, out=out)
+    report = out.getvalue()
+    assert code == 0, report
+    run = next(line.split()[1].rstrip(":") for line in report.splitlines() if line.startswith("run "))
+    assert "Kept (--keep): 2 users and 1 groups" in report and "Delete User" not in report
+    with httpx.Client(
+        base_url=entra_server.tenant_url, headers={"Authorization": f"Bearer {entra_server.secret}"}
+    ) as http:
+        users = http.get("/Users", params={"filter": f'userName sw "entra-sim-{run}-"'}).json()
+        groups = http.get("/Groups", params={"filter": f'displayName sw "entra-sim-{run}-"'}).json()
+        assert users["totalResults"] == 2 and groups["totalResults"] == 1
+        # The kept group still has the members the cycle left it (one was removed).
+        assert len(groups["Resources"][0]["members"]) == 1
