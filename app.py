@@ -200,6 +200,15 @@ def _parser() -> argparse.ArgumentParser:
     delete.add_argument("id", metavar="ID")
     delete.add_argument("--yes", action="store_true", help="confirm the deletion")
 
+    fill = commands.add_parser(
+        "seed", help="fill an IdP with realistic made-up people and groups (departments, managers, nested teams)"
+    )
+    fill.add_argument("--idp", required=True, metavar="ID", help="the IdP to fill")
+    fill.add_argument("--users", type=int, required=True, metavar="N", help="people to create")
+    fill.add_argument("--groups", type=int, default=10, metavar="G", help="groups to create (default 10)")
+    fill.add_argument("--domain", default="contoso.example", help="the domain of every userName and email")
+    fill.add_argument("--seed", type=int, default=1, help="the same seed makes the same directory (default 1)")
+
     admin = commands.add_parser("admin", help="the admin console's sign-in").add_subparsers(
         dest="action", required=True
     )
@@ -278,6 +287,8 @@ async def _admin(settings: Settings, args: argparse.Namespace) -> int:
             return await _apikey(service, args)
         if args.command == "admin":
             return await _admin_password(service)
+        if args.command == "seed":
+            return await _seed(service, args)
         return await _idp(service, args)
     finally:
         await store.close()
@@ -402,6 +413,39 @@ async def _until_servers_notice() -> None:
     """A running server sees a change to keys or IdPs made by another process within
     AUTH_RECHECK_SECONDS: waiting that out makes "revoked" mean that the next request fails."""
     await asyncio.sleep(AUTH_RECHECK_SECONDS * 1.5)
+
+
+async def _seed(service: AdminService, args: argparse.Namespace) -> int:
+    if args.users < 0 or args.groups < 0:
+        raise AdminError("--users and --groups must be at least 0")
+    from web.admin.seed import ProgressBar, seed  # imported here: serving never needs it
+
+    idp = await service.idp(args.idp)
+    bar = ProgressBar(sys.stderr)
+    try:
+        result = await seed(
+            service.store,
+            idp.schema,
+            idp.id,
+            users=args.users,
+            groups=args.groups,
+            domain=args.domain,
+            random_seed=args.seed,
+            progress=bar.show,
+        )
+    except ScimError as exc:
+        bar.end()
+        raise AdminError(
+            f"seeding stopped: {exc.detail} (seed fills an IdP that holds no seeded directory yet: "
+            "clear its users and groups first, or seed another IdP)"
+        ) from None
+    bar.end()
+    rate = result.users / result.seconds if result.seconds else 0.0
+    print(
+        f"IdP {idp.name} ({idp.id}): {result.users:,} users and {result.groups:,} groups created "
+        f"in {result.seconds:.1f} s ({rate:,.0f} users/s)"
+    )
+    return 0
 
 
 async def _admin_password(service: AdminService) -> int:
