@@ -196,6 +196,16 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("--json", action="store_true")
     listing = idp.add_parser("list", help="list IdPs and their tenant URLs")
     listing.add_argument("--json", action="store_true")
+    rename = idp.add_parser("rename", help="give an IdP a new name (and icon); its tenant URL, key and data stay")
+    rename.add_argument("id", metavar="ID")
+    rename.add_argument("--name", required=True)
+    rename.add_argument("--icon", help="a new icon (default: keep it)")
+    rename.add_argument("--json", action="store_true")
+    clear = idp.add_parser(
+        "clear", help="delete an IdP's users and groups, keeping the IdP, its tenant URL, key, profile and logs"
+    )
+    clear.add_argument("id", metavar="ID")
+    clear.add_argument("--yes", action="store_true", help="confirm the clear")
     delete = idp.add_parser("delete", help="delete an IdP with all its users and groups")
     delete.add_argument("id", metavar="ID")
     delete.add_argument("--yes", action="store_true", help="confirm the deletion")
@@ -370,6 +380,17 @@ async def _idp(service: AdminService, args: argparse.Namespace) -> int:
             [service.idp_json(i) for i in idps],
             args.json,
             "\n".join(f"{i.id}  {i.name}  {service.settings.tenant_url(i.id)}" for i in idps) or "no IdPs",
+        )
+    elif args.action == "rename":
+        idp = await service.rename_idp(args.id, args.name, args.icon)
+        _print(service.idp_json(idp), args.json, f"IdP {idp.id} is now named {idp.name}")
+    elif args.action == "clear":
+        if not args.yes:
+            raise AdminError("clearing an IdP deletes all its users and groups; add --yes to confirm")
+        idp, users, groups = await service.clear_idp(args.id)
+        print(
+            f"IdP {idp.name} ({idp.id}) cleared: {users} users and {groups} groups deleted; "
+            "its tenant URL, key and logs stay"
         )
     else:
         if not args.yes:

@@ -19,6 +19,9 @@ log = logging.getLogger("scimlet.health")
 # How long a change to keys or IdPs made by another process may take to reach a running server
 # (every backend's authenticate keeps to it; the CLI waits it out before it reports such a change done).
 AUTH_RECHECK_SECONDS = 0.1
+# Rows an IdP's clear deletes per write transaction: each a few milliseconds, so the writes of other
+# tenants interleave with a clear of a million rows instead of waiting for it.
+CLEAR_CHUNK = 2000
 
 
 def now() -> str:

@@ -214,6 +214,18 @@ class AdminStore(Protocol):
         """IdP ID -> name of every IdP deleted."""
         ...
 
+    async def rename_idp(self, idp_id: str, name: str, icon: str) -> Idp:
+        """Give the IdP a new name (stripped) and icon; its IdP ID, key, schema and data stay.
+        Raises AdminError 404, 409 (another IdP has the name, any letter case), 400 (empty)."""
+        ...
+
+    async def clear_idp(self, idp_id: str) -> tuple[int, int]:
+        """Delete every user and group the IdP has when the call starts, with their memberships;
+        the IdP, its key, schema configuration and provisioning log stay. Deleted in short
+        transactions, so other writes interleave (a resource created meanwhile may remain). Returns
+        (users, groups) deleted. Raises AdminError 404."""
+        ...
+
     async def flush_last_used(self) -> None:
         """Store the keys' last-use times recorded by authenticate (batched: sign-ins never write)."""
         ...

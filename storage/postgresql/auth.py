@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hmac
 import logging
 import time
 import uuid
+from functools import partial
 from typing import NamedTuple
 
 import asyncpg
@@ -23,6 +25,7 @@ import asyncpg
 from scim.errors import shown
 from storage import AdminError, ApiKey, Idp, Principal, SchemaConfig, SignInFailure
 from storage.common import (
+    CLEAR_CHUNK,
     IDP_COLUMNS,
     api_key_of,
     format_timestamp,
@@ -329,6 +332,36 @@ class KeysAndIdps(Engine):
         rows = await self.read(lambda conn: conn.fetch("SELECT id, name FROM deleted_idps"))
         return {r[0]: r[1] for r in rows}
 
+    async def rename_idp(self, idp_id: str, name: str, icon: str) -> Idp:
+        idp = await self.get_idp(idp_id)
+        name = _checked_name(name, "An IdP")
+        icon = icon.replace("\x00", "")
+
+        async def rename(conn: Connection) -> None:
+            try:
+                await conn.execute("UPDATE idps SET name = $1, icon = $2 WHERE id = $3", name, icon, idp.id)
+            except asyncpg.UniqueViolationError:
+                raise AdminError(f"An IdP named {shown(name)} already exists", 409) from None
+
+        await self.write(rename)
+        return dataclasses.replace(idp, name=name, icon=icon)
+
+    async def clear_idp(self, idp_id: str) -> tuple[int, int]:
+        idp = await self.get_idp(idp_id)
+        # What exists now is cleared, CLEAR_CHUNK rows per transaction: a short lock on a few rows
+        # at a time instead of every row of the IdP for the whole clear.
+        counts = []
+        for table in ("groups", "users"):
+            last = await self.read(partial(_last_seq, table=table, idp_id=idp.id))
+            cleared = 0
+            while last is not None:
+                done = await self.write(partial(_clear_chunk, table=table, idp_id=idp.id, last=last))
+                cleared += done
+                if done < CLEAR_CHUNK:
+                    break
+            counts.append(cleared)
+        return counts[1], counts[0]
+
     async def flush_last_used(self) -> None:
         """Store the last-use times, batched: sign-ins never write. The later time wins, whichever
         instance stores it."""
@@ -343,6 +376,36 @@ class KeysAndIdps(Engine):
                 [format_timestamp(at) for at in pending.values()],
             )
         )
+
+
+async def _last_seq(conn: Connection, *, table: str, idp_id: str) -> int | None:
+    return await conn.fetchval(f"SELECT max(seq) FROM {table} WHERE idp_id = $1", idp_id)
+
+
+async def _clear_chunk(conn: Connection, *, table: str, idp_id: str, last: int) -> int:
+    """Delete up to CLEAR_CHUNK of the IdP's rows of `table` up to seq `last`, with their
+    memberships; a group left (made after the clear began) that loses a member gets a new version,
+    as after a DELETE. Returns how many rows it deleted."""
+    rows = await conn.fetch(
+        f"SELECT id FROM {table} WHERE idp_id = $1 AND seq <= $2 ORDER BY seq LIMIT $3 FOR UPDATE",
+        idp_id,
+        last,
+        CLEAR_CHUNK,
+    )
+    if not rows:
+        return 0
+    ids = [r[0] for r in rows]
+    await conn.execute(
+        "UPDATE groups SET version = version + 1, modified = $1 WHERE id IN "
+        "(SELECT group_id FROM group_members WHERE member_id = ANY($2::text[])) AND NOT id = ANY($2::text[])",
+        now(),
+        ids,
+    )
+    await conn.execute("DELETE FROM group_members WHERE member_id = ANY($1::text[])", ids)
+    if table == "groups":
+        await conn.execute("DELETE FROM group_members WHERE group_id = ANY($1::text[])", ids)
+    await conn.execute(f"DELETE FROM {table} WHERE id = ANY($1::text[])", ids)
+    return len(ids)
 
 
 def _checked_name(name: str, what: str) -> str:

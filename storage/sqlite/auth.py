@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import math
 import sqlite3
 import time
 import uuid
+
+import orjson
 
 from scim.errors import shown
 from storage import (
@@ -19,6 +22,7 @@ from storage import (
 )
 from storage.common import (
     AUTH_RECHECK_SECONDS,
+    CLEAR_CHUNK,
     IDP_COLUMNS,
     api_key_of,
     format_timestamp,
@@ -191,6 +195,37 @@ class KeysAndIdps(Engine):
     async def deleted_idp_names(self) -> dict[str, str]:
         return dict(await self.read(fetch, "SELECT id, name FROM deleted_idps", ()))
 
+    async def rename_idp(self, idp_id: str, name: str, icon: str) -> Idp:
+        idp = await self.get_idp(idp_id)
+        name = name.strip()
+        if not name:
+            raise AdminError("An IdP needs a name")
+
+        def rename(conn: sqlite3.Connection) -> None:
+            try:
+                conn.execute("UPDATE idps SET name = ?, icon = ? WHERE id = ?", (name, icon, idp.id))
+            except sqlite3.IntegrityError:
+                raise AdminError(f"An IdP named {shown(name)} already exists", 409) from None
+
+        await self.write(rename)
+        return dataclasses.replace(idp, name=name, icon=icon)
+
+    async def clear_idp(self, idp_id: str) -> tuple[int, int]:
+        idp = await self.get_idp(idp_id)
+        # What exists now is cleared, CLEAR_CHUNK rows per write transaction: one transaction for a
+        # million rows would hold the single writer, and every tenant's writes, for seconds.
+        counts = []
+        for table in ("groups", "users"):
+            last = (await self.read(fetch, f"SELECT max(rowid) FROM {table} WHERE idp_id = ?", (idp.id,)))[0][0]
+            cleared = 0
+            while last is not None:
+                done = await self.write(_clear_chunk, table, idp.id, last)
+                cleared += done
+                if done < CLEAR_CHUNK:
+                    break
+            counts.append(cleared)
+        return counts[1], counts[0]
+
     def authenticate(self, idp_id: str, secret: str) -> Principal | None:
         """The principal for this IdP and bearer secret, or None.
 
@@ -295,3 +330,29 @@ def _check_key_free(conn: sqlite3.Connection, key_id: str, key_name: str, idp_id
             "create a new key for this one",
             409,
         )
+
+
+def _clear_chunk(conn: sqlite3.Connection, table: str, idp_id: str, last: int) -> int:
+    """Delete up to CLEAR_CHUNK of the IdP's rows of `table` up to rowid `last`, with their
+    memberships; a group left (made after the clear began) that loses a member gets a new version,
+    as after a DELETE. Returns how many rows it deleted."""
+    ids = [
+        r[0]
+        for r in conn.execute(
+            f"SELECT id FROM {table} WHERE idp_id = ? AND rowid <= ? LIMIT ?", (idp_id, last, CLEAR_CHUNK)
+        )
+    ]
+    if not ids:
+        return 0
+    chosen = orjson.dumps(ids).decode()
+    conn.execute(
+        "UPDATE groups SET version = version + 1, modified = ? WHERE id IN "
+        "(SELECT group_id FROM group_members WHERE member_id IN (SELECT value FROM json_each(?))) "
+        "AND id NOT IN (SELECT value FROM json_each(?))",
+        (now(), chosen, chosen),
+    )
+    conn.execute("DELETE FROM group_members WHERE member_id IN (SELECT value FROM json_each(?))", (chosen,))
+    if table == "groups":
+        conn.execute("DELETE FROM group_members WHERE group_id IN (SELECT value FROM json_each(?))", (chosen,))
+    conn.execute(f"DELETE FROM {table} WHERE id IN (SELECT value FROM json_each(?))", (chosen,))
+    return len(ids)

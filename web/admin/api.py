@@ -62,6 +62,8 @@ class AdminApi:
             route("/idps", self.create_idp, ["POST"]),
             route("/idps/{idp}", self.get_idp, ["GET"]),
             route("/idps/{idp}", self.delete_idp, ["DELETE"]),
+            route("/idps/{idp}", self.rename_idp, ["PATCH"]),
+            route("/idps/{idp}/clear", self.clear_idp, ["POST"]),
             route("/idps/{idp}/apikey", self.configure_scim, ["PUT"]),
             route("/idps/{idp}/schema", self.idp_schema, ["GET"]),
             route("/idps/{idp}/schema", self.update_idp_schema, ["PUT", "PATCH"]),
@@ -225,6 +227,20 @@ class AdminApi:
     async def delete_idp(self, request: Request) -> Response:
         await self.service.delete_idp(request.path_params["idp"])
         return Response(status_code=204)
+
+    async def rename_idp(self, request: Request) -> Response:
+        body = await self._body(request)
+        unknown = sorted(set(body) - {"name", "icon"})
+        if unknown:
+            raise ApiError(400, f"Unknown field {shown(unknown[0])}; send name and icon")
+        idp = await self.service.rename_idp(
+            request.path_params["idp"], _text(body, "name", required=True), _text(body, "icon") or None
+        )
+        return JsonResponse(self.service.idp_json(idp))
+
+    async def clear_idp(self, request: Request) -> Response:
+        idp, users, groups = await self.service.clear_idp(request.path_params["idp"])
+        return JsonResponse({**self.service.idp_json(idp), "deleted": {"users": users, "groups": groups}})
 
     # --- directory ---------------------------------------------------------------------------------
 

@@ -51,6 +51,8 @@ NOTICES = {
     "idp-created": "IdP created. Paste its tenant URL and the API key's secret into Entra.",
     "scim-configured": "SCIM configuration saved: Entra must now use the selected API key's secret.",
     "idp-deleted": "IdP deleted with its users and groups.",
+    "idp-renamed": "IdP renamed. Its tenant URL and API key are unchanged: Entra needs no change.",
+    "idp-cleared": "Users and groups cleared. The IdP ID, tenant URL, API key, profile and logs are kept.",
     "key-revoked": "API key revoked: requests with its secret now get 401.",
     "signed-out": "You are signed out.",
 }
@@ -97,6 +99,8 @@ class Console:
             Route("/idps/{idp}/scim", self._page(self.configure_scim), methods=["POST"]),
             Route("/idps/{idp}/schema", self._page(self.idp_schema), methods=["GET", "POST"]),
             Route("/idps/{idp}/delete", self._page(self.delete_idp), methods=["GET", "POST"]),
+            Route("/idps/{idp}/rename", self._page(self.rename_idp), methods=["GET", "POST"]),
+            Route("/idps/{idp}/clear", self._page(self.clear_idp), methods=["GET", "POST"]),
             Route("/directory", self._page(self.directory)),
             Route("/idps/{idp}/users", self._page(self.users)),
             Route("/idps/{idp}/users/{id}", self._page(self.user)),
@@ -435,6 +439,39 @@ class Console:
         return self.render(
             request,
             "idp_delete.html",
+            {"section": "idps", "idp": idp, "counts": await self.service.store.counts(idp.id)},
+        )
+
+    async def rename_idp(self, request: Request, session: AdminSession) -> Response:
+        idp = await self.service.idp(request.path_params["idp"])
+        values = {"name": idp.name, "icon": idp.icon}
+        error = None
+        if request.method == "POST":
+            form = request.state.form
+            values = {"name": form.get("name", ""), "icon": form.get("icon", "") or idp.icon}
+            try:
+                await self.service.rename_idp(idp.id, values["name"], values["icon"])
+            except AdminError as exc:
+                if exc.status == 404:
+                    raise
+                error = str(exc)
+            else:
+                return _secure(RedirectResponse(f"{_base(request)}/idps/{idp.id}?notice=idp-renamed", status_code=303))
+        return self.render(
+            request,
+            "idp_rename.html",
+            {"section": "idps", "idp": idp, "values": values, "error": error},
+            400 if error else 200,
+        )
+
+    async def clear_idp(self, request: Request, session: AdminSession) -> Response:
+        idp = await self.service.idp(request.path_params["idp"])
+        if request.method == "POST":
+            await self.service.clear_idp(idp.id)
+            return _secure(RedirectResponse(f"{_base(request)}/idps/{idp.id}?notice=idp-cleared", status_code=303))
+        return self.render(
+            request,
+            "idp_clear.html",
             {"section": "idps", "idp": idp, "counts": await self.service.store.counts(idp.id)},
         )
 

@@ -340,6 +340,22 @@ class AdminService:
         await self.store.delete_idp(idp.id)
         return idp
 
+    async def rename_idp(self, idp_id: str, name: str, icon: str | None = None) -> Idp:
+        """A new name (and icon, None keeps it) for the IdP: its tenant URL, key and data stay."""
+        _check_length("name", name.strip(), MAX_NAME)
+        idp = await self.store.get_idp(idp_id)
+        icon = icon or idp.icon
+        if icon not in ICONS:
+            raise AdminError(f"Unknown icon {shown(icon)}; choose one of {', '.join(ICONS)}")
+        return await self.store.rename_idp(idp.id, name, icon)
+
+    async def clear_idp(self, idp_id: str) -> tuple[Idp, int, int]:
+        """Delete the IdP's users and groups, keeping the IdP (its ID, key, profile and logs):
+        (the IdP, users deleted, groups deleted)."""
+        idp = await self.store.get_idp(idp_id)
+        users, groups = await self.store.clear_idp(idp.id)
+        return idp, users, groups
+
     def idp_json(self, idp: Idp) -> dict:
         return {
             "id": idp.id,
