@@ -32,6 +32,7 @@ from storage.common import AUTH_RECHECK_SECONDS
 from storage.copy import copy_database
 from web.access_log import RequestMiddleware
 from web.admin import admin_mounts, security
+from web.admin.connection_test import ConnectionTest
 from web.admin.service import AdminService, FailingUsers, failing_json, schema_json
 from web.health import Health
 from web.http_protocol import http_protocol
@@ -88,7 +89,7 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
             Route("/openapi.json", openapi_json, methods=["GET"]),
             *health.routes(),
             Route("/metrics", metrics.endpoint, methods=["GET"]),
-            *admin_mounts(AdminService(store, settings)),
+            *admin_mounts(AdminService(store, settings), ConnectionTest(scim, store)),
         ],
         middleware=[Middleware(RequestMiddleware, metrics=metrics)],
         exception_handlers={ScimError: _scim_error, HTTPException: _http_error, Exception: _server_error},

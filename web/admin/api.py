@@ -21,6 +21,7 @@ from scim.schemas import GROUP_TYPE, USER_TYPE, ResourceType
 from storage import AdminError
 from web.admin.auth import AdminAuth, Throttled, client_address, csrf_ok
 from web.admin.bodies import AdminBodies
+from web.admin.connection_test import ConnectionTest
 from web.admin.service import AdminService, failing_json, log_query
 
 UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -45,10 +46,13 @@ class ApiError(Exception):
 
 
 class AdminApi:
-    def __init__(self, service: AdminService, auth: AdminAuth, bodies: AdminBodies) -> None:
+    def __init__(
+        self, service: AdminService, auth: AdminAuth, bodies: AdminBodies, connection_test: ConnectionTest
+    ) -> None:
         self.service = service
         self.auth = auth
         self.bodies = bodies
+        self.connection_test = connection_test
 
     def app(self) -> Starlette:
         route = self._route
@@ -64,6 +68,7 @@ class AdminApi:
             route("/idps/{idp}", self.delete_idp, ["DELETE"]),
             route("/idps/{idp}", self.rename_idp, ["PATCH"]),
             route("/idps/{idp}/clear", self.clear_idp, ["POST"]),
+            route("/idps/{idp}/test-connection", self.test_connection, ["POST"]),
             route("/idps/{idp}/apikey", self.configure_scim, ["PUT"]),
             route("/idps/{idp}/schema", self.idp_schema, ["GET"]),
             route("/idps/{idp}/schema", self.update_idp_schema, ["PUT", "PATCH"]),
@@ -241,6 +246,12 @@ class AdminApi:
     async def clear_idp(self, request: Request) -> Response:
         idp, users, groups = await self.service.clear_idp(request.path_params["idp"])
         return JsonResponse({**self.service.idp_json(idp), "deleted": {"users": users, "groups": groups}})
+
+    async def test_connection(self, request: Request) -> Response:
+        body = await self._body(request)
+        idp = await self.service.idp(request.path_params["idp"])
+        report = await self.connection_test.run(idp, _text(body, "secret", required=True))
+        return JsonResponse(report.json())
 
     # --- directory ---------------------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ from scim.schemas import GROUP_TYPE, USER_TYPE, ResourceType
 from storage import AdminError, AdminSession, Idp, LogRecord
 from web.admin.auth import AdminAuth, Throttled, client_address, csrf_ok
 from web.admin.bodies import AdminBodies
+from web.admin.connection_test import ConnectionTest
 from web.admin.service import (
     ICONS,
     OPERATIONS,
@@ -62,10 +63,13 @@ Page = Callable[[Request, AdminSession], Awaitable[Response]]
 
 
 class Console:
-    def __init__(self, service: AdminService, auth: AdminAuth, bodies: AdminBodies) -> None:
+    def __init__(
+        self, service: AdminService, auth: AdminAuth, bodies: AdminBodies, connection_test: ConnectionTest
+    ) -> None:
         self.service = service
         self.auth = auth
         self.bodies = bodies
+        self.connection_test = connection_test
         env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(HERE / "templates"),
             autoescape=True,
@@ -101,6 +105,7 @@ class Console:
             Route("/idps/{idp}/delete", self._page(self.delete_idp), methods=["GET", "POST"]),
             Route("/idps/{idp}/rename", self._page(self.rename_idp), methods=["GET", "POST"]),
             Route("/idps/{idp}/clear", self._page(self.clear_idp), methods=["GET", "POST"]),
+            Route("/idps/{idp}/test", self._page(self.test_connection), methods=["GET", "POST"]),
             Route("/directory", self._page(self.directory)),
             Route("/idps/{idp}/users", self._page(self.users)),
             Route("/idps/{idp}/users/{id}", self._page(self.user)),
@@ -473,6 +478,18 @@ class Console:
             request,
             "idp_clear.html",
             {"section": "idps", "idp": idp, "counts": await self.service.store.counts(idp.id)},
+        )
+
+    async def test_connection(self, request: Request, session: AdminSession) -> Response:
+        """Entra's Test Connection, run by the server against this tenant with the pasted secret."""
+        idp = await self.service.idp(request.path_params["idp"])
+        report = None
+        if request.method == "POST":
+            report = await self.connection_test.run(idp, request.state.form.get("secret", ""))
+        return self.render(
+            request,
+            "idp_test.html",
+            {"section": "idps", "idp": idp, "tenant_url": self.service.settings.tenant_url(idp.id), "report": report},
         )
 
     # --- directory ---------------------------------------------------------------------------------
