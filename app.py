@@ -31,7 +31,7 @@ from storage import AdminError, Store, create_store
 from storage.common import AUTH_RECHECK_SECONDS
 from storage.copy import copy_database
 from web.access_log import RequestMiddleware
-from web.admin import admin_mounts, security
+from web.admin import AdminApps, security
 from web.admin.connection_test import ConnectionTest
 from web.admin.service import AdminService, FailingUsers, failing_json, schema_json
 from web.health import Health
@@ -49,8 +49,9 @@ PRUNE_EVERY_TICKS = 720  # hourly
 GC_THRESHOLDS = (50_000, 20, 20)
 
 
-def create_app(settings: Settings, store: Store | None = None) -> Starlette:
-    """The ASGI app. The store is opened and closed by the app's lifespan."""
+def create_app(settings: Settings, store: Store | None = None, *, first_start: bool = False) -> Starlette:
+    """The ASGI app. The store is opened and closed by the app's lifespan; with `first_start` (serve),
+    the lifespan also makes what a first start needs (_first_start) once the store is open."""
     store = store or create_store(settings)
     recording = settings.provisioning_log
     provisioning_log = ProvisioningLog(
@@ -60,11 +61,14 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
     metrics = Metrics(store, settings.metrics.token, provisioning_log)
     scim = ScimApi(store, settings, metrics, listeners=[provisioning_log.add, metrics.record_operation])
     health = Health(store)
+    admin = AdminApps(AdminService(store, settings), ConnectionTest(scim, store))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await store.migrate()
         await store.open()
+        if first_start:
+            await _first_start(store, settings)
         await provisioning_log.start()
         await metrics.load_idps()
         housekeeping = asyncio.create_task(_housekeeping(store, settings))
@@ -89,7 +93,7 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
             Route("/openapi.json", openapi_json, methods=["GET"]),
             *health.routes(),
             Route("/metrics", metrics.endpoint, methods=["GET"]),
-            *admin_mounts(AdminService(store, settings), ConnectionTest(scim, store)),
+            *admin.mounts(),
         ],
         middleware=[Middleware(RequestMiddleware, metrics=metrics)],
         exception_handlers={ScimError: _scim_error, HTTPException: _http_error, Exception: _server_error},
@@ -100,6 +104,7 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
     app.state.provisioning_log = provisioning_log
     app.state.metrics = metrics
     app.state.health = health
+    app.state.admin_auth = admin.auth
     return app
 
 
@@ -483,46 +488,41 @@ async def _admin_password(service: AdminService) -> int:
     return 0
 
 
-async def _bootstrap(settings: Settings) -> None:
-    """On first start, create a Default IdP and key and an admin password, and print the secrets once."""
-    store = create_store(settings)
-    await store.migrate()
-    await store.open()
-    try:
-        password = await AdminService(store, settings).ensure_admin_password()
-        console = f"{settings.base_url}/admin"
-        if password:
-            print(
-                f"\nAdmin console: {console}\n  Admin password: {password}\n"
-                "The password is shown only this once; it is stored only as a hash "
-                "(`python app.py admin password` makes a new one).",
-                flush=True,
-            )
-        else:
-            log.info("admin console: %s", console)
-        if await store.list_idps():
-            for idp in await store.list_idps():
-                log.info("IdP %s: tenant URL %s", idp.name, settings.tenant_url(idp.id))
-            for key_id, idps in (await AdminService(store, settings).shared_keys()).items():
-                log.warning(
-                    "API key %s is selected for %d IdPs (%s) and signs in to each: a key belongs to one IdP; "
-                    "create a key for each and select it (console: Configure SCIM)",
-                    key_id,
-                    len(idps),
-                    ", ".join(idp.name for idp in idps),
-                )
-            return
-        key, secret = await store.create_api_key("Default", "Created on first start", True, True)
-        idp = await store.create_idp("Default", "key", key.id)
+async def _first_start(store: Store, settings: Settings) -> None:
+    """On first start, create a Default IdP and key and an admin password, and print the secrets once.
+    Run in the server's lifespan, on its store: opening a store of its own first cost start-up ~50 ms."""
+    password = await AdminService(store, settings).ensure_admin_password()
+    console = f"{settings.base_url}/admin"
+    if password:
         print(
-            "\nscimlet is ready for Microsoft Entra ID. In the app's Provisioning page enter:\n"
-            f"  Tenant URL:   {settings.tenant_url(idp.id)}\n"
-            f"  Secret Token: {secret}\n"
-            "The secret is shown only this once; it is stored only as a hash.\n",
+            f"\nAdmin console: {console}\n  Admin password: {password}\n"
+            "The password is shown only this once; it is stored only as a hash "
+            "(`python app.py admin password` makes a new one).",
             flush=True,
         )
-    finally:
-        await store.close()
+    else:
+        log.info("admin console: %s", console)
+    if await store.list_idps():
+        for idp in await store.list_idps():
+            log.info("IdP %s: tenant URL %s", idp.name, settings.tenant_url(idp.id))
+        for key_id, idps in (await AdminService(store, settings).shared_keys()).items():
+            log.warning(
+                "API key %s is selected for %d IdPs (%s) and signs in to each: a key belongs to one IdP; "
+                "create a key for each and select it (console: Configure SCIM)",
+                key_id,
+                len(idps),
+                ", ".join(idp.name for idp in idps),
+            )
+        return
+    key, secret = await store.create_api_key("Default", "Created on first start", True, True)
+    idp = await store.create_idp("Default", "key", key.id)
+    print(
+        "\nscimlet is ready for Microsoft Entra ID. In the app's Provisioning page enter:\n"
+        f"  Tenant URL:   {settings.tenant_url(idp.id)}\n"
+        f"  Secret Token: {secret}\n"
+        "The secret is shown only this once; it is stored only as a hash.\n",
+        flush=True,
+    )
 
 
 async def _copy_database(settings: Settings, url: str) -> int:
@@ -565,7 +565,6 @@ def _check_config(settings: Settings) -> int:
 def _serve(settings: Settings) -> int:
     import uvicorn
 
-    asyncio.run(_bootstrap(settings))
     server = settings.server
     # Requests allocate many short-lived dicts and almost no reference cycles: collecting the young
     # generation every 700 allocations cost ~4% of request CPU. Freeze what start-up built and
@@ -576,7 +575,7 @@ def _serve(settings: Settings) -> int:
     # its access log stays off: web/access_log.py logs each request instead. The HTTP protocol is
     # uvicorn's httptools one, sending each response in one write (web/http_protocol.py).
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, first_start=True),
         host=server.host,
         port=server.port,
         loop="uvloop",

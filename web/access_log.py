@@ -72,7 +72,9 @@ class RequestMiddleware:
         assert templates is not None, "built by the first request"
         template = templates.get(id(route))
         if template is None:
-            template = templates[id(route)] = getattr(route, "path", UNMATCHED)
+            # A route of an app mounted lazily (the admin console and API, web/admin/__init__.py) was not
+            # there to walk: its mount put its own path in root_path on the way in.
+            template = templates[id(route)] = scope.get("root_path", "") + getattr(route, "path", UNMATCHED)
         return template
 
 

@@ -57,8 +57,7 @@ class Admin:
 
     @property
     def auth(self) -> AdminAuth:
-        mount = next(route for route in self.app.routes if getattr(route, "path", "") == "/admin")
-        return mount.app.state.auth
+        return self.app.state.admin_auth
 
     async def sign_in(self, password: str = PASSWORD) -> httpx.Response:
         page = await self.client.get("/admin/login")
