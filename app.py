@@ -202,6 +202,16 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("--json", action="store_true")
     listing = idp.add_parser("list", help="list IdPs and their tenant URLs")
     listing.add_argument("--json", action="store_true")
+    second = idp.add_parser(
+        "second-key",
+        help="rotate without a gap: a second key signs in beside the IdP's key until one is revoked "
+        "(revoking the IdP's key makes the second its key)",
+    )
+    second.add_argument("id", metavar="ID")
+    which = second.add_mutually_exclusive_group(required=True)
+    which.add_argument("--apikey", metavar="ID_OR_NAME", help="the key to add as the second key")
+    which.add_argument("--remove", action="store_true", help="end the rotation: only the IdP's key signs in")
+    second.add_argument("--json", action="store_true")
     rename = idp.add_parser("rename", help="give an IdP a new name (and icon); its tenant URL, key and data stay")
     rename.add_argument("id", metavar="ID")
     rename.add_argument("--name", required=True)
@@ -386,6 +396,18 @@ async def _idp(service: AdminService, args: argparse.Namespace) -> int:
             [service.idp_json(i) for i in idps],
             args.json,
             "\n".join(f"{i.id}  {i.name}  {service.settings.tenant_url(i.id)}" for i in idps) or "no IdPs",
+        )
+    elif args.action == "second-key":
+        idp = await service.set_second_key(args.id, None if args.remove else args.apikey)
+        await _until_servers_notice()
+        names = {key.id: key.name for key in await service.api_keys()}
+        _print(
+            service.idp_json(idp),
+            args.json,
+            f"IdP {idp.name}: keys {names.get(idp.api_key_id or '')} and {names[idp.second_api_key_id]} both sign "
+            f"in; revoke {names.get(idp.api_key_id or '')} once the client sends the second key's secret"
+            if idp.second_api_key_id
+            else f"IdP {idp.name}: no second key; only its key {names.get(idp.api_key_id or '', '(none)')} signs in",
         )
     elif args.action == "rename":
         idp = await service.rename_idp(args.id, args.name, args.icon)

@@ -129,8 +129,19 @@ async def probe_reads_and_writes(
 
 # An IdP's columns as idp_of reads them, in both backends.
 IDP_COLUMNS = "id, name, icon, api_key_id, created, schema_profile, schema_strict, schema_extensions"
+IDP_SELECT = f"{IDP_COLUMNS}, second_api_key_id"  # what idp_of reads
 
 
 def idp_of(row: Columns) -> Idp:
-    """An Idp from a row of IDP_COLUMNS."""
-    return Idp(row[0], row[1], row[2], row[3], row[4], SchemaConfig(row[5], bool(row[6]), row[7]))
+    """An Idp from a row of IDP_SELECT."""
+    return Idp(row[0], row[1], row[2], row[3], row[4], SchemaConfig(row[5], bool(row[6]), row[7]), row[8])
+
+
+def check_second_key(idp: Idp, key: ApiKey) -> None:
+    """What a key must be to become an IdP's second key: not revoked, not its key already."""
+    if key.revoked:
+        raise AdminError(f"API key {shown(key.name)} is revoked; create a new key for the rotation")
+    if key.id == idp.api_key_id:
+        raise AdminError(
+            f"API key {shown(key.name)} is already this IdP's key; a second key is another one, for a rotation"
+        )

@@ -214,6 +214,12 @@ class AdminStore(Protocol):
         """IdP ID -> name of every IdP deleted."""
         ...
 
+    async def set_idp_second_key(self, idp_id: str, api_key: str | None) -> Idp:
+        """Give the IdP a second key (id or name; None removes it): both its keys sign in until one
+        is revoked; revoking the IdP's key makes the second its key. Raises AdminError 404, 400 (the
+        key is revoked, or is the IdP's key already), 409 (the key is selected for another IdP)."""
+        ...
+
     async def rename_idp(self, idp_id: str, name: str, icon: str) -> Idp:
         """Give the IdP a new name (stripped) and icon; its IdP ID, key, schema and data stay.
         Raises AdminError 404, 409 (another IdP has the name, any letter case), 400 (empty)."""

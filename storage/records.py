@@ -114,6 +114,9 @@ class Idp:
     api_key_id: str | None
     created: str
     schema: SchemaConfig = field(default_factory=lambda: SchemaConfig())
+    # A second key that also signs in while a rotation is under way; it becomes the IdP's key
+    # when api_key_id's key is revoked.
+    second_api_key_id: str | None = None
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,9 @@ from storage import AdminError, ApiKey, Idp, Principal, SchemaConfig, SignInFail
 from storage.common import (
     CLEAR_CHUNK,
     IDP_COLUMNS,
+    IDP_SELECT,
     api_key_of,
+    check_second_key,
     format_timestamp,
     hash_secret,
     idp_of,
@@ -62,7 +64,7 @@ class KeysAndIdps(Engine):
     """AdminStore's keys and IdPs, and authenticate from the in-memory bindings."""
 
     _last_used: dict[str, float]  # API key id -> time.time() of its last sign-in here, not yet stored
-    _bindings: dict[str, Binding]  # IdP ID -> its key
+    _bindings: dict[str, tuple[Binding, ...]]  # IdP ID -> its key (and its second key, in a rotation)
     # For the reasons of failed sign-ins, loaded with the bindings: no database read on a failure.
     _idp_names: dict[str, tuple[str, str | None]]  # IdP ID -> (its name, its key's name)
     _key_owners: dict[str, KeyOwner]  # secret hash -> the key
@@ -136,14 +138,15 @@ class KeysAndIdps(Engine):
                 rows = await conn.fetch(
                     "SELECT i.id, k.id, k.secret_hash, k.users_write, k.groups_write, "
                     "i.schema_profile, i.schema_strict, i.schema_extensions FROM idps AS i "
-                    "JOIN api_keys AS k ON k.id = i.api_key_id WHERE k.revoked IS NULL"
+                    "JOIN api_keys AS k ON k.id IN (i.api_key_id, i.second_api_key_id) WHERE k.revoked IS NULL "
+                    "ORDER BY i.id, k.id = i.api_key_id DESC"
                 )
                 idps = await conn.fetch(
                     "SELECT i.id, i.name, k.name FROM idps AS i LEFT JOIN api_keys AS k ON k.id = i.api_key_id"
                 )
                 keys = await conn.fetch(
                     "SELECT k.secret_hash, k.name, k.revoked, i.id FROM api_keys AS k "
-                    "LEFT JOIN idps AS i ON i.api_key_id = k.id"
+                    "LEFT JOIN idps AS i ON k.id IN (i.api_key_id, i.second_api_key_id)"
                 )
                 deleted = await conn.fetch("SELECT id, name FROM deleted_idps")
             return epoch, rows, idps, keys, deleted
@@ -153,9 +156,11 @@ class KeysAndIdps(Engine):
             # A reload that read before a later one finished (the listener's, racing this
             # instance's own after a change): what it read is older than what is installed.
             return
-        self._bindings = {
-            r[0]: Binding(r[2], Principal(r[0], r[1], r[3], r[4], SchemaConfig(r[5], r[6], r[7]))) for r in rows
-        }
+        bindings: dict[str, tuple[Binding, ...]] = {}
+        for r in rows:
+            binding = Binding(r[2], Principal(r[0], r[1], r[3], r[4], SchemaConfig(r[5], r[6], r[7])))
+            bindings[r[0]] = (*bindings.get(r[0], ()), binding)
+        self._bindings = bindings
         self._idp_names = {r[0]: (r[1], r[2]) for r in idps}
         self._key_owners = {r[0]: KeyOwner(r[1], r[2], r[3]) for r in keys}
         self._deleted_idps = {r[0]: r[1] for r in deleted}
@@ -163,13 +168,16 @@ class KeysAndIdps(Engine):
 
     def authenticate(self, idp_id: str, secret: str) -> Principal | None:
         digest = hash_secret(secret)
-        binding = self._bindings.get(idp_id)
-        # Compare in constant time; an unknown IdP still costs one comparison, so timing tells nothing.
-        expected = binding.secret_hash if binding else "0" * 64
-        if not hmac.compare_digest(expected, digest) or binding is None:
+        # Compare in constant time with each of the IdP's keys (two during a rotation); an unknown
+        # IdP still costs one comparison, so timing tells nothing.
+        matched = None
+        for binding in self._bindings.get(idp_id) or (None,):
+            if hmac.compare_digest(binding.secret_hash if binding else "0" * 64, digest) and binding is not None:
+                matched = binding
+        if matched is None:
             return None
-        self._last_used[binding.principal.api_key_id] = time.time()
-        return binding.principal
+        self._last_used[matched.principal.api_key_id] = time.time()
+        return matched.principal
 
     def sign_in_failure(self, idp_id: str, secret: str) -> SignInFailure:
         idp = self._idp_names.get(idp_id)
@@ -229,7 +237,18 @@ class KeysAndIdps(Engine):
         if key.revoked:
             return key
         stamp = now()
-        await self.write(lambda conn: conn.execute("UPDATE api_keys SET revoked = $1 WHERE id = $2", stamp, key.id))
+
+        async def revoke(conn: Connection) -> None:
+            await conn.execute("UPDATE api_keys SET revoked = $1 WHERE id = $2", stamp, key.id)
+            # A rotation ends: an IdP whose key this was keeps signing in with its second key alone.
+            await conn.execute(
+                "UPDATE idps SET api_key_id = second_api_key_id, second_api_key_id = NULL "
+                "WHERE api_key_id = $1 AND second_api_key_id IS NOT NULL",
+                key.id,
+            )
+            await conn.execute("UPDATE idps SET second_api_key_id = NULL WHERE second_api_key_id = $1", key.id)
+
+        await self.write(revoke)
         await self._reload_bindings()
         return await self.find_api_key(key.id)
 
@@ -270,12 +289,12 @@ class KeysAndIdps(Engine):
 
     async def list_idps(self) -> list[Idp]:
         rows = await self.read(
-            lambda conn: conn.fetch(f'SELECT {IDP_COLUMNS} FROM idps ORDER BY created COLLATE "C", id')
+            lambda conn: conn.fetch(f'SELECT {IDP_SELECT} FROM idps ORDER BY created COLLATE "C", id')
         )
         return [idp_of(r) for r in rows]
 
     async def get_idp(self, idp_id: str) -> Idp:
-        row = await self.read(lambda conn: conn.fetchrow(f"SELECT {IDP_COLUMNS} FROM idps WHERE id = $1", idp_id))
+        row = await self.read(lambda conn: conn.fetchrow(f"SELECT {IDP_SELECT} FROM idps WHERE id = $1", idp_id))
         if row is None:
             raise AdminError(f"No IdP with id {shown(idp_id)}", 404)
         return idp_of(row)
@@ -289,7 +308,27 @@ class KeysAndIdps(Engine):
         async def select(conn: Connection) -> None:
             if idp.api_key_id != key.id:  # saving the key it has is no new binding (even a shared legacy one)
                 await _check_key_free(conn, key.id, key.name, idp.id)
-            await conn.execute("UPDATE idps SET api_key_id = $1 WHERE id = $2", key.id, idp.id)
+            await conn.execute(
+                "UPDATE idps SET api_key_id = $1, second_api_key_id = nullif(second_api_key_id, $1) WHERE id = $2",
+                key.id,
+                idp.id,
+            )
+
+        await self.write(select)
+        await self._reload_bindings()
+        return await self.get_idp(idp.id)
+
+    async def set_idp_second_key(self, idp_id: str, api_key: str | None) -> Idp:
+        idp = await self.get_idp(idp_id)
+        key = None
+        if api_key is not None:
+            key = await self.find_api_key(api_key)
+            check_second_key(idp, key)
+
+        async def select(conn: Connection) -> None:
+            if key is not None and key.id != idp.second_api_key_id:
+                await _check_key_free(conn, key.id, key.name, idp.id)
+            await conn.execute("UPDATE idps SET second_api_key_id = $1 WHERE id = $2", key.id if key else None, idp.id)
 
         await self.write(select)
         await self._reload_bindings()
@@ -421,7 +460,9 @@ async def _check_key_free(conn: Connection, key_id: str, key_name: str, idp_id: 
     """A key belongs to one IdP: it signs in to that IdP's tenant URL and nowhere else. The key's
     row stays locked until the transaction ends, so two instances cannot bind it to two IdPs at once."""
     await conn.execute("SELECT 1 FROM api_keys WHERE id = $1 FOR UPDATE", key_id)
-    other = await conn.fetchval("SELECT name FROM idps WHERE api_key_id = $1 AND id <> $2", key_id, idp_id)
+    other = await conn.fetchval(
+        "SELECT name FROM idps WHERE $1 IN (api_key_id, second_api_key_id) AND id <> $2", key_id, idp_id
+    )
     if other is not None:
         raise AdminError(
             f"API key {key_name!r} is already selected for IdP {other!r}; a key belongs to one IdP: "

@@ -24,7 +24,9 @@ from storage.common import (
     AUTH_RECHECK_SECONDS,
     CLEAR_CHUNK,
     IDP_COLUMNS,
+    IDP_SELECT,
     api_key_of,
+    check_second_key,
     format_timestamp,
     hash_secret,
     idp_of,
@@ -102,7 +104,18 @@ class KeysAndIdps(Engine):
         if key.revoked:
             return key
         stamp = now()
-        await self.write(lambda conn: conn.execute("UPDATE api_keys SET revoked = ? WHERE id = ?", (stamp, key.id)))
+
+        def revoke(conn: sqlite3.Connection) -> None:
+            conn.execute("UPDATE api_keys SET revoked = ? WHERE id = ?", (stamp, key.id))
+            # A rotation ends: an IdP whose key this was keeps signing in with its second key alone.
+            conn.execute(
+                "UPDATE idps SET api_key_id = second_api_key_id, second_api_key_id = NULL "
+                "WHERE api_key_id = ? AND second_api_key_id IS NOT NULL",
+                (key.id,),
+            )
+            conn.execute("UPDATE idps SET second_api_key_id = NULL WHERE second_api_key_id = ?", (key.id,))
+
+        await self.write(revoke)
         self._auth_changed()
         return await self.find_api_key(key.id)
 
@@ -142,7 +155,7 @@ class KeysAndIdps(Engine):
         return idp
 
     async def list_idps(self) -> list[Idp]:
-        rows = await self.read(fetch, f"SELECT {IDP_COLUMNS} FROM idps ORDER BY created", ())
+        rows = await self.read(fetch, f"SELECT {IDP_SELECT} FROM idps ORDER BY created", ())
         return [idp_of(r) for r in rows]
 
     async def get_idp(self, idp_id: str) -> Idp:
@@ -160,7 +173,26 @@ class KeysAndIdps(Engine):
         def select(conn: sqlite3.Connection) -> None:
             if idp.api_key_id != key.id:  # saving the key it has is no new binding (even a shared legacy one)
                 _check_key_free(conn, key.id, key.name, idp.id)
-            conn.execute("UPDATE idps SET api_key_id = ? WHERE id = ?", (key.id, idp.id))
+            conn.execute(
+                "UPDATE idps SET api_key_id = ?, second_api_key_id = nullif(second_api_key_id, ?) WHERE id = ?",
+                (key.id, key.id, idp.id),
+            )
+
+        await self.write(select)
+        self._auth_changed()
+        return await self.get_idp(idp.id)
+
+    async def set_idp_second_key(self, idp_id: str, api_key: str | None) -> Idp:
+        idp = await self.get_idp(idp_id)
+        key = None
+        if api_key is not None:
+            key = await self.find_api_key(api_key)
+            check_second_key(idp, key)
+
+        def select(conn: sqlite3.Connection) -> None:
+            if key is not None and key.id != idp.second_api_key_id:
+                _check_key_free(conn, key.id, key.name, idp.id)
+            conn.execute("UPDATE idps SET second_api_key_id = ? WHERE id = ?", (key.id if key else None, idp.id))
 
         await self.write(select)
         self._auth_changed()
@@ -250,15 +282,20 @@ class KeysAndIdps(Engine):
 
     def _verify(self, idp_id: str, digest: str) -> Principal | None:
         assert self.local_conn is not None, "the store is not open"
-        row = self.local_conn.execute(
+        rows = self.local_conn.execute(
             "SELECT k.id, k.secret_hash, k.users_write, k.groups_write, "
             "i.schema_profile, i.schema_strict, i.schema_extensions FROM idps AS i "
-            "JOIN api_keys AS k ON k.id = i.api_key_id WHERE i.id = ? AND k.revoked IS NULL",
+            "JOIN api_keys AS k ON k.id IN (i.api_key_id, i.second_api_key_id) "
+            "WHERE i.id = ? AND k.revoked IS NULL",
             (idp_id,),
-        ).fetchone()
-        # Compare in constant time; an unknown IdP still costs one comparison, so timing tells nothing.
-        expected = row[1] if row else "0" * 64
-        if not hmac.compare_digest(expected, digest) or row is None:
+        ).fetchall()
+        # Compare in constant time with each of the IdP's keys (two during a rotation); an unknown
+        # IdP still costs one comparison, so timing tells nothing.
+        row = None
+        for candidate in rows or [None]:
+            if hmac.compare_digest(candidate[1] if candidate else "0" * 64, digest) and candidate is not None:
+                row = candidate
+        if row is None:
             return None
         return Principal(idp_id, row[0], bool(row[2]), bool(row[3]), SchemaConfig(row[4], bool(row[5]), row[6]))
 
@@ -272,7 +309,8 @@ class KeysAndIdps(Engine):
             (idp_id,),
         ).fetchone()
         key = self.local_conn.execute(
-            "SELECT k.name, k.revoked, i.id, i.name FROM api_keys AS k LEFT JOIN idps AS i ON i.api_key_id = k.id "
+            "SELECT k.name, k.revoked, i.id, i.name FROM api_keys AS k "
+            "LEFT JOIN idps AS i ON k.id IN (i.api_key_id, i.second_api_key_id) "
             "WHERE k.secret_hash = ?",
             (hash_secret(secret),),
         ).fetchone()
@@ -323,7 +361,9 @@ def _idp_id() -> str:
 
 def _check_key_free(conn: sqlite3.Connection, key_id: str, key_name: str, idp_id: str) -> None:
     """A key belongs to one IdP: it signs in to that IdP's tenant URL and nowhere else."""
-    other = conn.execute("SELECT name FROM idps WHERE api_key_id = ? AND id <> ?", (key_id, idp_id)).fetchone()
+    other = conn.execute(
+        "SELECT name FROM idps WHERE ? IN (api_key_id, second_api_key_id) AND id <> ?", (key_id, idp_id)
+    ).fetchone()
     if other is not None:
         raise AdminError(
             f"API key {key_name!r} is already selected for IdP {other[0]!r}; a key belongs to one IdP: "

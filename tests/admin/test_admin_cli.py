@@ -38,6 +38,7 @@ def test_cli_keys_and_idps_go_through_the_service(tmp_path: Path) -> None:
             "name": "Contoso",
             "icon": "windows",
             "api_key_id": key["id"],
+            "second_api_key_id": None,
             "created": listed[0]["created"],
             "tenant_url": idp["tenant_url"],
             "schema": listed[0]["schema"],

@@ -60,12 +60,14 @@ async def test_migrate_creates_the_database_it_is_pointed_at(missing_database: s
         "002_member_delta.sql",
         "003_idp_schema.sql",
         "004_deleted_idp_names.sql",
+        "006_second_key.sql",
     ]
     assert await store.migrate() == [
         "001_initial.sql",
         "002_member_delta.sql",
         "003_idp_schema.sql",
         "004_deleted_idp_names.sql",
+        "006_second_key.sql",
     ]
     assert await store.migrate() == []  # once only
     assert await store.pending_migrations() == []

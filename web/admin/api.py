@@ -70,6 +70,7 @@ class AdminApi:
             route("/idps/{idp}/clear", self.clear_idp, ["POST"]),
             route("/idps/{idp}/test-connection", self.test_connection, ["POST"]),
             route("/idps/{idp}/apikey", self.configure_scim, ["PUT"]),
+            route("/idps/{idp}/second-apikey", self.second_key, ["PUT", "DELETE"]),
             route("/idps/{idp}/schema", self.idp_schema, ["GET"]),
             route("/idps/{idp}/schema", self.update_idp_schema, ["PUT", "PATCH"]),
             route("/idps/{idp}/users", self._bind(self.directory, USER_TYPE), ["GET"]),
@@ -227,6 +228,12 @@ class AdminApi:
     async def configure_scim(self, request: Request) -> Response:
         body = await self._body(request)
         idp = await self.service.configure_scim(request.path_params["idp"], _text(body, "api_key", required=True))
+        return JsonResponse(self.service.idp_json(idp))
+
+    async def second_key(self, request: Request) -> Response:
+        """PUT {"api_key"}: a second key signs in beside the IdP's key (a rotation); DELETE ends it."""
+        api_key = _text(await self._body(request), "api_key", required=True) if request.method == "PUT" else None
+        idp = await self.service.set_second_key(request.path_params["idp"], api_key)
         return JsonResponse(self.service.idp_json(idp))
 
     async def delete_idp(self, request: Request) -> Response:

@@ -52,6 +52,8 @@ NOTICES = {
     "idp-created": "IdP created. Paste its tenant URL and the API key's secret into Entra.",
     "scim-configured": "SCIM configuration saved: Entra must now use the selected API key's secret.",
     "idp-deleted": "IdP deleted with its users and groups.",
+    "second-key-added": "Second key added: both keys sign in. Put its secret in Entra, then revoke the old key.",
+    "second-key-removed": "Second key removed: only the IdP's key signs in.",
     "idp-renamed": "IdP renamed. Its tenant URL and API key are unchanged: Entra needs no change.",
     "idp-cleared": "Users and groups cleared. The IdP ID, tenant URL, API key, profile and logs are kept.",
     "key-revoked": "API key revoked: requests with its secret now get 401.",
@@ -101,6 +103,7 @@ class Console:
             Route("/idps/new", self._page(self.new_idp)),
             Route("/idps/{idp}", self._page(self.idp)),
             Route("/idps/{idp}/scim", self._page(self.configure_scim), methods=["POST"]),
+            Route("/idps/{idp}/second-key", self._page(self.second_key), methods=["POST"]),
             Route("/idps/{idp}/schema", self._page(self.idp_schema), methods=["GET", "POST"]),
             Route("/idps/{idp}/delete", self._page(self.delete_idp), methods=["GET", "POST"]),
             Route("/idps/{idp}/rename", self._page(self.rename_idp), methods=["GET", "POST"]),
@@ -293,8 +296,21 @@ class Console:
         if request.method == "POST":
             await self.service.revoke_api_key(key.id)
             return _secure(RedirectResponse(f"{_base(request)}/keys?notice=key-revoked", status_code=303))
-        used_by = [idp for idp in await self.service.idps() if idp.api_key_id == key.id]
-        return self.render(request, "key_revoke.html", {"section": "keys", "key": key, "used_by": used_by})
+        idps = await self.service.idps()
+        names = {k.id: k.name for k in await self.service.api_keys()}
+        # An IdP with a second key keeps signing in with it: the rotation ends, nothing stops.
+        rotating = [
+            (idp, names.get(idp.second_api_key_id or "", ""))
+            for idp in idps
+            if idp.api_key_id == key.id and idp.second_api_key_id
+        ]
+        used_by = [idp for idp in idps if idp.api_key_id == key.id and not idp.second_api_key_id]
+        seconds = [idp for idp in idps if idp.second_api_key_id == key.id]
+        return self.render(
+            request,
+            "key_revoke.html",
+            {"section": "keys", "key": key, "used_by": used_by, "rotating": rotating, "seconds": seconds},
+        )
 
     # --- IdPs --------------------------------------------------------------------------------------
 
@@ -361,6 +377,7 @@ class Console:
         (`error`, shown at the form named by `action`, the form keeping what was typed)."""
         keys = await self.service.api_keys()
         key = next((k for k in keys if k.id == idp.api_key_id), None)
+        second_key = next((k for k in keys if k.id == idp.second_api_key_id), None)
         counters = (await self.service.counters()).get(idp.id)
         shared = (await self.service.shared_keys()).get(idp.api_key_id or "", [])
         schema = schema_json(idp.schema)
@@ -372,6 +389,7 @@ class Console:
                 "section": "idps",
                 "idp": idp,
                 "key": key,
+                "second_key": second_key,
                 "keys": await self.service.selectable_keys(idp.id),
                 "shared_with": [other for other in shared if other.id != idp.id],
                 "tenant_url": self.service.settings.tenant_url(idp.id),
@@ -435,6 +453,16 @@ class Console:
     async def configure_scim(self, request: Request, session: AdminSession) -> Response:
         idp = await self.service.configure_scim(request.path_params["idp"], request.state.form.get("api_key", ""))
         return _secure(RedirectResponse(f"{_base(request)}/idps/{idp.id}?notice=scim-configured", status_code=303))
+
+    async def second_key(self, request: Request, session: AdminSession) -> Response:
+        """The rotation form: add a second key that signs in beside the IdP's key, or remove it."""
+        form = request.state.form
+        adding = form.get("action") != "remove"
+        idp = await self.service.set_second_key(request.path_params["idp"], form.get("api_key", "") if adding else None)
+        notice = "second-key-added" if adding else "second-key-removed"
+        return _secure(
+            RedirectResponse(f"{_base(request)}/idps/{idp.id}?notice={notice}#configure-scim", status_code=303)
+        )
 
     async def delete_idp(self, request: Request, session: AdminSession) -> Response:
         idp = await self.service.idp(request.path_params["idp"])

@@ -318,6 +318,13 @@ class AdminService:
             raise AdminError("Select an API key for SCIM")
         return await self.store.set_idp_api_key(idp_id, api_key)
 
+    async def set_second_key(self, idp_id: str, api_key: str | None) -> Idp:
+        """Start a rotation (a second key that signs in beside the IdP's key) or end it (None).
+        Revoking the IdP's key ends it too: the second key becomes the IdP's key."""
+        if api_key is not None and not api_key.strip():
+            raise AdminError("Select the API key to add as the second key")
+        return await self.store.set_idp_second_key(idp_id, api_key.strip() if api_key else None)
+
     async def shared_keys(self) -> dict[str, list[Idp]]:
         """API keys selected for more than one IdP, with those IdPs: a database from before a key was
         bound to one IdP may hold such keys. They keep signing in to each; the console and the
@@ -331,8 +338,8 @@ class AdminService:
     async def selectable_keys(self, idp_id: str | None = None) -> list[ApiKey]:
         """The keys an IdP may select: not revoked and not selected for another IdP (or its own already)."""
         idps = await self.store.list_idps()
-        own = {idp.api_key_id for idp in idps if idp.id == idp_id}
-        taken = {idp.api_key_id for idp in idps if idp.id != idp_id} - own
+        own = {key for idp in idps if idp.id == idp_id for key in (idp.api_key_id, idp.second_api_key_id)}
+        taken = {key for idp in idps if idp.id != idp_id for key in (idp.api_key_id, idp.second_api_key_id)} - own
         return [key for key in await self.store.list_api_keys() if not key.revoked and key.id not in taken]
 
     async def delete_idp(self, idp_id: str) -> Idp:
@@ -362,6 +369,7 @@ class AdminService:
             "name": idp.name,
             "icon": idp.icon,
             "api_key_id": idp.api_key_id,
+            "second_api_key_id": idp.second_api_key_id,
             "created": idp.created,
             "tenant_url": self.settings.tenant_url(idp.id),
             "schema": schema_json(idp.schema),
