@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 import asyncpg
 
-from scim.errors import shown
+from scim.errors import ScimError, shown
 from storage import AdminError, ApiKey, Idp, Principal, SchemaConfig, SignInFailure
 from storage.common import (
     CLEAR_CHUNK,
@@ -124,8 +124,10 @@ class KeysAndIdps(Engine):
                     await self._reload_bindings()
                 elif await self._listener.fetchval("SELECT n FROM auth_epoch") != self._auth_epoch:
                     await self._reload_bindings()
-            except (*UNAVAILABLE, asyncpg.PostgresError) as exc:
-                # The sign-ins already known keep working; the next round tries again.
+            except (*UNAVAILABLE, asyncpg.PostgresError, ScimError) as exc:
+                # The sign-ins already known keep working; the next round tries again. ScimError is
+                # the 503 of a pooled read (Engine.run) that found two ended connections in a row:
+                # uncaught, it ended this loop, and no key change reached this instance again.
                 log.warning("API keys not reloaded from PostgreSQL: %s", exc)
                 if self._listener is not None and not self._listener.is_closed():
                     self._listener.terminate()
