@@ -34,6 +34,7 @@ from web.access_log import RequestMiddleware
 from web.admin import AdminApps, security
 from web.admin.connection_test import ConnectionTest
 from web.admin.service import AdminService, FailingUsers, failing_json, schema_json
+from web.faults import KINDS, OPERATIONS, PRESETS, REFRESH_SECONDS, Faults, describe, rule_json
 from web.health import Health
 from web.http_protocol import http_protocol
 from web.log_setup import configure_logging
@@ -59,9 +60,10 @@ def create_app(settings: Settings, store: Store | None = None, *, first_start: b
         UnauthenticatedLimit(recording.unauthenticated_per_minute, recording.unauthenticated_total_per_minute),
     )
     metrics = Metrics(store, settings.metrics.token, provisioning_log)
-    scim = ScimApi(store, settings, metrics, listeners=[provisioning_log.add, metrics.record_operation])
+    faults = Faults(store)
+    scim = ScimApi(store, settings, metrics, listeners=[provisioning_log.add, metrics.record_operation], faults=faults)
     health = Health(store)
-    admin = AdminApps(AdminService(store, settings), ConnectionTest(scim, store))
+    admin = AdminApps(AdminService(store, settings, faults), ConnectionTest(scim, store))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -71,11 +73,14 @@ def create_app(settings: Settings, store: Store | None = None, *, first_start: b
             await _first_start(store, settings)
         await provisioning_log.start()
         await metrics.load_idps()
+        await faults.refresh()  # rules still active from before a restart are in force from the first request
         housekeeping = asyncio.create_task(_housekeeping(store, settings))
+        fault_rules = asyncio.create_task(faults.run())
         try:
             yield
         finally:
             housekeeping.cancel()
+            fault_rules.cancel()
             try:
                 await provisioning_log.stop()
             except ScimError as exc:  # the database cannot store writes (deleted, full): say so and close
@@ -105,6 +110,7 @@ def create_app(settings: Settings, store: Store | None = None, *, first_start: b
     app.state.metrics = metrics
     app.state.health = health
     app.state.admin_auth = admin.auth
+    app.state.faults = faults
     return app
 
 
@@ -235,6 +241,32 @@ def _parser() -> argparse.ArgumentParser:
     fill.add_argument("--domain", default="contoso.example", help="the domain of every userName and email")
     fill.add_argument("--seed", type=int, default=1, help="the same seed makes the same directory (default 1)")
 
+    faults = commands.add_parser(
+        "faults", help="fault injection: make an IdP's SCIM requests fail, throttle, wait or drop, for a while"
+    ).add_subparsers(dest="action", required=True)
+    add = faults.add_parser("add", help="turn a fault rule on for an IdP (at most 24 hours)")
+    add.add_argument("--idp", required=True, metavar="ID")
+    add.add_argument("--preset", choices=tuple(PRESETS), help="; ".join(p[0] for p in PRESETS.values()))
+    add.add_argument("--kind", choices=KINDS, help="the fault (without --preset)")
+    add.add_argument("--fraction", type=float, help="the share of matching requests that get it, above 0 and at most 1")
+    add.add_argument("--minutes", type=float, default=30, help="how long the rule stays on (default 30, at most 1440)")
+    add.add_argument("--method", help="only requests with this method (default: any)")
+    add.add_argument("--resource", choices=("Users", "Groups"), help="only requests to this resource type")
+    add.add_argument(
+        "--operation",
+        choices=OPERATIONS,
+        help="only this operation",
+    )
+    add.add_argument("--retry-after", type=int, help="the Retry-After seconds of a 429 or 503 (default 5)")
+    add.add_argument("--delay-ms", type=int, help="the delay of a delay rule, in milliseconds")
+    add.add_argument("--json", action="store_true")
+    listing = faults.add_parser("list", help="the fault rules on now")
+    listing.add_argument("--idp", metavar="ID", help="only this IdP's")
+    listing.add_argument("--json", action="store_true")
+    clear = faults.add_parser("clear", help="turn an IdP's fault rules off (or one of them)")
+    clear.add_argument("--idp", required=True, metavar="ID")
+    clear.add_argument("--rule", metavar="RULE_ID", help="only this rule")
+
     admin = commands.add_parser("admin", help="the admin console's sign-in").add_subparsers(
         dest="action", required=True
     )
@@ -315,6 +347,8 @@ async def _admin(settings: Settings, args: argparse.Namespace) -> int:
             return await _admin_password(service)
         if args.command == "seed":
             return await _seed(service, args)
+        if args.command == "faults":
+            return await _faults(service, args)
         return await _idp(service, args)
     finally:
         await store.close()
@@ -494,6 +528,36 @@ async def _seed(service: AdminService, args: argparse.Namespace) -> int:
         f"IdP {idp.name} ({idp.id}): {result.users:,} users and {result.groups:,} groups created "
         f"in {result.seconds:.1f} s ({rate:,.0f} users/s)"
     )
+    return 0
+
+
+async def _faults(service: AdminService, args: argparse.Namespace) -> int:
+    if args.action == "add":
+        rule = await service.add_fault(
+            args.idp,
+            preset=args.preset,
+            kind=args.kind,
+            fraction=args.fraction,
+            minutes=args.minutes,
+            method=args.method,
+            resource=args.resource,
+            operation=args.operation,
+            retry_after=args.retry_after,
+            delay_ms=args.delay_ms,
+        )
+        await asyncio.sleep(REFRESH_SECONDS * 1.5)  # a running server reads the rules about once a second
+        _print(rule_json(rule), args.json, f"Fault rule {rule.id} on: {describe(rule)}")
+    elif args.action == "list":
+        rules = await service.fault_rules(args.idp)
+        _print(
+            [rule_json(rule) for rule in rules],
+            args.json,
+            "\n".join(f"{rule.id}  IdP {rule.idp_id}  {describe(rule)}" for rule in rules) or "no fault rules on",
+        )
+    else:
+        count = await service.clear_faults(args.idp, args.rule)
+        await asyncio.sleep(REFRESH_SECONDS * 1.5)
+        print(f"{count} fault rule{'s' if count != 1 else ''} turned off")
     return 0
 
 

@@ -26,6 +26,7 @@ from storage.records import (
     CheckFn,
     DirectoryPage,
     Encoder,
+    FaultRule,
     Idp,
     IgnoredAttribute,
     LogCounters,
@@ -322,6 +323,23 @@ class LogStore(Protocol):
         ...
 
 
+class FaultStore(Protocol):
+    """Fault injection rules (web/faults.py): stored so that they outlive a restart and reach every
+    instance sharing the database; each process reads the active ones about once a second."""
+
+    async def add_fault_rule(self, rule: FaultRule) -> None:
+        """Store the rule (the caller has checked it); rules expired before now are deleted meanwhile."""
+        ...
+
+    async def fault_rules(self, now: str) -> list[FaultRule]:
+        """The rules that expire after `now`, oldest first."""
+        ...
+
+    async def delete_fault_rules(self, idp_id: str, rule_id: str | None = None) -> int:
+        """Delete the IdP's rules (or only the one with `rule_id`); returns how many were deleted."""
+        ...
+
+
 # Every table that holds data, in an order that satisfies the foreign keys (api_keys before idps):
 # what copy-database copies. schema_version and auth_epoch belong to the schema, not the data.
 TABLES = (
@@ -334,6 +352,7 @@ TABLES = (
     "settings",
     "admin_sessions",
     "deleted_idps",
+    "fault_rules",
 )
 
 
@@ -400,5 +419,5 @@ class OperationsStore(Protocol):
         ...
 
 
-class Store(ResourceStore, AdminStore, ConsoleStore, LogStore, OperationsStore, Protocol):
+class Store(ResourceStore, AdminStore, ConsoleStore, LogStore, FaultStore, OperationsStore, Protocol):
     """Everything a backend offers: what app.py builds with storage.create_store and hands to web/."""

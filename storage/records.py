@@ -263,6 +263,8 @@ class LogRecord(NamedTuple):
     # The attributes and PATCH paths the request sent that the tenant does not keep, as a JSON
     # array of their names as sent (None when there were none).
     ignored: str | None = None
+    # The kind of fault injected instead of (or, "delay", before) the real answer (web/faults.py), else None.
+    injected: str | None = None
     id: int | None = None  # given by the database
     resource_name: str | None = None  # the resource's userName / displayName now, when it still exists
     probe: bool = False  # read back: one of Test Connection's probes (PROBE_SQL), never counted a failure
@@ -282,6 +284,25 @@ class LogRecord(NamedTuple):
     def ignored_names(self) -> list[str]:
         """The attributes and PATCH paths the request sent that its tenant did not keep."""
         return orjson.loads(self.ignored) if self.ignored else []
+
+
+@dataclass(frozen=True)
+class FaultRule:
+    """A fault injection rule of one IdP (web/faults.py): until `expires`, answer the `fraction` of
+    its SCIM requests that match method, resource and operation (None: any) with the fault `kind`
+    ("429", "500", "503", "delay" or "close"). Times are stored ISO text, as now() writes them."""
+
+    id: str
+    idp_id: str
+    kind: str
+    fraction: float
+    method: str | None
+    resource: str | None  # "Users" or "Groups"
+    operation: str | None  # one of web.faults.OPERATIONS
+    retry_after: int | None  # seconds, the Retry-After of a 429 or 503
+    delay_ms: int | None  # the delay of a "delay" rule
+    created: str
+    expires: str
 
 
 @dataclass(frozen=True)

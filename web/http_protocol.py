@@ -36,6 +36,8 @@ MAX_PIPELINED = 16
 # The parser is fed at most this much at a time while requests queue: a slice holds at most ~200
 # of the smallest requests, which bounds what the queue can overshoot MAX_PIPELINED by.
 FEED_SLICE = 4096
+# The scope extension through which the app may close the connection unanswered (web/faults.py reads it).
+CLOSE_EXTENSION = "scimlet.close"
 LINGER_SECONDS = 2.0
 LINGER_BYTES = 16 * 1024 * 1024
 
@@ -178,6 +180,12 @@ class CoalescingHttpProtocol(HttpToolsProtocol):
             super().data_received(piece)  # type: ignore[arg-type]
         if self.unparsed is not None:
             self.flow.pause_reading()
+
+    def on_headers_complete(self) -> None:
+        # A way for the app to end this connection without answering (fault injection's "close",
+        # web/faults.py), as an ASGI scope extension: uvicorn offers none.
+        self.scope["extensions"] = {CLOSE_EXTENSION: {"close": self.transport.close}}
+        super().on_headers_complete()
 
     def may_read(self) -> bool:
         return self.unparsed is None and len(self.pipeline) < MAX_PIPELINED

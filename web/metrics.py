@@ -88,6 +88,7 @@ class Metrics:
         # (route, method) -> a count per bucket of BUCKETS, one for beyond the last, then the sum
         self.durations: dict[tuple[str, str], list[float]] = {}
         self.operations: dict[tuple[str, str, bool], int] = {}  # (idp, operation, success) -> count
+        self.injected: dict[tuple[str, str], int] = {}  # (idp, fault kind) -> answers a fault rule made
         self.snapshot = Snapshot()
         self.registry.register(_RequestCollector(self))
         self.registry.register(_StoreCollector(self))
@@ -121,6 +122,9 @@ class Metrics:
         operation = record.operation if record.operation in OPERATIONS else "Other"
         key = (idp, operation, record.status < 400)
         self.operations[key] = self.operations.get(key, 0) + 1
+        if record.injected is not None:
+            fault = (idp, record.injected)
+            self.injected[fault] = self.injected.get(fault, 0) + 1
 
     def forget_deleted_idps(self, idp_ids: set[str]) -> None:
         """Make `idp_ids` the IdPs there are, dropping the operation series of any other: an IdP's
@@ -128,6 +132,8 @@ class Metrics:
         self.known_idps = idp_ids
         for key in [key for key in self.operations if key[0] != UNKNOWN_IDP and key[0] not in idp_ids]:
             del self.operations[key]
+        for fault in [fault for fault in self.injected if fault[0] != UNKNOWN_IDP and fault[0] not in idp_ids]:
+            del self.injected[fault]
 
     async def endpoint(self, request: Request) -> Response:
         if self.token and not self._authorized(request):
@@ -201,6 +207,14 @@ class _RequestCollector(Collector):
         for (idp, operation, success), count in self.metrics.operations.items():
             operations.add_metric([idp, operation, "success" if success else "failure"], count)
         yield operations
+        injected = CounterMetricFamily(
+            "scimlet_faults_injected",
+            "SCIM answers a fault injection rule made instead of (for delay: before) the real one, by IdP and kind",
+            labels=["idp", "kind"],
+        )
+        for (idp, kind), count in self.metrics.injected.items():
+            injected.add_metric([idp, kind], count)
+        yield injected
 
 
 class _StoreCollector(Collector):

@@ -340,6 +340,7 @@ def build_record(
         request_body=_logged_request_body(request.raw_body, request.body),
         response_body=logged_response_body(response_raw),
         ignored=_logged_ignored(request.ignored),
+        injected=request.injected,
     )
 
 

@@ -17,6 +17,7 @@ from settings import Settings
 from storage.sqlite.auth import KeysAndIdps
 from storage.sqlite.console import ConsoleData
 from storage.sqlite.directory import Directory
+from storage.sqlite.faults import FaultRules
 from storage.sqlite.maintenance import MIGRATIONS, Maintenance, backup, migrate, pending_migrations
 from storage.sqlite.provisioning_log import ProvisioningLog
 from storage.sqlite.resources import Resources
@@ -25,7 +26,7 @@ __all__ = ["MIGRATIONS", "SqliteStore", "backup", "from_settings", "migrate", "p
 log = logging.getLogger("scimlet.storage")
 
 
-class SqliteStore(Maintenance, KeysAndIdps, Resources, ProvisioningLog, ConsoleData, Directory):
+class SqliteStore(Maintenance, KeysAndIdps, Resources, ProvisioningLog, ConsoleData, FaultRules, Directory):
     """The Store protocol (storage/interfaces.py) on SQLite."""
 
     def __init__(

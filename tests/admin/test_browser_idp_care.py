@@ -1,5 +1,6 @@
 """In a real browser (headless Chromium, as tests/admin/test_admin_browser.py): the care of an IdP
-that is already provisioning: Test connection, a key rotation without a gap, a rename, a clear."""
+that is already provisioning: Test connection, a key rotation without a gap, a rename, fault
+injection, a clear."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import Select
 
-from tests.admin.test_admin_browser import browser, check_page, navigate, server  # noqa: F401 (fixtures)
+from tests.admin.test_admin_browser import browser, check_page, navigate, server, wait_until  # noqa: F401 (fixtures)
 from tests.live_server import Server
 
 
@@ -67,6 +68,29 @@ def test_admin_tests_rotates_renames_and_clears_an_idp(server: Server, browser: 
     navigate(driver, find(By.ID, "save-name"))
     assert find(By.TAG_NAME, "h1").text == "Contoso production"
     assert find(By.ID, "idp-id").text == idp["id"]
+
+    # Fault injection: the throttle preset, its banner on every page, the injected answers in the log, off.
+    driver.get(f"{base}/admin/idps/{idp['id']}")
+    assert find(By.ID, "no-faults")
+    navigate(driver, find(By.ID, "preset-throttle"))
+    assert "Fault rule on" in find(By.CSS_SELECTOR, ".notice").text
+    assert "429 Too Many Requests (Retry-After 5) on 25% of all requests" in find(By.ID, "fault-rules").text
+    check_page(driver, "idp-faults", ("#fault-banner", "#fault-rules", "#faults-off", "#preset-quarantine"))
+    statuses = [scim_status(new["secret"]) for _ in range(8)]
+    assert statuses.count(429) == 2
+    driver.get(f"{base}/admin/logs")
+    assert "Contoso production" in find(By.ID, "fault-banner").text
+
+    def marked() -> bool:
+        driver.refresh()
+        return len(driver.find_elements(By.CSS_SELECTOR, "#logs .badge.injected")) == 2
+
+    wait_until(marked, "the injected answers in the log")
+    driver.get(f"{base}/admin/idps/{idp['id']}")
+    navigate(driver, find(By.ID, "faults-off"))
+    assert "Fault rules off" in find(By.CSS_SELECTOR, ".notice").text
+    assert not driver.find_elements(By.ID, "fault-banner")
+    assert all(scim_status(new["secret"]) == 200 for _ in range(4))
 
     # Clear: asks first, then the directory is empty and the same secret still signs in.
     navigate(driver, find(By.ID, "clear-idp"))

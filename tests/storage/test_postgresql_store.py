@@ -60,6 +60,7 @@ async def test_migrate_creates_the_database_it_is_pointed_at(missing_database: s
         "002_member_delta.sql",
         "003_idp_schema.sql",
         "004_deleted_idp_names.sql",
+        "005_fault_rules.sql",
         "006_second_key.sql",
     ]
     assert await store.migrate() == [
@@ -67,6 +68,7 @@ async def test_migrate_creates_the_database_it_is_pointed_at(missing_database: s
         "002_member_delta.sql",
         "003_idp_schema.sql",
         "004_deleted_idp_names.sql",
+        "005_fault_rules.sql",
         "006_second_key.sql",
     ]
     assert await store.migrate() == []  # once only

@@ -23,6 +23,7 @@ from web.admin.auth import AdminAuth, Throttled, client_address, csrf_ok
 from web.admin.bodies import AdminBodies
 from web.admin.connection_test import ConnectionTest
 from web.admin.service import AdminService, failing_json, log_query
+from web.faults import DEFAULT_PRESET_MINUTES, PRESETS, rule_json
 
 UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 WWW_AUTHENTICATE = {"WWW-Authenticate": 'Bearer realm="scimlet-admin"'}
@@ -69,6 +70,8 @@ class AdminApi:
             route("/idps/{idp}", self.rename_idp, ["PATCH"]),
             route("/idps/{idp}/clear", self.clear_idp, ["POST"]),
             route("/idps/{idp}/test-connection", self.test_connection, ["POST"]),
+            route("/idps/{idp}/faults", self.faults, ["GET", "POST", "DELETE"]),
+            route("/idps/{idp}/faults/{rule}", self.fault, ["DELETE"]),
             route("/idps/{idp}/apikey", self.configure_scim, ["PUT"]),
             route("/idps/{idp}/second-apikey", self.second_key, ["PUT", "DELETE"]),
             route("/idps/{idp}/schema", self.idp_schema, ["GET"]),
@@ -253,6 +256,40 @@ class AdminApi:
     async def clear_idp(self, request: Request) -> Response:
         idp, users, groups = await self.service.clear_idp(request.path_params["idp"])
         return JsonResponse({**self.service.idp_json(idp), "deleted": {"users": users, "groups": groups}})
+
+    async def faults(self, request: Request) -> Response:
+        """GET the IdP's active fault rules (and the presets); POST turns one on, DELETE all off."""
+        idp_id = request.path_params["idp"]
+        if request.method == "DELETE":
+            return JsonResponse({"deleted": await self.service.clear_faults(idp_id)})
+        if request.method == "GET":
+            await self.service.idp(idp_id)  # 404 for an unknown IdP
+            rules = await self.service.fault_rules(idp_id)
+            return JsonResponse(
+                {
+                    "Resources": [rule_json(rule) for rule in rules],
+                    "presets": {name: words for name, (words, *_) in PRESETS.items()},
+                }
+            )
+        body = await self._body(request)
+        fields = {"preset", "kind", "fraction", "minutes", "method", "resource", "operation", "retry_after", "delay_ms"}
+        unknown = sorted(set(body) - fields)
+        if unknown:
+            raise ApiError(400, f"Unknown field {shown(unknown[0])}; send {', '.join(sorted(fields))}")
+        texts = {name: _text(body, name) or None for name in ("preset", "kind", "method", "resource", "operation")}
+        rule = await self.service.add_fault(
+            idp_id,
+            **texts,
+            fraction=body.get("fraction"),
+            minutes=body.get("minutes", DEFAULT_PRESET_MINUTES),
+            retry_after=body.get("retry_after"),
+            delay_ms=body.get("delay_ms"),
+        )
+        return JsonResponse(rule_json(rule), status_code=201)
+
+    async def fault(self, request: Request) -> Response:
+        await self.service.clear_faults(request.path_params["idp"], request.path_params["rule"])
+        return Response(status_code=204)
 
     async def test_connection(self, request: Request) -> Response:
         body = await self._body(request)

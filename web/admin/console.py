@@ -37,6 +37,7 @@ from web.admin.service import (
     log_query,
     schema_json,
 )
+from web.faults import PRESETS, describe
 
 HERE = Path(__file__).parent
 SECURITY_HEADERS = {
@@ -54,6 +55,8 @@ NOTICES = {
     "idp-deleted": "IdP deleted with its users and groups.",
     "second-key-added": "Second key added: both keys sign in. Put its secret in Entra, then revoke the old key.",
     "second-key-removed": "Second key removed: only the IdP's key signs in.",
+    "faults-on": "Fault rule on: matching requests of this IdP get the fault until it expires or you turn it off.",
+    "faults-off": "Fault rules off: this IdP's requests are answered as usual.",
     "idp-renamed": "IdP renamed. Its tenant URL and API key are unchanged: Entra needs no change.",
     "idp-cleared": "Users and groups cleared. The IdP ID, tenant URL, API key, profile and logs are kept.",
     "key-revoked": "API key revoked: requests with its secret now get 401.",
@@ -109,6 +112,7 @@ class Console:
             Route("/idps/{idp}/rename", self._page(self.rename_idp), methods=["GET", "POST"]),
             Route("/idps/{idp}/clear", self._page(self.clear_idp), methods=["GET", "POST"]),
             Route("/idps/{idp}/test", self._page(self.test_connection), methods=["GET", "POST"]),
+            Route("/idps/{idp}/faults", self._page(self.faults), methods=["POST"]),
             Route("/directory", self._page(self.directory)),
             Route("/idps/{idp}/users", self._page(self.users)),
             Route("/idps/{idp}/users/{id}", self._page(self.user)),
@@ -138,6 +142,7 @@ class Console:
                 target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
                 return _secure(RedirectResponse(f"{_base(request)}/login?next={quote(target)}", status_code=303))
             request.state.session = session
+            request.state.faults_on = await self.service.fault_banner()
             if request.method == "POST":
                 form = await self.bodies.form(request)
                 if not csrf_ok(session, form.get("csrf_token")):
@@ -169,6 +174,7 @@ class Console:
             "notice": notice,
             "signed_in": session is not None,
             "section": "",
+            "faults_on": getattr(request.state, "faults_on", []),
         }
         response = self.templates.TemplateResponse(
             request, template, {**base, **context}, status_code=status, headers=headers
@@ -372,6 +378,7 @@ class Console:
         action: str = "",
         attribute: dict | None = None,
         declarations: str | None = None,
+        fault_error: str | None = None,
     ) -> Response:
         """The IdP page; after a schema form, with what changed (`update`) or why it was refused
         (`error`, shown at the form named by `action`, the form keeping what was typed)."""
@@ -409,8 +416,11 @@ class Console:
                 "schema_action": action,
                 "attribute": attribute or _declare_values(""),
                 "declarations": _pretty_json(schema["extensions"]) if declarations is None else declarations,
+                "fault_rules": [(rule, describe(rule)) for rule in await self.service.fault_rules(idp.id)],
+                "fault_presets": {name: words for name, (words, *_) in PRESETS.items()},
+                "fault_error": fault_error,
             },
-            400 if error else 200,
+            400 if error or fault_error else 200,
         )
 
     async def idp_schema(self, request: Request, session: AdminSession) -> Response:
@@ -507,6 +517,42 @@ class Console:
             "idp_clear.html",
             {"section": "idps", "idp": idp, "counts": await self.service.store.counts(idp.id)},
         )
+
+    async def faults(self, request: Request, session: AdminSession) -> Response:
+        """The IdP page's Fault injection card: a preset, a rule spelled out, or rules off."""
+        idp = await self.service.idp(request.path_params["idp"])
+        form = request.state.form
+        action = form.get("action", "")
+        back = f"{_base(request)}/idps/{idp.id}"
+        try:
+            if action == "preset":
+                await self.service.add_fault(
+                    idp.id, preset=form.get("preset", ""), minutes=_number(form.get("minutes"))
+                )
+            elif action == "add":
+                await self.service.add_fault(
+                    idp.id,
+                    kind=form.get("kind", ""),
+                    fraction=_number(form.get("percent"), scale=0.01),
+                    minutes=_number(form.get("minutes")),
+                    method=form.get("method") or None,
+                    resource=form.get("resource") or None,
+                    operation=form.get("operation") or None,
+                    retry_after=_whole(form.get("retry_after")),
+                    delay_ms=_whole(form.get("delay_ms")),
+                )
+            elif action == "remove":
+                await self.service.clear_faults(idp.id, form.get("rule", ""))
+            elif action == "clear":
+                await self.service.clear_faults(idp.id)
+            else:
+                raise AdminError(f"Unknown fault form action {shown(action)}")
+        except AdminError as exc:
+            if exc.status == 404 and action != "remove":
+                raise
+            return await self._idp_page(request, idp, fault_error=str(exc))
+        notice = "faults-off" if action in ("remove", "clear") else "faults-on"
+        return _secure(RedirectResponse(f"{back}?notice={notice}#faults", status_code=303))
 
     async def test_connection(self, request: Request, session: AdminSession) -> Response:
         """Entra's Test Connection, run by the server against this tenant with the pasted secret."""
@@ -790,3 +836,22 @@ def _work_phone(doc: dict) -> str:
         if isinstance(phone, dict) and str(phone.get("type", "")).lower() == "work":
             return str(phone.get("value", ""))
     return ""
+
+
+def _number(text: str | None, scale: float = 1.0) -> object:
+    """A form's number field as a number (scaled), or as typed when it is not one: the service
+    then says what is wrong with it."""
+    try:
+        return float(text or "") * scale
+    except ValueError:
+        return text
+
+
+def _whole(text: str | None) -> object:
+    """A form's optional whole-number field: None when empty, the int, or the text as typed."""
+    if not text:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        return text

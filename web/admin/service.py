@@ -24,6 +24,7 @@ from storage import (
     AdminError,
     ApiKey,
     DirectoryPage,
+    FaultRule,
     Idp,
     IgnoredAttribute,
     LogCounters,
@@ -32,8 +33,10 @@ from storage import (
     SchemaConfig,
     Store,
 )
+from storage.common import now
 from web.admin import security
 from web.admin.schema_changes import describe_changes
+from web.faults import DEFAULT_PRESET_MINUTES, KINDS, PRESETS, Faults, new_rule
 
 # The built-in IdP icons: inline SVG (24x24 viewBox) drawn with currentColor, nothing downloaded.
 ICONS: dict[str, tuple[str, str]] = {
@@ -159,9 +162,12 @@ class GroupDetail(ResourceView):
 
 
 class AdminService:
-    def __init__(self, store: Store, settings: Settings) -> None:
+    def __init__(self, store: Store, settings: Settings, faults: Faults | None = None) -> None:
         self.store = store
         self.settings = settings
+        # The server's fault rules in memory, refreshed at once after a change here (other
+        # processes, and the CLI's changes, are picked up within faults.REFRESH_SECONDS).
+        self.faults = faults
 
     # --- API keys --------------------------------------------------------------------------------
 
@@ -375,6 +381,82 @@ class AdminService:
             "schema": schema_json(idp.schema),
         }
 
+    # --- fault injection ------------------------------------------------------------------------
+
+    async def add_fault(
+        self,
+        idp_id: str,
+        *,
+        preset: str | None = None,
+        kind: str | None = None,
+        fraction: object = None,
+        minutes: object = DEFAULT_PRESET_MINUTES,
+        method: str | None = None,
+        resource: str | None = None,
+        operation: str | None = None,
+        retry_after: object = None,
+        delay_ms: object = None,
+    ) -> FaultRule:
+        """A fault rule for the IdP's SCIM requests, from a preset (web.faults.PRESETS) or spelled
+        out; expires after `minutes` (at most 24 hours). AdminError 400 says what to fix."""
+        idp = await self.store.get_idp(idp_id)
+        if isinstance(minutes, bool) or not isinstance(minutes, (int, float)):
+            raise AdminError(f"minutes must be a number (1 to 1440), not {shown(minutes)}")
+        if preset is not None:
+            if preset not in PRESETS:
+                raise AdminError(f"Unknown preset {shown(preset)}; choose one of {', '.join(PRESETS)}")
+            _, kind, fraction, retry_after = PRESETS[preset]
+        if kind is None:
+            raise AdminError(f"Choose a preset ({', '.join(PRESETS)}) or a kind ({', '.join(KINDS)})")
+        if fraction is None:
+            raise AdminError("fraction is the share of matching requests that get the fault, above 0 and at most 1")
+        rule = new_rule(
+            idp.id,
+            kind,
+            fraction,  # type: ignore[arg-type]  # new_rule checks its type and says what is wrong
+            minutes * 60,
+            method=method or None,
+            resource=resource or None,
+            operation=operation or None,
+            retry_after=retry_after,  # type: ignore[arg-type]
+            delay_ms=delay_ms,  # type: ignore[arg-type]
+        )
+        await self.store.add_fault_rule(rule)
+        await self._faults_changed()
+        return rule
+
+    async def fault_rules(self, idp_id: str | None = None) -> list[FaultRule]:
+        """The active rules (of one IdP, or of all), oldest first."""
+        rules = await self.store.fault_rules(now())
+        return [rule for rule in rules if idp_id is None or rule.idp_id == idp_id]
+
+    async def clear_faults(self, idp_id: str, rule_id: str | None = None) -> int:
+        """Turn the IdP's rules off (or one of them); how many were on. AdminError 404 for an unknown rule."""
+        idp = await self.store.get_idp(idp_id)
+        deleted = await self.store.delete_fault_rules(idp.id, rule_id)
+        if rule_id is not None and not deleted:
+            raise AdminError(f"IdP {shown(idp.name)} has no fault rule {shown(rule_id)}", 404)
+        await self._faults_changed()
+        return deleted
+
+    async def fault_banner(self) -> list[tuple[str, str, int]]:
+        """(IdP name, IdP ID, rules on) of every IdP with fault rules on, for the console's banner:
+        from the server's rules in memory (read about once a second), so a page costs no read."""
+        if self.faults is not None:
+            counts = {idp_id: len(rules) for idp_id, rules in self.faults.active.items() if rules}
+        else:
+            counts = {}
+            for rule in await self.fault_rules():
+                counts[rule.idp_id] = counts.get(rule.idp_id, 0) + 1
+        if not counts:
+            return []
+        names = {idp.id: idp.name for idp in await self.store.list_idps()}
+        return [(names.get(idp_id, idp_id), idp_id, count) for idp_id, count in counts.items()]
+
+    async def _faults_changed(self) -> None:
+        if self.faults is not None:
+            await self.faults.refresh()
+
     # --- directory ------------------------------------------------------------------------------
 
     async def tenant(self, idp_id: str) -> Tenant:
@@ -505,6 +587,7 @@ class AdminService:
             "scim_type": record.scim_type,
             "detail": record.detail,
             "ignored": record.ignored_names,
+            "injected": record.injected,
             "duration_ms": record.duration_ms,
             "client": record.client,
         }

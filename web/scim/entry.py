@@ -20,6 +20,7 @@ from scim.schemas import GROUP_TYPE, USER_TYPE
 from settings import Settings
 from storage import ResourceStore
 from web.access_log import finish_request, scim_route
+from web.faults import CLOSED_UNANSWERED, Faults, closer, fault_error
 from web.metrics import Metrics
 from web.observe import MAX_LOGGED_BODY, Listener, build_record
 from web.scim.error_responses import detached, error_response, internal_error, routing_error
@@ -46,11 +47,19 @@ async def client_gone(receive: Receive) -> None:
 class ScimApi:
     """The ASGI app app.py hands every request under /v1/scim/ to."""
 
-    def __init__(self, store: ResourceStore, settings: Settings, metrics: Metrics, listeners: list[Listener]) -> None:
+    def __init__(
+        self,
+        store: ResourceStore,
+        settings: Settings,
+        metrics: Metrics,
+        listeners: list[Listener],
+        faults: Faults | None = None,
+    ) -> None:
         self.metrics = metrics
         self.listeners = listeners  # each gets every provisioning log record
         self.handlers = ScimHandlers(store, settings)
         self.limits = self.handlers.limits
+        self.faults = faults
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Answer one request under /v1/scim/, then count, log and record it.
@@ -64,7 +73,11 @@ class ScimApi:
         method, path = request.method, scope["path"]
         headers: Mapping[str, str] | None = None
         try:
-            response = await self.route(request)(request)
+            handler = self.route(request)
+            if self.faults is not None and self.faults.active and await self.inject(request):
+                self.closed(request, time.perf_counter() - started)
+                return
+            response = await handler(request)
         except ScimError as exc:
             request.error = detached(exc)
         except HTTPException as exc:
@@ -100,6 +113,47 @@ class ScimApi:
                     listener(record)
                 except Exception:
                     log.exception("a provisioning log listener failed")
+
+    async def inject(self, request: ScimRequest) -> bool:
+        """Apply the IdP's fault rule whose turn this request is, if any (web/faults.py), after the
+        request is signed in (a bad token still gets its 401) and before its handler runs: an
+        error is raised as the answer (the write does not happen), a delay is slept, and a close
+        ends the connection unanswered (True)."""
+        assert self.faults is not None
+        idp_id, route = request.path_params.get("idp"), request.route
+        if route is None or idp_id not in self.faults.active:
+            return False
+        self.handlers.auth.authenticate(request)
+        rule = self.faults.pick(idp_id, request.method, route)
+        if rule is None:
+            return False
+        request.injected = rule.kind
+        if rule.kind == "delay":
+            await asyncio.sleep((rule.delay_ms or 0) / 1000)
+            return False
+        close = closer(request.scope) if rule.kind == "close" else None
+        if close is None:
+            raise fault_error(rule)
+        close()
+        request.log_detail = f"connection closed without an answer: injected by fault rule {rule.id}"
+        return True
+
+    def closed(self, request: ScimRequest, seconds: float) -> None:
+        """Count, log and record a request whose connection was closed unanswered, as status 444."""
+        finish_request(
+            self.metrics,
+            request.scope,
+            scim_route(request.route),
+            CLOSED_UNANSWERED,
+            seconds,
+            request.path_params.get("idp"),
+        )
+        record = build_record(request, CLOSED_UNANSWERED, b"", seconds * 1000)
+        for listener in self.listeners:
+            try:
+                listener(record)
+            except Exception:
+                log.exception("a provisioning log listener failed")
 
     async def send_parts(self, request: ScimRequest, response: StreamedResponse, send: Send, head: bytearray) -> None:
         """Send a streamed answer's body part by part, keeping in `head` only what the provisioning

@@ -36,6 +36,7 @@ class ScimRequest:
         "log_detail",
         "target_name",
         "ignored",
+        "injected",
     )
 
     def __init__(self, scope: Scope, receive: Receive) -> None:
@@ -67,6 +68,8 @@ class ScimRequest:
         self.target_name: str | None = None
         # What the body sent that the tenant does not keep (scim.validate.not_kept), for the log.
         self.ignored: list[str] = []
+        # The kind of fault a fault rule injected into this request's answer (web/faults.py), for the log.
+        self.injected: str | None = None
 
     @property
     def body_unread(self) -> bool:
