@@ -517,12 +517,12 @@ async def _seed(service: AdminService, args: argparse.Namespace) -> int:
             progress=bar.show,
         )
     except ScimError as exc:
-        bar.end()
         raise AdminError(
             f"seeding stopped: {exc.detail} (seed fills an IdP that holds no seeded directory yet: "
             "clear its users and groups first, or seed another IdP)"
         ) from None
-    bar.end()
+    finally:
+        bar.end()
     rate = result.users / result.seconds if result.seconds else 0.0
     print(
         f"IdP {idp.name} ({idp.id}): {result.users:,} users and {result.groups:,} groups created "

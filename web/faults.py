@@ -145,17 +145,18 @@ def closer(scope: Mapping[str, Any]) -> Callable[[], None] | None:
 def new_rule(
     idp_id: str,
     kind: str,
-    fraction: float,
+    fraction: object,
     seconds: float,
     *,
     method: str | None = None,
     resource: str | None = None,
     operation: str | None = None,
-    retry_after: int | None = None,
-    delay_ms: int | None = None,
+    retry_after: object = None,
+    delay_ms: object = None,
     clock: Callable[[], float] = time.time,
 ) -> FaultRule:
-    """A checked rule starting now; AdminError 400 says what to fix."""
+    """A checked rule starting now; AdminError 400 says what to fix. The numbers are taken as a
+    client sent them (any JSON value): checking their types is part of checking the rule."""
     if kind not in KINDS:
         raise AdminError(f"Unknown fault kind {shown(kind)}; choose one of {', '.join(KINDS)}")
     if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+import shutil
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
+from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.remote.webdriver import WebDriver
 from starlette.applications import Starlette
 
 from app import create_app
 from settings import Settings, load_settings
 from storage.sqlite import SqliteStore, migrate
+from tests.live_server import Server, running, server_at
 from web.admin.auth import AdminAuth
 
 PASSWORD = "correct horse battery staple"
@@ -120,3 +126,57 @@ async def signed_in(admin: Admin) -> Admin:
     response = await admin.sign_in()
     assert response.status_code == 303
     return admin
+
+
+# The browser tests (test_admin_browser.py, test_browser_idp_care.py): Debian's Chromium, driven by its
+# chromedriver, against a live first start of the server.
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+INSTALL_HINT = (
+    "the browser test needs Debian's Chromium and its driver: run `apt-get update && apt-get install -y "
+    "chromium chromium-driver` as root (.ci/run does this in CI)"
+)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    """A first start, as an admin meets it: no IdP made by hand, and no admin password or token
+    configured, so serve generates a password and prints it."""
+    fresh = server_at(tmp_path / "e2e.db", tmp_path / "server.out", provision=False)
+    for name in ("SCIMLET_ADMIN_PASSWORD", "SCIMLET_ADMIN_TOKEN", "SCIMLET_SERVER_BASE_URL", "SCIMLET_CONFIG"):
+        fresh.env.pop(name, None)
+    with running(fresh):
+        fresh.extra["password"] = fresh.wait_for_output(r"Admin password: (\S+)").group(1)
+        yield fresh
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[WebDriver]:
+    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
+        pytest.fail(INSTALL_HINT)
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+        "--window-size=1440,900",
+    ):
+        options.add_argument(argument)
+    try:
+        driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    except WebDriverException as exc:
+        pytest.fail(f"{INSTALL_HINT}; starting it failed: {exc.msg}")
+    driver.implicitly_wait(5)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(tmp_path / "chromium-profile", ignore_errors=True)

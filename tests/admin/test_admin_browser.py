@@ -11,76 +11,21 @@ from __future__ import annotations
 import os
 import random
 import re
-import shutil
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import httpx
-import pytest
-from selenium import webdriver
 from selenium.common.exceptions import WebDriverException
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import Select
 
 from tests.conftest import ROOT, entra_user, patch_body
-from tests.live_server import Server, running, server_at
+from tests.live_server import Server
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
 SCREENSHOTS = ROOT / "docs" / "screenshots"
 ACME = "urn:ietf:params:scim:schemas:extension:Acme:2.0:User"
-INSTALL_HINT = (
-    "the browser test needs Debian's Chromium and its driver: run `apt-get update && apt-get install -y "
-    "chromium chromium-driver` as root (.ci/run does this in CI)"
-)
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    """A first start, as an admin meets it: no IdP made by hand, and no admin password or token
-    configured, so serve generates a password and prints it."""
-    fresh = server_at(tmp_path / "e2e.db", tmp_path / "server.out", provision=False)
-    for name in ("SCIMLET_ADMIN_PASSWORD", "SCIMLET_ADMIN_TOKEN", "SCIMLET_SERVER_BASE_URL", "SCIMLET_CONFIG"):
-        fresh.env.pop(name, None)
-    with running(fresh):
-        fresh.extra["password"] = fresh.wait_for_output(r"Admin password: (\S+)").group(1)
-        yield fresh
-
-
-@pytest.fixture
-def browser(tmp_path: Path) -> Iterator[WebDriver]:
-    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
-        pytest.fail(INSTALL_HINT)
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for argument in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-dev-shm-usage",
-        f"--user-data-dir={tmp_path / 'chromium-profile'}",
-        "--window-size=1440,900",
-    ):
-        options.add_argument(argument)
-    try:
-        driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    except WebDriverException as exc:
-        pytest.fail(f"{INSTALL_HINT}; starting it failed: {exc.msg}")
-    driver.implicitly_wait(5)
-    try:
-        yield driver
-    finally:
-        driver.quit()
-        shutil.rmtree(tmp_path / "chromium-profile", ignore_errors=True)
 
 
 def wait_until(check: Callable[[], bool], what: str, seconds: float = 10) -> None:

@@ -9,11 +9,11 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import Select
 
-from tests.admin.test_admin_browser import browser, check_page, navigate, server, wait_until  # noqa: F401 (fixtures)
+from tests.admin.test_admin_browser import check_page, navigate, wait_until
 from tests.live_server import Server
 
 
-def test_admin_tests_rotates_renames_and_clears_an_idp(server: Server, browser: WebDriver) -> None:  # noqa: F811
+def test_admin_tests_rotates_renames_and_clears_an_idp(server: Server, browser: WebDriver) -> None:
     driver, base = browser, server.base
     find = driver.find_element
     old = server.cli_json("apikey", "create", "--name", "Entra 2026", "--write", "users,groups")

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
+from starlette.applications import Starlette
 
 from app import create_app
 from settings import load_settings
@@ -24,14 +25,14 @@ BASE = "https://scim.test"
 @dataclass
 class Rig:
     store: Store
-    app: object
+    app: Starlette
     admin: httpx.AsyncClient
     scim: httpx.AsyncClient
     other: httpx.AsyncClient  # another IdP's tenant
     idp_id: str
 
     async def logs(self) -> list[dict]:
-        await self.app.state.provisioning_log.flush()  # type: ignore[attr-defined]
+        await self.app.state.provisioning_log.flush()
         return (await self.admin.get("/logs", params={"idp": self.idp_id, "count": "200"})).json()["Resources"]
 
 

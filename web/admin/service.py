@@ -413,13 +413,13 @@ class AdminService:
         rule = new_rule(
             idp.id,
             kind,
-            fraction,  # type: ignore[arg-type]  # new_rule checks its type and says what is wrong
+            fraction,
             minutes * 60,
             method=method or None,
             resource=resource or None,
             operation=operation or None,
-            retry_after=retry_after,  # type: ignore[arg-type]
-            delay_ms=delay_ms,  # type: ignore[arg-type]
+            retry_after=retry_after,
+            delay_ms=delay_ms,
         )
         await self.store.add_fault_rule(rule)
         await self._faults_changed()

@@ -75,7 +75,8 @@ class ScimApi:
         try:
             handler = self.route(request)
             if self.faults is not None and self.faults.active and await self.inject(request):
-                self.closed(request, time.perf_counter() - started)
+                # Closed unanswered: recorded as 444, nginx's "no response" (a failure).
+                self.finish(request, CLOSED_UNANSWERED, b"", time.perf_counter() - started)
                 return
             response = await handler(request)
         except ScimError as exc:
@@ -98,21 +99,19 @@ class ScimApi:
             else:
                 await send({"type": "http.response.body", "body": response.body})
         finally:
-            seconds = time.perf_counter() - started
-            finish_request(
-                self.metrics,
-                scope,
-                scim_route(request.route),
-                response.status_code,
-                seconds,
-                request.path_params.get("idp"),
-            )
-            record = build_record(request, response.status_code, sent, seconds * 1000)
-            for listener in self.listeners:
-                try:
-                    listener(record)
-                except Exception:
-                    log.exception("a provisioning log listener failed")
+            self.finish(request, response.status_code, sent, time.perf_counter() - started)
+
+    def finish(self, request: ScimRequest, status: int, sent: bytes | bytearray | memoryview, seconds: float) -> None:
+        """Count and log the answered request, and hand its provisioning record to every listener."""
+        finish_request(
+            self.metrics, request.scope, scim_route(request.route), status, seconds, request.path_params.get("idp")
+        )
+        record = build_record(request, status, sent, seconds * 1000)
+        for listener in self.listeners:
+            try:
+                listener(record)
+            except Exception:
+                log.exception("a provisioning log listener failed")
 
     async def inject(self, request: ScimRequest) -> bool:
         """Apply the IdP's fault rule whose turn this request is, if any (web/faults.py), after the
@@ -137,23 +136,6 @@ class ScimApi:
         close()
         request.log_detail = f"connection closed without an answer: injected by fault rule {rule.id}"
         return True
-
-    def closed(self, request: ScimRequest, seconds: float) -> None:
-        """Count, log and record a request whose connection was closed unanswered, as status 444."""
-        finish_request(
-            self.metrics,
-            request.scope,
-            scim_route(request.route),
-            CLOSED_UNANSWERED,
-            seconds,
-            request.path_params.get("idp"),
-        )
-        record = build_record(request, CLOSED_UNANSWERED, b"", seconds * 1000)
-        for listener in self.listeners:
-            try:
-                listener(record)
-            except Exception:
-                log.exception("a provisioning log listener failed")
 
     async def send_parts(self, request: ScimRequest, response: StreamedResponse, send: Send, head: bytearray) -> None:
         """Send a streamed answer's body part by part, keeping in `head` only what the provisioning
