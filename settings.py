@@ -226,6 +226,14 @@ class ScimSettings:
     default_page_size: int = setting(100, "page size when a client sends no `count`", minimum=1)
     max_page_size: int = setting(1000, "the most resources one page returns", minimum=1)
     max_operations: int = setting(1000, "operations per PATCH")
+    bulk_max_operations: int = setting(
+        1000, "operations per Bulk request (`maxOperations` in `/ServiceProviderConfig`); more get 413", minimum=1
+    )
+    bulk_max_payload_bytes: int = setting(
+        1_048_576,
+        "largest Bulk request body in bytes (`maxPayloadSize` in `/ServiceProviderConfig`); larger gets 413",
+        minimum=1,
+    )
     max_members_per_patch: int = setting(10_000, "members one request may change")
     max_write_queue: int = setting(2000, "writes waiting beyond this get 429 + `Retry-After`; `0` turns it off")
     max_filter_length: int = setting(4096, "longer filters (characters) get 400 `invalidFilter`", minimum=1)

@@ -33,6 +33,7 @@ import secrets
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -74,6 +75,8 @@ class Plan:
     full_gets: int = 3
     sync_n: int = 20000  # creates per `synchronous` mode, 32 connections
     sync_seq_n: int = 2000  # and then one connection at a time (no group commit to share an fsync)
+    bulk_n: int = 1000  # creates per round: as single requests (32 connections), then as one Bulk request
+    bulk_rounds: int = 3
     calibrate_n: int = 30000
     # time limits (seconds), scimlet / scim2-server
     limits: dict = field(
@@ -120,6 +123,8 @@ QUICK = Plan(
     full_gets=2,
     sync_n=500,
     sync_seq_n=100,
+    bulk_n=200,
+    bulk_rounds=1,
     calibrate_n=3000,
     limits={
         "create": 6,
@@ -560,6 +565,59 @@ async def sync_compare(workdir: Path, plan: Plan, clock: Clock) -> dict:
     return res
 
 
+async def bulk_compare(workdir: Path, plan: Plan) -> dict:
+    """Server CPU for `bulk_n` creates sent as single requests (32 connections), then as one POST /Bulk
+    of `bulk_n` POST operations (the same Entra body each), alternating for `bulk_rounds` rounds on one
+    fresh scimlet. Each round's creates are new users. Returns per-round CPU seconds and wall seconds."""
+    db = workdir / "bulk.db"
+    port = free_port()
+    tenant, token = provision_scimlet(db, port)
+    srv, _ = await start_scimlet(workdir, db, port, tenant, token, plan.limits["ready"], label="scimlet-bulk")
+    rounds: list[dict] = []
+    st = lg.State(srv.base_url, srv.token, plan.concurrency, server_pid=srv.proc.pid)
+    try:
+        for _ in range(plan.bulk_rounds):
+            cpu0, t0 = lg.cpu_seconds(srv.proc.pid), time.perf_counter()
+            single = await lg.phase_create(srv.base_url, srv.token, plan.bulk_n, 120, state=st, name="bulk: single")
+            cpu1, t1 = lg.cpu_seconds(srv.proc.pid), time.perf_counter()
+            first = len(st.ids)
+            st.ensure_users(first + plan.bulk_n)
+            operations = [
+                {"method": "POST", "path": "/Users", "bulkId": f"u{i}", "data": lg.loads(lg.user_body(st, i))}
+                for i in range(first, first + plan.bulk_n)
+            ]
+            body = lg.dumps(
+                {"schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"], "Operations": operations}
+            )
+            await st.client.reset()
+            cpu2, t2 = lg.cpu_seconds(srv.proc.pid), time.perf_counter()
+            status, answer, _ = await st.client.one("POST", "/Bulk", body)
+            cpu3, t3 = lg.cpu_seconds(srv.proc.pid), time.perf_counter()
+            made = (
+                sum(op.get("status") == "201" for op in lg.loads(answer).get("Operations", [])) if status == 200 else 0
+            )
+            for i in range(first, first + plan.bulk_n):
+                st.ids[i] = f"bulk-{i}"  # created (the ids are not needed again)
+            if cpu0 is None or cpu1 is None or cpu2 is None or cpu3 is None:
+                raise RuntimeError("no CPU time readable for the server")
+            rounds.append(
+                {
+                    "single_cpu_s": cpu1 - cpu0,
+                    "single_wall_s": t1 - t0,
+                    "single_created": single.extra.get("created"),
+                    "bulk_cpu_s": cpu3 - cpu2,
+                    "bulk_wall_s": t3 - t2,
+                    "bulk_status": status,
+                    "bulk_created": made,
+                }
+            )
+            log(f"bulk round: {rounds[-1]}")
+    finally:
+        st.client.close()
+        srv.stop()
+    return {"n": plan.bulk_n, "rounds": rounds}
+
+
 async def bench_scimlet(workdir: Path, plan: Plan, clock: Clock, turns: Turns | None = None) -> dict:
     db = workdir / "scimlet.db"
     port = free_port()
@@ -602,6 +660,10 @@ async def bench_scimlet(workdir: Path, plan: Plan, clock: Clock, turns: Turns | 
         log(f"scimlet restart on existing DB: first 200 after {t:.3f}s; {side.get('restart_total_users')} users")
         side["db_bytes"] = sum(p.stat().st_size for p in workdir.glob("scimlet.db*"))
         side["sync"] = await sync_compare(workdir, plan, clock)
+        try:
+            side["bulk"] = await bulk_compare(workdir, plan)
+        except Exception as e:  # reported as failed, never hiding the rest
+            side["bulk"] = {"error": f"{type(e).__name__}: {e}"}
     return {"results": results, "state": st, "side": side}
 
 
@@ -1030,6 +1092,22 @@ def report(plan: Plan, quick: bool, sc: dict | None, bl: dict | None, cal, meta:
         for mode, v in sync.items():
             if not isinstance(v, lg.PhaseResult):
                 w(f"| synchronous={mode} | failed: {str(v)[:200]} | | |")
+        bulk = side.get("bulk") or {}
+        if bulk.get("rounds"):
+            rounds = bulk["rounds"]
+            single = statistics.median(r["single_cpu_s"] for r in rounds)
+            batched = statistics.median(r["bulk_cpu_s"] for r in rounds)
+            made = min(r["bulk_created"] for r in rounds)
+            wall = statistics.median(r["bulk_wall_s"] for r in rounds)
+            ok = batched < single and made == bulk["n"]
+            w(
+                f"| server CPU for {bulk['n']:,} creates: single requests / one Bulk request (median of "
+                f"{len(rounds)} alternating rounds; Bulk wall {wall:.2f} s, {made:,} of {bulk['n']:,} created) "
+                f"| {single:.2f} s / {batched:.2f} s = {single / batched if batched else 0:.2f}× "
+                f"| Bulk < single | {verdict(ok)} |"
+            )
+        elif bulk.get("error"):
+            w(f"| Bulk against single creates | failed: {bulk['error'][:200]} | | |")
         w("")
         if quick:
             w(

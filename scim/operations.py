@@ -25,8 +25,10 @@ def classify(
     if route is None:
         return (f"Read {endpoint}" if endpoint else "Unknown request"), None
     rtype = route.resource
+    if route.endpoint == "Bulk":
+        return "Bulk request", None
     if rtype is None:
-        return f"Read {route.endpoint}", None
+        return (f"Read {route.endpoint}" if method == "GET" else f"{method} {route.endpoint}"), None
     one = route.kind == ITEM
     if method == "POST" and not one:
         if route.kind == SEARCH:

@@ -15,7 +15,7 @@ SCIM_PREFIX = "/v1/scim/"
 COLLECTION = "collection"  # the endpoint itself: list or create
 SEARCH = "search"  # POST .../.search
 ITEM = "item"  # one resource under the endpoint, by its parameter
-DISCOVERY = "discovery"  # the read-only endpoints that describe the server, and the root .search
+DISCOVERY = "discovery"  # the endpoints of no resource type: discovery, the root .search, /Bulk, /Me
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +53,8 @@ ROUTES: tuple[ScimRoute, ...] = (
     _route("Groups/.search", ("POST",), "search", "Group"),
     _route("Groups/{id}", ITEM_METHODS, "one", "Group"),
     _route(".search", ("POST",), "search_all"),
+    _route("Bulk", ("POST",), "bulk"),
+    _route("Me", ITEM_METHODS + ("POST",), "me"),
     _route("ServiceProviderConfig", ("GET",), "service_provider_config"),
     _route("ResourceTypes", ("GET",), "resource_types"),
     _route("ResourceTypes/{name}", ("GET",), "resource_type"),

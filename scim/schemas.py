@@ -469,11 +469,12 @@ RESOURCE_TYPES: dict[str, ResourceType] = {"User": USER_TYPE, "Group": GROUP_TYP
 
 
 def service_provider_config(base_url: str, max_results: int, max_operations: int, max_payload_size: int) -> dict:
-    """What we support, honestly: PATCH, filter, sort, ETags; no bulk, no password change."""
+    """What we support, honestly: PATCH, Bulk, filter, sort, ETags; no password change.
+    max_operations and max_payload_size are the Bulk request's limits."""
     return {
         "schemas": [SERVICE_PROVIDER_CONFIG],
         "patch": {"supported": True},
-        "bulk": {"supported": False, "maxOperations": max_operations, "maxPayloadSize": max_payload_size},
+        "bulk": {"supported": True, "maxOperations": max_operations, "maxPayloadSize": max_payload_size},
         "filter": {"supported": True, "maxResults": max_results},
         "changePassword": {"supported": False},
         "sort": {"supported": True},

@@ -235,6 +235,7 @@ class LogQuery:
     text: str | None = None  # in target, detail or path; or the resource's id or its current name
     since: str | None = None  # inclusive, a stored timestamp (UTC, ...Z)
     until: str | None = None  # exclusive
+    bulk_request: str | None = None  # the records of one Bulk request's operations
     before_id: int | None = None  # keyset cursor: records older than this one
     limit: int = 50
 
@@ -265,6 +266,8 @@ class LogRecord(NamedTuple):
     ignored: str | None = None
     # The kind of fault injected instead of (or, "delay", before) the real answer (web/faults.py), else None.
     injected: str | None = None
+    # The Bulk request this was an operation of: an id its operations' records share, else None.
+    bulk_request: str | None = None
     id: int | None = None  # given by the database
     resource_name: str | None = None  # the resource's userName / displayName now, when it still exists
     probe: bool = False  # read back: one of Test Connection's probes (PROBE_SQL), never counted a failure

@@ -50,6 +50,7 @@ OPERATIONS = frozenset(
         "Read Schemas",
         "Read ResourceTypes",
         "Read ServiceProviderConfig",
+        "Bulk request",
     ]
 )
 UNKNOWN_IDP = "unknown"

@@ -341,6 +341,7 @@ def build_record(
         response_body=logged_response_body(response_raw),
         ignored=_logged_ignored(request.ignored),
         injected=request.injected,
+        bulk_request=request.bulk_request,
     )
 
 

@@ -9,6 +9,7 @@ validation and /Schemas, so the description cannot drift from what the server en
 from __future__ import annotations
 
 from scim import schemas
+from scim.bulk import BULK_REQUEST, BULK_RESPONSE
 from scim.errors import ERROR_SCHEMA, SCIM_TYPES
 from scim.schemas import DEFAULT_LIMITS, Attribute, Limits, ResourceType
 
@@ -293,6 +294,24 @@ def _discovery_paths() -> dict:
     }
 
 
+def _bulk_paths() -> dict:
+    return {
+        "/Bulk": {
+            "post": {
+                "operationId": "bulk",
+                "summary": "Run POST, PUT, PATCH and DELETE operations on users and groups in one request "
+                "(RFC 7644 §3.7); each answers as if sent alone",
+                "tags": ["Bulk"],
+                "requestBody": {"required": True, "content": _json("BulkRequest")},
+                "responses": {
+                    "200": _ok("Each operation's outcome, in the order they ran", "BulkResponse"),
+                    **_errors("408", "413", "415"),
+                },
+            }
+        },
+    }
+
+
 def _parameters() -> dict:
     def query(name: str, description: str, schema: dict) -> dict:
         return {"name": name, "in": "query", "required": False, "description": description, "schema": schema}
@@ -394,6 +413,53 @@ def _message_schemas() -> dict:
                 "excludedAttributes": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
             },
         },
+        "BulkRequest": {
+            "type": "object",
+            "required": ["schemas", "Operations"],
+            "properties": {
+                "schemas": {"type": "array", "items": {"type": "string", "enum": [BULK_REQUEST]}},
+                "failOnErrors": {"type": "integer", "minimum": 1},
+                "Operations": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["method", "path"],
+                        "properties": {
+                            "method": {"type": "string", "enum": ["POST", "PUT", "PATCH", "DELETE"]},
+                            "path": {"type": "string", "description": "/Users, /Groups, /Users/<id> or /Groups/<id>"},
+                            "bulkId": {
+                                "type": "string",
+                                "description": "Required with POST; refer to it as bulkId:<id>",
+                            },
+                            "version": {"type": "string", "description": "The ETag the resource must have (If-Match)"},
+                            "data": free_object,
+                        },
+                    },
+                },
+            },
+        },
+        "BulkResponse": {
+            "type": "object",
+            "required": ["schemas", "Operations"],
+            "properties": {
+                "schemas": {"type": "array", "items": {"type": "string", "enum": [BULK_RESPONSE]}},
+                "Operations": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["status"],
+                        "properties": {
+                            "method": {"type": "string"},
+                            "bulkId": {"type": "string"},
+                            "version": {"type": "string"},
+                            "location": {"type": "string"},
+                            "status": {"type": "string", "description": "The operation's HTTP status code"},
+                            "response": {"$ref": "#/components/schemas/Error"},
+                        },
+                    },
+                },
+            },
+        },
         "ServiceProviderConfig": {
             **free_object,
             "required": [
@@ -445,8 +511,13 @@ def openapi_document(base_url: str, limits: Limits = DEFAULT_LIMITS) -> dict:
             }
         ],
         "security": [{"bearer": []}],
-        "tags": [{"name": "Users"}, {"name": "Groups"}, {"name": "Discovery"}],
-        "paths": {**_resource_paths(schemas.USER_TYPE), **_resource_paths(schemas.GROUP_TYPE), **_discovery_paths()},
+        "tags": [{"name": "Users"}, {"name": "Groups"}, {"name": "Bulk"}, {"name": "Discovery"}],
+        "paths": {
+            **_resource_paths(schemas.USER_TYPE),
+            **_resource_paths(schemas.GROUP_TYPE),
+            **_bulk_paths(),
+            **_discovery_paths(),
+        },
         "components": {
             "securitySchemes": {
                 "bearer": {

@@ -133,6 +133,8 @@ def _log_conditions(query: LogQuery) -> tuple[list[str], list]:
         conditions.append(FAILURE_SQL if query.failures else "status < 400")
     if query.operation:
         conditions.append(f"operation = {bind(query.operation)}")
+    if query.bulk_request:
+        conditions.append(f"bulk_request = {bind(query.bulk_request.replace(chr(0), ''))}")
     if query.text:
         pattern = bind(like_pattern(query.text))
         exact = bind(query.text.replace("\x00", ""))

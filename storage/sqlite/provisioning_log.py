@@ -129,6 +129,9 @@ def _log_conditions(query: LogQuery) -> tuple[list[str], list]:
     if query.operation:
         conditions.append("operation = ?")
         params.append(query.operation)
+    if query.bulk_request:
+        conditions.append("bulk_request = ?")
+        params.append(query.bulk_request)
     if query.text:
         pattern = like_pattern(query.text)
         # PATCH and DELETE records name their resource by id only: match its current name as well.

@@ -107,6 +107,7 @@ async def test_openapi_describes_every_route_and_attribute(database_url: str) ->
         "/ResourceTypes/{name}": {"get"},
         "/Schemas": {"get"},
         "/Schemas/{urn}": {"get"},
+        "/Bulk": {"post"},
     }
     assert {path: set(ops) for path, ops in doc["paths"].items()} == expected
     user = doc["components"]["schemas"]["User"]["properties"]

@@ -19,7 +19,7 @@ async def test_service_provider_config_is_honest(tenant: Tenant) -> None:
     body = (await tenant.client.get("/ServiceProviderConfig")).json()
     assert body["patch"]["supported"] is True
     assert body["filter"] == {"supported": True, "maxResults": 1000}
-    assert body["bulk"]["supported"] is False
+    assert body["bulk"] == {"supported": True, "maxOperations": 1000, "maxPayloadSize": 1048576}
     assert body["etag"]["supported"] is True
     assert body["sort"]["supported"] is True
     assert body["authenticationSchemes"][0]["type"] == "oauthbearertoken"

@@ -62,6 +62,7 @@ async def test_migrate_creates_the_database_it_is_pointed_at(missing_database: s
         "004_deleted_idp_names.sql",
         "005_fault_rules.sql",
         "006_second_key.sql",
+        "007_bulk_request.sql",
     ]
     assert await store.migrate() == [
         "001_initial.sql",
@@ -70,6 +71,7 @@ async def test_migrate_creates_the_database_it_is_pointed_at(missing_database: s
         "004_deleted_idp_names.sql",
         "005_fault_rules.sql",
         "006_second_key.sql",
+        "007_bulk_request.sql",
     ]
     assert await store.migrate() == []  # once only
     assert await store.pending_migrations() == []

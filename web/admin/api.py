@@ -349,6 +349,7 @@ class AdminApi:
             until=params.get("until"),
             before=params.get("before"),
             count=params.get("count"),
+            bulk=params.get("bulk"),
         )
         records, more = await self.service.logs(query)
         return JsonResponse(

@@ -664,7 +664,7 @@ class Console:
 
     async def logs(self, request: Request, session: AdminSession) -> Response:
         params = request.query_params
-        fields = {name: params.get(name, "") for name in ("idp", "outcome", "operation", "q", "since", "until")}
+        fields = {name: params.get(name, "") for name in ("idp", "outcome", "operation", "q", "since", "until", "bulk")}
         idps = await self.service.idps()
         error: str | None = None
         records: list[LogRecord] = []
@@ -679,6 +679,7 @@ class Console:
                 until=fields["until"],
                 before=params.get("before"),
                 count=PAGE_SIZE,
+                bulk=fields["bulk"],
             )
             records, more = await self.service.logs(query)
         except AdminError as exc:

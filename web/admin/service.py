@@ -88,6 +88,7 @@ OPERATIONS = (
     "Read ServiceProviderConfig",
     "Read Schemas",
     "Read ResourceTypes",
+    "Bulk request",
 )
 
 PASSWORD_SETTING = "admin_password"
@@ -588,6 +589,7 @@ class AdminService:
             "detail": record.detail,
             "ignored": record.ignored_names,
             "injected": record.injected,
+            "bulk_request": record.bulk_request,
             "duration_ms": record.duration_ms,
             "client": record.client,
         }
@@ -738,6 +740,7 @@ def log_query(
     until: str | None = None,
     before: str | None = None,
     count: str | int | None = None,
+    bulk: str | None = None,
 ) -> LogQuery:
     """A LogQuery from the console's form fields or the API's query parameters (all text)."""
     if outcome not in (None, "", "success", "failure"):
@@ -749,6 +752,7 @@ def log_query(
     limit = _whole(count, "count") if count not in (None, "") else 50
     text = (text or "").strip()
     _check_length("search text", text, MAX_LOG_SEARCH)
+    _check_length("Bulk request id", bulk or "", MAX_LOG_SEARCH)
     return LogQuery(
         idp_id=idp or None,
         failures=failures,
@@ -756,6 +760,7 @@ def log_query(
         text=text or None,
         since=parse_time(since, "since"),
         until=parse_time(until, "until"),
+        bulk_request=bulk or None,
         before_id=before_id,
         limit=min(max(limit, 1), MAX_PAGE),
     )

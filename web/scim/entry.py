@@ -23,6 +23,7 @@ from web.access_log import finish_request, scim_route
 from web.faults import CLOSED_UNANSWERED, Faults, closer, fault_error
 from web.metrics import Metrics
 from web.observe import MAX_LOGGED_BODY, Listener, build_record
+from web.scim.bulk import BulkEndpoint
 from web.scim.error_responses import detached, error_response, internal_error, routing_error
 from web.scim.handlers import ScimHandlers
 from web.scim.request import ScimRequest
@@ -60,6 +61,7 @@ class ScimApi:
         self.handlers = ScimHandlers(store, settings)
         self.limits = self.handlers.limits
         self.faults = faults
+        self.bulk = BulkEndpoint(self.handlers, self.route, self.record)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Answer one request under /v1/scim/, then count, log and record it.
@@ -102,10 +104,17 @@ class ScimApi:
             self.finish(request, response.status_code, sent, time.perf_counter() - started)
 
     def finish(self, request: ScimRequest, status: int, sent: bytes | bytearray | memoryview, seconds: float) -> None:
-        """Count and log the answered request, and hand its provisioning record to every listener."""
+        """Count and log the answered request, and hand its provisioning record to every listener.
+        A Bulk request that ran operations is recorded as them (BulkEndpoint records each)."""
         finish_request(
             self.metrics, request.scope, scim_route(request.route), status, seconds, request.path_params.get("idp")
         )
+        route = request.route
+        if route is None or route.handler != "bulk" or request.bulk_request is None or request.error is not None:
+            self.record(request, status, sent, seconds)
+
+    def record(self, request: ScimRequest, status: int, sent: bytes | bytearray | memoryview, seconds: float) -> None:
+        """Hand the request's provisioning record to every listener (the log, the operation metrics)."""
         record = build_record(request, status, sent, seconds * 1000)
         for listener in self.listeners:
             try:
@@ -167,7 +176,8 @@ class ScimApi:
         a path is tried against its own endpoint's two or three routes, not the whole table."""
         by_endpoint: dict[str, list[tuple[Route, ScimRoute, Handler]]] = {}
         for spec in ROUTES:
-            handler = getattr(self.handlers, spec.handler)
+            # The handlers' methods; /Bulk's handler runs the others, so it lives here (self.bulk).
+            handler = getattr(self.handlers, spec.handler, None) or getattr(self, spec.handler)
             if spec.resource is not None:
                 handler = functools.partial(handler, rtype=RESOURCE_TYPES[spec.resource])
             route = Route(spec.template, handler, methods=spec.methods)

@@ -37,6 +37,8 @@ class ScimHandlers:
         self.max_count = settings.scim.max_page_size
         self.max_members = settings.scim.max_members_per_patch
         self.max_operations = settings.scim.max_operations
+        self.bulk_max_operations = settings.scim.bulk_max_operations
+        self.bulk_max_payload = settings.scim.bulk_max_payload_bytes
         self.limits = settings.scim.limits
         self.body_deadlines = BodyDeadlines(settings.server.body_timeout)
         security = settings.security
@@ -49,7 +51,7 @@ class ScimHandlers:
         self.auth.authenticate(request)
         return ScimResponse(
             schemas.service_provider_config(
-                self.render.base_url(request), self.max_count, self.max_operations, self.max_body
+                self.render.base_url(request), self.max_count, self.bulk_max_operations, self.bulk_max_payload
             )
         )
 
@@ -120,6 +122,16 @@ class ScimHandlers:
         raise ScimError(
             501,
             "Searching several resource types at once is not supported; POST /Users/.search or /Groups/.search instead",
+        )
+
+    async def me(self, request: ScimRequest) -> Response:
+        """/Me (RFC 7644 §3.11) is the authenticated subject's own resource; scimlet's subject is an
+        API key bound to an IdP, never a user, so there is none: 501, as §3.11 allows."""
+        self.auth.authenticate(request)
+        raise ScimError(
+            501,
+            "/Me is not supported: scimlet signs in API keys, not users, so no user resource is the "
+            "subject of a request; read /Users/<id> instead",
         )
 
     async def query(self, request: ScimRequest, rtype: ResourceType, params: dict) -> Response:

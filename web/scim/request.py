@@ -37,6 +37,7 @@ class ScimRequest:
         "target_name",
         "ignored",
         "injected",
+        "bulk_request",
     )
 
     def __init__(self, scope: Scope, receive: Receive) -> None:
@@ -70,6 +71,9 @@ class ScimRequest:
         self.ignored: list[str] = []
         # The kind of fault a fault rule injected into this request's answer (web/faults.py), for the log.
         self.injected: str | None = None
+        # The Bulk request this one is an operation of (or, on the Bulk request itself, that it
+        # ran operations): the id its records share in the provisioning log.
+        self.bulk_request: str | None = None
 
     @property
     def body_unread(self) -> bool:
