@@ -211,7 +211,9 @@ def parse_filter(
             if tok.type in _LITERAL_TYPES:
                 tok.value = ("slot", _Slot(slot))
                 slot += 1
-        template = _Resolver(rtype, max_depth).filter(_parse_tree(text, tokens), depth=0)
+        resolved = _Resolver(rtype, max_depth).filter(_parse_tree(text, tokens), depth=0)
+        assert not isinstance(resolved, bool), "only a lenient resolver folds a filter to a constant"
+        template = resolved
         if len(tokens) <= MAX_CACHED_TOKENS:
             if len(_TEMPLATES) >= MAX_CACHED_SHAPES:
                 _TEMPLATES.clear()
@@ -295,12 +297,90 @@ def parse_path_filter(attr_text: str, filter_text: str, rtype: ResourceType) -> 
     return node
 
 
+def parse_filter_across(
+    text: str,
+    rtypes: list[ResourceType],
+    *,
+    max_length: int = MAX_FILTER_LENGTH,
+    max_depth: int = MAX_FILTER_DEPTH,
+) -> dict[str, Node | bool]:
+    """A filter over several resource types at once (RFC 7644 §3.4.2, a search at the root), resolved
+    for each: resource type name -> its filter, or True (every resource of the type matches) or
+    False (none does). An attribute a type does not have is unassigned in every resource of it:
+    a comparison or `pr` on it is false there, so `title eq "x"` matches no group and
+    `not (title pr)` every group, and the filter folds to what remains. An attribute that none of
+    the types has, and every other fault, is 400 invalidFilter, as in a search of one type."""
+    if len(text) > max_length:
+        raise invalid_filter(f"The filter is {len(text)} characters long; the limit is {max_length}")
+    if not text.strip():
+        raise invalid_filter('The filter is empty; send e.g. userName eq "alice@contoso.com"')
+    resolved: dict[str, Node | bool] = {}
+    unknown: list[dict[str, str]] = []
+    for rtype in rtypes:
+        tokens = tokenize(text)
+        _check_depth(tokens, max_depth)
+        resolver = _Resolver(rtype, max_depth, lenient=True)
+        resolved[rtype.name] = resolver.filter(_parse_tree(text, tokens), depth=0)
+        unknown.append(resolver.unknown)
+
+    def lacks(names: dict[str, str], name: str) -> bool:
+        """Whether a type lacks the name: it lacks the name or the attribute the name is a part of."""
+        parts = name.split(".")
+        return any(".".join(parts[:end]) in names for end in range(1, len(parts) + 1))
+
+    for name in sorted({name for names in unknown for name in names}):
+        if all(lacks(names, name) for names in unknown):
+            detail = next(names[name] for names in unknown if name in names)
+            types = ", ".join(rtype.name for rtype in rtypes)
+            raise invalid_filter(f"{detail}: no resource type searched ({types}) has it")
+    return resolved
+
+
+class _UnknownAttribute(ScimError):
+    """A name the resource type does not have, met by a lenient resolver (parse_filter_across)."""
+
+
+def _unknown(detail: str) -> ScimError:
+    return _UnknownAttribute(400, detail, "invalidFilter")
+
+
+def _and(left: Node | bool, right: Node | bool) -> Node | bool:
+    if left is False or right is False:
+        return False
+    if left is True:
+        return right
+    if right is True:
+        return left
+    return And(left, right)
+
+
+def _or(left: Node | bool, right: Node | bool) -> Node | bool:
+    if left is True or right is True:
+        return True
+    if left is False:
+        return right
+    if right is False:
+        return left
+    return Or(left, right)
+
+
+def _not(expr: Node | bool) -> Node | bool:
+    return (not expr) if isinstance(expr, bool) else Not(expr)
+
+
 class _Resolver:
-    def __init__(self, rtype: ResourceType, max_depth: int = MAX_FILTER_DEPTH) -> None:
+    """The filter's parse tree resolved against a resource type. A lenient resolver reads a name
+    the type does not have as an unassigned attribute (False) and folds the constants away,
+    keeping in `unknown` each such name (lower-cased, as written) with its error's detail."""
+
+    def __init__(self, rtype: ResourceType, max_depth: int = MAX_FILTER_DEPTH, *, lenient: bool = False) -> None:
         self.rtype = rtype
         self.max_depth = max_depth
+        self.lenient = lenient
+        self.unknown: dict[str, str] = {}
+        self.error = _unknown if lenient else invalid_filter
 
-    def filter(self, node: sfp.AST, depth: int, parent: AttrRef | None = None) -> Node:
+    def filter(self, node: sfp.AST, depth: int, parent: AttrRef | None = None) -> Node | bool:
         if depth > self.max_depth * 4:
             raise invalid_filter(f"The filter nests deeper than {self.max_depth} levels")
         if isinstance(node, sfp.Filter):
@@ -309,14 +389,14 @@ class _Resolver:
             if isinstance(node.expr, sfp.LogExpr) and not node.negated:
                 return self.chain(node.expr, depth, parent)
             inner = self.filter(node.expr, depth + 1, parent)
-            return Not(inner) if node.negated else inner
+            return _not(inner) if node.negated else inner
         if isinstance(node, sfp.LogExpr):
             return self.chain(node, depth, parent)
         if isinstance(node, sfp.AttrExpr):
             return self.attr_expr(node, parent)
         raise invalid_filter("The filter is not valid SCIM filter syntax")
 
-    def chain(self, node: sfp.LogExpr, depth: int, parent: AttrRef | None) -> Node:
+    def chain(self, node: sfp.LogExpr, depth: int, parent: AttrRef | None) -> Node | bool:
         """Rebuild an implicit left-associated chain of and/or with "and" binding tighter."""
         operands: list[sfp.AST] = []
         operators: list[str] = []
@@ -338,28 +418,44 @@ class _Resolver:
 
         flatten(node)
         resolved = [self.filter(item, depth + 1, parent) for item in operands]
-        terms: list[Node] = [resolved[0]]
+        terms: list[Node | bool] = [resolved[0]]
         for op, operand in zip(operators, resolved[1:], strict=False):
             if op == "and":
-                terms[-1] = And(terms[-1], operand)
+                terms[-1] = _and(terms[-1], operand)
             else:
                 terms.append(operand)
         result = terms[0]
         for term in terms[1:]:
-            result = Or(result, term)
+            result = _or(result, term)
         return result
 
-    def value_path(self, path: sfp.AttrPath, expr: sfp.AST, depth: int, parent: AttrRef | None) -> Node:
+    def value_path(self, path: sfp.AttrPath, expr: sfp.AST, depth: int, parent: AttrRef | None) -> Node | bool:
         if parent is not None:
             raise invalid_filter("A value filter [...] cannot be nested inside another value filter")
         if not isinstance(path, sfp.AttrPath) or not isinstance(path.attr_name, str) or path.sub_attr:
             raise invalid_filter('A value filter must follow a plain attribute name, e.g. emails[type eq "work"]')
-        ref = self.ref(path, None)
+        ref = self.lenient_ref(path, None)
+        if ref is None:
+            return False
         if not ref.attr.is_complex or not ref.attr.multi_valued:
             raise invalid_filter(f"{ref.name} is not a multi-valued complex attribute; it cannot take [...]")
-        return ValuePath(ref, self.filter(expr, depth + 1, ref))
+        inner = self.filter(expr, depth + 1, ref)
+        if isinstance(inner, bool):
+            # Every element matches (the test named only sub-attributes it lacks, negated): one is there.
+            return inner and Present(ref)
+        return ValuePath(ref, inner)
 
-    def attr_expr(self, node: sfp.AttrExpr, parent: AttrRef | None) -> Node:
+    def lenient_ref(self, path: sfp.AttrPath, parent: AttrRef | None) -> AttrRef | None:
+        """ref(), or None (noted in `unknown`) when a lenient resolver's type does not have the name."""
+        try:
+            return self.ref(path, parent)
+        except _UnknownAttribute as exc:
+            sub = f".{path.sub_attr.value}" if path.sub_attr is not None else ""
+            written = f"{parent.attr.name}." if parent is not None else ""
+            self.unknown[f"{written}{path.uri or ''}{path.attr_name}{sub}".lower()] = exc.detail
+            return None
+
+    def attr_expr(self, node: sfp.AttrExpr, parent: AttrRef | None) -> Node | bool:
         path = node.attr_path
         if isinstance(path.attr_name, sfp.Filter):
             # emails[type eq "work"].value eq "x": the comparison applies inside the value filter
@@ -367,11 +463,20 @@ class _Resolver:
             sub = inner_path.sub_attr
             inner_path.sub_attr = None
             outer = self.value_path(inner_path, path.attr_name.expr, 0, parent)
-            assert isinstance(outer, ValuePath)
+            if isinstance(outer, bool):
+                return outer  # lenient: the type has no such attribute
+            assert isinstance(outer, ValuePath | Present)
+            # A Present: the value filter held for every element (lenient, on sub-attributes the type lacks).
+            test = outer.filter if isinstance(outer, ValuePath) else True
             leaf_path = sfp.AttrPath(sub.value if sub else "value", None, None)
             leaf = self.attr_expr(sfp.AttrExpr(node.value, leaf_path, node.comp_value), outer.ref)
-            return ValuePath(outer.ref, And(outer.filter, leaf))
-        ref = self.ref(path, parent)
+            both = _and(test, leaf)
+            if isinstance(both, bool):
+                return both and Present(outer.ref)
+            return ValuePath(outer.ref, both)
+        ref = self.lenient_ref(path, parent)
+        if ref is None:
+            return False
         op = node.value.lower()
         if op == "pr":
             return Present(ref)
@@ -387,8 +492,8 @@ class _Resolver:
         if parent is not None:
             if path.uri or sub:
                 raise invalid_filter(f"Inside {parent.name}[...] use sub-attribute names such as value or type")
-            return resolve_sub(parent, path.attr_name, error=invalid_filter)
-        ref = resolve(self.rtype, path.uri, path.attr_name, sub, error=invalid_filter)
+            return resolve_sub(parent, path.attr_name, error=self.error)
+        ref = resolve(self.rtype, path.uri, path.attr_name, sub, error=self.error)
         if ref.attr.is_complex and ref.sub is None:
             # "emails eq x", "members eq id", "manager eq id" compare the value sub-attribute
             value_sub = ref.attr.sub("value")

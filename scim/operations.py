@@ -27,6 +27,8 @@ def classify(
     rtype = route.resource
     if route.endpoint == "Bulk":
         return "Bulk request", None
+    if route.handler == "search_all":
+        return "Search Users and Groups", None
     if rtype is None:
         return (f"Read {route.endpoint}" if method == "GET" else f"{method} {route.endpoint}"), None
     one = route.kind == ITEM

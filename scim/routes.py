@@ -28,7 +28,7 @@ class ScimRoute:
     handler: str
     resource: str | None  # "User" or "Group" for the resource endpoints
     kind: str  # COLLECTION, SEARCH, ITEM or DISCOVERY
-    endpoint: str  # the segment after the IdP ID: "Users", "Schemas", ".search"...
+    endpoint: str  # the segment after the IdP ID: "Users", "Schemas", ".search"..., "" for the tenant root
     param: str | None  # the parameter of the last segment ("id", "urn", "name"), if any
 
 
@@ -41,7 +41,8 @@ def _route(rest: str, methods: tuple[str, ...], handler: str, resource: str | No
         kind = ITEM
     else:
         kind = SEARCH if last == ".search" else COLLECTION
-    return ScimRoute(f"{SCIM_PREFIX}{{idp}}/{rest}", methods, handler, resource, kind, endpoint, param)
+    template = f"{SCIM_PREFIX}{{idp}}/{rest}" if rest else f"{SCIM_PREFIX}{{idp}}"
+    return ScimRoute(template, methods, handler, resource, kind, endpoint, param)
 
 
 ITEM_METHODS = ("GET", "PUT", "PATCH", "DELETE")
@@ -53,6 +54,7 @@ ROUTES: tuple[ScimRoute, ...] = (
     _route("Groups/.search", ("POST",), "search", "Group"),
     _route("Groups/{id}", ITEM_METHODS, "one", "Group"),
     _route(".search", ("POST",), "search_all"),
+    _route("", ("GET",), "search_all"),  # the tenant root: a search across types by query string
     _route("Bulk", ("POST",), "bulk"),
     _route("Me", ITEM_METHODS + ("POST",), "me"),
     _route("ServiceProviderConfig", ("GET",), "service_provider_config"),

@@ -51,6 +51,7 @@ OPERATIONS = frozenset(
         "Read ResourceTypes",
         "Read ServiceProviderConfig",
         "Bulk request",
+        "Search Users and Groups",
     ]
 )
 UNKNOWN_IDP = "unknown"

@@ -294,8 +294,31 @@ def _discovery_paths() -> dict:
     }
 
 
-def _bulk_paths() -> dict:
+def _tenant_paths() -> dict:
+    """The endpoints of no one resource type: searches across types, and Bulk."""
+    across = "Users and groups in one search (RFC 7644 §3.4.3): users first, then groups, unless sortBy"
     return {
+        "/": {
+            "get": {
+                "operationId": "searchAll",
+                "summary": across,
+                "tags": ["Search"],
+                "parameters": _QUERY,
+                "responses": {"200": _ok("A page of users and groups", "ResourceListResponse"), **_errors()},
+            }
+        },
+        "/.search": {
+            "post": {
+                "operationId": "searchAllWithBody",
+                "summary": across,
+                "tags": ["Search"],
+                "requestBody": {"required": True, "content": _json("SearchRequest")},
+                "responses": {
+                    "200": _ok("A page of users and groups", "ResourceListResponse"),
+                    **_errors("408", "413", "415"),
+                },
+            }
+        },
         "/Bulk": {
             "post": {
                 "operationId": "bulk",
@@ -511,11 +534,11 @@ def openapi_document(base_url: str, limits: Limits = DEFAULT_LIMITS) -> dict:
             }
         ],
         "security": [{"bearer": []}],
-        "tags": [{"name": "Users"}, {"name": "Groups"}, {"name": "Bulk"}, {"name": "Discovery"}],
+        "tags": [{"name": n} for n in ("Users", "Groups", "Search", "Bulk", "Discovery")],
         "paths": {
             **_resource_paths(schemas.USER_TYPE),
             **_resource_paths(schemas.GROUP_TYPE),
-            **_bulk_paths(),
+            **_tenant_paths(),
             **_discovery_paths(),
         },
         "components": {
@@ -533,6 +556,13 @@ def openapi_document(base_url: str, limits: Limits = DEFAULT_LIMITS) -> dict:
                 "GroupInput": _resource(schemas.GROUP_TYPE, limits, request=True),
                 "UserListResponse": _list_response("User"),
                 "GroupListResponse": _list_response("Group"),
+                "ResourceListResponse": {
+                    **_list_response("User"),
+                    "properties": {
+                        **_list_response("User")["properties"],
+                        "Resources": {"type": "array", "items": {"type": "object", "additionalProperties": True}},
+                    },
+                },
                 **_message_schemas(),
             },
             "parameters": _parameters(),

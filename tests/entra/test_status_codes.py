@@ -147,10 +147,14 @@ def test_overload_is_429_with_retry_after(database_url: str, tmp_path: Path) -> 
         assert listing["totalResults"] == len(accepted)
 
 
-def test_search_across_resource_types_is_501_not_404(http: httpx.Client, entra_server: LiveServer) -> None:
-    """RFC 7644 §3.4.3 root searches: not supported, and said so with 501 (§3.12), after authentication."""
+def test_search_across_resource_types_answers_a_list(http: httpx.Client, entra_server: LiveServer) -> None:
+    """RFC 7644 §3.4.3 root searches over users and groups, after authentication; GET at the root too."""
     body = {"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"], "filter": 'userName eq "x"'}
-    error = assert_scim_error(send(http, "POST", "/.search", body), 501)
-    assert "/Users/.search" in error["detail"]
+    answer = send(http, "POST", "/.search", body)
+    assert answer.status_code == 200
+    assert answer.json()["schemas"] == ["urn:ietf:params:scim:api:messages:2.0:ListResponse"]
+    assert answer.json()["totalResults"] == 0
     assert_scim_error(httpx.post(f"{entra_server.tenant_url}/.search", json=body), 401)
     assert http.get("/.search").status_code == 405
+    root = http.get("", params={"filter": 'displayName eq "nobody"'})
+    assert root.status_code == 200 and root.json()["Resources"] == []

@@ -108,6 +108,8 @@ async def test_openapi_describes_every_route_and_attribute(database_url: str) ->
         "/Schemas": {"get"},
         "/Schemas/{urn}": {"get"},
         "/Bulk": {"post"},
+        "/": {"get"},
+        "/.search": {"post"},
     }
     assert {path: set(ops) for path, ops in doc["paths"].items()} == expected
     user = doc["components"]["schemas"]["User"]["properties"]

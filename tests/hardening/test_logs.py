@@ -59,7 +59,7 @@ async def test_every_error_detail_quotes_a_client_value_clipped(database_url: st
         no_auth = {"Authorization": ""}
         cases = [
             # Before authentication: an unknown endpoint anywhere under /v1/scim/.
-            (lambda: http.get(f"https://scim.test/v1/scim/{LONG}", headers=no_auth), 404),
+            (lambda: http.get(f"https://scim.test/v1/scim/{LONG}/x", headers=no_auth), 404),
             (lambda: http.get(f"https://scim.test/v1/scim/{tenant.idp_id}/{LONG}", headers=no_auth), 404),
             (lambda: http.get(f"/Users/{LONG}"), 404),
             (lambda: http.get(f"/Schemas/{LONG}"), 404),

@@ -254,6 +254,7 @@ def test_every_operation_a_valid_request_gets_is_a_label_of_its_own() -> None:
     route = {spec.template.removeprefix("/v1/scim/{idp}/"): spec for spec in ROUTES}
     requests = [("GET", route[name], {}, None) for name in ("Schemas", "ResourceTypes", "ServiceProviderConfig")]
     requests.append(("POST", route["Bulk"], {}, None))
+    requests.append(("POST", route[".search"], {}, None))
     for endpoint in ("Users", "Groups"):
         requests += [
             ("GET", route[endpoint], {}, None),

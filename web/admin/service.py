@@ -89,6 +89,7 @@ OPERATIONS = (
     "Read Schemas",
     "Read ResourceTypes",
     "Bulk request",
+    "Search Users and Groups",
 )
 
 PASSWORD_SETTING = "admin_password"

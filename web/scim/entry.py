@@ -192,7 +192,7 @@ class ScimApi:
         scope = request.scope
         if scope["path"].endswith("/"):
             scope = {**scope, "path": scope["path"].rstrip("/")}
-        for route, spec, handler in self.routes.get(segments[1], ()) if len(segments) > 1 else ():
+        for route, spec, handler in self.routes.get(segments[1] if len(segments) > 1 else "", ()):
             match, child = route.matches(scope)
             if match is Match.NONE:
                 continue

@@ -18,6 +18,7 @@ from scim.validate import find_key, parse_members, server_unique, validate_resou
 from settings import Settings
 from storage import Change, ChangeFn, Principal, ResourceStore, Row, UniqueValue
 from web.request_body import BodyDeadlines, read_object
+from web.scim.across import across_query, search_across
 from web.scim.auth import BearerAuth
 from web.scim.params import page_query, projection
 from web.scim.preconditions import precondition
@@ -40,6 +41,7 @@ class ScimHandlers:
         self.bulk_max_operations = settings.scim.bulk_max_operations
         self.bulk_max_payload = settings.scim.bulk_max_payload_bytes
         self.limits = settings.scim.limits
+        self.limits_page_bytes = settings.scim.max_page_bytes
         self.body_deadlines = BodyDeadlines(settings.server.body_timeout)
         security = settings.security
         self.auth = BearerAuth(store, AuthThrottle(security.auth_failure_limit, security.auth_failure_window))
@@ -90,39 +92,30 @@ class ScimHandlers:
             return await self.create(request, rtype)
         rtype = tenant_type(self.auth.authenticate(request), rtype)
         params = request.query_params
-        return await self.query(
-            request,
-            rtype,
-            {
-                "filter": params.get("filter"),
-                "sortBy": params.get("sortBy"),
-                "sortOrder": params.get("sortOrder"),
-                "startIndex": params.get("startIndex"),
-                "count": params.get("count"),
-                "attributes": params.get("attributes"),
-                "excludedAttributes": params.get("excludedAttributes"),
-            },
-        )
+        return await self.query(request, rtype, {name: params.get(name) for name in QUERY_PARAMETERS})
 
     async def search(self, request: ScimRequest, rtype: ResourceType) -> Response:
         rtype = tenant_type(self.auth.authenticate(request), rtype)
+        return await self.query(request, rtype, await self.search_body(request))
+
+    async def search_body(self, request: ScimRequest) -> dict:
+        """A SearchRequest's body (RFC 7644 §3.4.3): its parameters, as a query string gives them."""
         body = await read_object(request, self.max_body, self.body_deadlines)
         urns = [u.lower() for u in body.get("schemas") or [] if isinstance(u, str)]
         if urns and schemas.SEARCH_REQUEST.lower() not in urns:
             raise ScimError(400, f'A search request\'s schemas must be ["{schemas.SEARCH_REQUEST}"]', "invalidSyntax")
-        return await self.query(request, rtype, body)
+        return body
 
     async def search_all(self, request: ScimRequest) -> Response:
-        """POST /.search at the tenant root would search users and groups at once (RFC 7644 §3.4.3).
-
-        We do not; RFC 7644 §3.12 names 501 for an operation the service provider does not support,
-        and clients (scim2-tester among them) read it as exactly that.
-        """
-        self.auth.authenticate(request)
-        raise ScimError(
-            501,
-            "Searching several resource types at once is not supported; POST /Users/.search or /Groups/.search instead",
-        )
+        """Users and groups in one search (RFC 7644 §3.4.3 POST /.search, §3.4.2 GET at the root)."""
+        types = list(self.auth.authenticate(request).schema.tenant.types.values())
+        if request.method == "POST":
+            params = await self.search_body(request)
+        else:
+            params = {name: request.query_params.get(name) for name in QUERY_PARAMETERS}
+        query = across_query(types, params, self.scim_settings)
+        total, encoded = await search_across(self.store, self.render, request, query, self.limits_page_bytes)
+        return page_response(encoded, total, query.start_index)
 
     async def me(self, request: ScimRequest) -> Response:
         """/Me (RFC 7644 §3.11) is the authenticated subject's own resource; scimlet's subject is an
@@ -142,11 +135,7 @@ class ScimHandlers:
         # Row.encoded is None only for a read that was not asked to encode; search(encode=...) sets it on every row.
         encoded: list[bytes] = [row.encoded for row in rows]  # type: ignore[misc]
         rows.clear()
-        if sum(len(resource) for resource in encoded) < BIG_BODY_BYTES:
-            # Entra's lookups (a page of one or none): one orjson call around the fragments, 2 µs
-            # less than building the parts and joining them.
-            return ScimResponse(list_response([orjson.Fragment(e) for e in encoded], total, query.start_index))
-        return parts_response(list_parts(encoded, total, query.start_index))
+        return page_response(encoded, total, query.start_index)
 
     async def create(self, request: ScimRequest, rtype: ResourceType) -> Response:
         principal = self.auth.authenticate(request, write=rtype)
@@ -311,6 +300,19 @@ class ScimHandlers:
                 f"At most {self.max_members} members may change in one request; "
                 f"this one has {count}: send them in batches"
             )
+
+
+# The parameters of a list or search (RFC 7644 §3.4.2), as a query string or a SearchRequest names them.
+QUERY_PARAMETERS = ("filter", "sortBy", "sortOrder", "startIndex", "count", "attributes", "excludedAttributes")
+
+
+def page_response(encoded: list[bytes], total: int, start: int) -> Response:
+    """A ListResponse of encoded resources."""
+    if sum(len(resource) for resource in encoded) < BIG_BODY_BYTES:
+        # Entra's lookups (a page of one or none): one orjson call around the fragments, 2 µs
+        # less than building the parts and joining them.
+        return ScimResponse(list_response([orjson.Fragment(e) for e in encoded], total, start))
+    return parts_response(list_parts(encoded, total, start))
 
 
 # A PATCH of more operations and values than this is applied before the write, off the event loop:
