@@ -41,6 +41,7 @@ from web.log_setup import configure_logging
 from web.metrics import Metrics
 from web.observe import ProvisioningLog, UnauthenticatedLimit
 from web.openapi import openapi_document
+from web.scim.cursors import CURSOR_KEY_SETTING
 from web.scim.entry import ScimApi
 from web.scim.error_responses import error_response, http_error_response, server_error_response
 
@@ -61,7 +62,15 @@ def create_app(settings: Settings, store: Store | None = None, *, first_start: b
     )
     metrics = Metrics(store, settings.metrics.token, provisioning_log)
     faults = Faults(store)
-    scim = ScimApi(store, settings, metrics, listeners=[provisioning_log.add, metrics.record_operation], faults=faults)
+    scim = ScimApi(
+        store,
+        settings,
+        metrics,
+        listeners=[provisioning_log.add, metrics.record_operation],
+        faults=faults,
+        # The key of paging cursors (web/scim/cursors.py), one for every instance on the database.
+        cursor_key=lambda: store.setting_or_create(CURSOR_KEY_SETTING, security.new_token()),
+    )
     health = Health(store)
     admin = AdminApps(AdminService(store, settings, faults), ConnectionTest(scim, store))
 

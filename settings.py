@@ -226,6 +226,9 @@ class ScimSettings:
     default_page_size: int = setting(100, "page size when a client sends no `count`", minimum=1)
     max_page_size: int = setting(1000, "the most resources one page returns", minimum=1)
     max_operations: int = setting(1000, "operations per PATCH")
+    cursor_timeout: int = setting(
+        3600, "seconds a paging cursor (RFC 9865, `cursorTimeout`) stays good; later 400 `expiredCursor`", minimum=1
+    )
     bulk_max_operations: int = setting(
         1000, "operations per Bulk request (`maxOperations` in `/ServiceProviderConfig`); more get 413", minimum=1
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 ERROR_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:Error"
 
-# scimType values defined by RFC 7644 §3.12, Table 9.
+# scimType values defined by RFC 7644 §3.12, Table 9, and RFC 9865.
 SCIM_TYPES = frozenset(
     {
         "invalidFilter",
@@ -17,6 +17,9 @@ SCIM_TYPES = frozenset(
         "invalidValue",
         "invalidVers",
         "sensitive",
+        # RFC 9865 §2.4: cursor paging.
+        "invalidCursor",
+        "expiredCursor",
     }
 )
 

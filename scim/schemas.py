@@ -468,14 +468,29 @@ GROUP_TYPE = ResourceType("Group", "/Groups", GROUP, (), "Group")
 RESOURCE_TYPES: dict[str, ResourceType] = {"User": USER_TYPE, "Group": GROUP_TYPE}
 
 
-def service_provider_config(base_url: str, max_results: int, max_operations: int, max_payload_size: int) -> dict:
-    """What we support, honestly: PATCH, Bulk, filter, sort, ETags; no password change.
-    max_operations and max_payload_size are the Bulk request's limits."""
+def service_provider_config(
+    base_url: str,
+    max_results: int,
+    max_operations: int,
+    max_payload_size: int,
+    default_page_size: int = 100,
+    cursor_timeout: int = 3600,
+) -> dict:
+    """What we support, honestly: PATCH, Bulk, filter, sort, ETags, index and cursor paging
+    (RFC 9865 §4); no password change. max_operations and max_payload_size are the Bulk request's limits."""
     return {
         "schemas": [SERVICE_PROVIDER_CONFIG],
         "patch": {"supported": True},
         "bulk": {"supported": True, "maxOperations": max_operations, "maxPayloadSize": max_payload_size},
         "filter": {"supported": True, "maxResults": max_results},
+        "pagination": {
+            "cursor": True,
+            "index": True,
+            "defaultPaginationMethod": "index",
+            "defaultPageSize": default_page_size,
+            "maxPageSize": max_results,
+            "cursorTimeout": cursor_timeout,
+        },
         "changePassword": {"supported": False},
         "sort": {"supported": True},
         "etag": {"supported": True},

@@ -41,6 +41,7 @@ from storage.records import (
     SchemaConfig,
     SignInFailure,
     UniqueValue,
+    WalkPage,
 )
 
 __all__ = [
@@ -73,6 +74,7 @@ __all__ = [
     "Row",
     "SchemaConfig",
     "UniqueValue",
+    "WalkPage",
     "StorageStats",
     "Store",
     "create_store",

@@ -40,6 +40,7 @@ from storage.records import (
     SchemaConfig,
     SignInFailure,
     UniqueValue,
+    WalkPage,
 )
 
 
@@ -129,6 +130,17 @@ class ResourceStore(Protocol):
 
         Filters compare strings with ASCII case folding, as scim/filters.py does in Python.
         Raises ScimError 400 invalidFilter (a filter the database cannot evaluate), 400 tooMany, 503."""
+        ...
+
+    async def walk(self, rtype: str, idp_id: str, query: Query, encode: Encoder | None = None) -> WalkPage:
+        """One page of a walk through the matching resources in creation order, by keyset: the
+        first query.count rows after query.after (None: from the first), or with query.before the
+        query.count rows just before it, in creation order either way; each row with its
+        `position`, which a later walk takes as `after` or `before`. A resource's position never
+        changes, so a walk page by page meets every resource that exists from its start to its end
+        exactly once, whatever is written meanwhile, and a deep page costs what the first does.
+        query.where, query.members and query.max_bytes as in search; start_index and sort_by are
+        not read. Raises as search does."""
         ...
 
     async def update(self, rtype: str, idp_id: str, resource_id: str, change: ChangeFn, *, members: bool = True) -> Row:

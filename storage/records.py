@@ -27,6 +27,7 @@ class Row:
     members: list[dict] | None = None  # groups, when loaded: [{"value", "type", "display"}]
     groups: list[dict] | None = None  # users, when loaded: [{"value", "display", "type"}]
     encoded: bytes | None = None  # the resource as the client reads it, when the read was asked to encode it
+    position: int | None = None  # its place in creation order, on a walk (ResourceStore.walk): a keyset
 
 
 @dataclass
@@ -88,6 +89,36 @@ class Query:
     count: int = 100
     members: bool = True  # load member rows (groups) / group memberships (users)
     max_bytes: int = 0  # the page ends before the encoded rows pass this (always one row); 0: no limit
+    # A walk's keyset (ResourceStore.walk), positions in creation order: the rows after `after`
+    # (None: from the first), or, with `before`, the `count` rows just before it.
+    after: int | None = None
+    before: int | None = None
+
+
+@dataclass(frozen=True)
+class WalkPage:
+    """A page of a walk in creation order (ResourceStore.walk): the rows (each with its `position`),
+    how many resources match in all, and whether any matching resource comes before the first row
+    or after the last one (for an empty page: before or after the position asked for)."""
+
+    total: int
+    rows: list[Row]
+    more_before: bool
+    more_after: bool
+
+
+def walk_page(
+    total: int, rows: list[Row], first: int | None, last: int | None, position: int, backward: bool
+) -> WalkPage:
+    """A walk's page, from its rows and the first and last positions of every matching resource
+    (None when none matches); `position` is the keyset the page was asked for."""
+    if first is None or last is None:
+        return WalkPage(total, rows, False, False)
+    if rows:
+        return WalkPage(total, rows, rows[0].position > first, rows[-1].position < last)  # type: ignore[operator]
+    if backward:
+        return WalkPage(total, rows, False, last >= position)
+    return WalkPage(total, rows, first <= position, False)
 
 
 @dataclass(frozen=True)

@@ -110,13 +110,15 @@ def _resource(rtype: ResourceType, limits: Limits, request: bool = False) -> dic
 def _list_response(name: str) -> dict:
     return {
         "type": "object",
-        "required": ["schemas", "totalResults", "Resources", "startIndex", "itemsPerPage"],
+        "required": ["schemas", "totalResults", "Resources", "itemsPerPage"],
         "properties": {
             "schemas": {"type": "array", "items": {"type": "string", "enum": [schemas.LIST_RESPONSE]}},
             "totalResults": {"type": "integer", "minimum": 0},
             "Resources": {"type": "array", "items": {"$ref": f"#/components/schemas/{name}"}},
-            "startIndex": {"type": "integer", "minimum": 1},
+            "startIndex": {"type": "integer", "minimum": 1, "description": "On index pages"},
             "itemsPerPage": {"type": "integer", "minimum": 0},
+            "nextCursor": {"type": "string", "description": "On cursor pages, when more follow"},
+            "previousCursor": {"type": "string", "description": "On cursor pages, when some come before"},
         },
     }
 
@@ -147,10 +149,9 @@ def _param(name: str) -> dict:
 
 
 _ETAG = {"ETag": {"$ref": "#/components/headers/ETag"}}
-_QUERY = [
-    _param(name)
-    for name in ("filter", "startIndex", "count", "sortBy", "sortOrder", "attributes", "excludedAttributes")
-]
+_INDEX_QUERY = ("filter", "startIndex", "count", "sortBy", "sortOrder", "attributes", "excludedAttributes")
+_QUERY = [_param(name) for name in (*_INDEX_QUERY[:3], "cursor", *_INDEX_QUERY[3:])]
+_ACROSS_QUERY = [_param(name) for name in _INDEX_QUERY]  # cursors walk one resource type
 _PROJECTION = [_param("attributes"), _param("excludedAttributes")]
 
 
@@ -303,7 +304,7 @@ def _tenant_paths() -> dict:
                 "operationId": "searchAll",
                 "summary": across,
                 "tags": ["Search"],
-                "parameters": _QUERY,
+                "parameters": _ACROSS_QUERY,
                 "responses": {"200": _ok("A page of users and groups", "ResourceListResponse"), **_errors()},
             }
         },
@@ -360,6 +361,12 @@ def _parameters() -> dict:
             "count",
             "Most results per page; clamped to filter.maxResults; 0 returns only totalResults",
             {"type": "integer"},
+        ),
+        "cursor": query(
+            "cursor",
+            'Cursor paging (RFC 9865): "" for the first page, then a nextCursor or previousCursor; '
+            "not with startIndex or sortBy; 400 invalidCursor or expiredCursor when it cannot be used",
+            {"type": "string"},
         ),
         "sortBy": query("sortBy", "Attribute to sort by", {"type": "string"}),
         "sortOrder": query(
@@ -430,6 +437,7 @@ def _message_schemas() -> dict:
                 "filter": {"type": "string"},
                 "startIndex": {"type": "integer"},
                 "count": {"type": "integer"},
+                "cursor": {"type": "string", "description": "Cursor paging (RFC 9865); /Users and /Groups only"},
                 "sortBy": {"type": "string"},
                 "sortOrder": {"type": "string", "enum": ["ascending", "descending"]},
                 "attributes": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},

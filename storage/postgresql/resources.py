@@ -26,11 +26,11 @@ import orjson
 
 from scim.errors import ScimError, not_found, shown
 from scim.patch import Member, MemberOp
-from storage import Change, ChangeFn, CheckFn, Encoder, MemberEncoder, MemberStream, Query, Row, UniqueValue
+from storage import Change, ChangeFn, CheckFn, Encoder, MemberEncoder, MemberStream, Query, Row, UniqueValue, WalkPage
 from storage.common import new_resource_id, now
 from storage.postgresql.dialect import POSTGRESQL
 from storage.postgresql.engine import ATTEMPTS, UNAVAILABLE, Batcher, Connection, Engine, status_count
-from storage.records import MEMBER_CHUNK
+from storage.records import MEMBER_CHUNK, walk_page
 from storage.resource_rules import (
     IdpDeleted,
     changed_columns,
@@ -204,31 +204,10 @@ class Resources(Engine):
 
         async def run(conn: Connection) -> tuple[int, list[Row]]:
             rows: list[Row] = []
-            size, ended_early = 0, False
+            ended_early = False
             if query.count > 0:
                 found = await conn.fetch(page, *params[:n], query.count, query.start_index - 1, *params[n:])
-                members_loaded = 0
-                for record in found:
-                    row = to_row(record)
-                    if with_groups:
-                        row.groups = self._groups(row.id, record[5])
-                        members_loaded += len(row.groups)
-                        if rows and members_loaded > PAGE_LOAD_GROUPS:
-                            ended_early = True
-                            break
-                    elif query.members:
-                        row.members = await load_members(conn, row.id)
-                        members_loaded += len(row.members)
-                        if rows and members_loaded > PAGE_LOAD_MEMBERS:
-                            ended_early = True
-                            break
-                    if encode is not None:
-                        row.encoded = encode(row)
-                        if rows and query.max_bytes and size + len(row.encoded) > query.max_bytes:
-                            ended_early = True
-                            break
-                        size += len(row.encoded)
-                    rows.append(row)
+                rows, ended_early = await self._page(conn, found, query, encode, with_groups)
             if not ended_early and len(rows) < query.count and (rows or query.start_index == 1):
                 # A short page is the last one: it tells the total, and a lookup by userName (one
                 # row or none, Entra's commonest request) needs no count query.
@@ -239,6 +218,75 @@ class Resources(Engine):
             return await self.read(run, timed=not is_point_lookup(query.where, tmap))
         except (asyncpg.DataError, asyncpg.SyntaxOrAccessError) as exc:
             raise ScimError(400, f"The filter could not be evaluated: {exc}", "invalidFilter") from None
+
+    async def walk(self, rtype: str, idp_id: str, query: Query, encode: Encoder | None = None) -> WalkPage:
+        """A keyset page in creation order (seq, an identity column a row keeps)."""
+        tmap = TABLES[rtype]
+        params: list = [idp_id]
+        where = "true" if query.where is None else where_clause(query.where, tmap, idp_id, POSTGRESQL, params)[0]
+        base = f"FROM {tmap.table} AS t WHERE t.idp_id = $1 AND {where}"
+        count_params = list(params)
+        backward = query.before is not None
+        position: int = query.before if query.before is not None else (query.after or 0)
+        n = len(params)
+        keyset = f"t.seq {'<' if backward else '>'} ${n + 1}"
+        order = "t.seq DESC" if backward else "t.seq"
+        with_groups = query.members and tmap is USERS
+        page = f"SELECT {ROW_COLUMNS}, t.seq {base} AND {keyset} ORDER BY {order} LIMIT ${n + 2}"
+        if with_groups:
+            # As in search: the walks on the page's rows only.
+            params.append(self.max_user_groups + 1)
+            walk = GROUP_WALK.format(user="t.id", limit=f"${n + 3}")
+            page = (
+                f"SELECT {ROW_COLUMNS}, {walk}, t.seq FROM (SELECT t.* {base} AND {keyset} ORDER BY {order} "
+                f"LIMIT ${n + 2}) AS t ORDER BY {order}"
+            )
+
+        async def run(conn: Connection) -> WalkPage:
+            rows: list[Row] = []
+            if query.count > 0:
+                found = await conn.fetch(page, *params[:n], position, query.count, *params[n:])
+                rows, _ = await self._page(conn, found, query, encode, with_groups)
+            if backward:
+                rows.reverse()
+            bounds = await conn.fetchrow(f"SELECT count(*), min(t.seq), max(t.seq) {base}", *count_params)
+            assert bounds is not None, "an aggregate gives one row"
+            return walk_page(bounds[0], rows, bounds[1], bounds[2], position, backward)
+
+        try:
+            return await self.read(run, timed=True)
+        except (asyncpg.DataError, asyncpg.SyntaxOrAccessError) as exc:
+            raise ScimError(400, f"The filter could not be evaluated: {exc}", "invalidFilter") from None
+
+    async def _page(
+        self, conn: Connection, found: list[asyncpg.Record], query: Query, encode: Encoder | None, with_groups: bool
+    ) -> tuple[list[Row], bool]:
+        """The rows of a page as selected (ROW_COLUMNS[, the group walk][, seq: the position]), with
+        their groups or members and encoded; also whether the page ended early (its bytes, or what
+        loading members costs)."""
+        rows: list[Row] = []
+        size, members_loaded = 0, 0
+        for record in found:
+            row = to_row(record)
+            if len(record) > (6 if with_groups else 5):
+                row.position = record[-1]
+            if with_groups:
+                row.groups = self._groups(row.id, record[5])
+                members_loaded += len(row.groups)
+                if rows and members_loaded > PAGE_LOAD_GROUPS:
+                    return rows, True
+            elif query.members:
+                row.members = await load_members(conn, row.id)
+                members_loaded += len(row.members)
+                if rows and members_loaded > PAGE_LOAD_MEMBERS:
+                    return rows, True
+            if encode is not None:
+                row.encoded = encode(row)
+                if rows and query.max_bytes and size + len(row.encoded) > query.max_bytes:
+                    return rows, True
+                size += len(row.encoded)
+            rows.append(row)
+        return rows, False
 
     async def update(self, rtype: str, idp_id: str, resource_id: str, change: ChangeFn, *, members: bool = True) -> Row:
         tmap = TABLES[rtype]

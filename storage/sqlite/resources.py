@@ -21,9 +21,10 @@ from storage import (
     Query,
     Row,
     UniqueValue,
+    WalkPage,
 )
 from storage.common import new_resource_id, now
-from storage.records import MEMBER_CHUNK
+from storage.records import MEMBER_CHUNK, walk_page
 from storage.resource_rules import IdpDeleted, ReadTooLong, changed_columns, hot_columns, typed_members, uniqueness
 from storage.sql import GROUPS, TABLES, USERS, TableMap, is_point_lookup, order_clause, taken_query, where_clause
 from storage.sqlite.dialect import SQLITE
@@ -150,31 +151,11 @@ class Resources(Engine):
 
         def run(conn: sqlite3.Connection, walk_cap: int) -> tuple[int, list[Row]]:
             rows: list[Row] = []
-            size, ended_early = 0, False
-            # In place, in_place bounds the whole read already.
-            budget = None if conn is self.local_conn else _LoadBudget()
+            ended_early = False
             if query.count > 0:
-                # Row by row: the rows past a full page's bytes are never parsed, walked or encoded.
                 sql = f"SELECT t.id, t.doc, t.version, t.created, t.modified {base} ORDER BY {order} LIMIT ? OFFSET ?"
-                with contextlib.closing(
-                    conn.execute(sql, (idp_id, *params, query.count, query.start_index - 1))
-                ) as cursor:
-                    for found in cursor:
-                        row = Row(found[0], orjson.loads(found[1]), found[2], found[3], found[4])
-                        if query.members:
-                            if rows and budget is not None:
-                                if not budget.run(conn, _attach_members, conn, tmap, row, walk_cap):
-                                    ended_early = True
-                                    break
-                            else:
-                                _attach_members(conn, tmap, row, walk_cap)
-                        if encode is not None:
-                            row.encoded = encode(row)
-                            if rows and query.max_bytes and size + len(row.encoded) > query.max_bytes:
-                                ended_early = True
-                                break
-                            size += len(row.encoded)
-                        rows.append(row)
+                args = (idp_id, *params, query.count, query.start_index - 1)
+                rows, ended_early = self._page(conn, sql, args, tmap, query, encode, walk_cap)
             if not ended_early and len(rows) < query.count and (rows or query.start_index == 1):
                 # A short page is the last one: it tells the total, and a lookup by userName (one
                 # row or none, Entra's commonest request) needs no count query.
@@ -189,6 +170,71 @@ class Resources(Engine):
             return await self.read_far(run)
         except sqlite3.OperationalError as exc:
             raise ScimError(400, f"The filter could not be evaluated: {exc}", "invalidFilter") from None
+
+    async def walk(self, rtype: str, idp_id: str, query: Query, encode: Encoder | None = None) -> WalkPage:
+        """A keyset page in creation order (rowid: a row keeps its rowid for as long as it exists)."""
+        tmap = TABLES[rtype]
+        where, params = ("1", []) if query.where is None else where_clause(query.where, tmap, idp_id, SQLITE)
+        base = f"FROM {tmap.table} AS t WHERE t.idp_id = ? AND {where}"
+        backward = query.before is not None
+        keyset, order = ("t.rowid < ?", "t.rowid DESC") if backward else ("t.rowid > ?", "t.rowid")
+        position: int = query.before if query.before is not None else (query.after or 0)
+
+        def run(conn: sqlite3.Connection, walk_cap: int) -> WalkPage:
+            rows: list[Row] = []
+            if query.count > 0:
+                sql = (
+                    f"SELECT t.id, t.doc, t.version, t.created, t.modified, t.rowid {base} AND {keyset} "
+                    f"ORDER BY {order} LIMIT ?"
+                )
+                rows, _ = self._page(conn, sql, (idp_id, *params, position, query.count), tmap, query, encode, walk_cap)
+            if backward:
+                rows.reverse()
+            total, first, last = conn.execute(
+                f"SELECT count(*), min(t.rowid), max(t.rowid) {base}", (idp_id, *params)
+            ).fetchone()
+            return walk_page(total, rows, first, last, position, backward)
+
+        try:
+            return await self.read_far(run)
+        except sqlite3.OperationalError as exc:
+            raise ScimError(400, f"The filter could not be evaluated: {exc}", "invalidFilter") from None
+
+    def _page(
+        self,
+        conn: sqlite3.Connection,
+        sql: str,
+        args: tuple,
+        tmap: TableMap,
+        query: Query,
+        encode: Encoder | None,
+        walk_cap: int,
+    ) -> tuple[list[Row], bool]:
+        """The rows `sql` selects (id, doc, version, created, modified[, position]), read row by row:
+        the rows past a full page's bytes are never parsed, walked or encoded. Also whether the page
+        ended early (its bytes, or the members' loading budget off the event loop)."""
+        rows: list[Row] = []
+        size = 0
+        # In place, in_place bounds the whole read already.
+        budget = None if conn is self.local_conn else _LoadBudget()
+        with contextlib.closing(conn.execute(sql, args)) as cursor:
+            for found in cursor:
+                row = Row(found[0], orjson.loads(found[1]), found[2], found[3], found[4])
+                if len(found) > 5:
+                    row.position = found[5]
+                if query.members:
+                    if rows and budget is not None:
+                        if not budget.run(conn, _attach_members, conn, tmap, row, walk_cap):
+                            return rows, True
+                    else:
+                        _attach_members(conn, tmap, row, walk_cap)
+                if encode is not None:
+                    row.encoded = encode(row)
+                    if rows and query.max_bytes and size + len(row.encoded) > query.max_bytes:
+                        return rows, True
+                    size += len(row.encoded)
+                rows.append(row)
+        return rows, False
 
     async def update(self, rtype: str, idp_id: str, resource_id: str, change: ChangeFn, *, members: bool = True) -> Row:
         """Apply `change` to the current row in one write; the row as written, with its members or

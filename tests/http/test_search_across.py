@@ -131,8 +131,10 @@ async def test_projection_and_the_root_get(tenant: Tenant) -> None:
 
 
 async def test_bad_root_searches_get_scim_errors(tenant: Tenant) -> None:
-    wrong_schema = await tenant.client.post("/.search", json={"schemas": ["urn:x"]})
-    assert (wrong_schema.status_code, wrong_schema.json()["scimType"]) == (400, "invalidSyntax")
+    for listed in (["urn:x"], True, "urn:x", {"a": 1}):
+        for path in ("/.search", "/Users/.search"):
+            wrong_schema = await tenant.client.post(path, json={"schemas": listed})
+            assert (wrong_schema.status_code, wrong_schema.json()["scimType"]) == (400, "invalidSyntax"), listed
     for body in ({"filter": 3}, {"sortOrder": "up"}, {"count": "many"}, {"startIndex": True}):
         answer = await tenant.client.post("/.search", json=body)
         assert answer.status_code == 400, body

@@ -316,6 +316,7 @@ query_text = st.text(max_size=40) | st.sampled_from(
                 "sortOrder",
                 "attributes",
                 "excludedAttributes",
+                "cursor",
                 "aadOptscim062020",
                 "FILTER",
             ]

@@ -48,6 +48,8 @@ class AcrossQuery:
 
 def across_query(types: list[ResourceType], params: dict, limits: ScimSettings) -> AcrossQuery:
     """The search a query string or a search body asks for, over `types`; 400 as a search of one type."""
+    if params.get("cursor") is not None:
+        raise invalid_value("A search across resource types pages by startIndex; cursors walk /Users or /Groups")
     text = params.get("filter")
     if text is not None and not isinstance(text, str):
         raise ScimError(400, "filter must be a string", "invalidFilter")

@@ -55,10 +55,12 @@ class ScimApi:
         metrics: Metrics,
         listeners: list[Listener],
         faults: Faults | None = None,
+        *,
+        cursor_key: Callable[[], Awaitable[str]],
     ) -> None:
         self.metrics = metrics
         self.listeners = listeners  # each gets every provisioning log record
-        self.handlers = ScimHandlers(store, settings)
+        self.handlers = ScimHandlers(store, settings, cursor_key)
         self.limits = self.handlers.limits
         self.faults = faults
         self.bulk = BulkEndpoint(self.handlers, self.route, self.record)

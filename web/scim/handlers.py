@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+from collections.abc import Awaitable, Callable
 
 import orjson
 from starlette.responses import Response
@@ -20,6 +22,7 @@ from storage import Change, ChangeFn, Principal, ResourceStore, Row, UniqueValue
 from web.request_body import BodyDeadlines, read_object
 from web.scim.across import across_query, search_across
 from web.scim.auth import BearerAuth
+from web.scim.cursors import AFTER, BEFORE, Cursors, scope_of
 from web.scim.params import page_query, projection
 from web.scim.preconditions import precondition
 from web.scim.render import Renderer, list_parts, list_response, loads_references
@@ -31,8 +34,9 @@ from web.throttle import AuthThrottle
 class ScimHandlers:
     """One method per route of scim/routes.py; the resource endpoints' take the resource type."""
 
-    def __init__(self, store: ResourceStore, settings: Settings) -> None:
+    def __init__(self, store: ResourceStore, settings: Settings, cursor_key: Callable[[], Awaitable[str]]) -> None:
         self.store = store
+        self.cursors = Cursors(settings.scim.cursor_timeout, cursor_key)
         self.scim_settings = settings.scim
         self.max_body = settings.server.max_body_bytes
         self.max_count = settings.scim.max_page_size
@@ -53,7 +57,12 @@ class ScimHandlers:
         self.auth.authenticate(request)
         return ScimResponse(
             schemas.service_provider_config(
-                self.render.base_url(request), self.max_count, self.bulk_max_operations, self.bulk_max_payload
+                self.render.base_url(request),
+                self.max_count,
+                self.bulk_max_operations,
+                self.bulk_max_payload,
+                self.scim_settings.default_page_size,
+                self.cursors.timeout,
             )
         )
 
@@ -101,7 +110,10 @@ class ScimHandlers:
     async def search_body(self, request: ScimRequest) -> dict:
         """A SearchRequest's body (RFC 7644 §3.4.3): its parameters, as a query string gives them."""
         body = await read_object(request, self.max_body, self.body_deadlines)
-        urns = [u.lower() for u in body.get("schemas") or [] if isinstance(u, str)]
+        listed = body.get("schemas")
+        if listed is not None and not isinstance(listed, list):
+            raise ScimError(400, f'A search request\'s schemas must be ["{schemas.SEARCH_REQUEST}"]', "invalidSyntax")
+        urns = [u.lower() for u in listed or [] if isinstance(u, str)]
         if urns and schemas.SEARCH_REQUEST.lower() not in urns:
             raise ScimError(400, f'A search request\'s schemas must be ["{schemas.SEARCH_REQUEST}"]', "invalidSyntax")
         return body
@@ -128,6 +140,8 @@ class ScimHandlers:
         )
 
     async def query(self, request: ScimRequest, rtype: ResourceType, params: dict) -> Response:
+        if params.get("cursor") is not None:
+            return await self.walk(request, rtype, params)
         query, wanted = page_query(rtype, params, self.scim_settings)
         total, rows = await self.store.search(
             rtype.name, request.path_params["idp"], query, self.render.encoder(request, rtype, wanted)
@@ -136,6 +150,42 @@ class ScimHandlers:
         encoded: list[bytes] = [row.encoded for row in rows]  # type: ignore[misc]
         rows.clear()
         return page_response(encoded, total, query.start_index)
+
+    async def walk(self, request: ScimRequest, rtype: ResourceType, params: dict) -> Response:
+        """A page of a cursor walk (RFC 9865): in creation order, from a keyset position, so a walk
+        meets every resource that exists throughout it exactly once, and a deep page costs what
+        the first does."""
+        cursor = params.get("cursor")
+        if not isinstance(cursor, str):
+            raise invalid_value('cursor must be a text: "" for the first page, then a nextCursor or previousCursor')
+        if params.get("startIndex") not in (None, ""):
+            raise invalid_value("Send cursor or startIndex, not both: they are two ways of paging")
+        if params.get("sortBy") not in (None, ""):
+            raise invalid_value(
+                "A cursor walk goes in the order resources were created; leave out sortBy, or page by startIndex"
+            )
+        query, wanted = page_query(rtype, params, self.scim_settings)
+        idp_id = request.path_params["idp"]
+        scope = scope_of(idp_id, rtype.name, params.get("filter"))
+        at = await self.cursors.read(cursor, scope)
+        keyset = dataclasses.replace(
+            query,
+            after=at.position if at is not None and at.direction == AFTER else None,
+            before=at.position if at is not None and at.direction == BEFORE else None,
+        )
+        page = await self.store.walk(rtype.name, idp_id, keyset, self.render.encoder(request, rtype, wanted))
+        rows = page.rows
+        links = {}
+        # An empty page names the position it was asked for: the walk goes on from there.
+        if page.more_after:
+            after = rows[-1].position if rows else (at.position - 1 if at is not None else 0)
+            links["nextCursor"] = await self.cursors.make(AFTER, after or 0, scope)
+        if page.more_before:
+            before = rows[0].position if rows else (at.position + 1 if at is not None else 0)
+            links["previousCursor"] = await self.cursors.make(BEFORE, before or 0, scope)
+        encoded: list[bytes] = [row.encoded for row in rows]  # type: ignore[misc]
+        rows.clear()
+        return page_response(encoded, page.total, None, links)
 
     async def create(self, request: ScimRequest, rtype: ResourceType) -> Response:
         principal = self.auth.authenticate(request, write=rtype)
@@ -303,16 +353,25 @@ class ScimHandlers:
 
 
 # The parameters of a list or search (RFC 7644 §3.4.2), as a query string or a SearchRequest names them.
-QUERY_PARAMETERS = ("filter", "sortBy", "sortOrder", "startIndex", "count", "attributes", "excludedAttributes")
+QUERY_PARAMETERS = (
+    "filter",
+    "sortBy",
+    "sortOrder",
+    "startIndex",
+    "count",
+    "cursor",
+    "attributes",
+    "excludedAttributes",
+)
 
 
-def page_response(encoded: list[bytes], total: int, start: int) -> Response:
-    """A ListResponse of encoded resources."""
+def page_response(encoded: list[bytes], total: int, start: int | None, cursors: dict | None = None) -> Response:
+    """A ListResponse of encoded resources: an index page (`start`) or a cursor walk's (`cursors`)."""
     if sum(len(resource) for resource in encoded) < BIG_BODY_BYTES:
         # Entra's lookups (a page of one or none): one orjson call around the fragments, 2 µs
         # less than building the parts and joining them.
-        return ScimResponse(list_response([orjson.Fragment(e) for e in encoded], total, start))
-    return parts_response(list_parts(encoded, total, start))
+        return ScimResponse(list_response([orjson.Fragment(e) for e in encoded], total, start, cursors))
+    return parts_response(list_parts(encoded, total, start, cursors))
 
 
 # A PATCH of more operations and values than this is applied before the write, off the event loop:

@@ -160,22 +160,28 @@ async def framed_members(
     yield suffix if started else unlisted
 
 
-def list_parts(encoded: list[bytes], total: int, start: int) -> list[bytes]:
+def list_parts(encoded: list[bytes], total: int, start: int | None, cursors: dict | None = None) -> list[bytes]:
     """A ListResponse (RFC 7644 §3.4.2) of encoded resources, as the parts of its JSON, in
     list_response's key order: nothing is joined into one body here."""
     head = orjson.dumps({"schemas": [schemas.LIST_RESPONSE], "totalResults": total, "Resources": []})
     parts = [head[:-2]]
     parts += [resource if not index else b"," + resource for index, resource in enumerate(encoded)]
-    parts.append(b"]," + orjson.dumps({"startIndex": start, "itemsPerPage": len(encoded)})[1:])
+    parts.append(b"]," + orjson.dumps(_page_tail(len(encoded), start, cursors))[1:])
     return parts
 
 
-def list_response(resources: list, total: int, start: int) -> dict:
-    """A ListResponse (RFC 7644 §3.4.2) of one page."""
+def list_response(resources: list, total: int, start: int | None, cursors: dict | None = None) -> dict:
+    """A ListResponse (RFC 7644 §3.4.2) of one page: of an index walk (`start`, its startIndex), or
+    of a cursor walk (`cursors`: its nextCursor and previousCursor, RFC 9865 §2.2)."""
     return {
         "schemas": [schemas.LIST_RESPONSE],
         "totalResults": total,
         "Resources": resources,
-        "startIndex": start,
-        "itemsPerPage": len(resources),
+        **_page_tail(len(resources), start, cursors),
     }
+
+
+def _page_tail(count: int, start: int | None, cursors: dict | None) -> dict:
+    if start is not None:
+        return {"startIndex": start, "itemsPerPage": count}
+    return {"itemsPerPage": count, **(cursors or {})}
