@@ -379,3 +379,34 @@ async def test_records_of_a_deleted_idp_keep_its_name(signed_in: Admin) -> None:
     assert "Fabrikam (deleted)" in shown.text and "unknown IdP" not in shown.text
     by_idp = await log_rows(signed_in, idp=tenant.idp_id)
     assert [r["target"] for r in by_idp] == ["judy@fabrikam.com"]
+
+
+async def test_a_bulk_requests_operations_are_listed_together(signed_in: Admin) -> None:
+    tenant = await signed_in.idp_with_key("Bulky")
+    await tenant.scim.post("/Users", json=entra_user("solo@contoso.com"))
+    bulk = {
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],
+        "Operations": [
+            {"method": "POST", "path": "/Users", "bulkId": "u1", "data": entra_user("bulk1@contoso.com")},
+            {"method": "POST", "path": "/Groups", "bulkId": "g1", "data": {"displayName": "Bulk group"}},
+        ],
+    }
+    assert (await tenant.scim.post("/Bulk", json=bulk)).status_code == 200
+    await signed_in.flush_logs()
+    records, _ = await signed_in.store.query_logs(LogQuery(operation="Create Group"))
+    group = records[0].bulk_request
+    assert group is not None
+    detail = await signed_in.client.get(f"/admin/logs/{records[0].id}")
+    assert f"/admin/logs?bulk={group}" in detail.text and 'id="log-bulk"' in detail.text
+    rows = await log_rows(signed_in, bulk=group)
+    assert [(r["operation"], r["target"]) for r in rows] == [
+        ("Create Group", "Bulk group"),
+        ("Create User", "bulk1@contoso.com"),
+    ]
+    page = await signed_in.client.get("/admin/logs", params={"bulk": group})
+    assert 'id="filter-bulk"' in page.text
+    api = await signed_in.client.get(
+        "/v1/admin/logs", params={"bulk": group}, headers={"Authorization": f"Bearer {TOKEN}"}
+    )
+    assert [r["target"] for r in api.json()["Resources"]] == ["Bulk group", "bulk1@contoso.com"]
+    assert {r["bulk_request"] for r in api.json()["Resources"]} == {group}

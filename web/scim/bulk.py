@@ -4,6 +4,7 @@ its own provisioning log record and operation metrics; scim/bulk.py orders and r
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
@@ -23,6 +24,8 @@ from web.scim.request import ScimRequest
 from web.scim.responses import ScimResponse, StreamedResponse
 
 Handler = Callable[[ScimRequest], Awaitable[Response]]
+# A run of POST operations goes to the store this many at a time (as many concurrent requests would).
+CREATES_IN_FLIGHT = 32
 Router = Callable[[ScimRequest], Handler]
 # Records one operation as if it had been a request of its own: (request, status, body, seconds).
 Recorder = Callable[[ScimRequest, int, bytes | memoryview, float], None]
@@ -42,18 +45,68 @@ class BulkEndpoint:
         body = await read_object(request, handlers.bulk_max_payload, handlers.body_deadlines)
         operations, fail_on_errors = bulk.read_request(body, handlers.bulk_max_operations)
         group = new_resource_id()
+        if operations:
+            request.bulk_request = group  # recorded as its operations (ScimApi.finish)
         created: dict[str, str | None] = {}
+        if fail_on_errors is not None:
+            results = await self.run_in_turn(request, bulk.order(operations), created, group, fail_on_errors)
+        else:
+            results = await self.run_creates_together(request, bulk.order(operations), created, group)
+        return ScimResponse(bulk.bulk_response(results))
+
+    async def run_in_turn(
+        self,
+        request: ScimRequest,
+        operations: list[bulk.BulkOperation],
+        created: dict[str, str | None],
+        group: str,
+        fail_on_errors: int,
+    ) -> list[dict]:
+        """Each operation after the one before has finished, until fail_on_errors of them failed:
+        RFC 7644 §3.7.3, the rest is not run, and not answered."""
         results: list[dict] = []
         errors = 0
-        for op in bulk.order(operations):
-            if fail_on_errors is not None and errors >= fail_on_errors:
-                break  # RFC 7644 §3.7.3: the rest is not run, and not answered
-            request.bulk_request = group
+        for op in operations:
+            if errors >= fail_on_errors:
+                break
             entry = await self.run(request, op, created, group)
             results.append(entry)
-            if int(entry["status"]) >= 400:
-                errors += 1
-        return ScimResponse(bulk.bulk_response(results))
+            errors += int(entry["status"]) >= 400
+        return results
+
+    async def run_creates_together(
+        self, request: ScimRequest, operations: list[bulk.BulkOperation], created: dict[str, str | None], group: str
+    ) -> list[dict]:
+        """The operations in order, a run of POSTs up to CREATES_IN_FLIGHT at a time: their writes
+        then share the store's commits, as concurrent requests' do. A POST waits for the POSTs it
+        refers to; a PUT, PATCH or DELETE waits for everything before it and runs alone, so no
+        write to an existing resource overtakes another. (On SQLite the writes keep their order:
+        the one writer takes them as they come.)"""
+        entries: list[asyncio.Task[dict] | dict] = []
+        running: list[asyncio.Task[dict]] = []
+        creating: dict[str, asyncio.Task[dict]] = {}
+        for op in operations:
+            if op.method != "POST":
+                if running:
+                    await asyncio.wait(running)
+                    running.clear()
+                entries.append(await self.run(request, op, created, group))
+                continue
+            waits = [creating[bulk_id] for bulk_id in op.refers_to if bulk_id in creating]
+            if waits:
+                await asyncio.wait(waits)
+            running = [task for task in running if not task.done()]
+            if len(running) >= CREATES_IN_FLIGHT:
+                await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                running = [task for task in running if not task.done()]
+            task = asyncio.ensure_future(self.run(request, op, created, group))
+            running.append(task)
+            entries.append(task)
+            if op.bulk_id is not None:
+                creating[op.bulk_id] = task
+        if running:
+            await asyncio.wait(running)
+        return [entry if isinstance(entry, dict) else entry.result() for entry in entries]
 
     async def run(self, outer: ScimRequest, op: bulk.BulkOperation, created: dict[str, str | None], group: str) -> dict:
         """Run one operation as a request of its own and give its BulkResponse entry; a POST's
