@@ -233,3 +233,34 @@ async def test_me_is_not_implemented(tenant: Tenant) -> None:
         assert "API keys" in answer.json()["detail"]
     unauthenticated = await tenant.client.get("/Me", headers={"Authorization": "Bearer wrong"})
     assert unauthenticated.status_code == 401
+
+
+async def test_creates_that_run_together_keep_the_rules_of_requests_sent_alone(tenant: Tenant) -> None:
+    group = (await tenant.client.post("/Groups", json={"displayName": "Existing"})).json()
+    body = bulk(
+        *[create_user(f"u{n}", f"many{n}@contoso.com") for n in range(60)],
+        create_user("twin", "MANY7@contoso.com"),  # the same userName as u7, in another case
+        {
+            "method": "PATCH",
+            "path": f"/Groups/{group['id']}",
+            "data": {
+                "schemas": [PATCH_SCHEMA],
+                "Operations": [{"op": "add", "path": "members", "value": [{"value": "bulkId:u59"}]}],
+            },
+        },
+        create_user("after", "after@contoso.com"),
+    )
+    result = (await tenant.client.post("/Bulk", json=body)).json()
+    statuses = {op.get("bulkId", op["method"]): op["status"] for op in result["Operations"]}
+    assert [op.get("bulkId", op["method"]) for op in result["Operations"]] == [
+        *[f"u{n}" for n in range(60)],
+        "twin",
+        "PATCH",
+        "after",
+    ]
+    assert sorted([statuses["u7"], statuses["twin"]]) == ["201", "409"]  # one of the two, never both
+    assert statuses["PATCH"] == "204" and statuses["after"] == "201"
+    assert (await tenant.client.get("/Users", params={"count": 0})).json()["totalResults"] == 61
+    members = (await tenant.client.get(f"/Groups/{group['id']}")).json()["members"]
+    created = {op["bulkId"]: op["location"].rsplit("/", 1)[1] for op in result["Operations"] if op["status"] == "201"}
+    assert [m["value"] for m in members] == [created["u59"]]
