@@ -107,20 +107,6 @@ class WalkPage:
     more_after: bool
 
 
-def walk_page(
-    total: int, rows: list[Row], first: int | None, last: int | None, position: int, backward: bool
-) -> WalkPage:
-    """A walk's page, from its rows and the first and last positions of every matching resource
-    (None when none matches); `position` is the keyset the page was asked for."""
-    if first is None or last is None:
-        return WalkPage(total, rows, False, False)
-    if rows:
-        return WalkPage(total, rows, rows[0].position > first, rows[-1].position < last)  # type: ignore[operator]
-    if backward:
-        return WalkPage(total, rows, False, last >= position)
-    return WalkPage(total, rows, first <= position, False)
-
-
 @dataclass(frozen=True)
 class ApiKey:
     id: str

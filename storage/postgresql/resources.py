@@ -30,7 +30,7 @@ from storage import Change, ChangeFn, CheckFn, Encoder, MemberEncoder, MemberStr
 from storage.common import new_resource_id, now
 from storage.postgresql.dialect import POSTGRESQL
 from storage.postgresql.engine import ATTEMPTS, UNAVAILABLE, Batcher, Connection, Engine, status_count
-from storage.records import MEMBER_CHUNK, walk_page
+from storage.records import MEMBER_CHUNK
 from storage.resource_rules import (
     IdpDeleted,
     changed_columns,
@@ -242,16 +242,25 @@ class Resources(Engine):
                 f"LIMIT ${n + 2}) AS t ORDER BY {order}"
             )
 
+        # Is anything on the other side of the position asked for (found from it, one row's step)?
+        behind = f"t.seq >= ${n + 1} ORDER BY t.seq" if backward else f"t.seq <= ${n + 1} ORDER BY t.seq DESC"
+
         async def run(conn: Connection) -> WalkPage:
-            rows: list[Row] = []
-            if query.count > 0:
-                found = await conn.fetch(page, *params[:n], position, query.count, *params[n:])
-                rows, _ = await self._page(conn, found, query, encode, with_groups)
+            total = await conn.fetchval(f"SELECT count(*) {base}", *count_params)
+            if query.count <= 0:
+                return WalkPage(total, [], False, False)
+            # One row more than the page: whether it is there says whether more follow.
+            found = await conn.fetch(page, *params[:n], position, query.count + 1, *params[n:])
+            rows, ended_early = await self._page(conn, found, query, encode, with_groups)
+            further = ended_early or len(rows) > query.count
+            del rows[query.count :]
+            back = query.after is not None or backward
+            if back:
+                back = await conn.fetchval(f"SELECT 1 {base} AND {behind} LIMIT 1", *count_params, position) is not None
             if backward:
                 rows.reverse()
-            bounds = await conn.fetchrow(f"SELECT count(*), min(t.seq), max(t.seq) {base}", *count_params)
-            assert bounds is not None, "an aggregate gives one row"
-            return walk_page(bounds[0], rows, bounds[1], bounds[2], position, backward)
+                return WalkPage(total, rows, further, back)
+            return WalkPage(total, rows, back, further)
 
         try:
             return await self.read(run, timed=True)

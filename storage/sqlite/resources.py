@@ -24,7 +24,7 @@ from storage import (
     WalkPage,
 )
 from storage.common import new_resource_id, now
-from storage.records import MEMBER_CHUNK, walk_page
+from storage.records import MEMBER_CHUNK
 from storage.resource_rules import IdpDeleted, ReadTooLong, changed_columns, hot_columns, typed_members, uniqueness
 from storage.sql import GROUPS, TABLES, USERS, TableMap, is_point_lookup, order_clause, taken_query, where_clause
 from storage.sqlite.dialect import SQLITE
@@ -180,20 +180,28 @@ class Resources(Engine):
         keyset, order = ("t.rowid < ?", "t.rowid DESC") if backward else ("t.rowid > ?", "t.rowid")
         position: int = query.before if query.before is not None else (query.after or 0)
 
+        # Is anything on the other side of the position asked for (found from it, one row's step)?
+        behind = "t.rowid >= ? ORDER BY t.rowid" if backward else "t.rowid <= ? ORDER BY t.rowid DESC"
+
         def run(conn: sqlite3.Connection, walk_cap: int) -> WalkPage:
-            rows: list[Row] = []
-            if query.count > 0:
-                sql = (
-                    f"SELECT t.id, t.doc, t.version, t.created, t.modified, t.rowid {base} AND {keyset} "
-                    f"ORDER BY {order} LIMIT ?"
-                )
-                rows, _ = self._page(conn, sql, (idp_id, *params, position, query.count), tmap, query, encode, walk_cap)
+            total = conn.execute(f"SELECT count(*) {base}", (idp_id, *params)).fetchone()[0]
+            if query.count <= 0:
+                return WalkPage(total, [], False, False)
+            # One row more than the page: whether it is there says whether more follow.
+            columns = "t.id, t.doc, t.version, t.created, t.modified, t.rowid"
+            sql = f"SELECT {columns} {base} AND {keyset} ORDER BY {order} LIMIT ?"
+            args = (idp_id, *params, position, query.count + 1)
+            rows, ended_early = self._page(conn, sql, args, tmap, query, encode, walk_cap)
+            further = ended_early or len(rows) > query.count
+            del rows[query.count :]
+            back = query.after is not None or backward
+            back = (
+                back and conn.execute(f"SELECT 1 {base} AND {behind} LIMIT 1", (idp_id, *params, position)).fetchone()
+            )
             if backward:
                 rows.reverse()
-            total, first, last = conn.execute(
-                f"SELECT count(*), min(t.rowid), max(t.rowid) {base}", (idp_id, *params)
-            ).fetchone()
-            return walk_page(total, rows, first, last, position, backward)
+                return WalkPage(total, rows, further, bool(back))
+            return WalkPage(total, rows, bool(back), further)
 
         try:
             return await self.read_far(run)
