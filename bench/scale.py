@@ -83,6 +83,8 @@ OPERATIONS = [
     ("unindexed", 'GET /Users?filter=title co "x" (unindexed)', 1),
     ("page_first", "GET /Users?startIndex=1&count=100", 1),
     ("page_last", "GET /Users?startIndex=<last 100>&count=100", 1),
+    ("cursor_first", "GET /Users?cursor=&count=100 (RFC 9865)", 1),
+    ("cursor_deep", "GET /Users?cursor=<the last page's>&count=100", 1),
     ("count0", "GET /Users?count=0", 1),
     ("console_first", "admin API directory, first page (count=50)", 1),
     ("console_last", "admin API directory, last page (before cursor)", 1),
@@ -100,6 +102,7 @@ TARGET_ROWS = [
     "RSS under load",
     "start-up to first 200",
     "deep SCIM page vs first",
+    "deep cursor page vs first",
     "deep directory page vs first",
     "database size per user",
 ]
@@ -181,6 +184,7 @@ class Directory:
     names: dict[int, tuple[str, str, str]] = field(default_factory=dict)  # index -> (userName, externalId, id)
     nest_top: str = ""  # id of the chain's top group
     nest_users: int = 0  # users under it, directly or through the nested groups
+    walk_s: float = 0.0  # a cursor walk through every user, 1,000 a page (measured in run_phases)
 
 
 async def membership(shape: Shape, idp_id: str, group_ids: list[str], user_ids: list[str]) -> AsyncIterator[list[dict]]:
@@ -508,6 +512,7 @@ async def measure_size(
                 sampler.cancel()
             out["rss_load_kb"] = max(peak)
             out["ops"] = {m.key: m.json() for m in phases}
+            out["cursor_walk_s"] = directory.walk_s
         finally:
             srv.stop()
         log(
@@ -611,6 +616,26 @@ async def run_phases(
         for key, start in (("page_first", 1), ("page_last", last)):
             await one_at_a_time(key, f"/Users?startIndex={start}&count=100", page(start, min(100, users - start + 1)))
         await one_at_a_time("count0", "/Users?count=0", total_is(users))
+
+        # The cursor of the walk's last page, found by walking the whole directory 1,000 ids at a time.
+        cursor, deep_cursor, walked, started = "", "", 0, time.perf_counter()
+        while True:
+            status, body, _ = await st.client.one("GET", f"/Users?count=1000&attributes=id&cursor={quote(cursor)}")
+            doc = lg.loads(body) if status == 200 else {}
+            walked += len(doc.get("Resources") or [])
+            if status != 200 or "nextCursor" not in doc:
+                break
+            deep_cursor, cursor = cursor, doc["nextCursor"]
+        directory.walk_s = time.perf_counter() - started
+        log(f"  {shape.users:>9,} cursor walk: {walked:,} users in {directory.walk_s:.1f} s (1,000 a page)")
+
+        def cursor_page(k: int, doc: dict) -> str | None:
+            if len(doc.get("Resources") or []) != 100 or doc.get("totalResults") != users:
+                return f"{len(doc.get('Resources') or [])} rows, totalResults {doc.get('totalResults')}"
+            return None
+
+        await one_at_a_time("cursor_first", "/Users?cursor=&count=100", cursor_page)
+        await one_at_a_time("cursor_deep", f"/Users?count=100&cursor={quote(deep_cursor)}", cursor_page)
 
         def directory_page(first: bool) -> Callable[[int, dict], str | None]:
             # A page fetched with `before` always offers a `next` cursor (the storage does not look past the
@@ -727,6 +752,7 @@ def targets(sizes: list[dict]) -> list[tuple[str, str, str, bool | None]]:
         ),
         ("start-up to first 200", f"{big['startup_s']:.2f} s", "< 1 s", big["startup_s"] < STARTUP_LIMIT_S),
         deep_row("deep SCIM page vs first", big, "page_first", "page_last"),
+        deep_row("deep cursor page vs first", big, "cursor_first", "cursor_deep"),
         deep_row("deep directory page vs first", big, "console_first", "console_last"),
         (
             "database size per user",
@@ -797,6 +823,7 @@ def report(meta: dict, runs: dict[str, list[dict]], failures: list[str]) -> str:
         rows = [
             ("load (import_rows)", lambda s: f"{s['load_s']:.1f} s ({s['size'] / s['load_s']:,.0f} users/s)"),
             ("start-up to first 200", lambda s: f"{s['startup_s']:.2f} s"),
+            ("cursor walk of every user, 1,000 a page", lambda s: f"{s.get('cursor_walk_s', 0):.1f} s"),
             ("RSS idle / under load", lambda s: f"{s['rss_idle_kb'] / 1024:.1f} / {s['rss_load_kb'] / 1024:.1f} MB"),
             ("database size per user", lambda s: f"{s['db_bytes_per_user']:,.0f} B"),
         ]
