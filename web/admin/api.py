@@ -22,6 +22,7 @@ from storage import AdminError
 from web.admin.auth import AdminAuth, Throttled, client_address, csrf_ok
 from web.admin.bodies import AdminBodies
 from web.admin.connection_test import ConnectionTest
+from web.admin.export import export_response
 from web.admin.service import AdminService, failing_json, log_query
 from web.faults import DEFAULT_PRESET_MINUTES, PRESETS, rule_json
 
@@ -82,6 +83,7 @@ class AdminApi:
             route("/idps/{idp}/groups/{id}", self.group, ["GET"]),
             route("/logs", self.logs, ["GET"]),
             route("/logs/counters", self.counters, ["GET"]),
+            route("/logs/export", self.export_logs, ["GET"]),
             route("/logs/{id:int}", self.log, ["GET"]),
         ]
         return Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
@@ -358,6 +360,9 @@ class AdminApi:
                 "next": records[-1].id if more and records else None,
             }
         )
+
+    async def export_logs(self, request: Request) -> Response:
+        return export_response(self.service, request.query_params)
 
     async def log(self, request: Request) -> Response:
         record = await self.service.log(request.path_params["id"])

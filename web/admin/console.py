@@ -28,6 +28,7 @@ from storage import AdminError, AdminSession, Idp, LogRecord
 from web.admin.auth import AdminAuth, Throttled, client_address, csrf_ok
 from web.admin.bodies import AdminBodies
 from web.admin.connection_test import ConnectionTest
+from web.admin.export import export_response
 from web.admin.service import (
     ICONS,
     OPERATIONS,
@@ -119,6 +120,7 @@ class Console:
             Route("/idps/{idp}/groups", self._page(self.groups)),
             Route("/idps/{idp}/groups/{id}", self._page(self.group)),
             Route("/logs", self._page(self.logs)),
+            Route("/logs/export", self._page(self.export_logs)),
             Route("/logs/{id:int}", self._page(self.log)),
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         ]
@@ -662,6 +664,12 @@ class Console:
 
     # --- provisioning logs -------------------------------------------------------------------------
 
+    async def export_logs(self, request: Request, session: AdminSession) -> Response:
+        try:
+            return export_response(self.service, request.query_params)
+        except AdminError as exc:
+            return self.render(request, "error.html", {"title": "Cannot export", "message": str(exc)}, 400)
+
     async def logs(self, request: Request, session: AdminSession) -> Response:
         params = request.query_params
         fields = {name: params.get(name, "") for name in ("idp", "outcome", "operation", "q", "since", "until", "bulk")}
@@ -690,6 +698,8 @@ class Console:
             links["older"] = f"{_base(request)}/logs?{urlencode({**chosen, 'before': records[-1].id})}"
         if params.get("before"):
             links["newest"] = f"{_base(request)}/logs?{urlencode(chosen)}"
+        for fmt in ("csv", "ndjson"):
+            links[fmt] = f"{_base(request)}/logs/export?{urlencode({**chosen, 'format': fmt})}"
         return self.render(
             request,
             "logs.html",
