@@ -253,6 +253,7 @@ class LogQuery:
     since: str | None = None  # inclusive, a stored timestamp (UTC, ...Z)
     until: str | None = None  # exclusive
     bulk_request: str | None = None  # the records of one Bulk request's operations
+    resource_id: str | None = None  # the records of requests addressed to one resource (its timeline)
     before_id: int | None = None  # keyset cursor: records older than this one
     limit: int = 50
 

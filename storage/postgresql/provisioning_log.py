@@ -135,6 +135,8 @@ def _log_conditions(query: LogQuery) -> tuple[list[str], list]:
         conditions.append(f"operation = {bind(query.operation)}")
     if query.bulk_request:
         conditions.append(f"bulk_request = {bind(query.bulk_request.replace(chr(0), ''))}")
+    if query.resource_id:
+        conditions.append(f"resource_id = {bind(query.resource_id.replace(chr(0), ''))}")
     if query.text:
         pattern = bind(like_pattern(query.text))
         exact = bind(query.text.replace("\x00", ""))

@@ -132,6 +132,9 @@ def _log_conditions(query: LogQuery) -> tuple[list[str], list]:
     if query.bulk_request:
         conditions.append("bulk_request = ?")
         params.append(query.bulk_request)
+    if query.resource_id:
+        conditions.append("resource_id = ?")
+        params.append(query.resource_id)
     if query.text:
         pattern = like_pattern(query.text)
         # PATCH and DELETE records name their resource by id only: match its current name as well.

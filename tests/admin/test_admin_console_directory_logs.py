@@ -410,3 +410,33 @@ async def test_a_bulk_requests_operations_are_listed_together(signed_in: Admin) 
     )
     assert [r["target"] for r in api.json()["Resources"]] == ["Bulk group", "bulk1@contoso.com"]
     assert {r["bulk_request"] for r in api.json()["Resources"]} == {group}
+
+
+async def test_a_users_and_a_groups_page_show_their_timeline(signed_in: Admin) -> None:
+    tenant = await signed_in.idp_with_key("Timeline")
+    ids = await provision(tenant)
+    alice, sales = ids["alice@contoso.com"], ids["Sales"]
+    await tenant.scim.patch(f"/Users/{alice}", json=patch_body({"op": "Replace", "path": "title", "value": "CTO"}))
+    await tenant.scim.patch(
+        f"/Users/{alice}",
+        headers={"If-Match": 'W/"999"'},
+        json=patch_body({"op": "Replace", "path": "title", "value": "x"}),
+    )
+    await signed_in.flush_logs()
+    page = await signed_in.client.get(f"/admin/idps/{tenant.idp_id}/users/{alice}")
+    timeline = re.search(r'<ol class="timeline">(.*?)</ol>', page.text, re.S).group(1)
+    entries = [
+        html.unescape(re.sub(r"<[^>]+>", " ", item)).split()
+        for item in re.findall(r"<li[^>]*>(.*?)</li>", timeline, re.S)
+    ]
+    assert [" ".join(words[2:5]) for words in entries] == ["Create User 201", "Update User 200", "Update User 412"]
+    assert 'class="failed"' in timeline
+    group_page = await signed_in.client.get(f"/admin/idps/{tenant.idp_id}/groups/{sales}")
+    group_timeline = re.search(r'<ol class="timeline">(.*?)</ol>', group_page.text, re.S).group(1)
+    assert "Create Group" in group_timeline and "Add members" in group_timeline
+    rows = await log_rows(signed_in, resource=alice, idp=tenant.idp_id)
+    assert [r["operation"] for r in rows] == ["Update User", "Update User", "Create User"]
+    api = await signed_in.client.get(
+        "/v1/admin/logs", params={"resource": sales}, headers={"Authorization": f"Bearer {TOKEN}"}
+    )
+    assert [r["operation"] for r in api.json()["Resources"]] == ["Add members", "Create Group"]

@@ -63,6 +63,7 @@ async def test_migrate_creates_the_database_it_is_pointed_at(missing_database: s
         "005_fault_rules.sql",
         "006_second_key.sql",
         "007_bulk_request.sql",
+        "008_log_resource.sql",
     ]
     assert await store.migrate() == [
         "001_initial.sql",
@@ -72,6 +73,7 @@ async def test_migrate_creates_the_database_it_is_pointed_at(missing_database: s
         "005_fault_rules.sql",
         "006_second_key.sql",
         "007_bulk_request.sql",
+        "008_log_resource.sql",
     ]
     assert await store.migrate() == []  # once only
     assert await store.pending_migrations() == []

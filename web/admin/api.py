@@ -352,6 +352,7 @@ class AdminApi:
             before=params.get("before"),
             count=params.get("count"),
             bulk=params.get("bulk"),
+            resource=params.get("resource"),
         )
         records, more = await self.service.logs(query)
         return JsonResponse(

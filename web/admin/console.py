@@ -634,12 +634,15 @@ class Console:
     async def user(self, request: Request, session: AdminSession) -> Response:
         idp = await self.service.idp(request.path_params["idp"])
         view = await self.service.user_view(idp.id, request.path_params["id"])
+        timeline, older = await self.service.timeline(idp.id, view.resource["id"])
         return self.render(
             request,
             "user.html",
             {
                 "section": "directory",
                 "idp": idp,
+                "timeline": timeline,
+                "older": older,
                 "user": view.resource,
                 "extensions": view.extensions,
                 "unanswered": view.unanswered,
@@ -649,12 +652,15 @@ class Console:
     async def group(self, request: Request, session: AdminSession) -> Response:
         idp = await self.service.idp(request.path_params["idp"])
         detail = await self.service.group(idp.id, request.path_params["id"])
+        timeline, older = await self.service.timeline(idp.id, detail.resource["id"])
         return self.render(
             request,
             "group.html",
             {
                 "section": "directory",
                 "idp": idp,
+                "timeline": timeline,
+                "older": older,
                 "group": detail.resource,
                 "member_total": detail.member_total,
                 "extensions": detail.extensions,
@@ -672,7 +678,10 @@ class Console:
 
     async def logs(self, request: Request, session: AdminSession) -> Response:
         params = request.query_params
-        fields = {name: params.get(name, "") for name in ("idp", "outcome", "operation", "q", "since", "until", "bulk")}
+        fields = {
+            name: params.get(name, "")
+            for name in ("idp", "outcome", "operation", "q", "since", "until", "bulk", "resource")
+        }
         idps = await self.service.idps()
         error: str | None = None
         records: list[LogRecord] = []
@@ -688,6 +697,7 @@ class Console:
                 before=params.get("before"),
                 count=PAGE_SIZE,
                 bulk=fields["bulk"],
+                resource=fields["resource"],
             )
             records, more = await self.service.logs(query)
         except AdminError as exc:

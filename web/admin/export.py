@@ -23,6 +23,7 @@ def export_response(service: AdminService, params: QueryParams) -> StreamingResp
         since=params.get("since"),
         until=params.get("until"),
         bulk=params.get("bulk"),
+        resource=params.get("resource"),
     )
     stamp = now().replace(":", "").replace("-", "").split(".")[0]
     return StreamingResponse(

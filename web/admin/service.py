@@ -563,6 +563,14 @@ class AdminService:
     async def logs(self, query: LogQuery) -> tuple[list[LogRecord], bool]:
         return await self.store.query_logs(query)
 
+    async def timeline(self, idp_id: str, resource_id: str) -> tuple[list[LogRecord], bool]:
+        """The requests addressed to one resource (its create, reads, writes, delete), oldest first:
+        the last TIMELINE_RECORDS of them, and whether older ones exist too."""
+        records, more = await self.store.query_logs(
+            LogQuery(idp_id=idp_id, resource_id=resource_id, limit=TIMELINE_RECORDS)
+        )
+        return records[::-1], more
+
     async def export_logs(self, query: LogQuery, fmt: str) -> AsyncIterator[bytes]:
         """The records `query` matches (its limit aside), newest first, as CSV or NDJSON, read from
         the store EXPORT_BATCH at a time: an export of a million records never holds more than one
@@ -777,6 +785,7 @@ EXPORT_FIELDS = (
     "client",
 )
 EXPORT_BATCH = 1000
+TIMELINE_RECORDS = 100  # the requests a user's or group's page lists
 EXPORT_FORMATS = {"csv": "text/csv; charset=utf-8", "ndjson": "application/x-ndjson"}
 
 
@@ -816,6 +825,7 @@ def log_query(
     before: str | None = None,
     count: str | int | None = None,
     bulk: str | None = None,
+    resource: str | None = None,
 ) -> LogQuery:
     """A LogQuery from the console's form fields or the API's query parameters (all text)."""
     if outcome not in (None, "", "success", "failure"):
@@ -828,6 +838,7 @@ def log_query(
     text = (text or "").strip()
     _check_length("search text", text, MAX_LOG_SEARCH)
     _check_length("Bulk request id", bulk or "", MAX_LOG_SEARCH)
+    _check_length("resource id", resource or "", MAX_LOG_SEARCH)
     return LogQuery(
         idp_id=idp or None,
         failures=failures,
@@ -836,6 +847,7 @@ def log_query(
         since=parse_time(since, "since"),
         until=parse_time(until, "until"),
         bulk_request=bulk or None,
+        resource_id=resource or None,
         before_id=before_id,
         limit=min(max(limit, 1), MAX_PAGE),
     )
