@@ -328,6 +328,12 @@ class LogStore(Protocol):
         """Per IdP: operations and failures since `since`, and the time of its newest record ever."""
         ...
 
+    async def activity(self, idp_id: str, since: str, bucket_chars: int) -> list[tuple[str, int, int]]:
+        """The IdP's records since `since`, counted per time bucket: (the first `bucket_chars`
+        characters of their time, e.g. 13 for an hour "2026-12-06T22", operations, failures as
+        log_counters counts them), oldest bucket first; buckets without records are left out."""
+        ...
+
     async def ignored_attributes(self, idp_id: str, limit: int = 50) -> list[IgnoredAttribute]:
         """What the IdP's logged requests sent that its tenant did not keep (LogRecord.ignored),
         summed per name over the records still in the log: most requests first, then by name; at

@@ -105,6 +105,19 @@ class ProvisioningLog(Engine):
 
         return await self.read(run)
 
+    async def activity(self, idp_id: str, since: str, bucket_chars: int) -> list[tuple[str, int, int]]:
+        rows = await self.read(
+            lambda conn: conn.fetch(
+                "SELECT substr(time, 1, $3) AS bucket, count(*), count(*) FILTER (WHERE status >= 400 "
+                "AND NOT (status = 401 AND operation = 'Test connection')) "  # the probes (PROBE_SQL)
+                "FROM provisioning_log WHERE idp_id = $1 AND time >= $2 GROUP BY bucket ORDER BY 1",
+                idp_id,
+                since,
+                bucket_chars,
+            )
+        )
+        return [(row[0], row[1], row[2]) for row in rows]
+
     async def ignored_attributes(self, idp_id: str, limit: int = 50) -> list[IgnoredAttribute]:
         rows = await self.read(
             lambda conn: conn.fetch(

@@ -102,6 +102,26 @@ class ProvisioningLog(Engine):
 
         return await self.read(run)
 
+    async def activity(self, idp_id: str, since: str, bucket_chars: int) -> list[tuple[str, int, int]]:
+        def run(conn: sqlite3.Connection) -> list[tuple[str, int, int]]:
+            # As log_counters: the (idp_id, time, status) index answers the counts, and only the 401s'
+            # rows are read to take Test Connection's probes out of the failures.
+            counted = conn.execute(
+                "SELECT substr(time, 1, ?) AS bucket, count(*), total(status >= 400) FROM provisioning_log "
+                "WHERE idp_id = ? AND time >= ? GROUP BY bucket ORDER BY bucket",
+                (bucket_chars, idp_id, since),
+            ).fetchall()
+            probes = dict(
+                conn.execute(
+                    "SELECT substr(time, 1, ?) AS bucket, count(*) FROM provisioning_log WHERE idp_id = ? "
+                    "AND time >= ? AND status = 401 AND operation = 'Test connection' GROUP BY bucket",
+                    (bucket_chars, idp_id, since),
+                ).fetchall()
+            )
+            return [(bucket, count, int(failed) - probes.get(bucket, 0)) for bucket, count, failed in counted]
+
+        return await self.read(run)
+
     async def ignored_attributes(self, idp_id: str, limit: int = 50) -> list[IgnoredAttribute]:
         rows = await self.read(
             fetch,

@@ -440,3 +440,22 @@ async def test_a_users_and_a_groups_page_show_their_timeline(signed_in: Admin) -
         "/v1/admin/logs", params={"resource": sales}, headers={"Authorization": f"Bearer {TOKEN}"}
     )
     assert [r["operation"] for r in api.json()["Resources"]] == ["Add members", "Create Group"]
+
+
+async def test_activity_charts_count_operations_and_failures(signed_in: Admin) -> None:
+    tenant = await signed_in.idp_with_key("Charted")
+    for n in range(3):
+        await tenant.scim.post("/Users", json=entra_user(f"chart{n}@contoso.com"))
+    await tenant.scim.post("/Users", json=entra_user("chart0@contoso.com"))  # 409: a failure
+    await tenant.scim.get("/Users/missing")  # 404: a failure
+    await signed_in.flush_logs()
+    page = await signed_in.client.get(f"/admin/idps/{tenant.idp_id}")
+    for window in ("1h", "24h", "7d"):
+        figure = re.search(rf'<figure class="chart" id="activity-{window}">(.*?)</figure>', page.text, re.S).group(1)
+        caption = html.unescape(re.sub(r"<[^>]+>", "", figure.split("<figcaption>")[1]))
+        assert "5 operations, 2 failures, failure rate 40.0%" in caption, caption
+        assert "<svg" in figure and 'fill="url(#hatch-chart-' in figure  # failures hatched, not only coloured
+        assert "5 operations, 2 failures" in re.search(r"<title[^>]*>(.*?)</title>", figure).group(1)
+    overview = await signed_in.client.get("/admin/")
+    assert f'id="overview-activity-{tenant.idp_id}"' in overview.text
+    assert "5 operations, 2 failures (40.0%) in the last 24 hours" in overview.text

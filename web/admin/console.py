@@ -64,6 +64,7 @@ NOTICES = {
     "signed-out": "You are signed out.",
 }
 PAGE_SIZE = 50
+OVERVIEW_CHARTS = 12  # IdPs whose activity chart the Overview draws
 
 Page = Callable[[Request, AdminSession], Awaitable[Response]]
 
@@ -256,6 +257,8 @@ class Console:
         idps = await self.service.idps()
         counters = await self.service.counters()
         counts = {idp.id: await self.service.store.counts(idp.id) for idp in idps}
+        # The last 24 hours of the first IdPs: a chart each (its own queries) is for a handful of IdPs.
+        charts = {idp.id: (await self.service.activity(idp.id, ("24h",)))[0] for idp in idps[:OVERVIEW_CHARTS]}
         failures, _ = await self.service.logs(log_query(outcome="failure", count=5))
         return self.render(
             request,
@@ -265,6 +268,7 @@ class Console:
                 "idps": idps,
                 "counters": counters,
                 "counts": counts,
+                "charts": charts,
                 "failures": failures,
                 "names": await self.service.idp_names(),
                 "keys": {k.id: k for k in await self.service.api_keys()},
@@ -405,6 +409,7 @@ class Console:
                 "schema": schema,
                 "counters": counters,
                 "counts": await self.service.store.counts(idp.id),
+                "charts": await self.service.activity(idp.id),
                 "failing": failing,
                 "ignored": await self.service.ignored_attributes(idp.id),
                 # An ignored name declared since it was last sent: the log still counts it.

@@ -39,6 +39,7 @@ from storage import (
 )
 from storage.common import now
 from web.admin import security
+from web.admin.charts import WINDOWS, Activity, activity_chart, window_start
 from web.admin.schema_changes import describe_changes
 from web.faults import DEFAULT_PRESET_MINUTES, KINDS, PRESETS, Faults, new_rule
 
@@ -562,6 +563,16 @@ class AdminService:
 
     async def logs(self, query: LogQuery) -> tuple[list[LogRecord], bool]:
         return await self.store.query_logs(query)
+
+    async def activity(self, idp_id: str, windows: tuple[str, ...] = tuple(WINDOWS)) -> list[Activity]:
+        """The IdP's activity charts, one per window (web/admin/charts.py), each ending now."""
+        moment = datetime.now(UTC)
+        charts = []
+        for window in windows:
+            first, chars = window_start(window, moment)
+            counted = await self.store.activity(idp_id, format_datetime(first), chars)
+            charts.append(activity_chart(window, counted, moment, f"chart-{idp_id}-{window}"))
+        return charts
 
     async def timeline(self, idp_id: str, resource_id: str) -> tuple[list[LogRecord], bool]:
         """The requests addressed to one resource (its create, reads, writes, delete), oldest first:

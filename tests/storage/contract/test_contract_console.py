@@ -257,3 +257,29 @@ async def test_ignored_attributes_are_summed_per_name_most_requests_first(store:
     assert await store.ignored_attributes("i3") == []
     records, _ = await store.query_logs(LogQuery(idp_id="i1", limit=1))
     assert records[0].ignored == '["adresses", "x\\"y"]'  # read back as written
+
+
+async def test_activity_counts_per_time_bucket_without_probes(store: Store) -> None:
+    idp = (await store.create_idp("charted", "key", None)).id
+    await store.append_logs(
+        [
+            record("2026-12-06T10:05:00.000Z", idp),
+            record("2026-12-06T10:59:59.999Z", idp, status=409),
+            record("2026-12-06T12:00:00.000Z", idp, status=401, operation="Test connection"),  # a probe
+            record("2026-12-06T12:30:00.000Z", idp, status=500),
+            record("2026-12-06T09:00:00.000Z", idp, status=500),  # before the window
+            record("2026-12-06T10:30:00.000Z", "another", status=500),
+        ]
+    )
+    assert await store.activity(idp, "2026-12-06T10:00:00.000Z", 13) == [
+        ("2026-12-06T10", 2, 1),
+        ("2026-12-06T12", 2, 1),
+    ]
+    by_minute = await store.activity(idp, "2026-12-06T10:00:00.000Z", 16)
+    assert [bucket for bucket, _, _ in by_minute] == [
+        "2026-12-06T10:05",
+        "2026-12-06T10:59",
+        "2026-12-06T12:00",
+        "2026-12-06T12:30",
+    ]
+    assert await store.activity(idp, "2999-01-01T00:00:00.000Z", 13) == []
