@@ -317,7 +317,8 @@ class LogStore(Protocol):
         ...
 
     async def query_logs(self, query: LogQuery) -> tuple[list[LogRecord], bool]:
-        """Matching records newest first (time, then id), at most query.limit, and whether older ones match too."""
+        """Matching records newest first (time, then id), at most query.limit, and whether older ones match too;
+        with query.after_id, the records written after that one, oldest first (by id), and whether more follow."""
         ...
 
     async def get_log(self, log_id: int) -> LogRecord | None:

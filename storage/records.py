@@ -255,6 +255,8 @@ class LogQuery:
     bulk_request: str | None = None  # the records of one Bulk request's operations
     resource_id: str | None = None  # the records of requests addressed to one resource (its timeline)
     before_id: int | None = None  # keyset cursor: records older than this one
+    # The records written after this one (a larger id), oldest first: what a live view has not shown yet.
+    after_id: int | None = None
     limit: int = 50
 
 

@@ -75,10 +75,15 @@ class ProvisioningLog(Engine):
             params.append(query.before_id)
             # Keyset on (time, id), the order of the (time, id) index.
             conditions.append(f"(time, id) < (SELECT time, id FROM provisioning_log WHERE id = ${len(params)})")
+        order = "time DESC, id DESC"
+        if query.after_id is not None:
+            params.append(query.after_id)
+            conditions.append(f"id > ${len(params)}")
+            order = "id"
         params.append(query.limit + 1)
         sql = (
             f"SELECT {LOG_RECORD_COLUMNS} FROM provisioning_log WHERE {' AND '.join(conditions) or 'true'} "
-            f"ORDER BY time DESC, id DESC LIMIT ${len(params)}"
+            f"ORDER BY {order} LIMIT ${len(params)}"
         )
         rows = await self.read(lambda conn: conn.fetch(sql, *params))
         return [LogRecord(*row) for row in rows[: query.limit]], len(rows) > query.limit

@@ -67,9 +67,14 @@ class ProvisioningLog(Engine):
             # Keyset on (time, id), the order of the (time) and (idp_id, time) indexes.
             conditions.append("(time, id) < (SELECT time, id FROM provisioning_log WHERE id = ?)")
             params.append(query.before_id)
+        order = "time DESC, id DESC"
+        if query.after_id is not None:
+            conditions.append("id > ?")
+            params.append(query.after_id)
+            order = "id"
         sql = (
             f"SELECT {LOG_RECORD_COLUMNS} FROM provisioning_log WHERE {' AND '.join(conditions) or '1'} "
-            "ORDER BY time DESC, id DESC LIMIT ?"
+            f"ORDER BY {order} LIMIT ?"
         )
         rows = await self.read(fetch, sql, (*params, query.limit + 1))
         return [LogRecord(*row) for row in rows[: query.limit]], len(rows) > query.limit

@@ -459,3 +459,20 @@ async def test_activity_charts_count_operations_and_failures(signed_in: Admin) -
     overview = await signed_in.client.get("/admin/")
     assert f'id="overview-activity-{tenant.idp_id}"' in overview.text
     assert "5 operations, 2 failures (40.0%) in the last 24 hours" in overview.text
+
+
+async def test_only_the_newest_log_page_is_live(signed_in: Admin) -> None:
+    tenant = await signed_in.idp_with_key("Live")
+    for i in range(55):
+        await tenant.scim.get("/Users", params={"filter": f'userName eq "u{i:02d}"'})
+    await signed_in.flush_logs()
+    page = await signed_in.client.get("/admin/logs", params={"idp": tenant.idp_id})
+    newest = (await signed_in.store.query_logs(LogQuery(limit=1)))[0][0].id
+    assert f'data-live="/admin/logs/live?idp={tenant.idp_id}" data-after="{newest}"' in page.text
+    older = await signed_in.client.get(next_link(page.text, "older"))
+    assert "data-live" not in older.text and 'id="live-toggle"' not in older.text
+    for after in ("x", "-1", "9" * 30):
+        refused = await signed_in.client.get("/admin/logs/live", params={"after": after})
+        assert refused.status_code == 400 and "after must be a record id" in refused.text
+    csp = page.headers["content-security-policy"]
+    assert "connect-src 'self'" in csp and "script-src 'self'" in csp and "unsafe-inline" not in csp

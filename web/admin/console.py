@@ -4,7 +4,10 @@ carrying the session's CSRF token. The only script is the copy buttons' (static/
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+import dataclasses
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 from urllib.parse import quote, urlencode
@@ -15,7 +18,7 @@ from markupsafe import Markup
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
@@ -44,7 +47,7 @@ HERE = Path(__file__).parent
 SECURITY_HEADERS = {
     # Nothing inline runs or styles: scripts and CSS come only from /admin/static.
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
@@ -65,6 +68,12 @@ NOTICES = {
 }
 PAGE_SIZE = 50
 OVERVIEW_CHARTS = 12  # IdPs whose activity chart the Overview draws
+# Live log views (server-sent events): at most this many at once, each reading the store this often,
+# a comment line when idle this long (proxies keep the connection), and ending after an hour.
+MAX_LIVE_STREAMS = 16
+LIVE_POLL_SECONDS = 1.0
+LIVE_KEEPALIVE_SECONDS = 15.0
+LIVE_STREAM_SECONDS = 3600.0
 
 Page = Callable[[Request, AdminSession], Awaitable[Response]]
 
@@ -77,6 +86,7 @@ class Console:
         self.auth = auth
         self.bodies = bodies
         self.connection_test = connection_test
+        self.live_streams = 0  # live log views open now
         env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(HERE / "templates"),
             autoescape=True,
@@ -122,6 +132,7 @@ class Console:
             Route("/idps/{idp}/groups/{id}", self._page(self.group)),
             Route("/logs", self._page(self.logs)),
             Route("/logs/export", self._page(self.export_logs)),
+            Route("/logs/live", self._page(self.live_logs)),
             Route("/logs/{id:int}", self._page(self.log)),
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         ]
@@ -675,6 +686,67 @@ class Console:
 
     # --- provisioning logs -------------------------------------------------------------------------
 
+    async def live_logs(self, request: Request, session: AdminSession) -> Response:
+        """Server-sent events: each record the log filters match, as it is written after `after`
+        (or the Last-Event-ID an EventSource resends when it reconnects), as the log page's row.
+        The store is read every LIVE_POLL_SECONDS; a stream ends after LIVE_STREAM_SECONDS and the
+        browser reconnects where it was, so nothing is lost and nothing is held for good."""
+        params = request.query_params
+        try:
+            query = log_query(
+                idp=params.get("idp"),
+                outcome=params.get("outcome"),
+                operation=params.get("operation"),
+                text=params.get("q"),
+                since=params.get("since"),
+                until=params.get("until"),
+                bulk=params.get("bulk"),
+                resource=params.get("resource"),
+            )
+            after = request.headers.get("last-event-id") or params.get("after") or "0"
+            if not after.isdigit() or len(after) > 18:
+                raise AdminError(f"after must be a record id, not {shown(after)}")
+        except AdminError as exc:
+            return Response(str(exc), status_code=400, media_type="text/plain")
+        if self.live_streams >= MAX_LIVE_STREAMS:
+            return Response(
+                f"At most {MAX_LIVE_STREAMS} live views at once; close one",
+                status_code=503,
+                headers={"Retry-After": "5"},
+            )
+        self.live_streams += 1
+        base = _base(request)
+        row = self.templates.env.get_template("macros.html").module.log_row  # type: ignore[attr-defined]
+
+        async def events() -> AsyncIterator[str]:
+            last, started, quiet = int(after), time.monotonic(), 0.0
+            names = await self.service.idp_names()
+            keys = {k.id: k.name for k in await self.service.api_keys()}
+            try:
+                yield "retry: 1000\n\n"
+                while time.monotonic() - started < LIVE_STREAM_SECONDS:
+                    records, more = await self.service.logs(dataclasses.replace(query, after_id=last, limit=200))
+                    for record in records:
+                        last = record.id or last
+                        data = orjson.dumps({"id": last, "html": str(row(record, names, keys, base))}).decode()
+                        yield f"id: {last}\nevent: record\ndata: {data}\n\n"
+                    if records:
+                        quiet = 0.0
+                    if not more:
+                        await asyncio.sleep(LIVE_POLL_SECONDS)
+                        quiet += LIVE_POLL_SECONDS
+                        if quiet >= LIVE_KEEPALIVE_SECONDS:
+                            quiet = 0.0
+                            yield ": still here\n\n"
+            finally:
+                self.live_streams -= 1
+
+        return StreamingResponse(
+            events(),
+            media_type="text/event-stream",
+            headers={**SECURITY_HEADERS, "X-Accel-Buffering": "no"},
+        )
+
     async def export_logs(self, request: Request, session: AdminSession) -> Response:
         try:
             return export_response(self.service, request.query_params)
@@ -715,6 +787,9 @@ class Console:
             links["newest"] = f"{_base(request)}/logs?{urlencode(chosen)}"
         for fmt in ("csv", "ndjson"):
             links[fmt] = f"{_base(request)}/logs/export?{urlencode({**chosen, 'format': fmt})}"
+        if not params.get("before"):
+            # The newest page updates itself: rows written after its newest one come over server-sent events.
+            links["live"] = f"{_base(request)}/logs/live?{urlencode(chosen)}"
         return self.render(
             request,
             "logs.html",
@@ -726,6 +801,7 @@ class Console:
                 "counters": await self.service.counters(),
                 "fields": fields,
                 "records": records,
+                "newest_id": max((r.id or 0 for r in records), default=0),
                 "links": links,
                 "error": error,
             },

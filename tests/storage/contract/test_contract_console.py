@@ -283,3 +283,14 @@ async def test_activity_counts_per_time_bucket_without_probes(store: Store) -> N
         "2026-12-06T12:30",
     ]
     assert await store.activity(idp, "2999-01-01T00:00:00.000Z", 13) == []
+
+
+async def test_records_after_an_id_come_oldest_first(store: Store) -> None:
+    await store.append_logs([record(ago(minutes=5), target=f"t{i}") for i in range(5)])
+    everything, _ = await store.query_logs(LogQuery())
+    second = everything[-2].id  # the second oldest
+    newer, more = await store.query_logs(LogQuery(after_id=second, limit=2))
+    assert [r.target for r in newer] == ["t2", "t3"] and more
+    rest, more = await store.query_logs(LogQuery(after_id=newer[-1].id, limit=2))
+    assert [r.target for r in rest] == ["t4"] and not more
+    assert await store.query_logs(LogQuery(after_id=rest[-1].id)) == ([], False)

@@ -1,4 +1,5 @@
-// Copy buttons: <button data-copy="ELEMENT_ID"> copies that element's text. The only script in the console.
+// The console's one script: copy buttons, and the live provisioning log.
+// Copy buttons: <button data-copy="ELEMENT_ID"> copies that element's text.
 "use strict";
 
 function copyText(text) {
@@ -29,3 +30,42 @@ document.addEventListener("click", (event) => {
   );
   setTimeout(() => { button.textContent = "Copy"; button.classList.remove("copied"); }, 2000);
 });
+
+// The live provisioning log: <table id="logs" data-live="URL" data-after="ID"> takes the rows written
+// after ID from the server-sent events at URL, newest on top; Pause closes the stream, Resume opens it
+// again from the last row shown, so no record is lost in between.
+const liveTable = document.getElementById("logs");
+if (liveTable && liveTable.dataset.live) {
+  const toggle = document.getElementById("live-toggle");
+  const status = document.getElementById("live-status");
+  const body = liveTable.tBodies[0];
+  let last = liveTable.dataset.after || "0";
+  let source = null;
+  const start = () => {
+    const join = liveTable.dataset.live.includes("?") ? "&" : "?";
+    source = new EventSource(`${liveTable.dataset.live}${join}after=${encodeURIComponent(last)}`);
+    source.addEventListener("record", (event) => {
+      const record = JSON.parse(event.data);
+      last = String(record.id);
+      const empty = body.querySelector("td[colspan]");
+      if (empty) {
+        empty.parentElement.remove();
+      }
+      body.insertAdjacentHTML("afterbegin", record.html);
+      while (body.rows.length > 200) {
+        body.deleteRow(-1);
+      }
+    });
+    source.addEventListener("open", () => { status.textContent = "Live: new records appear at the top as they are written."; });
+    source.addEventListener("error", () => { status.textContent = "Live: reconnecting…"; });
+    toggle.textContent = "Pause";
+  };
+  const stop = () => {
+    source.close();
+    source = null;
+    toggle.textContent = "Resume";
+    status.textContent = "Paused: records written meanwhile appear when you resume.";
+  };
+  toggle.addEventListener("click", () => (source ? stop() : start()));
+  start();
+}
