@@ -26,6 +26,7 @@ from storage.records import (
     CheckFn,
     DirectoryPage,
     Encoder,
+    FailureGroup,
     FaultRule,
     Idp,
     IgnoredAttribute,
@@ -327,6 +328,11 @@ class LogStore(Protocol):
 
     async def log_counters(self, idp_ids: list[str], since: str) -> dict[str, LogCounters]:
         """Per IdP: operations and failures since `since`, and the time of its newest record ever."""
+        ...
+
+    async def failure_groups(self, since: str, limit: int = 10) -> list[FailureGroup]:
+        """Failures since `since` (as FAILURE_SQL counts them) that happened more than once alike
+        (same IdP, status, operation and client address), most first, at most `limit` groups."""
         ...
 
     async def activity(self, idp_id: str, since: str, bucket_chars: int) -> list[tuple[str, int, int]]:

@@ -240,6 +240,12 @@ PROBE_SQL = (
 )
 # A failure as the console counts it: status >= 400 and not a probe.
 FAILURE_SQL = f"(status >= 400 AND NOT {PROBE_SQL})"
+# Repeated failures alike (LogStore.failure_groups), with each backend's parameters for since and limit.
+FAILURE_GROUPS_SQL = (
+    "SELECT idp_id, status, operation, client, count(*), min(time), max(time) FROM provisioning_log "
+    f"WHERE time >= {{since}} AND {FAILURE_SQL} GROUP BY idp_id, status, operation, client HAVING count(*) > 1 "
+    "ORDER BY count(*) DESC, max(time) DESC LIMIT {limit}"
+)
 
 
 @dataclass(frozen=True)
@@ -326,6 +332,20 @@ class FaultRule:
     delay_ms: int | None  # the delay of a "delay" rule
     created: str
     expires: str
+
+
+@dataclass(frozen=True)
+class FailureGroup:
+    """Failures alike (one IdP, status, operation and client address), counted: the Overview's
+    "429 × 40 from 10.0.0.5 in 2 minutes"."""
+
+    idp_id: str | None
+    status: int
+    operation: str
+    client: str | None
+    count: int
+    first: str
+    last: str
 
 
 @dataclass(frozen=True)

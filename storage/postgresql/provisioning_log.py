@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from scim.filters import fold, format_datetime
 from storage import IgnoredAttribute, LogCounters, LogQuery, LogRecord
 from storage.postgresql.engine import Connection, Engine, status_count
-from storage.records import FAILURE_SQL, PROBE_SQL
+from storage.records import FAILURE_GROUPS_SQL, FAILURE_SQL, PROBE_SQL, FailureGroup
 from storage.sql import escape_like
 
 LOG_COLUMNS = LogRecord._fields[:-3]  # the columns written; id, resource_name and probe are read back
@@ -109,6 +109,11 @@ class ProvisioningLog(Engine):
             return {r[0]: LogCounters(r[1], r[2], r[3]) for r in rows}
 
         return await self.read(run)
+
+    async def failure_groups(self, since: str, limit: int = 10) -> list[FailureGroup]:
+        sql = FAILURE_GROUPS_SQL.format(since="$1", limit="$2")
+        rows = await self.read(lambda conn: conn.fetch(sql, since, limit))
+        return [FailureGroup(*row) for row in rows]
 
     async def activity(self, idp_id: str, since: str, bucket_chars: int) -> list[tuple[str, int, int]]:
         rows = await self.read(

@@ -12,7 +12,7 @@ from storage import (
     LogQuery,
     LogRecord,
 )
-from storage.records import FAILURE_SQL, PROBE_SQL
+from storage.records import FAILURE_GROUPS_SQL, FAILURE_SQL, PROBE_SQL, FailureGroup
 from storage.sql import escape_like
 from storage.sqlite.engine import Engine, fetch
 
@@ -106,6 +106,10 @@ class ProvisioningLog(Engine):
             return result
 
         return await self.read(run)
+
+    async def failure_groups(self, since: str, limit: int = 10) -> list[FailureGroup]:
+        rows = await self.read(fetch, FAILURE_GROUPS_SQL.format(since="?", limit="?"), (since, limit))
+        return [FailureGroup(*row) for row in rows]
 
     async def activity(self, idp_id: str, since: str, bucket_chars: int) -> list[tuple[str, int, int]]:
         def run(conn: sqlite3.Connection) -> list[tuple[str, int, int]]:

@@ -476,3 +476,41 @@ async def test_only_the_newest_log_page_is_live(signed_in: Admin) -> None:
         assert refused.status_code == 400 and "after must be a record id" in refused.text
     csp = page.headers["content-security-policy"]
     assert "connect-src 'self'" in csp and "script-src 'self'" in csp and "unsafe-inline" not in csp
+
+
+async def test_failures_carry_a_hint_and_a_link_to_the_docs_section(signed_in: Admin) -> None:
+    tenant = await signed_in.idp_with_key("Hinted")
+    await tenant.scim.post("/Users", json=entra_user("dup@contoso.com"))
+    await tenant.scim.post("/Users", json=entra_user("DUP@contoso.com"))  # 409 uniqueness
+    await tenant.scim.get("/Users", headers={"Authorization": "Bearer wrong"})  # 401
+    await signed_in.flush_logs()
+    records, _ = await signed_in.store.query_logs(LogQuery(failures=True))
+    by_status = {r.status: r for r in records}
+    page = await signed_in.client.get(f"/admin/logs/{by_status[409].id}")
+    hint = html.unescape(re.search(r'<dd id="log-hint">(.*?)</dd>', page.text, re.S).group(1))
+    assert "already has this userName" in hint and 'href="/admin/docs/entra#status-codes"' in hint
+    listing = await signed_in.client.get("/admin/logs")
+    assert listing.text.count(">What to do</a>") == 2  # each failure, not the success
+    doc = await signed_in.client.get("/admin/docs/entra")
+    assert doc.status_code == 200 and '<h3 id="status-codes">Status codes</h3>' in doc.text
+    assert '<h3 id="failures-retries-and-quarantine">' in doc.text
+    for missing in ("nope", "..%2Fsettings", "ENTRA"):
+        assert (await signed_in.client.get(f"/admin/docs/{missing}")).status_code == 404
+
+
+async def test_the_overview_groups_repeated_failures(signed_in: Admin) -> None:
+    tenant = await signed_in.idp_with_key("Noisy")
+    for _ in range(4):
+        await tenant.scim.get("/Users/missing")
+    await tenant.scim.get("/Groups/missing")  # once: not repeated
+    await signed_in.flush_logs()
+    page = await signed_in.client.get("/admin/")
+    card = html.unescape(
+        re.sub(
+            r"<[^>]+>",
+            "",
+            re.search(r'<section class="card" id="repeated-failures">(.*?)</section>', page.text, re.S).group(1),
+        )
+    )
+    assert "404 × 4 Get User from 203.0.113.7 to Noisy" in " ".join(card.split())  # the console test client
+    assert "Get Group" not in card

@@ -32,6 +32,7 @@ from web.admin.auth import AdminAuth, Throttled, client_address, csrf_ok
 from web.admin.bodies import AdminBodies
 from web.admin.connection_test import ConnectionTest
 from web.admin.export import export_response
+from web.admin.hints import doc_sections, failure_hint
 from web.admin.service import (
     ICONS,
     OPERATIONS,
@@ -96,6 +97,7 @@ class Console:
         )
         env.filters.update(when=_when, icon=_icon, json=_pretty_json, phone=_work_phone)
         env.globals.update(
+            failure_hint=failure_hint,
             icons=ICONS,
             operations=OPERATIONS,
             profiles=PROFILES,
@@ -134,6 +136,7 @@ class Console:
             Route("/logs/export", self._page(self.export_logs)),
             Route("/logs/live", self._page(self.live_logs)),
             Route("/logs/{id:int}", self._page(self.log)),
+            Route("/docs/{name}", self._page(self.doc)),
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         ]
         return Starlette(
@@ -271,6 +274,7 @@ class Console:
         # The last 24 hours of the first IdPs: a chart each (its own queries) is for a handful of IdPs.
         charts = {idp.id: (await self.service.activity(idp.id, ("24h",)))[0] for idp in idps[:OVERVIEW_CHARTS]}
         failures, _ = await self.service.logs(log_query(outcome="failure", count=5))
+        repeated = await self.service.repeated_failures()
         return self.render(
             request,
             "overview.html",
@@ -281,6 +285,7 @@ class Console:
                 "counts": counts,
                 "charts": charts,
                 "failures": failures,
+                "repeated": repeated,
                 "names": await self.service.idp_names(),
                 "keys": {k.id: k for k in await self.service.api_keys()},
             },
@@ -807,6 +812,20 @@ class Console:
             },
             400 if error else 200,
         )
+
+    async def doc(self, request: Request, session: AdminSession) -> Response:
+        """One of scimlet's documents (docs/<name>.md), which the log's hints link to by section."""
+        sections = doc_sections(request.path_params["name"])
+        if sections is None:
+            raise HTTPException(404)
+        blocks: list[tuple[int, str, str]] = []
+        for level, text, anchor in sections:
+            if level or not blocks or blocks[-1][0]:
+                blocks.append((level, text, anchor))
+            else:
+                blocks[-1] = (0, f"{blocks[-1][1]}\n{text}", "")
+        title = next((text for level, text, _ in blocks if level == 1), request.path_params["name"])
+        return self.render(request, "doc.html", {"section": "logs", "title": title, "blocks": blocks})
 
     async def log(self, request: Request, session: AdminSession) -> Response:
         record = await self.service.log(request.path_params["id"])

@@ -28,6 +28,7 @@ from storage import (
     AdminError,
     ApiKey,
     DirectoryPage,
+    FailureGroup,
     FaultRule,
     Idp,
     IgnoredAttribute,
@@ -573,6 +574,10 @@ class AdminService:
             counted = await self.store.activity(idp_id, format_datetime(first), chars)
             charts.append(activity_chart(window, counted, moment, f"chart-{idp_id}-{window}"))
         return charts
+
+    async def repeated_failures(self, minutes: int = 60) -> list[FailureGroup]:
+        """Failures alike in the last `minutes`, grouped (LogStore.failure_groups), most first."""
+        return await self.store.failure_groups(format_datetime(datetime.now(UTC) - timedelta(minutes=minutes)))
 
     async def timeline(self, idp_id: str, resource_id: str) -> tuple[list[LogRecord], bool]:
         """The requests addressed to one resource (its create, reads, writes, delete), oldest first:

@@ -294,3 +294,18 @@ async def test_records_after_an_id_come_oldest_first(store: Store) -> None:
     rest, more = await store.query_logs(LogQuery(after_id=newer[-1].id, limit=2))
     assert [r.target for r in rest] == ["t4"] and not more
     assert await store.query_logs(LogQuery(after_id=rest[-1].id)) == ([], False)
+
+
+async def test_failure_groups_count_failures_alike(store: Store) -> None:
+    idp = (await store.create_idp("grouped", "key", None)).id
+    moment = ago(minutes=2)
+    await store.append_logs(
+        [record(moment, idp, status=429, client="10.0.0.5") for _ in range(4)]
+        + [record(moment, idp, status=429, client="10.0.0.6")]  # alone: not a group
+        + [record(moment, idp, status=201, client="10.0.0.5") for _ in range(3)]  # successes
+        + [record(moment, idp, status=401, operation="Test connection") for _ in range(3)]  # probes
+        + [record(ago(days=2), idp, status=429, client="10.0.0.5") for _ in range(9)]  # too old
+    )
+    groups = await store.failure_groups(ago(hours=1))
+    assert [(g.idp_id, g.status, g.client, g.count) for g in groups] == [(idp, 429, "10.0.0.5", 4)]
+    assert groups[0].first == groups[0].last == moment
