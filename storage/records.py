@@ -294,6 +294,9 @@ class LogRecord(NamedTuple):
     injected: str | None = None
     # The Bulk request this was an operation of: an id its operations' records share, else None.
     bulk_request: str | None = None
+    # What a write changed, as JSON: {"attribute": [before, after], ...} for the top-level attributes
+    # whose stored value changed, and "members": {"added": n, "removed": n} for a group's members.
+    changes: str | None = None
     id: int | None = None  # given by the database
     resource_name: str | None = None  # the resource's userName / displayName now, when it still exists
     probe: bool = False  # read back: one of Test Connection's probes (PROBE_SQL), never counted a failure
@@ -308,6 +311,22 @@ class LogRecord(NamedTuple):
         if self.resource_name and self.target in (None, self.resource_id):
             return self.resource_name
         return self.target
+
+    @property
+    def change_list(self) -> list[tuple[str, object, object]]:
+        """What the write changed: (attribute, before, after); members as (\"members\", removed, added)."""
+        if not self.changes:
+            return []
+        changed = orjson.loads(self.changes)
+        if not isinstance(changed, dict):
+            return []
+        rows = [
+            (name, pair[0], pair[1]) for name, pair in changed.items() if name != "members" and isinstance(pair, list)
+        ]
+        members = changed.get("members")
+        if isinstance(members, dict):
+            rows.append(("members", f"{members.get('removed', 0)} removed", f"{members.get('added', 0)} added"))
+        return rows
 
     @property
     def ignored_names(self) -> list[str]:

@@ -265,11 +265,12 @@ class ProvisioningLog:
 
 
 def _size(record: LogRecord) -> int:
-    """What a buffered record costs, in characters: its clipped bodies and detail, plus the rest."""
+    """What a buffered record costs, in characters: its clipped bodies, detail and changes, plus the rest."""
     return (
         len(record.request_body or "")
         + len(record.response_body or "")
         + len(record.detail or "")
+        + len(record.changes or "")
         + RECORD_OVERHEAD_CHARS
     )
 
@@ -342,7 +343,38 @@ def build_record(
         ignored=_logged_ignored(request.ignored),
         injected=request.injected,
         bulk_request=request.bulk_request,
+        changes=_logged_changes(request) if status < 400 else None,
     )
+
+
+def _logged_changes(request: ScimRequest) -> str | None:
+    """What the write changed, as the record keeps it (LogRecord.changes): the top-level attributes
+    whose value differs, before and after, redacted as bodies are, within MAX_LOGGED_BODY characters
+    (past it, each value's place says so). A create's record has none: its answer is the resource."""
+    if request.changed is None and request.member_delta is None:
+        return None
+    changes: dict = {}
+    if request.changed is not None:
+        before, after = request.changed
+        if before is not None:
+            old, new = before, after or {}
+            changes = {
+                key: [old.get(key), new.get(key)] for key in old.keys() | new.keys() if old.get(key) != new.get(key)
+            }
+    if request.member_delta is not None:
+        changes["members"] = {"added": request.member_delta[0], "removed": request.member_delta[1]}
+    if not changes:
+        return None
+    text = orjson.dumps(changes, option=orjson.OPT_SORT_KEYS)
+    if may_hold_secrets(text):
+        text = orjson.dumps(redact(changes), option=orjson.OPT_SORT_KEYS)
+    if len(text) > MAX_LOGGED_BODY:
+        clipped = {
+            key: ["[too long to log]", "[too long to log]"] if key != "members" else value
+            for key, value in changes.items()
+        }
+        text = orjson.dumps(clipped, option=orjson.OPT_SORT_KEYS)
+    return text.decode()
 
 
 def _logged_ignored(names: list[str]) -> str | None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import html
 import re
 
+import orjson
+
 from storage import LogQuery
 from tests.admin.conftest import TOKEN, Admin, Tenant
 from tests.conftest import entra_user, patch_body
@@ -514,3 +516,26 @@ async def test_the_overview_groups_repeated_failures(signed_in: Admin) -> None:
     )
     assert "404 × 4 Get User from 203.0.113.7 to Noisy" in " ".join(card.split())  # the console test client
     assert "Get Group" not in card
+
+
+async def test_a_writes_record_shows_what_it_changed(signed_in: Admin) -> None:
+    tenant = await signed_in.idp_with_key("Changed")
+    ids = await provision(tenant)  # bob disabled by PATCH, alice and carol added to Sales
+    bob = ids["bob@contoso.com"]
+    await tenant.scim.patch(f"/Users/{bob}", json=patch_body({"op": "Replace", "path": "title", "value": "CFO"}))
+    await tenant.scim.delete(f"/Users/{ids['carol@contoso.com']}")
+    await signed_in.flush_logs()
+    records, _ = await signed_in.store.query_logs(LogQuery(resource_id=bob))
+    update_title, disable, create = records
+    assert orjson.loads(disable.changes) == {"active": [True, False]}
+    assert orjson.loads(update_title.changes) == {"title": [None, "CFO"]}
+    assert create.changes is None  # a create's answer is the stored resource
+    (add_members,) = (await signed_in.store.query_logs(LogQuery(operation="Add members")))[0]
+    assert orjson.loads(add_members.changes) == {"members": {"added": 2, "removed": 0}}
+    (deleted,) = (await signed_in.store.query_logs(LogQuery(operation="Delete User")))[0]
+    assert orjson.loads(deleted.changes)["userName"] == ["carol@contoso.com", None]
+    page = await signed_in.client.get(f"/admin/logs/{update_title.id}")
+    table = html.unescape(re.search(r'<section class="card" id="changes">(.*?)</section>', page.text, re.S).group(1))
+    assert "title" in table and "— (absent)" in table and "CFO" in table
+    members = await signed_in.client.get(f"/admin/logs/{add_members.id}")
+    assert "2 added" in members.text and "0 removed" in members.text

@@ -272,6 +272,8 @@ class ScimHandlers:
 
         def change(row: Row) -> Change:
             check(row)
+            request.changed = (row.doc, doc)
+            request.member_delta = member_delta(member_ops)
             return Change(
                 doc=doc, member_ops=member_ops, if_version=row.version if conditional else None, unique=unique
             )
@@ -299,6 +301,8 @@ class ScimHandlers:
             request.ignored = []
             doc, member_ops = apply_patch(rtype, row.doc, body, self.limits, row.id, request.ignored)
             self.check_member_count(sum(len(op.members) for op in member_ops))
+            request.changed = (row.doc, doc)
+            request.member_delta = member_delta(member_ops)
             return Change(
                 doc=doc,
                 member_ops=member_ops,
@@ -326,6 +330,7 @@ class ScimHandlers:
             # The record names what was deleted: the log's search by name finds the deletion too.
             request.target_name = target_of(rtype.name, row.doc, None)
             if_match(row)
+            request.changed = (row.doc, None)
 
         await self.store.delete(rtype.name, principal.idp_id, request.path_params["id"], named)
         return Response(status_code=204)
@@ -379,6 +384,16 @@ def page_response(encoded: list[bytes], total: int, start: int | None, cursors: 
 # for the tens of milliseconds that 1000 filtered operations on 100 emails take. Entra's PATCHes,
 # a few operations each, stay one trip to the writer.
 PRECOMPUTED_PATCH_WORK = 64
+
+
+def member_delta(operations: list[MemberOp]) -> tuple[int, int] | None:
+    """Members a write adds and removes, as its operations name them (a replace counts as added:
+    the store knows what it drops); None when it names none."""
+    if not operations:
+        return None
+    added = sum(len(op.members) for op in operations if op.op in ("add", "replace"))
+    removed = sum(len(op.members) for op in operations if op.op == "remove")
+    return added, removed
 
 
 def patch_work(operations: list) -> int:

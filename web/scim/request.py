@@ -38,6 +38,8 @@ class ScimRequest:
         "ignored",
         "injected",
         "bulk_request",
+        "changed",
+        "member_delta",
     )
 
     def __init__(self, scope: Scope, receive: Receive) -> None:
@@ -74,6 +76,10 @@ class ScimRequest:
         # The Bulk request this one is an operation of (or, on the Bulk request itself, that it
         # ran operations): the id its records share in the provisioning log.
         self.bulk_request: str | None = None
+        # A write's stored document before and after it (None: there was none, or there is none now),
+        # and a group's members added and removed: what the record's before/after view shows.
+        self.changed: tuple[dict | None, dict | None] | None = None
+        self.member_delta: tuple[int, int] | None = None
 
     @property
     def body_unread(self) -> bool:
