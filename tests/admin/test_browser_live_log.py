@@ -1,6 +1,6 @@
 """In a real browser (headless Chromium, as tests/admin/test_admin_browser.py): the provisioning log page
 updates itself. A SCIM request made during the test appears without a reload; paused, it waits; resumed,
-what came meanwhile arrives; and the IdP page's activity chart and a user's timeline show the requests."""
+what came meanwhile arrives; and the IdP page's activity chart and a user's timeline show the requests; the IdP page's latest requests are live as well."""
 
 from __future__ import annotations
 
@@ -54,6 +54,11 @@ def test_the_log_page_shows_new_records_live(server: Server, browser: WebDriver)
     driver.get(f"{base}/admin/idps/{idp['id']}")
     assert "2 operations, 0 failures" in find(By.ID, "activity-1h").text
     check_page(driver, "idp-activity", ("#activity-1h svg", "#activity-7d figcaption"))
+    # The IdP page's latest requests are live too.
+    assert scim.get("/Users", params={"filter": 'userName eq "live3@contoso.com"'}).status_code == 200
+    wait_until(
+        lambda: "Find User" in find(By.CSS_SELECTOR, "#latest-requests tbody").text, "the lookup on the IdP page"
+    )
     user_id = scim.get("/Users", params={"filter": 'userName eq "live1@contoso.com"'}).json()["Resources"][0]["id"]
     driver.get(f"{base}/admin/idps/{idp['id']}/users/{user_id}")
     assert "Create User" in find(By.ID, "timeline").text

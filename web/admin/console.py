@@ -69,6 +69,7 @@ NOTICES = {
 }
 PAGE_SIZE = 50
 OVERVIEW_CHARTS = 12  # IdPs whose activity chart the Overview draws
+LATEST_ON_IDP_PAGE = 10  # the IdP page's live list of its latest requests
 # Live log views (server-sent events): at most this many at once, each reading the store this often,
 # a comment line when idle this long (proxies keep the connection), and ending after an hour.
 MAX_LIVE_STREAMS = 16
@@ -426,6 +427,10 @@ class Console:
                 "counters": counters,
                 "counts": await self.service.store.counts(idp.id),
                 "charts": await self.service.activity(idp.id),
+                "latest": (await self.service.logs(log_query(idp=idp.id, count=LATEST_ON_IDP_PAGE)))[0],
+                "live_url": f"{_base(request)}/logs/live?{urlencode({'idp': idp.id})}",
+                "names": await self.service.idp_names(),
+                "key_names": {k.id: k.name for k in keys},
                 "failing": failing,
                 "ignored": await self.service.ignored_attributes(idp.id),
                 # An ignored name declared since it was last sent: the log still counts it.
