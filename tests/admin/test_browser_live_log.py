@@ -1,6 +1,7 @@
 """In a real browser (headless Chromium, as tests/admin/test_admin_browser.py): the provisioning log page
 updates itself. A SCIM request made during the test appears without a reload; paused, it waits; resumed,
-what came meanwhile arrives; and the IdP page's activity chart and a user's timeline show the requests; the IdP page's latest requests are live as well."""
+what came meanwhile arrives; the IdP page's activity chart and a user's timeline show the requests, and
+its latest requests are live as well."""
 
 from __future__ import annotations
 

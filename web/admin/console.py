@@ -27,12 +27,13 @@ from scim.errors import ScimError, shown
 from scim.extensions import MUTABILITY, RESOURCE_TYPES, RETURNED, TYPES, UNIQUENESS
 from scim.profiles import DEFAULT_PROFILE, PROFILES
 from scim.schemas import GROUP_TYPE, USER_TYPE, ResourceType
-from storage import AdminError, AdminSession, Idp, LogRecord
+from storage import AdminError, AdminSession, Idp, LogQuery, LogRecord
 from web.admin.auth import AdminAuth, Throttled, client_address, csrf_ok
 from web.admin.bodies import AdminBodies
 from web.admin.connection_test import ConnectionTest
 from web.admin.export import export_response
 from web.admin.hints import doc_sections, failure_hint
+from web.admin.live import POLL_SECONDS, LiveTail
 from web.admin.service import (
     ICONS,
     OPERATIONS,
@@ -70,12 +71,12 @@ NOTICES = {
 PAGE_SIZE = 50
 OVERVIEW_CHARTS = 12  # IdPs whose activity chart the Overview draws
 LATEST_ON_IDP_PAGE = 10  # the IdP page's live list of its latest requests
-# Live log views (server-sent events): at most this many at once, each reading the store this often,
-# a comment line when idle this long (proxies keep the connection), and ending after an hour.
+# Live log views (server-sent events, web/admin/live.py): at most this many at once, a comment line when
+# idle this long (proxies keep the connection), and each ending after an hour (the browser reconnects).
 MAX_LIVE_STREAMS = 16
-LIVE_POLL_SECONDS = 1.0
 LIVE_KEEPALIVE_SECONDS = 15.0
 LIVE_STREAM_SECONDS = 3600.0
+LIVE_ROWS_PER_STEP = 20  # rows a view sends in one write, before other work runs
 
 Page = Callable[[Request, AdminSession], Awaitable[Response]]
 
@@ -89,6 +90,7 @@ class Console:
         self.bodies = bodies
         self.connection_test = connection_test
         self.live_streams = 0  # live log views open now
+        self.live_tails: dict[LogQuery, LiveTail] = {}  # the newest records of each live log query, shared
         env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(HERE / "templates"),
             autoescape=True,
@@ -699,7 +701,7 @@ class Console:
     async def live_logs(self, request: Request, session: AdminSession) -> Response:
         """Server-sent events: each record the log filters match, as it is written after `after`
         (or the Last-Event-ID an EventSource resends when it reconnects), as the log page's row.
-        The store is read every LIVE_POLL_SECONDS; a stream ends after LIVE_STREAM_SECONDS and the
+        The store is read every POLL_SECONDS; a stream ends after LIVE_STREAM_SECONDS and the
         browser reconnects where it was, so nothing is lost and nothing is held for good."""
         params = request.query_params
         try:
@@ -727,29 +729,49 @@ class Console:
         self.live_streams += 1
         base = _base(request)
         row = self.templates.env.get_template("macros.html").module.log_row  # type: ignore[attr-defined]
+        names = await self.service.idp_names()
+        keys = {k.id: k.name for k in await self.service.api_keys()}
+
+        def event(record: LogRecord) -> str:
+            data = orjson.dumps({"id": record.id, "html": str(row(record, names, keys, base))}).decode()
+            return f"id: {record.id}\nevent: record\ndata: {data}\n\n"
+
+        shared = dataclasses.replace(query, limit=0)  # a tail per query, whatever page size
+        tail = self.live_tails.get(shared)
+        if tail is None:
+            tail = self.live_tails[shared] = LiveTail(query, int(after))
+        tail.views += 1
 
         async def events() -> AsyncIterator[str]:
             last, started, quiet = int(after), time.monotonic(), 0.0
-            names = await self.service.idp_names()
-            keys = {k.id: k.name for k in await self.service.api_keys()}
             try:
                 yield "retry: 1000\n\n"
                 while time.monotonic() - started < LIVE_STREAM_SECONDS:
-                    records, more = await self.service.logs(dataclasses.replace(query, after_id=last, limit=200))
-                    for record in records:
-                        last = record.id or last
-                        data = orjson.dumps({"id": last, "html": str(row(record, names, keys, base))}).decode()
-                        yield f"id: {last}\nevent: record\ndata: {data}\n\n"
-                    if records:
+                    await tail.refresh(self.service.logs, event)
+                    if tail.covers(last):  # after the refresh: it may have dropped what this view had not sent
+                        batch, more = tail.after(last), tail.more
+                    else:
+                        # Further behind than the tail reaches: read up to it on its own.
+                        records, more = await self.service.logs(dataclasses.replace(query, after_id=last, limit=200))
+                        batch = [(record.id or last, event(record)) for record in records]
+                    for start in range(0, len(batch), LIVE_ROWS_PER_STEP):
+                        # Sent LIVE_ROWS_PER_STEP at a time: one write each, and other work runs between.
+                        part = batch[start : start + LIVE_ROWS_PER_STEP]
+                        last = part[-1][0]
+                        yield "".join(text for _, text in part)
+                    if batch:
                         quiet = 0.0
-                    if not more:
-                        await asyncio.sleep(LIVE_POLL_SECONDS)
-                        quiet += LIVE_POLL_SECONDS
+                    elif not more:
+                        await asyncio.sleep(POLL_SECONDS)
+                        quiet += POLL_SECONDS
                         if quiet >= LIVE_KEEPALIVE_SECONDS:
                             quiet = 0.0
                             yield ": still here\n\n"
             finally:
                 self.live_streams -= 1
+                tail.views -= 1
+                if tail.views == 0:
+                    self.live_tails.pop(shared, None)
 
         return StreamingResponse(
             events(),

@@ -1,0 +1,168 @@
+"""What open live log pages cost SCIM requests (issue 17): 1,000 SCIM requests a second against a fresh
+scimlet, each one a provisioning log record, first with no live view open, then with three (the console's
+server-sent events, read as a browser would), alternating for a few rounds; the latency of the SCIM
+requests and the server's CPU per request in each case.
+
+    .venv/bin/python bench/live_views.py [--rate 1000] [--seconds 8] [--rounds 3]
+
+The server runs on CPU 0 (`taskset -c 0`) and this script on CPU 1 where both are free. Prints a table
+and writes it to bench/results/<time>-live-views.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import re
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+sys.path.insert(0, str(BENCH.parent))
+import loadgen as lg  # noqa: E402 - bench/ on the path first
+import run as bench_run  # noqa: E402
+
+PASSWORD = "live-views-bench-password-0123456789"
+
+
+async def signed_in(base: str) -> httpx.AsyncClient:
+    """A console session, as a browser holds it."""
+    client = httpx.AsyncClient(base_url=base, timeout=30)
+    page = await client.get("/admin/login")
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert csrf, page.text[:500]
+    answer = await client.post(
+        "/admin/login", data={"csrf_token": csrf.group(1), "password": PASSWORD, "next": "/admin/"}
+    )
+    assert answer.status_code == 303, answer.text[:500]
+    return client
+
+
+async def live_view(client: httpx.AsyncClient, stop: asyncio.Event, received: list[int]) -> None:
+    """A log page as a browser keeps it open: from its newest record on, every new one."""
+    page = await client.get("/admin/logs")
+    newest = re.search(r'data-after="(\d+)"', page.text)
+    assert newest, page.text[:300]
+    async with client.stream("GET", f"/admin/logs/live?after={newest.group(1)}") as answer:
+        async for line in answer.aiter_lines():
+            if line.startswith("event: record"):
+                received[0] += 1
+            if stop.is_set():
+                return
+
+
+async def load(scim: httpx.AsyncClient, rate: int, seconds: float) -> list[float]:
+    """`rate` lookups a second for `seconds`, each timed (ms)."""
+    latencies: list[float] = []
+    interval = 1 / rate
+    start = time.perf_counter()
+
+    async def one(k: int) -> None:
+        began = time.perf_counter()
+        answer = await scim.get("/Users", params={"filter": f'userName eq "nobody{k}@contoso.com"'})
+        assert answer.status_code == 200
+        latencies.append((time.perf_counter() - began) * 1000)
+
+    tasks = []
+    k = 0
+    while time.perf_counter() - start < seconds:
+        tasks.append(asyncio.create_task(one(k)))
+        k += 1
+        await asyncio.sleep(max(0.0, start + k * interval - time.perf_counter()))
+    await asyncio.gather(*tasks)
+    return latencies
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    workdir = Path(tempfile.mkdtemp(prefix="scimlet-live-views-"))
+    db = workdir / "live.db"
+    port = bench_run.free_port()
+    tenant, token = bench_run.provision_scimlet(db, port)
+    srv, _ = await bench_run.start_scimlet(
+        workdir, db, port, tenant, token, 30, {"SCIMLET_ADMIN_PASSWORD": PASSWORD}, label="scimlet-live-views"
+    )
+    base = f"http://127.0.0.1:{port}"
+    rows = []
+    try:
+        limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+        async with httpx.AsyncClient(
+            base_url=srv.base_url, headers={"Authorization": f"Bearer {token}"}, limits=limits, timeout=30
+        ) as scim:
+            await load(scim, args.rate, 1.0)  # warm up
+            for _ in range(args.rounds):
+                for views in (0, 3):
+                    stop = asyncio.Event()
+                    received = [0]
+                    consoles = [await signed_in(base) for _ in range(views)]
+                    readers = [asyncio.create_task(live_view(c, stop, received)) for c in consoles]
+                    await asyncio.sleep(1.5)
+                    cpu0 = lg.cpu_seconds(srv.proc.pid)
+                    latencies = await load(scim, args.rate, args.seconds)
+                    cpu1 = lg.cpu_seconds(srv.proc.pid)
+                    await asyncio.sleep(3.0)  # the last records reach the views (written every 0.5 s, read every 1 s)
+                    stop.set()
+                    for reader in readers:
+                        reader.cancel()
+                    await asyncio.gather(*readers, return_exceptions=True)
+                    for console in consoles:
+                        await console.aclose()
+                    cpu = (cpu1 - cpu0) if cpu0 is not None and cpu1 is not None else float("nan")
+                    rows.append(
+                        (
+                            views,
+                            statistics.median(latencies),
+                            sorted(latencies)[int(len(latencies) * 0.99)],
+                            cpu / len(latencies) * 1e6,
+                            received[0],
+                            len(latencies),
+                        )
+                    )
+                    bench_run.log(
+                        f"views {views}: p50 {rows[-1][1]:.2f} ms, p99 {rows[-1][2]:.2f} ms, "
+                        f"{rows[-1][3]:.0f} µs CPU/request, {received[0]} records streamed"
+                    )
+    finally:
+        srv.stop()
+    none = [r for r in rows if r[0] == 0]
+    three = [r for r in rows if r[0] == 3]
+    p50 = statistics.median(r[1] for r in three) / statistics.median(r[1] for r in none)
+    cpu = statistics.median(r[3] for r in three) / statistics.median(r[3] for r in none)
+    lines = [
+        f"# Live log views against SCIM requests ({datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC)",
+        "",
+        f"{args.rate} lookups/s for {args.seconds} s per round, {args.rounds} rounds alternating, "
+        "each a provisioning log record.",
+        "",
+        "| live views | p50 ms | p99 ms | server CPU µs / request | records streamed | requests |",
+        "|---:|---:|---:|---:|---:|---:|",
+        *[f"| {r[0]} | {r[1]:.2f} | {r[2]:.2f} | {r[3]:.0f} | {r[4]:,} | {r[5]:,} |" for r in rows],
+        "",
+        f"Three live views against none (medians): p50 {p50:.2f}×, server CPU per request {cpu:.2f}× "
+        "(target: ≤ 1.10×).",
+    ]
+    report = "\n".join(lines) + "\n"
+    print(report)
+    out = BENCH / "results" / f"{datetime.datetime.now(datetime.UTC):%Y%m%d-%H%M%S}-live-views.md"
+    out.write_text(report)
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
+    parser.add_argument("--rate", type=int, default=1000)
+    parser.add_argument("--seconds", type=float, default=8)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    bench_run.pin_self()
+    return asyncio.run(main_async(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
