@@ -23,7 +23,7 @@ from web.admin.auth import AdminAuth, Throttled, client_address, csrf_ok
 from web.admin.bodies import AdminBodies
 from web.admin.connection_test import ConnectionTest
 from web.admin.export import export_response
-from web.admin.service import AdminService, failing_json, log_query
+from web.admin.service import AdminService, failing_json, log_query_of
 from web.faults import DEFAULT_PRESET_MINUTES, PRESETS, rule_json
 
 UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -342,18 +342,7 @@ class AdminApi:
 
     async def logs(self, request: Request) -> Response:
         params = request.query_params
-        query = log_query(
-            idp=params.get("idp"),
-            outcome=params.get("outcome"),
-            operation=params.get("operation"),
-            text=params.get("q"),
-            since=params.get("since"),
-            until=params.get("until"),
-            before=params.get("before"),
-            count=params.get("count"),
-            bulk=params.get("bulk"),
-            resource=params.get("resource"),
-        )
+        query = log_query_of(params, before=params.get("before"), count=params.get("count"))
         records, more = await self.service.logs(query)
         return JsonResponse(
             {

@@ -41,6 +41,7 @@ from web.admin.service import (
     FailingUsers,
     SchemaUpdate,
     log_query,
+    log_query_of,
     schema_json,
 )
 from web.faults import PRESETS, describe
@@ -705,16 +706,7 @@ class Console:
         browser reconnects where it was, so nothing is lost and nothing is held for good."""
         params = request.query_params
         try:
-            query = log_query(
-                idp=params.get("idp"),
-                outcome=params.get("outcome"),
-                operation=params.get("operation"),
-                text=params.get("q"),
-                since=params.get("since"),
-                until=params.get("until"),
-                bulk=params.get("bulk"),
-                resource=params.get("resource"),
-            )
+            query = log_query_of(params)
             after = request.headers.get("last-event-id") or params.get("after") or "0"
             if not after.isdigit() or len(after) > 18:
                 raise AdminError(f"after must be a record id, not {shown(after)}")
@@ -796,18 +788,7 @@ class Console:
         records: list[LogRecord] = []
         more = False
         try:
-            query = log_query(
-                idp=fields["idp"],
-                outcome=fields["outcome"],
-                operation=fields["operation"],
-                text=fields["q"],
-                since=fields["since"],
-                until=fields["until"],
-                before=params.get("before"),
-                count=PAGE_SIZE,
-                bulk=fields["bulk"],
-                resource=fields["resource"],
-            )
+            query = log_query_of(fields, before=params.get("before"), count=PAGE_SIZE)
             records, more = await self.service.logs(query)
         except AdminError as exc:
             error = str(exc)

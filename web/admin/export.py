@@ -6,7 +6,7 @@ from starlette.datastructures import QueryParams
 from starlette.responses import StreamingResponse
 
 from storage.common import now
-from web.admin.service import EXPORT_FORMATS, AdminService, export_format, log_query
+from web.admin.service import EXPORT_FORMATS, AdminService, export_format, log_query_of
 
 
 def export_response(service: AdminService, params: QueryParams) -> StreamingResponse:
@@ -15,16 +15,7 @@ def export_response(service: AdminService, params: QueryParams) -> StreamingResp
     store gives them a batch at a time (chunked: the size is not known ahead). AdminError 400 for
     a bad filter or format."""
     fmt = export_format(params.get("format"))
-    query = log_query(
-        idp=params.get("idp"),
-        outcome=params.get("outcome"),
-        operation=params.get("operation"),
-        text=params.get("q"),
-        since=params.get("since"),
-        until=params.get("until"),
-        bulk=params.get("bulk"),
-        resource=params.get("resource"),
-    )
+    query = log_query_of(params)
     stamp = now().replace(":", "").replace("-", "").split(".")[0]
     return StreamingResponse(
         service.export_logs(query, fmt),

@@ -9,7 +9,7 @@ import csv
 import dataclasses
 import io
 import re
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -828,6 +828,23 @@ def _csv_line(cells: Iterable[str]) -> bytes:
     out = io.StringIO()
     csv.writer(out, lineterminator="\r\n").writerow(cells)
     return out.getvalue().encode()
+
+
+def log_query_of(params: Mapping[str, str], *, before: str | None = None, count: str | int | None = None) -> LogQuery:
+    """log_query from the log's filter parameters as the console's forms and the admin API name them
+    (`q` the text), and the page asked for (`before`, `count`)."""
+    return log_query(
+        idp=params.get("idp"),
+        outcome=params.get("outcome"),
+        operation=params.get("operation"),
+        text=params.get("q"),
+        since=params.get("since"),
+        until=params.get("until"),
+        bulk=params.get("bulk"),
+        resource=params.get("resource"),
+        before=before,
+        count=count,
+    )
 
 
 def log_query(
