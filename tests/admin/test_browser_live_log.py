@@ -1,7 +1,7 @@
 """In a real browser (headless Chromium, as tests/admin/test_admin_browser.py): the provisioning log page
 updates itself. A SCIM request made during the test appears without a reload; paused, it waits; resumed,
 what came meanwhile arrives; the IdP page's activity chart and a user's timeline show the requests, and
-its latest requests are live as well."""
+its latest requests are live as well, as are the Overview's counters."""
 
 from __future__ import annotations
 
@@ -63,4 +63,13 @@ def test_the_log_page_shows_new_records_live(server: Server, browser: WebDriver)
     user_id = scim.get("/Users", params={"filter": 'userName eq "live1@contoso.com"'}).json()["Resources"][0]["id"]
     driver.get(f"{base}/admin/idps/{idp['id']}/users/{user_id}")
     assert "Create User" in find(By.ID, "timeline").text
+
+    # The Overview's counters keep up by themselves.
+    driver.get(f"{base}/admin/")
+    counter = f"[data-counter='{idp['id']}:operations']"
+    before = int(find(By.CSS_SELECTOR, counter).text)
+    for n in range(3):
+        assert scim.get(f"/Users/missing-{n}").status_code == 404
+    wait_until(lambda: int(find(By.CSS_SELECTOR, counter).text) >= before + 3, "the Overview's counters", 15)
+    assert int(find(By.CSS_SELECTOR, f"[data-counter='{idp['id']}:failures']").text) >= 3
     scim.close()

@@ -290,6 +290,8 @@ class Console:
                 "charts": charts,
                 "failures": failures,
                 "repeated": repeated,
+                # The admin API's counters, which the page's script reads every 5 s (a session signs in there too).
+                "api_base": _base(request).removesuffix("/admin") + "/v1/admin",
                 "names": await self.service.idp_names(),
                 "keys": {k.id: k for k in await self.service.api_keys()},
             },

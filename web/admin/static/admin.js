@@ -69,3 +69,33 @@ if (liveTable && liveTable.dataset.live) {
   toggle.addEventListener("click", () => (source ? stop() : start()));
   start();
 }
+
+// The Overview's counters: <div id="overview-live" data-counters="URL"> reads the admin API's counters
+// every 5 s while the tab is shown and writes them into the elements marked data-counter="IDP:FIELD".
+const overview = document.getElementById("overview-live");
+if (overview && overview.dataset.counters) {
+  const refresh = () => {
+    if (document.hidden) {
+      return;
+    }
+    fetch(overview.dataset.counters, { credentials: "same-origin" })
+      .then((answer) => (answer.ok ? answer.json() : null))
+      .then((counters) => {
+        for (const c of (counters && counters.Resources) || []) {
+          for (const field of ["operations", "failures", "last_activity"]) {
+            const cell = document.querySelector(`[data-counter="${c.idp_id}:${field}"]`);
+            if (!cell) {
+              continue;
+            }
+            const value = c[field];
+            cell.textContent = field === "last_activity" ? (value ? value.slice(0, 19).replace("T", " ") : "—") : String(value);
+            if (field === "failures") {
+              cell.classList.toggle("bad-text", value > 0);
+            }
+          }
+        }
+      })
+      .catch(() => {});
+  };
+  setInterval(refresh, 5000);
+}
