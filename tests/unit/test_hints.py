@@ -42,7 +42,8 @@ def test_successes_and_probes_get_no_hint_and_odd_failures_a_general_one() -> No
     assert failure_hint(failed(201)) is None
     probe = failed(401)._replace(probe=True)
     assert failure_hint(probe) is None
-    assert failure_hint(failed(418)).section == STATUS  # type: ignore[union-attr]
-    assert failure_hint(failed(502)).text.startswith("A bug")  # type: ignore[union-attr]
+    teapot, gateway = failure_hint(failed(418)), failure_hint(failed(502))
+    assert teapot is not None and teapot.section == STATUS
+    assert gateway is not None and gateway.text.startswith("A bug")
     assert slug("Failures, retries and quarantine") == "failures-retries-and-quarantine"
     assert doc_sections("../README") is None and doc_sections("nope") is None

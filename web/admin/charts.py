@@ -38,14 +38,13 @@ class Activity:
 def window_start(window: str, moment: datetime) -> tuple[datetime, int]:
     """The first bucket's start of the window ending at `moment`, and the bucket key's length."""
     length, chars, step, _ = WINDOWS[window]
-    first = _floor(moment - length + step, step)
-    return first, chars
+    return _floor(moment - length + step, step), chars
 
 
 def activity_chart(window: str, counted: list[tuple[str, int, int]], moment: datetime, chart_id: str) -> Activity:
     """The chart of `window` ending at `moment` from LogStore.activity's buckets (missing ones are 0)."""
-    length, chars, step, label = WINDOWS[window]
-    first = _floor(moment - length + step, step)
+    _, _, step, label = WINDOWS[window]
+    first, chars = window_start(window, moment)
     by_key = {bucket: (operations, failures) for bucket, operations, failures in counted}
     buckets = []
     at = first

@@ -85,14 +85,15 @@ def across_query(types: list[ResourceType], params: dict, limits: ScimSettings) 
         )
     attributes, excluded = params.get("attributes"), params.get("excludedAttributes")
     searches = [
+        # A filter folded to True matches every resource of the type (no condition); to False, none (not asked).
         TypeSearch(
             rtype,
-            None if filters[rtype.name] is True else filters[rtype.name],  # type: ignore[arg-type]
+            None if where is True else where,
             sort_refs[rtype.name],
             parse_projection(rtype, attributes, excluded),
         )
         for rtype in types
-        if filters[rtype.name] is not False
+        if not isinstance(where := filters[rtype.name], bool) or where
     ]
     return AcrossQuery(searches, sort_by is not None, order.lower() == "descending", start, count)
 
