@@ -24,6 +24,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from scim.errors import ScimError
+from scim.events import FORMS, SELECTABLE
 from scim.profiles import PROFILES
 from scim.routes import SCIM_PREFIX
 from settings import ConfigError, Settings, load_settings, masked_url
@@ -34,6 +35,10 @@ from web.access_log import RequestMiddleware
 from web.admin import AdminApps, security
 from web.admin.connection_test import ConnectionTest
 from web.admin.service import AdminService, FailingUsers, failing_json, schema_json
+from web.events import Events, prune_outbox
+from web.events.delivery import EventDelivery
+from web.events.endpoints import EventEndpoints
+from web.events.keys import ALGORITHMS
 from web.faults import KINDS, OPERATIONS, PRESETS, REFRESH_SECONDS, Faults, describe, rule_json
 from web.health import Health
 from web.http_protocol import http_protocol
@@ -48,6 +53,7 @@ from web.scim.error_responses import error_response, http_error_response, server
 log = logging.getLogger("scimlet")
 HOUSEKEEPING_SECONDS = 5.0
 PRUNE_EVERY_TICKS = 720  # hourly
+PRUNE_OUTBOX_EVERY_TICKS = 12  # every minute
 GC_THRESHOLDS = (50_000, 20, 20)
 
 
@@ -72,7 +78,16 @@ def create_app(settings: Settings, store: Store | None = None, *, first_start: b
         cursor_key=lambda: store.setting_or_create(CURSOR_KEY_SETTING, security.new_token()),
     )
     health = Health(store)
-    admin = AdminApps(AdminService(store, settings, faults), ConnectionTest(scim, store))
+    events = Events(store, settings)
+    delivery = EventDelivery(store, settings, events.sets, metrics.observe_event)
+    event_endpoints = EventEndpoints(store, events.sets, events.keys)
+
+    def events_written() -> None:
+        delivery.wake()
+        event_endpoints.wake()
+
+    scim.handlers.events_written = events_written
+    admin = AdminApps(AdminService(store, settings, faults, events), ConnectionTest(scim, store))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -85,11 +100,15 @@ def create_app(settings: Settings, store: Store | None = None, *, first_start: b
         await faults.refresh()  # rules still active from before a restart are in force from the first request
         housekeeping = asyncio.create_task(_housekeeping(store, settings))
         fault_rules = asyncio.create_task(faults.run())
+        pushing = asyncio.create_task(delivery.run())
         try:
             yield
         finally:
             housekeeping.cancel()
             fault_rules.cancel()
+            pushing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pushing
             try:
                 await provisioning_log.stop()
             except ScimError as exc:  # the database cannot store writes (deleted, full): say so and close
@@ -106,6 +125,7 @@ def create_app(settings: Settings, store: Store | None = None, *, first_start: b
         routes=[
             Route("/openapi.json", openapi_json, methods=["GET"]),
             *health.routes(),
+            *event_endpoints.routes(),
             Route("/metrics", metrics.endpoint, methods=["GET"]),
             *admin.mounts(),
         ],
@@ -120,6 +140,7 @@ def create_app(settings: Settings, store: Store | None = None, *, first_start: b
     app.state.health = health
     app.state.admin_auth = admin.auth
     app.state.faults = faults
+    app.state.events = events
     return app
 
 
@@ -139,13 +160,16 @@ class ScimletApp(Starlette):
 
 
 async def _housekeeping(store: Store, settings: Settings) -> None:
-    """Batched last-used times every few seconds; provisioning log retention at start and hourly."""
+    """Batched last-used times every few seconds; provisioning log retention at start and hourly;
+    the outbox's bounds every minute."""
     retention = settings.provisioning_log
     ticks = 0
     while True:
         try:
             if ticks % PRUNE_EVERY_TICKS == 0:
                 await store.prune_logs(retention.retention_days, retention.retention_rows)
+            if ticks % PRUNE_OUTBOX_EVERY_TICKS == 0:
+                await prune_outbox(store, settings.events)
             await store.flush_last_used()
         except Exception:
             log.exception("housekeeping failed; it will be retried")
@@ -281,6 +305,60 @@ def _parser() -> argparse.ArgumentParser:
     )
     admin.add_parser("password", help="generate a new admin password, print it once and sign every session out")
 
+    events = commands.add_parser(
+        "events", help="SCIM event subscriptions (RFC 9967): push SETs to a receiver's URL, or let it poll"
+    ).add_subparsers(dest="action", required=True)
+    subscribe = events.add_parser("subscribe", help="a new subscription; prints its id and its secret (once)")
+    subscribe.add_argument("--idp", required=True, metavar="ID")
+    target = subscribe.add_mutually_exclusive_group(required=True)
+    target.add_argument("--url", help="the receiver's URL: each SET is POSTed there (RFC 8935)")
+    target.add_argument("--poll", action="store_true", help="the receiver polls for its SETs instead (RFC 8936)")
+    subscribe.add_argument(
+        "--events",
+        nargs="+",
+        choices=SELECTABLE,
+        metavar="EVENT",
+        help=f"the events wanted (default all): {', '.join(SELECTABLE)}",
+    )
+    subscribe.add_argument(
+        "--form", choices=FORMS, default="full", help="full: the resource or the PATCH; notice: what changed"
+    )
+    subscribe.add_argument("--audience", default="", help="the SETs' aud (default: the receiver's URL)")
+    subscribe.add_argument(
+        "--alg", choices=ALGORITHMS, default="HS256", help="HS256 with the secret, or RS256/ES256 (JWKS)"
+    )
+    subscribe.add_argument("--json", action="store_true")
+    listing = events.add_parser("list", help="the subscriptions, with what they delivered and what waits")
+    listing.add_argument("--idp", metavar="ID", help="only this IdP's")
+    listing.add_argument("--json", action="store_true")
+    for action, words in (
+        ("pause", "stop delivering (events are kept)"),
+        ("resume", "deliver again"),
+        ("delete", "delete the subscription"),
+    ):
+        one = events.add_parser(action, help=words)
+        one.add_argument("id", metavar="ID")
+        one.add_argument("--json", action="store_true")
+    again = events.add_parser("redeliver", help="deliver again from an event (a failed subscription becomes active)")
+    again.add_argument("id", metavar="ID")
+    again.add_argument(
+        "--from", dest="from_seq", type=int, metavar="SEQ", help="the event's number (default: the first not done)"
+    )
+    again.add_argument("--json", action="store_true")
+    rotate = events.add_parser("rotate-keys", help="new RS256/ES256 signing keys; the old stay in the JWKS a while")
+    rotate.add_argument("--json", action="store_true")
+
+    listen = commands.add_parser(
+        "events-listen", help="a receiver that verifies each pushed SET and prints its event (for demos and tests)"
+    )
+    listen.add_argument("--port", type=int, required=True)
+    listen.add_argument("--host", default="127.0.0.1")
+    key = listen.add_mutually_exclusive_group(required=True)
+    key.add_argument("--secret", help="the subscription's secret (HS256)")
+    key.add_argument("--jwks", metavar="URL", help="scimlet's JWKS URL (RS256, ES256)")
+    listen.add_argument("--audience", help="refuse SETs for another aud")
+    listen.add_argument("--json", action="store_true", help="one JSON object per line: the verified SET's claims")
+
     sim = commands.add_parser(
         "entra-sim",
         help="replay a Microsoft Entra ID provisioning cycle against any SCIM "
@@ -358,6 +436,8 @@ async def _admin(settings: Settings, args: argparse.Namespace) -> int:
             return await _seed(service, args)
         if args.command == "faults":
             return await _faults(service, args)
+        if args.command == "events":
+            return await _events(service, args)
         return await _idp(service, args)
     finally:
         await store.close()
@@ -570,6 +650,53 @@ async def _faults(service: AdminService, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _events(service: AdminService, args: argparse.Namespace) -> int:
+    subscriptions = service.events.subscriptions
+    if args.action == "subscribe":
+        subscription, secret = await subscriptions.subscribe(
+            args.idp,
+            url=args.url or "",
+            events=args.events,
+            form=args.form,
+            audience=args.audience,
+            alg=args.alg,
+            delivery="poll" if args.poll else "push",
+        )
+        body = {**await subscriptions.json(subscription), "secret": secret}
+        where = body.get("poll_url") or subscription.url
+        _print(body, args.json, f"Subscription {subscription.id} to {where}\nSecret (shown once): {secret}")
+    elif args.action == "list":
+        listed = [await subscriptions.json(s) for s in await subscriptions.of_idp(args.idp)]
+        _print(
+            listed,
+            args.json,
+            "\n".join(
+                f"{s['id']}  IdP {s['idp']}  {s['state']}  {s['url'] or 'poll'}  delivered {s['delivered']}, "
+                f"pending {s['pending']}, rejected {s['rejected']}"
+                + (f", last error: {s['last_error']}" if s["last_error"] else "")
+                for s in listed
+            )
+            or "no event subscriptions",
+        )
+    elif args.action == "rotate-keys":
+        keys = await service.events.keys.rotate()
+        _print(
+            [k.public_jwk for k in keys],
+            args.json,
+            "\n".join(f"{k.kid} {k.alg}" + (" (retired)" if k.retired else "") for k in keys),
+        )
+    elif args.action == "delete":
+        await subscriptions.delete(args.id)
+        _print({"deleted": args.id}, args.json, f"Subscription {args.id} deleted")
+    else:
+        if args.action == "redeliver":
+            changed = await subscriptions.redeliver(args.id, args.from_seq)
+        else:
+            changed = await (subscriptions.pause if args.action == "pause" else subscriptions.resume)(args.id)
+        _print(await subscriptions.json(changed), args.json, f"Subscription {changed.id} is {changed.state}")
+    return 0
+
+
 async def _admin_password(service: AdminService) -> int:
     password = security.new_password()
     await service.set_admin_password(password)
@@ -686,6 +813,12 @@ def _serve(settings: Settings) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "events-listen":  # a receiver: needs no config, no database
+        from events_listen import listen
+
+        return listen(
+            args.host, args.port, secret=args.secret, jwks=args.jwks, audience=args.audience, as_json=args.json
+        )
     if args.command == "entra-sim":  # a client of any SCIM server: needs no config, no database
         from entra_sim import simulate  # imported here so that the server never loads the HTTP client
 

@@ -336,6 +336,35 @@ class ProvisioningLogSettings:
 
 
 @dataclass(frozen=True)
+class EventsSettings:
+    secret_key: str = setting(
+        "",
+        "the key that seals subscription secrets (AES-GCM) in the database; set the same on every instance",
+        default_note="(SQLite: made in a file beside the database; PostgreSQL: required to subscribe)",
+    )
+    retry_limit: int = setting(
+        86_400,
+        "seconds a subscription retries an event its receiver does not accept; then the subscription is failed "
+        "and its events wait for an admin to redeliver",
+        default_note="(a day)",
+        minimum=1,
+    )
+    retry_max_delay: int = setting(
+        300, "the longest wait between two attempts (exponential back-off, jittered)", minimum=1
+    )
+    delivery_timeout: int = setting(10, "seconds a receiver may take to answer a pushed SET", minimum=1)
+    outbox_max_rows: int = setting(
+        500_000,
+        "events the outbox keeps; past it the oldest go, delivered or not (counted as dropped per subscription)",
+        minimum=1,
+    )
+    outbox_max_days: int = setting(7, "days the outbox keeps an event, delivered or not", minimum=1)
+    key_overlap_hours: int = setting(
+        24, "hours a rotated-out RS256/ES256 signing key stays in the JWKS, so receivers can verify what it signed"
+    )
+
+
+@dataclass(frozen=True)
 class Settings:
     server: ServerSettings
     database: DatabaseSettings
@@ -346,6 +375,7 @@ class Settings:
     metrics: MetricsSettings
     admin: AdminSettings
     provisioning_log: ProvisioningLogSettings
+    events: EventsSettings
     source: str
 
     @property

@@ -24,8 +24,11 @@ from storage.records import (
     ApiKey,
     ChangeFn,
     CheckFn,
+    DeliveryAttempt,
+    DeliveryProgress,
     DirectoryPage,
     Encoder,
+    EventSource,
     FailureGroup,
     FaultRule,
     Idp,
@@ -35,11 +38,13 @@ from storage.records import (
     LogRecord,
     MemberEncoder,
     MemberStream,
+    OutboxEvent,
     Principal,
     Query,
     Row,
     SchemaConfig,
     SignInFailure,
+    Subscription,
     UniqueValue,
     WalkPage,
 )
@@ -84,6 +89,7 @@ class ResourceStore(Protocol):
         doc: dict,
         members: list[Member] | None = None,
         unique: tuple[UniqueValue, ...] = (),
+        events: EventSource | None = None,
     ) -> Row:
         """Store a new resource (`doc` is canonical: no id, meta, members or groups) with a new id,
         version 1, created = modified = now; groups get `members` added. Returns the row with its
@@ -92,7 +98,9 @@ class ResourceStore(Protocol):
         Raises ScimError 409 uniqueness (name taken in the IdP, any letter case; or another resource
         of the type in the IdP matches one of `unique`, checked atomically with the write), 400 invalidValue
         (a member id unknown in the IdP, of the wrong type, or the group itself; nothing stored),
-        401 (the IdP was deleted while the request ran; nothing stored), 503/429 (cannot write now)."""
+        401 (the IdP was deleted while the request ran; nothing stored), 503/429 (cannot write now).
+        With `events`, the create's event goes to the outbox in the same transaction (so do
+        update's, from Change.events, and delete's: only for a write that really changed something)."""
         ...
 
     async def get(
@@ -159,7 +167,14 @@ class ResourceStore(Protocol):
         401 (IdP deleted meanwhile), 503/429."""
         ...
 
-    async def delete(self, rtype: str, idp_id: str, resource_id: str, check: CheckFn | None = None) -> None:
+    async def delete(
+        self,
+        rtype: str,
+        idp_id: str,
+        resource_id: str,
+        check: CheckFn | None = None,
+        events: EventSource | None = None,
+    ) -> None:
         """Delete the resource and its memberships. check(row) runs first inside the write
         transaction; an exception from it propagates and nothing is deleted. Every group the
         resource was a member of gets its version bumped and `modified` set.
@@ -365,6 +380,76 @@ class FaultStore(Protocol):
         ...
 
 
+class EventStore(Protocol):
+    """Event subscriptions and the outbox (web/events/). The outbox is written by ResourceStore's
+    writes (EventSource); every subscription of an IdP reads its events in seq order from its
+    cursor. A delivery round of a subscription is done by one process at a time (claim_subscription)."""
+
+    async def add_subscription(self, subscription: Subscription) -> Subscription:
+        """Store it with its cursor at the newest event now (it receives what is committed after);
+        the IdP's sign-ins say at once in this process, within AUTH_RECHECK_SECONDS in others, that
+        its writes make events. Returns it as stored. Raises AdminError 404 (no such IdP)."""
+        ...
+
+    async def subscriptions(self, idp_id: str | None = None) -> list[Subscription]:
+        """The IdP's subscriptions (None: every IdP's), oldest first."""
+        ...
+
+    async def subscription(self, subscription_id: str) -> Subscription | None: ...
+
+    async def set_subscription_state(self, subscription_id: str, state: str, cursor: int | None = None) -> bool:
+        """Set the state ("active", "paused", "failed"), clearing the retry clock; with `cursor`,
+        move the cursor there too (redeliver from a point). False when there is no such subscription."""
+        ...
+
+    async def delete_subscription(self, subscription_id: str) -> bool:
+        """Delete it and its attempts. False when there is no such subscription."""
+        ...
+
+    async def claim_subscription(self, subscription_id: str, owner: str, until: str, now: str) -> bool:
+        """Take the delivery lease of the subscription for `owner` until `until`, when no other
+        owner holds one that lasts past `now` (renewing one's own). False when another holds it."""
+        ...
+
+    async def outbox_after(self, idp_id: str, after: int, limit: int) -> list[OutboxEvent]:
+        """The IdP's events with seq > after, oldest first, at most `limit`."""
+        ...
+
+    async def outbox_event(self, seq: int) -> OutboxEvent | None: ...
+
+    async def record_delivery(self, progress: DeliveryProgress) -> None:
+        """Store a delivery round's outcome in one write: cursor (never moved back by it),
+        counters added, attempts appended, state and last error when given."""
+        ...
+
+    async def delivery_attempts(
+        self, subscription_id: str, seq: int | None = None, limit: int = 100
+    ) -> list[DeliveryAttempt]:
+        """The subscription's attempts (at one event, or at any), newest first, at most `limit`."""
+        ...
+
+    async def acked_after(self, subscription_id: str, after: int) -> set[int]:
+        """The seqs above `after` that a poll receiver acknowledged or rejected (RFC 8936)."""
+        ...
+
+    async def outbox_stats(self) -> dict[str, int]:
+        """{"events": rows in the outbox, "newest": the newest seq ever (0: none), "pending": events
+        after the cursors of subscriptions not yet done with them, summed}."""
+        ...
+
+    async def pending_count(self, subscription: Subscription) -> int:
+        """The IdP's events after the subscription's cursor (wanted or not)."""
+        ...
+
+    async def prune_outbox(self, max_rows: int, older_than: str | None) -> int:
+        """Delete the events of IdPs without subscriptions, and the events beyond the bounds (all
+        but the newest max_rows, 0: no bound; those before the time `older_than`, None: no bound),
+        delivered or not: each subscription counts those it was not done with as `dropped` and
+        its cursor moves past them. Attempts at deleted events go too. Returns how many events
+        were deleted."""
+        ...
+
+
 # Every table that holds data, in an order that satisfies the foreign keys (api_keys before idps):
 # what copy-database copies. schema_version and auth_epoch belong to the schema, not the data.
 TABLES = (
@@ -378,6 +463,9 @@ TABLES = (
     "admin_sessions",
     "deleted_idps",
     "fault_rules",
+    "event_subscriptions",
+    "events",
+    "event_attempts",
 )
 
 
@@ -444,5 +532,5 @@ class OperationsStore(Protocol):
         ...
 
 
-class Store(ResourceStore, AdminStore, ConsoleStore, LogStore, FaultStore, OperationsStore, Protocol):
+class Store(ResourceStore, AdminStore, ConsoleStore, LogStore, FaultStore, EventStore, OperationsStore, Protocol):
     """Everything a backend offers: what app.py builds with storage.create_store and hands to web/."""

@@ -42,6 +42,20 @@ class Change:
     member_ops: list[MemberOp] = field(default_factory=list)
     if_version: int | None = None
     unique: tuple[UniqueValue, ...] = ()  # the new document's values no other resource may share
+    events: EventSource | None = None  # the events a real change makes, written in its transaction
+
+
+@dataclass(frozen=True)
+class EventSource:
+    """What a write needs to put its events in the outbox (in the write's own transaction, so an
+    event exists exactly when its change was committed): the SCIM request's `txn`, how the row
+    reads as a SCIM resource (the full form's data, rendered where the row was written), and for
+    an update its kind ("put" or "patch") and a PATCH's request (patch:full's data)."""
+
+    txn: str
+    render: Callable[[Row], dict]
+    kind: str = "create"
+    patch: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -164,6 +178,7 @@ class Principal:
     users_write: bool
     groups_write: bool
     schema: SchemaConfig = field(default_factory=lambda: SchemaConfig())
+    events: bool = False  # the IdP has event subscriptions: its writes put their events in the outbox
 
 
 @dataclass(frozen=True)
@@ -372,3 +387,81 @@ class LogCounters:
     operations: int  # in the window asked for
     failures: int  # in the window asked for
     last_activity: str | None  # the newest record ever
+
+
+@dataclass(frozen=True)
+class OutboxEvent:
+    """One event in the outbox (scim/events.py says which a change makes): `seq` is its place in
+    commit order, which every subscription of the IdP follows."""
+
+    seq: int
+    idp_id: str
+    txn: str
+    time: str
+    rtype: str
+    resource_id: str
+    external_id: str | None
+    kind: str
+    version: int | None
+    attributes: list[str]
+    data: dict | None
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """An IdP's event subscription. `delivery` "push" posts each SET to `url` (RFC 8935); "poll"
+    keeps them for the receiver to fetch (RFC 8936). `secret` is sealed (web/events/keys.py): the
+    HMAC key of HS256 and the poll bearer token. `cursor` is the seq of the last event it is done
+    with (delivered, acknowledged, rejected or not wanted); `state` "active", "paused" or "failed"
+    (retries ran out: its events wait for an admin to redeliver)."""
+
+    id: str
+    idp_id: str
+    delivery: str
+    url: str
+    events: list[str]
+    form: str
+    audience: str
+    alg: str
+    secret: str
+    state: str
+    cursor: int
+    created: str
+    delivered: int = 0
+    rejected: int = 0
+    last_error: str | None = None
+    last_error_at: str | None = None
+    last_delivered_at: str | None = None
+    retry_since: str | None = None  # when the attempts at the event after `cursor` began to fail
+    dropped: int = 0  # events the outbox's bounds removed before this subscription was done with them
+
+
+@dataclass(frozen=True)
+class DeliveryAttempt:
+    """One try at handing one event to a subscription's receiver. outcome: "delivered", "retry"
+    (no answer, or one to try again), "rejected" (a 400 per RFC 8935, or a poll's setErrs),
+    "acked" (a poll acknowledged it), "failed" (the last retry)."""
+
+    subscription_id: str
+    seq: int
+    time: str
+    outcome: str
+    status: int | None = None
+    error: str | None = None
+    duration_ms: float | None = None
+
+
+@dataclass(frozen=True)
+class DeliveryProgress:
+    """What a delivery round stores in one write: the new cursor and counters, the attempts, and
+    the subscription's state and last error."""
+
+    subscription_id: str
+    cursor: int
+    delivered: int = 0
+    rejected: int = 0
+    attempts: tuple[DeliveryAttempt, ...] = ()
+    state: str | None = None  # None: unchanged
+    last_error: str | None = None
+    retry_since: str | None = None
+    last_delivered_at: str | None = None

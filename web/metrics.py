@@ -30,6 +30,8 @@ log = logging.getLogger("scimlet.metrics")
 
 # SCIM requests take a millisecond or two: finer buckets at the bottom than Prometheus' defaults.
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# Event delivery latency: from milliseconds (a receiver up) to hours (one that was down).
+EVENT_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 60.0, 300.0, 3600.0, 86400.0)
 METHODS = {m: m for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")}
 # The operation names scim/operations.py gives; anything else (a request to an endpoint that does
 # not exist, an odd method) is counted as "Other", so a client cannot mint label values.
@@ -73,6 +75,7 @@ class Snapshot:
     log_written: int = 0
     log_dropped: int = 0
     log_lost: int = 0
+    events: dict[str, int] = field(default_factory=dict)  # the outbox and subscription counters
 
 
 class Metrics:
@@ -91,6 +94,10 @@ class Metrics:
         self.durations: dict[tuple[str, str], list[float]] = {}
         self.operations: dict[tuple[str, str, bool], int] = {}  # (idp, operation, success) -> count
         self.injected: dict[tuple[str, str], int] = {}  # (idp, fault kind) -> answers a fault rule made
+        # Event delivery attempts: outcome -> count, and their latency from commit to answer
+        # (a count per bucket of EVENT_BUCKETS, one for beyond the last, then the sum).
+        self.event_attempts: dict[str, int] = {}
+        self.event_latency: list[float] = [0] * (len(EVENT_BUCKETS) + 2)
         self.snapshot = Snapshot()
         self.registry.register(_RequestCollector(self))
         self.registry.register(_StoreCollector(self))
@@ -127,6 +134,13 @@ class Metrics:
         if record.injected is not None:
             fault = (idp, record.injected)
             self.injected[fault] = self.injected.get(fault, 0) + 1
+
+    def observe_event(self, outcome: str, seconds: float) -> None:
+        """An event delivery attempt (web/events/delivery.py)."""
+        self.event_attempts[outcome] = self.event_attempts.get(outcome, 0) + 1
+        if outcome == "delivered":
+            self.event_latency[bisect.bisect_left(EVENT_BUCKETS, seconds)] += 1
+            self.event_latency[-1] += seconds
 
     def forget_deleted_idps(self, idp_ids: set[str]) -> None:
         """Make `idp_ids` the IdPs there are, dropping the operation series of any other: an IdP's
@@ -165,6 +179,16 @@ class Metrics:
             snapshot.log_dropped = self.provisioning_log.dropped
             snapshot.log_lost = self.provisioning_log.lost
         try:
+            outbox = await self.store.outbox_stats()
+            subscriptions = await self.store.subscriptions()
+            snapshot.events = {
+                **outbox,
+                "subscriptions": len(subscriptions),
+                "failed_subscriptions": sum(1 for s in subscriptions if s.state == "failed"),
+                "delivered": sum(s.delivered for s in subscriptions),
+                "rejected": sum(s.rejected for s in subscriptions),
+                "dropped": sum(s.dropped for s in subscriptions),
+            }
             idps = await self.store.list_idps()
             counts = await asyncio.gather(*(self.store.counts(idp.id) for idp in idps))
         except Exception:
@@ -268,6 +292,49 @@ class _StoreCollector(Collector):
             "scimlet_provisioning_log_dropped_records",
             "Records of unauthenticated requests not written, past provisioning_log.unauthenticated_*",
             value=snap.log_dropped,
+        )
+        events = snap.events
+        yield CounterMetricFamily(
+            "scimlet_events_created", "SCIM events written to the outbox (RFC 9967)", value=events.get("newest", 0)
+        )
+        yield GaugeMetricFamily("scimlet_events_outbox", "Events in the outbox", value=events.get("events", 0))
+        yield GaugeMetricFamily(
+            "scimlet_events_outbox_depth",
+            "Events not yet delivered, summed over the subscriptions",
+            value=events.get("pending", 0),
+        )
+        yield CounterMetricFamily(
+            "scimlet_events_delivered", "Events delivered or acknowledged", value=events.get("delivered", 0)
+        )
+        yield CounterMetricFamily(
+            "scimlet_events_failed",
+            "Events a receiver refused (RFC 8935 400, RFC 8936 setErrs)",
+            value=events.get("rejected", 0),
+        )
+        yield CounterMetricFamily(
+            "scimlet_events_dropped",
+            "Events the outbox's bounds removed before their subscription was done with them",
+            value=events.get("dropped", 0),
+        )
+        yield GaugeMetricFamily(
+            "scimlet_event_subscriptions_failed",
+            "Subscriptions whose retries ran out (they wait for an admin to redeliver)",
+            value=events.get("failed_subscriptions", 0),
+        )
+        attempts = CounterMetricFamily(
+            "scimlet_event_delivery_attempts", "Pushed SETs, by outcome, in this process", labels=["outcome"]
+        )
+        for outcome, count in sorted(self.metrics.event_attempts.items()):
+            attempts.add_metric([outcome], count)
+        yield attempts
+        latency = self.metrics.event_latency
+        buckets = [(str(bound), sum(latency[: k + 1])) for k, bound in enumerate(EVENT_BUCKETS)]
+        buckets.append(("+Inf", sum(latency[:-1])))
+        yield HistogramMetricFamily(
+            "scimlet_event_delivery_latency_seconds",
+            "From an event's commit to its receiver's 2xx, pushed by this process",
+            buckets=buckets,
+            sum_value=latency[-1],
         )
         yield CounterMetricFamily(
             "scimlet_provisioning_log_lost_records",

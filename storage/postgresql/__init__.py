@@ -16,6 +16,7 @@ from scim.errors import ScimError
 from settings import Settings
 from storage.postgresql.auth import KeysAndIdps
 from storage.postgresql.console import ConsoleData
+from storage.postgresql.events import EventData
 from storage.postgresql.faults import FaultRules
 from storage.postgresql.maintenance import Maintenance
 from storage.postgresql.provisioning_log import ProvisioningLog
@@ -25,7 +26,7 @@ __all__ = ["PostgresqlStore", "from_settings"]
 log = logging.getLogger("scimlet.storage")
 
 
-class PostgresqlStore(Maintenance, KeysAndIdps, Resources, ProvisioningLog, ConsoleData, FaultRules):
+class PostgresqlStore(Maintenance, EventData, KeysAndIdps, Resources, ProvisioningLog, ConsoleData, FaultRules):
     """The Store protocol (storage/interfaces.py) on PostgreSQL."""
 
     def __init__(

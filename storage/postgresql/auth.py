@@ -139,7 +139,8 @@ class KeysAndIdps(Engine):
                 epoch = await conn.fetchval("SELECT n FROM auth_epoch")
                 rows = await conn.fetch(
                     "SELECT i.id, k.id, k.secret_hash, k.users_write, k.groups_write, "
-                    "i.schema_profile, i.schema_strict, i.schema_extensions FROM idps AS i "
+                    "i.schema_profile, i.schema_strict, i.schema_extensions, "
+                    "EXISTS (SELECT 1 FROM event_subscriptions AS s WHERE s.idp_id = i.id) FROM idps AS i "
                     "JOIN api_keys AS k ON k.id IN (i.api_key_id, i.second_api_key_id) WHERE k.revoked IS NULL "
                     "ORDER BY i.id, k.id = i.api_key_id DESC"
                 )
@@ -160,7 +161,7 @@ class KeysAndIdps(Engine):
             return
         bindings: dict[str, tuple[Binding, ...]] = {}
         for r in rows:
-            binding = Binding(r[2], Principal(r[0], r[1], r[3], r[4], SchemaConfig(r[5], r[6], r[7])))
+            binding = Binding(r[2], Principal(r[0], r[1], r[3], r[4], SchemaConfig(r[5], r[6], r[7]), r[8]))
             bindings[r[0]] = (*bindings.get(r[0], ()), binding)
         self._bindings = bindings
         self._idp_names = {r[0]: (r[1], r[2]) for r in idps}

@@ -44,7 +44,7 @@ async def applied_versions(conn: Connection) -> set[int]:
 
 
 # The columns GENERATED ALWAYS AS IDENTITY: after a copy their sequences continue past the largest.
-IDENTITIES = {"users": "seq", "groups": "seq", "provisioning_log": "id"}
+IDENTITIES = {"users": "seq", "groups": "seq", "provisioning_log": "id", "events": "seq", "event_attempts": "id"}
 # The order export_rows reads in, the same bytewise order as SQLite's (COLLATE "C" columns).
 ORDER = {"group_members": "group_id, member_id", **IDENTITIES}
 

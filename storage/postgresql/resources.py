@@ -26,8 +26,21 @@ import orjson
 
 from scim.errors import ScimError, not_found, shown
 from scim.patch import Member, MemberOp
-from storage import Change, ChangeFn, CheckFn, Encoder, MemberEncoder, MemberStream, Query, Row, UniqueValue, WalkPage
+from storage import (
+    Change,
+    ChangeFn,
+    CheckFn,
+    Encoder,
+    EventSource,
+    MemberEncoder,
+    MemberStream,
+    Query,
+    Row,
+    UniqueValue,
+    WalkPage,
+)
 from storage.common import new_resource_id, now
+from storage.outbox import OUTBOX_COLUMNS, OutboxRow, outbox_rows
 from storage.postgresql.dialect import POSTGRESQL
 from storage.postgresql.engine import ATTEMPTS, UNAVAILABLE, Batcher, Connection, Engine, status_count
 from storage.records import MEMBER_CHUNK
@@ -82,11 +95,12 @@ class Resources(Engine):
         doc: dict,
         members: list[Member] | None = None,
         unique: tuple[UniqueValue, ...] = (),
+        events: EventSource | None = None,
     ) -> Row:
         tmap = TABLES[rtype]
         stamp = now()
         row = Row(new_resource_id(), doc, 1, stamp, stamp)
-        if tmap is USERS and not unique:
+        if tmap is USERS and not unique and events is None:
             # Concurrent creates go to the database together, as one INSERT (insert_users).
             return await self._user_creates.submit((idp_id, row))
         columns = hot_columns(tmap, doc)
@@ -110,10 +124,12 @@ class Resources(Engine):
                 raise IdpDeleted()
             if tmap is USERS:
                 row.groups = []
-                return row
-            if members:
-                await apply_member_ops(conn, idp_id, row.id, [MemberOp("add", tuple(members))])
-            row.members = await load_members(conn, row.id)
+            else:
+                if members:
+                    await apply_member_ops(conn, idp_id, row.id, [MemberOp("add", tuple(members))])
+                row.members = await load_members(conn, row.id)
+            if events is not None:
+                await write_events(conn, idp_id, outbox_rows(events, idp_id, rtype, None, row, stamp))
             return row
 
         return await self.write(insert)
@@ -312,7 +328,7 @@ class Resources(Engine):
             await self.read(lambda conn: check_idp(conn, idp_id))
             raise not_found(f"Group {shown(group_id)} not found")
         result: Change = change(current)
-        delta = one_delta(current, result)
+        delta = one_delta(current, result) if result.events is None else None
         if delta is not None and await self._apply_delta(idp_id, current, delta):
             if members:
                 current.members = await self.read(lambda conn: load_members(conn, group_id))
@@ -358,7 +374,8 @@ class Resources(Engine):
         async def run(conn: Connection) -> Row:
             current = await load_for_write(conn, tmap, tmap.resource_type, idp_id, resource_id)
             result: Change = change(current)
-            changed = False
+            changed = members_changed = False
+            before = current.doc
             columns: dict[str, object] = {}
             if result.doc is not None and result.doc != current.doc:
                 await check_unique(conn, tmap, idp_id, current.id, result.unique)
@@ -366,11 +383,25 @@ class Resources(Engine):
                 current.doc = result.doc
                 changed = True
             if result.member_ops:
-                changed = await apply_member_ops(conn, idp_id, current.id, result.member_ops) or changed
+                members_changed = await apply_member_ops(conn, idp_id, current.id, result.member_ops)
+                changed = members_changed or changed
             if changed:
                 current.version += 1
                 current.modified = now()
                 await store_doc(conn, tmap, current, columns)
+                if result.events is not None:
+                    if tmap is GROUPS and result.events.kind == "put":
+                        current.members = await load_members(conn, current.id)  # put:full carries them
+                    rows = outbox_rows(
+                        result.events,
+                        idp_id,
+                        tmap.resource_type,
+                        before,
+                        current,
+                        current.modified,
+                        members_changed=members_changed,
+                    )
+                    await write_events(conn, idp_id, rows)
             if members and tmap is GROUPS:
                 current.members = await load_members(conn, current.id)
             return current
@@ -394,7 +425,7 @@ class Resources(Engine):
             result: Change = change(current)
             if result.doc is None or result.doc == current.doc:
                 return current
-            if result.unique:
+            if result.unique or result.events is not None:
                 return await self._update_locked(USERS, idp_id, user_id, change, members)
             read_version = current.version
             current.doc, current.version, current.modified = result.doc, read_version + 1, now()
@@ -405,13 +436,23 @@ class Resources(Engine):
         # change cannot lose to another.
         return await self._update_locked(USERS, idp_id, user_id, change, members)
 
-    async def delete(self, rtype: str, idp_id: str, resource_id: str, check: CheckFn | None = None) -> None:
+    async def delete(
+        self,
+        rtype: str,
+        idp_id: str,
+        resource_id: str,
+        check: CheckFn | None = None,
+        events: EventSource | None = None,
+    ) -> None:
         tmap = TABLES[rtype]
 
         async def run(conn: Connection) -> None:
             current = await load_for_write(conn, tmap, rtype, idp_id, resource_id)
             if check is not None:
                 check(current)
+            if events is not None:
+                rows = outbox_rows(events, idp_id, rtype, current.doc, current, now(), deleted=True)
+                await write_events(conn, idp_id, rows)
             # Groups that lose a member (this resource) change: bump their version.
             await conn.execute(
                 "UPDATE groups SET version = version + 1, modified = $1 WHERE id IN "
@@ -613,6 +654,18 @@ def one_delta(current: Row, result: Change) -> MemberOp | None:
     if len(result.member_ops) != 1 or result.member_ops[0].op not in ("add", "remove"):
         return None
     return result.member_ops[0]
+
+
+async def write_events(conn: Connection, idp_id: str, rows: list[OutboxRow]) -> None:
+    """The outbox rows, in the write's transaction, under a lock on the IdP's events held until it
+    commits: a later seq of the IdP is never committed before an earlier one, so a subscription
+    that has read up to a seq can never miss one below it that commits later."""
+    if not rows:
+        return
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"scimlet-events:{idp_id}")
+    await conn.executemany(
+        f"INSERT INTO events ({OUTBOX_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)", rows
+    )
 
 
 async def check_idp(conn: Connection, idp_id: str) -> None:

@@ -4,8 +4,8 @@ One module per concern, each a part of `SqliteStore` built on the connection eng
 engine.py (connections, reads, group-committed writes, checkpoints, unavailability as 503),
 maintenance.py (migrations, backup, readiness, sizes, check-config's report), auth.py (API keys,
 IdPs, the sign-in cache), resources.py (users, groups, members), provisioning_log.py, console.py
-(console settings and sessions) and directory.py (the console's directory pages). The schema is in
-migrations/*.sql.
+(console settings and sessions), directory.py (the console's directory pages) and events.py (event
+subscriptions, the outbox, delivery attempts). The schema is in migrations/*.sql.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from settings import Settings
 from storage.sqlite.auth import KeysAndIdps
 from storage.sqlite.console import ConsoleData
 from storage.sqlite.directory import Directory
+from storage.sqlite.events import EventData
 from storage.sqlite.faults import FaultRules
 from storage.sqlite.maintenance import MIGRATIONS, Maintenance, backup, migrate, pending_migrations
 from storage.sqlite.provisioning_log import ProvisioningLog
@@ -26,7 +27,7 @@ __all__ = ["MIGRATIONS", "SqliteStore", "backup", "from_settings", "migrate", "p
 log = logging.getLogger("scimlet.storage")
 
 
-class SqliteStore(Maintenance, KeysAndIdps, Resources, ProvisioningLog, ConsoleData, FaultRules, Directory):
+class SqliteStore(Maintenance, EventData, KeysAndIdps, Resources, ProvisioningLog, ConsoleData, FaultRules, Directory):
     """The Store protocol (storage/interfaces.py) on SQLite."""
 
     def __init__(

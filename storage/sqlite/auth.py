@@ -284,7 +284,8 @@ class KeysAndIdps(Engine):
         assert self.local_conn is not None, "the store is not open"
         rows = self.local_conn.execute(
             "SELECT k.id, k.secret_hash, k.users_write, k.groups_write, "
-            "i.schema_profile, i.schema_strict, i.schema_extensions FROM idps AS i "
+            "i.schema_profile, i.schema_strict, i.schema_extensions, "
+            "EXISTS (SELECT 1 FROM event_subscriptions AS s WHERE s.idp_id = i.id) FROM idps AS i "
             "JOIN api_keys AS k ON k.id IN (i.api_key_id, i.second_api_key_id) "
             "WHERE i.id = ? AND k.revoked IS NULL",
             (idp_id,),
@@ -297,7 +298,9 @@ class KeysAndIdps(Engine):
                 row = candidate
         if row is None:
             return None
-        return Principal(idp_id, row[0], bool(row[2]), bool(row[3]), SchemaConfig(row[4], bool(row[5]), row[6]))
+        return Principal(
+            idp_id, row[0], bool(row[2]), bool(row[3]), SchemaConfig(row[4], bool(row[5]), row[6]), bool(row[7])
+        )
 
     def sign_in_failure(self, idp_id: str, secret: str) -> SignInFailure:
         """Read on the event loop like _verify's: the IdP (or the deleted one) by its primary key, the

@@ -16,6 +16,7 @@ from storage import (
     ChangeFn,
     CheckFn,
     Encoder,
+    EventSource,
     MemberEncoder,
     MemberStream,
     Query,
@@ -24,6 +25,7 @@ from storage import (
     WalkPage,
 )
 from storage.common import new_resource_id, now
+from storage.outbox import OUTBOX_COLUMNS, OutboxRow, outbox_rows
 from storage.records import MEMBER_CHUNK
 from storage.resource_rules import IdpDeleted, ReadTooLong, changed_columns, hot_columns, typed_members, uniqueness
 from storage.sql import GROUPS, TABLES, USERS, TableMap, is_point_lookup, order_clause, taken_query, where_clause
@@ -53,6 +55,7 @@ class Resources(Engine):
         doc: dict,
         members: list[Member] | None = None,
         unique: tuple[UniqueValue, ...] = (),
+        events: EventSource | None = None,
     ) -> Row:
         tmap = TABLES[rtype]
         row = Row(new_resource_id(), doc, 1, now(), "")
@@ -73,6 +76,8 @@ class Resources(Engine):
                 row.members = _load_members(conn, row.id)
             else:
                 row.groups = []
+            if events is not None:
+                _write_events(conn, outbox_rows(events, idp_id, rtype, None, row, row.created))
             return row
 
         return await self.write(insert)
@@ -252,7 +257,8 @@ class Resources(Engine):
         def run(conn: sqlite3.Connection) -> Row:
             current = _load_for_write(conn, tmap, rtype, idp_id, resource_id)
             result: Change = change(current)
-            changed = False
+            changed = members_changed = False
+            before = current.doc
             columns: dict[str, object] = {}
             if result.doc is not None and result.doc != current.doc:
                 _check_unique(conn, tmap, idp_id, current.id, result.unique)
@@ -260,7 +266,8 @@ class Resources(Engine):
                 current.doc = result.doc
                 changed = True
             if result.member_ops:
-                changed = _apply_member_ops(conn, idp_id, current.id, result.member_ops) or changed
+                members_changed = _apply_member_ops(conn, idp_id, current.id, result.member_ops)
+                changed = members_changed or changed
             if changed:
                 current.version += 1
                 current.modified = now()
@@ -268,6 +275,13 @@ class Resources(Engine):
                     _store_doc(conn, tmap, current, columns)
                 except sqlite3.IntegrityError:
                     raise uniqueness(tmap, current.doc) from None
+                if result.events is not None:
+                    if tmap is GROUPS and result.events.kind == "put":
+                        current.members = _load_members(conn, current.id)  # put:full carries them
+                    rows = outbox_rows(
+                        result.events, idp_id, rtype, before, current, current.modified, members_changed=members_changed
+                    )
+                    _write_events(conn, rows)
             if members and tmap is USERS:
                 try:
                     with in_place(conn):
@@ -287,7 +301,14 @@ class Resources(Engine):
                 row.groups = await self.read(lambda conn: load_groups(conn, row.id, self.max_user_groups))
         return row
 
-    async def delete(self, rtype: str, idp_id: str, resource_id: str, check: CheckFn | None = None) -> None:
+    async def delete(
+        self,
+        rtype: str,
+        idp_id: str,
+        resource_id: str,
+        check: CheckFn | None = None,
+        events: EventSource | None = None,
+    ) -> None:
         tmap = TABLES[rtype]
 
         def run(conn: sqlite3.Connection) -> None:
@@ -295,6 +316,8 @@ class Resources(Engine):
             if check is not None:
                 check(current)
             stamp = now()
+            if events is not None:
+                _write_events(conn, outbox_rows(events, idp_id, rtype, current.doc, current, stamp, deleted=True))
             # Groups that lose a member (this resource) change: bump their version.
             conn.execute(
                 "UPDATE groups SET version = version + 1, modified = ? WHERE id IN "
@@ -315,6 +338,11 @@ class Resources(Engine):
             return {"users": users, "groups": groups}
 
         return await self.read(run)
+
+
+def _write_events(conn: sqlite3.Connection, rows: list[OutboxRow]) -> None:
+    """The outbox rows, in the write's transaction (the single writer keeps seq in commit order)."""
+    conn.executemany(f"INSERT INTO events ({OUTBOX_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
 
 def _check_idp(conn: sqlite3.Connection, idp_id: str) -> None:

@@ -65,6 +65,7 @@ async def test_migrate_creates_the_database_it_is_pointed_at(missing_database: s
         "007_bulk_request.sql",
         "008_log_resource.sql",
         "009_log_changes.sql",
+        "010_events.sql",
     ]
     assert await store.migrate() == [
         "001_initial.sql",
@@ -76,6 +77,7 @@ async def test_migrate_creates_the_database_it_is_pointed_at(missing_database: s
         "007_bulk_request.sql",
         "008_log_resource.sql",
         "009_log_changes.sql",
+        "010_events.sql",
     ]
     assert await store.migrate() == []  # once only
     assert await store.pending_migrations() == []

@@ -42,6 +42,7 @@ from storage.common import now
 from web.admin import security
 from web.admin.charts import WINDOWS, Activity, activity_chart, window_start
 from web.admin.schema_changes import describe_changes
+from web.events import Events
 from web.faults import DEFAULT_PRESET_MINUTES, KINDS, PRESETS, Faults, new_rule
 
 # The built-in IdP icons: inline SVG (24x24 viewBox) drawn with currentColor, nothing downloaded.
@@ -170,9 +171,13 @@ class GroupDetail(ResourceView):
 
 
 class AdminService:
-    def __init__(self, store: Store, settings: Settings, faults: Faults | None = None) -> None:
+    def __init__(
+        self, store: Store, settings: Settings, faults: Faults | None = None, events: Events | None = None
+    ) -> None:
         self.store = store
         self.settings = settings
+        # Event subscriptions (web/events/): the console, the admin API and the CLI manage them here.
+        self.events = events or Events(store, settings)
         # The server's fault rules in memory, refreshed at once after a change here (other
         # processes, and the CLI's changes, are picked up within faults.REFRESH_SECONDS).
         self.faults = faults

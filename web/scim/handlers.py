@@ -14,11 +14,12 @@ from scim.errors import ScimError, invalid_value, not_found, shown
 from scim.operations import target_of
 from scim.patch import MemberOp, apply_patch
 from scim.project import Projection
-from scim.resources import etag, etag_matches, parse_etags
+from scim.resources import etag, etag_matches, parse_etags, to_resource
 from scim.schemas import ResourceType
 from scim.validate import find_key, parse_members, server_unique, validate_resource
 from settings import Settings
-from storage import Change, ChangeFn, Principal, ResourceStore, Row, UniqueValue
+from storage import Change, ChangeFn, EventSource, Principal, ResourceStore, Row, UniqueValue
+from storage.common import new_resource_id
 from web.request_body import BodyDeadlines, read_object
 from web.scim.across import across_query, search_across
 from web.scim.auth import BearerAuth
@@ -50,6 +51,8 @@ class ScimHandlers:
         security = settings.security
         self.auth = BearerAuth(store, AuthThrottle(security.auth_failure_limit, security.auth_failure_window))
         self.render = Renderer(settings.base_url)
+        # Called after a write that made events: the delivery worker (web/events/) starts at once.
+        self.events_written: Callable[[], None] = lambda: None
 
     # --- discovery -------------------------------------------------------------------------------
 
@@ -196,7 +199,10 @@ class ScimHandlers:
         if rtype.name == "Group":
             members = parse_members(find_key(body, "members"))
             self.check_member_count(len(members))
-        row = await self.store.create(rtype.name, principal.idp_id, doc, members, unique_values(rtype, doc))
+        events = self.event_source(request, principal, rtype)
+        row = await self.store.create(rtype.name, principal.idp_id, doc, members, unique_values(rtype, doc), events)
+        if events is not None:
+            self.events_written()
         return self.render.single(request, rtype, row, projection(request, rtype), status=201)
 
     async def one(self, request: ScimRequest, rtype: ResourceType) -> Response:
@@ -269,18 +275,25 @@ class ScimHandlers:
         conditional = "if-match" in request.headers
 
         unique = unique_values(rtype, doc)
+        events = self.event_source(request, principal, rtype, "put")
 
         def change(row: Row) -> Change:
             check(row)
             request.changed = (row.doc, doc)
             request.member_delta = member_delta(member_ops)
             return Change(
-                doc=doc, member_ops=member_ops, if_version=row.version if conditional else None, unique=unique
+                doc=doc,
+                member_ops=member_ops,
+                if_version=row.version if conditional else None,
+                unique=unique,
+                events=events,
             )
 
         wanted = projection(request, rtype)
         loaded = loads_references(rtype, wanted)
         row = await self.store.update(rtype.name, principal.idp_id, resource_id, change, members=loaded)
+        if events is not None:
+            self.events_written()
         return self.render.written(request, rtype, row, wanted, loaded)
 
     async def patch(self, request: ScimRequest, rtype: ResourceType) -> Response:
@@ -294,6 +307,8 @@ class ScimHandlers:
             )
         check = precondition(request)
         conditional = "if-match" in request.headers
+        patch_request = {"schemas": [schemas.PATCH_OP], "Operations": operations}
+        events = self.event_source(request, principal, rtype, "patch", patch_request)
 
         def patched(row: Row) -> Change:
             check(row)
@@ -308,6 +323,7 @@ class ScimHandlers:
                 member_ops=member_ops,
                 if_version=row.version if conditional else None,
                 unique=unique_values(rtype, doc),
+                events=events,
             )
 
         change: ChangeFn = patched
@@ -318,6 +334,8 @@ class ScimHandlers:
         wants_body = rtype.name == "User" or asked
         loaded = wants_body and loads_references(rtype, wanted)
         row = await self.store.update(rtype.name, principal.idp_id, request.path_params["id"], change, members=loaded)
+        if events is not None:
+            self.events_written()
         if not wants_body:
             return Response(status_code=204, headers={"ETag": etag(row.version)})
         return self.render.written(request, rtype, row, wanted, loaded)
@@ -332,8 +350,39 @@ class ScimHandlers:
             if_match(row)
             request.changed = (row.doc, None)
 
-        await self.store.delete(rtype.name, principal.idp_id, request.path_params["id"], named)
+        events = self.event_source(request, principal, rtype, "delete")
+        await self.store.delete(rtype.name, principal.idp_id, request.path_params["id"], named, events)
+        if events is not None:
+            self.events_written()
         return Response(status_code=204)
+
+    def event_source(
+        self,
+        request: ScimRequest,
+        principal: Principal,
+        rtype: ResourceType,
+        kind: str = "create",
+        patch: dict | None = None,
+    ) -> EventSource | None:
+        """What the write needs to put its events in the outbox, when the IdP has subscriptions.
+        The txn is the request's; a Bulk request's operations share the Bulk request's."""
+        if not principal.events:
+            return None
+        base_url = self.render.base_url(request)
+
+        def resource(row: Row) -> dict:
+            return to_resource(
+                rtype,
+                row.id,
+                row.doc,
+                version=row.version,
+                created=row.created,
+                modified=row.modified,
+                base_url=base_url,
+                members=row.members,
+            )
+
+        return EventSource(request.bulk_request or new_resource_id(), resource, kind, patch)
 
     async def precomputed(self, rtype: ResourceType, idp_id: str, resource_id: str, compute: ChangeFn) -> ChangeFn:
         """compute(row) run on the row as read now, on a worker thread; the change function returned

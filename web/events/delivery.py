@@ -1,0 +1,299 @@
+"""Push delivery (RFC 8935): each active push subscription's events, in seq order, one SET per
+POST, off the request path.
+
+One task per process wakes when a SCIM write made events (and every second, for writes of other
+instances), and starts a delivery round for every active push subscription that is not waiting to
+retry. A round holds the subscription's lease (EventStore.claim_subscription), so one process
+delivers a subscription at a time; it sends the events after the cursor one by one and stores the
+progress (cursor, counters, attempts) in one write every DELIVERED_PER_WRITE events.
+
+A receiver's answer: 2xx (202 per RFC 8935) delivered; 400 rejected, its RFC 8935 error code and
+description recorded, never retried; anything else, no answer, or no answer within
+events.delivery_timeout, the round stops and the event is tried again after an exponential,
+jittered back-off of up to events.retry_max_delay; once the event has failed for
+events.retry_limit seconds the subscription is failed (its events wait for an admin to redeliver).
+At least once: a crash between a receiver's 202 and the stored progress sends those SETs again,
+with the same `jti`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+import httpx
+import orjson
+
+from scim.events import set_claims, wanted
+from scim.resources import etag
+from settings import Settings
+from storage import DeliveryAttempt, DeliveryProgress, OutboxEvent, Store, Subscription
+from storage.common import format_timestamp, new_resource_id, now
+from web.events.keys import Sealer, SigningKeys, sign
+
+log = logging.getLogger("scimlet.events")
+
+READ_BATCH = 200
+DELIVERED_PER_WRITE = 50
+# A round holds its lease this long, renewed while it delivers: after a crash, another process (or
+# the one started again) takes the subscription over within this time.
+LEASE_SECONDS = 10.0
+FIRST_RETRY_SECONDS = 0.5
+CONTENT_TYPE = "application/secevent+jwt"  # RFC 8935 §2
+
+
+@dataclass
+class Backoff:
+    failures: int = 0
+    not_before: float = 0.0  # time.monotonic() of the next attempt
+
+
+def jti_of(subscription_id: str, seq: int) -> str:
+    """A SET's jti: the same for every delivery of one event to one subscription (receivers
+    deduplicate by it), unique across subscriptions."""
+    return f"{subscription_id}.{seq}"
+
+
+def seq_of_jti(subscription_id: str, jti: object) -> int | None:
+    if not isinstance(jti, str):
+        return None
+    prefix, _, seq = jti.rpartition(".")
+    return int(seq) if prefix == subscription_id and seq.isdigit() else None
+
+
+def epoch_of(stamp: str) -> int:
+    return int(datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp())
+
+
+class SetMaker:
+    """The signed SET of an outbox event for a subscription."""
+
+    def __init__(self, settings: Settings, sealer: Sealer, keys: SigningKeys) -> None:
+        self.settings = settings
+        self.sealer = sealer
+        self.keys = keys
+        self._secrets: dict[str, str] = {}
+
+    def secret(self, subscription: Subscription) -> str:
+        if subscription.id not in self._secrets:
+            self._secrets[subscription.id] = self.sealer.open(subscription.secret)
+        return self._secrets[subscription.id]
+
+    def claims(self, subscription: Subscription, event: OutboxEvent) -> dict:
+        return set_claims(
+            issuer=self.settings.tenant_url(event.idp_id),
+            audience=subscription.audience,
+            jti=jti_of(subscription.id, event.seq),
+            issued=epoch_of(event.time),
+            txn=event.txn,
+            rtype=event.rtype,
+            resource_id=event.resource_id,
+            external_id=event.external_id,
+            kind=event.kind,
+            form=subscription.form,
+            attributes=event.attributes,
+            data=event.data,
+            version=etag(event.version) if event.version is not None else None,
+        )
+
+    async def token(self, subscription: Subscription, event: OutboxEvent) -> str:
+        return await sign(self.claims(subscription, event), subscription.alg, self.secret(subscription), self.keys)
+
+
+def is_wanted(subscription: Subscription, event: OutboxEvent) -> bool:
+    return wanted(subscription.events, event.kind, event.rtype, event.attributes)
+
+
+class EventDelivery:
+    """The push delivery task of this process (see the module)."""
+
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        sets: SetMaker,
+        observe: Callable[[str, float], None] = lambda outcome, latency: None,
+    ) -> None:
+        self.store = store
+        self.settings = settings.events
+        self.sets = sets
+        self.observe = observe  # (outcome, seconds from commit to answer) of each attempt: /metrics
+        self.owner = new_resource_id()
+        self._wake = asyncio.Event()
+        self._rounds: dict[str, asyncio.Task] = {}
+        self._backoff: dict[str, Backoff] = {}
+        self._leases: dict[str, float] = {}
+        self.client = httpx.AsyncClient(timeout=settings.events.delivery_timeout, follow_redirects=False)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        try:
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(1.0):
+                        await self._wake.wait()
+                self._wake.clear()
+                try:
+                    await self._start_rounds()
+                except Exception:
+                    log.exception("event delivery could not read its subscriptions; it will try again")
+                await asyncio.sleep(0.02)  # writes that come together are delivered together
+        finally:
+            for task in self._rounds.values():
+                task.cancel()
+            await self.client.aclose()
+
+    async def _start_rounds(self) -> None:
+        moment = time.monotonic()
+        for subscription in await self.store.subscriptions():
+            if subscription.delivery != "push" or subscription.state != "active":
+                self._backoff.pop(subscription.id, None)
+                continue
+            running = self._rounds.get(subscription.id)
+            if running is not None and not running.done():
+                continue
+            backoff = self._backoff.get(subscription.id)
+            if backoff is not None and backoff.not_before > moment:
+                continue
+            self._rounds[subscription.id] = asyncio.create_task(self._guarded(self._round(subscription)))
+
+    async def _guarded(self, work: Awaitable[None]) -> None:
+        try:
+            await work
+        except Exception:
+            log.exception("an event delivery round failed; it will be tried again")
+
+    async def _claim(self, subscription: Subscription) -> bool:
+        moment = time.time()
+        if self._leases.get(subscription.id, 0) - moment > LEASE_SECONDS / 2:
+            return True
+        until = moment + LEASE_SECONDS
+        if not await self.store.claim_subscription(subscription.id, self.owner, format_timestamp(until), now()):
+            return False
+        self._leases[subscription.id] = until
+        return True
+
+    async def _round(self, subscription: Subscription) -> None:
+        if not await self._claim(subscription):
+            return
+        events = await self.store.outbox_after(subscription.idp_id, subscription.cursor, READ_BATCH)
+        cursor, delivered, rejected = subscription.cursor, 0, 0
+        attempts: list[DeliveryAttempt] = []
+        last_delivered = None
+        for event in events:
+            if not is_wanted(subscription, event):
+                cursor = event.seq
+                continue
+            attempt = await self._send(subscription, event)
+            attempts.append(attempt)
+            if attempt.outcome == "retry":
+                await self._retry(subscription, cursor, delivered, rejected, attempts, last_delivered)
+                return
+            cursor = event.seq
+            if attempt.outcome == "delivered":
+                delivered += 1
+                last_delivered = attempt.time
+            else:
+                rejected += 1
+            if len(attempts) >= DELIVERED_PER_WRITE:
+                await self.store.record_delivery(
+                    DeliveryProgress(
+                        subscription.id, cursor, delivered, rejected, tuple(attempts), last_delivered_at=last_delivered
+                    )
+                )
+                attempts, delivered, rejected = [], 0, 0
+        self._backoff.pop(subscription.id, None)
+        error = next((a.error for a in reversed(attempts) if a.outcome == "rejected"), None)
+        if cursor != subscription.cursor or attempts or subscription.retry_since is not None:
+            await self.store.record_delivery(
+                DeliveryProgress(
+                    subscription.id,
+                    cursor,
+                    delivered,
+                    rejected,
+                    tuple(attempts),
+                    last_error=error,
+                    last_delivered_at=last_delivered,
+                )
+            )
+        if len(events) == READ_BATCH:
+            self.wake()  # more after these
+
+    async def _retry(
+        self,
+        subscription: Subscription,
+        cursor: int,
+        delivered: int,
+        rejected: int,
+        attempts: list[DeliveryAttempt],
+        last_delivered: str | None,
+    ) -> None:
+        """The last attempt asks for a retry: store what the round did, and wait, or fail the
+        subscription when the event has failed for events.retry_limit seconds."""
+        failed = attempts[-1]
+        since = subscription.retry_since if subscription.retry_since and cursor == subscription.cursor else failed.time
+        state = None
+        if epoch_of(failed.time) - epoch_of(since) >= self.settings.retry_limit:
+            attempts[-1] = DeliveryAttempt(**{**failed.__dict__, "outcome": "failed"})
+            state = "failed"
+            log.warning("event subscription %s failed: %s", subscription.id, failed.error)
+        backoff = self._backoff.setdefault(subscription.id, Backoff())
+        delay = min(self.settings.retry_max_delay, FIRST_RETRY_SECONDS * 2**backoff.failures)
+        backoff.failures += 1
+        backoff.not_before = time.monotonic() + delay * random.uniform(0.5, 1.0)
+        await self.store.record_delivery(
+            DeliveryProgress(
+                subscription.id,
+                cursor,
+                delivered,
+                rejected,
+                tuple(attempts),
+                state=state,
+                last_error=failed.error,
+                retry_since=since,
+                last_delivered_at=last_delivered,
+            )
+        )
+
+    async def _send(self, subscription: Subscription, event: OutboxEvent) -> DeliveryAttempt:
+        token = await self.sets.token(subscription, event)
+        started = time.perf_counter()
+        status = None
+        try:
+            response = await self.client.post(
+                subscription.url, content=token, headers={"Content-Type": CONTENT_TYPE, "Accept": "application/json"}
+            )
+            status = response.status_code
+            if 200 <= status < 300:
+                outcome, error = "delivered", None
+            elif status == 400:
+                outcome, error = "rejected", rejection(response.content)
+            else:
+                outcome, error = "retry", f"the receiver answered {status}"
+        except httpx.TimeoutException:
+            outcome, error = "retry", f"no answer within {self.settings.delivery_timeout} s"
+        except httpx.HTTPError as exc:
+            outcome, error = "retry", f"cannot reach the receiver: {exc or type(exc).__name__}"
+        elapsed = time.perf_counter() - started
+        self.observe(outcome, time.time() - epoch_of(event.time))
+        return DeliveryAttempt(subscription.id, event.seq, now(), outcome, status, error, round(elapsed * 1000, 2))
+
+
+def rejection(body: bytes) -> str:
+    """An RFC 8935 §2.3 error answer in words: "err: description"."""
+    try:
+        answer = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return "the receiver answered 400 without an RFC 8935 error"
+    if not isinstance(answer, dict) or not isinstance(answer.get("err"), str):
+        return "the receiver answered 400 without an RFC 8935 error"
+    description = answer.get("description")
+    return f"{answer['err']}: {description}" if isinstance(description, str) else answer["err"]
