@@ -174,10 +174,11 @@ class EventData(KeysAndIdps):
 
     async def prune_outbox(self, max_rows: int, older_than: str | None) -> int:
         def run(conn: sqlite3.Connection) -> int:
-            before = conn.total_changes
             # An IdP without subscriptions keeps no events (its sign-ins may still make some
             # for a second after its last subscription is deleted).
-            conn.execute("DELETE FROM events WHERE idp_id NOT IN (SELECT idp_id FROM event_subscriptions)")
+            deleted = conn.execute(
+                "DELETE FROM events WHERE idp_id NOT IN (SELECT idp_id FROM event_subscriptions)"
+            ).rowcount
             bounds = []
             if max_rows:
                 bounds.append(
@@ -193,8 +194,7 @@ class EventData(KeysAndIdps):
                     "AND e.seq <= ?), cursor = max(cursor, ?)",
                     (bound, bound),
                 )
-                conn.execute("DELETE FROM events WHERE seq <= ?", (bound,))
-            deleted = conn.total_changes - before
+                deleted += conn.execute("DELETE FROM events WHERE seq <= ?", (bound,)).rowcount
             conn.execute(
                 "DELETE FROM event_attempts WHERE seq < (SELECT coalesce(min(seq), 1 << 62) FROM events) "
                 "OR subscription_id NOT IN (SELECT id FROM event_subscriptions)"
