@@ -81,6 +81,11 @@ class AdminApi:
             route("/idps/{idp}/users/{id}", self.user, ["GET"]),
             route("/idps/{idp}/groups", self._bind(self.directory, GROUP_TYPE), ["GET"]),
             route("/idps/{idp}/groups/{id}", self.group, ["GET"]),
+            route("/idps/{idp}/subscriptions", self.subscriptions, ["GET", "POST"]),
+            route("/subscriptions/{id}", self.subscription, ["GET", "DELETE"]),
+            route("/subscriptions/{id}/{action:str}", self.subscription_action, ["POST"]),
+            route("/subscriptions/{id}/events/{seq:int}", self.subscription_event, ["GET"]),
+            route("/events/rotate-keys", self.rotate_event_keys, ["POST"]),
             route("/logs", self.logs, ["GET"]),
             route("/logs/counters", self.counters, ["GET"]),
             route("/logs/export", self.export_logs, ["GET"]),
@@ -377,6 +382,74 @@ class AdminApi:
                 ],
             }
         )
+
+    async def subscriptions(self, request: Request) -> Response:
+        """GET an IdP's event subscriptions; POST makes one (its secret is in this answer only)."""
+        events = self.service.events.subscriptions
+        idp_id = request.path_params["idp"]
+        if request.method == "GET":
+            return JsonResponse({"Resources": [await events.json(s) for s in await events.of_idp(idp_id)]})
+        body = await self._body(request)
+        fields = {"url", "delivery", "events", "form", "audience", "alg"}
+        unknown = sorted(set(body) - fields)
+        if unknown:
+            raise ApiError(400, f"Unknown field {shown(unknown[0])}; send {', '.join(sorted(fields))}")
+        chosen = body.get("events")
+        if chosen is not None and (not isinstance(chosen, list) or not all(isinstance(e, str) for e in chosen)):
+            raise ApiError(400, "events must be an array of event names")
+        subscription, secret = await events.subscribe(
+            idp_id,
+            url=_text(body, "url"),
+            events=chosen,
+            form=_text(body, "form") or "full",
+            audience=_text(body, "audience"),
+            alg=_text(body, "alg") or "HS256",
+            delivery=_text(body, "delivery") or "push",
+        )
+        return JsonResponse({**await events.json(subscription), "secret": secret}, status_code=201)
+
+    async def subscription(self, request: Request) -> Response:
+        events = self.service.events.subscriptions
+        if request.method == "DELETE":
+            await events.delete(request.path_params["id"])
+            return Response(status_code=204)
+        subscription = await events.get(request.path_params["id"])
+        return JsonResponse({**await events.json(subscription), "events": await events.events(subscription)})
+
+    async def subscription_action(self, request: Request) -> Response:
+        """POST pause, resume, or redeliver ({"from": seq}, optional)."""
+        events = self.service.events.subscriptions
+        subscription_id, action = request.path_params["id"], request.path_params["action"]
+        if action == "pause":
+            changed = await events.pause(subscription_id)
+        elif action == "resume":
+            changed = await events.resume(subscription_id)
+        elif action == "redeliver":
+            try:
+                body = await self.bodies.json(request)
+            except orjson.JSONDecodeError as exc:
+                raise ApiError(400, f"The body is not valid JSON: {exc}") from None
+            if body is not None and not isinstance(body, dict):
+                raise ApiError(400, 'Send {"from": <event number>} or no body')
+            start = (body or {}).get("from")
+            if start is not None and type(start) is not int:
+                raise ApiError(400, "from must be an event's number")
+            changed = await events.redeliver(subscription_id, start)
+        else:
+            raise ApiError(404, f"No subscription action {shown(action)}: use pause, resume or redeliver")
+        return JsonResponse(await events.json(changed))
+
+    async def subscription_event(self, request: Request) -> Response:
+        events = self.service.events.subscriptions
+        subscription = await events.get(request.path_params["id"])
+        event = await self.service.store.outbox_event(request.path_params["seq"])
+        if event is None or event.idp_id != subscription.idp_id:
+            raise ApiError(404, "No such event in this subscription's outbox (never made, or pruned)")
+        return JsonResponse(await events.event_json(subscription, event))
+
+    async def rotate_event_keys(self, request: Request) -> Response:
+        keys = await self.service.events.keys.rotate()
+        return JsonResponse({"keys": [k.public_jwk | {"retired": k.retired is not None} for k in keys]})
 
 
 def _error(status: int, detail: str, headers: dict[str, str] | None = None) -> Response:

@@ -24,6 +24,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from scim.errors import ScimError, shown
+from scim.events import SELECTABLE
 from scim.extensions import MUTABILITY, RESOURCE_TYPES, RETURNED, TYPES, UNIQUENESS
 from scim.profiles import DEFAULT_PROFILE, PROFILES
 from scim.schemas import GROUP_TYPE, USER_TYPE, ResourceType
@@ -131,6 +132,8 @@ class Console:
             Route("/idps/{idp}/clear", self._page(self.clear_idp), methods=["GET", "POST"]),
             Route("/idps/{idp}/test", self._page(self.test_connection), methods=["GET", "POST"]),
             Route("/idps/{idp}/faults", self._page(self.faults), methods=["POST"]),
+            Route("/idps/{idp}/subscriptions", self._page(self.subscribe), methods=["POST"]),
+            Route("/subscriptions/{id}", self._page(self.subscription), methods=["GET", "POST"]),
             Route("/directory", self._page(self.directory)),
             Route("/idps/{idp}/users", self._page(self.users)),
             Route("/idps/{idp}/users/{id}", self._page(self.user)),
@@ -407,6 +410,7 @@ class Console:
         attribute: dict | None = None,
         declarations: str | None = None,
         fault_error: str | None = None,
+        events_error: str | None = None,
     ) -> Response:
         """The IdP page; after a schema form, with what changed (`update`) or why it was refused
         (`error`, shown at the form named by `action`, the form keeping what was typed)."""
@@ -452,8 +456,11 @@ class Console:
                 "fault_rules": [(rule, describe(rule)) for rule in await self.service.fault_rules(idp.id)],
                 "fault_presets": {name: words for name, (words, *_) in PRESETS.items()},
                 "fault_error": fault_error,
+                "subscriptions": await self._subscriptions(idp.id),
+                "event_names": SELECTABLE,
+                "events_error": events_error,
             },
-            400 if error or fault_error else 200,
+            400 if error or fault_error or events_error else 200,
         )
 
     async def idp_schema(self, request: Request, session: AdminSession) -> Response:
@@ -586,6 +593,85 @@ class Console:
             return await self._idp_page(request, idp, fault_error=str(exc))
         notice = "faults-off" if action in ("remove", "clear") else "faults-on"
         return _secure(RedirectResponse(f"{back}?notice={notice}#faults", status_code=303))
+
+    async def _subscriptions(self, idp_id: str) -> list[dict]:
+        events = self.service.events.subscriptions
+        return [await events.json(s) for s in await events.of_idp(idp_id)]
+
+    async def subscribe(self, request: Request, session: AdminSession) -> Response:
+        """The IdP page's Events card: a new subscription, its secret shown once."""
+        idp = await self.service.idp(request.path_params["idp"])
+        form = request.state.form
+        try:
+            subscription, secret = await self.service.events.subscriptions.subscribe(
+                idp.id,
+                url=form.get("url", ""),
+                events=[name for name in SELECTABLE if form.get(f"event-{name}")] or None,
+                form=form.get("form", "full"),
+                audience=form.get("audience", ""),
+                alg=form.get("alg", "HS256"),
+                delivery=form.get("delivery", "push"),
+            )
+        except AdminError as exc:
+            if exc.status == 404:
+                raise
+            return await self._idp_page(request, idp, events_error=str(exc))
+        return self.render(
+            request,
+            "subscription_created.html",
+            {
+                "section": "idps",
+                "idp": idp,
+                "subscription": await self.service.events.subscriptions.json(subscription),
+                "secret": secret,
+            },
+            201,
+        )
+
+    async def subscription(self, request: Request, session: AdminSession) -> Response:
+        """A subscription: its counters, its events with their SETs and attempts; pause, resume,
+        redeliver from an event, delete."""
+        events = self.service.events.subscriptions
+        subscription = await events.get(request.path_params["id"])
+        back = f"{_base(request)}/subscriptions/{subscription.id}"
+        if request.method == "POST":
+            form = request.state.form
+            action = form.get("action", "")
+            if action == "delete":
+                await events.delete(subscription.id)
+                return _secure(RedirectResponse(f"{_base(request)}/idps/{subscription.idp_id}#events", status_code=303))
+            if action == "pause":
+                await events.pause(subscription.id)
+            elif action == "resume":
+                await events.resume(subscription.id)
+            elif action == "redeliver":
+                start = _whole(form.get("from"))
+                await events.redeliver(subscription.id, start if isinstance(start, int) else None)
+            else:
+                raise AdminError(f"Unknown subscription action {shown(action)}")
+            return _secure(RedirectResponse(f"{back}?notice={action}", status_code=303))
+        listed = await events.events(subscription)
+        latencies = sorted(
+            delivery_seconds(event["time"], attempt["time"])
+            for event in listed
+            for attempt in event["attempts"]
+            if attempt["outcome"] in ("delivered", "acked")
+        )
+        idp = await self.service.idp(subscription.idp_id)
+        return self.render(
+            request,
+            "subscription.html",
+            {
+                "section": "idps",
+                "idp": idp,
+                "subscription": await events.json(subscription),
+                "events": [{**e, "set_json": _pretty_json(e["set"])} for e in reversed(listed)],
+                "latency": latencies[len(latencies) // 2] if latencies else None,
+                "jwks_url": f"{self.service.settings.base_url}/v1/events/jwks.json",
+                "outbox_max_rows": self.service.settings.events.outbox_max_rows,
+                "notice": request.query_params.get("notice"),
+            },
+        )
 
     async def test_connection(self, request: Request, session: AdminSession) -> Response:
         """Entra's Test Connection, run by the server against this tenant with the pasted secret."""
@@ -909,6 +995,11 @@ def _sub_attribute(text: str) -> dict:
             f"(e.g. building, floor:integer); not {shown(text)}"
         )
     return {"name": name, "type": kind or "string"}
+
+
+def delivery_seconds(committed: str, answered: str) -> float:
+    """Seconds from an event's commit to its receiver's answer (both stored ISO times)."""
+    return (datetime.fromisoformat(answered) - datetime.fromisoformat(committed)).total_seconds()
 
 
 def _base(request: Request) -> str:
