@@ -10,7 +10,9 @@ request (routing, authentication, parsing, scim/, storage, rendering, the access
 /dev/null, metrics and the provisioning record), the part a change to web/ moves. Requests go one
 after another; the median of the runs is printed per operation, in µs per request. With
 --database-url (a PostgreSQL server, e.g. from `make postgres`) each run is on a new database of that
-server, dropped after it; the figure then includes the round trips to PostgreSQL.
+server, dropped after it; the figure then includes the round trips to PostgreSQL. With --events the
+IdP has an event subscription whose receiver is down: every write also puts its events in the
+outbox, and the delivery task retries in the same process.
 """
 
 from __future__ import annotations
@@ -95,16 +97,20 @@ async def fresh_database(server_url: str | None) -> AsyncIterator[dict[str, str]
         await conn.close()
 
 
-async def run(n: int, server_url: str | None) -> dict[str, float]:
+async def run(n: int, server_url: str | None, events: bool = False) -> dict[str, float]:
     """µs per request of each operation over n requests, on a fresh database."""
     async with fresh_database(server_url) as database:
-        settings = load_settings(environ={**database, "SCIMLET_SERVER_BASE_URL": "http://scim.bench"})
+        settings = load_settings(
+            environ={**database, "SCIMLET_SERVER_BASE_URL": "http://scim.bench", "SCIMLET_EVENTS_SECRET_KEY": "micro"}
+        )
         app = create_app(settings)
         async with app.router.lifespan_context(app):
             store = app.state.store
             key, secret = await store.create_api_key("bench", "", True, True)
             idp = await store.create_idp("bench", "bench", key.id)
             token = secret.encode()
+            if events:  # a receiver on a port nothing listens on: every attempt is refused
+                await app.state.events.subscriptions.subscribe(idp.id, url="http://127.0.0.1:9/events")
             users = f"/v1/scim/{idp.id}/Users"
             ids: list[str] = []
             timings: dict[str, float] = {}
@@ -152,10 +158,11 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=2000, help="requests per operation and run (default 2000)")
     parser.add_argument("--runs", type=int, default=3, help="runs, each on a fresh database (default 3)")
     parser.add_argument("--database-url", help="a PostgreSQL server's URL: run on new databases there, not SQLite")
+    parser.add_argument("--events", action="store_true", help="with an event subscription whose receiver is down")
     args = parser.parse_args()
     with open(os.devnull, "w") as devnull, contextlib.redirect_stderr(devnull):
         configure_logging("info", "text")  # the default access log, one line per request, to /dev/null
-        results = [asyncio.run(run(args.n, args.database_url)) for _ in range(args.runs)]
+        results = [asyncio.run(run(args.n, args.database_url, args.events)) for _ in range(args.runs)]
     for name in results[0]:
         runs = [result[name] for result in results]
         shown = " ".join(f"{value:.0f}" for value in runs)

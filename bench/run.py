@@ -42,6 +42,7 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
+from urllib.request import urlopen
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -77,6 +78,8 @@ class Plan:
     sync_seq_n: int = 2000  # and then one connection at a time (no group commit to share an fsync)
     bulk_n: int = 1000  # creates per round: as single requests (32 connections), then as one Bulk request
     bulk_rounds: int = 3
+    events_n: int = 2000  # creates per round and IdP: without an event subscription, with a dead receiver's
+    events_rounds: int = 3
     calibrate_n: int = 30000
     # time limits (seconds), scimlet / scim2-server
     limits: dict = field(
@@ -125,6 +128,8 @@ QUICK = Plan(
     sync_seq_n=100,
     bulk_n=200,
     bulk_rounds=1,
+    events_n=200,
+    events_rounds=1,
     calibrate_n=3000,
     limits={
         "create": 6,
@@ -618,6 +623,55 @@ async def bulk_compare(workdir: Path, plan: Plan) -> dict:
     return {"n": plan.bulk_n, "rounds": rounds}
 
 
+async def events_compare(workdir: Path, plan: Plan) -> dict:
+    """Creates per second on one fresh scimlet: an IdP without event subscriptions against an IdP
+    with one whose receiver is down (a loopback port nothing listens on: every delivery attempt is
+    refused and backs off), `events_n` creates each, alternating for `events_rounds` rounds. Both
+    IdPs are on one server and one database, so the only difference is the subscription: the
+    outbox rows written with each create, and the delivery task retrying."""
+    db = workdir / "events.db"
+    port = free_port()
+    env = {"SCIMLET_EVENTS_SECRET_KEY": "bench-events-key"}
+    tenant, token = provision_scimlet(db, port, env)
+    cli_env = scimlet_env(db, port, env)
+    key = run_cli(["apikey", "create", "--name", "bench-events", "--write", "users,groups", "--json"], cli_env)
+    idp = run_cli(["idp", "create", "--name", "bench-events", "--apikey", "bench-events", "--json"], cli_env)
+    dead = f"http://127.0.0.1:{free_port()}/events"
+    run_cli(["events", "subscribe", "--idp", idp["id"], "--url", dead, "--json"], cli_env)
+    srv, _ = await start_scimlet(workdir, db, port, tenant, token, plan.limits["ready"], env, label="scimlet-events")
+    origin = srv.base_url.split("/v1/scim/")[0]
+    plain = lg.State(srv.base_url, srv.token, plan.concurrency, server_pid=srv.proc.pid)
+    subscribed = lg.State(f"{origin}/v1/scim/{idp['id']}", key["secret"], plan.concurrency, server_pid=srv.proc.pid)
+    rounds: list[dict] = []
+    try:
+        for number in range(plan.events_rounds):
+            round_ = {}
+            # ABBA: the database grows as the rounds go, so neither side always runs on the larger one.
+            sides = [("without", plain), ("with", subscribed)]
+            for label, st in sides if number % 2 == 0 else sides[::-1]:
+                res = await lg.phase_create(
+                    st.base_url, st.token, plan.events_n, 120, state=st, name=f"events: {label}"
+                )
+                round_[f"{label}_per_s"] = res.ops_per_s
+                round_[f"{label}_created"] = res.statuses.get(201, 0)
+            rounds.append(round_)
+            log(f"events round: {round_}")
+        metrics = urlopen(f"{origin}/metrics", timeout=10).read().decode()
+        pending = next(
+            (
+                float(line.split()[-1])
+                for line in metrics.splitlines()
+                if line.startswith("scimlet_events_outbox_depth ")
+            ),
+            0.0,
+        )
+    finally:
+        plain.client.close()
+        subscribed.client.close()
+        srv.stop()
+    return {"n": plan.events_n, "rounds": rounds, "pending": int(pending)}
+
+
 async def bench_scimlet(workdir: Path, plan: Plan, clock: Clock, turns: Turns | None = None) -> dict:
     db = workdir / "scimlet.db"
     port = free_port()
@@ -664,6 +718,10 @@ async def bench_scimlet(workdir: Path, plan: Plan, clock: Clock, turns: Turns | 
             side["bulk"] = await bulk_compare(workdir, plan)
         except Exception as e:  # reported as failed, never hiding the rest
             side["bulk"] = {"error": f"{type(e).__name__}: {e}"}
+        try:
+            side["events"] = await events_compare(workdir, plan)
+        except Exception as e:
+            side["events"] = {"error": f"{type(e).__name__}: {e}"}
     return {"results": results, "state": st, "side": side}
 
 
@@ -1108,6 +1166,21 @@ def report(plan: Plan, quick: bool, sc: dict | None, bl: dict | None, cal, meta:
             )
         elif bulk.get("error"):
             w(f"| Bulk against single creates | failed: {bulk['error'][:200]} | | |")
+        events = side.get("events") or {}
+        if events.get("rounds"):
+            rounds = events["rounds"]
+            without = statistics.median(r["without_per_s"] for r in rounds)
+            with_dead = statistics.median(r["with_per_s"] for r in rounds)
+            made = min(min(r["with_created"], r["without_created"]) for r in rounds)
+            ratio = with_dead / without if without else 0
+            w(
+                f"| creates/s with an event subscription whose receiver is down / without one (median of "
+                f"{len(rounds)} alternating rounds of {events['n']:,} creates on one server; {events['pending']:,} "
+                f"events waiting at the end) | {f_num(with_dead)} / {f_num(without)} = {ratio:.2f}× "
+                f"| ≥ 0.90× | {verdict(ratio >= 0.9 and made == events['n'])} |"
+            )
+        elif events.get("error"):
+            w(f"| creates with a dead receiver's subscription | failed: {events['error'][:200]} | | |")
         w("")
         if quick:
             w(

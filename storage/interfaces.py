@@ -445,8 +445,9 @@ class EventStore(Protocol):
         """Delete the events of IdPs without subscriptions, and the events beyond the bounds (all
         but the newest max_rows, 0: no bound; those before the time `older_than`, None: no bound),
         delivered or not: each subscription counts those it was not done with as `dropped` and
-        its cursor moves past them. Attempts at deleted events go too. Returns how many events
-        were deleted."""
+        its cursor moves past them. Attempts at deleted events go too. The newest event always
+        stays (on SQLite its seq is a rowid that must never be handed out again). Returns how many
+        events were deleted."""
         ...
 
 

@@ -196,8 +196,13 @@ class EventData(KeysAndIdps):
 
     async def prune_outbox(self, max_rows: int, older_than: str | None) -> int:
         async def run(conn: Connection) -> int:
+            # The newest row always stays, as on SQLite (where seq is a rowid that must never come again).
+            newest = await conn.fetchval("SELECT coalesce(max(seq), 0) FROM events")
             deleted = status_count(
-                await conn.execute("DELETE FROM events WHERE idp_id NOT IN (SELECT idp_id FROM event_subscriptions)")
+                await conn.execute(
+                    "DELETE FROM events WHERE idp_id NOT IN (SELECT idp_id FROM event_subscriptions) AND seq < $1",
+                    newest,
+                )
             )
             bounds = []
             if max_rows:
@@ -208,6 +213,7 @@ class EventData(KeysAndIdps):
                 bounds.append(await conn.fetchval("SELECT max(seq) FROM events WHERE time < $1", older_than))
             bound = max((b for b in bounds if b is not None), default=None)
             if bound is not None:
+                bound = min(bound, newest - 1)
                 await conn.execute(
                     "UPDATE event_subscriptions AS s SET dropped = dropped + (SELECT count(*) FROM events AS e "
                     "WHERE e.idp_id = s.idp_id AND e.seq > s.cursor AND e.seq <= $1), cursor = GREATEST(cursor, $1)",

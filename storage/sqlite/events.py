@@ -155,12 +155,12 @@ class EventData(KeysAndIdps):
     async def outbox_stats(self) -> dict[str, int]:
         def run(conn: sqlite3.Connection) -> dict[str, int]:
             events = conn.execute("SELECT count(*) FROM events").fetchone()[0]
-            newest = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+            newest = conn.execute("SELECT max(seq) FROM events").fetchone()
             pending = conn.execute(
                 "SELECT coalesce(sum((SELECT count(*) FROM events AS e "
                 "WHERE e.idp_id = s.idp_id AND e.seq > s.cursor)), 0) FROM event_subscriptions AS s"
             ).fetchone()[0]
-            return {"events": events, "newest": newest[0] if newest else 0, "pending": pending}
+            return {"events": events, "newest": newest[0] or 0, "pending": pending}
 
         return await self.read(run)
 
@@ -173,21 +173,31 @@ class EventData(KeysAndIdps):
         return rows[0][0]
 
     async def prune_outbox(self, max_rows: int, older_than: str | None) -> int:
+        aged = None
+        if older_than is not None:
+            # A scan on a reader (events has no index on time: see migration 012), not in the writer.
+            rows = await self.read(fetch, "SELECT max(seq) FROM events WHERE time < ?", (older_than,))
+            aged = rows[0][0]
+
         def run(conn: sqlite3.Connection) -> int:
             # An IdP without subscriptions keeps no events (its sign-ins may still make some
             # for a second after its last subscription is deleted).
+            # The newest row always stays: seq is the rowid, which must never be handed out again.
+            newest = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
             deleted = conn.execute(
-                "DELETE FROM events WHERE idp_id NOT IN (SELECT idp_id FROM event_subscriptions)"
+                "DELETE FROM events WHERE idp_id NOT IN (SELECT idp_id FROM event_subscriptions) AND seq < ?",
+                (newest,),
             ).rowcount
             bounds = []
             if max_rows:
                 bounds.append(
                     conn.execute("SELECT seq FROM events ORDER BY seq DESC LIMIT 1 OFFSET ?", (max_rows,)).fetchone()
                 )
-            if older_than is not None:
-                bounds.append(conn.execute("SELECT max(seq) FROM events WHERE time < ?", (older_than,)).fetchone())
+            if aged is not None:
+                bounds.append((aged,))
             bound = max((row[0] for row in bounds if row and row[0] is not None), default=None)
             if bound is not None:
+                bound = min(bound, newest - 1)
                 conn.execute(
                     "UPDATE event_subscriptions SET dropped = dropped + (SELECT count(*) FROM events AS e "
                     "WHERE e.idp_id = event_subscriptions.idp_id AND e.seq > event_subscriptions.cursor "

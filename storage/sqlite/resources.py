@@ -25,12 +25,12 @@ from storage import (
     WalkPage,
 )
 from storage.common import new_resource_id, now
-from storage.outbox import OUTBOX_COLUMNS, OutboxRow, outbox_rows
+from storage.outbox import OUTBOX_COLUMNS, outbox_rows
 from storage.records import MEMBER_CHUNK
 from storage.resource_rules import IdpDeleted, ReadTooLong, changed_columns, hot_columns, typed_members, uniqueness
 from storage.sql import GROUPS, TABLES, USERS, TableMap, is_point_lookup, order_clause, taken_query, where_clause
 from storage.sqlite.dialect import SQLITE
-from storage.sqlite.engine import Engine, GroupWalkTooLarge, TooLongInPlace, in_place, run_on
+from storage.sqlite.engine import Engine, GroupWalkTooLarge, TooLongInPlace, add_events, in_place, run_on
 
 # A page of users whose groups are each a long walk (all in densely nested groups) would hold a
 # reader thread for a walk per user: the page ends early, as at scim.max_page_bytes, once loading
@@ -77,7 +77,7 @@ class Resources(Engine):
             else:
                 row.groups = []
             if events is not None:
-                _write_events(conn, outbox_rows(events, idp_id, rtype, None, row, row.created))
+                add_events(INSERT_EVENTS, outbox_rows(events, idp_id, rtype, None, row, row.created))
             return row
 
         return await self.write(insert)
@@ -281,7 +281,7 @@ class Resources(Engine):
                     rows = outbox_rows(
                         result.events, idp_id, rtype, before, current, current.modified, members_changed=members_changed
                     )
-                    _write_events(conn, rows)
+                    add_events(INSERT_EVENTS, rows)
             if members and tmap is USERS:
                 try:
                     with in_place(conn):
@@ -317,7 +317,7 @@ class Resources(Engine):
                 check(current)
             stamp = now()
             if events is not None:
-                _write_events(conn, outbox_rows(events, idp_id, rtype, current.doc, current, stamp, deleted=True))
+                add_events(INSERT_EVENTS, outbox_rows(events, idp_id, rtype, current.doc, current, stamp, deleted=True))
             # Groups that lose a member (this resource) change: bump their version.
             conn.execute(
                 "UPDATE groups SET version = version + 1, modified = ? WHERE id IN "
@@ -340,9 +340,8 @@ class Resources(Engine):
         return await self.read(run)
 
 
-def _write_events(conn: sqlite3.Connection, rows: list[OutboxRow]) -> None:
-    """The outbox rows, in the write's transaction (the single writer keeps seq in commit order)."""
-    conn.executemany(f"INSERT INTO events ({OUTBOX_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+# The outbox rows of a write go in with its batch's others, at its end (engine.add_events).
+INSERT_EVENTS = f"INSERT INTO events ({OUTBOX_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
 
 def _check_idp(conn: sqlite3.Connection, idp_id: str) -> None:

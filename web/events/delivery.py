@@ -40,6 +40,7 @@ from web.events.keys import Sealer, SigningKeys, sign
 log = logging.getLogger("scimlet.events")
 
 READ_BATCH = 200
+LIST_SECONDS = 1.0
 DELIVERED_PER_WRITE = 50
 # A round holds its lease this long, renewed while it delivers: after a crash, another process (or
 # the one started again) takes the subscription over within this time.
@@ -129,6 +130,8 @@ class EventDelivery:
         self._rounds: dict[str, asyncio.Task] = {}
         self._backoff: dict[str, Backoff] = {}
         self._leases: dict[str, float] = {}
+        self._subscriptions: list[Subscription] = []
+        self._listed_at = -1e9
         self.client = httpx.AsyncClient(timeout=settings.events.delivery_timeout, follow_redirects=False)
 
     def wake(self) -> None:
@@ -152,8 +155,14 @@ class EventDelivery:
             await self.client.aclose()
 
     async def _start_rounds(self) -> None:
+        """Start a round for each active push subscription that is due. The list is read at most
+        every LIST_SECONDS (a wake per SCIM write must not cost a read each); each round reads
+        its subscription again, so it starts from the current cursor."""
         moment = time.monotonic()
-        for subscription in await self.store.subscriptions():
+        if moment - self._listed_at >= LIST_SECONDS:
+            self._subscriptions = await self.store.subscriptions()
+            self._listed_at = moment
+        for subscription in self._subscriptions:
             if subscription.delivery != "push" or subscription.state != "active":
                 self._backoff.pop(subscription.id, None)
                 continue
@@ -181,8 +190,12 @@ class EventDelivery:
         self._leases[subscription.id] = until
         return True
 
-    async def _round(self, subscription: Subscription) -> None:
-        if not await self._claim(subscription):
+    async def _round(self, listed: Subscription) -> None:
+        if not await self._claim(listed):
+            return
+        subscription = await self.store.subscription(listed.id)
+        if subscription is None or subscription.state != "active":
+            self._listed_at = -1e9  # deleted, paused or failed meanwhile
             return
         events = await self.store.outbox_after(subscription.idp_id, subscription.cursor, READ_BATCH)
         cursor, delivered, rejected = subscription.cursor, 0, 0

@@ -1,7 +1,10 @@
 -- SCIM events (RFC 9967; web/events/). event_subscriptions: an IdP's receivers; `cursor` is the seq
 -- of the last event a subscription is done with, `secret` sealed (web/events/keys.py), `events` the
 -- JSON list of kinds it wants. events: the outbox, written in the transaction of the change that made
--- them, in commit order (seq); bounded by events.outbox_max_rows and events.outbox_max_days.
+-- them, in commit order (seq); bounded by events.outbox_max_rows and events.outbox_max_days (no
+-- index on time, which would cost each write a page more: the age bound is found by a scan on a
+-- reader, once a minute). seq is the rowid, not AUTOINCREMENT (which costs each write a page of
+-- sqlite_sequence): pruning never deletes the newest row, so a new seq is always above every old one.
 -- event_attempts: every try at handing an event to a receiver, pruned with the events.
 -- A subscription made or removed moves auth_epoch: sign-ins carry whether their IdP has any, and a
 -- write makes events only then.
@@ -31,7 +34,7 @@ CREATE TABLE event_subscriptions (
 CREATE INDEX event_subscriptions_idp ON event_subscriptions(idp_id);
 
 CREATE TABLE events (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq INTEGER PRIMARY KEY,
     idp_id TEXT NOT NULL,
     txn TEXT NOT NULL,
     time TEXT NOT NULL,
@@ -44,7 +47,6 @@ CREATE TABLE events (
     data TEXT
 );
 CREATE INDEX events_idp ON events(idp_id, seq);
-CREATE INDEX events_time ON events(time);
 
 CREATE TABLE event_attempts (
     id INTEGER PRIMARY KEY AUTOINCREMENT,

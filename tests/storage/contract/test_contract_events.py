@@ -114,18 +114,24 @@ async def test_subscriptions_cursor_lease_and_progress(store: Store, idp: str, o
 
 
 async def test_the_outbox_bounds_drop_the_oldest_and_count_them(store: Store, idp: str, other_idp: str) -> None:
+    await store.create("User", other_idp, user_doc("x@example.com"), events=source())  # an IdP without subscriptions
     await store.add_subscription(subscription(idp))
     for n in range(5):
         await store.create("User", idp, user_doc(f"u{n}@example.com"), events=source())
-    await store.create("User", other_idp, user_doc("x@example.com"), events=source())  # an IdP without subscriptions
     assert await store.prune_outbox(0, None) == 1
     assert await store.prune_outbox(3, None) == 2
     kept = await store.outbox_after(idp, 0, 10)
     pruned = await store.subscription("sub-1")
     assert len(kept) == 3 and pruned is not None and pruned.dropped == 2 and pruned.cursor == kept[0].seq - 1
-    assert await store.prune_outbox(0, format_timestamp(4102444800)) == 3  # all older than 2100
-    assert (await store.subscription("sub-1")).dropped == 5  # type: ignore[union-attr]
+    # All older than 2100: all go but the newest, which always stays (a seq is never handed out again).
+    assert await store.prune_outbox(0, format_timestamp(4102444800)) == 2
+    assert (await store.subscription("sub-1")).dropped == 4  # type: ignore[union-attr]
+    assert [e.seq for e in await store.outbox_after(idp, 0, 10)] == [kept[-1].seq]
     assert await store.prune_outbox(10, None) == 0
+    await store.delete_subscription("sub-1")
+    assert await store.prune_outbox(0, None) == 0  # the newest stays even without a subscription
+    await store.create("User", idp, user_doc("new@example.com"), events=source())
+    assert (await store.outbox_after(idp, kept[-1].seq, 10))[0].seq > kept[-1].seq
 
 
 async def test_a_subscription_tells_the_sign_in_that_its_idp_has_events(store: Store) -> None:
