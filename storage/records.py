@@ -48,12 +48,10 @@ class Change:
 @dataclass(frozen=True)
 class EventSource:
     """What a write needs to put its events in the outbox (in the write's own transaction, so an
-    event exists exactly when its change was committed): the SCIM request's `txn`, how the row
-    reads as a SCIM resource (the full form's data, rendered where the row was written), and for
-    an update its kind ("put" or "patch") and a PATCH's request (patch:full's data)."""
+    event exists exactly when its change was committed): the SCIM request's `txn`, and for an
+    update its kind ("put" or "patch") and a PATCH's request (patch:full's data)."""
 
     txn: str
-    render: Callable[[Row], dict]
     kind: str = "create"
     patch: dict | None = None
 

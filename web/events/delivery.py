@@ -31,15 +31,17 @@ import httpx
 import orjson
 
 from scim.events import set_claims, wanted
-from scim.resources import etag
+from scim.resources import etag, to_resource
+from scim.tenant import Tenant
 from settings import Settings
-from storage import DeliveryAttempt, DeliveryProgress, OutboxEvent, Store, Subscription
+from storage import AdminError, DeliveryAttempt, DeliveryProgress, OutboxEvent, SchemaConfig, Store, Subscription
 from storage.common import format_timestamp, new_resource_id, now
 from web.events.keys import Sealer, SigningKeys, sign
 
 log = logging.getLogger("scimlet.events")
 
 READ_BATCH = 200
+TENANT_SECONDS = 10.0
 LIST_SECONDS = 1.0
 DELIVERED_PER_WRITE = 50
 # A round holds its lease this long, renewed while it delivers: after a crash, another process (or
@@ -75,18 +77,45 @@ def epoch_of(stamp: str) -> int:
 class SetMaker:
     """The signed SET of an outbox event for a subscription."""
 
-    def __init__(self, settings: Settings, sealer: Sealer, keys: SigningKeys) -> None:
+    def __init__(self, store: Store, settings: Settings, sealer: Sealer, keys: SigningKeys) -> None:
+        self.store = store
         self.settings = settings
         self.sealer = sealer
         self.keys = keys
         self._secrets: dict[str, str] = {}
+        self._tenants: dict[str, tuple[float, Tenant]] = {}
+
+    async def tenant(self, idp_id: str) -> Tenant:
+        """The IdP's resource types (its schema profile and extensions), read at most every
+        TENANT_SECONDS: a full-form event is rendered as its IdP's SCIM answers render it."""
+        cached = self._tenants.get(idp_id)
+        if cached is None or time.monotonic() - cached[0] > TENANT_SECONDS:
+            try:
+                schema = (await self.store.get_idp(idp_id)).schema
+            except AdminError:  # the IdP was deleted: its events render with the default types
+                schema = SchemaConfig()
+            cached = self._tenants[idp_id] = (time.monotonic(), schema.tenant)
+        return cached[1]
 
     def secret(self, subscription: Subscription) -> str:
         if subscription.id not in self._secrets:
             self._secrets[subscription.id] = self.sealer.open(subscription.secret)
         return self._secrets[subscription.id]
 
-    def claims(self, subscription: Subscription, event: OutboxEvent) -> dict:
+    async def claims(self, subscription: Subscription, event: OutboxEvent) -> dict:
+        data = event.data
+        if event.kind in ("create", "put") and data is not None:
+            rtype = (await self.tenant(event.idp_id)).type_named(event.rtype)
+            data = to_resource(
+                rtype,
+                event.resource_id,
+                data["doc"],
+                version=event.version or 1,
+                created=data.get("created", event.time),
+                modified=event.time,
+                base_url=self.settings.tenant_url(event.idp_id),
+                members=data.get("members"),
+            )
         return set_claims(
             issuer=self.settings.tenant_url(event.idp_id),
             audience=subscription.audience,
@@ -99,12 +128,13 @@ class SetMaker:
             kind=event.kind,
             form=subscription.form,
             attributes=event.attributes,
-            data=event.data,
+            data=data,
             version=etag(event.version) if event.version is not None else None,
         )
 
     async def token(self, subscription: Subscription, event: OutboxEvent) -> str:
-        return await sign(self.claims(subscription, event), subscription.alg, self.secret(subscription), self.keys)
+        claims = await self.claims(subscription, event)
+        return await sign(claims, subscription.alg, self.secret(subscription), self.keys)
 
 
 def is_wanted(subscription: Subscription, event: OutboxEvent) -> bool:

@@ -20,7 +20,7 @@ class Subscriptions:
         self.settings = settings
         self.sealer = sealer
         self.keys = keys
-        self.sets = SetMaker(settings, sealer, keys)
+        self.sets = SetMaker(store, settings, sealer, keys)
 
     async def subscribe(
         self,
@@ -151,7 +151,7 @@ class Subscriptions:
             "kind": event.kind,
             "resource": f"/{event.rtype}s/{event.resource_id}",
             "done": event.seq <= subscription.cursor,
-            "set": self.sets.claims(subscription, event),
+            "set": await self.sets.claims(subscription, event),
             "attempts": [attempt_json(a) for a in attempts],
         }
 

@@ -16,7 +16,7 @@ from scim.errors import ScimError, invalid_value, not_found, shown
 from scim.operations import target_of
 from scim.patch import MemberOp, apply_patch
 from scim.project import Projection
-from scim.resources import etag, etag_matches, parse_etags, to_resource
+from scim.resources import etag, etag_matches, parse_etags
 from scim.schemas import ResourceType
 from scim.validate import find_key, parse_members, server_unique, validate_resource
 from settings import Settings
@@ -210,7 +210,7 @@ class ScimHandlers:
         if rtype.name == "Group":
             members = parse_members(find_key(body, "members"))
             self.check_member_count(len(members))
-        events = self.event_source(request, principal, rtype)
+        events = self.event_source(request, principal)
         row = await self.store.create(rtype.name, principal.idp_id, doc, members, unique_values(rtype, doc), events)
         if events is not None:
             self.events_written()
@@ -286,7 +286,7 @@ class ScimHandlers:
         conditional = "if-match" in request.headers
 
         unique = unique_values(rtype, doc)
-        events = self.event_source(request, principal, rtype, "put")
+        events = self.event_source(request, principal, "put")
 
         def change(row: Row) -> Change:
             check(row)
@@ -319,7 +319,7 @@ class ScimHandlers:
         check = precondition(request)
         conditional = "if-match" in request.headers
         patch_request = {"schemas": [schemas.PATCH_OP], "Operations": operations}
-        events = self.event_source(request, principal, rtype, "patch", patch_request)
+        events = self.event_source(request, principal, "patch", patch_request)
 
         def patched(row: Row) -> Change:
             check(row)
@@ -361,39 +361,20 @@ class ScimHandlers:
             if_match(row)
             request.changed = (row.doc, None)
 
-        events = self.event_source(request, principal, rtype, "delete")
+        events = self.event_source(request, principal, "delete")
         await self.store.delete(rtype.name, principal.idp_id, request.path_params["id"], named, events)
         if events is not None:
             self.events_written()
         return Response(status_code=204)
 
     def event_source(
-        self,
-        request: ScimRequest,
-        principal: Principal,
-        rtype: ResourceType,
-        kind: str = "create",
-        patch: dict | None = None,
+        self, request: ScimRequest, principal: Principal, kind: str = "create", patch: dict | None = None
     ) -> EventSource | None:
         """What the write needs to put its events in the outbox, when the IdP has subscriptions.
         The txn is the request's; a Bulk request's operations share the Bulk request's."""
         if not principal.events:
             return None
-        base_url = self.render.base_url(request)
-
-        def resource(row: Row) -> dict:
-            return to_resource(
-                rtype,
-                row.id,
-                row.doc,
-                version=row.version,
-                created=row.created,
-                modified=row.modified,
-                base_url=base_url,
-                members=row.members,
-            )
-
-        return EventSource(request.bulk_request or new_txn(), resource, kind, patch)
+        return EventSource(request.bulk_request or new_txn(), kind, patch)
 
     async def precomputed(self, rtype: ResourceType, idp_id: str, resource_id: str, compute: ChangeFn) -> ChangeFn:
         """compute(row) run on the row as read now, on a worker thread; the change function returned

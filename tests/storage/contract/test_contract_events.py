@@ -14,7 +14,7 @@ from tests.conftest import entra_user
 
 
 def source(kind: str = "create", patch: dict | None = None) -> EventSource:
-    return EventSource("txn-1", lambda row: {"id": row.id, "version": row.version}, kind, patch)
+    return EventSource("txn-1", kind, patch)
 
 
 def subscription(idp: str, sid: str = "sub-1") -> Subscription:
@@ -51,9 +51,14 @@ async def test_writes_put_their_events_in_the_outbox_only_when_they_change(store
         ("Group", "put"),
         ("User", "delete"),
     ]
-    assert events[0].data == {"id": row.id, "version": 1} and events[0].external_id == "ext-ann@example.com"
+    # A create's and a put's data: the stored document (and a group's members), with created when
+    # it is not the event's time; the SET renders it (web/events/delivery.py).
+    assert events[0].data == {"doc": row.doc} and events[0].external_id == "ext-ann@example.com"
+    assert events[0].time == row.created
     assert events[1].data == patch and events[1].attributes == ["active"] and events[1].version == 2
-    assert events[4].data == {"id": group.id, "version": 2} and events[4].attributes == ["displayName"]
+    assert events[3].data == {"doc": {"displayName": "G"}, "members": []}
+    assert events[4].data == {"doc": {"displayName": "G2"}, "created": group.created, "members": []}
+    assert events[4].attributes == ["displayName"] and events[4].version == 2
     assert events[5].version is None and events[5].data is None
     assert [e.seq for e in events] == sorted(e.seq for e in events)
     assert await store.outbox_event(events[2].seq) == events[2]
