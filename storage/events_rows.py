@@ -11,7 +11,6 @@ from storage.records import DeliveryAttempt, OutboxEvent, Subscription
 
 # Every column of Subscription, in its field order (the events list stored as JSON text).
 SUBSCRIPTION_COLUMNS = ", ".join(f.name for f in fields(Subscription))
-OUTBOX_READ_COLUMNS = "seq, idp_id, txn, time, rtype, resource_id, external_id, kind, version, attributes, data"
 ATTEMPT_COLUMNS = "subscription_id, seq, time, outcome, status, error, duration_ms"
 
 

@@ -14,6 +14,18 @@ OUTBOX_COLUMNS = "idp_id, txn, time, rtype, resource_id, external_id, kind, vers
 OutboxRow = tuple[str, str, str, str, str, str | None, str, int | None, str, str | None]
 
 
+# A user's create or put event keeps no copy of the user: while the user's row is at the event's
+# version, reading the event reads the row (each backend's outbox read joins users). A write that
+# changes or deletes the user first gives such events the row as it still is, with this statement.
+# The document was most of the bytes a create wrote to the outbox, which were most of its cost.
+KEEP_LIVE_DATA = "UPDATE events SET data = $1 WHERE resource_id = $2 AND data IS NULL AND kind IN ('create', 'put')"
+
+
+def snapshot_json(doc: dict, created: str) -> str:
+    """A user's state as a create or put event keeps it once the user changes (KEEP_LIVE_DATA)."""
+    return orjson.dumps({"doc": doc, "created": created}).decode()
+
+
 def snapshot(row: Row, stamp: str) -> dict:
     """The resource as a create or put left it, for the full form: its stored document (and a
     group's members, when the write loaded them), rendered as a SCIM resource only when a SET is
@@ -40,13 +52,14 @@ def outbox_rows(
 ) -> list[OutboxRow]:
     """The rows of the events a committed change of `row` makes (`before`: its document before
     the change, None for a create; `deleted`: `row` is the resource as it was deleted)."""
-    if deleted:
-        kind, after, data = "delete", None, None
-    elif before is None:
-        kind, after, data = "create", row.doc, snapshot(row, stamp)
+    kind = "delete" if deleted else "create" if before is None else source.kind
+    after = None if deleted else row.doc
+    if kind == "patch":
+        data = source.patch
+    elif kind == "delete" or rtype == "User":
+        data = None  # a user's create or put reads the user's row (KEEP_LIVE_DATA)
     else:
-        kind, after = source.kind, row.doc
-        data = source.patch if kind == "patch" else snapshot(row, stamp)
+        data = snapshot(row, stamp)
     external_id = row.doc.get("externalId")
     version = None if deleted else row.version
     return [

@@ -8,7 +8,6 @@ from dataclasses import replace
 from storage import AdminError, DeliveryAttempt, DeliveryProgress, OutboxEvent, Subscription
 from storage.events_rows import (
     ATTEMPT_COLUMNS,
-    OUTBOX_READ_COLUMNS,
     SUBSCRIPTION_COLUMNS,
     attempt_of,
     attempt_values,
@@ -20,6 +19,13 @@ from storage.postgresql.auth import KeysAndIdps
 from storage.postgresql.engine import Connection, status_count
 
 MARKS = ", ".join(f"${n}" for n in range(1, len(SUBSCRIPTION_COLUMNS.split(", ")) + 1))
+# The outbox as read: a user's create or put event without data reads the user's row (storage/outbox.py).
+OUTBOX_READ = (
+    "SELECT e.seq, e.idp_id, e.txn, e.time, e.rtype, e.resource_id, e.external_id, e.kind, e.version, "
+    "e.attributes, coalesce(e.data, CASE WHEN e.kind IN ('create', 'put') AND u.id IS NOT NULL "
+    "THEN jsonb_build_object('doc', u.doc, 'created', u.created)::text END) "
+    "FROM events AS e LEFT JOIN users AS u ON e.data IS NULL AND e.rtype = 'User' AND u.id = e.resource_id"
+)
 
 
 class EventData(KeysAndIdps):
@@ -111,7 +117,7 @@ class EventData(KeysAndIdps):
     async def outbox_after(self, idp_id: str, after: int, limit: int) -> list[OutboxEvent]:
         rows = await self.read(
             lambda conn: conn.fetch(
-                f"SELECT {OUTBOX_READ_COLUMNS} FROM events WHERE idp_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+                f"{OUTBOX_READ} WHERE e.idp_id = $1 AND e.seq > $2 ORDER BY e.seq LIMIT $3",
                 idp_id,
                 after,
                 limit,
@@ -120,9 +126,7 @@ class EventData(KeysAndIdps):
         return [outbox_event_of(tuple(row)) for row in rows]
 
     async def outbox_event(self, seq: int) -> OutboxEvent | None:
-        row = await self.read(
-            lambda conn: conn.fetchrow(f"SELECT {OUTBOX_READ_COLUMNS} FROM events WHERE seq = $1", seq)
-        )
+        row = await self.read(lambda conn: conn.fetchrow(f"{OUTBOX_READ} WHERE e.seq = $1", seq))
         return outbox_event_of(tuple(row)) if row is not None else None
 
     async def record_delivery(self, progress: DeliveryProgress) -> None:

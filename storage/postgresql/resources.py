@@ -40,7 +40,7 @@ from storage import (
     WalkPage,
 )
 from storage.common import new_resource_id, now
-from storage.outbox import OUTBOX_COLUMNS, OutboxRow, outbox_rows
+from storage.outbox import KEEP_LIVE_DATA, OUTBOX_COLUMNS, OutboxRow, outbox_rows, snapshot_json
 from storage.postgresql.dialect import POSTGRESQL
 from storage.postgresql.engine import ATTEMPTS, UNAVAILABLE, Batcher, Connection, Engine, status_count
 from storage.records import MEMBER_CHUNK
@@ -386,6 +386,8 @@ class Resources(Engine):
                 members_changed = await apply_member_ops(conn, idp_id, current.id, result.member_ops)
                 changed = members_changed or changed
             if changed:
+                if result.events is not None and tmap is USERS:
+                    await conn.execute(KEEP_LIVE_DATA, snapshot_json(before, current.created), current.id)
                 current.version += 1
                 current.modified = now()
                 await store_doc(conn, tmap, current, columns)
@@ -451,6 +453,8 @@ class Resources(Engine):
             if check is not None:
                 check(current)
             if events is not None:
+                if tmap is USERS:
+                    await conn.execute(KEEP_LIVE_DATA, snapshot_json(current.doc, current.created), current.id)
                 rows = outbox_rows(events, idp_id, rtype, current.doc, current, now(), deleted=True)
                 await write_events(conn, idp_id, rows)
             # Groups that lose a member (this resource) change: bump their version.

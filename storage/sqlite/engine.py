@@ -403,49 +403,21 @@ async def _run(conn: aiosqlite.Connection, fn: Callable[..., Any], *args: Any) -
     return await conn._execute(fn, conn._conn, *args)
 
 
-class BatchOutbox(threading.local):
-    """The outbox rows of the batch the writer thread runs (add_events): inserted all at once
-    before its COMMIT, in the batch's transaction and in its writes' order, which is commit order.
-    One insert per batch instead of one per write: a batch of creates costs one statement and one
-    walk down the events tree more, not one per create."""
-
-    def __init__(self) -> None:
-        self.rows: list[tuple] = []
-        self.sql = ""
-
-
-BATCH_OUTBOX = BatchOutbox()
-
-
-def add_events(sql: str, rows: list[tuple]) -> None:
-    """Insert `rows` with `sql` at the end of the running write's batch, if the write succeeds.
-    Only for write functions (they run on the writer thread, inside _run_batch)."""
-    BATCH_OUTBOX.sql = sql
-    BATCH_OUTBOX.rows.extend(rows)
-
-
 def _run_batch(conn: sqlite3.Connection, fns: list[Callable]) -> list[tuple[bool, Any]]:
     outcomes: list[tuple[bool, Any]] = []
-    outbox = BATCH_OUTBOX.rows
-    outbox.clear()
     conn.execute("BEGIN IMMEDIATE")
     try:
         for fn in fns:
             conn.execute("SAVEPOINT op")
-            kept = len(outbox)
             try:
                 outcomes.append((True, fn(conn)))
                 conn.execute("RELEASE op")
             except Exception as exc:
-                del outbox[kept:]  # a write that failed made no event
                 if not conn.in_transaction:  # SQLite rolled it all back (no space, I/O error): the batch failed
                     raise
                 conn.execute("ROLLBACK TO op")
                 conn.execute("RELEASE op")
                 outcomes.append((False, exc))
-        if outbox:
-            conn.executemany(BATCH_OUTBOX.sql, outbox)
-            outbox.clear()
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:

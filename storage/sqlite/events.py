@@ -8,7 +8,6 @@ from dataclasses import replace
 from storage import AdminError, DeliveryAttempt, DeliveryProgress, OutboxEvent, Subscription
 from storage.events_rows import (
     ATTEMPT_COLUMNS,
-    OUTBOX_READ_COLUMNS,
     SUBSCRIPTION_COLUMNS,
     attempt_of,
     attempt_values,
@@ -20,6 +19,13 @@ from storage.sqlite.auth import KeysAndIdps
 from storage.sqlite.engine import fetch
 
 MARKS = ", ".join("?" * len(SUBSCRIPTION_COLUMNS.split(", ")))
+# The outbox as read: a user's create or put event without data reads the user's row (storage/outbox.py).
+OUTBOX_READ = (
+    "SELECT e.seq, e.idp_id, e.txn, e.time, e.rtype, e.resource_id, e.external_id, e.kind, e.version, "
+    "e.attributes, coalesce(e.data, CASE WHEN e.kind IN ('create', 'put') AND u.id IS NOT NULL "
+    "THEN json_object('doc', json(u.doc), 'created', u.created) END) "
+    "FROM events AS e LEFT JOIN users AS u ON e.data IS NULL AND e.rtype = 'User' AND u.id = e.resource_id"
+)
 
 
 class EventData(KeysAndIdps):
@@ -96,13 +102,13 @@ class EventData(KeysAndIdps):
     async def outbox_after(self, idp_id: str, after: int, limit: int) -> list[OutboxEvent]:
         rows = await self.read(
             fetch,
-            f"SELECT {OUTBOX_READ_COLUMNS} FROM events WHERE idp_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+            f"{OUTBOX_READ} WHERE e.idp_id = ? AND e.seq > ? ORDER BY e.seq LIMIT ?",
             (idp_id, after, limit),
         )
         return [outbox_event_of(row) for row in rows]
 
     async def outbox_event(self, seq: int) -> OutboxEvent | None:
-        rows = await self.read(fetch, f"SELECT {OUTBOX_READ_COLUMNS} FROM events WHERE seq = ?", (seq,))
+        rows = await self.read(fetch, f"{OUTBOX_READ} WHERE e.seq = ?", (seq,))
         return outbox_event_of(rows[0]) if rows else None
 
     async def record_delivery(self, progress: DeliveryProgress) -> None:

@@ -25,12 +25,12 @@ from storage import (
     WalkPage,
 )
 from storage.common import new_resource_id, now
-from storage.outbox import OUTBOX_COLUMNS, outbox_rows
+from storage.outbox import KEEP_LIVE_DATA, OUTBOX_COLUMNS, OutboxRow, outbox_rows, snapshot_json
 from storage.records import MEMBER_CHUNK
 from storage.resource_rules import IdpDeleted, ReadTooLong, changed_columns, hot_columns, typed_members, uniqueness
 from storage.sql import GROUPS, TABLES, USERS, TableMap, is_point_lookup, order_clause, taken_query, where_clause
 from storage.sqlite.dialect import SQLITE
-from storage.sqlite.engine import Engine, GroupWalkTooLarge, TooLongInPlace, add_events, in_place, run_on
+from storage.sqlite.engine import Engine, GroupWalkTooLarge, TooLongInPlace, in_place, run_on
 
 # A page of users whose groups are each a long walk (all in densely nested groups) would hold a
 # reader thread for a walk per user: the page ends early, as at scim.max_page_bytes, once loading
@@ -77,7 +77,7 @@ class Resources(Engine):
             else:
                 row.groups = []
             if events is not None:
-                add_events(INSERT_EVENTS, outbox_rows(events, idp_id, rtype, None, row, row.created))
+                _write_events(conn, outbox_rows(events, idp_id, rtype, None, row, row.created))
             return row
 
         return await self.write(insert)
@@ -269,6 +269,8 @@ class Resources(Engine):
                 members_changed = _apply_member_ops(conn, idp_id, current.id, result.member_ops)
                 changed = members_changed or changed
             if changed:
+                if result.events is not None and tmap is USERS:
+                    _keep_live_data(conn, current.id, before, current.created)
                 current.version += 1
                 current.modified = now()
                 try:
@@ -281,7 +283,7 @@ class Resources(Engine):
                     rows = outbox_rows(
                         result.events, idp_id, rtype, before, current, current.modified, members_changed=members_changed
                     )
-                    add_events(INSERT_EVENTS, rows)
+                    _write_events(conn, rows)
             if members and tmap is USERS:
                 try:
                     with in_place(conn):
@@ -317,7 +319,9 @@ class Resources(Engine):
                 check(current)
             stamp = now()
             if events is not None:
-                add_events(INSERT_EVENTS, outbox_rows(events, idp_id, rtype, current.doc, current, stamp, deleted=True))
+                if tmap is USERS:
+                    _keep_live_data(conn, current.id, current.doc, current.created)
+                _write_events(conn, outbox_rows(events, idp_id, rtype, current.doc, current, stamp, deleted=True))
             # Groups that lose a member (this resource) change: bump their version.
             conn.execute(
                 "UPDATE groups SET version = version + 1, modified = ? WHERE id IN "
@@ -340,8 +344,18 @@ class Resources(Engine):
         return await self.read(run)
 
 
-# The outbox rows of a write go in with its batch's others, at its end (engine.add_events).
 INSERT_EVENTS = f"INSERT INTO events ({OUTBOX_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+
+
+def _write_events(conn: sqlite3.Connection, rows: list[OutboxRow]) -> None:
+    """The outbox rows, in the write's transaction (the single writer keeps seq in commit order)."""
+    conn.executemany(INSERT_EVENTS, rows)
+
+
+def _keep_live_data(conn: sqlite3.Connection, user_id: str, doc: dict, created: str) -> None:
+    """Before a user changes: its create or put event that reads the user's row (storage/outbox.py)
+    gets the row as it is now, the state it reported."""
+    conn.execute(KEEP_LIVE_DATA.replace("$1", "?").replace("$2", "?"), (snapshot_json(doc, created), user_id))
 
 
 def _check_idp(conn: sqlite3.Connection, idp_id: str) -> None:

@@ -45,6 +45,8 @@ CREATE TABLE events (
     data text COLLATE "C"
 );
 CREATE INDEX events_idp ON events (idp_id, seq);
+-- A user's create or put event without data (it reads the user's row, storage/outbox.py), by user.
+CREATE INDEX events_live ON events (resource_id) WHERE data IS NULL;
 CREATE INDEX events_time ON events (time);
 
 CREATE TABLE event_attempts (

@@ -47,6 +47,8 @@ CREATE TABLE events (
     data TEXT
 );
 CREATE INDEX events_idp ON events(idp_id, seq);
+-- A user's create or put event without data (it reads the user's row, storage/outbox.py), by user.
+CREATE INDEX events_live ON events(resource_id) WHERE data IS NULL;
 
 CREATE TABLE event_attempts (
     id INTEGER PRIMARY KEY AUTOINCREMENT,

@@ -51,19 +51,40 @@ async def test_writes_put_their_events_in_the_outbox_only_when_they_change(store
         ("Group", "put"),
         ("User", "delete"),
     ]
-    # A create's and a put's data: the stored document (and a group's members), with created when
-    # it is not the event's time; the SET renders it (web/events/delivery.py).
-    assert events[0].data == {"doc": row.doc} and events[0].external_id == "ext-ann@example.com"
-    assert events[0].time == row.created
+    # A create's and a put's data: the stored document (and a group's members), with created; the
+    # SET renders it (web/events/delivery.py). The user's create kept the user as it was created.
+    assert events[0].data == {"doc": row.doc, "created": row.created}
+    assert events[0].external_id == "ext-ann@example.com" and events[0].time == row.created
     assert events[1].data == patch and events[1].attributes == ["active"] and events[1].version == 2
     assert events[3].data == {"doc": {"displayName": "G"}, "members": []}
-    assert events[4].data == {"doc": {"displayName": "G2"}, "created": group.created, "members": []}
+    put = events[4].data
+    assert put is not None and put["doc"] == {"displayName": "G2"} and put["members"] == []
+    assert put.get("created", events[4].time) == group.created  # left out when it is the event's time
     assert events[4].attributes == ["displayName"] and events[4].version == 2
     assert events[5].version is None and events[5].data is None
     assert [e.seq for e in events] == sorted(e.seq for e in events)
     assert await store.outbox_event(events[2].seq) == events[2]
     assert await store.outbox_event(10**9) is None
     assert await store.outbox_after(idp, events[3].seq, 2) == events[4:6]
+
+
+async def test_a_users_create_or_put_reads_the_user_until_it_changes(store: Store, idp: str) -> None:
+    await store.add_subscription(subscription(idp))
+    row = await store.create("User", idp, user_doc("liv@example.com"), events=source())
+    (created,) = await store.outbox_after(idp, 0, 10)
+    assert created.data == {"doc": row.doc, "created": row.created}  # read from the user's row
+    v2 = {**row.doc, "title": "Pilot"}
+    await store.update("User", idp, row.id, lambda r: Change(doc=v2, events=source("put")))
+    v3 = {**v2, "title": "Captain"}
+    await store.update("User", idp, row.id, lambda r: Change(doc=v3, events=source("put")))
+    first, put2, put3 = await store.outbox_after(idp, 0, 10)
+    assert first == created  # kept as it was when the put changed the user
+    assert put2.data == {"doc": v2, "created": row.created} and put2.version == 2
+    assert put3.data == {"doc": v3, "created": row.created} and put3.version == 3
+    await store.delete("User", idp, row.id, events=source("delete"))
+    *_, last, deleted = await store.outbox_after(idp, 0, 10)
+    assert last == put3 and deleted.kind == "delete" and deleted.data is None
+    assert await store.outbox_event(put3.seq) == put3
 
 
 async def test_a_failed_write_leaves_no_event(store: Store, idp: str) -> None:
