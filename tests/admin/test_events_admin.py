@@ -55,6 +55,7 @@ async def test_the_admin_api_manages_subscriptions_and_shows_events_with_attempt
     assert {k["alg"] for k in keys} == {"RS256", "ES256"}
     jwks = (await client.get("/v1/events/jwks.json")).json()["keys"]
     assert {k["kid"] for k in jwks} == {k["kid"] for k in keys}
+    assert (await client.get("/.well-known/jwks.json")).json()["keys"] == jwks
     assert (await client.delete(f"/v1/admin/subscriptions/{sid}", headers=API)).status_code == 204
     gone = await client.get(f"/v1/admin/subscriptions/{sid}", headers=API)
     assert gone.status_code == 404 and sid in gone.json()["detail"]
@@ -104,6 +105,13 @@ async def test_the_console_makes_shows_and_controls_a_subscription(signed_in: Ad
     (outbox,) = await signed_in.store.outbox_after(tenant.idp_id, 0, 10)
     token = await signed_in.app.state.events.sets.token(event, outbox)
     assert jwt.decode(token, secret, algorithms=["HS256"], audience="https://app.example/in")["txn"]
+    assert 'id="troubled-subscriptions"' not in (await signed_in.client.get("/admin/")).text
+    await signed_in.store.record_delivery(
+        DeliveryProgress(sid, 0, state="failed", last_error="the receiver answered 503")
+    )
+    overview = await signed_in.client.get("/admin/")
+    assert 'id="troubled-subscriptions"' in overview.text and "the receiver answered 503" in overview.text
+    assert 'id="subscription-failed"' in (await signed_in.client.get(f"/admin/subscriptions/{sid}")).text
     paused = await signed_in.post(f"/admin/subscriptions/{sid}", {"action": "pause"})
     assert paused.status_code == 303
     assert 'id="subscription-paused"' in (await signed_in.client.get(f"/admin/subscriptions/{sid}")).text
@@ -112,3 +120,19 @@ async def test_the_console_makes_shows_and_controls_a_subscription(signed_in: Ad
     gone = await signed_in.post(f"/admin/subscriptions/{sid}", {"action": "delete"})
     assert gone.status_code == 303 and gone.headers["location"].endswith(f"/idps/{tenant.idp_id}#events")
     assert (await signed_in.client.get(f"/admin/subscriptions/{sid}")).status_code == 404
+
+
+async def test_the_operations_of_one_bulk_request_share_its_txn(signed_in: Admin) -> None:
+    tenant = await signed_in.idp_with_key()
+    await signed_in.app.state.events.subscriptions.subscribe(tenant.idp_id, url="https://app.example/in")
+    operations = [
+        {"method": "POST", "path": "/Users", "bulkId": f"u{n}", "data": entra_user(f"bulk{n}@example.com")}
+        for n in range(2)
+    ]
+    bulk = {"schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"], "Operations": operations}
+    assert (await tenant.scim.post("/Bulk", json=bulk)).status_code == 200
+    single = await tenant.scim.post("/Users", json=entra_user("alone@example.com"))
+    assert single.status_code == 201
+    events = await signed_in.store.outbox_after(tenant.idp_id, 0, 10)
+    assert [e.kind for e in events] == ["create", "create", "create"]
+    assert events[0].txn == events[1].txn != events[2].txn

@@ -286,6 +286,7 @@ class Console:
             request,
             "overview.html",
             {
+                "troubled_subscriptions": await self._troubled_subscriptions(),
                 "section": "overview",
                 "idps": idps,
                 "counters": counters,
@@ -593,6 +594,18 @@ class Console:
             return await self._idp_page(request, idp, fault_error=str(exc))
         notice = "faults-off" if action in ("remove", "clear") else "faults-on"
         return _secure(RedirectResponse(f"{back}?notice={notice}#faults", status_code=303))
+
+    async def _troubled_subscriptions(self) -> list[dict]:
+        """Event subscriptions an admin must look at: failed, with dropped events, or whose
+        pending events near the outbox's bound (docs/events.md)."""
+        events = self.service.events.subscriptions
+        near = self.service.settings.events.outbox_max_rows * 0.8
+        troubled = []
+        for subscription in await events.of_idp():
+            shown = await events.json(subscription)
+            if shown["state"] == "failed" or shown["dropped"] or shown["pending"] > near:
+                troubled.append(shown)
+        return troubled
 
     async def _subscriptions(self, idp_id: str) -> list[dict]:
         events = self.service.events.subscriptions

@@ -52,6 +52,7 @@ class EventEndpoints:
     def routes(self) -> list[Route]:
         return [
             Route("/v1/events/jwks.json", self.jwks, methods=["GET"]),
+            Route("/.well-known/jwks.json", self.jwks, methods=["GET"]),
             Route("/v1/events/{subscription}/poll", self.poll, methods=["POST"]),
         ]
 
