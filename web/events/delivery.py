@@ -24,7 +24,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 import httpx
@@ -49,6 +49,43 @@ DELIVERED_PER_WRITE = 50
 LEASE_SECONDS = 10.0
 FIRST_RETRY_SECONDS = 0.5
 CONTENT_TYPE = "application/secevent+jwt"  # RFC 8935 §2
+
+
+@dataclass
+class RoundProgress:
+    """What a delivery round has done since it last stored its progress."""
+
+    subscription_id: str
+    cursor: int
+    delivered: int = 0
+    rejected: int = 0
+    attempts: list[DeliveryAttempt] = field(default_factory=list)
+    last_delivered: str | None = None
+    last_error: str | None = None
+
+    def handed(self, seq: int, attempt: DeliveryAttempt) -> None:
+        """The event was delivered or refused: the cursor moves past it."""
+        self.cursor = seq
+        self.attempts.append(attempt)
+        if attempt.outcome == "delivered":
+            self.delivered += 1
+            self.last_delivered = attempt.time
+        else:
+            self.rejected += 1
+            self.last_error = attempt.error
+
+    def progress(self, *, state: str | None = None, retry_since: str | None = None) -> DeliveryProgress:
+        return DeliveryProgress(
+            self.subscription_id,
+            self.cursor,
+            self.delivered,
+            self.rejected,
+            tuple(self.attempts),
+            state=state,
+            last_error=self.last_error,
+            retry_since=retry_since,
+            last_delivered_at=self.last_delivered,
+        )
 
 
 @dataclass
@@ -228,83 +265,44 @@ class EventDelivery:
             self._listed_at = -1e9  # deleted, paused or failed meanwhile
             return
         events = await self.store.outbox_after(subscription.idp_id, subscription.cursor, READ_BATCH)
-        cursor, delivered, rejected = subscription.cursor, 0, 0
-        attempts: list[DeliveryAttempt] = []
-        last_delivered = None
+        done = RoundProgress(subscription.id, subscription.cursor)
         for event in events:
             if not is_wanted(subscription, event):
-                cursor = event.seq
+                done.cursor = event.seq
                 continue
             attempt = await self._send(subscription, event)
-            attempts.append(attempt)
             if attempt.outcome == "retry":
-                await self._retry(subscription, cursor, delivered, rejected, attempts, last_delivered)
+                done.attempts.append(attempt)
+                await self._retry(subscription, done)
                 return
-            cursor = event.seq
-            if attempt.outcome == "delivered":
-                delivered += 1
-                last_delivered = attempt.time
-            else:
-                rejected += 1
-            if len(attempts) >= DELIVERED_PER_WRITE:
-                await self.store.record_delivery(
-                    DeliveryProgress(
-                        subscription.id, cursor, delivered, rejected, tuple(attempts), last_delivered_at=last_delivered
-                    )
-                )
-                attempts, delivered, rejected = [], 0, 0
+            done.handed(event.seq, attempt)
+            if len(done.attempts) >= DELIVERED_PER_WRITE:
+                await self.store.record_delivery(done.progress())
+                done = RoundProgress(subscription.id, done.cursor)
         self._backoff.pop(subscription.id, None)
-        error = next((a.error for a in reversed(attempts) if a.outcome == "rejected"), None)
-        if cursor != subscription.cursor or attempts or subscription.retry_since is not None:
-            await self.store.record_delivery(
-                DeliveryProgress(
-                    subscription.id,
-                    cursor,
-                    delivered,
-                    rejected,
-                    tuple(attempts),
-                    last_error=error,
-                    last_delivered_at=last_delivered,
-                )
-            )
+        if done.cursor != subscription.cursor or done.attempts or subscription.retry_since is not None:
+            await self.store.record_delivery(done.progress())
         if len(events) == READ_BATCH:
             self.wake()  # more after these
 
-    async def _retry(
-        self,
-        subscription: Subscription,
-        cursor: int,
-        delivered: int,
-        rejected: int,
-        attempts: list[DeliveryAttempt],
-        last_delivered: str | None,
-    ) -> None:
-        """The last attempt asks for a retry: store what the round did, and wait, or fail the
-        subscription when the event has failed for events.retry_limit seconds."""
-        failed = attempts[-1]
-        since = subscription.retry_since if subscription.retry_since and cursor == subscription.cursor else failed.time
+    async def _retry(self, subscription: Subscription, done: RoundProgress) -> None:
+        """The round's last attempt asks for a retry: store what the round did, and wait, or fail
+        the subscription when the event has failed for events.retry_limit seconds."""
+        failed = done.attempts[-1]
+        # The event that failed before (the cursor has not moved): its retry clock keeps running.
+        same_event = done.cursor == subscription.cursor and subscription.retry_since
+        since = subscription.retry_since if same_event else failed.time
         state = None
-        if epoch_of(failed.time) - epoch_of(since) >= self.settings.retry_limit:
-            attempts[-1] = DeliveryAttempt(**{**failed.__dict__, "outcome": "failed"})
+        if epoch_of(failed.time) - epoch_of(since or failed.time) >= self.settings.retry_limit:
+            done.attempts[-1] = replace(failed, outcome="failed")
             state = "failed"
             log.warning("event subscription %s failed: %s", subscription.id, failed.error)
         backoff = self._backoff.setdefault(subscription.id, Backoff())
         delay = min(self.settings.retry_max_delay, FIRST_RETRY_SECONDS * 2**backoff.failures)
         backoff.failures += 1
         backoff.not_before = time.monotonic() + delay * random.uniform(0.5, 1.0)
-        await self.store.record_delivery(
-            DeliveryProgress(
-                subscription.id,
-                cursor,
-                delivered,
-                rejected,
-                tuple(attempts),
-                state=state,
-                last_error=failed.error,
-                retry_since=since,
-                last_delivered_at=last_delivered,
-            )
-        )
+        done.last_error = failed.error
+        await self.store.record_delivery(done.progress(state=state, retry_since=since))
 
     async def _send(self, subscription: Subscription, event: OutboxEvent) -> DeliveryAttempt:
         token = await self.sets.token(subscription, event)
