@@ -87,6 +87,7 @@ def create_app(settings: Settings, store: Store | None = None, *, first_start: b
         event_endpoints.wake()
 
     scim.handlers.events_written = events_written
+    events.subscriptions.changed = delivery.refresh
     admin = AdminApps(AdminService(store, settings, faults, events), ConnectionTest(scim, store))
 
     @contextlib.asynccontextmanager

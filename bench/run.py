@@ -623,13 +623,14 @@ async def bulk_compare(workdir: Path, plan: Plan) -> dict:
     return {"n": plan.bulk_n, "rounds": rounds}
 
 
-async def events_compare(workdir: Path, plan: Plan) -> dict:
+async def events_compare(workdir: Path, plan: Plan, db: Path | str | None = None) -> dict:
     """Creates per second on one fresh scimlet: an IdP without event subscriptions against an IdP
     with one whose receiver is down (a loopback port nothing listens on: every delivery attempt is
     refused and backs off), `events_n` creates each, alternating for `events_rounds` rounds. Both
     IdPs are on one server and one database, so the only difference is the subscription: the
-    outbox rows written with each create, and the delivery task retrying."""
-    db = workdir / "events.db"
+    outbox rows written with each create, and the delivery task retrying. `db`: a PostgreSQL
+    database's URL (default: a new SQLite file)."""
+    db = db or workdir / "events.db"
     port = free_port()
     env = {"SCIMLET_EVENTS_SECRET_KEY": "bench-events-key"}
     tenant, token = provision_scimlet(db, port, env)
@@ -1601,6 +1602,32 @@ async def main_async(args) -> int:
     return 0
 
 
+async def events_only(plan: Plan, with_postgresql: bool) -> int:
+    """`bench/run.py --events-only`: the dead receiver's comparison alone, on SQLite and on PostgreSQL."""
+    global PINNED
+    PINNED = pin_self()
+    workdir = Path(tempfile.mkdtemp(prefix="scimlet-bench-events-"))
+    pg = await asyncio.to_thread(start_postgresql) if with_postgresql else None
+    try:
+        backends: list[tuple[str, Path | str | None]] = [("SQLite", None)]
+        if pg is not None:
+            backends.append(("PostgreSQL", await asyncio.to_thread(pg_server.create_database, pg.url)))
+        for name, db in backends:
+            rounds = (await events_compare(workdir, plan, db))["rounds"]
+            paired = statistics.median(r["with_per_s"] / r["without_per_s"] for r in rounds)
+            without = statistics.median(r["without_per_s"] for r in rounds)
+            with_dead = statistics.median(r["with_per_s"] for r in rounds)
+            print(
+                f"{name}: creates/s with a dead receiver's subscription / without, {len(rounds)} ABBA rounds of "
+                f"{plan.events_n:,}: {with_dead:,.0f} / {without:,.0f} (median of the paired ratios {paired:.2f}×)"
+            )
+    finally:
+        if pg is not None:
+            pg.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="smoke run: N=500, 2,000 members, < 1 minute")
@@ -1614,7 +1641,15 @@ def main() -> int:
     )
     ap.add_argument("--results-dir", help="where to write the report (default bench/results/)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory (databases, server logs)")
+    ap.add_argument(
+        "--events-only",
+        action="store_true",
+        help="only creates with an event subscription whose receiver is down against none, on each backend",
+    )
     args = ap.parse_args()
+    if args.events_only:
+        plan = replace(FULL, events_n=args.n or FULL.events_n, events_rounds=8)
+        return asyncio.run(events_only(plan, args.postgresql))
     args.skip_baseline = not args.baseline
     lg.new_event_loop_policy()
     try:

@@ -215,6 +215,14 @@ class KeysAndIdps(Engine):
         def delete(conn: sqlite3.Connection) -> None:
             for table in ("group_members", "users", "groups"):
                 conn.execute(f"DELETE FROM {table} WHERE idp_id = ?", (idp.id,))
+            # Its event subscriptions go too (PostgreSQL's foreign key cascades; SQLite runs with
+            # foreign keys off); its events go with the outbox's next prune.
+            conn.execute(
+                "DELETE FROM event_attempts WHERE subscription_id IN "
+                "(SELECT id FROM event_subscriptions WHERE idp_id = ?)",
+                (idp.id,),
+            )
+            conn.execute("DELETE FROM event_subscriptions WHERE idp_id = ?", (idp.id,))
             conn.execute("DELETE FROM idps WHERE id = ?", (idp.id,))
             conn.execute(
                 "INSERT INTO deleted_idps (id, name, deleted) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING",

@@ -36,6 +36,8 @@ def test_quick_bench_runs_every_phase_with_correct_answers(tmp_path: Path) -> No
     assert "✗" not in report.split("## scimlet: every phase")[1].split("##")[0]
     bulk = next(line for line in report.splitlines() if "creates: single requests / one Bulk request" in line)
     assert "200 of 200 created" in bulk, bulk
+    events = next(line for line in report.splitlines() if "event subscription whose receiver is down" in line)
+    assert "rounds of 200 creates" in events and "200 events waiting at the end" in events, events
     if pg_server.binaries() is not None:
         on_postgresql = report.split("## scimlet on PostgreSQL: every phase")[1].split("##")[0]
         for phase in (

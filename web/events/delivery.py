@@ -204,6 +204,11 @@ class EventDelivery:
     def wake(self) -> None:
         self._wake.set()
 
+    def refresh(self) -> None:
+        """A subscription was made or changed in this process: read them again now."""
+        self._listed_at = -1e9
+        self._wake.set()
+
     async def run(self) -> None:
         try:
             while True:
@@ -229,6 +234,10 @@ class EventDelivery:
         if moment - self._listed_at >= LIST_SECONDS:
             self._subscriptions = await self.store.subscriptions()
             self._listed_at = moment
+            known = {subscription.id for subscription in self._subscriptions}
+            for kept in (self._rounds, self._backoff, self._leases):
+                for gone in kept.keys() - known:  # deleted: nothing of it stays in memory
+                    del kept[gone]
         for subscription in self._subscriptions:
             if subscription.delivery != "push" or subscription.state != "active":
                 self._backoff.pop(subscription.id, None)

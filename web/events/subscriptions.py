@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from scim.events import FORMS, SELECTABLE
@@ -21,6 +22,9 @@ class Subscriptions:
         self.sealer = sealer
         self.keys = keys
         self.sets = SetMaker(store, settings, sealer, keys)
+        # Told of every change made here: this process's delivery task reads the subscriptions at
+        # once instead of within a second (app.py sets it to EventDelivery.refresh).
+        self.changed: Callable[[], None] = lambda: None
 
     async def subscribe(
         self,
@@ -70,7 +74,9 @@ class Subscriptions:
         )
         if alg != "HS256":
             await self.keys.signing(alg)  # the key exists before the first SET, and in the JWKS
-        return await self.store.add_subscription(subscription), secret
+        stored = await self.store.add_subscription(subscription)
+        self.changed()
+        return stored, secret
 
     async def get(self, subscription_id: str) -> Subscription:
         subscription = await self.store.subscription(subscription_id)
@@ -86,11 +92,13 @@ class Subscriptions:
     async def pause(self, subscription_id: str) -> Subscription:
         await self.get(subscription_id)
         await self.store.set_subscription_state(subscription_id, "paused")
+        self.changed()
         return await self.get(subscription_id)
 
     async def resume(self, subscription_id: str) -> Subscription:
         await self.get(subscription_id)
         await self.store.set_subscription_state(subscription_id, "active")
+        self.changed()
         return await self.get(subscription_id)
 
     async def redeliver(self, subscription_id: str, from_seq: int | None = None) -> Subscription:
@@ -101,11 +109,13 @@ class Subscriptions:
             raise AdminError("from must be an event's number (1 or more)")
         cursor = from_seq - 1 if from_seq is not None else None
         await self.store.set_subscription_state(subscription.id, "active", cursor)
+        self.changed()
         return await self.get(subscription_id)
 
     async def delete(self, subscription_id: str) -> None:
         if not await self.store.delete_subscription(subscription_id):
             raise AdminError(f"No event subscription has the id {subscription_id}", 404)
+        self.changed()
 
     async def json(self, subscription: Subscription) -> dict:
         """The subscription as the API and the CLI show it (never its secret)."""

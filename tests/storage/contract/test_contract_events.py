@@ -160,6 +160,17 @@ async def test_the_outbox_bounds_drop_the_oldest_and_count_them(store: Store, id
     assert (await store.outbox_after(idp, kept[-1].seq, 10))[0].seq > kept[-1].seq
 
 
+async def test_deleting_an_idp_deletes_its_subscriptions(store: Store, idp: str, other_idp: str) -> None:
+    await store.add_subscription(subscription(idp))
+    await store.add_subscription(subscription(other_idp, "sub-2"))
+    await store.record_delivery(DeliveryProgress("sub-1", 0, 0, 0, (DeliveryAttempt("sub-1", 1, now(), "retry"),)))
+    await store.delete_idp(idp)
+    assert [s.id for s in await store.subscriptions()] == ["sub-2"]
+    assert await store.subscription("sub-1") is None
+    await store.prune_outbox(0, None)
+    assert await store.delivery_attempts("sub-1") == []
+
+
 async def test_a_subscription_tells_the_sign_in_that_its_idp_has_events(store: Store) -> None:
     key, secret = await store.create_api_key("k", "", True, True)
     idp = await store.create_idp("with events", "", key.id)
