@@ -84,8 +84,11 @@ class Resources(Engine):
 
     _user_updates: Batcher[tuple[Row, int], bool]
 
+    _user_creates_with_events: Batcher[tuple[str, Row, EventSource], Row]
+
     def _start_batchers(self) -> None:
         self._user_creates = Batcher(self, insert_users)
+        self._user_creates_with_events = Batcher(self, insert_users_with_events)
         self._user_updates = Batcher(self, update_users)
 
     async def create(
@@ -100,8 +103,10 @@ class Resources(Engine):
         tmap = TABLES[rtype]
         stamp = now()
         row = Row(new_resource_id(), doc, 1, stamp, stamp)
-        if tmap is USERS and not unique and events is None:
+        if tmap is USERS and not unique:
             # Concurrent creates go to the database together, as one INSERT (insert_users).
+            if events is not None:
+                return await self._user_creates_with_events.submit((idp_id, row, events))
             return await self._user_creates.submit((idp_id, row))
         columns = hot_columns(tmap, doc)
         values = ", ".join(f"${n}" for n in range(3, 7 + len(columns)))
@@ -573,22 +578,42 @@ INSERT_USERS = (
 )
 
 
-async def insert_users(conn: Connection, batch: list[tuple[str, Row]]) -> list[Row | BaseException]:
-    """Store new users (IdP ID, row) in one statement; each gets its row, or 409 / 401 why not."""
+# INSERT_USERS and the events of the users it inserted, one statement (atomic by itself, and one
+# round trip). The WHERE's subquery is an InitPlan, run once before the first events row is made:
+# it takes the IdPs' events locks (write_events), in one order, before any seq is drawn.
+INSERT_USERS_WITH_EVENTS = (
+    f"WITH created AS ({INSERT_USERS}), written AS ("
+    f"INSERT INTO events ({OUTBOX_COLUMNS}) SELECT e.* FROM unnest($8::text[], $9::text[], $10::text[], "
+    "$11::text[], $12::text[], $13::text[], $14::text[], $15::integer[], $16::text[], $17::text[]) "
+    "AS e(idp_id, txn, time, rtype, resource_id, external_id, kind, version, attributes, data) "
+    "WHERE (SELECT count(pg_advisory_xact_lock(hashtext('scimlet-events:' || l.idp_id))) "
+    "FROM (SELECT DISTINCT unnest($8::text[]) AS idp_id ORDER BY 1) AS l) >= 0 "
+    "AND e.resource_id IN (SELECT id FROM created)) "
+    "SELECT id FROM created"
+)
+
+
+async def insert_users(
+    conn: Connection, batch: list[tuple[str, Row]], events: list[OutboxRow] | None = None
+) -> list[Row | BaseException]:
+    """Store new users (IdP ID, row) in one statement, with the outbox rows of those it inserts
+    when `events` are given; each gets its row, or 409 / 401 why not."""
     docs = [row.doc for _, row in batch]
-    inserted = {
-        record[0]
-        for record in await conn.fetch(
-            INSERT_USERS,
-            [row.id for _, row in batch],
-            [idp_id for idp_id, _ in batch],
-            [doc["userName"] for doc in docs],
-            [doc.get("externalId") for doc in docs],
-            [doc.get("active") for doc in docs],
-            [dumps(doc) for doc in docs],
-            [row.created for _, row in batch],
-        )
-    }
+    users = (
+        [row.id for _, row in batch],
+        [idp_id for idp_id, _ in batch],
+        [doc["userName"] for doc in docs],
+        [doc.get("externalId") for doc in docs],
+        [doc.get("active") for doc in docs],
+        [dumps(doc) for doc in docs],
+        [row.created for _, row in batch],
+    )
+    if events:
+        columns = [list(column) for column in zip(*events, strict=True)]
+        records = await conn.fetch(INSERT_USERS_WITH_EVENTS, *users, *columns)
+    else:
+        records = await conn.fetch(INSERT_USERS, *users)
+    inserted = {record[0] for record in records}
     outcomes: list[Row | BaseException] = []
     refused = {idp_id for idp_id, row in batch if row.id not in inserted}
     existing = (
@@ -603,6 +628,14 @@ async def insert_users(conn: Connection, batch: list[tuple[str, Row]]) -> list[R
         else:
             outcomes.append(uniqueness(USERS, row.doc) if idp_id in existing else IdpDeleted())
     return outcomes
+
+
+async def insert_users_with_events(
+    conn: Connection, batch: list[tuple[str, Row, EventSource]]
+) -> list[Row | BaseException]:
+    """insert_users with the users' events, in the same statement."""
+    events = [r for idp_id, row, source in batch for r in outbox_rows(source, idp_id, "User", None, row, row.created)]
+    return await insert_users(conn, [(idp_id, row) for idp_id, row, _ in batch], events)
 
 
 # Changed users, many in one statement, each written only while its version is the one its change
@@ -660,6 +693,17 @@ def one_delta(current: Row, result: Change) -> MemberOp | None:
     return result.member_ops[0]
 
 
+# Outbox rows in one statement however many (executemany would run the insert once per row).
+INSERT_EVENTS = (
+    f"INSERT INTO events ({OUTBOX_COLUMNS}) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], "
+    "$4::text[], $5::text[], $6::text[], $7::text[], $8::integer[], $9::text[], $10::text[])"
+)
+
+
+async def insert_events(conn: Connection, rows: list[OutboxRow]) -> None:
+    await conn.execute(INSERT_EVENTS, *(list(column) for column in zip(*rows, strict=True)))
+
+
 async def write_events(conn: Connection, idp_id: str, rows: list[OutboxRow]) -> None:
     """The outbox rows, in the write's transaction, under a lock on the IdP's events held until it
     commits: a later seq of the IdP is never committed before an earlier one, so a subscription
@@ -667,9 +711,7 @@ async def write_events(conn: Connection, idp_id: str, rows: list[OutboxRow]) -> 
     if not rows:
         return
     await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"scimlet-events:{idp_id}")
-    await conn.executemany(
-        f"INSERT INTO events ({OUTBOX_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)", rows
-    )
+    await insert_events(conn, rows)
 
 
 async def check_idp(conn: Connection, idp_id: str) -> None:

@@ -3,6 +3,7 @@ real change), subscriptions and their cursors, leases, delivery progress and the
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 
 import pytest
@@ -85,6 +86,22 @@ async def test_a_users_create_or_put_reads_the_user_until_it_changes(store: Stor
     *_, last, deleted = await store.outbox_after(idp, 0, 10)
     assert last == put3 and deleted.kind == "delete" and deleted.data is None
     assert await store.outbox_event(put3.seq) == put3
+
+
+async def test_concurrent_creates_each_make_their_event_and_a_refused_one_none(store: Store, idp: str) -> None:
+    await store.add_subscription(subscription(idp))
+    names = [f"c{n}@example.com" for n in range(40)] + ["c0@example.com"]  # the last is taken
+    outcomes = await asyncio.gather(
+        *(store.create("User", idp, user_doc(name), events=source()) for name in names), return_exceptions=True
+    )
+    made = [o for o in outcomes if isinstance(o, Row)]
+    assert len(made) == 40 and sum(isinstance(o, ScimError) and o.status == 409 for o in outcomes) == 1
+    events = await store.outbox_after(idp, 0, 100)
+    assert sorted(e.resource_id for e in events) == sorted(row.id for row in made)
+    assert all(
+        e.kind == "create" and e.data == {"doc": r.doc, "created": r.created}
+        for e, r in zip(sorted(events, key=lambda e: e.resource_id), sorted(made, key=lambda r: r.id), strict=True)
+    )
 
 
 async def test_a_failed_write_leaves_no_event(store: Store, idp: str) -> None:
