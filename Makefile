@@ -112,7 +112,7 @@ bench-scale: install
 # The admin console's README pictures: the browser test, with a fuller directory, saving PNGs.
 screenshots: install
 	SCIMLET_SCREENSHOTS=1 $(PY) -m pytest -q tests/admin/test_admin_browser.py tests/admin/test_browser_idp_care.py \
-		tests/admin/test_browser_live_log.py tests/admin/test_browser_events.py
+		tests/admin/test_browser_live_log.py tests/admin/test_browser_events.py tests/admin/test_browser_log_changes.py
 
 # A throwaway PostgreSQL 15 server (as the tests use) until Ctrl-C: prints its URL; its data is removed after.
 # `python tests/pg_server.py createdb URL` prints the URL of a new empty database on it.
