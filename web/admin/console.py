@@ -79,6 +79,7 @@ MAX_LIVE_STREAMS = 16
 LIVE_KEEPALIVE_SECONDS = 15.0
 LIVE_STREAM_SECONDS = 3600.0
 LIVE_ROWS_PER_STEP = 20  # rows a view sends in one write, before other work runs
+COUNTERS_SECONDS = 2.0  # the Overview's live counters: read (once for every open Overview) and sent this often
 
 Page = Callable[[Request, AdminSession], Awaitable[Response]]
 
@@ -93,6 +94,10 @@ class Console:
         self.connection_test = connection_test
         self.live_streams = 0  # live log views open now
         self.live_tails: dict[LogQuery, LiveTail] = {}  # the newest records of each live log query, shared
+        # The Overview's counters as its live streams send them: (time read, the event), one read
+        # every COUNTERS_SECONDS for all open Overviews.
+        self.live_counters: tuple[float, str] = (-1e9, "")
+        self.live_counters_lock = asyncio.Lock()
         env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(HERE / "templates"),
             autoescape=True,
@@ -142,6 +147,7 @@ class Console:
             Route("/logs", self._page(self.logs)),
             Route("/logs/export", self._page(self.export_logs)),
             Route("/logs/live", self._page(self.live_logs)),
+            Route("/counters/live", self._page(self.live_overview)),
             Route("/logs/{id:int}", self._page(self.log)),
             Route("/docs/{name}", self._page(self.doc)),
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
@@ -294,8 +300,6 @@ class Console:
                 "charts": charts,
                 "failures": failures,
                 "repeated": repeated,
-                # The admin API's counters, which the page's script reads every 5 s (a session signs in there too).
-                "api_base": _base(request).removesuffix("/admin") + "/v1/admin",
                 "names": await self.service.idp_names(),
                 "keys": {k.id: k for k in await self.service.api_keys()},
             },
@@ -871,6 +875,60 @@ class Console:
             media_type="text/event-stream",
             headers={**SECURITY_HEADERS, "X-Accel-Buffering": "no"},
         )
+
+    async def live_overview(self, request: Request, session: AdminSession) -> Response:
+        """Server-sent events for the Overview: every IdP's counters of the last 24 hours (as the
+        admin API's /logs/counters gives them), every COUNTERS_SECONDS while they change, read
+        once for all open Overviews; a stream ends after LIVE_STREAM_SECONDS and the browser
+        reconnects. It counts against MAX_LIVE_STREAMS with the live log views."""
+        if self.live_streams >= MAX_LIVE_STREAMS:
+            return Response(
+                f"At most {MAX_LIVE_STREAMS} live views at once; close one",
+                status_code=503,
+                headers={"Retry-After": "5"},
+            )
+        self.live_streams += 1
+
+        async def events() -> AsyncIterator[str]:
+            started, sent, quiet = time.monotonic(), "", 0.0
+            try:
+                yield "retry: 2000\n\n"
+                while time.monotonic() - started < LIVE_STREAM_SECONDS:
+                    event = await self._counters_event()
+                    if event != sent:
+                        sent, quiet = event, 0.0
+                        yield event
+                    await asyncio.sleep(COUNTERS_SECONDS)
+                    quiet += COUNTERS_SECONDS
+                    if quiet >= LIVE_KEEPALIVE_SECONDS:
+                        quiet = 0.0
+                        yield ": still here\n\n"
+            finally:
+                self.live_streams -= 1
+
+        return StreamingResponse(
+            events(), media_type="text/event-stream", headers={**SECURITY_HEADERS, "X-Accel-Buffering": "no"}
+        )
+
+    async def _counters_event(self) -> str:
+        async with self.live_counters_lock:
+            read_at, event = self.live_counters
+            if time.monotonic() - read_at >= COUNTERS_SECONDS:
+                counters = await self.service.counters(24)
+                data = orjson.dumps(
+                    [
+                        {
+                            "idp_id": idp_id,
+                            "operations": c.operations,
+                            "failures": c.failures,
+                            "last_activity": c.last_activity,
+                        }
+                        for idp_id, c in counters.items()
+                    ]
+                ).decode()
+                event = f"event: counters\ndata: {data}\n\n"
+                self.live_counters = (time.monotonic(), event)
+            return event
 
     async def export_logs(self, request: Request, session: AdminSession) -> Response:
         try:

@@ -70,32 +70,25 @@ if (liveTable && liveTable.dataset.live) {
   start();
 }
 
-// The Overview's counters: <div id="overview-live" data-counters="URL"> reads the admin API's counters
-// every 5 s while the tab is shown and writes them into the elements marked data-counter="IDP:FIELD".
+// The Overview's counters: <div id="overview-live" data-counters="URL"> listens to the console's
+// server-sent counters (every IdP's last 24 hours, sent when they change) and writes them into the
+// elements marked data-counter="IDP:FIELD". The browser reconnects by itself when a stream ends.
 const overview = document.getElementById("overview-live");
 if (overview && overview.dataset.counters) {
-  const refresh = () => {
-    if (document.hidden) {
-      return;
-    }
-    fetch(overview.dataset.counters, { credentials: "same-origin" })
-      .then((answer) => (answer.ok ? answer.json() : null))
-      .then((counters) => {
-        for (const c of (counters && counters.Resources) || []) {
-          for (const field of ["operations", "failures", "last_activity"]) {
-            const cell = document.querySelector(`[data-counter="${c.idp_id}:${field}"]`);
-            if (!cell) {
-              continue;
-            }
-            const value = c[field];
-            cell.textContent = field === "last_activity" ? (value ? value.slice(0, 19).replace("T", " ") : "—") : String(value);
-            if (field === "failures") {
-              cell.classList.toggle("bad-text", value > 0);
-            }
-          }
+  const counters = new EventSource(overview.dataset.counters);
+  counters.addEventListener("counters", (message) => {
+    for (const c of JSON.parse(message.data)) {
+      for (const field of ["operations", "failures", "last_activity"]) {
+        const cell = document.querySelector(`[data-counter="${c.idp_id}:${field}"]`);
+        if (!cell) {
+          continue;
         }
-      })
-      .catch(() => {});
-  };
-  setInterval(refresh, 5000);
+        const value = c[field];
+        cell.textContent = field === "last_activity" ? (value ? value.slice(0, 19).replace("T", " ") : "—") : String(value);
+        if (field === "failures") {
+          cell.classList.toggle("bad-text", value > 0);
+        }
+      }
+    }
+  });
 }

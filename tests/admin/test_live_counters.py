@@ -1,0 +1,40 @@
+"""The Overview's counters as server-sent events from a real server: the first event holds every
+IdP's counters of the last 24 hours, and a SCIM request made meanwhile comes in a later one."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import httpx
+
+from tests.live_server import running, server_at
+
+PASSWORD = "live-counters-password-0123456789"
+
+
+def test_the_overview_counters_stream_keeps_up(tmp_path: Path) -> None:
+    server = server_at(tmp_path / "counters.db", tmp_path / "serve.out", SCIMLET_ADMIN_PASSWORD=PASSWORD)
+    with running(server), httpx.Client(base_url=server.base, timeout=20) as console:
+        page = console.get("/admin/login")
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+        assert console.post("/admin/login", data={"csrf_token": csrf, "password": PASSWORD}).status_code == 303
+        assert 'data-counters="/admin/counters/live"' in console.get("/admin/").text
+        scim = httpx.Client(base_url=server.tenant_url, headers=server.auth, timeout=10)
+        with console.stream("GET", "/admin/counters/live") as stream:
+            assert stream.headers["content-type"].startswith("text/event-stream")
+            seen: list[int] = []
+            for line in stream.iter_lines():
+                if not line.startswith("data: "):
+                    continue
+                mine = next(c for c in json.loads(line[6:]) if c["idp_id"] == server.idp_id)
+                seen.append(mine["operations"])
+                if len(seen) == 1:
+                    for n in range(3):
+                        assert scim.get(f"/Users/missing-{n}").status_code == 404
+                elif mine["operations"] >= seen[0] + 3:
+                    assert mine["failures"] >= 3
+                    break
+        scim.close()
+    assert len(seen) >= 2
