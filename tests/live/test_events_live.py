@@ -324,6 +324,8 @@ def test_poll_delivery_fetches_and_acknowledges(backend: str, tmp_path: Path, re
             assert httpx.post(poll_url, json={}, headers={"Authorization": "Bearer wrong"}).status_code == 401
             bad = receiver.post(poll_url, json={"maxEvents": -1})
             assert bad.status_code == 400 and bad.json()["err"] == "invalid_request"
+            huge = receiver.post(poll_url, content=b'{"ack": [' + b'"x",' * 300_000 + b'"x"]}')
+            assert huge.status_code == 413 and huge.json()["err"] == "invalid_request"
             first = receiver.post(poll_url, json={"maxEvents": 2, "returnImmediately": True}).json()
             assert len(first["sets"]) == 2 and first["moreAvailable"] is True
             claims = {

@@ -68,8 +68,8 @@ class EventEndpoints:
             given[7:].strip().encode(), self.sets.secret(subscription).encode()
         ):
             return _error("authentication_failed", "Send Authorization: Bearer <the subscription's secret>", 401)
-        raw = await request.body()
-        if len(raw) > MAX_POLL_BODY:
+        raw = await capped_body(request, MAX_POLL_BODY)
+        if raw is None:
             return _error("invalid_request", f"A poll request may be at most {MAX_POLL_BODY} bytes", 413)
         try:
             body = orjson.loads(raw) if raw else {}
@@ -158,6 +158,20 @@ class EventEndpoints:
             if len(events) < 500:
                 return found, False
             after = events[-1].seq
+
+
+async def capped_body(request: Request, limit: int) -> bytes | None:
+    """The body, or None as soon as it is longer than `limit` (never held past it)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    parts, size = [], 0
+    async for part in request.stream():
+        size += len(part)
+        if size > limit:
+            return None
+        parts.append(part)
+    return b"".join(parts)
 
 
 def _check_poll(body: dict) -> str | None:
