@@ -342,8 +342,10 @@ def test_poll_delivery_fetches_and_acknowledges(backend: str, tmp_path: Path, re
             third = receiver.post(poll_url, json={"setErrs": errors, "returnImmediately": True}).json()
             assert third == {"sets": {}, "moreAvailable": False}
             # Waiting (returnImmediately false): a create meanwhile comes in the answer.
-            threading.Timer(0.5, lambda: create_users(scim, 1, "late")).start()
+            late = threading.Timer(0.5, lambda: create_users(scim, 1, "late"))
+            late.start()
             waited = receiver.post(poll_url, json={"returnImmediately": False}).json()
+            late.join()  # its answer may come after the poll's: the client stays open until then
             assert len(waited["sets"]) == 1
     status = next(iter(server.cli_json("events", "list")))
     assert status["delivered"] == 2 and status["rejected"] == 1
