@@ -36,7 +36,7 @@ from scim.tenant import Tenant
 from settings import Settings
 from storage import AdminError, DeliveryAttempt, DeliveryProgress, OutboxEvent, SchemaConfig, Store, Subscription
 from storage.common import format_timestamp, new_resource_id, now
-from web.events.keys import Sealer, SigningKeys, sign
+from web.events.keys import Sealer, SealError, SigningKeys, sign
 
 log = logging.getLogger("scimlet.events")
 
@@ -314,7 +314,10 @@ class EventDelivery:
         await self.store.record_delivery(done.progress(state=state, retry_since=since))
 
     async def _send(self, subscription: Subscription, event: OutboxEvent) -> DeliveryAttempt:
-        token = await self.sets.token(subscription, event)
+        try:
+            token = await self.sets.token(subscription, event)
+        except (SealError, AdminError) as exc:  # no key to sign with: retried, and failed past the limit
+            return DeliveryAttempt(subscription.id, event.seq, now(), "retry", None, str(exc))
         started = time.perf_counter()
         status = None
         try:

@@ -18,15 +18,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from storage import DeliveryAttempt, DeliveryProgress, OutboxEvent, Store, Subscription
+from storage import AdminError, DeliveryAttempt, DeliveryProgress, OutboxEvent, Store, Subscription
 from storage.common import now
 from web.events.delivery import SetMaker, is_wanted, jti_of, seq_of_jti
-from web.events.keys import SigningKeys
+from web.events.keys import SealError, SigningKeys
 
 POLL_WAIT_SECONDS = 10.0
 POLL_MAX_EVENTS = 1000
 DEFAULT_MAX_EVENTS = 100
 MAX_POLL_BODY = 1_048_576
+DRAIN_BYTES = 4 * MAX_POLL_BODY
 
 
 def _json(body: object, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -64,8 +65,12 @@ class EventEndpoints:
         given = request.headers.get("authorization", "")
         if subscription is None or subscription.delivery != "poll":
             return _error("not_found", "No poll subscription at this URL", 404)
+        try:
+            secret = self.sets.secret(subscription)
+        except (SealError, AdminError) as exc:
+            return _error("unavailable", str(exc), 503)
         if not given.lower().startswith("bearer ") or not hmac.compare_digest(
-            given[7:].strip().encode(), self.sets.secret(subscription).encode()
+            given[7:].strip().encode(), secret.encode()
         ):
             return _error("authentication_failed", "Send Authorization: Bearer <the subscription's secret>", 401)
         raw = await capped_body(request, MAX_POLL_BODY)
@@ -161,17 +166,18 @@ class EventEndpoints:
 
 
 async def capped_body(request: Request, limit: int) -> bytes | None:
-    """The body, or None as soon as it is longer than `limit` (never held past it)."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        return None
-    parts, size = [], 0
+    """The body, or None when it is longer than `limit`: never held past it. A body over the limit
+    is read on and dropped up to DRAIN_BYTES, so that the client, still sending, reads the 413
+    instead of a closed connection."""
+    parts: list[bytes] = []
+    size = 0
     async for part in request.stream():
         size += len(part)
-        if size > limit:
-            return None
-        parts.append(part)
-    return b"".join(parts)
+        if size > DRAIN_BYTES:
+            break
+        if size <= limit:
+            parts.append(part)
+    return b"".join(parts) if size <= limit else None
 
 
 def _check_poll(body: dict) -> str | None:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import jwt
 import orjson
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -59,6 +60,10 @@ def key_encryption_key(settings: Settings) -> bytes | None:
     return hashlib.sha256(path.read_text().strip().encode()).digest()
 
 
+class SealError(Exception):
+    """A sealed secret that this server's key cannot open (sealed under another events.secret_key)."""
+
+
 class Sealer:
     """AES-256-GCM over short texts: "v1." + base64(nonce + ciphertext)."""
 
@@ -78,8 +83,16 @@ class Sealer:
         return "v1." + base64.urlsafe_b64encode(nonce + self._ready().encrypt(nonce, text.encode(), None)).decode()
 
     def open(self, sealed: str) -> str:
-        raw = base64.urlsafe_b64decode(sealed.removeprefix("v1."))
-        return self._ready().decrypt(raw[:12], raw[12:], None).decode()
+        """The secret; SealError when this key did not seal it (a database copied from elsewhere)."""
+        aead = self._ready()
+        try:
+            raw = base64.urlsafe_b64decode(sealed.removeprefix("v1."))
+            return aead.decrypt(raw[:12], raw[12:], None).decode()
+        except (InvalidTag, ValueError):
+            raise SealError(
+                "the subscription's secret was sealed under another key: set events.secret_key to the key that "
+                "sealed it (after copy-database from SQLite, the text of its <database>.events-key file)"
+            ) from None
 
 
 @dataclass(frozen=True)
