@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 from urllib.parse import quote, urlencode
@@ -818,12 +818,7 @@ class Console:
         except AdminError as exc:
             return Response(str(exc), status_code=400, media_type="text/plain")
         if self.live_streams >= MAX_LIVE_STREAMS:
-            return Response(
-                f"At most {MAX_LIVE_STREAMS} live views at once; close one",
-                status_code=503,
-                headers={"Retry-After": "5"},
-            )
-        self.live_streams += 1
+            return too_many_live_views()
         base = _base(request)
         row = self.templates.env.get_template("macros.html").module.log_row  # type: ignore[attr-defined]
         names = await self.service.idp_names()
@@ -839,7 +834,7 @@ class Console:
             tail = self.live_tails[shared] = LiveTail(query, int(after))
         tail.views += 1
 
-        async def events() -> AsyncIterator[str]:
+        async def events() -> AsyncGenerator[str, None]:
             last, started, quiet = int(after), time.monotonic(), 0.0
             try:
                 yield "retry: 1000\n\n"
@@ -865,16 +860,11 @@ class Console:
                             quiet = 0.0
                             yield ": still here\n\n"
             finally:
-                self.live_streams -= 1
                 tail.views -= 1
                 if tail.views == 0:
                     self.live_tails.pop(shared, None)
 
-        return StreamingResponse(
-            events(),
-            media_type="text/event-stream",
-            headers={**SECURITY_HEADERS, "X-Accel-Buffering": "no"},
-        )
+        return self._live_stream(events())
 
     async def live_overview(self, request: Request, session: AdminSession) -> Response:
         """Server-sent events for the Overview: every IdP's counters of the last 24 hours (as the
@@ -882,32 +872,38 @@ class Console:
         once for all open Overviews; a stream ends after LIVE_STREAM_SECONDS and the browser
         reconnects. It counts against MAX_LIVE_STREAMS with the live log views."""
         if self.live_streams >= MAX_LIVE_STREAMS:
-            return Response(
-                f"At most {MAX_LIVE_STREAMS} live views at once; close one",
-                status_code=503,
-                headers={"Retry-After": "5"},
-            )
+            return too_many_live_views()
+
+        async def events() -> AsyncGenerator[str, None]:
+            started, sent, quiet = time.monotonic(), "", 0.0
+            yield "retry: 2000\n\n"
+            while time.monotonic() - started < LIVE_STREAM_SECONDS:
+                event = await self._counters_event()
+                if event != sent:
+                    sent, quiet = event, 0.0
+                    yield event
+                await asyncio.sleep(COUNTERS_SECONDS)
+                quiet += COUNTERS_SECONDS
+                if quiet >= LIVE_KEEPALIVE_SECONDS:
+                    quiet = 0.0
+                    yield ": still here\n\n"
+
+        return self._live_stream(events())
+
+    def _live_stream(self, events: AsyncGenerator[str, None]) -> Response:
+        """A live view's server-sent events, counted in live_streams while it is open."""
         self.live_streams += 1
 
-        async def events() -> AsyncIterator[str]:
-            started, sent, quiet = time.monotonic(), "", 0.0
+        async def counted() -> AsyncIterator[str]:
             try:
-                yield "retry: 2000\n\n"
-                while time.monotonic() - started < LIVE_STREAM_SECONDS:
-                    event = await self._counters_event()
-                    if event != sent:
-                        sent, quiet = event, 0.0
-                        yield event
-                    await asyncio.sleep(COUNTERS_SECONDS)
-                    quiet += COUNTERS_SECONDS
-                    if quiet >= LIVE_KEEPALIVE_SECONDS:
-                        quiet = 0.0
-                        yield ": still here\n\n"
+                async for chunk in events:
+                    yield chunk
             finally:
                 self.live_streams -= 1
+                await events.aclose()
 
         return StreamingResponse(
-            events(), media_type="text/event-stream", headers={**SECURITY_HEADERS, "X-Accel-Buffering": "no"}
+            counted(), media_type="text/event-stream", headers={**SECURITY_HEADERS, "X-Accel-Buffering": "no"}
         )
 
     async def _counters_event(self) -> str:
@@ -1066,6 +1062,12 @@ def _sub_attribute(text: str) -> dict:
             f"(e.g. building, floor:integer); not {shown(text)}"
         )
     return {"name": name, "type": kind or "string"}
+
+
+def too_many_live_views() -> Response:
+    return Response(
+        f"At most {MAX_LIVE_STREAMS} live views at once; close one", status_code=503, headers={"Retry-After": "5"}
+    )
 
 
 def delivery_seconds(committed: str, answered: str) -> float:
