@@ -3,8 +3,10 @@ IdP's counters of the last 24 hours, and a SCIM request made meanwhile comes in 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import time
 from pathlib import Path
 
 import httpx
@@ -38,3 +40,32 @@ def test_the_overview_counters_stream_keeps_up(tmp_path: Path) -> None:
                     break
         scim.close()
     assert len(seen) >= 2
+
+
+def test_live_views_are_limited_and_a_closed_one_frees_its_place(tmp_path: Path) -> None:
+    server = server_at(tmp_path / "limit.db", tmp_path / "serve.out", SCIMLET_ADMIN_PASSWORD=PASSWORD)
+    limits = httpx.Limits(max_connections=40, max_keepalive_connections=40)
+    with running(server), httpx.Client(base_url=server.base, timeout=20, limits=limits) as console:
+        page = console.get("/admin/login")
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+        assert console.post("/admin/login", data={"csrf_token": csrf, "password": PASSWORD}).status_code == 303
+        with contextlib.ExitStack() as open_views:
+            views = [
+                open_views.enter_context(console.stream("GET", "/admin/logs/live" if n % 2 else "/admin/counters/live"))
+                for n in range(16)
+            ]
+            assert all(v.status_code == 200 for v in views)
+            for path in ("/admin/logs/live", "/admin/counters/live"):
+                refused = console.get(path)
+                assert refused.status_code == 503 and "At most 16 live views" in refused.text
+                assert refused.headers["retry-after"] == "5"
+            views[0].close()
+
+            def freed() -> bool:
+                with console.stream("GET", "/admin/counters/live") as again:
+                    return again.status_code == 200
+
+            deadline = time.monotonic() + 10
+            while not freed():
+                assert time.monotonic() < deadline, "a closed view's place never came free"
+                time.sleep(0.2)
