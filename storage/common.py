@@ -9,6 +9,7 @@ import os
 import secrets
 import time
 from collections.abc import Awaitable
+from datetime import datetime
 from typing import Any, Protocol
 
 from scim.errors import ScimError, shown
@@ -43,6 +44,11 @@ def format_timestamp(seconds: float) -> str:
 
 
 _second: tuple[int, str] = (-1, "")
+
+
+def timestamp_seconds(stamp: str) -> float:
+    """A stored timestamp (as now() writes it) as a time.time() value: format_timestamp's inverse."""
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
 def new_resource_id() -> str:

@@ -9,21 +9,22 @@ import orjson
 
 from storage.records import DeliveryAttempt, OutboxEvent, Subscription
 
-# Every column of Subscription, in its field order (the events list stored as JSON text).
-SUBSCRIPTION_COLUMNS = ", ".join(f.name for f in fields(Subscription))
+# Every column of Subscription, in its field order; the events list is the one stored as JSON text.
+SUBSCRIPTION_FIELDS = [f.name for f in fields(Subscription)]
+SUBSCRIPTION_COLUMNS = ", ".join(SUBSCRIPTION_FIELDS)
+EVENTS_INDEX = SUBSCRIPTION_FIELDS.index("events")
 ATTEMPT_COLUMNS = "subscription_id, seq, time, outcome, status, error, duration_ms"
 
 
 def subscription_values(subscription: Subscription) -> tuple:
-    values = [getattr(subscription, f.name) for f in fields(Subscription)]
-    values[[f.name for f in fields(Subscription)].index("events")] = orjson.dumps(subscription.events).decode()
+    values = [getattr(subscription, name) for name in SUBSCRIPTION_FIELDS]
+    values[EVENTS_INDEX] = orjson.dumps(subscription.events).decode()
     return tuple(values)
 
 
 def subscription_of(row: tuple) -> Subscription:
     values = list(row)
-    index = [f.name for f in fields(Subscription)].index("events")
-    values[index] = orjson.loads(values[index])
+    values[EVENTS_INDEX] = orjson.loads(values[EVENTS_INDEX])
     return Subscription(*values)
 
 

@@ -21,13 +21,12 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping
-from datetime import datetime
 from typing import Any
 
 from scim.errors import ScimError, shown
 from scim.routes import COLLECTION, ITEM, SEARCH, ScimRoute
 from storage import AdminError, FaultRule, FaultStore
-from storage.common import format_timestamp, new_resource_id, now
+from storage.common import format_timestamp, new_resource_id, now, timestamp_seconds
 from web.http_protocol import CLOSE_EXTENSION
 
 log = logging.getLogger("scimlet")
@@ -66,7 +65,7 @@ class ActiveRule:
 
     def __init__(self, rule: FaultRule, seen: int = 0) -> None:
         self.rule = rule
-        self.expires = datetime.fromisoformat(rule.expires).timestamp()
+        self.expires = timestamp_seconds(rule.expires)
         self.parts = round(rule.fraction * PARTS)
         self.seen = seen
 

@@ -141,12 +141,11 @@ class EventData(KeysAndIdps):
     async def delivery_attempts(
         self, subscription_id: str, seq: int | None = None, limit: int = 100
     ) -> list[DeliveryAttempt]:
-        if seq is None:
-            sql, params = "WHERE subscription_id = ?", (subscription_id, limit)
-        else:
-            sql, params = "WHERE subscription_id = ? AND seq = ?", (subscription_id, seq, limit)  # type: ignore[assignment]
         rows = await self.read(
-            fetch, f"SELECT {ATTEMPT_COLUMNS} FROM event_attempts {sql} ORDER BY id DESC LIMIT ?", params
+            fetch,
+            f"SELECT {ATTEMPT_COLUMNS} FROM event_attempts WHERE subscription_id = ? "
+            "AND (? IS NULL OR seq = ?) ORDER BY id DESC LIMIT ?",
+            (subscription_id, seq, seq, limit),
         )
         return [attempt_of(row) for row in rows]
 

@@ -16,6 +16,12 @@ from tests.conftest import entra_user
 API = {"Authorization": f"Bearer {TOKEN}"}
 
 
+def found(pattern: str, text: str) -> str:
+    match = re.search(pattern, text)
+    assert match, f"{pattern} is not in the page"
+    return match.group(1)
+
+
 async def test_the_admin_api_manages_subscriptions_and_shows_events_with_attempts(signed_in: Admin) -> None:
     tenant = await signed_in.idp_with_key()
     client = signed_in.client
@@ -93,8 +99,8 @@ async def test_the_console_makes_shows_and_controls_a_subscription(signed_in: Ad
         {"delivery": "push", "url": "https://app.example/in", "event-create": "on", "form": "notice", "alg": "HS256"},
     )
     assert made.status_code == 201 and "Copy the secret now" in made.text
-    secret = re.search(r'<code id="subscription-secret">([^<]+)</code>', made.text).group(1)  # type: ignore[union-attr]
-    sid = re.search(r'/admin/subscriptions/([0-9a-f-]+)"', made.text).group(1)  # type: ignore[union-attr]
+    secret = found(r'<code id="subscription-secret">([^<]+)</code>', made.text)
+    sid = found(r'/admin/subscriptions/([0-9a-f-]+)"', made.text)
     await tenant.scim.post("/Users", json=entra_user("fay@example.com"))
     listing = await signed_in.client.get(f"/admin/idps/{tenant.idp_id}")
     assert "https://app.example/in" in listing.text and 'id="subscriptions"' in listing.text

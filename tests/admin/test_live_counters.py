@@ -16,12 +16,16 @@ from tests.live_server import running, server_at
 PASSWORD = "live-counters-password-0123456789"
 
 
+def sign_in(console: httpx.Client) -> None:
+    match = re.search(r'name="csrf_token" value="([^"]+)"', console.get("/admin/login").text)
+    assert match, "no CSRF field on the sign-in page"
+    assert console.post("/admin/login", data={"csrf_token": match.group(1), "password": PASSWORD}).status_code == 303
+
+
 def test_the_overview_counters_stream_keeps_up(tmp_path: Path) -> None:
     server = server_at(tmp_path / "counters.db", tmp_path / "serve.out", SCIMLET_ADMIN_PASSWORD=PASSWORD)
     with running(server), httpx.Client(base_url=server.base, timeout=20) as console:
-        page = console.get("/admin/login")
-        csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
-        assert console.post("/admin/login", data={"csrf_token": csrf, "password": PASSWORD}).status_code == 303
+        sign_in(console)
         assert 'data-counters="/admin/counters/live"' in console.get("/admin/").text
         scim = httpx.Client(base_url=server.tenant_url, headers=server.auth, timeout=10)
         with console.stream("GET", "/admin/counters/live") as stream:
@@ -46,9 +50,7 @@ def test_live_views_are_limited_and_a_closed_one_frees_its_place(tmp_path: Path)
     server = server_at(tmp_path / "limit.db", tmp_path / "serve.out", SCIMLET_ADMIN_PASSWORD=PASSWORD)
     limits = httpx.Limits(max_connections=40, max_keepalive_connections=40)
     with running(server), httpx.Client(base_url=server.base, timeout=20, limits=limits) as console:
-        page = console.get("/admin/login")
-        csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
-        assert console.post("/admin/login", data={"csrf_token": csrf, "password": PASSWORD}).status_code == 303
+        sign_in(console)
         with contextlib.ExitStack() as open_views:
             views = [
                 open_views.enter_context(console.stream("GET", "/admin/logs/live" if n % 2 else "/admin/counters/live"))

@@ -20,7 +20,9 @@ from tests.live_server import ROOT, free_port, running, server_at
 def example_code() -> str:
     text = (ROOT / "docs" / "events.md").read_text()
     section = text[text.index("## Consuming events from an app") :]
-    return re.search(r"```python\n(.*?)```", section, re.S).group(1)  # type: ignore[union-attr]
+    match = re.search(r"```python\n(.*?)```", section, re.S)
+    assert match, "docs/events.md has no Python example in its section on consuming events"
+    return match.group(1)
 
 
 def test_the_documented_receiver_gets_the_events_once_each(tmp_path: Path) -> None:

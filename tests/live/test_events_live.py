@@ -347,6 +347,12 @@ def test_poll_delivery_fetches_and_acknowledges(backend: str, tmp_path: Path, re
             waited = receiver.post(poll_url, json={"returnImmediately": False}).json()
             late.join()  # its answer may come after the poll's: the client stays open until then
             assert len(waited["sets"]) == 1
+            # Acks sent again (RFC 8936 lets an unsure receiver) count once; a jti of no event is ignored.
+            again = [*first["sets"], f"{subscription['id']}.999999999", "not-a-jti"]
+            assert receiver.post(poll_url, json={"ack": again, "maxEvents": 0}).json() == {
+                "sets": {},
+                "moreAvailable": False,
+            }
     status = next(iter(server.cli_json("events", "list")))
     assert status["delivered"] == 2 and status["rejected"] == 1
 

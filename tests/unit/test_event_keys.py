@@ -38,7 +38,7 @@ def test_a_secret_opens_only_under_the_key_that_sealed_it() -> None:
 
 async def test_a_rotation_keeps_the_old_keys_in_the_jwks_for_the_overlap() -> None:
     store = Settings()
-    keys = SigningKeys(store, Sealer(b"k" * 32), overlap_hours=24)  # type: ignore[arg-type]
+    keys = SigningKeys(store, Sealer(b"k" * 32), overlap_hours=24)
     token = await sign({"jti": "1"}, "ES256", "", keys)
     first = jwt.get_unverified_header(token)["kid"]
     assert first.startswith("es256-") and [k["kid"] for k in (await keys.jwks())["keys"]] == [first]
@@ -48,6 +48,6 @@ async def test_a_rotation_keeps_the_old_keys_in_the_jwks_for_the_overlap() -> No
     assert after != first and {first, after} <= kids and any(k.startswith("rs256-") for k in kids)
     public = next(k for k in (await keys.jwks())["keys"] if k["kid"] == first)
     assert jwt.decode(token, jwt.PyJWK(public).key, algorithms=["ES256"])["jti"] == "1"
-    no_overlap = SigningKeys(store, Sealer(b"k" * 32), overlap_hours=0)  # type: ignore[arg-type]
+    no_overlap = SigningKeys(store, Sealer(b"k" * 32), overlap_hours=0)
     await no_overlap.rotate("ES256")
     assert first not in {k["kid"] for k in (await no_overlap.jwks())["keys"]}  # past the overlap: gone

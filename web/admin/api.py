@@ -151,11 +151,14 @@ class AdminApi:
         request.state.auth = "session"
         request.state.session = session
 
-    async def _body(self, request: Request) -> dict:
+    async def _body(self, request: Request, *, optional: bool = False) -> dict:
+        """The JSON object sent; with `optional`, no body is an empty object."""
         try:
             body = await self.bodies.json(request)
         except orjson.JSONDecodeError as exc:
             raise ApiError(400, f"The body is not valid JSON: {exc}") from None
+        if body is None and optional:
+            return {}
         if not isinstance(body, dict):
             raise ApiError(400, "Send a JSON object as the body")
         return body
@@ -425,13 +428,7 @@ class AdminApi:
         elif action == "resume":
             changed = await events.resume(subscription_id)
         elif action == "redeliver":
-            try:
-                body = await self.bodies.json(request)
-            except orjson.JSONDecodeError as exc:
-                raise ApiError(400, f"The body is not valid JSON: {exc}") from None
-            if body is not None and not isinstance(body, dict):
-                raise ApiError(400, 'Send {"from": <event number>} or no body')
-            start = (body or {}).get("from")
+            start = (await self._body(request, optional=True)).get("from")
             if start is not None and type(start) is not int:
                 raise ApiError(400, "from must be an event's number")
             changed = await events.redeliver(subscription_id, start)

@@ -29,6 +29,7 @@ from scim.extensions import MUTABILITY, RESOURCE_TYPES, RETURNED, TYPES, UNIQUEN
 from scim.profiles import DEFAULT_PROFILE, PROFILES
 from scim.schemas import GROUP_TYPE, USER_TYPE, ResourceType
 from storage import AdminError, AdminSession, Idp, LogQuery, LogRecord
+from storage.common import timestamp_seconds
 from web.admin.auth import AdminAuth, Throttled, client_address, csrf_ok
 from web.admin.bodies import AdminBodies
 from web.admin.connection_test import ConnectionTest
@@ -669,7 +670,7 @@ class Console:
             return _secure(RedirectResponse(f"{back}?notice={action}", status_code=303))
         listed = await events.events(subscription)
         latencies = sorted(
-            delivery_seconds(event["time"], attempt["time"])
+            timestamp_seconds(attempt["time"]) - timestamp_seconds(event["time"])
             for event in listed
             for attempt in event["attempts"]
             if attempt["outcome"] in ("delivered", "acked")
@@ -1068,11 +1069,6 @@ def too_many_live_views() -> Response:
     return Response(
         f"At most {MAX_LIVE_STREAMS} live views at once; close one", status_code=503, headers={"Retry-After": "5"}
     )
-
-
-def delivery_seconds(committed: str, answered: str) -> float:
-    """Seconds from an event's commit to its receiver's answer (both stored ISO times)."""
-    return (datetime.fromisoformat(answered) - datetime.fromisoformat(committed)).total_seconds()
 
 
 def _base(request: Request) -> str:

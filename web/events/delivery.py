@@ -25,7 +25,6 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime
 
 import httpx
 import orjson
@@ -35,7 +34,7 @@ from scim.resources import etag, to_resource
 from scim.tenant import Tenant
 from settings import Settings
 from storage import AdminError, DeliveryAttempt, DeliveryProgress, OutboxEvent, SchemaConfig, Store, Subscription
-from storage.common import format_timestamp, new_resource_id, now
+from storage.common import format_timestamp, new_resource_id, now, timestamp_seconds
 from web.events.keys import Sealer, SealError, SigningKeys, sign
 
 log = logging.getLogger("scimlet.events")
@@ -108,7 +107,7 @@ def seq_of_jti(subscription_id: str, jti: object) -> int | None:
 
 
 def epoch_of(stamp: str) -> int:
-    return int(datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp())
+    return int(timestamp_seconds(stamp))
 
 
 class SetMaker:
@@ -133,6 +132,11 @@ class SetMaker:
                 schema = SchemaConfig()
             cached = self._tenants[idp_id] = (time.monotonic(), schema.tenant)
         return cached[1]
+
+    def forget(self, known: set[str]) -> None:
+        """Drop the opened secrets of subscriptions that are gone."""
+        for gone in self._secrets.keys() - known:
+            del self._secrets[gone]
 
     def secret(self, subscription: Subscription) -> str:
         if subscription.id not in self._secrets:
@@ -238,6 +242,7 @@ class EventDelivery:
             for kept in (self._rounds, self._backoff, self._leases):
                 for gone in kept.keys() - known:  # deleted: nothing of it stays in memory
                     del kept[gone]
+            self.sets.forget(known)
         for subscription in self._subscriptions:
             if subscription.delivery != "push" or subscription.state != "active":
                 self._backoff.pop(subscription.id, None)
@@ -268,6 +273,9 @@ class EventDelivery:
 
     async def _round(self, listed: Subscription) -> None:
         if not await self._claim(listed):
+            # Another instance delivers it: look again when its lease could have run out, not at
+            # every wake (each look is a write).
+            self._backoff[listed.id] = Backoff(not_before=time.monotonic() + LEASE_SECONDS / 2)
             return
         subscription = await self.store.subscription(listed.id)
         if subscription is None or subscription.state != "active":
@@ -299,10 +307,11 @@ class EventDelivery:
         the subscription when the event has failed for events.retry_limit seconds."""
         failed = done.attempts[-1]
         # The event that failed before (the cursor has not moved): its retry clock keeps running.
-        same_event = done.cursor == subscription.cursor and subscription.retry_since
-        since = subscription.retry_since if same_event else failed.time
+        since = failed.time
+        if done.cursor == subscription.cursor and subscription.retry_since is not None:
+            since = subscription.retry_since
         state = None
-        if epoch_of(failed.time) - epoch_of(since or failed.time) >= self.settings.retry_limit:
+        if epoch_of(failed.time) - epoch_of(since) >= self.settings.retry_limit:
             done.attempts[-1] = replace(failed, outcome="failed")
             state = "failed"
             log.warning("event subscription %s failed: %s", subscription.id, failed.error)

@@ -26,6 +26,7 @@ from web.events.keys import SealError, SigningKeys
 POLL_WAIT_SECONDS = 10.0
 POLL_MAX_EVENTS = 1000
 DEFAULT_MAX_EVENTS = 100
+POLL_PAGE = 500  # outbox events read at a time
 MAX_POLL_BODY = 1_048_576
 DRAIN_BYTES = 4 * MAX_POLL_BODY
 
@@ -109,29 +110,36 @@ class EventEndpoints:
         )
 
     async def _acknowledge(self, subscription: Subscription, acks: list, errors: dict) -> Subscription:
+        """Record the acknowledgements and refusals of events still outstanding (an ack sent again,
+        as RFC 8936 lets a receiver do when unsure, counts once; a jti of no such event is
+        ignored), and move the cursor past every event done with at its head."""
         stamp = now()
-        attempts = [
-            DeliveryAttempt(subscription.id, seq, stamp, "acked")
-            for seq in {seq_of_jti(subscription.id, jti) for jti in acks} - {None}
-            if seq is not None and seq > subscription.cursor
-        ]
+        done = await self.store.acked_after(subscription.id, subscription.cursor)
+        refused = {}
         for jti, error in errors.items():
             seq = seq_of_jti(subscription.id, jti)
-            if seq is not None and seq > subscription.cursor:
-                words = f"{error.get('err')}: {error.get('description', '')}".rstrip(": ")
-                attempts.append(DeliveryAttempt(subscription.id, seq, stamp, "rejected", error=words))
-        done = await self.store.acked_after(subscription.id, subscription.cursor) | {a.seq for a in attempts}
-        cursor = subscription.cursor
+            if seq is not None:
+                refused[seq] = f"{error.get('err')}: {error.get('description', '')}".rstrip(": ")
+        named = {seq_of_jti(subscription.id, jti) for jti in acks} | refused.keys()
+        claimed = {seq for seq in named if seq is not None and seq > subscription.cursor and seq not in done}
+        highest = max(claimed, default=0)
+        attempts: list[DeliveryAttempt] = []
+        cursor, at_head, after = subscription.cursor, True, subscription.cursor
         while True:
-            events = await self.store.outbox_after(subscription.idp_id, cursor, 500)
-            moved = False
+            events = await self.store.outbox_after(subscription.idp_id, after, POLL_PAGE)
             for event in events:
-                if event.seq in done or not is_wanted(subscription, event):
-                    cursor, moved = event.seq, True
-                else:
-                    break
-            if not moved or len(events) < 500 or cursor != events[-1].seq:
+                if event.seq in claimed:
+                    outcome = "rejected" if event.seq in refused else "acked"
+                    attempts.append(
+                        DeliveryAttempt(subscription.id, event.seq, stamp, outcome, error=refused.get(event.seq))
+                    )
+                    done.add(event.seq)
+                at_head = at_head and (event.seq in done or not is_wanted(subscription, event))
+                if at_head:
+                    cursor = event.seq
+            if len(events) < POLL_PAGE or not (at_head or highest > events[-1].seq):
                 break
+            after = events[-1].seq
         if attempts or cursor != subscription.cursor:
             delivered = sum(1 for a in attempts if a.outcome == "acked")
             await self.store.record_delivery(
@@ -154,13 +162,13 @@ class EventEndpoints:
         found: list[OutboxEvent] = []
         after = subscription.cursor
         while True:
-            events = await self.store.outbox_after(subscription.idp_id, after, 500)
+            events = await self.store.outbox_after(subscription.idp_id, after, POLL_PAGE)
             for event in events:
                 if event.seq not in done and is_wanted(subscription, event):
                     if len(found) == limit:
                         return found, True
                     found.append(event)
-            if len(events) < 500:
+            if len(events) < POLL_PAGE:
                 return found, False
             after = events[-1].seq
 

@@ -14,13 +14,15 @@ events.key_overlap_hours, so SETs already sent stay verifiable, and then go.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import os
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Protocol
 
 import jwt
 import orjson
@@ -31,7 +33,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from settings import Settings
-from storage import AdminError, ConsoleStore
+from storage import AdminError
 
 ALGORITHMS = ("HS256", "RS256", "ES256")
 SIGNING_KEYS_SETTING = "events.signing_keys"
@@ -104,6 +106,18 @@ class SigningKey:
     created: float
     retired: float | None = None  # when a rotation replaced it
 
+    def published(self, moment: float, overlap: float) -> bool:
+        """In the JWKS: it signs now, or stopped less than `overlap` seconds ago."""
+        return self.retired is None or moment - self.retired < overlap
+
+
+class SettingsStore(Protocol):
+    """What the signing keys need of the store: the settings table (ConsoleStore)."""
+
+    async def get_setting(self, key: str) -> str | None: ...
+
+    async def set_setting(self, key: str, value: str) -> None: ...
+
 
 class SigningKeys:
     """The server's RS256/ES256 keys, read from the settings table (kept for a few seconds, so
@@ -111,7 +125,7 @@ class SigningKeys:
 
     CACHE_SECONDS = 5.0
 
-    def __init__(self, store: ConsoleStore, sealer: Sealer, overlap_hours: int) -> None:
+    def __init__(self, store: SettingsStore, sealer: Sealer, overlap_hours: int) -> None:
         self.store = store
         self.sealer = sealer
         self.overlap = overlap_hours * 3600
@@ -140,27 +154,25 @@ class SigningKeys:
 
     async def rotate(self, alg: str | None = None) -> list[SigningKey]:
         """A new signing key for `alg` (None: both); the replaced ones are retired now and leave
-        the JWKS after the overlap. Returns the keys as stored."""
+        the JWKS after the overlap. Returns the keys as stored. The keys are made on a thread: an
+        RSA key takes tens of milliseconds, which the event loop must not wait."""
         stamp = time.time()
         self._read_at = -1e9
+        replaced = ("RS256", "ES256") if alg is None else (alg,)
         kept = [
-            k
-            if k.retired is not None or (alg is not None and k.alg != alg)
-            else SigningKey(**{**k.__dict__, "retired": stamp})
+            replace(k, retired=stamp) if k.retired is None and k.alg in replaced else k
             for k in await self.keys()
-            if k.retired is None or stamp - k.retired < self.overlap
+            if k.published(stamp, self.overlap)
         ]
-        for which in (alg,) if alg else ("RS256", "ES256"):
-            kept.append(new_signing_key(which, self.sealer, stamp))
-        await self.store.set_setting(SIGNING_KEYS_SETTING, orjson.dumps([k.__dict__ for k in kept]).decode())
+        for which in replaced:
+            kept.append(await asyncio.to_thread(new_signing_key, which, self.sealer, stamp))
+        await self.store.set_setting(SIGNING_KEYS_SETTING, orjson.dumps([asdict(k) for k in kept]).decode())
         self._read_at = -1e9
         return await self.keys()
 
     async def jwks(self) -> dict:
         stamp = time.time()
-        return {
-            "keys": [k.public_jwk for k in await self.keys() if k.retired is None or stamp - k.retired < self.overlap]
-        }
+        return {"keys": [k.public_jwk for k in await self.keys() if k.published(stamp, self.overlap)]}
 
 
 def new_signing_key(alg: str, sealer: Sealer, stamp: float) -> SigningKey:

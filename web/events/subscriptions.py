@@ -81,7 +81,7 @@ class Subscriptions:
     async def get(self, subscription_id: str) -> Subscription:
         subscription = await self.store.subscription(subscription_id)
         if subscription is None:
-            raise AdminError(f"No event subscription has the id {subscription_id}", 404)
+            raise unknown(subscription_id)
         return subscription
 
     async def of_idp(self, idp_id: str | None = None) -> list[Subscription]:
@@ -90,31 +90,27 @@ class Subscriptions:
         return await self.store.subscriptions(idp_id)
 
     async def pause(self, subscription_id: str) -> Subscription:
-        await self.get(subscription_id)
-        await self.store.set_subscription_state(subscription_id, "paused")
-        self.changed()
-        return await self.get(subscription_id)
+        return await self._set_state(subscription_id, "paused")
 
     async def resume(self, subscription_id: str) -> Subscription:
-        await self.get(subscription_id)
-        await self.store.set_subscription_state(subscription_id, "active")
-        self.changed()
-        return await self.get(subscription_id)
+        return await self._set_state(subscription_id, "active")
 
     async def redeliver(self, subscription_id: str, from_seq: int | None = None) -> Subscription:
         """Deliver again from the event `from_seq` (None: from the first not done with), and
         make a failed or paused subscription active."""
-        subscription = await self.get(subscription_id)
         if from_seq is not None and from_seq < 1:
             raise AdminError("from must be an event's number (1 or more)")
-        cursor = from_seq - 1 if from_seq is not None else None
-        await self.store.set_subscription_state(subscription.id, "active", cursor)
+        return await self._set_state(subscription_id, "active", from_seq - 1 if from_seq is not None else None)
+
+    async def _set_state(self, subscription_id: str, state: str, cursor: int | None = None) -> Subscription:
+        if not await self.store.set_subscription_state(subscription_id, state, cursor):
+            raise unknown(subscription_id)
         self.changed()
         return await self.get(subscription_id)
 
     async def delete(self, subscription_id: str) -> None:
         if not await self.store.delete_subscription(subscription_id):
-            raise AdminError(f"No event subscription has the id {subscription_id}", 404)
+            raise unknown(subscription_id)
         self.changed()
 
     async def json(self, subscription: Subscription) -> dict:
@@ -164,6 +160,10 @@ class Subscriptions:
             "set": await self.sets.claims(subscription, event),
             "attempts": [attempt_json(a) for a in attempts],
         }
+
+
+def unknown(subscription_id: str) -> AdminError:
+    return AdminError(f"No event subscription has the id {subscription_id}", 404)
 
 
 def attempt_json(attempt: DeliveryAttempt) -> dict:
