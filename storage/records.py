@@ -277,6 +277,7 @@ class LogQuery:
     # The records written after this one (a larger id), oldest first: what a live view has not shown yet.
     after_id: int | None = None
     limit: int = 50
+    bodies: bool = True  # False: the records come without request_body, response_body and changes
 
 
 class LogRecord(NamedTuple):
@@ -345,6 +346,27 @@ class LogRecord(NamedTuple):
     def ignored_names(self) -> list[str]:
         """The attributes and PATCH paths the request sent that its tenant did not keep."""
         return orjson.loads(self.ignored) if self.ignored else []
+
+
+# The columns written, in provisioning_log's order; id, resource_name and probe are read back.
+LOG_COLUMNS = LogRecord._fields[:-3]
+# A provisioning log record as both backends select it: the stored columns, then the id, the
+# resource's current name (two lookups by the unique id index) and whether it is a probe. A list
+# (LogQuery.bodies false) reads NULL for the bodies and the changes: no list shows them, and on a
+# busy log they are most of the bytes a page or a live view would read and decode.
+LOG_READ_BACK = (
+    "id",
+    "coalesce((SELECT user_name FROM users WHERE id = resource_id), "
+    "(SELECT display_name FROM groups WHERE id = resource_id))",
+    PROBE_SQL,
+)
+LOG_BODY_COLUMNS = ("request_body", "response_body", "changes")
+
+
+def log_record_columns(bodies: bool) -> str:
+    """The select list of a LogRecord (with its bodies and changes, or NULL in their place)."""
+    written = [name if bodies or name not in LOG_BODY_COLUMNS else "NULL" for name in LOG_COLUMNS]
+    return ", ".join([*written, *LOG_READ_BACK])
 
 
 @dataclass(frozen=True)

@@ -7,21 +7,8 @@ from datetime import UTC, datetime, timedelta
 from scim.filters import fold, format_datetime
 from storage import IgnoredAttribute, LogCounters, LogQuery, LogRecord
 from storage.postgresql.engine import Connection, Engine, status_count
-from storage.records import FAILURE_GROUPS_SQL, FAILURE_SQL, PROBE_SQL, FailureGroup
+from storage.records import FAILURE_GROUPS_SQL, FAILURE_SQL, LOG_COLUMNS, FailureGroup, log_record_columns
 from storage.sql import escape_like
-
-LOG_COLUMNS = LogRecord._fields[:-3]  # the columns written; id, resource_name and probe are read back
-# The stored columns, then the resource's current name (two lookups by the unique id index).
-LOG_RECORD_COLUMNS = ", ".join(
-    [
-        *LOG_COLUMNS,
-        "id",
-        "coalesce((SELECT user_name FROM users WHERE id = resource_id), "
-        "(SELECT display_name FROM groups WHERE id = resource_id))",
-        PROBE_SQL,
-    ]
-)
-
 
 # The SQL type of each column written, in LOG_COLUMNS order.
 LOG_COLUMN_TYPES = {"status": "integer", "duration_ms": "float8"}
@@ -82,7 +69,8 @@ class ProvisioningLog(Engine):
             order = "id"
         params.append(query.limit + 1)
         sql = (
-            f"SELECT {LOG_RECORD_COLUMNS} FROM provisioning_log WHERE {' AND '.join(conditions) or 'true'} "
+            f"SELECT {log_record_columns(query.bodies)} FROM provisioning_log "
+            f"WHERE {' AND '.join(conditions) or 'true'} "
             f"ORDER BY {order} LIMIT ${len(params)}"
         )
         rows = await self.read(lambda conn: conn.fetch(sql, *params))
@@ -90,7 +78,7 @@ class ProvisioningLog(Engine):
 
     async def get_log(self, log_id: int) -> LogRecord | None:
         row = await self.read(
-            lambda conn: conn.fetchrow(f"SELECT {LOG_RECORD_COLUMNS} FROM provisioning_log WHERE id = $1", log_id)
+            lambda conn: conn.fetchrow(f"SELECT {log_record_columns(True)} FROM provisioning_log WHERE id = $1", log_id)
         )
         return LogRecord(*row) if row else None
 

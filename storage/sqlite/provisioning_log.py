@@ -12,21 +12,9 @@ from storage import (
     LogQuery,
     LogRecord,
 )
-from storage.records import FAILURE_GROUPS_SQL, FAILURE_SQL, PROBE_SQL, FailureGroup
+from storage.records import FAILURE_GROUPS_SQL, FAILURE_SQL, LOG_COLUMNS, FailureGroup, log_record_columns
 from storage.sql import escape_like
 from storage.sqlite.engine import Engine, fetch
-
-LOG_COLUMNS = LogRecord._fields[:-3]  # the columns written; id, resource_name and probe are read back
-# The stored columns, then the resource's current name (two lookups by the unique id index).
-LOG_RECORD_COLUMNS = ", ".join(
-    [
-        *LOG_COLUMNS,
-        "id",
-        "coalesce((SELECT user_name FROM users WHERE id = resource_id), "
-        "(SELECT display_name FROM groups WHERE id = resource_id))",
-        PROBE_SQL,
-    ]
-)
 
 
 class ProvisioningLog(Engine):
@@ -73,14 +61,17 @@ class ProvisioningLog(Engine):
             params.append(query.after_id)
             order = "id"
         sql = (
-            f"SELECT {LOG_RECORD_COLUMNS} FROM provisioning_log WHERE {' AND '.join(conditions) or '1'} "
+            f"SELECT {log_record_columns(query.bodies)} FROM provisioning_log "
+            f"WHERE {' AND '.join(conditions) or '1'} "
             f"ORDER BY {order} LIMIT ?"
         )
         rows = await self.read(fetch, sql, (*params, query.limit + 1))
         return [LogRecord(*row) for row in rows[: query.limit]], len(rows) > query.limit
 
     async def get_log(self, log_id: int) -> LogRecord | None:
-        rows = await self.read(fetch, f"SELECT {LOG_RECORD_COLUMNS} FROM provisioning_log WHERE id = ?", (log_id,))
+        rows = await self.read(
+            fetch, f"SELECT {log_record_columns(True)} FROM provisioning_log WHERE id = ?", (log_id,)
+        )
         return LogRecord(*rows[0]) if rows else None
 
     async def log_counters(self, idp_ids: list[str], since: str) -> dict[str, LogCounters]:

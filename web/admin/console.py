@@ -8,7 +8,6 @@ import asyncio
 import dataclasses
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from datetime import datetime
 from pathlib import Path
 from urllib.parse import quote, urlencode
 
@@ -36,6 +35,7 @@ from web.admin.connection_test import ConnectionTest
 from web.admin.export import export_response
 from web.admin.hints import doc_sections, failure_hint
 from web.admin.live import POLL_SECONDS, LiveTail
+from web.admin.log_row import log_row, status_badge, when
 from web.admin.service import (
     ICONS,
     OPERATIONS,
@@ -106,9 +106,11 @@ class Console:
             trim_blocks=True,
             lstrip_blocks=True,
         )
-        env.filters.update(when=_when, icon=_icon, json=_pretty_json, phone=_work_phone)
+        env.filters.update(when=when, icon=_icon, json=_pretty_json, phone=_work_phone)
         env.globals.update(
             failure_hint=failure_hint,
+            log_row=log_row,
+            status_badge=status_badge,
             icons=ICONS,
             operations=OPERATIONS,
             profiles=PROFILES,
@@ -821,12 +823,11 @@ class Console:
         if self.live_streams >= MAX_LIVE_STREAMS:
             return too_many_live_views()
         base = _base(request)
-        row = self.templates.env.get_template("macros.html").module.log_row  # type: ignore[attr-defined]
         names = await self.service.idp_names()
         keys = {k.id: k.name for k in await self.service.api_keys()}
 
         def event(record: LogRecord) -> str:
-            data = orjson.dumps({"id": record.id, "html": str(row(record, names, keys, base))}).decode()
+            data = orjson.dumps({"id": record.id, "html": str(log_row(record, names, keys, base))}).decode()
             return f"id: {record.id}\nevent: record\ndata: {data}\n\n"
 
         shared = dataclasses.replace(query, limit=0)  # a tail per query, whatever page size
@@ -1087,16 +1088,6 @@ def _local_next(request: Request, value: str | None) -> str:
     if value and value.startswith(f"{base}/") and not value.startswith("//") and "\\" not in value:
         return value
     return f"{base}/"
-
-
-def _when(stamp: str | None) -> str:
-    """A stored UTC timestamp, shortened for a table: 2025-01-31 14:05:12."""
-    if not stamp:
-        return "—"
-    try:
-        return datetime.fromisoformat(stamp.replace("Z", "+00:00")).strftime("%Y-%m-%d %H:%M:%S")
-    except ValueError:
-        return stamp
 
 
 def _icon(name: str, size: int = 20) -> Markup:

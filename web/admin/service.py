@@ -588,7 +588,7 @@ class AdminService:
         """The requests addressed to one resource (its create, reads, writes, delete), oldest first:
         the last TIMELINE_RECORDS of them, and whether older ones exist too."""
         records, more = await self.store.query_logs(
-            LogQuery(idp_id=idp_id, resource_id=resource_id, limit=TIMELINE_RECORDS)
+            LogQuery(idp_id=idp_id, resource_id=resource_id, limit=TIMELINE_RECORDS, bodies=False)
         )
         return records[::-1], more
 
@@ -865,7 +865,8 @@ def log_query(
     bulk: str | None = None,
     resource: str | None = None,
 ) -> LogQuery:
-    """A LogQuery from the console's form fields or the API's query parameters (all text)."""
+    """A LogQuery from the console's form fields or the API's query parameters (all text): a list's,
+    without the records' bodies and changes (only a record's own page shows them)."""
     if outcome not in (None, "", "success", "failure"):
         raise AdminError(f"outcome must be success or failure, not {shown(outcome)}")
     if operation and operation not in OPERATIONS:
@@ -888,6 +889,7 @@ def log_query(
         resource_id=resource or None,
         before_id=before_id,
         limit=min(max(limit, 1), MAX_PAGE),
+        bodies=False,
     )
 
 

@@ -157,6 +157,16 @@ async def test_log_records_are_stored_and_read_back_whole(store: Store, idp: str
     assert await store.get_log(10**9) is None
 
 
+async def test_a_list_of_log_records_comes_without_bodies_and_changes(store: Store, idp: str) -> None:
+    written = record(ago(seconds=1), idp, changes='{"title": [null, "Boss"]}', ignored='["x"]', injected="429")
+    await store.append_logs([written])
+    (whole,), _ = await store.query_logs(LogQuery())
+    (listed,), _ = await store.query_logs(LogQuery(bodies=False))
+    assert whole.request_body == written.request_body and whole.changes == written.changes
+    assert listed == whole._replace(request_body=None, response_body=None, changes=None)
+    assert listed.ignored == '["x"]' and listed.injected == "429"  # what a list shows stays
+
+
 async def test_log_queries_narrow_by_every_field_and_page_by_keyset(store: Store, idp: str) -> None:
     user = await store.create("User", idp, {"userName": "Renamed@x"})
     await store.append_logs(
