@@ -363,10 +363,13 @@ LOG_READ_BACK = (
 LOG_BODY_COLUMNS = ("request_body", "response_body", "changes")
 
 
-def log_record_columns(bodies: bool) -> str:
-    """The select list of a LogRecord (with its bodies and changes, or NULL in their place)."""
-    written = [name if bodies or name not in LOG_BODY_COLUMNS else "NULL" for name in LOG_COLUMNS]
-    return ", ".join([*written, *LOG_READ_BACK])
+# The select list of a LogRecord, by LogQuery.bodies: with its bodies and changes, or NULL in their place.
+LOG_RECORD_COLUMNS = {
+    bodies: ", ".join(
+        [*(name if bodies or name not in LOG_BODY_COLUMNS else "NULL" for name in LOG_COLUMNS), *LOG_READ_BACK]
+    )
+    for bodies in (True, False)
+}
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from scim.filters import fold, format_datetime
 from storage import IgnoredAttribute, LogCounters, LogQuery, LogRecord
 from storage.postgresql.engine import Connection, Engine, status_count
-from storage.records import FAILURE_GROUPS_SQL, FAILURE_SQL, LOG_COLUMNS, FailureGroup, log_record_columns
+from storage.records import FAILURE_GROUPS_SQL, FAILURE_SQL, LOG_COLUMNS, LOG_RECORD_COLUMNS, FailureGroup
 from storage.sql import escape_like
 
 # The SQL type of each column written, in LOG_COLUMNS order.
@@ -69,7 +69,7 @@ class ProvisioningLog(Engine):
             order = "id"
         params.append(query.limit + 1)
         sql = (
-            f"SELECT {log_record_columns(query.bodies)} FROM provisioning_log "
+            f"SELECT {LOG_RECORD_COLUMNS[query.bodies]} FROM provisioning_log "
             f"WHERE {' AND '.join(conditions) or 'true'} "
             f"ORDER BY {order} LIMIT ${len(params)}"
         )
@@ -78,7 +78,7 @@ class ProvisioningLog(Engine):
 
     async def get_log(self, log_id: int) -> LogRecord | None:
         row = await self.read(
-            lambda conn: conn.fetchrow(f"SELECT {log_record_columns(True)} FROM provisioning_log WHERE id = $1", log_id)
+            lambda conn: conn.fetchrow(f"SELECT {LOG_RECORD_COLUMNS[True]} FROM provisioning_log WHERE id = $1", log_id)
         )
         return LogRecord(*row) if row else None
 

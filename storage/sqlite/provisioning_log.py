@@ -12,7 +12,7 @@ from storage import (
     LogQuery,
     LogRecord,
 )
-from storage.records import FAILURE_GROUPS_SQL, FAILURE_SQL, LOG_COLUMNS, FailureGroup, log_record_columns
+from storage.records import FAILURE_GROUPS_SQL, FAILURE_SQL, LOG_COLUMNS, LOG_RECORD_COLUMNS, FailureGroup
 from storage.sql import escape_like
 from storage.sqlite.engine import Engine, fetch
 
@@ -61,7 +61,7 @@ class ProvisioningLog(Engine):
             params.append(query.after_id)
             order = "id"
         sql = (
-            f"SELECT {log_record_columns(query.bodies)} FROM provisioning_log "
+            f"SELECT {LOG_RECORD_COLUMNS[query.bodies]} FROM provisioning_log "
             f"WHERE {' AND '.join(conditions) or '1'} "
             f"ORDER BY {order} LIMIT ?"
         )
@@ -70,7 +70,7 @@ class ProvisioningLog(Engine):
 
     async def get_log(self, log_id: int) -> LogRecord | None:
         rows = await self.read(
-            fetch, f"SELECT {log_record_columns(True)} FROM provisioning_log WHERE id = ?", (log_id,)
+            fetch, f"SELECT {LOG_RECORD_COLUMNS[True]} FROM provisioning_log WHERE id = ?", (log_id,)
         )
         return LogRecord(*rows[0]) if rows else None
 
