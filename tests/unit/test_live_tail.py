@@ -17,7 +17,7 @@ def records(first: int, last: int) -> list[LogRecord]:
 
 
 async def test_a_tail_reads_once_for_its_views_and_trims_what_it_keeps(monkeypatch) -> None:
-    monkeypatch.setattr(live, "EVENTS_KEPT", 5)
+    monkeypatch.setattr(live, "TAIL_BYTES", 38)  # the newest five events below: 7 + 7 + 8 + 8 + 8
     written = records(1, 12)
     reads: list[int | None] = []
 
@@ -30,7 +30,7 @@ async def test_a_tail_reads_once_for_its_views_and_trims_what_it_keeps(monkeypat
     await tail.refresh(read, lambda r: f"event {r.id}")
     await tail.refresh(read, lambda r: f"event {r.id}")  # within POLL_SECONDS: no second read
     assert reads == [0]
-    assert [event_id for event_id, _ in tail.events] == [8, 9, 10, 11, 12]  # the newest EVENTS_KEPT
+    assert [event_id for event_id, _ in tail.events] == [8, 9, 10, 11, 12]  # as many as TAIL_BYTES holds
     assert tail.start == 7 and tail.end == 12
     assert not tail.covers(3) and tail.covers(7)  # a view at 3 reads 4..7 on its own
     assert [text for _, text in tail.after(9)] == ["event 10", "event 11", "event 12"]

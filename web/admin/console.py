@@ -849,10 +849,12 @@ class Console:
                         records, more = await self.service.logs(dataclasses.replace(query, after_id=last, limit=200))
                         batch = [(record.id or last, event(record)) for record in records]
                     for start in range(0, len(batch), LIVE_ROWS_PER_STEP):
-                        # Sent LIVE_ROWS_PER_STEP at a time: one write each, and other work runs between.
+                        # Sent LIVE_ROWS_PER_STEP at a time: one write each, and other work runs between
+                        # (a write to a socket that takes it does not give the loop a turn by itself).
                         part = batch[start : start + LIVE_ROWS_PER_STEP]
                         last = part[-1][0]
                         yield "".join(text for _, text in part)
+                        await asyncio.sleep(0)
                     if batch:
                         quiet = 0.0
                     elif not more:
