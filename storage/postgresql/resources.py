@@ -211,7 +211,9 @@ class Resources(Engine):
         count_params = list(params)
         with_groups = query.members and tmap is USERS
         n = len(params)
-        page = f"SELECT {ROW_COLUMNS} {base} ORDER BY {order} LIMIT ${n + 1} OFFSET ${n + 2}"
+        # In creation order the rows come with their position (seq), from which the total is counted.
+        position = "" if query.sort_by else ", t.seq"
+        page = f"SELECT {ROW_COLUMNS}{position} {base} ORDER BY {order} LIMIT ${n + 1} OFFSET ${n + 2}"
         if with_groups:
             # The walks on the page's rows only: in one SELECT with OFFSET, PostgreSQL would compute
             # them for the skipped rows too. The page (named t again, so `order` applies) is sorted
@@ -219,7 +221,7 @@ class Resources(Engine):
             params.append(self.max_user_groups + 1)
             walk = GROUP_WALK.format(user="t.id", limit=f"${n + 3}")
             page = (
-                f"SELECT {ROW_COLUMNS}, {walk} FROM (SELECT t.* {base} ORDER BY {order} "
+                f"SELECT {ROW_COLUMNS}, {walk}{position} FROM (SELECT t.* {base} ORDER BY {order} "
                 f"LIMIT ${n + 1} OFFSET ${n + 2}) AS t ORDER BY {order}"
             )
 
@@ -233,6 +235,13 @@ class Resources(Engine):
                 # A short page is the last one: it tells the total, and a lookup by userName (one
                 # row or none, Entra's commonest request) needs no count query.
                 return query.start_index - 1 + len(rows), rows
+            if rows and rows[-1].position is not None:
+                # The rows before the page (the OFFSET walked them), the page, and those after it in
+                # creation order: a deep page counts only the few after it (as on SQLite).
+                after = await conn.fetchval(
+                    f"SELECT count(*) {base} AND t.seq > ${len(count_params) + 1}", *count_params, rows[-1].position
+                )
+                return query.start_index - 1 + len(rows) + after, rows
             return await conn.fetchval(f"SELECT count(*) {base}", *count_params), rows
 
         try:

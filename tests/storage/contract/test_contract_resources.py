@@ -594,3 +594,19 @@ async def test_writes_waiting_beyond_max_write_queue_are_refused_with_429(databa
         await store.create("User", idp, user_doc("after the burst"))
     finally:
         await store.close()
+
+
+async def test_a_full_page_counts_every_match_before_in_and_after_it(store: Store, idp: str, other_idp: str) -> None:
+    created = []
+    for i in range(6):
+        created.append(await store.create("User", idp, user_doc(f"u{i}")))
+        await store.create("User", other_idp, user_doc(f"u{i}"))  # positions of the two IdPs interleave
+    await store.delete("User", idp, created[2].id)
+    total, rows = await search_users(store, idp, count=2)
+    assert total == 5 and ids(rows) == ids(created[:2])
+    total, rows = await search_users(store, idp, 'userName sw "u"', start_index=2, count=2)
+    assert total == 5 and ids(rows) == [created[1].id, created[3].id]
+    total, rows = await search_users(store, idp, start_index=3, count=2)
+    assert total == 5 and ids(rows) == [created[3].id, created[4].id]
+    total, rows = await search_users(store, idp, 'userName ne "u5"', start_index=3, count=2)
+    assert total == 4 and ids(rows) == [created[3].id, created[4].id]
