@@ -79,11 +79,12 @@ def _configure(conn: sqlite3.Connection, synchronous: str) -> None:
     conn.execute(f"PRAGMA synchronous={synchronous}")
     conn.execute("PRAGMA busy_timeout=10000")
     conn.execute("PRAGMA foreign_keys=OFF")
-    # 16 MB of page cache per connection (writer, readers, the event loop's, the checkpointer's): at
-    # 32 MB the process reached 155-162 MB under load with 10,000 or 1,000,000 users; at 16 MB,
-    # 105-112 MB, and a 1,000,000-user database's lookups and PATCHes cost no more server CPU (the
-    # OS page cache holds the file). make bench-scale --backends sqlite, 2026-12-03.
-    conn.execute("PRAGMA cache_size=-16000")
+    # 8 MB of page cache per connection (writer, readers, the event loop's, the checkpointer's). Peak
+    # RSS under make bench-scale's load, 10,000 / 1,000,000 users: 155-162 MB at 32 MB; 154 / 134 MB
+    # at 16 MB (after the events and console work made the idle process 62 MB, not 44); 136 / 109 MB
+    # at 8 MB, with the same server CPU per lookup, PATCH and create (0.11, 0.13, 0.15 ms at 1,000,000
+    # users): the OS page cache holds the file. 2026-12-07, --backends sqlite.
+    conn.execute("PRAGMA cache_size=-8000")
     # Sorts and DISTINCTs (a user's groups, GROUP BY, UNION) build temporary B-trees; on disk each
     # one opens and unlinks a file, 100 µs against 10 µs in memory.
     conn.execute("PRAGMA temp_store=MEMORY")
@@ -255,8 +256,8 @@ class Engine:
             return self._streamers.pop()
         try:
             conn = await self._aconnect()
-            # A stream reads its pages once, in order: the readers' 16 MB page cache would only grow
-            # the process by that much per stream under way (three 100,000-member reads: 48 MB more).
+            # A stream reads its pages once, in order: the readers' 8 MB page cache would only grow
+            # the process by that much per stream under way (three 100,000-member reads at 16 MB: 48 MB more).
             await _run(conn, fetch, f"PRAGMA cache_size=-{STREAM_CACHE_KIB}", ())
         except BaseException:
             self._stream_slots.release()
